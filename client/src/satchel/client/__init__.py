@@ -1,0 +1,1 @@
+"""The `satchel` command: a thin client for the Satchel daemon."""

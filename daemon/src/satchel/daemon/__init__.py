@@ -1,0 +1,1 @@
+"""satcheld: the trio service that owns Satchel's cache and index metadata."""

@@ -1,0 +1,1 @@
+"""Satchel's wire protocol (sans-I/O)."""

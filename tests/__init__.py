@@ -1,0 +1,1 @@
+"""Satchel test suite."""

@@ -1,0 +1,1 @@
+"""Shared test helpers: wheel builders, loopback indexes, daemon processes."""
