@@ -1,4 +1,4 @@
-"""The loopback test index behaves like a real simple-API index (it is what every other test trusts)."""
+"""The loopback test index behaves like a real simple-API index: every other test trusts it."""
 
 from __future__ import annotations
 
@@ -135,8 +135,11 @@ def test_pip_installs_from_it(index: IndexServer, tmp_path: Path) -> None:
     """The strongest check that pages are well-formed: a real installer accepts them."""
     target = tmp_path / "target"
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--isolated", "--no-deps", "--only-binary=:all:"]
-        + ["--index-url", index.url, "-d", str(target), "internal-tool==1.0"],
+        [
+            *(sys.executable, "-m", "pip", "download", "--isolated", "--no-deps"),
+            *("--only-binary=:all:", "--index-url", index.url, "-d", str(target)),
+            "internal-tool==1.0",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
