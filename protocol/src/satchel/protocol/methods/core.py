@@ -1,0 +1,86 @@
+"""Core methods: `ping` (is the daemon alive?), `status` (what is it doing?), `stop`."""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = [
+    "ExitRecord",
+    "Job",
+    "PingParams",
+    "PingResult",
+    "StatusParams",
+    "StatusResult",
+    "StopParams",
+    "StopResult",
+]
+
+PING = "ping"
+STATUS = "status"
+STOP = "stop"
+
+
+class PingParams(msgspec.Struct, frozen=True):
+    """`ping` takes nothing: it is the cheapest possible round trip."""
+
+
+class PingResult(msgspec.Struct, frozen=True):
+    pid: int
+
+
+class StatusParams(msgspec.Struct, frozen=True):
+    """`status` takes nothing (fields may be added to ask for more)."""
+
+
+class Job(msgspec.Struct, frozen=True, kw_only=True):
+    """A request or background job running in the daemon."""
+
+    id: int
+    method: str
+    started_at: float  # Unix time
+    description: str = ""
+
+
+class ExitRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """How the previous daemon ended; shown once by the next `satchel status`.
+
+    `clean` is False when the daemon died without recording its exit (kill -9, crash); then
+    `reason` says so and `exit_code` is unknown.
+    """
+
+    pid: int
+    reason: str
+    at: float  # Unix time
+    clean: bool
+    exit_code: int | None = None
+
+
+class StatusResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What `satchel status` shows. Times are Unix times, durations seconds."""
+
+    pid: int
+    version: str
+    build_id: str
+    protocol: str  # negotiated protocol version of this connection, "1.0"
+    started_at: float
+    uptime: float
+    socket: str
+    cache_dir: str
+    config_dir: str
+    state_dir: str
+    log_file: str | None  # None when logging to an inherited stderr (service managers)
+    activation: str  # how the daemon got its socket: "autostart", "systemd", "launchd", "manual"
+    idle_timeout: float | None  # None: never exits when idle
+    jobs: list[Job]
+    previous_exit: ExitRecord | None = None
+    config_error: str | None = None  # the last config.toml error (file:line: message), if any
+
+
+class StopParams(msgspec.Struct, frozen=True, kw_only=True):
+    """`stop`: drain in-flight work for at most `drain_timeout` seconds (None: daemon default)."""
+
+    drain_timeout: float | None = None
+
+
+class StopResult(msgspec.Struct, frozen=True):
+    pid: int
