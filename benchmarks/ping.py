@@ -1,0 +1,81 @@
+"""`satchel ping` against a warm daemon versus `python -c pass`, as whole processes.
+
+Usage: `uv run python benchmarks/ping.py [--runs N] [--shared]`
+
+The target (issue "Foundation", Benchmark): the client round trip costs at most 2.0x the bare
+interpreter start, because every `satchel` command pays it. Both are run with the same interpreter
+(the one whose bin directory holds `satchel`), alternated, and the medians and their ratio are
+printed. By default the daemon is a private one (temporary runtime and state directories,
+autostarted by the first ping and stopped at the end), so the benchmark neither needs nor disturbs
+the user's daemon; `--shared` uses the environment's normal socket instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import alternate, ensure_bytecode, machine, median_ms, time_process
+
+TARGET_RATIO = 2.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--runs", type=int, default=30, help="timed runs of each (default 30)")
+    parser.add_argument("--shared", action="store_true", help="use the normal daemon socket")
+    args = parser.parse_args()
+
+    python = sys.executable
+    satchel = str(Path(python).parent / "satchel")
+    if not os.access(satchel, os.X_OK):
+        print(f"no satchel script next to {python}; run through `uv run`", file=sys.stderr)
+        return 2
+
+    import satchel.client
+    import satchel.protocol
+
+    ensure_bytecode(*(Path(p) for m in (satchel.client, satchel.protocol) for p in m.__path__))
+
+    with tempfile.TemporaryDirectory(prefix="satchel-bench-") as tmp:
+        env = dict(os.environ)
+        if not args.shared:
+            runtime = Path(tmp, "run")
+            runtime.mkdir(mode=0o700)
+            env.update(
+                XDG_RUNTIME_DIR=str(runtime),
+                XDG_STATE_HOME=str(Path(tmp, "state")),
+                XDG_CACHE_HOME=str(Path(tmp, "cache")),
+                XDG_CONFIG_HOME=str(Path(tmp, "config")),
+            )
+            env.pop("SATCHEL_SOCKET", None)
+            env.pop("SATCHEL_NO_AUTOSTART", None)
+        try:
+            time_process([satchel, "ping"], env)  # autostarts the daemon if needed: now warm
+            samples = alternate(
+                {"python -c pass": [python, "-c", "pass"], "satchel ping": [satchel, "ping"]},
+                args.runs,
+                env,
+            )
+        finally:
+            if not args.shared:
+                time_process([satchel, "stop"], env)
+    bare = median_ms(samples["python -c pass"])
+    ping = median_ms(samples["satchel ping"])
+    ratio = ping / bare
+    print(f"machine:         {machine()}, Python {sys.version.split()[0]}")
+    print(f"runs:            {args.runs} each, alternating, medians")
+    print(f"python -c pass:  {bare:7.2f} ms")
+    print(f"satchel ping:    {ping:7.2f} ms")
+    verdict = "ok" if ratio <= TARGET_RATIO else "OVER TARGET"
+    print(f"ratio:           {ratio:7.2f}x (target <= {TARGET_RATIO}x: {verdict})")
+    return 0 if ratio <= TARGET_RATIO else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
