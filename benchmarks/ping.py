@@ -18,9 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import alternate, ensure_bytecode, machine, median_ms, time_process
+from benchmarks.common import alternate, ensure_bytecode, machine, median_ms, time_process
 
 TARGET_RATIO = 2.0
 
@@ -37,10 +37,10 @@ def main() -> int:
         print(f"no satchel script next to {python}; run through `uv run`", file=sys.stderr)
         return 2
 
-    import satchel.client
-    import satchel.protocol
+    import importlib
 
-    ensure_bytecode(*(Path(p) for m in (satchel.client, satchel.protocol) for p in m.__path__))
+    packages = [importlib.import_module(f"satchel.{part}") for part in ("client", "protocol")]
+    ensure_bytecode(*(Path(p) for package in packages for p in package.__path__))
 
     with tempfile.TemporaryDirectory(prefix="satchel-bench-") as tmp:
         env = dict(os.environ)
