@@ -7,6 +7,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import msgspec
 import pytest
 from packaging import tags
 from packaging.markers import default_environment
@@ -14,7 +15,6 @@ from packaging.markers import default_environment
 from satchel.daemon import target as target_mod
 from satchel.daemon.errors import NotFound
 from satchel.daemon.target import (
-    Target,
     find_interpreter,
     query_interpreter,
     synthetic_target,
@@ -30,6 +30,13 @@ def _fresh_memory_cache() -> None:
 def bare_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A venv with nothing in it, not even pip: the target has no `packaging` of its own."""
     venv = tmp_path_factory.mktemp("bare") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    return venv.resolve()
+
+
+@pytest.fixture
+def other_venv(tmp_path: Path) -> Path:
+    venv = tmp_path / "other"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     return venv
 
@@ -47,19 +54,15 @@ async def test_query_of_the_running_interpreter_matches_packaging_and_sysconfig(
 async def test_bare_venv_is_described_with_its_own_prefix_and_scheme(bare_venv: Path) -> None:
     target = await query_interpreter(bare_venv)
     assert target.is_venv
-    assert Path(target.sys_prefix or "").resolve() == bare_venv.resolve()
-    assert Path(target.paths["purelib"]).is_relative_to(bare_venv.resolve())
-    assert Path(target.paths["scripts"]) == bare_venv.resolve() / "bin"
+    assert target.sys_prefix == str(bare_venv)
+    assert Path(target.paths["purelib"]).is_relative_to(bare_venv)
+    assert Path(target.paths["scripts"]) == bare_venv / "bin"
     assert target.tags[0].startswith("cp3")
 
 
-async def test_two_venvs_of_one_python_are_not_confused(
-    bare_venv: Path, tmp_path: Path
-) -> None:
-    other = tmp_path / "other"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(other)], check=True)
+async def test_two_venvs_of_one_python_are_not_confused(bare_venv: Path, other_venv: Path) -> None:
     first = await query_interpreter(bare_venv)
-    second = await query_interpreter(other)
+    second = await query_interpreter(other_venv)
     assert first.sys_prefix != second.sys_prefix
     assert first.key != second.key
 
@@ -71,16 +74,10 @@ async def test_answer_is_cached_on_disk_and_reused(bare_venv: Path, tmp_path: Pa
     assert len(files) == 1
     target_mod.clear_memory_cache()
     # Poison the on-disk answer: if it is read back instead of re-asking, we see the poison.
-    poisoned = first.__class__(**{**_fields(first), "python_full_version": "3.99.0"})
-    import msgspec
-
+    poisoned = msgspec.structs.replace(first, python_full_version="3.99.0")
     files[0].write_bytes(msgspec.json.encode(poisoned))
     again = await query_interpreter(bare_venv, cache_dir=cache)
     assert again.python_full_version == "3.99.0"
-
-
-def _fields(target: Target) -> dict[str, object]:
-    return {name: getattr(target, name) for name in target.__struct_fields__}
 
 
 def test_python_version_is_found_on_path() -> None:
