@@ -1,0 +1,165 @@
+"""config.toml: parsing, errors that point at a line, writing, and live reload."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from satchel.daemon.config import (
+    Config,
+    IndexConfig,
+    LiveConfig,
+    Settings,
+    load_config,
+    parse_config,
+    save_config,
+    watch_config,
+)
+from satchel.daemon.errors import ConfigError
+
+GOOD = """\
+[[index]]
+name = "internal"
+url = "http://127.0.0.1:9/simple/"
+explicit = true
+max-age = "10m"
+
+[[index]]
+name = "mirror"
+url = "file:///srv/mirror/simple/"
+
+[pins]
+Internal_Tool = "internal"
+
+[settings]
+index-strategy = "unsafe-best-match"
+cache-max-size = "2 GiB"
+"""
+
+
+def test_indexes_pins_and_settings_are_parsed_in_order() -> None:
+    config = parse_config(GOOD)
+    assert [index.name for index in config.indexes] == ["internal", "mirror"]
+    assert config.indexes[0].explicit is True
+    assert config.indexes[0].max_age == 600
+    assert config.indexes[1] == IndexConfig(name="mirror", url="file:///srv/mirror/simple/")
+    assert config.pins == {"internal-tool": "internal"}
+    assert config.settings.index_strategy == "unsafe-best-match"
+    assert config.settings.cache_max_size == 2 * 2**30
+
+
+def test_missing_file_is_an_empty_configuration(tmp_path: Path) -> None:
+    assert load_config(tmp_path / "config.toml") == Config()
+
+
+def test_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[[index]]\nname = "a"\nurl = "http://127.0.0.1/simple/\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert f"{path}:3:" in str(info.value)
+    assert info.value.details["line"] == 3
+
+
+def test_unknown_index_key_names_its_line() -> None:
+    text = '[[index]]\nname = "a"\nurl = "http://127.0.0.1/simple/"\n\n[[index]]\nname = "b"\n'
+    text += 'url = "http://127.0.0.1/b/"\nexplict = true\n'
+    with pytest.raises(ConfigError, match=r"config\.toml:8: unknown index key 'explict'"):
+        parse_config(text)
+
+
+def test_unknown_setting_is_an_error_with_its_line() -> None:
+    with pytest.raises(ConfigError, match=r":3: unknown setting 'colour'"):
+        parse_config('[settings]\nindex-strategy = "first-index"\ncolour = "blue"\n')
+
+
+def test_bad_value_names_key_and_line() -> None:
+    with pytest.raises(ConfigError, match=r":2: setting 'index-strategy': expected one of"):
+        parse_config('[settings]\nindex-strategy = "best"\n')
+
+
+def test_index_without_url_points_at_its_table() -> None:
+    text = '[[index]]\nname = "a"\nurl = "http://127.0.0.1/a/"\n[[index]]\nname = "b"\n'
+    with pytest.raises(ConfigError, match=r":4: index #2 has no 'url'"):
+        parse_config(text)
+
+
+def test_pin_to_unknown_index_is_an_error() -> None:
+    with pytest.raises(ConfigError, match=r":2: pin 'x': no index named 'nowhere'"):
+        parse_config('[pins]\nx = "nowhere"\n')
+
+
+def test_duplicate_index_names_are_refused() -> None:
+    entry = '[[index]]\nname = "a"\nurl = "http://127.0.0.1/a/"\n'
+    with pytest.raises(ConfigError, match="duplicate index name 'a'"):
+        parse_config(entry + entry)
+
+
+def test_non_http_or_file_url_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r":3: index 'url': expected an http"):
+        parse_config('[[index]]\nname = "a"\nurl = "ftp://127.0.0.1/a/"\n')
+
+
+def test_error_messages_redact_credentials() -> None:
+    text = '[[index]]\nname = "a"\nurl = "http://bob:hunter22@127.0.0.1/a/"\nbogus = 1\n'
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert "hunter22" not in str(info.value)
+
+
+def test_save_then_load_round_trips_preserving_order(tmp_path: Path) -> None:
+    config = Config(
+        indexes=(
+            IndexConfig(name="z-last-alphabetically", url='http://127.0.0.1/"q"/', explicit=True),
+            IndexConfig(name="a", url="file:///tmp/links/", kind="find-links", max_age=5),
+        ),
+        pins={"internal-tool": "z-last-alphabetically"},
+        settings=Settings(local_index_port=0, refresh_interval=3600),
+    )
+    path = tmp_path / "satchel" / "config.toml"
+    save_config(path, config)
+    assert load_config(path) == config
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+async def test_live_reload_picks_up_edits(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[[index]]\nname = "a"\nurl = "http://127.0.0.1/a/"\n')
+    seen: list[Config] = []
+    async with trio.open_nursery() as nursery:
+        live: LiveConfig = await nursery.start(watch_config, path, seen.append)
+        assert [i.name for i in live.config.indexes] == ["a"]
+        save_config(path, Config(indexes=(IndexConfig(name="b", url="http://127.0.0.1/b/"),)))
+        with trio.fail_after(5):
+            while not seen:
+                await trio.sleep(0.02)
+        nursery.cancel_scope.cancel()
+    assert [i.name for i in seen[-1].indexes] == ["b"]
+    assert live.error is None
+
+
+async def test_broken_edit_keeps_last_good_config_and_reports_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[[index]]\nname = "a"\nurl = "http://127.0.0.1/a/"\n')
+    errors: list[ConfigError] = []
+    async with trio.open_nursery() as nursery:
+        live: LiveConfig = await nursery.start(
+            lambda task_status: watch_config(
+                path, lambda c: None, on_error=errors.append, task_status=task_status
+            )
+        )
+        path.write_text('[[index]]\nname = "a"\nurl = "http://127.0.0.1/a/"\nexplicit = maybe\n')
+        with trio.fail_after(5):
+            while live.error is None:
+                await trio.sleep(0.02)
+        assert [i.name for i in live.config.indexes] == ["a"]
+        assert ":4:" in str(live.error)
+        assert errors and errors[-1] is live.error
+        path.write_text('[[index]]\nname = "c"\nurl = "http://127.0.0.1/c/"\n')
+        with trio.fail_after(5):
+            while live.error is not None:
+                await trio.sleep(0.02)
+        nursery.cancel_scope.cancel()
+    assert [i.name for i in live.config.indexes] == ["c"]
