@@ -124,42 +124,57 @@ def test_save_then_load_round_trips_preserving_order(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
 
 
+class _Signal:
+    """Collects callback values and lets a test wait for the next one."""
+
+    def __init__(self) -> None:
+        self.values: list[object] = []
+        self._event = trio.Event()
+
+    def __call__(self, value: object) -> None:
+        self.values.append(value)
+        self._event.set()
+
+    async def next(self) -> object:
+        with trio.fail_after(5):
+            await self._event.wait()
+        self._event = trio.Event()
+        return self.values[-1]
+
+
 async def test_live_reload_picks_up_edits(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_text('[[index]]\nname = "a"\nurl = "http://127.0.0.1/a/"\n')
-    seen: list[Config] = []
+    changes = _Signal()
     async with trio.open_nursery() as nursery:
-        live: LiveConfig = await nursery.start(watch_config, path, seen.append)
+        live: LiveConfig = await nursery.start(watch_config, path, changes)
         assert [i.name for i in live.config.indexes] == ["a"]
         save_config(path, Config(indexes=(IndexConfig(name="b", url="http://127.0.0.1/b/"),)))
-        with trio.fail_after(5):
-            while not seen:
-                await trio.sleep(0.02)
+        new = await changes.next()
         nursery.cancel_scope.cancel()
-    assert [i.name for i in seen[-1].indexes] == ["b"]
+    assert isinstance(new, Config)
+    assert [i.name for i in new.indexes] == ["b"]
+    assert live.config == new
     assert live.error is None
 
 
 async def test_broken_edit_keeps_last_good_config_and_reports_the_line(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_text('[[index]]\nname = "a"\nurl = "http://127.0.0.1/a/"\n')
-    errors: list[ConfigError] = []
+    changes, errors = _Signal(), _Signal()
     async with trio.open_nursery() as nursery:
         live: LiveConfig = await nursery.start(
             lambda task_status: watch_config(
-                path, lambda c: None, on_error=errors.append, task_status=task_status
+                path, changes, on_error=errors, task_status=task_status
             )
         )
         path.write_text('[[index]]\nname = "a"\nurl = "http://127.0.0.1/a/"\nexplicit = maybe\n')
-        with trio.fail_after(5):
-            while live.error is None:
-                await trio.sleep(0.02)
+        error = await errors.next()
+        assert error is live.error
+        assert ":4:" in str(error)
         assert [i.name for i in live.config.indexes] == ["a"]
-        assert ":4:" in str(live.error)
-        assert errors and errors[-1] is live.error
         path.write_text('[[index]]\nname = "c"\nurl = "http://127.0.0.1/c/"\n')
-        with trio.fail_after(5):
-            while live.error is not None:
-                await trio.sleep(0.02)
+        await changes.next()
         nursery.cancel_scope.cancel()
+    assert live.error is None
     assert [i.name for i in live.config.indexes] == ["c"]
