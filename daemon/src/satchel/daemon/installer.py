@@ -1,0 +1,582 @@
+"""Install unpacked wheels into an environment: plan everything, then commit, or roll back.
+
+The resolver decides *what*; this module decides *how*, fast and correctly:
+
+1. **Plan, writing nothing.** Every destination of every wheel (files, launchers, dist-info) is
+   computed from the precomputed manifests (`satchel.daemon.wheel`), checked to stay inside its
+   scheme directory, and checked against the other wheels (two wheels writing one path is an
+   error). Distributions being replaced or removed contribute the paths of their own RECORD,
+   kept only when they lie inside the environment (never following a symlinked directory out).
+   Existence is learned from one ``listdir`` per directory, not one ``stat`` per file.
+2. **Journal.** The plan's undo information (what will be moved aside, which files and
+   directories will be created) is written to ``<env>/.satchel-trash-<token>/journal.json``.
+3. **Apply.** Old files are renamed into the trash directory, new directories are made once
+   each, files are linked/cloned/copied in one tight loop (`satchel.daemon.linking`), launchers,
+   INSTALLER, REQUESTED, direct_url.json and RECORD are written.
+4. **Commit** by deleting the journal; then the trash is emptied and emptied directories pruned.
+
+Any failure before the commit replays the journal backwards, so the environment is exactly its
+old state; a process killed mid-install leaves the journal, and the next install into (or
+`recover` of) that environment replays it. Durability: the environment is not fsynced (see
+`satchel.daemon.linking`): the transaction is atomic against crashes of the process, while the
+files themselves come from the durable cache and can always be re-linked.
+
+A per-environment ``flock`` on ``<env>/.satchel.lock`` serialises installs into one environment;
+different environments proceed in parallel.
+"""
+
+# Paths are plain strings and os calls on purpose: these loops run per file, 10^4 times per
+# install, where pathlib objects cost several microseconds each.
+# ruff: noqa: PTH102, PTH104, PTH106, PTH108, PTH110, PTH118, PTH120, PTH208
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import hashlib
+import io
+import json
+import os
+import secrets
+import shutil
+import stat
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+
+from satchel.daemon.errors import InstallError, NotFound, SatchelError
+from satchel.daemon.fsutil import disk_full_guard
+from satchel.daemon.linking import Linker, LinkMode
+from satchel.daemon.scripts import launcher, rewrite_shebang
+from satchel.daemon.wheel import UnpackedWheel, WheelManifest
+
+__all__ = [
+    "InstallItem",
+    "InstallReport",
+    "Scheme",
+    "env_lock",
+    "install",
+    "installed_distributions",
+    "recover",
+    "uninstall",
+]
+
+LOCK_NAME = ".satchel.lock"
+TRASH_PREFIX = ".satchel-trash-"
+#: Written by us into every dist-info; a wheel's own copies of these are not installed.
+_OWN_METADATA = frozenset({"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"})
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """Where each wheel scheme lands in one environment, and the interpreter for launchers.
+
+    *data* is the environment's prefix (``sys.prefix``): the lock, the trash and the "inside the
+    environment" boundary are all relative to it. *headers* is the root under which each
+    distribution's headers go into ``<headers>/<project>/`` (as pip does for a venv).
+    """
+
+    purelib: Path
+    platlib: Path
+    scripts: Path
+    data: Path
+    headers: Path
+    interpreter: Path
+
+    def directory(self, scheme: str) -> str:
+        path: Path = getattr(self, scheme)
+        return os.fspath(path)
+
+
+@dataclass(frozen=True)
+class InstallItem:
+    """One wheel to install; *requested* marks a direct requirement (PEP 376 REQUESTED)."""
+
+    unpacked: UnpackedWheel
+    requested: bool = False
+    direct_url: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class InstallReport:
+    installed: tuple[tuple[str, str], ...]  # (project, version)
+    removed: tuple[tuple[str, str], ...]
+    files: int
+    link_modes: tuple[str, ...]
+    seconds: float
+    skipped_outside: tuple[str, ...] = ()  # RECORD entries of removed dists outside the env
+
+
+@dataclass
+class _Plan:
+    moves: list[str] = field(default_factory=list)  # originals to move into the trash
+    dirs: list[str] = field(default_factory=list)  # to create, parents first
+    links: list[tuple[str, str, int]] = field(default_factory=list)  # (src, dst, mode)
+    writes: list[tuple[str, bytes, int]] = field(default_factory=list)  # (dst, data, mode)
+    created: list[str] = field(default_factory=list)  # files not inside a created dir
+    prune: set[str] = field(default_factory=set)  # dirs that may be left empty by removals
+    py_files: list[str] = field(default_factory=list)  # for bytecode compilation
+    top_dirs: set[str] = field(default_factory=set)  # compile roots
+
+
+class _Listing:
+    """``exists`` answered from one ``listdir`` per directory (a fresh venv: a handful)."""
+
+    def __init__(self, gone: set[str]) -> None:
+        self._names: dict[str, frozenset[str] | None] = {}
+        self._gone = gone  # paths this install moves away first: absent for planning
+
+    def names(self, directory: str) -> frozenset[str] | None:
+        try:
+            return self._names[directory]
+        except KeyError:
+            pass
+        if directory in self._gone:
+            self._names[directory] = None
+            return None
+        parent, base = os.path.split(directory)
+        result: frozenset[str] | None
+        if parent and parent != directory:
+            above = self.names(parent)
+            if above is None or base not in above:
+                self._names[directory] = None
+                return None
+        try:
+            result = frozenset(os.listdir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            result = None
+        self._names[directory] = result
+        return result
+
+    def exists(self, path: str) -> bool:
+        parent, base = os.path.split(path)
+        names = self.names(parent)
+        return names is not None and base in names and path not in self._gone
+
+
+def _record_text(rows: list[tuple[str, str, str]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=",", quotechar='"', lineterminator="\n")
+    writer.writerows(sorted(rows))
+    return out.getvalue().encode("utf-8")
+
+
+def _hash_of(data: bytes) -> str:
+    import base64
+
+    digest = hashlib.sha256(data).digest()
+    return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def installed_distributions(scheme: Scheme) -> dict[str, tuple[str, Path]]:
+    """``{canonical name: (version, dist-info path)}`` of what is installed in *scheme*."""
+    found: dict[str, tuple[str, Path]] = {}
+    for lib in dict.fromkeys((scheme.purelib, scheme.platlib)):
+        try:
+            entries = os.listdir(lib)
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if not entry.endswith(".dist-info"):
+                continue
+            name, sep, version = entry[: -len(".dist-info")].rpartition("-")
+            if sep and name:
+                found[canonicalize_name(name)] = (version, lib / entry)
+    return found
+
+
+@contextlib.contextmanager
+def env_lock(scheme: Scheme) -> Iterator[None]:
+    """Hold the environment's install lock (blocking: callers run in a worker thread)."""
+    scheme.data.mkdir(parents=True, exist_ok=True)
+    fd = os.open(scheme.data / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+class _Inside:
+    """Is a path inside the environment, without following symlinked directories out?"""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = os.path.normpath(prefix)
+        self.real = os.path.realpath(prefix)
+        self._dirs: dict[str, bool] = {}
+
+    def __call__(self, path: str) -> bool:
+        if not path.startswith(self.prefix + os.sep):
+            return False
+        parent = os.path.dirname(path)
+        ok = self._dirs.get(parent)
+        if ok is None:
+            real = os.path.realpath(parent)
+            ok = real == self.real or real.startswith(self.real + os.sep)
+            self._dirs[parent] = ok
+        return ok
+
+
+def _removal_paths(dist_info: Path, inside: _Inside, outside: list[str]) -> list[str]:
+    """The files to remove for one installed distribution, per its RECORD, plus its bytecode."""
+    base = os.fspath(dist_info.parent)
+    paths: list[str] = [os.fspath(dist_info)]
+    di_prefix = os.fspath(dist_info) + os.sep
+    try:
+        text = (dist_info / "RECORD").read_text("utf-8")
+    except FileNotFoundError:
+        return paths
+    py_dirs: dict[str, list[str]] = {}
+    for row in csv.reader(io.StringIO(text)):
+        if not row or not row[0]:
+            continue
+        full = os.path.normpath(os.path.join(base, row[0]))
+        if full.startswith(di_prefix):
+            continue  # the dist-info directory moves as one
+        if not inside(full):
+            outside.append(row[0])
+            continue
+        try:
+            if stat.S_ISDIR(os.lstat(full).st_mode):
+                continue  # RECORD lists files; never take a whole directory on its word
+        except FileNotFoundError:
+            continue
+        paths.append(full)
+        if full.endswith(".py"):
+            directory, name = os.path.split(full)
+            py_dirs.setdefault(directory, []).append(name[:-3])
+    for directory, stems in py_dirs.items():
+        cache = os.path.join(directory, "__pycache__")
+        try:
+            cached = os.listdir(cache)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        wanted = set(stems)
+        for entry in cached:
+            if entry.endswith(".pyc") and entry.split(".", 1)[0] in wanted:
+                path = os.path.join(cache, entry)
+                if path not in paths:
+                    paths.append(path)
+    return paths
+
+
+def _plan_wheel(
+    item: InstallItem,
+    scheme: Scheme,
+    listing: _Listing,
+    plan: _Plan,
+    owners: dict[str, str],
+    removing: set[str],
+) -> None:
+    """Add one wheel's destinations to *plan* (files, launchers, dist-info, RECORD)."""
+    manifest: WheelManifest = item.unpacked.manifest
+    tree = os.fspath(item.unpacked.tree)
+    interpreter = os.fspath(scheme.interpreter)
+    root_scheme = "purelib" if manifest.root_is_purelib else "platlib"
+    roots = {
+        name: os.path.normpath(scheme.directory(name))
+        for name in ("purelib", "platlib", "scripts", "data")
+    }
+    roots["headers"] = os.path.join(os.path.normpath(scheme.directory("headers")), manifest.name)
+    lib = roots[root_scheme]
+    prefixes = {
+        name: ("" if root == lib else os.path.relpath(root, lib) + "/")
+        for name, root in roots.items()
+    }
+    rows: list[tuple[str, str, str]] = []
+    label = manifest.filename
+
+    def claim(dst: str) -> None:
+        other = owners.get(dst)
+        if other is not None:
+            raise InstallError(f"{label} and {other} both install {dst}", details={"path": dst})
+        owners[dst] = label
+        if listing.exists(dst):
+            plan.moves.append(dst)
+
+    skip_prefix = manifest.dist_info + "/"
+    for f in manifest.files:
+        if f.member.startswith(skip_prefix) and f.member[len(skip_prefix) :] in _OWN_METADATA:
+            continue
+        root = roots[f.scheme]
+        dst = root + "/" + f.path
+        if os.path.normpath(dst) != dst or not dst.startswith(root + "/"):
+            raise InstallError(f"{label}: {f.path!r} would land outside {root}")
+        claim(dst)
+        src = tree + "/" + f.member
+        if f.scheme == "scripts":
+            with open(src, "rb") as stream:
+                data = stream.read()
+            rewritten = rewrite_shebang(data, interpreter)
+            if rewritten is not None:
+                plan.writes.append((dst, rewritten, 0o755))
+                rows.append(
+                    (prefixes["scripts"] + f.path, _hash_of(rewritten), str(len(rewritten)))
+                )
+                continue
+            plan.links.append((src, dst, 0o755))
+        else:
+            plan.links.append((src, dst, 0o755 if f.executable else 0o644))
+            if f.scheme in ("purelib", "platlib") and dst.endswith(".py"):
+                plan.py_files.append(dst)
+                top = f.path.split("/", 1)
+                plan.top_dirs.add(root + "/" + top[0] if len(top) > 1 else dst)
+        rows.append((prefixes[f.scheme] + f.path, f.hash, str(f.size)))
+
+    for entry in manifest.entry_points:
+        dst = roots["scripts"] + "/" + entry.name
+        claim(dst)
+        data = launcher(entry, interpreter)
+        plan.writes.append((dst, data, 0o755))
+        rows.append((prefixes["scripts"] + entry.name, _hash_of(data), str(len(data))))
+
+    extra: dict[str, bytes] = {"INSTALLER": b"satchel\n"}
+    if item.requested:
+        extra["REQUESTED"] = b""
+    if item.direct_url is not None:
+        extra["direct_url.json"] = json.dumps(item.direct_url, sort_keys=True).encode()
+    dist_info = lib + "/" + manifest.dist_info
+    for name, data in extra.items():
+        dst = dist_info + "/" + name
+        claim(dst)
+        plan.writes.append((dst, data, 0o644))
+        rows.append((f"{manifest.dist_info}/{name}", _hash_of(data), str(len(data))))
+    record = f"{manifest.dist_info}/RECORD"
+    claim(lib + "/" + record)
+    rows.append((record, "", ""))
+    plan.writes.append((lib + "/" + record, _record_text(rows), 0o644))
+
+
+def _plan_dirs(plan: _Plan, listing: _Listing) -> None:
+    """Directories to create (parents first) and files created outside them (for undo)."""
+    needed: set[str] = set()
+    for dst in [link[1] for link in plan.links] + [write[0] for write in plan.writes]:
+        parent = os.path.dirname(dst)
+        while parent not in needed and not listing.exists(parent):
+            needed.add(parent)
+            parent = os.path.dirname(parent)
+    plan.dirs = sorted(needed)
+    for dst in [link[1] for link in plan.links] + [write[0] for write in plan.writes]:
+        if os.path.dirname(dst) not in needed:
+            plan.created.append(dst)
+
+
+def _journal(trash: str, moves: list[str], dirs: list[str], created: list[str]) -> dict[str, Any]:
+    all_dirs = set(dirs)
+    top_dirs = [d for d in dirs if os.path.dirname(d) not in all_dirs]
+    return {"moves": moves, "dirs": top_dirs, "created": created, "trash": trash}
+
+
+def _roll_back(journal: dict[str, Any]) -> None:
+    """Undo a journalled install step by step; each step tolerates having never happened.
+
+    A path that is both moved aside and created is only deleted once its original is safely in
+    the trash: a crash between the two leaves the original in place, which must survive.
+    """
+    trash = journal["trash"]
+    moved_to = {
+        original: os.path.join(trash, str(index)) for index, original in enumerate(journal["moves"])
+    }
+
+    def ours(path: str) -> bool:
+        aside = moved_to.get(path)
+        return aside is None or os.path.lexists(aside)
+
+    for path in journal["created"]:
+        if ours(path):
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                os.unlink(path)
+    for directory in sorted(journal["dirs"], reverse=True):
+        if ours(directory):
+            shutil.rmtree(directory, ignore_errors=True)
+    for index, original in enumerate(journal["moves"]):
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(os.path.join(trash, str(index)), original)
+
+
+def recover(scheme: Scheme) -> bool:
+    """Finish what a killed install left behind: roll back uncommitted, purge committed."""
+    found = False
+    try:
+        entries = os.listdir(scheme.data)
+    except FileNotFoundError:
+        return False
+    for entry in entries:
+        if not entry.startswith(TRASH_PREFIX):
+            continue
+        found = True
+        trash = os.path.join(scheme.data, entry)
+        journal_path = os.path.join(trash, "journal.json")
+        try:
+            with open(journal_path, "rb") as stream:
+                journal = json.load(stream)
+        except (FileNotFoundError, ValueError):
+            journal = None  # committed (journal removed) or torn before any change
+        if journal is not None:
+            _roll_back(journal)
+        shutil.rmtree(trash, ignore_errors=True)
+    return found
+
+
+def _prune_empty(dirs: set[str], stops: set[str]) -> None:
+    for directory in sorted(dirs, key=len, reverse=True):
+        current = directory
+        while current not in stops and len(current) > 1:
+            try:
+                os.rmdir(current)
+            except OSError:
+                break
+            current = os.path.dirname(current)
+
+
+def _compile(scheme: Scheme, plan: _Plan) -> list[str]:
+    """Byte-compile in the target interpreter (one process, parallel workers); the .pyc paths."""
+    if not plan.py_files:
+        return []
+    code = (
+        "import compileall, os, sys\n"
+        "ok = True\n"
+        "for p in sys.stdin.read().splitlines():\n"
+        "    if os.path.isdir(p):\n"
+        "        compileall.compile_dir(p, quiet=2, workers=0)\n"
+        "    else:\n"
+        "        compileall.compile_file(p, quiet=2)\n"
+        "print(sys.implementation.cache_tag)\n"
+    )
+    result = subprocess.run(
+        [os.fspath(scheme.interpreter), "-c", code],
+        input="\n".join(sorted(plan.top_dirs)),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    tag = result.stdout.strip()
+    if result.returncode != 0 or not tag:
+        raise InstallError(f"byte-compiling failed: {result.stderr.strip()[-500:]}")
+    compiled: list[str] = []
+    for py in plan.py_files:
+        directory, name = os.path.split(py)
+        pyc = f"{directory}/__pycache__/{name[:-3]}.{tag}.pyc"
+        if os.path.exists(pyc):
+            compiled.append(pyc)
+    return compiled
+
+
+def _add_pyc_to_records(scheme: Scheme, items: Sequence[InstallItem], pycs: list[str]) -> None:
+    """Append hashless .pyc rows (as pip does) to each distribution's RECORD."""
+    owner: dict[str, tuple[str, str]] = {}  # source .py -> (lib dir, RECORD path)
+    for item in items:
+        manifest = item.unpacked.manifest
+        lib = os.path.normpath(
+            scheme.directory("purelib" if manifest.root_is_purelib else "platlib")
+        )
+        record_path = f"{lib}/{manifest.dist_info}/RECORD"
+        for f in manifest.files:
+            if f.scheme in ("purelib", "platlib") and f.path.endswith(".py"):
+                root = os.path.normpath(scheme.directory(f.scheme))
+                owner[root + "/" + f.path] = (lib, record_path)
+    rows: dict[str, list[str]] = {}
+    for pyc in pycs:
+        cache_dir, name = os.path.split(pyc)
+        source = os.path.dirname(cache_dir) + "/" + name.split(".", 1)[0] + ".py"
+        found = owner.get(source)
+        if found is not None:
+            rows.setdefault(found[1], []).append(os.path.relpath(pyc, found[0]) + ",,\n")
+    for record_path, lines in rows.items():
+        with open(record_path, "a", encoding="utf-8") as stream:
+            stream.writelines(lines)
+
+
+def install(
+    scheme: Scheme,
+    wheels: Sequence[InstallItem],
+    *,
+    remove: Sequence[str] = (),
+    link_mode: LinkMode = "auto",
+    compile_bytecode: bool = False,
+) -> InstallReport:
+    """Install *wheels* (replacing installed versions) and uninstall *remove*, atomically."""
+    started = time.perf_counter()
+    linker = Linker(link_mode)
+    with env_lock(scheme):
+        recover(scheme)
+        installed = installed_distributions(scheme)
+        inside = _Inside(os.fspath(scheme.data))
+        outside: list[str] = []
+        removed: list[tuple[str, str]] = []
+        removing: list[str] = []
+        names = [canonicalize_name(item.unpacked.manifest.name) for item in wheels]
+        if len(set(names)) != len(names):
+            raise InstallError("the same project is listed twice in one install")
+        for name in [*names, *map(canonicalize_name, remove)]:
+            if name in installed:
+                version, dist_info = installed.pop(name)
+                removed.append((name, version))
+                removing.extend(_removal_paths(dist_info, inside, outside))
+            elif name not in names:
+                raise NotFound(f"{name} is not installed in {scheme.data}")
+        plan = _Plan()
+        removing_set = set(removing)
+        plan.moves.extend(removing)
+        listing = _Listing(removing_set)
+        owners: dict[str, str] = {}
+        for item in wheels:
+            _plan_wheel(item, scheme, listing, plan, owners, removing_set)
+        _plan_dirs(plan, listing)
+        plan.prune = {os.path.dirname(p) for p in removing}
+
+        trash = os.fspath(scheme.data / f"{TRASH_PREFIX}{secrets.token_hex(6)}")
+        journal = _journal(trash, plan.moves, plan.dirs, plan.created)
+        try:
+            with disk_full_guard(scheme.data):
+                os.mkdir(trash)
+                with open(os.path.join(trash, "journal.json"), "w", encoding="utf-8") as out:
+                    json.dump(journal, out)
+                for index, original in enumerate(plan.moves):
+                    os.rename(original, os.path.join(trash, str(index)))
+                for directory in plan.dirs:
+                    os.mkdir(directory)
+                linker.place_all(plan.links)
+                for dst, data, mode in plan.writes:
+                    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+                    try:
+                        os.write(fd, data)
+                        os.fchmod(fd, mode)
+                    finally:
+                        os.close(fd)
+                if compile_bytecode:
+                    _add_pyc_to_records(scheme, wheels, _compile(scheme, plan))
+        except BaseException as exc:
+            _roll_back(journal)
+            shutil.rmtree(trash, ignore_errors=True)
+            if isinstance(exc, SatchelError) or not isinstance(exc, OSError):
+                raise
+            raise InstallError(
+                f"install into {scheme.data} failed and was rolled back: {exc}",
+                details={"path": str(getattr(exc, "filename", "") or "")},
+            ) from exc
+        os.unlink(os.path.join(trash, "journal.json"))  # the commit point
+        shutil.rmtree(trash, ignore_errors=True)
+        stops = {scheme.directory(s) for s in ("purelib", "platlib", "scripts", "data", "headers")}
+        _prune_empty(plan.prune, stops)
+    return InstallReport(
+        installed=tuple(
+            (item.unpacked.manifest.name, item.unpacked.manifest.version) for item in wheels
+        ),
+        removed=tuple(removed),
+        files=len(plan.links) + len(plan.writes),
+        link_modes=tuple(sorted(linker.used)),
+        seconds=time.perf_counter() - started,
+        skipped_outside=tuple(outside),
+    )
+
+
+def uninstall(scheme: Scheme, name: str) -> InstallReport:
+    """Remove one distribution through its RECORD (NotFound when it is not installed)."""
+    return install(scheme, [], remove=[name])

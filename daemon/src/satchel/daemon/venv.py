@@ -1,0 +1,188 @@
+"""Create a virtual environment in about a millisecond, without pip.
+
+``python -m venv --without-pip`` spends most of its ~40 ms starting an interpreter and importing
+``venv``; uv writes the few files directly. So do we: a venv is a ``pyvenv.cfg`` (``home``,
+``version``, ``include-system-site-packages``), ``bin/python*`` symlinks to the base interpreter,
+an empty ``site-packages`` and the activate scripts. The only thing we must ask the interpreter is
+its identity and install scheme, which `query_interpreter` does once per interpreter binary
+(cached by path, size and mtime) so the daemon never spawns a process per install.
+
+The layout is the stdlib's own (the ``venv`` sysconfig scheme of the *target* interpreter, the
+activate templates from the target's own ``venv`` package), so pip (``--python``), uv
+(``uv pip --python``) and the interpreter's ``site`` module all recognise the result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from satchel.daemon.errors import InstallError
+from satchel.daemon.installer import Scheme
+
+__all__ = ["Interpreter", "create_venv", "query_interpreter", "venv_scheme"]
+
+_PLACEHOLDER = "/__satchel_venv_base__"
+
+_QUERY = f"""
+import json, os, sys, sysconfig
+names = sysconfig.get_scheme_names()
+scheme = "venv" if "venv" in names else ("nt" if os.name == "nt" else "posix_prefix")
+base = {_PLACEHOLDER!r}
+paths = sysconfig.get_paths(scheme, vars={{
+    "base": base, "platbase": base, "installed_base": base, "installed_platbase": base}})
+print(json.dumps({{
+    "base_executable": getattr(sys, "_base_executable", sys.executable),
+    "version": "%d.%d.%d" % sys.version_info[:3],
+    "implementation": sys.implementation.name,
+    "cache_tag": sys.implementation.cache_tag,
+    "stdlib": sysconfig.get_paths()["stdlib"],
+    "is64": sys.maxsize > 2**32,
+    "paths": {{k: v for k, v in paths.items()
+               if k in ("purelib", "platlib", "scripts", "data", "include")}},
+}}))
+"""
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """What a venv needs to know about its base interpreter (queried once, then cached)."""
+
+    base_executable: str
+    version: str  # "3.11.7"
+    implementation: str
+    cache_tag: str
+    stdlib: str
+    is64: bool
+    paths: dict[str, str]  # scheme paths relative to the venv root
+
+    @property
+    def minor(self) -> str:
+        return ".".join(self.version.split(".")[:2])
+
+
+_cache: dict[tuple[str, int, int], Interpreter] = {}
+_cache_lock = threading.Lock()
+
+
+def query_interpreter(python: Path | str) -> Interpreter:
+    """Identity and venv scheme of *python*; one subprocess per binary, then memoised."""
+    resolved = os.path.realpath(python)
+    try:
+        st = os.stat(resolved)
+    except OSError as exc:
+        raise InstallError(f"no interpreter at {python}: {exc.strerror}") from exc
+    key = (resolved, st.st_size, st.st_mtime_ns)
+    with _cache_lock:
+        cached = _cache.get(key)
+    if cached is not None:
+        return cached
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    try:
+        result = subprocess.run(
+            [os.fspath(python), "-I", "-S", "-c", _QUERY],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            env=env,
+        )
+    except OSError as exc:
+        raise InstallError(f"cannot run interpreter {python}: {exc}") from exc
+    if result.returncode != 0:
+        raise InstallError(
+            f"interpreter {python} failed to describe itself: {result.stderr[-300:]}"
+        )
+    raw = json.loads(result.stdout)
+    relative = {
+        key: os.path.relpath(value, _PLACEHOLDER) for key, value in raw.pop("paths").items()
+    }
+    info = Interpreter(paths=relative, **raw)
+    with _cache_lock:
+        _cache[key] = info
+    return info
+
+
+def venv_scheme(path: Path, interpreter: Interpreter) -> Scheme:
+    """The install scheme of a venv at *path* for *interpreter*'s layout."""
+    root = Path(os.path.abspath(path))
+    paths = interpreter.paths
+    return Scheme(
+        purelib=root / paths["purelib"],
+        platlib=root / paths["platlib"],
+        scripts=root / paths["scripts"],
+        data=root / paths["data"],
+        headers=root / "include" / "site" / f"python{interpreter.minor}",
+        interpreter=root / paths["scripts"] / "python",
+    )
+
+
+def _activate_scripts(root: Path, interpreter: Interpreter) -> dict[str, str]:
+    """The target interpreter's own activate templates with the placeholders filled in."""
+    templates = Path(interpreter.stdlib) / "venv" / "scripts"
+    name = root.name
+    # 3.12 moved the parentheses from the substituted prompt into the templates.
+    prompt = name if tuple(map(int, interpreter.minor.split("."))) >= (3, 12) else f"({name}) "
+    bin_name = interpreter.paths["scripts"]
+    values = {
+        "__VENV_DIR__": os.fspath(root),
+        "__VENV_NAME__": name,
+        "__VENV_PROMPT__": prompt,
+        "__VENV_BIN_NAME__": bin_name,
+        "__VENV_PYTHON__": os.fspath(root / bin_name / "python"),
+    }
+    scripts: dict[str, str] = {}
+    for sub in ("common", "posix"):
+        try:
+            entries = sorted((templates / sub).iterdir())
+        except FileNotFoundError:
+            continue
+        for template in entries:
+            try:
+                text = template.read_text("utf-8")
+            except (UnicodeDecodeError, IsADirectoryError):
+                continue
+            for placeholder, value in values.items():
+                text = text.replace(placeholder, value)
+            scripts[template.name] = text
+    return scripts
+
+
+def create_venv(path: Path, python: Path | str) -> Scheme:
+    """Create a venv at *path* for *python* (no pip) and return its install scheme.
+
+    Refuses to overwrite anything but an empty directory, so a typo never clobbers a project.
+    """
+    interpreter = query_interpreter(python)
+    root = Path(os.path.abspath(path))
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise InstallError(f"{root} exists and is not an empty directory")
+    scheme = venv_scheme(root, interpreter)
+    bin_dir = scheme.scripts
+    for directory in (bin_dir, scheme.purelib, scheme.platlib, root / "include"):
+        directory.mkdir(parents=True, exist_ok=True)
+    lib = root / "lib"
+    if interpreter.is64 and os.name == "posix" and not (root / "lib64").exists() and lib.is_dir():
+        os.symlink("lib", root / "lib64")
+    base = interpreter.base_executable
+    (bin_dir / "python").symlink_to(base)
+    major = interpreter.minor.split(".")[0]
+    for alias in (f"python{major}", f"python{interpreter.minor}"):
+        if alias != "python":
+            (bin_dir / alias).symlink_to("python")
+    cfg = (
+        f"home = {os.path.dirname(base)}\n"
+        "include-system-site-packages = false\n"
+        f"version = {interpreter.version}\n"
+        f"executable = {os.path.realpath(base)}\n"
+        "installer = satchel\n"
+    )
+    (root / "pyvenv.cfg").write_text(cfg, "utf-8")
+    for name, text in _activate_scripts(root, interpreter).items():
+        (bin_dir / name).write_text(text, "utf-8")
+    (root / ".gitignore").write_text("# created by satchel\n*\n", "utf-8")
+    return scheme
