@@ -90,6 +90,13 @@ _ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     (SERVER, _DONE): frozenset(),
 }
 
+_WHEN = {
+    _START: "before the Hello",
+    _HELLO: "before the Hello is answered",
+    _READY: "after the handshake",
+    _DONE: "after the connection closed",
+}
+
 #: Messages about one request that only the server sends, only for an in-flight id.
 _ANSWERS = frozenset({"progress", "log", "result", "error"})
 _TERMINAL = frozenset({"result", "error"})
@@ -243,7 +250,7 @@ class Connection:
         """
         state = self._state
         if kind not in _ALLOWED[sender, state]:
-            raise error(f"the {sender} may not send {kind!r} in state {state}")
+            raise error(f"the {sender} may not send {kind!r} {_WHEN[state]} (state {state})")
         in_flight = self._in_flight
         if kind == "request":
             if type(rid) is not int or not 0 < rid <= MAX_REQUEST_ID:
