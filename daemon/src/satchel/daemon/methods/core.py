@@ -1,0 +1,81 @@
+"""Core methods: `ping`, `status`, `stop` — the daemon talking about itself."""
+
+from __future__ import annotations
+
+from satchel.daemon.methods import RequestContext, method
+from satchel.daemon.state import STOP_REQUEST
+from satchel.protocol.methods.core import (
+    ExitRecord,
+    Job,
+    PingParams,
+    PingResult,
+    StatusParams,
+    StatusResult,
+    StopParams,
+    StopResult,
+)
+
+__all__ = ["ping", "status", "stop"]
+
+
+@method("ping", PingParams)
+async def ping(ctx: RequestContext, params: PingParams) -> PingResult:
+    """The cheapest round trip: proves the daemon is alive and answering."""
+    return PingResult(pid=ctx.app.pid)
+
+
+@method("status", StatusParams)
+async def status(ctx: RequestContext, params: StatusParams) -> StatusResult:
+    """Everything `satchel status` shows; the previous exit record appears in one answer only."""
+    app = ctx.app
+    previous = app.exit_recorder.take_previous()
+    exit_record = None
+    if previous is not None:
+        exit_record = ExitRecord(
+            pid=previous.pid,
+            reason=previous.reason if previous.clean else previous.message,
+            at=previous.exited_at,
+            clean=previous.clean,
+            exit_code=previous.exit_code,
+        )
+    jobs = [
+        Job(
+            id=job.id,
+            method=job.method,
+            started_at=job.started_at,
+            description=f"request {job.request_id}"
+            + (f" from pid {job.peer_pid}" if job.peer_pid else ""),
+        )
+        for job in app.jobs.values()
+        if not (job.method == "status" and job.request_id == ctx.request_id)
+    ]
+    paths = app.paths
+    return StatusResult(
+        pid=app.pid,
+        version=app.version,
+        build_id=app.build_id,
+        protocol=ctx.protocol,
+        started_at=app.started_at,
+        uptime=app.uptime,
+        socket=str(paths.socket),
+        cache_dir=str(paths.cache_dir),
+        config_dir=str(paths.config_dir),
+        state_dir=str(paths.state_dir),
+        log_file=app.log_file,
+        activation=app.activation,
+        idle_timeout=app.idle_timeout,
+        jobs=jobs,
+        previous_exit=exit_record,
+        config_error=app.config_error,
+    )
+
+
+@method("stop", StopParams)
+async def stop(ctx: RequestContext, params: StopParams) -> StopResult:
+    """Answer, then shut down gracefully: the drain waits for in-flight requests, this one
+    included, so the caller always gets its reply before the socket goes away."""
+    app = ctx.app
+    if params.drain_timeout is not None:
+        app.drain_timeout = max(0.0, params.drain_timeout)
+    app.request_shutdown(STOP_REQUEST, "stopped by `satchel stop`")
+    return StopResult(pid=app.pid)

@@ -1,0 +1,139 @@
+"""Every location the daemon uses, and the ownership rules for the ones that guard access.
+
+Cache, config and state directories come from platformdirs (which honours ``XDG_CACHE_HOME``,
+``XDG_CONFIG_HOME`` and ``XDG_STATE_HOME`` on Linux). The runtime directory and the socket come
+from `satchel.protocol.locations`, the stdlib re-derivation the client uses too, so both sides
+always agree on the rendezvous (a test checks it against platformdirs).
+
+Why the runtime directory is checked so strictly: the socket's own mode (0600) is only half of
+the access story; whoever controls the directory can replace the socket with their own and
+collect the requests (and answers) of the real user. So the directory must be ours and 0700;
+anything else is refused at start-up with the path, what we found, and the command that fixes
+it. (Peer credentials are checked on every connection as well; see `server`.)
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from satchel.protocol import locations
+
+__all__ = [
+    "LOCK_NAME",
+    "PRIVATE_DIR_MODE",
+    "SOCKET_MODE",
+    "Paths",
+    "StartupError",
+    "ensure_private_dir",
+]
+
+PRIVATE_DIR_MODE = 0o700
+SOCKET_MODE = 0o600
+LOCK_NAME = "satcheld.lock"
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message is shown to the user as is (and sent to the
+    autostarting client through the notify channel)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    """The daemon's locations, computed once at start-up."""
+
+    runtime_dir: Path
+    socket: Path
+    #: False when ``--socket``/``SATCHEL_SOCKET`` chose the socket: its directory is then the
+    #: user's business, but it must still be private.
+    socket_is_default: bool
+    cache_dir: Path
+    config_dir: Path
+    state_dir: Path
+    log_dir: Path
+
+    @property
+    def lock_file(self) -> Path:
+        """The single-instance lock: in the state dir, because that is what two daemons would
+        fight over (the cache and state), whatever sockets they were told to use."""
+        return self.state_dir / LOCK_NAME
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.socket.parent
+
+    @classmethod
+    def from_env(cls, socket: str | os.PathLike[str] | None = None) -> Paths:
+        """Compute every location from the environment; *socket* overrides the socket path."""
+        dirs = platformdirs.PlatformDirs(locations.APP_NAME, appauthor=False)
+        runtime = Path(locations.runtime_dir())
+        if socket is not None:
+            sock = Path(socket).expanduser().absolute()
+            default = False
+        else:
+            sock = Path(locations.socket_path())
+            default = not os.environ.get(locations.SOCKET_ENV)
+        state = Path(dirs.user_state_dir)
+        return cls(
+            runtime_dir=runtime,
+            socket=sock,
+            socket_is_default=default,
+            cache_dir=Path(dirs.user_cache_dir),
+            config_dir=Path(dirs.user_config_dir),
+            state_dir=state,
+            log_dir=Path(dirs.user_log_dir),
+        )
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "runtime_dir": str(self.runtime_dir),
+            "socket": str(self.socket),
+            "cache_dir": str(self.cache_dir),
+            "config_dir": str(self.config_dir),
+            "state_dir": str(self.state_dir),
+            "log_dir": str(self.log_dir),
+        }
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create *path* with mode 0700 if it is missing; refuse it unless ours and exactly 0700.
+
+    Missing parents are created with the umask's mode (they are ordinary directories such as
+    ``~/.local/state``); only the leaf is held to the private rule.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(PRIVATE_DIR_MODE)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StartupError(f"cannot create directory {path}: {exc.strerror}") from exc
+    else:
+        # mkdir's mode is filtered by the umask; make it exactly 0700 on what we just created.
+        path.chmod(PRIVATE_DIR_MODE)
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        raise StartupError(f"cannot inspect directory {path}: {exc.strerror}") from exc
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        found = "symlink" if stat.S_ISLNK(info.st_mode) else "non-directory"
+        raise StartupError(
+            f"{path} must be a directory (found a {found}); remove it and start satcheld again"
+        )
+    uid = os.geteuid()
+    mode = stat.S_IMODE(info.st_mode)
+    if info.st_uid != uid:
+        raise StartupError(
+            f"{path} is owned by uid {info.st_uid}, but satcheld runs as uid {uid}; the socket "
+            f"directory must belong to the user (fix: remove it, or `chown {uid} {path}` "
+            f"and `chmod 700 {path}`)"
+        )
+    if mode != PRIVATE_DIR_MODE:
+        raise StartupError(
+            f"{path} has mode {mode:04o}, but the socket directory must be 0700 so that no other "
+            f"user can reach or replace the socket (fix: `chmod 700 {path}`)"
+        )
