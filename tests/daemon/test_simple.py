@@ -21,12 +21,14 @@ def _json(files: list[dict[str, Any]], **extra: Any) -> bytes:
     return json.dumps(doc).encode()
 
 
-def _file(filename: str = WHEEL, url: str | None = None, **extra: Any) -> dict[str, Any]:
+def _file(
+    filename: str = WHEEL, url: str | None = None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "filename": filename,
         "url": url if url is not None else f"../../files/{filename}",
         "hashes": {"sha256": SHA},
-        **extra,
+        **(extra or {}),
     }
 
 
@@ -45,7 +47,7 @@ def test_json_entry_fields_are_read() -> None:
     data = _json(
         [
             _file(
-                **{
+                extra={
                     "requires-python": ">=3.9",
                     "yanked": "bad build",
                     "size": 123,
@@ -70,7 +72,7 @@ def test_json_entry_fields_are_read() -> None:
 
 
 def test_json_legacy_dist_info_metadata_key_is_honoured() -> None:
-    (entry,) = _parse_json(_json([_file(**{"dist-info-metadata": True})])).files
+    (entry,) = _parse_json(_json([{**_file(), "dist-info-metadata": True}])).files
     assert entry.core_metadata == {}
 
 
@@ -110,7 +112,7 @@ def test_json_page_for_another_project_is_refused() -> None:
         (_file(url="ftp://127.0.0.1/demo-1.0-py3-none-any.whl"), "switches scheme"),
         ({**_file(), "hashes": {"sha256": "z" * 64}}, "malformed sha256"),
         ({**_file(), "hashes": {"sha256": "ab"}}, "malformed sha256"),
-        (_file(**{"requires-python": ">=3.x"}), "invalid requires-python"),
+        (_file(extra={"requires-python": ">=3.x"}), "invalid requires-python"),
     ],
 )
 def test_json_hostile_entries_are_skipped_with_a_warning(
@@ -186,7 +188,7 @@ def test_html_file_link_from_http_page_is_refused(caplog: pytest.LogCaptureFixtu
 
 
 def test_html_api_major_2_meta_is_refused() -> None:
-    with pytest.raises(UpstreamError, match="simple API version 2.0"):
+    with pytest.raises(UpstreamError, match=r"simple API version 2\.0"):
         _parse_html('<meta name="pypi:repository-version" content="2.0">')
 
 
