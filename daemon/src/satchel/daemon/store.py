@@ -232,7 +232,8 @@ class BlobStore:
             with disk_full_guard(self._where(label)):
                 actual = await trio.to_thread.run_sync(writer.finish)
             _check_digest(label, expected, expected_size, actual, writer.size)
-            await trio.to_thread.run_sync(self._commit, writer.path, actual)
+            with disk_full_guard(self._where(label)):  # new aa/bb directories need inodes
+                await trio.to_thread.run_sync(self._commit, writer.path, actual)
             return BlobInfo(actual, writer.size)
         except BaseException:
             writer.discard()
