@@ -73,7 +73,7 @@ def query_interpreter(python: Path | str) -> Interpreter:
     """Identity and venv scheme of *python*; one subprocess per binary, then memoised."""
     resolved = os.path.realpath(python)
     try:
-        st = os.stat(resolved)
+        st = Path(resolved).stat()
     except OSError as exc:
         raise InstallError(f"no interpreter at {python}: {exc.strerror}") from exc
     key = (resolved, st.st_size, st.st_mtime_ns)
@@ -109,7 +109,7 @@ def query_interpreter(python: Path | str) -> Interpreter:
 
 def venv_scheme(path: Path, interpreter: Interpreter) -> Scheme:
     """The install scheme of a venv at *path* for *interpreter*'s layout."""
-    root = Path(os.path.abspath(path))
+    root = Path(os.path.abspath(path))  # noqa: PTH100 - normalise, never resolve symlinks
     paths = interpreter.paths
     return Scheme(
         purelib=root / paths["purelib"],
@@ -158,7 +158,7 @@ def create_venv(path: Path, python: Path | str) -> Scheme:
     Refuses to overwrite anything but an empty directory, so a typo never clobbers a project.
     """
     interpreter = query_interpreter(python)
-    root = Path(os.path.abspath(path))
+    root = Path(os.path.abspath(path))  # noqa: PTH100 - normalise, never resolve symlinks
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise InstallError(f"{root} exists and is not an empty directory")
     scheme = venv_scheme(root, interpreter)
@@ -167,7 +167,7 @@ def create_venv(path: Path, python: Path | str) -> Scheme:
         directory.mkdir(parents=True, exist_ok=True)
     lib = root / "lib"
     if interpreter.is64 and os.name == "posix" and not (root / "lib64").exists() and lib.is_dir():
-        os.symlink("lib", root / "lib64")
+        (root / "lib64").symlink_to("lib")
     base = interpreter.base_executable
     (bin_dir / "python").symlink_to(base)
     major = interpreter.minor.split(".")[0]
@@ -175,7 +175,7 @@ def create_venv(path: Path, python: Path | str) -> Scheme:
         if alias != "python":
             (bin_dir / alias).symlink_to("python")
     cfg = (
-        f"home = {os.path.dirname(base)}\n"
+        f"home = {Path(base).parent}\n"
         "include-system-site-packages = false\n"
         f"version = {interpreter.version}\n"
         f"executable = {os.path.realpath(base)}\n"

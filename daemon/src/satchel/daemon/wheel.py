@@ -199,6 +199,7 @@ def _read_record(wheel: Path, zf: zipfile.ZipFile, record_name: str) -> dict[str
         if len(row) != 3:
             raise _bad(wheel, f"RECORD row {row!r} does not have 3 fields")
         path, hash_value, size = row
+        _check_member_name(wheel, path)
         if path in entries:
             raise _bad(wheel, f"RECORD lists {path!r} twice")
         if path.startswith(dist_info + "/") and path[len(dist_info) + 1 :] in _UNHASHED:
