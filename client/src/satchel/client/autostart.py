@@ -83,10 +83,11 @@ def start_and_connect(
     *,
     idle_timeout: int = DEFAULT_IDLE_TIMEOUT,
     timeout: float = START_TIMEOUT,
-) -> Stream:
+) -> tuple[Stream, bool]:
     """Connect to the daemon at `socket_path`, spawning one first if nobody answers.
 
-    Safe to call from many processes at once: at most one of them spawns.
+    Returns the stream and whether this call spawned the daemon. Safe to call from many
+    processes at once: at most one of them spawns.
     """
     sock_dir = os.path.dirname(socket_path) or "."
     os.makedirs(sock_dir, mode=0o700, exist_ok=True)
@@ -98,19 +99,20 @@ def start_and_connect(
 
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
         try:
-            return connect(socket_path)
+            return connect(socket_path), False
         except NotRunning:
             pass
         try:
             spawn(socket_path, state_dir, idle_timeout=idle_timeout, timeout=timeout)
-        except StartFailed:
-            # A daemon started outside our lock (a service manager, an old client) may have won;
-            # its "already running" refusal is not a failure if we can reach it.
-            stream = _connect_within(socket_path, RACE_GRACE)
+        except StartFailed as exc:
+            # A daemon started outside our lock (a service manager, a client of another
+            # installation) may have won the instance lock; its "already running" refusal is
+            # not a failure if that daemon answers once it is up.
+            stream = _connect_within(socket_path, RACE_GRACE if "already" in exc.message else 0)
             if stream is None:
                 raise
-            return stream
-        return connect(socket_path)
+            return stream, False
+        return connect(socket_path), True
     finally:
         os.close(lock_fd)  # closing the descriptor releases the flock
 

@@ -253,7 +253,9 @@ class Session:
         from satchel.client import autostart
 
         try:
-            stream = autostart.start_and_connect(self.socket_path, default_state_dir())
+            stream, self.started_daemon = autostart.start_and_connect(
+                self.socket_path, default_state_dir()
+            )
         except autostart.StartFailed as exc:
             raise ClientError(
                 errors.UNAVAILABLE,
@@ -264,7 +266,6 @@ class Session:
                 errors.UNAVAILABLE,
                 f"satcheld reported ready, but {self.socket_path} does not answer ({exc.reason})",
             ) from exc
-        self.started_daemon = True
         return stream
 
     def _await_welcome(self) -> None:
@@ -372,11 +373,27 @@ def wait_for_exit(pid: int, seconds: float) -> bool:
     """Poll until process `pid` is gone (True) or `seconds` pass (False)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not process_alive(pid):
             return True
-        except PermissionError:
-            return False
-        time.sleep(0.02)
+        time.sleep(0.01)
     return False
+
+
+def process_alive(pid: int) -> bool:
+    """Whether `pid` still runs. A zombie counts as gone: it has exited and released every
+    descriptor and lock; only its parent's `wait` is missing (an autostarted daemon's parent is
+    whatever adopted it, which may reap late)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return not os.path.isdir("/proc/self")  # noqa: PTH112 -- no /proc (macOS): trust kill
+    except OSError:
+        return True
+    return stat.rsplit(b")", 1)[-1].split()[:1] != [b"Z"]

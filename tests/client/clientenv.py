@@ -1,0 +1,102 @@
+"""Shared helpers for the client tests: a private environment and the real `satchel` script.
+
+Each test gets its own locations (`tests.support.daemon.isolated_env`), so the daemons it starts
+(through the client's autostart, exactly as a user would) are private to it; `ClientEnv.cleanup`
+stops whatever daemon is left and kills, by pid, any daemon this environment saw.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.support.daemon import isolated_env, socket_path
+
+SATCHEL = str(Path(sys.executable).parent / "satchel")
+SATCHELD = str(Path(sys.executable).parent / "satcheld")
+
+
+class ClientEnv:
+    """Environment variables for a private daemon, plus the commands to use it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = isolated_env(root)
+        self.socket = Path(socket_path(self.env))
+        self.state_dir = Path(self.env["XDG_STATE_HOME"]) / "satchel"
+        self.log_file = self.state_dir / "satcheld.log"
+        self.pids: set[int] = set()
+
+    def satchel(
+        self, *args: str, timeout: float = 30, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [SATCHEL, *args],
+            env={**self.env, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        self._remember_pid(result.stdout)
+        return result
+
+    def _remember_pid(self, stdout: str) -> None:
+        for word in stdout.replace(")", " ").split():
+            if word.isdigit() and int(word) > 1:
+                self.pids.add(int(word))
+
+    def daemon_pid(self) -> int:
+        """The running daemon's pid, asked without autostarting one."""
+        result = self.satchel("--no-autostart", "ping")
+        assert result.returncode == 0, result.stderr
+        return int(result.stdout.split("(pid ")[1].split(")")[0])
+
+    def cleanup(self) -> None:
+        """Stop the daemon if one runs; kill every daemon pid this environment saw."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.satchel("stop", timeout=15)
+        for pid in self.pids:
+            if is_satcheld(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def is_satcheld(pid: int) -> bool:
+    """Whether `pid` is a live satcheld (not a reused pid of something else)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return b"satchel" in cmdline and stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_gone(pid: int, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not is_satcheld(pid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def satcheld_processes(state_dir: Path) -> list[int]:
+    """Pids of live satcheld processes whose environment points at `state_dir`'s parent."""
+    marker = f"XDG_STATE_HOME={state_dir.parent}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0") and is_satcheld(int(entry.name)):
+            pids.append(int(entry.name))
+    return pids

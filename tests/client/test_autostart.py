@@ -1,0 +1,117 @@
+"""Autostart: the first command starts the daemon, once, and a failed start says why.
+
+All through the real `satchel` script and the real `satcheld` it spawns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from satchel.protocol import errors
+from tests.client.clientenv import SATCHEL, ClientEnv, satcheld_processes, wait_gone
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[ClientEnv]:
+    env = ClientEnv(tmp_path)
+    yield env
+    env.cleanup()
+
+
+def test_the_first_command_starts_the_daemon_and_says_so(client: ClientEnv) -> None:
+    first = client.satchel("ping")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("pong from satcheld ")
+    assert "(started it)" in first.stdout
+    second = client.satchel("ping")
+    assert "(started it)" not in second.stdout
+
+
+def test_the_autostarted_daemon_logs_to_the_state_dir(client: ClientEnv) -> None:
+    assert client.satchel("ping").returncode == 0
+    assert client.log_file.exists()
+    assert "serving on" in client.log_file.read_text()
+    assert client.log_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_autostarted_daemon_is_detached_with_an_idle_timeout(client: ClientEnv) -> None:
+    assert client.satchel("ping").returncode == 0
+    status = json.loads(client.satchel("status", "--json").stdout)
+    assert status["activation"] == "autostart"
+    assert status["idle_timeout"] == 900
+    pid = status["pid"]
+    assert os.getsid(pid) == pid  # its own session: a terminal's hangup does not reach it
+
+
+def test_32_clients_starting_at_once_leave_one_daemon_and_all_succeed(client: ClientEnv) -> None:
+    procs = [
+        subprocess.Popen(
+            [SATCHEL, "ping"],
+            env=client.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(32)
+    ]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        client._remember_pid(out)
+        assert proc.returncode == 0, err
+    pids = {out.split("(pid ")[1].split(")")[0] for out, _ in outputs}
+    assert len(pids) == 1
+    assert sum("(started it)" in out for out, _ in outputs) == 1
+    assert satcheld_processes(client.state_dir) == [int(pids.pop())]
+
+
+def test_a_daemon_that_cannot_start_reports_its_own_reason(client: ClientEnv) -> None:
+    client.socket.parent.mkdir(mode=0o700)
+    client.socket.parent.chmod(0o755)  # the daemon refuses a socket dir others can enter
+    result = client.satchel("ping")
+    assert result.returncode == errors.EXIT_UNAVAILABLE
+    assert "could not start satcheld" in result.stderr
+    assert "0755" in result.stderr
+    assert str(client.log_file) in result.stderr
+
+
+def test_kill_9_then_status_recovers_within_2s_and_reports_the_crash(client: ClientEnv) -> None:
+    assert client.satchel("ping").returncode == 0
+    old = client.daemon_pid()
+    os.kill(old, signal.SIGKILL)
+    assert wait_gone(old)
+
+    started = time.monotonic()
+    result = client.satchel("status", "--json")
+    elapsed = time.monotonic() - started
+
+    assert result.returncode == 0, result.stderr
+    assert elapsed < 2.0
+    status = json.loads(result.stdout)
+    assert status["pid"] != old
+    previous = status["previous_exit"]
+    assert previous["pid"] == old
+    assert previous["clean"] is False
+
+
+def test_the_previous_exit_is_reported_once(client: ClientEnv) -> None:
+    assert client.satchel("ping").returncode == 0
+    assert client.satchel("stop").returncode == 0
+    first = client.satchel("status")
+    assert "previous exit: pid " in first.stdout
+    assert "(clean, status 0)" in first.stdout
+    second = client.satchel("status")
+    assert "previous exit: -" in second.stdout
+
+
+def test_no_autostart_leaves_a_stopped_daemon_stopped(client: ClientEnv) -> None:
+    result = client.satchel("ping", extra_env={"SATCHEL_NO_AUTOSTART": "1"})
+    assert result.returncode == errors.EXIT_UNAVAILABLE
+    assert satcheld_processes(client.state_dir) == []
