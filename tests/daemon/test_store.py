@@ -20,7 +20,15 @@ import trio
 from satchel.daemon.errors import DiskFull, HashMismatch, HostileInput, NotFound
 from satchel.daemon.fsutil import TEMP_PREFIX
 from satchel.daemon.singleflight import SingleFlight
-from satchel.daemon.store import WRITE_BATCH, BlobInfo, BlobStore, VerifyProgress
+from satchel.daemon.store import (
+    METADB_NAME,
+    WRITE_BATCH,
+    BlobInfo,
+    BlobStore,
+    CacheRecovery,
+    VerifyProgress,
+    open_cache,
+)
 from tests.support.wheels import build_wheel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -297,6 +305,26 @@ async def test_verify_quarantines_a_stray_file(store: BlobStore) -> None:
     report = await store.verify()
     assert [c.name for c in report.corrupt] == ["zz/notes.txt"]
     assert not stray.exists()
+
+
+async def test_open_cache_sweeps_debris_and_reconciles_blob_rows(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    store, db, recovery = open_cache(root)
+    assert recovery == CacheRecovery(0, 0, 0)
+    kept = await store.ingest(chunks_of(b"kept"), expected_sha256=None, label="kept.whl")
+    db.record_blob(kept.sha256, kept.size, "kept.whl")
+    # A crash after committing a blob but before recording it, one after removing a blob but
+    # before forgetting it, and one mid-ingest:
+    orphan = await store.ingest(chunks_of(b"orphan"), expected_sha256=None, label="o.whl")
+    db.record_blob("f" * 64, 5, "removed.whl")
+    (store.tmp_dir / f"{TEMP_PREFIX}partial").write_bytes(b"half")
+    db.close()
+
+    store, db, recovery = open_cache(root)
+
+    assert recovery == CacheRecovery(swept=1, rows_added=1, rows_dropped=1)
+    assert db.blob_rows() == {kept.sha256: kept.size, orphan.sha256: orphan.size}
+    assert (root / METADB_NAME).is_file()
 
 
 # -- disk full -----------------------------------------------------------------------------

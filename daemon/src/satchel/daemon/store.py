@@ -37,15 +37,19 @@ import trio
 
 from satchel.daemon.errors import HashMismatch, HostileInput, NotFound
 from satchel.daemon.fsutil import TEMP_PREFIX, disk_full_guard, fsync_dir
+from satchel.daemon.metadb import MetaDB
 
 __all__ = [
+    "METADB_NAME",
     "READ_SIZE",
     "WRITE_BATCH",
     "BlobInfo",
     "BlobStore",
+    "CacheRecovery",
     "CorruptBlob",
     "VerifyProgress",
     "VerifyReport",
+    "open_cache",
 ]
 
 #: Bytes gathered from the network before one worker-thread hop writes and hashes them. A thread
@@ -56,6 +60,21 @@ WRITE_BATCH = 1 << 20
 READ_SIZE = 1 << 20
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+#: The metadata database lives beside the blobs it describes: wiping the cache directory wipes
+#: both, and `open_cache` reconciles them if only one survived.
+METADB_NAME = "metadata.sqlite"
+
+
+class CacheRecovery(msgspec.Struct, frozen=True):
+    """What `open_cache` repaired at start-up (logged; all zero after a clean shutdown)."""
+
+    #: Temp files of interrupted ingests deleted from ``tmp/``.
+    swept: int
+    #: Committed blobs that had no metadb row (crash between commit and record).
+    rows_added: int
+    #: metadb rows whose blob was gone (crash between removal and forget, or a wiped dir).
+    rows_dropped: int
 
 
 class BlobInfo(msgspec.Struct, frozen=True):
@@ -413,6 +432,20 @@ class BlobStore:
                 name = filename if placed else "/".join((*rel, filename))
                 found.append((name, stat.st_size, path))
         return found
+
+
+def open_cache(cache_dir: Path) -> tuple[BlobStore, MetaDB, CacheRecovery]:
+    """Open the store and metadb under *cache_dir* and repair what a crash left behind.
+
+    The daemon's start-up sequence for the cache (blocking: run it with
+    ``trio.to_thread.run_sync`` before serving, while no ingest can be running): sweep the temp
+    debris, then make the metadb's blob rows match the blobs actually present.
+    """
+    store = BlobStore(cache_dir)
+    metadb = MetaDB(Path(cache_dir) / METADB_NAME)
+    swept = store.sweep()
+    added, dropped = metadb.reconcile_blobs(store.inventory())
+    return store, metadb, CacheRecovery(swept, added, dropped)
 
 
 def _check_digest(
