@@ -21,14 +21,14 @@ from satchel.protocol.messages import (
 
 # JSON scalars as both codecs decode them: ints within int64, finite floats, text without lone
 # surrogates (not encodable as UTF-8).
-text = st.text(st.characters(exclude_categories=("Cs",)), max_size=20)
+text = st.text(st.characters(codec="utf-8"), max_size=20)
 ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 ids = st.integers(min_value=1, max_value=2**63 - 1)
 
 
 def json_values(floats: bool = True) -> st.SearchStrategy[Any]:
     """Arbitrary JSON documents (as Python values); `floats=False` for byte-exact comparisons."""
-    scalars = st.none() | st.booleans() | ints | text
+    scalars: st.SearchStrategy[Any] = st.none() | st.booleans() | ints | text
     if floats:
         scalars = scalars | st.floats(allow_nan=False, allow_infinity=False)
     return st.recursive(

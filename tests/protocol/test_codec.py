@@ -64,7 +64,7 @@ def test_non_ascii_is_written_as_utf8() -> None:
 def test_dict_codec_mirrors_every_struct_field() -> None:
     table = codec_module._FIELDS
     for cls in MESSAGE_TYPES:
-        tag = cls.__struct_config__.tag
+        tag = str(cls.__struct_config__.tag)
         assert tuple(name for name, _, _ in table[tag]) == cls.__struct_fields__
         required = {name for name, _, default in table[tag] if default is codec_module._REQUIRED}
         assert required == set(

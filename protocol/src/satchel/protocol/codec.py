@@ -8,9 +8,9 @@ Two interchangeable codecs produce the same JSON, so either side may use either 
 - `DictCodec` (the thin client's): plain dicts such as
   ``{"type": "request", "id": 1, "method": "ping", "params": {}}``, stdlib only. It uses the C
   accelerator `_json` directly, because the `json` package imports `re` (and `re` imports
-  `enum`), ~5 ms the client pays on every command. `json.decoder` (with `re`) is imported only
-  when a malformed body must be reported (see `_scan_object`); encoding and decoding valid
-  messages import nothing beyond `_json`.
+  `enum`), ~5 ms the client pays on every command. Encoding and decoding valid messages import
+  nothing beyond `_json`; `json.decoder` (with `re`) is imported only to report some kinds of
+  malformed body (see `_scan_object`).
 
 Both validate what `Connection` relies on: a JSON object, a known ``"type"``, every required field
 present, each field of the right JSON type (ints are ints, not floats or booleans). Decoding
@@ -236,7 +236,11 @@ class DictCodec(Codec):
             raise MalformedFrame("frame is not a JSON object")
         try:
             obj, stop = _scan_object(text, start)
-        except (ValueError, RecursionError, StopIteration, SystemError) as exc:
+        except StopIteration as exc:  # the scanner found no value where one must start
+            raise MalformedFrame(
+                f"frame is not valid JSON: value expected at {exc.value}"
+            ) from None
+        except (ValueError, RecursionError, SystemError) as exc:
             raise MalformedFrame(f"frame is not valid JSON: {exc}") from None
         while stop < end and text[stop] in _WHITESPACE:
             stop += 1
