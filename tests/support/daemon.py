@@ -166,7 +166,7 @@ class Client:
                 "features": [],
             }
         )
-        answer = self.next_event()
+        answer: dict[str, Any] = self.next_event()
         if answer.get("type") == "welcome":
             self.welcome = answer
         return answer
@@ -218,7 +218,9 @@ class Client:
         self.close()
 
 
-def call(path: str, method: str, params: dict[str, Any] | None = None, timeout: float = 10.0) -> Any:
+def call(
+    path: str, method: str, params: dict[str, Any] | None = None, timeout: float = 10.0
+) -> Any:
     """One request on a fresh connection: the result value, or `CallError`."""
     with Client(path, timeout) as client:
         answer = client.hello()

@@ -17,7 +17,7 @@ macOS
     ``~/Library/Application Support``.
 
 Each gets ``/satchel`` appended. ``SATCHEL_SOCKET`` overrides the socket path outright.
-`tests/protocol/test_locations.py` checks these answers against platformdirs itself.
+`tests/daemon/test_locations.py` checks these answers against platformdirs itself.
 
 Long socket paths: ``sun_path`` holds 108 bytes on Linux and 104 on macOS, NUL included, and a
 socket under a deep ``XDG_RUNTIME_DIR`` (or a test's temporary directory) can exceed that.

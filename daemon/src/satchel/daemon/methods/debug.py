@@ -36,7 +36,7 @@ async def sleep(ctx: RequestContext, params: SleepParams) -> SleepResult:
     """Sleep (cancellably), optionally streaming progress; answers how long it slept."""
     start = trio.current_time()
     if params.step > 0:
-        steps = int(params.seconds / params.step)
+        steps = round(params.seconds / params.step)
         for done in range(steps):
             await ctx.progress(done, steps, "steps")
             await trio.sleep(params.step)

@@ -1,0 +1,133 @@
+"""Locations and the ownership rules of the socket directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from satchel.daemon.paths import Paths, StartupError, ensure_private_dir
+from tests.support.daemon import DaemonProcess, call, isolated_env
+
+
+def _run_daemon(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "satchel.daemon.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_paths_follow_the_xdg_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("RUNTIME_DIR", "CACHE_HOME", "CONFIG_HOME", "STATE_HOME"):
+        (tmp_path / name).mkdir(mode=0o700)
+        monkeypatch.setenv(f"XDG_{name}", str(tmp_path / name))
+    monkeypatch.delenv("SATCHEL_SOCKET", raising=False)
+    paths = Paths.from_env()
+    assert paths.socket == tmp_path / "RUNTIME_DIR" / "satchel" / "satchel.sock"
+    assert paths.cache_dir == tmp_path / "CACHE_HOME" / "satchel"
+    assert paths.config_dir == tmp_path / "CONFIG_HOME" / "satchel"
+    assert paths.state_dir == tmp_path / "STATE_HOME" / "satchel"
+    assert paths.lock_file == tmp_path / "STATE_HOME" / "satchel" / "satcheld.lock"
+    assert paths.socket_is_default
+
+
+def test_satchel_socket_overrides_the_socket_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SATCHEL_SOCKET", str(tmp_path / "elsewhere.sock"))
+    paths = Paths.from_env()
+    assert paths.socket == tmp_path / "elsewhere.sock"
+    assert not paths.socket_is_default
+    assert Paths.from_env(tmp_path / "arg.sock").socket == tmp_path / "arg.sock"
+
+
+def test_missing_private_dir_is_created_0700_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        ensure_private_dir(tmp_path / "a" / "satchel")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a" / "satchel").stat().st_mode & 0o777 == 0o700
+
+
+def test_private_dir_with_loose_mode_is_refused_with_the_fix(tmp_path: Path) -> None:
+    target = tmp_path / "satchel"
+    target.mkdir(mode=0o755)
+    target.chmod(0o755)
+    with pytest.raises(StartupError) as excinfo:
+        ensure_private_dir(target)
+    message = str(excinfo.value)
+    assert str(target) in message
+    assert "0755" in message
+    assert f"chmod 700 {target}" in message
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown")
+def test_private_dir_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "satchel"
+    target.mkdir(mode=0o700)
+    os.chown(target, 65534, 65534)
+    with pytest.raises(StartupError) as excinfo:
+        ensure_private_dir(target)
+    assert "owned by uid 65534" in str(excinfo.value)
+    assert str(target) in str(excinfo.value)
+
+
+def test_symlink_instead_of_private_dir_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir(mode=0o700)
+    (tmp_path / "satchel").symlink_to(tmp_path / "real")
+    with pytest.raises(StartupError, match="symlink"):
+        ensure_private_dir(tmp_path / "satchel")
+
+
+def test_daemon_refuses_a_socket_dir_with_the_wrong_mode(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path)
+    sock_dir = Path(env["XDG_RUNTIME_DIR"]) / "satchel"
+    sock_dir.mkdir()
+    sock_dir.chmod(0o777)
+    result = _run_daemon(env)
+    assert result.returncode == 1
+    assert f"{sock_dir} has mode 0777" in result.stderr
+    assert "chmod 700" in result.stderr
+    assert not (sock_dir / "satchel.sock").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown")
+def test_daemon_refuses_a_socket_dir_owned_by_another_user(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path)
+    sock_dir = Path(env["XDG_RUNTIME_DIR"]) / "satchel"
+    sock_dir.mkdir(mode=0o700)
+    os.chown(sock_dir, 65534, 65534)
+    result = _run_daemon(env)
+    assert result.returncode == 1
+    assert f"{sock_dir} is owned by uid 65534" in result.stderr
+
+
+def test_daemon_serves_on_a_socket_path_longer_than_sun_path(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path)
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True, mode=0o700)
+    deep.chmod(0o700)
+    long_socket = str(deep / "satchel.sock")
+    assert len(long_socket.encode()) > 108
+    with DaemonProcess(env, socket=long_socket) as daemon:
+        assert call(long_socket, "ping") == {"pid": daemon.pid}
+        assert os.stat(long_socket).st_mode & 0o777 == 0o600
+    assert not os.path.exists(long_socket)
+
+
+def test_a_regular_file_at_the_socket_path_is_never_replaced(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path)
+    sock_dir = Path(env["XDG_RUNTIME_DIR"]) / "satchel"
+    sock_dir.mkdir(mode=0o700)
+    (sock_dir / "satchel.sock").write_text("precious")
+    result = _run_daemon(env)
+    assert result.returncode == 1
+    assert "is not a socket" in result.stderr
+    assert (sock_dir / "satchel.sock").read_text() == "precious"

@@ -1,0 +1,212 @@
+"""The server's per-connection behaviour against a real daemon over a real socket."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from satchel.protocol import CLOSED
+from satchel.protocol.codec import DictCodec
+from satchel.protocol.framing import frame
+from tests.support.daemon import Client, DaemonProcess, call, isolated_env
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    """One daemon shared by this module's tests (each test uses its own connections)."""
+    env = isolated_env(tmp_path_factory.mktemp("server"))
+    with DaemonProcess(env) as process:
+        yield process
+
+
+def _timed_ping(path: str) -> float:
+    start = time.monotonic()
+    call(path, "ping", timeout=5)
+    return time.monotonic() - start
+
+
+def test_welcome_names_the_daemon(daemon: DaemonProcess) -> None:
+    with Client(daemon.socket) as client:
+        welcome = client.hello()
+    assert welcome["type"] == "welcome"
+    assert welcome["pid"] == daemon.pid
+    assert (welcome["major"], welcome["minor"]) == (1, 0)
+    assert welcome["build_id"]
+
+
+def test_another_major_version_gets_incompatible_and_a_close(daemon: DaemonProcess) -> None:
+    with Client(daemon.socket) as client:
+        answer = client.hello(major=99)
+        assert answer["type"] == "incompatible"
+        assert answer["wanted"] == "99.0"
+        assert answer["actual"] == "1.0"
+        assert client.next_event(timeout=5) is CLOSED
+
+
+def test_pipelined_request_after_hello_is_answered(daemon: DaemonProcess) -> None:
+    codec = DictCodec()
+    hello = {"type": "hello", "major": 1, "minor": 0, "client_version": "t", "build_id": "t"}
+    ping = {"type": "request", "id": 7, "method": "ping", "params": {}}
+    with Client(daemon.socket) as client:
+        client.send_raw(frame(codec.encode(hello)) + frame(codec.encode(ping)))
+        client.conn.send(hello)
+        client.conn.send(ping)
+        assert client.next_event()["type"] == "welcome"
+        assert client.wait_terminal(7) == {"type": "result", "id": 7, "value": {"pid": daemon.pid}}
+
+
+def test_several_requests_in_flight_on_one_connection_finish_independently(
+    daemon: DaemonProcess,
+) -> None:
+    with Client(daemon.socket) as client:
+        client.hello()
+        slow = client.request("debug.sleep", {"seconds": 0.4})
+        fast = client.request("ping")
+        assert client.wait_terminal(fast)["type"] == "result"
+        assert client.wait_terminal(slow)["type"] == "result"
+
+
+def test_progress_events_arrive_before_the_result(daemon: DaemonProcess) -> None:
+    with Client(daemon.socket) as client:
+        client.hello()
+        rid = client.request("debug.sleep", {"seconds": 0.15, "step": 0.05})
+        assert client.wait_terminal(rid)["type"] == "result"
+    progress = [e for e in client.others if e["type"] == "progress"]
+    assert [(p["done"], p["total"], p["unit"]) for p in progress] == [
+        (0, 3, "steps"),
+        (1, 3, "steps"),
+        (2, 3, "steps"),
+    ]
+
+
+def test_cancel_cancels_only_that_request(daemon: DaemonProcess) -> None:
+    with Client(daemon.socket) as client:
+        client.hello()
+        doomed = client.request("debug.sleep", {"seconds": 30})
+        kept = client.request("debug.sleep", {"seconds": 0.3})
+        client.cancel(doomed)
+        cancelled = client.wait_terminal(doomed, timeout=5)
+        assert cancelled["type"] == "error"
+        assert cancelled["code"] == "cancelled"
+        assert client.wait_terminal(kept)["type"] == "result"
+
+
+def test_disconnect_cancels_only_that_clients_requests(daemon: DaemonProcess) -> None:
+    with Client(daemon.socket) as survivor:
+        survivor.hello()
+        kept = survivor.request("debug.sleep", {"seconds": 0.5})
+        leaver = Client(daemon.socket)
+        leaver.hello()
+        leaver.request("debug.sleep", {"seconds": 30})
+        time.sleep(0.1)
+        assert len(call(daemon.socket, "status")["jobs"]) == 2
+        leaver.close()
+        deadline = time.monotonic() + 5
+        while len(call(daemon.socket, "status")["jobs"]) != 1:
+            assert time.monotonic() < deadline, "the leaver's request was not cancelled"
+            time.sleep(0.02)
+        assert survivor.wait_terminal(kept)["type"] == "result"
+
+
+def test_a_stalled_half_frame_does_not_delay_other_clients(daemon: DaemonProcess) -> None:
+    stalled = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stalled.connect(daemon.socket)
+    try:
+        stalled.sendall((1000).to_bytes(4, "big") + b'{"type": "hel')  # then silence
+        for _ in range(5):
+            assert _timed_ping(daemon.socket) < 0.5
+    finally:
+        stalled.close()
+
+
+def test_a_stalled_request_frame_after_hello_does_not_delay_other_clients(
+    daemon: DaemonProcess,
+) -> None:
+    with Client(daemon.socket) as stalled:
+        stalled.hello()
+        stalled.send_raw((500).to_bytes(4, "big") + b'{"type":"request"')
+        for _ in range(5):
+            assert _timed_ping(daemon.socket) < 0.5
+
+
+def test_oversize_frame_gets_a_protocol_error_and_a_close(daemon: DaemonProcess) -> None:
+    with Client(daemon.socket) as client:
+        client.hello()
+        client.send_raw((64 << 20).to_bytes(4, "big"))
+        event = client.next_event(timeout=5)
+        assert event["type"] == "error"
+        assert event["id"] is None
+        assert event["code"] == "protocol"
+    assert call(daemon.socket, "ping") == {"pid": daemon.pid}
+
+
+def test_garbage_before_hello_is_refused_without_harm(daemon: DaemonProcess) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
+        raw.settimeout(5)
+        raw.connect(daemon.socket)
+        raw.sendall(frame(b"this is not json"))
+        data = raw.recv(65536)
+    body = DictCodec().decode(data[4:])
+    assert (body["type"], body["code"]) == ("error", "protocol")
+    assert call(daemon.socket, "ping") == {"pid": daemon.pid}
+
+
+def test_many_concurrent_clients_are_all_answered(daemon: DaemonProcess) -> None:
+    clients = [Client(daemon.socket) for _ in range(50)]
+    try:
+        for client in clients:
+            client.hello()
+            client.request("ping")
+        for client in clients:
+            assert client.wait_terminal(1)["value"] == {"pid": daemon.pid}
+    finally:
+        for client in clients:
+            client.close()
+
+
+def _connect_as_nobody(path: str) -> str:
+    """Fork a child that drops to uid 65534 and tries a ping; return what it saw."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never return into pytest
+        try:
+            os.close(read_end)
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                with Client(path, timeout=5) as client:
+                    outcome = repr(client.hello())
+            except BaseException as exc:
+                outcome = f"exception: {exc!r}"
+            os.write(write_end, outcome.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        outcome = reader.read().decode()
+    os.waitpid(pid, 0)
+    return outcome
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to another uid")
+def test_a_peer_of_another_uid_is_refused_even_with_open_file_modes(
+    daemon: DaemonProcess,
+) -> None:
+    sock_dir = os.path.dirname(daemon.socket)
+    runtime = os.path.dirname(sock_dir)
+    modes = {p: os.stat(p).st_mode & 0o777 for p in (runtime, sock_dir, daemon.socket)}
+    try:
+        for path in modes:
+            os.chmod(path, 0o666 if path == daemon.socket else 0o777)
+        outcome = _connect_as_nobody(daemon.socket)
+    finally:
+        for path, mode in modes.items():
+            os.chmod(path, mode)
+    assert "'code': 'forbidden'" in outcome, outcome
+    assert "'id': None" in outcome
+    assert "refusing connection from uid 65534" in daemon.stderr()
+    assert call(daemon.socket, "ping") == {"pid": daemon.pid}
