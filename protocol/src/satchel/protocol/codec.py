@@ -137,7 +137,6 @@ class _ScanContext:
     parse_float = staticmethod(_parse_float)
     parse_int = int
     parse_constant = staticmethod(_reject_constant)
-    memo: dict[str, str] = {}
 
 
 _scan = _json.make_scanner(_ScanContext())  # type: ignore[arg-type]
