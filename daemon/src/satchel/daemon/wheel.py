@@ -311,7 +311,10 @@ def _inspect(
             scheme, dest = parts[1], "/".join(parts[2:])
         else:
             scheme, dest = root_scheme, member
-        executable = bool((info.external_attr >> 16) & 0o111)
+        mode = info.external_attr >> 16
+        # As pip and pypa/installer: only a regular file with an x bit is executable; but
+        # everything in .data/scripts is (as pip does), since bin/ is where it will be run.
+        executable = scheme == "scripts" or bool(stat.S_ISREG(mode) and mode & 0o111)
         files.append(ManifestFile(member, scheme, dest, hash_value, size, executable))
 
     entry_points: tuple[EntryPoint, ...] = ()
