@@ -103,12 +103,12 @@ def test_the_environment_variable_disables_autostart_too(env: dict[str, str]) ->
 
 
 def test_version_reports_the_client_build_even_without_a_daemon(env: dict[str, str]) -> None:
-    from satchel.protocol.buildid import build_id
+    from satchel.protocol.buildid import compute_build_id
 
     result = satchel({**env, "SATCHEL_NO_AUTOSTART": "1"}, "--version")
     assert result.returncode == 0
     first, second = result.stdout.splitlines()
-    assert first == f"satchel {client_version()} (build {build_id()})"
+    assert first == f"satchel {client_version()} (build {compute_build_id()})"
     assert second.startswith("satcheld: not running")
 
 

@@ -119,10 +119,9 @@ def describe(plan: Plan) -> str:
     for path, text in plan.write.items():
         out.append(f"would write {path}:")
         out.extend(f"    {line}" for line in text.splitlines())
-    for path in plan.remove:
-        out.append(f"would remove {path}")
-    for command in [*plan.commands, *plan.commands_after]:
-        out.append(f"would run: {service_units.shell_line(command)}")
+    out.extend(f"would run: {service_units.shell_line(c)}" for c in plan.commands)
+    out.extend(f"would remove {path}" for path in plan.remove)
+    out.extend(f"would run: {service_units.shell_line(c)}" for c in plan.commands_after)
     return "\n".join(out)
 
 

@@ -1,0 +1,139 @@
+"""`satchel cache info [--json]` and `satchel cache verify [--json]`: inspect and check the store.
+
+`info` shows how many files the daemon holds and how big they are, in total and per index (a file
+served by two indexes is stored once, and listed under both). `verify` re-hashes every stored
+file; a file whose bytes no longer match its sha256 is moved to the quarantine directory and
+forgotten, so it is fetched again the next time it is needed. Its exit status is 1 when it found
+corruption, so scripts can tell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from satchel.client.session import Session
+from satchel.protocol import errors
+
+__all__ = ["add_parser", "format_info", "format_size", "format_verify", "run"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "cache",
+        help="show what the cache holds (per index) or verify every stored file",
+        description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
+    )
+    actions = parser.add_subparsers(dest="action", required=True)
+    info = actions.add_parser("info", help="files, sizes and pages, in total and per index")
+    info.add_argument("--json", action="store_true", help="print the answer as JSON")
+    verify = actions.add_parser(
+        "verify", help="re-hash every stored file and quarantine corrupt ones (exit 1 if any)"
+    )
+    verify.add_argument("--json", action="store_true", help="print the answer as JSON")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    with Session.for_args(args) as session:
+        if args.action == "info":
+            value = session.call("cache.info", {})
+        else:
+            progress = _Progress(enabled=not args.json and sys.stderr.isatty())
+            try:
+                value = session.call("cache.verify", {}, on_progress=progress)
+            finally:
+                progress.finish()
+    if args.json:
+        print(json.dumps(value, indent=2, sort_keys=True))
+    elif args.action == "info":
+        print(format_info(value))
+    else:
+        print(format_verify(value))
+    if args.action == "verify" and value.get("corrupt"):
+        return errors.EXIT_FAILURE
+    return errors.EXIT_OK
+
+
+class _Progress:
+    """One self-overwriting line on a terminal's stderr; nothing when not a terminal."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self.shown = False
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        done, total = int(event.get("done") or 0), event.get("total")
+        size = f"{format_size(done)}/{format_size(int(total))}" if total else format_size(done)
+        sys.stderr.write(f"\rverifying: {event.get('message', '')}, {size}\x1b[K")
+        sys.stderr.flush()
+        self.shown = True
+
+    def finish(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+def format_size(size: int) -> str:
+    """Bytes in the largest unit that keeps the number >= 1 (powers of 1000, like `du --si`)."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def format_info(value: dict[str, Any]) -> str:
+    lines = [
+        f"cache:          {value['cache_dir']}",
+        f"files:          {value['files']} ({format_size(value['bytes'])})",
+        f"project pages:  {value['pages']}",
+        f"core metadata:  {value['core_metadata']}",
+        f"built wheels:   {value['built_wheels']}",
+        f"database:       {format_size(value['database_bytes'])}",
+    ]
+    if value.get("unattributed_files"):
+        lines.append(f"not from an index: {value['unattributed_files']} files")
+    if value.get("quarantined"):
+        lines.append(
+            f"quarantined:    {value['quarantined']} corrupt files (see `satchel cache verify`)"
+        )
+    indexes = value.get("indexes") or []
+    if indexes:
+        rows = [("index", "projects", "files", "size")]
+        rows += [
+            (i["index"], str(i["projects"]), str(i["files"]), format_size(i["bytes"]))
+            for i in indexes
+        ]
+        widths = [max(len(row[col]) for row in rows) for col in range(4)]
+        lines.append("")
+        for row in rows:
+            cells = [row[0].ljust(widths[0])] + [
+                cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)
+            ]
+            lines.append("  ".join(cells).rstrip())
+        if len(indexes) > 1:
+            lines.append("(a file served by several indexes is stored once, listed under each)")
+    return "\n".join(lines)
+
+
+def format_verify(value: dict[str, Any]) -> str:
+    checked = f"{value['checked']} files ({format_size(value['bytes'])})"
+    corrupt = value.get("corrupt") or []
+    if not corrupt:
+        return f"verified {checked}: all intact"
+    lines = [f"verified {checked}: {len(corrupt)} corrupt, quarantined and forgotten:"]
+    for item in corrupt:
+        name = item.get("filename") or "unknown file"
+        where = ", ".join(item.get("indexes") or []) or "no recorded index"
+        lines.append(f"  {name} (sha256 {item['sha256']}, from {where})")
+        lines.append(f"    bytes now hash to {item['actual_sha256']}")
+        lines.append(f"    moved to {item['quarantined_as']}")
+    lines.append("They are downloaded again from their index the next time they are needed.")
+    return "\n".join(lines)
