@@ -458,7 +458,7 @@ def feed_in_chunks(conn: Connection, data: bytes, cuts: list[int]) -> list[Any]:
     return received
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)
 @given(
     pair=st.sampled_from(CODEC_PAIRS),
     requests=st.lists(st.tuples(text, json_objects()), min_size=1, max_size=5),
