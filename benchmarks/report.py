@@ -1,0 +1,309 @@
+"""Render benchmark results (``docs/benchmarks.json``) as ``docs/benchmarks.md`` and a chart.
+
+    python benchmarks/report.py [docs/benchmarks.json]
+
+The table shows medians of whole-process wall time and the ratios the targets are stated in
+(Satchel / uv, Satchel / pip; ``satchel ping`` / ``python -c pass``), so a reader can check a
+claim without rerunning anything. Ratios, not absolute times, are what carry between machines:
+the absolute numbers depend on the CPU, disk and whatever else was running.
+
+The chart (``docs/benchmarks.png``) plots the same ratios on a log scale, with uv / pip as a
+grey reference bar, so rows where Satchel has no figure yet still show the gap to close. It
+needs matplotlib (``uv run --group bench ...``); without it the chart is skipped and the
+markdown says so.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["describe_machine", "format_seconds", "render", "render_markdown", "scrub"]
+
+ROWS = {
+    "resolve": (
+        "resolve offline, warm",
+        "`satchel resolve --offline`",
+        "`uv pip compile --offline`",
+        "`pip install --dry-run --no-index --find-links`",
+    ),
+    "prefetch": (
+        "prefetch cold (empty cache)",
+        "`satchel prefetch`",
+        "`uv pip install` (fresh cache)",
+        "`pip download` (fresh cache)",
+    ),
+    "install": (
+        "install offline into a fresh venv",
+        "`satchel install --offline`",
+        "`uv venv` + `uv pip install --offline`",
+        "`python -m venv` + `pip install --no-index --find-links`",
+    ),
+    "run": ("run a cached tool", "`satchel run --offline`", "`uvx --offline`", "-"),
+}
+TARGETS = "resolve and install <= 1.0x uv and >= 5x faster than pip; ping <= 2.0x python"
+
+
+def format_seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1.0:
+        return f"{value * 1000:.0f} ms" if value >= 0.0095 else f"{value * 1000:.1f} ms"
+    return f"{value:.2f} s"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or b == 0:
+        return "-"
+    return f"{a / b:.2f}x"
+
+
+def _cell(result: dict[str, Any] | None, notes: list[str]) -> str:
+    if result is None:
+        return "-"
+    if result["status"] == "ok":
+        return format_seconds(result["median"])
+    if result["status"] == "n/a":
+        return "n/a (not implemented)"
+    notes.append(result["detail"])
+    return f"failed [{len(notes)}]"
+
+
+def describe_machine() -> dict[str, str]:
+    """What the numbers were measured on, with no path or host name of this machine."""
+
+    def first_line(cmd: list[str]) -> str:
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return "unavailable"
+        lines = (out.stdout or out.stderr).strip().splitlines()
+        return lines[0] if out.returncode == 0 and lines else "unavailable"
+
+    cpu = platform.processor() or "unknown"
+    mem = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    pip = first_line([sys.executable, "-m", "pip", "--version"]).split(" from ")[0]
+    satchel = first_line([str(Path(sys.executable).parent / "satchel"), "--version"])
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "memory": mem,
+        "kernel": f"{platform.system()} {platform.release()}",
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "uv": first_line([shutil.which("uv") or "uv", "--version"]),
+        "pip": pip,
+        "satchel": satchel,
+        "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE", "unset"),
+    }
+
+
+def scrub(value: Any, replacements: dict[str, str]) -> Any:
+    """Replace machine paths in every string of ``value`` (in place for dicts and lists)."""
+    if isinstance(value, str):
+        for old, new in sorted(replacements.items(), key=lambda kv: -len(kv[0])):
+            if old:
+                value = value.replace(old, new)
+        return value
+    if isinstance(value, dict):
+        for k in value:
+            value[k] = scrub(value[k], replacements)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            value[i] = scrub(v, replacements)
+    return value
+
+
+def _median(rows: dict[str, Any], row: str, tool: str) -> float | None:
+    result = rows.get(row, {}).get(tool)
+    return result.get("median") if result else None
+
+
+def is_partial(data: dict[str, Any]) -> list[str]:
+    """Why this run is not the full picture (empty when it is)."""
+    reasons = []
+    missing = [s for s in ("small", "medium", "large") if s not in data["sets"]]
+    if missing:
+        reasons.append(f"sets not run: {', '.join(missing)}")
+    if data["config"].get("quick"):
+        reasons.append("--quick run (3 runs, small set): a harness check, not a result")
+    no_satchel = sorted(
+        {
+            row
+            for s in data["sets"].values()
+            for row, tools in s["rows"].items()
+            if tools.get("satchel", {}).get("status") != "ok"
+        }
+    )
+    if no_satchel:
+        reasons.append(f"Satchel has no figure yet for: {', '.join(no_satchel)}")
+    return reasons
+
+
+def render_markdown(data: dict[str, Any], chart_note: str) -> str:
+    m, cfg = data["machine"], data["config"]
+    out = ["# Benchmarks: Satchel vs uv vs pip", ""]
+    out.append("Generated by `benchmarks/run.py` (see `benchmarks/README.md` for what each row")
+    out.append("measures and how to rerun it). Do not edit by hand.")
+    out.append("")
+    reasons = is_partial(data)
+    if reasons:
+        out.append("> **Partial run.** " + "; ".join(reasons) + ".")
+        out.append("")
+    out.append(
+        f"Whole-process wall time, median of {cfg['runs']} runs after one warm-up, tools "
+        "alternating within each round. Byte-compilation "
+        + (
+            "**on** for all tools (`--compile`, `--compile-bytecode`, pip's default)."
+            if cfg["compile"]
+            else "**off** for all tools (pip `--no-compile`; uv and Satchel default)."
+        )
+    )
+    out.append(f"Targets: {TARGETS}.")
+    out += ["", "## Machine", "", "| | |", "|---|---|"]
+    out += [f"| {k} | {v} |" for k, v in m.items()]
+    out += [
+        "",
+        "## Corpus",
+        "",
+        "| set | wheels | size | tool for the run row |",
+        "|---|---|---|---|",
+    ]
+    for name, s in data["sets"].items():
+        tool = f"`{s['tool']}`" if s.get("tool") else "-"
+        out.append(f"| {name} | {s['wheels']} | {s['bytes'] / 1e6:.1f} MB | {tool} |")
+
+    notes: list[str] = []
+    out += ["", "## Resolve, prefetch, install, run", ""]
+    out.append("| set | measure | Satchel | uv | pip | Satchel / uv | Satchel / pip |")
+    out.append("|---|---|---|---|---|---|---|")
+    for name, s in data["sets"].items():
+        rows = s["rows"]
+        for row, (title, *_cmds) in ROWS.items():
+            if row not in rows:
+                continue
+            r = rows[row]
+            sat, uv, pip = (_median(rows, row, t) for t in ("satchel", "uv", "pip"))
+            cells = [_cell(r.get(t), notes) for t in ("satchel", "uv", "pip")]
+            ratios = f"{_ratio(sat, uv)} | {_ratio(sat, pip)}"
+            out.append(f"| {name} | {title} | {' | '.join(cells)} | {ratios} |")
+    out += ["", "Commands per measure:", ""]
+    out += [f"- {title}: {s} vs {u} vs {p}" for title, s, u, p in ROWS.values()]
+
+    out += ["", "## Client round trip", ""]
+    out.append("| set | `satchel ping` | `python -c pass` | ratio (target <= 2.0x) |")
+    out.append("|---|---|---|---|")
+    for name, s in data["sets"].items():
+        if "ping" in s["rows"]:
+            r = s["rows"]["ping"]
+            sat, py = _median(s["rows"], "ping", "satchel"), _median(s["rows"], "ping", "python")
+            cells = [_cell(r.get("satchel"), notes), _cell(r.get("python"), notes)]
+            out.append(f"| {name} | {' | '.join(cells)} | {_ratio(sat, py)} |")
+
+    out += ["", "## Daemon memory", "", "| after set | peak RSS (VmHWM; target <= 100 MB) |"]
+    out.append("|---|---|")
+    for name, s in data["sets"].items():
+        rss = s.get("daemon_peak_rss_kib")
+        out.append(f"| {name} | {f'{rss / 1024:.1f} MiB' if rss else 'n/a (no daemon pid)'} |")
+
+    set_notes = [(n, k, v) for n, s in data["sets"].items() for k, v in s.get("notes", {}).items()]
+    if notes or set_notes:
+        out += ["", "## Failures", ""]
+        out += [f"{i}. {detail}" for i, detail in enumerate(notes, 1)]
+        out += [f"- {n}, {k}: {v}" for n, k, v in set_notes]
+    out += ["", "## Chart", "", chart_note, ""]
+    return "\n".join(out)
+
+
+def _chart_series(data: dict[str, Any]) -> tuple[list[str], dict[str, list[float | None]]]:
+    labels: list[str] = []
+    series: dict[str, list[float | None]] = {
+        "Satchel / uv": [],
+        "Satchel / pip": [],
+        "uv / pip": [],
+    }
+    for name, s in data["sets"].items():
+        for row in ROWS:
+            if row not in s["rows"]:
+                continue
+            sat, uv, pip = (_median(s["rows"], row, t) for t in ("satchel", "uv", "pip"))
+            labels.append(f"{name}\n{row}")
+            for key, (a, b) in {
+                "Satchel / uv": (sat, uv),
+                "Satchel / pip": (sat, pip),
+                "uv / pip": (uv, pip),
+            }.items():
+                series[key].append(a / b if a is not None and b else None)
+    return labels, series
+
+
+def render_chart(data: dict[str, Any], png: Path) -> str:
+    """Draw the ratio chart; return the markdown note describing what happened."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        png.unlink(missing_ok=True)  # a stale chart would contradict the table
+        return "Chart skipped: matplotlib is not installed (`uv run --group bench ...`)."
+    labels, series = _chart_series(data)
+    if not labels:
+        png.unlink(missing_ok=True)
+        return "Chart skipped: no ratio to plot."
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(labels)), 4.5))
+    width = 0.27
+    colors = {"Satchel / uv": "#1f77b4", "Satchel / pip": "#ff7f0e", "uv / pip": "#bbbbbb"}
+    for i, (key, values) in enumerate(series.items()):
+        xs = [j + (i - 1) * width for j, v in enumerate(values) if v is not None]
+        ys = [v for v in values if v is not None]
+        ax.bar(xs, ys, width, label=key, color=colors[key])
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylabel("time ratio (lower is faster; log scale)")
+    ax.set_title("Median wall-time ratios (uv / pip in grey: the reference gap)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return f"![ratio chart]({png.name})"
+
+
+def render(data: dict[str, Any], md: Path, png: Path) -> None:
+    note = render_chart(data, png)
+    md.write_text(render_markdown(data, note))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    source = (
+        Path(args[0])
+        if args
+        else Path(__file__).resolve().parent.parent / "docs" / "benchmarks.json"
+    )
+    data = json.loads(source.read_text())
+    render(data, source.with_suffix(".md"), source.with_suffix(".png"))
+    print(f"wrote {source.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

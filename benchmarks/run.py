@@ -1,0 +1,601 @@
+"""Satchel versus uv and pip on real packages: one command, whole processes, alternating tools.
+
+    uv run --group bench python benchmarks/run.py [--sets small,medium,large] [--runs 5] [--quick]
+
+For each requirement set (``benchmarks/sets/*.txt``) the corpus is downloaded once
+(``corpus.py``), served from one static loopback index (``static_index.py``), and every row is
+timed as whole processes (``perf_counter`` around ``subprocess.run``): one untimed warm-up, then
+``--runs`` timed rounds, the tools rotating their order every round so that drift (other
+engineers' tests on the same 2 cores, page cache, CPU frequency) hits all of them alike. Medians
+and ratios go to ``docs/benchmarks.json``, rendered by ``report.py`` into ``docs/benchmarks.md``.
+
+Isolation: every Satchel daemon gets its own ``XDG_*`` directories under a short work directory
+(Unix socket paths are limited to ~107 bytes) and an explicit ``satchel index add`` of the
+loopback index, so no user configuration leaks in; pip runs with ``PIP_CONFIG_FILE`` set to the
+null device, uv with ``--no-config``, and every ``PIP_*``/``UV_*`` variable is dropped.
+
+Satchel rows degrade instead of crashing: a command that exits non-zero saying it is unknown (or
+whose module does not exist yet) is reported as "n/a (not implemented)", any other failure as
+"failed" with its last line, and the run goes on. Once the commands exist the rows fill in.
+
+Nothing is deleted between timed runs (``rm -rf`` of big trees slows file creation on ext4 for
+minutes): each trial creates fresh directories, and the whole work directory goes at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+if not __package__:  # run as a script: make `benchmarks` importable from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import corpus, report, static_index
+from benchmarks.common import ensure_bytecode
+
+REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+SATCHEL = str(Path(PY).parent / "satchel")
+STATIC_INDEX = str(Path(__file__).resolve().parent / "static_index.py")
+COMMAND_TIMEOUT = 900.0
+"""Seconds before one command counts as failed: pip installing the large set takes ~10 s here."""
+
+PING_RUNS = 20
+TOOLS_BY_SET: dict[str, tuple[str, list[str]]] = {
+    # set -> (--from spec, command line) for the `satchel run` / `uvx` row; a console script
+    # whose dependencies are all in the set, cheap to run so the row measures the launcher.
+    "medium": ("uvicorn", ["uvicorn", "--version"]),
+    "large": ("jupyter-core", ["jupyter", "--paths"]),
+}
+
+_NOT_IMPLEMENTED = re.compile(
+    r"unknown (command|method)|invalid choice|not implemented|unrecognized arguments"
+    r"|No module named '?satchel\.",
+    re.IGNORECASE,
+)
+
+
+class Unavailable(Exception):
+    """A contender cannot run this trial (untimed set-up failed); carries status and detail."""
+
+    def __init__(self, status: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+@dataclass
+class Trial:
+    """Commands to time as one unit, plus untimed clean-up (never deleting trees)."""
+
+    commands: list[list[str]]
+    env: dict[str, str]
+    cleanup: Callable[[], None] | None = None
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    seconds: float
+    output: str
+
+
+@dataclass
+class ToolResult:
+    status: str = "ok"  # ok | n/a | failed
+    times: list[float] = field(default_factory=list)
+    detail: str = ""
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.times) if self.status == "ok" and self.times else None
+
+
+def classify(output: str) -> tuple[str, str]:
+    """Status and a one-line detail for a failed command."""
+    lines = [ln.strip() for ln in output.strip().splitlines() if ln.strip()]
+    hit = next((ln for ln in lines if _NOT_IMPLEMENTED.search(ln)), None)
+    if hit is not None:
+        return "n/a", f"not implemented: {hit[:160]}"
+    return "failed", (lines[-1][:200] if lines else "no output")
+
+
+def execute(commands: list[list[str]], env: dict[str, str], cwd: Path) -> Outcome:
+    """Run commands in sequence, timing the whole; stop at the first failure."""
+    chunks: list[str] = []
+    start = time.perf_counter()
+    for cmd in commands:
+        try:
+            proc = subprocess.run(
+                cmd,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=COMMAND_TIMEOUT,
+                check=False,
+            )
+        except FileNotFoundError as exc:
+            return Outcome(False, 0.0, f"not implemented: {exc.filename} not found")
+        except subprocess.TimeoutExpired:
+            return Outcome(False, 0.0, f"timed out after {COMMAND_TIMEOUT:.0f} s: {cmd[:3]}")
+        chunks.append(proc.stdout + proc.stderr)
+        if proc.returncode != 0:
+            return Outcome(False, time.perf_counter() - start, "\n".join(chunks))
+    return Outcome(True, time.perf_counter() - start, "\n".join(chunks))
+
+
+def tool_env() -> dict[str, str]:
+    """The environment every tool runs in: no user configuration of pip, uv or Satchel."""
+    drop = ("PIP_", "UV_", "SATCHEL_", "XDG_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop) and k != "VIRTUAL_ENV"}
+    env.update(
+        PIP_CONFIG_FILE=os.devnull,
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        PIP_NO_INPUT="1",
+        UV_PYTHON_DOWNLOADS="never",
+        UV_NO_PROGRESS="1",
+    )
+    return env
+
+
+class SatchelInstance:
+    """One isolated Satchel (its own runtime, cache, config, state and data directories)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = tool_env()
+        for var, sub in (
+            ("XDG_RUNTIME_DIR", "r"),
+            ("XDG_CACHE_HOME", "c"),
+            ("XDG_CONFIG_HOME", "f"),
+            ("XDG_STATE_HOME", "s"),
+            ("XDG_DATA_HOME", "d"),
+        ):
+            path = root / sub
+            path.mkdir(parents=True, mode=0o700, exist_ok=True)
+            self.env[var] = str(path)
+        self.pid: int | None = None
+
+    def cmd(self, *args: str) -> list[str]:
+        return [SATCHEL, *args]
+
+    def run(self, *args: str) -> Outcome:
+        return execute([self.cmd(*args)], self.env, self.root)
+
+    def start(self) -> None:
+        """Autostart the daemon (untimed); raise Unavailable if it does not answer."""
+        out = self.run("ping")
+        if not out.ok:
+            self.stop()
+            raise Unavailable(*classify(out.output))
+        self.pid = self.daemon_pid()
+
+    def add_index(self, index_url: str) -> None:
+        """Configure the loopback index as the only one; raise Unavailable on failure."""
+        out = self.run("index", "add", "bench", index_url)
+        if not out.ok:
+            raise Unavailable(*classify(out.output))
+
+    def daemon_pid(self) -> int | None:
+        proc = subprocess.run(
+            self.cmd("--no-autostart", "status", "--json"),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if proc.returncode != 0:
+            return None
+        try:
+            return _find_pid(json.loads(proc.stdout))
+        except ValueError:
+            return None
+
+    def peak_rss_kib(self) -> int | None:
+        """VmHWM (peak resident set) of the daemon, from /proc."""
+        pid = self.daemon_pid() or self.pid
+        if pid is None:
+            return None
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        except OSError:
+            return None
+        return None
+
+    def stop(self) -> None:
+        """`satchel stop`; if the daemon we started is still alive after 5 s, SIGTERM its pid."""
+        pid = self.pid or self.daemon_pid()
+        self.run("--no-autostart", "stop")
+        if pid is None:
+            return
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.05)
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGTERM)
+
+
+def _find_pid(value: Any) -> int | None:
+    """The daemon pid in `satchel status --json`, wherever the schema nests it."""
+    if isinstance(value, dict):
+        if isinstance(value.get("pid"), int):
+            return int(value["pid"])
+        for v in value.values():
+            found = _find_pid(v)
+            if found is not None:
+                return found
+    return None
+
+
+class Bench:
+    """Shared context of one benchmark run: work directory, index, warm caches, options."""
+
+    def __init__(self, work: Path, index_url: str, runs: int, compile_bytecode: bool) -> None:
+        self.work = work
+        self.index_url = index_url
+        self.runs = runs
+        self.compile = compile_bytecode
+        self.env = tool_env()
+        self._counter = 0
+        self.uv = shutil.which("uv") or "uv"
+        self.uv_warm_cache = self.fresh("uv-warm")
+        self.warm = SatchelInstance(self.fresh("sw"))
+        self.warm_status: tuple[str, str] | None = None  # daemon started?
+        self.index_status: tuple[str, str] = ("n/a", "daemon not started")  # index added?
+
+    def fresh(self, tag: str) -> Path:
+        """A new, empty directory: trials never reuse (or delete) each other's trees."""
+        self._counter += 1
+        path = self.work / "t" / f"{self._counter}{tag}"
+        path.mkdir(parents=True)
+        return path
+
+    def uv_cmd(self, *args: str) -> list[str]:
+        return [self.uv, *args]
+
+    def uv_index(self, cache: Path) -> list[str]:
+        return ["--no-config", "--index-url", self.index_url, "--cache-dir", str(cache)]
+
+    def pip_cmd(self, *args: str) -> list[str]:
+        return [PY, "-m", "pip", *args]
+
+    # -- set-up (untimed) -------------------------------------------------------------------
+
+    def warm_up_set(self, cs: corpus.CorpusSet) -> dict[str, str]:
+        """Fill uv's warm cache and the warm Satchel daemon with the set, online."""
+        notes: dict[str, str] = {}
+        req = str(cs.requirements)
+        venv = self.fresh("uvw")
+        steps = [
+            self.uv_cmd("pip", "compile", "-q", *self.uv_index(self.uv_warm_cache), "-p", PY, req),
+            self.uv_cmd("venv", "-q", "--no-config", "-p", PY, str(venv)),
+            self.uv_cmd(
+                "pip",
+                "install",
+                "-q",
+                *self.uv_index(self.uv_warm_cache),
+                "-p",
+                str(venv),
+                "-r",
+                req,
+            ),
+        ]
+        if cs.name in TOOLS_BY_SET:
+            spec, argv = TOOLS_BY_SET[cs.name]
+            steps.append(self._uvx(spec, argv, offline=False))
+        out = execute(steps, self.env, self.work)
+        if not out.ok:
+            raise RuntimeError(f"warming uv for {cs.name} failed:\n{out.output[-2000:]}")
+        if self.warm_status is None:
+            try:
+                self.warm.start()
+                self.warm_status = ("ok", "")
+                self.warm.add_index(self.index_url)
+                self.index_status = ("ok", "")
+            except Unavailable as exc:
+                if self.warm_status is None:
+                    self.warm_status = (exc.status, exc.detail)
+                self.index_status = (exc.status, exc.detail)
+        if self.index_status[0] == "ok":
+            out = self.warm.run("prefetch", "-r", req)
+            if not out.ok:
+                notes["satchel prefetch (warm-up)"] = " ".join(classify(out.output))
+        return notes
+
+    def _uvx(self, spec: str, argv: list[str], *, offline: bool) -> list[str]:
+        flags = ["--offline"] if offline else []
+        return self.uv_cmd(
+            "tool",
+            "run",
+            *flags,
+            *self.uv_index(self.uv_warm_cache),
+            "-p",
+            PY,
+            "--from",
+            spec,
+            *argv,
+        )
+
+    def _require_warm(self, *, index: bool = True) -> None:
+        """Raise Unavailable when the warm daemon (or its index) could not be set up."""
+        status = self.index_status if index else self.warm_status
+        if status is not None and status[0] != "ok":
+            raise Unavailable(*status)
+
+    def _satchel_warm(self, *args: str, index: bool = True) -> Callable[[str], Trial]:
+        def contender(_tag: str) -> Trial:
+            self._require_warm(index=index)
+            return Trial([self.warm.cmd(*args)], self.warm.env)
+
+        return contender
+
+    # -- rows ---------------------------------------------------------------------------------
+
+    def measure(
+        self, contenders: dict[str, Callable[[str], Trial]], runs: int | None = None
+    ) -> dict[str, ToolResult]:
+        """One warm-up round, then ``runs`` timed rounds, rotating the tools' order each round."""
+        results = {name: ToolResult() for name in contenders}
+        names = list(contenders)
+        for i in range(-1, runs or self.runs):
+            active = [n for n in names if results[n].status == "ok"]
+            if not active:
+                break
+            k = (i + 1) % len(active)  # the warm-up round starts with the first tool
+            for name in active[k:] + active[:k]:
+                res = results[name]
+                try:
+                    trial = contenders[name](name)
+                except Unavailable as exc:
+                    res.status, res.detail = exc.status, exc.detail
+                    continue
+                out = execute(trial.commands, trial.env, self.work)
+                if trial.cleanup is not None:
+                    trial.cleanup()
+                if not out.ok:
+                    res.status, res.detail = classify(out.output)
+                    res.times.clear()
+                elif i >= 0:
+                    res.times.append(out.seconds)
+        return results
+
+    def row_ping(self) -> dict[str, ToolResult]:
+        """Cheap (~10 ms a process), so more rounds: a 5-sample median of 10 ms is noisy."""
+        return self.measure(
+            {
+                "satchel": self._satchel_warm("ping", index=False),
+                "python": lambda _t: Trial([[PY, "-c", "pass"]], self.env),
+            },
+            runs=max(self.runs, PING_RUNS),
+        )
+
+    def row_resolve(self, cs: corpus.CorpusSet) -> dict[str, ToolResult]:
+        req = str(cs.requirements)
+        uv = self.uv_cmd(
+            "pip", "compile", "-q", "--offline", *self.uv_index(self.uv_warm_cache), "-p", PY, req
+        )
+        pip = self.pip_cmd(
+            "install", "-q", "--dry-run", "--ignore-installed", "--no-index",
+            "--find-links", str(cs.wheel_dir), "-r", req,
+        )  # fmt: skip
+        return self.measure(
+            {
+                "satchel": self._satchel_warm("resolve", "--offline", "-r", req),
+                "uv": lambda _t: Trial([uv], self.env),
+                "pip": lambda _t: Trial([pip], self.env),
+            }
+        )
+
+    def row_prefetch_cold(self, cs: corpus.CorpusSet) -> dict[str, ToolResult]:
+        req = str(cs.requirements)
+
+        def satchel(_t: str) -> Trial:
+            inst = SatchelInstance(self.fresh("sc"))
+            inst.start()
+            try:
+                inst.add_index(self.index_url)
+            except Unavailable:
+                inst.stop()
+                raise
+            return Trial([inst.cmd("prefetch", "-r", req)], inst.env, cleanup=inst.stop)
+
+        def uv(_t: str) -> Trial:
+            venv = self.fresh("uvv")
+            made = execute([self.uv_cmd("venv", "-q", "--no-config", "-p", PY, str(venv))],
+                           self.env, self.work)  # fmt: skip
+            if not made.ok:
+                raise Unavailable(*classify(made.output))
+            cache = self.fresh("uvc")
+            cmd = self.uv_cmd(
+                "pip", "install", "-q", *self.uv_index(cache), "-p", str(venv), "-r", req
+            )
+            return Trial([cmd], self.env)
+
+        def pip(_t: str) -> Trial:
+            cmd = self.pip_cmd(
+                "download", "-q", "--index-url", self.index_url, "--trusted-host", "127.0.0.1",
+                "--only-binary", ":all:", "--cache-dir", str(self.fresh("pipc")),
+                "-d", str(self.fresh("pipd")), "-r", req,
+            )  # fmt: skip
+            return Trial([cmd], self.env)
+
+        return self.measure({"satchel": satchel, "uv": uv, "pip": pip})
+
+    def row_install(self, cs: corpus.CorpusSet) -> dict[str, ToolResult]:
+        req = str(cs.requirements)
+        compile_satchel = ["--compile"] if self.compile else []
+        compile_uv = ["--compile-bytecode"] if self.compile else []
+        compile_pip = [] if self.compile else ["--no-compile"]
+
+        def satchel(_t: str) -> Trial:
+            self._require_warm()
+            venv = self.fresh("sv") / "venv"
+            cmd = self.warm.cmd("install", "-r", req, "--venv", str(venv), "--offline")
+            return Trial([cmd + compile_satchel], self.warm.env)
+
+        def uv(_t: str) -> Trial:
+            venv = self.fresh("uvi") / "venv"
+            return Trial(
+                [
+                    self.uv_cmd("venv", "-q", "--no-config", "-p", PY, str(venv)),
+                    self.uv_cmd(
+                        "pip", "install", "-q", "--offline", *self.uv_index(self.uv_warm_cache),
+                        "-p", str(venv), "-r", req, *compile_uv,
+                    ),
+                ],
+                self.env,
+            )  # fmt: skip
+
+        def pip(_t: str) -> Trial:
+            venv = self.fresh("pipi") / "venv"
+            return Trial(
+                [
+                    [PY, "-m", "venv", "--without-pip", str(venv)],
+                    self.pip_cmd(
+                        "--python", str(venv / "bin" / "python"), "install", "-q", "--no-index",
+                        "--find-links", str(cs.wheel_dir), "-r", req, *compile_pip,
+                    ),
+                ],
+                self.env,
+            )  # fmt: skip
+
+        return self.measure({"satchel": satchel, "uv": uv, "pip": pip})
+
+    def row_run(self, cs: corpus.CorpusSet) -> dict[str, ToolResult] | None:
+        if cs.name not in TOOLS_BY_SET:
+            return None
+        spec, argv = TOOLS_BY_SET[cs.name]
+        uvx = self._uvx(spec, argv, offline=True)
+        return self.measure(
+            {
+                "satchel": self._satchel_warm("run", "--offline", "--from", spec, *argv),
+                "uv": lambda _t: Trial([uvx], self.env),
+            }
+        )
+
+
+ROW_TITLES = {
+    "ping": "client round trip: `satchel ping` vs `python -c pass`",
+    "resolve": "resolve offline, warm",
+    "prefetch": "prefetch cold from the loopback index",
+    "install": "install offline into a fresh venv, warm",
+    "run": "run a cached tool",
+}
+
+
+def _pack(results: dict[str, ToolResult]) -> dict[str, Any]:
+    return {name: {**asdict(r), "median": r.median} for name, r in results.items()}
+
+
+def start_index(root: Path) -> tuple[subprocess.Popen[str], str]:
+    """Serve the static index in its own process; return it and its simple URL."""
+    proc = subprocess.Popen(
+        [PY, STATIC_INDEX, "serve", str(root)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    if not url.startswith("http://127.0.0.1:"):
+        proc.terminate()
+        raise RuntimeError(f"static index did not start (got {url!r})")
+    return proc, url
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Benchmark Satchel against uv and pip.")
+    parser.add_argument("--sets", default="small,medium,large", help="comma-separated set names")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per row (median; >= 5)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small set, 3 runs: checks the harness, not a result"
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="byte-compile on install for all tools (default off)"
+    )
+    parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.json")
+    parser.add_argument("--keep-work", action="store_true", help="do not delete the work dir")
+    args = parser.parse_args(argv)
+    sets = ["small"] if args.quick else args.sets.split(",")
+    runs = 3 if args.quick else args.runs
+
+    css = [corpus.ensure_set(name) for name in sets]
+    # Workspace members are editable installs with no .pyc, and PYTHONDONTWRITEBYTECODE=1 means
+    # every `satchel` run would recompile them: measure what an installed client costs instead.
+    ensure_bytecode(*(REPO / m / "src" for m in ("protocol", "client", "daemon")))
+    work = Path(tempfile.mkdtemp(prefix="sb-"))  # short: socket paths must fit in sun_path
+    server: subprocess.Popen[str] | None = None
+    warm: SatchelInstance | None = None
+    try:
+        info = static_index.build_index((w for cs in css for w in cs.wheels), work / "index")
+        server, url = start_index(work / "index")
+        print(f"index: {len(info.projects)} projects on {url}", file=sys.stderr)
+        bench = Bench(work, url, runs, args.compile)
+        warm = bench.warm
+        data: dict[str, Any] = {
+            "machine": report.describe_machine(),
+            "config": {"runs": runs, "compile": args.compile, "quick": args.quick, "sets": sets},
+            "sets": {},
+        }
+        for cs in css:
+            print(f"set {cs.name}: {len(cs.wheels)} wheels", file=sys.stderr)
+            notes = bench.warm_up_set(cs)
+            rows: dict[str, Any] = {}
+            for row, fn in (
+                ("ping", lambda cs=cs: bench.row_ping()),
+                ("resolve", bench.row_resolve),
+                ("prefetch", bench.row_prefetch_cold),
+                ("install", bench.row_install),
+                ("run", bench.row_run),
+            ):
+                print(f"  {row} ...", file=sys.stderr)
+                result = fn(cs)
+                if result is not None:
+                    rows[row] = _pack(result)
+            rss = bench.warm.peak_rss_kib()
+            data["sets"][cs.name] = {
+                "wheels": len(cs.wheels),
+                "bytes": cs.size_bytes,
+                "rows": rows,
+                "tool": " ".join([TOOLS_BY_SET[cs.name][0], *TOOLS_BY_SET[cs.name][1]])
+                if cs.name in TOOLS_BY_SET
+                else None,
+                "daemon_peak_rss_kib": rss,
+                "notes": notes,
+            }
+        report.scrub(data, {str(work): "<work>", str(REPO): "<repo>", str(Path.home()): "~"})
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(data, indent=1) + "\n")
+        print(f"results: {args.output}", file=sys.stderr)
+        report.render(
+            data, args.output.parent / "benchmarks.md", args.output.parent / "benchmarks.png"
+        )
+    finally:
+        if warm is not None:
+            warm.stop()
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=10)
+        if not args.keep_work:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
