@@ -249,6 +249,7 @@ def test_blob_rows_track_use_and_are_forgotten(db: MetaDB) -> None:
     assert db.lru_blobs(10) == [(SHA_A, 10, 100.0), (SHA_B, 20, 300.0)]
     db.record_blob(SHA_A, 10, "a.whl", at=400.0)
     assert db.lru_blobs(1) == [(SHA_B, 20, 300.0)]
+    assert db.blob_filenames([SHA_B, SHA_C]) == {SHA_B: "b.whl"}
     db.forget_blob(SHA_B)
     assert db.blob_rows() == {SHA_A: 10}
 

@@ -445,6 +445,19 @@ class MetaDB:
         rows = self._read("SELECT sha256, size FROM blobs")
         return {str(sha): int(size) for sha, size in rows}
 
+    def blob_filenames(self, sha256s: Iterable[str]) -> dict[str, str]:
+        """sha256 -> recorded file name, for the given blobs that have a row."""
+        wanted = [sha.lower() for sha in sha256s]
+        found: dict[str, str] = {}
+        with self._lock:
+            for sha in wanted:
+                row = self._conn.execute(
+                    "SELECT filename FROM blobs WHERE sha256 = ?", (sha,)
+                ).fetchone()
+                if row is not None:
+                    found[sha] = str(row[0])
+        return found
+
     def lru_blobs(self, limit: int) -> list[tuple[str, int, float]]:
         """(sha256, size, last_used) of the least recently used blobs, for garbage collection."""
         rows = self._read(

@@ -1,0 +1,167 @@
+"""Cache methods: `cache.info` and `cache.verify`, answered from the store and the metadb.
+
+Both run their blocking parts (SQLite, directory walks, hashing) in worker threads, so the daemon
+keeps answering `ping` while `cache.verify` re-hashes gigabytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import trio
+
+from satchel.daemon.metadb import MetaDB
+from satchel.daemon.methods import RequestContext, method
+from satchel.daemon.store import BlobStore, VerifyProgress, open_cache
+from satchel.protocol.methods.cache import (
+    CACHE_INFO,
+    CACHE_VERIFY,
+    CacheInfoParams,
+    CacheInfoResult,
+    CacheVerifyParams,
+    CacheVerifyResult,
+    CorruptFile,
+    IndexUsage,
+)
+
+if TYPE_CHECKING:
+    from satchel.daemon.app import App
+
+__all__ = ["cache_info", "cache_services", "cache_verify"]
+
+log = logging.getLogger(__name__)
+
+#: At most this many progress events per second reach the client during `cache.verify`.
+PROGRESS_INTERVAL = 0.1
+
+_open_lock = trio.Lock()
+
+
+async def cache_services(app: App) -> tuple[BlobStore, MetaDB]:
+    """The daemon's store and metadb (``app.services.store`` / ``.metadb``).
+
+    Start-up should open them with `open_cache` before serving; if it has not, the first caller
+    opens them here (under a lock, before any ingest can run, so the sweep is safe).
+    """
+    attached = _attached(app)
+    if attached is not None:
+        return attached
+    async with _open_lock:
+        attached = _attached(app)
+        if attached is not None:
+            return attached
+        store, metadb, recovery = await trio.to_thread.run_sync(open_cache, app.paths.cache_dir)
+        if recovery.swept or recovery.rows_added or recovery.rows_dropped:
+            log.info("cache recovery: %s", recovery)
+        # Plain attributes (not declared on `Services` yet): the same names start-up should set.
+        vars(app.services).update(store=store, metadb=metadb)
+        return store, metadb
+
+
+def _attached(app: App) -> tuple[BlobStore, MetaDB] | None:
+    store = getattr(app.services, "store", None)
+    metadb = getattr(app.services, "metadb", None)
+    if isinstance(store, BlobStore) and isinstance(metadb, MetaDB):
+        return store, metadb
+    return None
+
+
+@method(CACHE_INFO, CacheInfoParams)
+async def cache_info(ctx: RequestContext, params: CacheInfoParams) -> CacheInfoResult:
+    """Counts and sizes from the metadb (reconciled with the blobs at start-up)."""
+    store, metadb = await cache_services(ctx.app)
+    stats = await trio.to_thread.run_sync(metadb.stats)
+    quarantined, database_bytes = await trio.to_thread.run_sync(_disk_facts, store, metadb)
+    return CacheInfoResult(
+        cache_dir=str(store.root),
+        files=stats.blobs,
+        bytes=stats.bytes,
+        pages=stats.pages,
+        core_metadata=stats.core_metadata,
+        built_wheels=stats.built_wheels,
+        unattributed_files=stats.unattributed_blobs,
+        quarantined=quarantined,
+        database_bytes=database_bytes,
+        indexes=[
+            IndexUsage(index=i.index, projects=i.projects, files=i.blobs, bytes=i.bytes)
+            for i in stats.indexes
+        ],
+    )
+
+
+@method(CACHE_VERIFY, CacheVerifyParams)
+async def cache_verify(ctx: RequestContext, params: CacheVerifyParams) -> CacheVerifyResult:
+    """Re-hash every blob; quarantine corrupt ones and make the metadb forget them.
+
+    What the metadb knew about a corrupt blob (its file name, the indexes that served it) is
+    read before it is forgotten, so the answer says where the file can be fetched again.
+    """
+    store, metadb = await cache_services(ctx.app)
+    known: dict[str, tuple[str | None, list[str]]] = {}
+    last_sent = 0.0
+
+    async def on_corrupt(sha256: str) -> None:
+        known[sha256] = await trio.to_thread.run_sync(_describe_and_forget, metadb, sha256)
+
+    async def on_progress(update: VerifyProgress) -> None:
+        nonlocal last_sent
+        now = time.monotonic()
+        if now - last_sent < PROGRESS_INTERVAL and update.checked < update.total:
+            return
+        last_sent = now
+        await ctx.progress(
+            update.bytes_checked,
+            update.bytes_total,
+            "bytes",
+            f"{update.checked}/{update.total} files",
+        )
+
+    report = await store.verify(on_progress, on_corrupt)
+    corrupt = []
+    for blob in report.corrupt:
+        filename, indexes = known.get(blob.name, (None, []))
+        corrupt.append(
+            CorruptFile(
+                sha256=blob.name,
+                actual_sha256=blob.actual_sha256,
+                filename=filename,
+                indexes=indexes,
+                quarantined_as=str(store.root / blob.quarantined_as),
+            )
+        )
+        log.warning(
+            "cache verify: %s (%s) is corrupt, quarantined as %s",
+            filename or "unknown file",
+            blob.name,
+            blob.quarantined_as,
+        )
+    return CacheVerifyResult(
+        checked=report.checked,
+        bytes=report.bytes,
+        corrupt=corrupt,
+        quarantine_dir=str(store.quarantine_dir),
+    )
+
+
+def _describe_and_forget(metadb: MetaDB, sha256: str) -> tuple[str | None, list[str]]:
+    origins = metadb.origins(sha256)
+    rows = metadb.blob_filenames([sha256])
+    filename = rows.get(sha256) or (origins[0].filename if origins else None)
+    metadb.forget_blob(sha256)
+    return filename, sorted({origin.index for origin in origins})
+
+
+def _disk_facts(store: BlobStore, metadb: MetaDB) -> tuple[int, int]:
+    """(quarantined files, database bytes including its WAL and shared-memory files)."""
+    quarantined = sum(1 for _ in os.scandir(store.quarantine_dir))
+    database = 0
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            database += Path(f"{metadb.path}{suffix}").stat().st_size
+        except FileNotFoundError:
+            continue
+    return quarantined, database

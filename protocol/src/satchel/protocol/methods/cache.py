@@ -1,0 +1,86 @@
+"""Cache methods: `cache.info` (what is stored, per index) and `cache.verify` (re-hash it all).
+
+Sizes are bytes, times Unix times. A file served by several indexes is stored once: it counts
+once in the totals and once under each index that served it, so per-index rows may add up to
+more than the totals.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = [
+    "CACHE_INFO",
+    "CACHE_VERIFY",
+    "CacheInfoParams",
+    "CacheInfoResult",
+    "CacheVerifyParams",
+    "CacheVerifyResult",
+    "CorruptFile",
+    "IndexUsage",
+]
+
+CACHE_INFO = "cache.info"
+CACHE_VERIFY = "cache.verify"
+
+
+class CacheInfoParams(msgspec.Struct, frozen=True):
+    """`cache.info` takes nothing."""
+
+
+class IndexUsage(msgspec.Struct, frozen=True, kw_only=True):
+    """What the cache holds from one index."""
+
+    index: str
+    #: Project pages stored for this index.
+    projects: int
+    #: Stored files this index served (shared files count under every index that served them).
+    files: int
+    bytes: int
+
+
+class CacheInfoResult(msgspec.Struct, frozen=True, kw_only=True):
+    cache_dir: str
+    #: Distribution files stored (each once, whatever number of indexes served it).
+    files: int
+    bytes: int
+    #: Project pages stored (one per index and project).
+    pages: int
+    #: PEP 658 metadata files stored.
+    core_metadata: int
+    #: Wheels built from sdists.
+    built_wheels: int
+    #: Files no index served (wheels built here, files added from a local path).
+    unattributed_files: int
+    #: Files moved aside by `cache.verify` because their bytes did not match their hash.
+    quarantined: int
+    #: Size of the metadata database (with its write-ahead log).
+    database_bytes: int
+    indexes: list[IndexUsage]
+
+
+class CacheVerifyParams(msgspec.Struct, frozen=True):
+    """`cache.verify` takes nothing; it streams `Progress` (unit "bytes") while it re-hashes."""
+
+
+class CorruptFile(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored file whose bytes no longer match its sha256; it has been quarantined."""
+
+    #: The sha256 it was stored under (for a stray file: its path inside the blob directory).
+    sha256: str
+    #: What its bytes hash to now.
+    actual_sha256: str
+    #: The file name it was stored as, when known.
+    filename: str | None = None
+    #: Indexes that served it (where it can be fetched again).
+    indexes: list[str] = []
+    #: Where it was moved.
+    quarantined_as: str
+
+
+class CacheVerifyResult(msgspec.Struct, frozen=True, kw_only=True):
+    #: Files re-hashed and their total size.
+    checked: int
+    bytes: int
+    corrupt: list[CorruptFile]
+    quarantine_dir: str
