@@ -1,0 +1,263 @@
+"""From index pages and core metadata to what a resolver can reason about.
+
+Two jobs, both pure and both cached, because they dominate a resolve's cost in Python:
+
+* `ProjectFiles` groups a project's in-scope files by version and, only when the resolver asks
+  about a version, picks the file to use for the target: the best-ranked compatible wheel (rank as
+  ``packaging.tags`` orders the target's tags), a file's ``data-requires-python`` checked, yanked
+  files kept apart (PEP 592: usable only by an exact ``==`` pin), the sdist only when no wheel fits,
+  the earlier index's file when two indexes serve the same version (unsafe-best-match).
+  Filenames are split with string operations (a wheel name cannot contain ``-`` by spec), never
+  parsed with ``packaging.utils`` for every file of a 2,000-file project.
+* `CoreMetadata` is the part of METADATA/PKG-INFO a resolver needs (dependencies, Requires-Python,
+  extras), parsed once per file and kept in a `MetadataCache` shared across resolves, with the
+  parsed `Requirement` objects interned by their text (parsing one costs ~50 us).
+
+Sdists: their PKG-INFO is only trusted when PEP 643 says it is static (Metadata-Version >= 2.2 and
+neither Requires-Dist nor Requires-Python listed as Dynamic); otherwise `SdistNeedsBuild`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+from packaging.metadata import parse_email
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from satchel.daemon.errors import BuildError, UpstreamError
+from satchel.daemon.model import FileEntry, ProjectPage
+
+__all__ = [
+    "Choice",
+    "CoreMetadata",
+    "MetadataCache",
+    "ProjectFiles",
+    "SdistNeedsBuild",
+    "parse_core_metadata",
+]
+
+_SDIST_SUFFIXES = (".tar.gz", ".zip")
+
+
+class SdistNeedsBuild(BuildError):
+    """Only an sdist with dynamic (or pre-PEP 643) metadata fits: it must be built to resolve."""
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """The file picked for one version of a project on this target."""
+
+    file: FileEntry
+    page: ProjectPage
+    yanked: bool
+    #: 0 is the target's best tag; sdists rank after every wheel.
+    rank: int
+
+
+@dataclass(frozen=True, slots=True)
+class CoreMetadata:
+    name: NormalizedName
+    version: Version
+    requires_dist: tuple[Requirement, ...]
+    requires_python: SpecifierSet | None
+    provides_extra: frozenset[NormalizedName]
+
+
+_requirement_cache: dict[str, Requirement] = {}
+_specifier_cache: dict[str, SpecifierSet] = {}
+_version_cache: dict[str, Version | None] = {}
+_intern_lock = threading.Lock()
+
+
+def requirement(text: str) -> Requirement:
+    """Parse (once per distinct text) a requirement; the result is shared, never mutate it."""
+    found = _requirement_cache.get(text)
+    if found is None:
+        found = Requirement(text)
+        with _intern_lock:
+            _requirement_cache[text] = found
+    return found
+
+
+def specifier(text: str) -> SpecifierSet:
+    found = _specifier_cache.get(text)
+    if found is None:
+        found = SpecifierSet(text)
+        with _intern_lock:
+            _specifier_cache[text] = found
+    return found
+
+
+def version(text: str) -> Version | None:
+    """A parsed version, or None for a legacy (non-PEP 440) version, which is ignored."""
+    if text in _version_cache:
+        return _version_cache[text]
+    try:
+        parsed: Version | None = Version(text)
+    except InvalidVersion:
+        parsed = None
+    _version_cache[text] = parsed
+    return parsed
+
+
+def parse_core_metadata(data: bytes, *, sdist: bool, where: str) -> CoreMetadata:
+    """Read what resolving needs from METADATA (wheel) or PKG-INFO (sdist) bytes.
+
+    *where* names the file in errors. Malformed metadata is an `UpstreamError`: the index served
+    something no installer could use.
+    """
+    raw, _unparsed = parse_email(data)
+    if sdist:
+        meta_version = version(raw.get("metadata_version", "1.0"))
+        dynamic = {d.lower() for d in raw.get("dynamic", [])}
+        if meta_version is None or meta_version < Version("2.2"):
+            raise SdistNeedsBuild(
+                f"{where} is an sdist with Metadata-Version {raw.get('metadata_version')} "
+                "(before PEP 643), so its dependencies are only known after building it; "
+                "no wheel fits this target, and building sdists is not supported yet"
+            )
+        if dynamic & {"requires-dist", "requires-python"}:
+            raise SdistNeedsBuild(
+                f"{where} is an sdist whose {', '.join(sorted(dynamic))} metadata is dynamic "
+                "(PEP 643), so it must be built to know its dependencies; no wheel fits this "
+                "target, and building sdists is not supported yet"
+            )
+    try:
+        name = canonicalize_name(raw["name"])
+        parsed_version = Version(raw["version"])
+        deps = tuple(requirement(text) for text in raw.get("requires_dist", []))
+        rp = raw.get("requires_python")
+        requires_python = specifier(rp) if rp else None
+    except (KeyError, InvalidVersion, InvalidRequirement, InvalidSpecifier) as exc:
+        raise UpstreamError(f"unusable core metadata in {where}: {exc!r}") from exc
+    extras = frozenset(canonicalize_name(e) for e in raw.get("provides_extra", []))
+    return CoreMetadata(name, parsed_version, deps, requires_python, extras)
+
+
+@dataclass
+class MetadataCache:
+    """Parsed core metadata and marker results, shared by every resolve of a daemon.
+
+    Keyed by the file's sha256 (or URL when the index gave no sha256): the same file yields the
+    same metadata whichever index served it. Thread-safe enough for resolves in worker threads:
+    entries are only ever added, and a lost race only means parsing twice.
+    """
+
+    metadata: dict[str, CoreMetadata] = field(default_factory=dict)
+    #: (target key, requirement text, extra) -> does the marker hold?
+    markers: dict[tuple[str, str, str], bool] = field(default_factory=dict)
+    #: (target key, pages signature) -> ProjectFiles
+    projects: dict[tuple[object, ...], ProjectFiles] = field(default_factory=dict)
+    max_projects: int = 4096
+
+    def remember_project(self, key: tuple[object, ...], files: ProjectFiles) -> None:
+        if len(self.projects) >= self.max_projects:
+            self.projects.clear()  # crude but bounded: a daemon-wide set is rarely this large
+        self.projects[key] = files
+
+
+def _wheel_version_and_tags(filename: str) -> tuple[str, list[str]] | None:
+    parts = filename[:-4].split("-")
+    if len(parts) not in (5, 6):
+        return None
+    py, abi, plat = parts[-3], parts[-2], parts[-1]
+    tags = [f"{x}-{y}-{z}" for x in py.split(".") for y in abi.split(".") for z in plat.split(".")]
+    return parts[1], tags
+
+
+def _sdist_version(filename: str, project: str) -> str | None:
+    for suffix in _SDIST_SUFFIXES:
+        if filename.endswith(suffix):
+            stem = filename[: -len(suffix)]
+            name, sep, ver = stem.rpartition("-")
+            if sep and canonicalize_name(name) == project:
+                return ver
+    return None
+
+
+class ProjectFiles:
+    """One project's in-scope files on one target, grouped by version, choices made lazily."""
+
+    def __init__(
+        self,
+        project: str,
+        pages: Collection[ProjectPage],
+        tag_ranks: dict[str, int],
+        python_version: Version,
+        *,
+        allow_sdists: bool,
+    ) -> None:
+        self.project = project
+        self._ranks = tag_ranks
+        self._python = python_version
+        self._allow_sdists = allow_sdists
+        #: version -> [(page priority, page, file)] in page order
+        self._files: dict[Version, list[tuple[int, ProjectPage, FileEntry]]] = {}
+        for priority, page in enumerate(pages):
+            for file in page.files:
+                name = file.filename
+                if name.endswith(".whl"):
+                    split = _wheel_version_and_tags(name)
+                    text = split[0] if split else None
+                else:
+                    text = _sdist_version(name, project)
+                parsed = version(text) if text else None
+                if parsed is not None:
+                    self._files.setdefault(parsed, []).append((priority, page, file))
+        #: Newest first, the order a resolver tries them in.
+        self.versions: list[Version] = sorted(self._files, reverse=True)
+        self._choices: dict[tuple[Version, bool, frozenset[str] | None], Choice | None] = {}
+
+    def all_files(self, v: Version) -> list[FileEntry]:
+        return [file for _, _, file in self._files.get(v, [])]
+
+    def choose(
+        self, v: Version, *, allow_yanked: bool, hashes: frozenset[str] | None = None
+    ) -> Choice | None:
+        """The file to use for version *v* (None: nothing fits this target).
+
+        *hashes*, when given, are the only sha256 digests acceptable (hash-checking mode).
+        """
+        key = (v, allow_yanked, hashes)
+        if key not in self._choices:
+            self._choices[key] = self._choose(v, allow_yanked, hashes)
+        return self._choices[key]
+
+    def _python_ok(self, file: FileEntry) -> bool:
+        if not file.requires_python:
+            return True
+        try:
+            return specifier(file.requires_python).contains(self._python, prereleases=True)
+        except InvalidSpecifier:
+            return True  # a malformed data-requires-python is ignored, as pip does
+
+    def _choose(
+        self, v: Version, allow_yanked: bool, hashes: frozenset[str] | None
+    ) -> Choice | None:
+        best: tuple[tuple[int, int, int, int], Choice] | None = None
+        sdist_rank = len(self._ranks)
+        for priority, page, file in self._files.get(v, []):
+            if (file.yanked and not allow_yanked) or not self._python_ok(file):
+                continue
+            if hashes is not None and file.sha256 not in hashes:
+                continue
+            if file.filename.endswith(".whl"):
+                split = _wheel_version_and_tags(file.filename)
+                ranks = [self._ranks[t] for t in split[1] if t in self._ranks] if split else []
+                if not ranks:
+                    continue
+                rank = min(ranks)
+            elif self._allow_sdists:
+                rank = sdist_rank
+            else:
+                continue
+            # Prefer: non-yanked, any wheel over the sdist, the earlier index, the better tag.
+            order = (int(file.yanked), int(rank == sdist_rank), priority, rank)
+            if best is None or order < best[0]:
+                best = (order, Choice(file, page, file.yanked, rank))
+        return best[1] if best else None

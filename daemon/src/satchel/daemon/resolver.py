@@ -1,0 +1,551 @@
+"""Resolve requirements to pinned files for one target, with resolvelib over a `MetadataSource`.
+
+The algorithm is resolvelib's (backtracking with backjumping); this module is the provider that
+feeds it and the translation of its answer (pins) and of its failures (explanations). All I/O is
+behind `MetadataSource`, a synchronous seam: the online source calls back into trio with
+``trio.from_thread``, the offline one reads the metadb. `resolve` runs in a worker thread
+(``trio.to_thread.run_sync``) and never touches trio itself.
+
+Rules (pip's, except where the index scope is concerned):
+
+* Candidates are the versions of the project's in-scope files (`scope`), newest first; a version
+  counts only if a file fits the target (`candidates.ProjectFiles`): a compatible wheel, else,
+  when sdists are allowed, the sdist (with static PEP 643 metadata).
+* ``requires-python``: a file's ``data-requires-python`` filters files; METADATA's Requires-Python
+  becomes a dependency on the pseudo-project ``<python>`` whose single candidate is the target's
+  version, so a version that needs another Python is backtracked over and explained.
+* Pre-releases: only when a requirement's specifier names one, when ``prereleases=True``, or when
+  no final release matches at all (packaging's ``SpecifierSet.filter`` rule, as pip).
+* Yanked files (PEP 592): only for an exact ``==``/``===`` pin of that version.
+* Extras: ``name[x]`` is its own identifier whose candidate depends on ``name==version`` (the
+  very same file) plus the dependencies guarded by ``extra == "x"``.
+* Installed: with ``prefer_installed``, an installed version that satisfies is tried first, so an
+  install keeps what already works and changes only what must change.
+* Hash-checking (``hashes`` given): every project must be listed, and only files whose sha256 is
+  listed are candidates.
+
+Complexity: resolving is NP-complete in general; resolvelib is exponential in the worst case
+(bounded here by `MAX_ROUNDS`), linear in the number of pinned projects when nothing conflicts.
+The provider's own cost per round is O(identifiers) for preferences plus, per `find_matches`,
+O(versions of the project) cheap comparisons. A project's files are grouped once per page
+revision and target (`MetadataCache.projects`); a file's metadata is fetched and parsed once per
+daemon (`MetadataCache.metadata`); requirements, specifiers, versions and marker results are
+interned, so a repeated resolve of a warm set does no parsing at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
+
+import msgspec
+import resolvelib
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
+from resolvelib.structs import RequirementInformation
+
+from satchel.daemon import explain
+from satchel.daemon.candidates import (
+    CoreMetadata,
+    MetadataCache,
+    ProjectFiles,
+    parse_core_metadata,
+    specifier,
+)
+from satchel.daemon.errors import ResolutionImpossible
+from satchel.daemon.model import FileEntry, ProjectPage
+from satchel.daemon.scope import ScopedPages
+from satchel.daemon.target import Target
+
+__all__ = [
+    "MAX_ROUNDS",
+    "MetadataSource",
+    "Pin",
+    "Resolution",
+    "Skipped",
+    "resolve",
+]
+
+log = logging.getLogger(__name__)
+
+#: resolvelib rounds before giving up; pip allows 200,000 but a daemon answering many clients
+#: should fail a pathological resolve in seconds, not minutes.
+MAX_ROUNDS = 20_000
+
+PYTHON = "<python>"
+
+
+class MetadataSource(Protocol):
+    """Where a resolve gets index pages and core metadata from (may block; never async)."""
+
+    def pages(self, project: str) -> ScopedPages:
+        """In-scope pages for normalised *project*, plus what exists out of scope."""
+        ...
+
+    def core_metadata(self, page: ProjectPage, file: FileEntry) -> bytes:
+        """METADATA of a wheel (PEP 658 file or from the wheel) or PKG-INFO of an sdist."""
+        ...
+
+
+class Pin(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    version: str
+    #: Name of the configured index the file comes from.
+    index: str
+    file: FileEntry
+    #: Credential-free URL of the project page the file was listed on.
+    page_url: str
+    #: A direct (root) requirement, as opposed to a dependency.
+    requested: bool
+    extras: tuple[str, ...] = ()
+    #: Who required it: "name version" of each dependent, "(requested)" for the root.
+    dependents: tuple[str, ...] = ()
+    #: The installed version was kept (it satisfies every requirement).
+    installed: bool = False
+
+
+class Skipped(msgspec.Struct, frozen=True, kw_only=True):
+    """A requirement whose environment marker is false on this target."""
+
+    requirement: str
+    required_by: str
+
+
+class Resolution(msgspec.Struct, frozen=True, kw_only=True):
+    pins: list[Pin]
+    target_key: str
+    python_full_version: str
+    #: Marker-filtered requirements of the result, for "why is X not installed?".
+    skipped: list[Skipped] = []
+    #: Index name -> URL, as the sources reported them (for lock files).
+    index_urls: dict[str, str] = {}
+    stats: dict[str, float] = {}
+
+
+class _Req:
+    """A requirement as the resolver sees it: identifier, specifier, and who made it."""
+
+    __slots__ = ("extras", "ident", "name", "specifier", "text")
+
+    def __init__(
+        self, name: str, extras: frozenset[NormalizedName], spec: SpecifierSet, text: str
+    ) -> None:
+        self.name = name
+        self.extras = extras
+        self.specifier = spec
+        self.text = text
+        self.ident = f"{name}[{','.join(sorted(extras))}]" if extras else name
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+class _Candidate:
+    __slots__ = ("extras", "file", "ident", "installed", "name", "page", "version")
+
+    def __init__(
+        self,
+        name: str,
+        ver: Version,
+        extras: frozenset[NormalizedName] = frozenset(),
+        file: FileEntry | None = None,
+        page: ProjectPage | None = None,
+        *,
+        installed: bool = False,
+    ) -> None:
+        self.name = name
+        self.version = ver
+        self.extras = extras
+        self.file = file
+        self.page = page
+        self.installed = installed
+        self.ident = f"{name}[{','.join(sorted(extras))}]" if extras else name
+
+    def _key(self) -> tuple[str, Version, str | None]:
+        return (self.ident, self.version, self.file.url if self.file else None)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Candidate) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"{self.ident} {self.version}"
+
+
+def _from_requirement(req: Requirement) -> _Req:
+    name = canonicalize_name(req.name)
+    extras = frozenset(canonicalize_name(e) for e in req.extras)
+    shown = f"{req.name}[{','.join(sorted(req.extras))}]" if req.extras else req.name
+    return _Req(name, extras, req.specifier, f"{shown}{req.specifier}")
+
+
+_Info = RequirementInformation[_Req, _Candidate]
+
+
+def _is_exact(spec: SpecifierSet) -> bool:
+    return any(s.operator == "===" or (s.operator == "==" and "*" not in s.version) for s in spec)
+
+
+class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
+    def __init__(
+        self,
+        target: Target,
+        source: MetadataSource,
+        cache: MetadataCache,
+        *,
+        constraints: Mapping[str, list[Requirement]],
+        installed: Mapping[str, str],
+        prefer_installed: bool,
+        allow_sdists: bool,
+        prereleases: bool,
+        hashes: Mapping[str, frozenset[str]] | None,
+    ) -> None:
+        self.target = target
+        self.source = source
+        self.cache = cache
+        self.constraints = constraints
+        self.installed = installed
+        self.prefer_installed = prefer_installed
+        self.allow_sdists = allow_sdists
+        self.prereleases = prereleases
+        self.hashes = hashes
+        self.python = Version(target.python_full_version)
+        self.ranks = target.tag_ranks()
+        self.scoped: dict[str, ScopedPages] = {}
+        self.projects: dict[str, ProjectFiles] = {}
+        self.skipped: dict[_Candidate, list[str]] = {}
+        #: project -> candidates seen requiring it (any state, for explaining chains)
+        self.required_by: dict[str, set[_Candidate]] = {}
+        self.roots: set[str] = set()
+        self.stats = {"find_matches": 0.0, "metadata_fetched": 0.0, "metadata_cached": 0.0}
+
+    # -- project data ------------------------------------------------------------------------
+
+    def project(self, name: str) -> ProjectFiles:
+        files = self.projects.get(name)
+        if files is None:
+            scoped = self.source.pages(name)
+            self.scoped[name] = scoped
+            signature = tuple((p.index, p.url, p.fetched_at, len(p.files)) for p in scoped.pages)
+            key: tuple[object, ...] = (self.target.key, self.allow_sdists, name, signature)
+            files = self.cache.projects.get(key)
+            if files is None:
+                files = ProjectFiles(
+                    name, scoped.pages, self.ranks, self.python, allow_sdists=self.allow_sdists
+                )
+                self.cache.remember_project(key, files)
+            self.projects[name] = files
+        return files
+
+    def metadata(self, candidate: _Candidate) -> CoreMetadata:
+        file, page = candidate.file, candidate.page
+        assert file is not None and page is not None
+        key = file.sha256 or file.url
+        meta = self.cache.metadata.get(key)
+        if meta is None:
+            self.stats["metadata_fetched"] += 1
+            data = self.source.core_metadata(page, file)
+            where = f"{file.filename} from index '{page.index}'"
+            meta = parse_core_metadata(data, sdist=not file.is_wheel, where=where)
+            if meta.name != candidate.name or meta.version != candidate.version:
+                raise ResolutionImpossible(
+                    f"{where} declares {meta.name} {meta.version} in its metadata, "
+                    f"not {candidate.name} {candidate.version}: refusing inconsistent metadata"
+                )
+            self.cache.metadata[key] = meta
+        else:
+            self.stats["metadata_cached"] += 1
+        return meta
+
+    def marker_holds(self, req: Requirement, extra: str) -> bool:
+        if req.marker is None:
+            return True
+        key = (self.target.key, str(req), extra)
+        held = self.cache.markers.get(key)
+        if held is None:
+            held = req.marker.evaluate({**self.target.markers, "extra": extra})
+            self.cache.markers[key] = held
+        return held
+
+    # -- resolvelib interface ----------------------------------------------------------------
+
+    def identify(self, requirement_or_candidate: _Req | _Candidate) -> str:
+        return requirement_or_candidate.ident
+
+    def narrow_requirement_selection(
+        self,
+        identifiers: Iterable[str],
+        resolutions: Mapping[str, _Candidate],
+        candidates: Mapping[str, Iterator[_Candidate]],
+        information: Mapping[str, Iterator[_Info]],
+        backtrack_causes: Sequence[_Info],
+    ) -> Iterable[str]:
+        """Settle ``<python>`` first (it is free), then whatever just caused a backtrack."""
+        identifiers = list(identifiers)
+        if PYTHON in identifiers:
+            return [PYTHON]
+        causes = {c.requirement.ident for c in backtrack_causes}
+        causes |= {c.parent.ident for c in backtrack_causes if c.parent is not None}
+        return [i for i in identifiers if i in causes] or identifiers
+
+    def get_preference(
+        self,
+        identifier: str,
+        resolutions: Mapping[str, _Candidate],
+        candidates: Mapping[str, Iterator[_Candidate]],
+        information: Mapping[str, Iterator[_Info]],
+        backtrack_causes: Sequence[_Info],
+    ) -> tuple[bool, bool, str]:
+        """Exact pins first (nothing to choose), then direct requirements, then by name."""
+        infos = list(information[identifier])
+        pinned = any(_is_exact(info.requirement.specifier) for info in infos)
+        direct = any(info.parent is None for info in infos)
+        return (not pinned, not direct, identifier)
+
+    def find_matches(
+        self,
+        identifier: str,
+        requirements: Mapping[str, Iterator[_Req]],
+        incompatibilities: Mapping[str, Iterator[_Candidate]],
+    ) -> list[_Candidate]:
+        self.stats["find_matches"] += 1
+        reqs = list(requirements[identifier])
+        bad = {c.version for c in incompatibilities[identifier]}
+        if identifier == PYTHON:
+            ok = all(r.specifier.contains(self.python, prereleases=True) for r in reqs)
+            return [_Candidate(PYTHON, self.python)] if ok and self.python not in bad else []
+        name = reqs[0].name
+        extras = reqs[0].extras
+        spec = SpecifierSet()
+        for req in reqs:
+            spec &= req.specifier
+        for constraint in self.constraints.get(name, ()):
+            spec &= constraint.specifier
+        allow_yanked = _is_exact(spec)
+        hashes = None if self.hashes is None else self.hashes.get(name, frozenset())
+        project = self.project(name)
+        prereleases = True if self.prereleases or spec.prereleases else None
+        allowed = list(spec.filter(project.versions, prereleases=prereleases))
+        if prereleases is None and any(not v.is_prerelease for v in allowed):
+            allowed = [v for v in allowed if not v.is_prerelease]
+        out: list[_Candidate] = []
+        keep = self.installed.get(name) if self.prefer_installed else None
+        for v in allowed:
+            if v in bad:
+                continue
+            choice = project.choose(v, allow_yanked=allow_yanked, hashes=hashes)
+            if choice is None:
+                continue
+            is_installed = keep is not None and v == Version(keep)
+            candidate = _Candidate(
+                name, v, extras, choice.file, choice.page, installed=is_installed
+            )
+            if is_installed:
+                out.insert(0, candidate)
+            else:
+                out.append(candidate)
+        return out
+
+    def is_satisfied_by(self, requirement: _Req, candidate: _Candidate) -> bool:
+        return requirement.specifier.contains(candidate.version, prereleases=True)
+
+    def get_dependencies(self, candidate: _Candidate) -> list[_Req]:
+        if candidate.name == PYTHON:
+            return []
+        meta = self.metadata(candidate)
+        deps: list[_Req] = []
+        skipped: list[str] = []
+        if candidate.extras:
+            # The extra's candidate is the base candidate plus the extra's own dependencies.
+            pin = f"=={candidate.version}"
+            deps.append(_Req(candidate.name, frozenset(), specifier(pin), candidate.name + pin))
+            missing = candidate.extras - meta.provides_extra
+            if missing:
+                log.warning(
+                    "%s %s does not provide the extra(s) %s",
+                    candidate.name,
+                    candidate.version,
+                    ", ".join(sorted(missing)),
+                )
+            for req in meta.requires_dist:
+                if not self.marker_holds(req, "") and any(
+                    self.marker_holds(req, extra) for extra in candidate.extras
+                ):
+                    deps.append(_from_requirement(req))
+            self._record(candidate, deps)
+            return deps
+        if meta.requires_python is not None:
+            rp = str(meta.requires_python)
+            deps.append(_Req(PYTHON, frozenset(), meta.requires_python, f"Python{rp}"))
+        for req in meta.requires_dist:
+            if self.marker_holds(req, ""):
+                deps.append(_from_requirement(req))
+            else:
+                skipped.append(str(req))
+        if skipped:
+            self.skipped[candidate] = skipped
+        self._record(candidate, deps)
+        return deps
+
+    def _record(self, candidate: _Candidate, deps: list[_Req]) -> None:
+        for dep in deps:
+            if dep.name != candidate.name:
+                self.required_by.setdefault(dep.name, set()).add(candidate)
+
+
+class _Reporter(resolvelib.BaseReporter[_Req, _Candidate, str]):
+    def __init__(self) -> None:
+        self.rounds = 0
+        self.backtracks = 0
+
+    def starting_round(self, index: int) -> None:
+        self.rounds = index + 1
+
+    def rejecting_candidate(self, criterion: Any, candidate: Any) -> None:
+        self.backtracks += 1
+
+
+def _group_constraints(constraints: Iterable[Requirement]) -> dict[str, list[Requirement]]:
+    grouped: dict[str, list[Requirement]] = {}
+    for constraint in constraints:
+        grouped.setdefault(canonicalize_name(constraint.name), []).append(constraint)
+    return grouped
+
+
+def resolve(
+    requirements: Sequence[Requirement],
+    constraints: Sequence[Requirement],
+    target: Target,
+    source: MetadataSource,
+    *,
+    installed: Mapping[str, str] | None = None,
+    prefer_installed: bool = True,
+    allow_sdists: bool = True,
+    prereleases: bool = False,
+    hashes: Mapping[str, Collection[str]] | None = None,
+    cache: MetadataCache | None = None,
+) -> Resolution:
+    """Pin *requirements* (within *constraints*) for *target*, reading from *source*.
+
+    *installed* maps normalised names to installed versions (kept when they satisfy and
+    *prefer_installed*). *hashes*, when given, turns on hash-checking mode: normalised name ->
+    acceptable sha256 digests. Pass a long-lived *cache* to make repeated resolves cheap.
+
+    Raises `ResolutionImpossible` (explained), `NotCached`/`NotFound` (a project missing from
+    the scope, with hints), `SdistNeedsBuild`, or whatever the source raises.
+    """
+    started = time.perf_counter()
+    env = {**target.markers, "extra": ""}
+    roots: list[_Req] = []
+    skipped_roots: list[Skipped] = []
+    for req in requirements:
+        if req.marker is not None and not req.marker.evaluate(env):
+            skipped_roots.append(Skipped(requirement=str(req), required_by="(requested)"))
+            continue
+        roots.append(_from_requirement(req))
+    active_constraints = [c for c in constraints if c.marker is None or c.marker.evaluate(env)]
+    provider = _Provider(
+        target,
+        source,
+        cache if cache is not None else MetadataCache(),
+        constraints=_group_constraints(active_constraints),
+        installed={canonicalize_name(k): v for k, v in (installed or {}).items()},
+        prefer_installed=prefer_installed,
+        allow_sdists=allow_sdists,
+        prereleases=prereleases,
+        hashes=(
+            None
+            if hashes is None
+            else {canonicalize_name(k): frozenset(v) for k, v in hashes.items()}
+        ),
+    )
+    provider.roots = {root.name for root in roots}
+    reporter = _Reporter()
+    resolver: resolvelib.Resolver[_Req, _Candidate, str] = resolvelib.Resolver(provider, reporter)
+    try:
+        result = resolver.resolve(roots, max_rounds=MAX_ROUNDS)
+    except resolvelib.ResolutionImpossible as exc:
+        raise explain.impossible(exc.causes, provider) from None
+    except resolvelib.ResolutionTooDeep:
+        raise ResolutionImpossible(
+            f"gave up after {MAX_ROUNDS} rounds of backtracking: the requirements are too "
+            "loose for the resolver to settle; add tighter version bounds or constraints"
+        ) from None
+    resolution = _pins(result, provider, target, skipped_roots)
+    elapsed = time.perf_counter() - started
+    stats = {
+        **provider.stats,
+        "seconds": round(elapsed, 4),
+        "rounds": float(reporter.rounds),
+        "backtracks": float(reporter.backtracks),
+        "pins": float(len(resolution.pins)),
+    }
+    log.info(
+        "resolved %d pins in %.1f ms (%d rounds, %d backtracks, %d metadata fetched)",
+        len(resolution.pins),
+        elapsed * 1000,
+        reporter.rounds,
+        reporter.backtracks,
+        provider.stats["metadata_fetched"],
+    )
+    return msgspec.structs.replace(resolution, stats=stats)
+
+
+def _describe_parent(parent: _Candidate | None) -> str:
+    return "(requested)" if parent is None else f"{parent.name} {parent.version}"
+
+
+def _pins(result: Any, provider: _Provider, target: Target, skipped: list[Skipped]) -> Resolution:
+    mapping: Mapping[str, _Candidate] = result.mapping
+    extras: dict[str, set[str]] = {}
+    dependents: dict[str, set[str]] = {}
+    requested: set[str] = set()
+    for ident, candidate in mapping.items():
+        if candidate.name == PYTHON:
+            continue
+        extras.setdefault(candidate.name, set()).update(candidate.extras)
+        for info in result.criteria[ident].information:
+            if info.parent is None:
+                requested.add(candidate.name)
+            elif info.parent.name != candidate.name:  # name[x] -> name is not a dependent
+                dependents.setdefault(candidate.name, set()).add(_describe_parent(info.parent))
+    for name in requested:
+        dependents.setdefault(name, set()).add("(requested)")
+    pins: list[Pin] = []
+    index_urls: dict[str, str] = {}
+    for ident in sorted(mapping):
+        candidate = mapping[ident]
+        if candidate.name == PYTHON or candidate.extras:
+            continue
+        assert candidate.file is not None and candidate.page is not None
+        pins.append(
+            Pin(
+                name=candidate.name,
+                version=str(candidate.version),
+                index=candidate.page.index,
+                file=candidate.file,
+                page_url=candidate.page.url,
+                requested=candidate.name in requested,
+                extras=tuple(sorted(extras.get(candidate.name, ()))),
+                dependents=tuple(sorted(dependents.get(candidate.name, ()))),
+                installed=candidate.installed,
+            )
+        )
+        for skipped_req in provider.skipped.get(candidate, []):
+            skipped.append(
+                Skipped(requirement=skipped_req, required_by=_describe_parent(candidate))
+            )
+        index_urls.update(provider.scoped[candidate.name].index_urls)
+    return Resolution(
+        pins=pins,
+        target_key=target.key,
+        python_full_version=target.python_full_version,
+        skipped=skipped,
+        index_urls=index_urls,
+    )
