@@ -95,7 +95,8 @@ def test_a_daemon_not_started_by_a_client_is_left_alone(
         result = client.satchel("ping", extra_env=newer)
         assert result.returncode == errors.EXIT_PROTOCOL
         assert "another build" in result.stderr
-        assert "systemctl --user restart satchel.service" in result.stderr
+        assert "activation manual" in result.stderr
+        assert "satchel stop" in result.stderr
         assert daemon.returncode is None
 
 

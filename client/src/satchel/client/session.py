@@ -59,6 +59,14 @@ NOT_RUNNING_HELP = (
 )
 
 
+#: What to tell the user about a daemon of another build that the client may not restart.
+RESTART_ADVICE = {
+    "systemd": "restart it: systemctl --user restart satchel.service",
+    "launchd": "restart it: launchctl kickstart -k gui/$(id -u)/dev.satchel.satcheld",
+}
+RESTART_MANUAL = "restart it where it was started (or `satchel stop`, then run the command again)"
+
+
 class RemoteError(Exception):
     """The daemon answered a request with `Error(code, message, details)`."""
 
@@ -142,7 +150,7 @@ class Session:
     def connect(self) -> dict[str, Any]:
         """Connect and complete the handshake (restarting a skewed autostarted daemon)."""
         while not self._welcomed:
-            self._open(b"")
+            self._open()
             self._await_welcome()
         return self.welcome
 
@@ -189,6 +197,10 @@ class Session:
             while True:
                 event = self._next_event()
                 kind = event.get("type")
+                if kind == "error" and event.get("id") is None:  # the whole connection failed
+                    raise RemoteError(
+                        str(event.get("code")), str(event.get("message")), event.get("details")
+                    )
                 if event.get("id") != request_id:
                     continue
                 if kind == "result":
@@ -209,9 +221,10 @@ class Session:
         """Tell the daemon to stop `request_id`; wait briefly for it to say it has."""
         if self._stream is None or self._conn is None:
             return
+        stream = self._stream
         try:
             self._send({"type": "cancel", "id": request_id})
-            self._stream.settimeout(CANCEL_GRACE)
+            stream.settimeout(CANCEL_GRACE)
             deadline = time.monotonic() + CANCEL_GRACE
             while time.monotonic() < deadline:
                 event = self._next_event()
@@ -219,6 +232,8 @@ class Session:
                     return
         except (OSError, ClientError, KeyboardInterrupt):
             return
+        finally:
+            stream.settimeout(None)
 
     # -- wire ------------------------------------------------------------------------------------
 
@@ -232,12 +247,12 @@ class Session:
             "features": list(CLIENT_FEATURES),
         }
 
-    def _open(self, first_request: dict[str, Any] | bytes) -> None:
+    def _open(self, first_request: dict[str, Any] | None = None) -> None:
         """Connect (or autostart) and send Hello, plus `first_request` in the same write."""
         self._stream = self._connect_stream()
         self._conn = Connection("client", DictCodec())
         data = self._conn.send(self._hello())
-        if isinstance(first_request, dict):
+        if first_request is not None:
             data += self._conn.send(first_request)
         self._write(data)
 
@@ -285,17 +300,17 @@ class Session:
             self._handle_skew()
 
     def _handle_skew(self) -> None:
-        """Replace an autostarted daemon of another build; refuse to touch a managed one."""
+        """Replace an autostarted daemon of another build; refuse to touch any other one."""
         theirs = self.welcome.get("build_id")
-        if not self._is_autostarted():
+        pid = self.welcome.get("pid")
+        activation = self._activation()
+        if activation != "autostart":
             raise ClientError(
                 errors.INCOMPATIBLE,
-                f"the running satcheld (pid {self.welcome.get('pid')}, build {theirs}) is from "
-                f"another build than this client ({build_id()}) and is managed by a service "
-                "manager;\nrestart it: systemctl --user restart satchel.service  (launchd: "
-                "launchctl kickstart -k gui/$UID/dev.satchel.satcheld)",
+                f"the running satcheld (pid {pid}, build {theirs}, activation {activation}) is "
+                f"another build than this client ({build_id()}) and was not started by a "
+                f"client, so it is left alone;\n{RESTART_ADVICE.get(activation, RESTART_MANUAL)}",
             )
-        pid = self.welcome.get("pid")
         print(
             f"satchel: restarting the autostarted daemon (pid {pid}, build {theirs}) "
             f"to match this client (build {build_id()})",
@@ -313,23 +328,22 @@ class Session:
             wait_for_exit(pid, STOP_WAIT)
         self.check_build = False  # one restart per session, never a loop
 
-    def _is_autostarted(self) -> bool:
-        """Did a client start this daemon (so a client may replace it)?
+    def _activation(self) -> str:
+        """How the daemon was started: "autostart", "manual", "systemd", "launchd" (or "unknown").
 
-        The Welcome's features say so directly ("autostarted"); otherwise the daemon's `status`
-        reports how it was activated ("autostart", "manual", "systemd", "launchd").
+        A Welcome feature "autostarted" would say so directly; otherwise the daemon's `status`
+        reports it (`activation`), asked on this connection.
         """
         if "autostarted" in (self.welcome.get("features") or ()):
-            return True
+            return "autostart"
         probe = self._take_id()
         self._send(self._encode_request(probe, "status", {}))
         try:
             value = self._await_terminal(probe, None, None)
         except RemoteError:
-            return False
-        if not isinstance(value, dict):
-            return False
-        return (value.get("activation") or value.get("activation_mode")) == "autostart"
+            return "unknown"
+        activation = value.get("activation") if isinstance(value, dict) else None
+        return activation if isinstance(activation, str) else "unknown"
 
     def _send(self, message: dict[str, Any]) -> None:
         assert self._conn is not None
