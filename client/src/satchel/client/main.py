@@ -256,7 +256,10 @@ def help_text() -> str:
     ]
     lines += [f"  {name.ljust(width)}{summary}" for name, summary in commands.items()]
     lines += ["", GLOBAL_OPTIONS, "", "exit status:"]
-    lines += [f"  {status:<4}{meaning}" for status, meaning in exit_status_table()]
+    for status, meaning in exit_status_table():
+        text, _, codes = meaning.partition(" [")
+        line = f"  {status:<4}{meaning}"
+        lines += [line] if len(line) <= 79 else [f"  {status:<4}{text}", f"      [{codes}"]
     lines += ["", "Run `satchel COMMAND --help` for a command's options."]
     return "\n".join(lines)
 
