@@ -109,3 +109,27 @@ def test_the_rendered_service_serves_through_systemd_socket_activation(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_executing_a_plan_writes_files_then_runs_commands_in_order(tmp_path: Path) -> None:
+    from satchel.client.commands.service import Plan, execute
+
+    log = tmp_path / "order.log"
+    plan = Plan("systemd")
+    plan.write[tmp_path / "units" / "satchel.socket"] = "[Socket]\n"
+    plan.commands = [
+        ["sh", "-c", f"test -f {tmp_path}/units/satchel.socket && echo run >> {log}"],
+    ]
+    assert execute(plan) == 0
+    assert (tmp_path / "units" / "satchel.socket").read_text() == "[Socket]\n"
+    assert log.read_text() == "run\n"
+    assert list((tmp_path / "units").iterdir()) == [tmp_path / "units" / "satchel.socket"]
+
+
+def test_a_failing_manager_command_makes_the_install_fail(tmp_path: Path) -> None:
+    from satchel.client.commands.service import Plan, execute
+
+    plan = Plan("systemd")
+    plan.write[tmp_path / "satchel.service"] = "[Service]\n"
+    plan.commands = [["false"]]
+    assert execute(plan) == 1

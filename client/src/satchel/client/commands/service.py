@@ -45,7 +45,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser = subparsers.add_parser(
         "service",
         help="install, remove or inspect the systemd/launchd units for the daemon",
-        description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
+        description="Hand the daemon to the OS service manager (systemd user units on Linux, "
+        "a launchd agent on macOS), rendered for this installation's absolute paths.",
     )
     parser.add_argument("action", choices=("install", "uninstall", "status"))
     parser.add_argument(
