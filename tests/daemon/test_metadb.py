@@ -187,6 +187,19 @@ def test_pages_for_project_returns_every_index(db: MetaDB) -> None:
     assert [p.index for p in db.pages_for_project("internal-tool")] == ["internal", "public"]
 
 
+def test_pages_for_many_projects_in_one_call(db: MetaDB) -> None:
+    db.put_page(page("internal", "a"))
+    db.put_page(page("public", "a"))
+    db.put_page(page("public", "b"))
+    found = db.pages_for_projects(["a", "b", "missing", "a"])
+    assert {k: [p.index for p in v] for k, v in found.items()} == {
+        "a": ["internal", "public"],
+        "b": ["public"],
+        "missing": [],
+    }
+    assert found["a"][0] == page("internal", "a")
+
+
 def test_page_keys_list_oldest_first(db: MetaDB) -> None:
     db.put_page(page("internal", "b", fetched_at=20.0))
     db.put_page(page("internal", "a", fetched_at=10.0))
@@ -214,6 +227,12 @@ def test_core_metadata_by_sha256_and_by_index_and_filename(db: MetaDB) -> None:
     assert db.get_core_metadata(SHA_C) is None
 
 
+def test_core_metadata_of_many_files_in_one_call(db: MetaDB) -> None:
+    db.put_core_metadata(SHA_A, b"MA", index="i", filename="a.whl")
+    db.put_core_metadata(SHA_B, b"MB", index="i", filename="b.whl")
+    assert db.core_metadata_many([SHA_A, SHA_B.upper(), SHA_C]) == {SHA_A: b"MA", SHA_B: b"MB"}
+
+
 def test_core_metadata_without_a_hash_is_found_by_name_only(db: MetaDB) -> None:
     db.put_core_metadata(None, b"M1", index="links", filename="x-1.0.whl")
     assert db.get_core_metadata(index="links", filename="x-1.0.whl") == b"M1"
@@ -239,6 +258,13 @@ def test_one_file_served_by_two_indexes_keeps_both_origins(db: MetaDB) -> None:
 
 
 # -- blobs --------------------------------------------------------------------------------
+
+
+def test_a_blob_and_its_origin_are_recorded_together(db: MetaDB) -> None:
+    db.record_blob(SHA_A, 10, "a.whl", origin=origin("internal", "a.whl"), at=100.0)
+    db.record_blob(SHA_A, 10, "a.whl", origin=origin("mirror", "a.whl"), at=200.0)
+    assert db.blob_rows() == {SHA_A: 10}
+    assert [o.index for o in db.origins(SHA_A)] == ["internal", "mirror"]
 
 
 def test_blob_rows_track_use_and_are_forgotten(db: MetaDB) -> None:

@@ -298,6 +298,19 @@ class MetaDB:
         )
         return [_decode_page(row) for row in rows]
 
+    def pages_for_projects(self, projects: Iterable[str]) -> dict[str, list[ProjectPage]]:
+        """`pages_for_project` for many projects in one call (one thread hop for a resolve)."""
+        found: dict[str, list[ProjectPage]] = {}
+        with self._lock:
+            for project in dict.fromkeys(projects):
+                rows = self._conn.execute(
+                    "SELECT page, fetched_at, etag, last_modified, max_age FROM pages "
+                    "WHERE project = ? ORDER BY idx",
+                    (project,),
+                ).fetchall()
+                found[project] = [_decode_page(row) for row in rows]
+        return found
+
     def page_keys(self, index: str | None = None) -> list[PageKey]:
         """(index, project, fetched_at) of stored pages, oldest first: what to revalidate."""
         if index is None:
@@ -372,25 +385,25 @@ class MetaDB:
                 return bytes(rows[0][0])
         return None
 
+    def core_metadata_many(self, sha256s: Iterable[str]) -> dict[str, bytes]:
+        """Metadata of many distribution files by sha256 (those stored), in one call."""
+        found: dict[str, bytes] = {}
+        with self._lock:
+            for sha in {sha.lower() for sha in sha256s}:
+                row = self._conn.execute(
+                    "SELECT data FROM core_metadata WHERE key = ?", (sha,)
+                ).fetchone()
+                if row is not None:
+                    found[sha] = bytes(row[0])
+        return found
+
     # -- provenance -------------------------------------------------------------------------
 
     def add_origin(self, sha256: str, origin: Origin, *, at: float | None = None) -> None:
         """Remember that *origin* served the file *sha256* (updates last_seen if known)."""
         now = time.time() if at is None else at
         with self._write(durable=True) as conn:
-            conn.execute(
-                "INSERT INTO origins VALUES (?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
-                (
-                    sha256.lower(),
-                    origin.index,
-                    origin.project,
-                    origin.filename,
-                    origin.url,
-                    now,
-                    now,
-                ),
-            )
+            _upsert_origin(conn, sha256.lower(), origin, now)
 
     def origins(self, sha256: str) -> list[Origin]:
         """Every origin of *sha256*, first seen first."""
@@ -414,16 +427,30 @@ class MetaDB:
     # -- blobs ------------------------------------------------------------------------------
 
     def record_blob(
-        self, sha256: str, size: int, filename: str, *, at: float | None = None
+        self,
+        sha256: str,
+        size: int,
+        filename: str,
+        *,
+        origin: Origin | None = None,
+        at: float | None = None,
     ) -> None:
-        """Register a blob *after* `BlobStore.ingest` committed it (keeps added_at if known)."""
+        """Register a blob *after* `BlobStore.ingest` committed it (keeps added_at if known).
+
+        With *origin*, the provenance is recorded in the same durable transaction: a finished
+        download costs one fsync, and a blob row never exists without the origin that came
+        with it.
+        """
         now = time.time() if at is None else at
+        sha = sha256.lower()
         with self._write(durable=True) as conn:
             conn.execute(
                 "INSERT INTO blobs VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
                 "size = excluded.size, last_used = max(last_used, excluded.last_used)",
-                (sha256.lower(), size, filename, now, now),
+                (sha, size, filename, now, now),
             )
+            if origin is not None:
+                _upsert_origin(conn, sha, origin, now)
 
     def mark_used(self, sha256s: Iterable[str], at: float | None = None) -> None:
         """Bump last_used of blobs an install, resolve or local-index request just used."""
@@ -580,6 +607,14 @@ def _decode_page(row: Any) -> ProjectPage:
         etag=etag,
         last_modified=last_modified,
         max_age=max_age,
+    )
+
+
+def _upsert_origin(conn: sqlite3.Connection, sha256: str, origin: Origin, now: float) -> None:
+    conn.execute(
+        "INSERT INTO origins VALUES (?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
+        (sha256, origin.index, origin.project, origin.filename, origin.url, now, now),
     )
 
 

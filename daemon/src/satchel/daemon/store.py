@@ -28,7 +28,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
@@ -273,12 +273,10 @@ class BlobStore:
                 f"{label}: {source} does not exist", details={"file": label, "path": str(source)}
             ) from None
         try:
-            return await self.ingest(
-                _read_blocks(handle),
-                expected_sha256=expected_sha256,
-                max_size=max_size,
-                label=label,
-            )
+            async with contextlib.aclosing(_read_blocks(handle)) as blocks:
+                return await self.ingest(
+                    blocks, expected_sha256=expected_sha256, max_size=max_size, label=label
+                )
         finally:
             handle.close()
 
@@ -470,7 +468,7 @@ def _size_limit(expected_size: int | None, max_size: int | None) -> int | None:
     return min(limits) if limits else None
 
 
-async def _read_blocks(handle: BinaryIO) -> AsyncIterator[bytes]:
+async def _read_blocks(handle: BinaryIO) -> AsyncGenerator[bytes, None]:
     while block := await trio.to_thread.run_sync(handle.read, READ_SIZE):
         yield block
 
