@@ -33,6 +33,7 @@ import os
 import socket
 import struct
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -174,6 +175,7 @@ class Server:
             )
             await _refuse(stream, uid)
             return
+        log.debug("connection from pid %s", pid)
         peer = _Peer(self.app, stream, pid)
         self._peers.add(peer)
         try:
@@ -196,6 +198,22 @@ async def _refuse(stream: trio.SocketStream, uid: int) -> None:
     await trio.aclose_forcefully(stream)
 
 
+class _InFlight:
+    """A running request: its job entry, its own cancel scope, and what to answer if cut."""
+
+    __slots__ = ("cancel_code", "cancel_message", "job", "scope")
+
+    def __init__(self, job: JobInfo, request_id: int) -> None:
+        self.job = job
+        self.scope = trio.CancelScope()
+        self.cancel_code = codes.CANCELLED
+        self.cancel_message = f"request {request_id} was cancelled"
+
+    def cancel(self, code: str, message: str) -> None:
+        self.cancel_code, self.cancel_message = code, message
+        self.scope.cancel()
+
+
 class _Peer:
     """One client connection: its protocol state, its in-flight requests, its write lock."""
 
@@ -205,7 +223,7 @@ class _Peer:
         self.pid = pid
         self.conn = Connection("server", StructCodec())
         self.send_lock = trio.Lock()
-        self.requests: dict[int, tuple[JobInfo, trio.CancelScope, list[str]]] = {}
+        self.requests: dict[int, _InFlight] = {}
         self._scope = trio.CancelScope()
         self.protocol = ""
 
@@ -221,9 +239,8 @@ class _Peer:
             await trio.aclose_forcefully(self.stream)
 
     def cancel_requests(self, code: str, message: str) -> None:
-        for _job, scope, reason in list(self.requests.values()):
-            reason[:] = [code, message]
-            scope.cancel()
+        for running in list(self.requests.values()):
+            running.cancel(code, message)
 
     async def _next_event(self) -> Any:
         """The next message, reading from the socket only when the Connection needs bytes."""
@@ -282,10 +299,11 @@ class _Peer:
             if isinstance(event, Request):
                 await self._start_request(event, nursery)
             elif isinstance(event, Cancel):
-                entry = self.requests.get(event.id)
-                if entry is not None:
-                    entry[2][:] = [codes.CANCELLED, f"request {event.id} was cancelled"]
-                    entry[1].cancel()
+                running = self.requests.get(event.id)
+                if running is not None:
+                    running.cancel(
+                        codes.CANCELLED, f"request {event.id} was cancelled by the client"
+                    )
             elif isinstance(event, Error) and event.id is None:
                 log.info("client pid %s closed with %s: %s", self.pid, event.code, event.message)
                 return
@@ -307,27 +325,32 @@ class _Peer:
             )
             return
         job = self.app.add_job(request.method, request.id, self.pid)
-        scope = trio.CancelScope()
-        reason = [codes.CANCELLED, f"request {request.id} was cancelled"]
-        self.requests[request.id] = (job, scope, reason)
-        nursery.start_soon(self._run_request, request, job, scope, reason)
+        running = _InFlight(job, request.id)
+        self.requests[request.id] = running
+        nursery.start_soon(self._run_request, request, running)
 
-    async def _run_request(
-        self, request: Request, job: JobInfo, scope: trio.CancelScope, reason: list[str]
-    ) -> None:
+    async def _run_request(self, request: Request, running: _InFlight) -> None:
         try:
             reply: Message | None = None
             ctx = RequestContext(
                 self.app, request.id, request.method, self.send_event, self.protocol
             )
-            with scope:
+            with running.scope:
                 reply = await dispatch(ctx, request)
             if reply is None:  # our own scope was cancelled: Cancel or shutdown
-                reply = Error(request.id, reason[0], reason[1])
+                reply = Error(request.id, running.cancel_code, running.cancel_message)
+            log.debug(
+                "%s (request %d, pid %s): %s in %.1f ms",
+                request.method,
+                request.id,
+                self.pid,
+                reply.code if isinstance(reply, Error) else "ok",
+                (time.time() - running.job.started_at) * 1000,
+            )
             await self.send(reply)
         finally:
             self.requests.pop(request.id, None)
-            self.app.remove_job(job)
+            self.app.remove_job(running.job)
 
     async def send_event(self, message: Message) -> None:
         """Send a Progress/Log event; a client that has gone simply misses it."""
