@@ -12,6 +12,7 @@ Exit statuses come from `satchel.protocol.errors` and are listed by `satchel --h
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -65,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("satchel: interrupted", file=sys.stderr)
         return errors.EXIT_CANCELLED
+    except BrokenPipeError:
+        # `satchel status | head -1`: the reader left; say nothing more, like other Unix tools.
+        # Point stdout at /dev/null so the interpreter's final flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return errors.EXIT_FAILURE
     except Exception as exc:
         from satchel.client.session import ClientError, RemoteError
 
