@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from satchel.daemon.errors import InvalidWheel
-from satchel.daemon.wheel import load_unpacked, unpack, validate_wheel
+from satchel.daemon.wheel import load_unpacked, unpack, unpack_all, validate_wheel
 from tests.support.wheels import build_wheel, record_hash
 
 pytestmark = pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")
@@ -234,3 +234,21 @@ def test_concurrent_unpacks_of_one_wheel_agree(tmp_path: Path) -> None:
     assert len(results) == 4
     assert os.listdir(root) == [_sha(wheel)]  # no temporary directory left behind
     assert len(list((root / _sha(wheel) / "tree" / "good").iterdir())) == 200
+
+
+def test_unpack_all_publishes_nothing_when_one_wheel_is_bad(tmp_path: Path) -> None:
+    good = build_wheel(tmp_path, "good", "1.0")
+    bad = HOSTILE["dotdot"](tmp_path / "evil-1.0-py3-none-any.whl")
+    root = tmp_path / "unpacked"
+    with pytest.raises(InvalidWheel):
+        unpack_all([(good, _sha(good)), (bad, _sha(bad))], root)
+    assert list(root.iterdir()) == []
+
+
+def test_unpack_all_returns_trees_in_request_order(tmp_path: Path) -> None:
+    first = build_wheel(tmp_path, "first", "1.0")
+    second = build_wheel(tmp_path, "second", "1.0")
+    root = tmp_path / "unpacked"
+    unpack(second, _sha(second), root)  # one already there, one new
+    result = unpack_all([(first, _sha(first)), (second, _sha(second))], root)
+    assert [u.manifest.name for u in result] == ["first", "second"]

@@ -140,9 +140,9 @@ class _Listing:
         if directory in self._gone:
             self._names[directory] = None
             return None
-        parent, base = os.path.split(directory)
+        parent, _, base = directory.rpartition("/")
         result: frozenset[str] | None
-        if parent and parent != directory:
+        if parent:
             above = self.names(parent)
             if above is None or base not in above:
                 self._names[directory] = None
@@ -155,7 +155,7 @@ class _Listing:
         return result
 
     def exists(self, path: str) -> bool:
-        parent, base = os.path.split(path)
+        parent, _, base = path.rpartition("/")
         names = self.names(parent)
         return names is not None and base in names and path not in self._gone
 
@@ -272,7 +272,7 @@ def _plan_wheel(
     listing: _Listing,
     plan: _Plan,
     owners: dict[str, str],
-    removing: set[str],
+    compile_bytecode: bool,
 ) -> None:
     """Add one wheel's destinations to *plan* (files, launchers, dist-info, RECORD)."""
     manifest: WheelManifest = item.unpacked.manifest
@@ -301,12 +301,15 @@ def _plan_wheel(
             plan.moves.append(dst)
 
     skip_prefix = manifest.dist_info + "/"
+    links = plan.links
     for f in manifest.files:
         if f.member.startswith(skip_prefix) and f.member[len(skip_prefix) :] in _OWN_METADATA:
             continue
         root = roots[f.scheme]
         dst = root + "/" + f.path
-        if os.path.normpath(dst) != dst or not dst.startswith(root + "/"):
+        # Validated at unpack; re-checked cheaply because the manifest is read back from disk.
+        padded = "/" + f.path + "/"
+        if "/../" in padded or "/./" in padded or "//" in padded:
             raise InstallError(f"{label}: {f.path!r} would land outside {root}")
         claim(dst)
         src = tree + "/" + f.member
@@ -320,10 +323,10 @@ def _plan_wheel(
                     (prefixes["scripts"] + f.path, _hash_of(rewritten), str(len(rewritten)))
                 )
                 continue
-            plan.links.append((src, dst, 0o755))
+            links.append((src, dst, 0o755))
         else:
-            plan.links.append((src, dst, 0o755 if f.executable else 0o644))
-            if f.scheme in ("purelib", "platlib") and dst.endswith(".py"):
+            links.append((src, dst, 0o755 if f.executable else 0o644))
+            if compile_bytecode and f.scheme in ("purelib", "platlib") and dst.endswith(".py"):
                 plan.py_files.append(dst)
                 top = f.path.split("/", 1)
                 plan.top_dirs.add(root + "/" + top[0] if len(top) > 1 else dst)
@@ -356,15 +359,25 @@ def _plan_wheel(
 def _plan_dirs(plan: _Plan, listing: _Listing) -> None:
     """Directories to create (parents first) and files created outside them (for undo)."""
     needed: set[str] = set()
+    present: set[str] = set()
+    created = plan.created
     for dst in [link[1] for link in plan.links] + [write[0] for write in plan.writes]:
-        parent = os.path.dirname(dst)
-        while parent not in needed and not listing.exists(parent):
-            needed.add(parent)
-            parent = os.path.dirname(parent)
+        parent = dst.rpartition("/")[0]
+        if parent in present:
+            created.append(dst)
+            continue
+        if parent in needed:
+            continue
+        current = parent
+        while current not in needed and current not in present:
+            if listing.exists(current):
+                present.add(current)
+                break
+            needed.add(current)
+            current = current.rpartition("/")[0]
+        if parent in present:
+            created.append(dst)
     plan.dirs = sorted(needed)
-    for dst in [link[1] for link in plan.links] + [write[0] for write in plan.writes]:
-        if os.path.dirname(dst) not in needed:
-            plan.created.append(dst)
 
 
 def _journal(trash: str, moves: list[str], dirs: list[str], created: list[str]) -> dict[str, Any]:
@@ -527,7 +540,7 @@ def install(
         listing = _Listing(removing_set)
         owners: dict[str, str] = {}
         for item in wheels:
-            _plan_wheel(item, scheme, listing, plan, owners, removing_set)
+            _plan_wheel(item, scheme, listing, plan, owners, compile_bytecode)
         _plan_dirs(plan, listing)
         plan.prune = {os.path.dirname(p) for p in removing}
 

@@ -47,6 +47,7 @@ import stat
 import sys
 import unicodedata
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path
@@ -75,6 +76,7 @@ __all__ = [
     "load_unpacked",
     "remove_unpacked",
     "unpack",
+    "unpack_all",
     "validate_wheel",
 ]
 
@@ -443,13 +445,60 @@ def unpack(wheel_path: Path, sha256: str, root: Path) -> UnpackedWheel:
     same wheel each build a private temporary directory and the first ``rename`` wins.
     The caller vouches that *sha256* is the wheel's digest (the store names blobs by it).
     """
-    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
-        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
-    existing = load_unpacked(root, sha256)
-    if existing is not None:
-        return existing
+    return unpack_all([(wheel_path, sha256)], root)[0]
+
+
+def unpack_all(wheels: Sequence[tuple[Path, str]], root: Path) -> list[UnpackedWheel]:
+    """`unpack` for a whole install set, with one filesystem flush for all of them.
+
+    Flushing is what unpacking costs (measured on ext4, 122-file wheels: ~5 ms to extract,
+    ~90 ms with an fsync per file, 10-50 ms with one ``syncfs`` per wheel, depending on what
+    else is dirty), so the trees are all staged first, flushed once, then renamed into place.
+    Any invalid wheel fails the whole call before anything is published.
+    """
+    for _path, sha256 in wheels:
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    results: dict[str, UnpackedWheel] = {}
+    staged: list[tuple[Path, str, Path, WheelManifest]] = []
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f"{TEMP_PREFIX}{sha256}.{secrets.token_hex(6)}"
+    try:
+        for wheel_path, sha256 in wheels:
+            existing = load_unpacked(root, sha256)
+            if existing is not None:
+                results[sha256] = existing
+                continue
+            tmp = root / f"{TEMP_PREFIX}{sha256}.{secrets.token_hex(6)}"
+            staged.append((wheel_path, sha256, tmp, _stage(wheel_path, tmp)))
+        if staged and not _syncfs(root):
+            for _wheel, _sha, tmp, _manifest in staged:
+                _fsync_tree(tmp)
+        for wheel_path, sha256, tmp, manifest in staged:
+            try:
+                os.rename(tmp, root / sha256)
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                # Someone else won the race: their tree is identical by construction.
+                winner = load_unpacked(root, sha256)
+                if winner is None:  # pragma: no cover - the winner's rename was just observed
+                    raise _bad(
+                        wheel_path, "unpacked tree vanished during a concurrent unpack"
+                    ) from exc
+                results[sha256] = winner
+            else:
+                results[sha256] = UnpackedWheel(sha256, root / sha256, manifest)
+        if staged:
+            fsync_dir(root)
+    finally:
+        for _wheel, _sha, tmp, _manifest in staged:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return [results[sha256] for _path, sha256 in wheels]
+
+
+def _stage(wheel_path: Path, tmp: Path) -> WheelManifest:
+    """Validate and extract into the private directory *tmp* (removed again on failure)."""
     try:
         with disk_full_guard(tmp), _open_zip(wheel_path) as zf:
             manifest = _inspect(wheel_path, zf, None, None)
@@ -457,24 +506,10 @@ def unpack(wheel_path: Path, sha256: str, root: Path) -> UnpackedWheel:
             os.makedirs(tree)
             _extract(wheel_path, zf, manifest, tree)
             (tmp / "manifest.json").write_bytes(_ENCODER.encode(manifest))
-            if not _syncfs(tmp):
-                _fsync_tree(tmp)
-            try:
-                os.rename(tmp, root / sha256)
-            except OSError as exc:
-                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                    raise
-                # Someone else won the race: their tree is identical by construction.
-            else:
-                fsync_dir(root)
-                return UnpackedWheel(sha256=sha256, directory=root / sha256, manifest=manifest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    winner = load_unpacked(root, sha256)
-    if winner is None:  # pragma: no cover - the winner's rename was just observed
-        raise _bad(wheel_path, "unpacked tree vanished during a concurrent unpack")
-    return winner
+            return manifest
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def remove_unpacked(root: Path, sha256: str) -> None:
