@@ -18,7 +18,8 @@ daemon's own lock stays the backstop for spawners that bypass this one (a servic
 
 Why `posix_spawn`: it starts the detached daemon (new session, stdin `/dev/null`, output appended
 to `<state dir>/satcheld.log`) without importing `subprocess` (~7 ms of `re`, `locale`, `enum`),
-and it leaves no `Popen` object whose finaliser would complain that the child outlived it.
+and it leaves no `Popen` object whose finaliser would complain that the child outlived it. The
+spawned daemon is our child until we exit; `_reap` collects it if it dies during start-up.
 """
 
 from __future__ import annotations
@@ -168,6 +169,7 @@ def spawn(socket_path: str, state_dir: str, *, idle_timeout: int, timeout: float
 
 
 def _spawn_detached(argv: list[str], log_fd: int) -> int:
+    """Start `argv` in a new session with stdin `/dev/null` and output to `log_fd`."""
     file_actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_DUP2, log_fd, 1),
@@ -175,19 +177,21 @@ def _spawn_detached(argv: list[str], log_fd: int) -> int:
     ]
     try:
         return os.posix_spawn(argv[0], argv, os.environ, file_actions=file_actions, setsid=True)
-    except NotImplementedError:  # a libc without POSIX_SPAWN_SETSID
-        import subprocess
-
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log_fd,
-            stderr=log_fd,
-            close_fds=False,
-            start_new_session=True,
-        )
-        proc.returncode = 0  # detached on purpose: never waited for, so never "still running"
-        return proc.pid
+    except NotImplementedError:  # a libc without POSIX_SPAWN_SETSID: do the same by hand
+        pass
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    pid = os.fork()  # the client is single-threaded, so forking is safe
+    if pid == 0:  # pragma: no cover - child; an exec failure shows up as exit status 127
+        try:
+            os.setsid()
+            os.dup2(devnull, 0)
+            os.dup2(log_fd, 1)
+            os.dup2(log_fd, 2)
+            os.execv(argv[0], argv)  # noqa: S606 -- our own daemon, argv built here
+        finally:
+            os._exit(127)
+    os.close(devnull)
+    return pid
 
 
 def _read_line(fd: int, deadline: float) -> str | None:
