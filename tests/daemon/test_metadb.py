@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 import trio
 
 from satchel.daemon import metadb
-from satchel.daemon.errors import SatchelError
+from satchel.daemon.errors import DiskFull, SatchelError
 from satchel.daemon.metadb import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -21,6 +22,7 @@ from satchel.daemon.metadb import (
     PageKey,
 )
 from satchel.daemon.model import FileEntry, Origin, ProjectPage
+from tests.support.tmpfs import small_tmpfs
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -342,6 +344,22 @@ def test_stats_count_each_blob_once_in_totals_and_per_index(db: MetaDB) -> None:
 
 def test_stats_of_an_empty_database(db: MetaDB) -> None:
     assert db.stats() == CacheStats(0, 0, 0, 0, 0, 0, ())
+
+
+def test_a_full_disk_is_diskfull_and_the_database_stays_usable(tmp_path: Path) -> None:
+    with small_tmpfs(tmp_path / "small", "512k") as root:
+        db = MetaDB(root / "meta.sqlite")
+        db.record_blob(SHA_A, 1, "a.whl")
+        huge = os.urandom(2 * 1024 * 1024)
+
+        with pytest.raises(DiskFull, match="no space left"):
+            db.put_state("huge", huge)
+
+        assert db.get_state("huge") is None
+        assert db.blob_rows() == {SHA_A: 1}
+        db.record_blob(SHA_B, 2, "b.whl")
+        db.close()
+        assert MetaDB(root / "meta.sqlite").blob_rows() == {SHA_A: 1, SHA_B: 2}
 
 
 # -- concurrency --------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import signal
@@ -11,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +28,7 @@ from satchel.daemon.store import (
     VerifyProgress,
     open_cache,
 )
+from tests.support.tmpfs import small_tmpfs
 from tests.support.wheels import build_wheel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -328,22 +328,6 @@ async def test_open_cache_sweeps_debris_and_reconciles_blob_rows(tmp_path: Path)
 
 
 # -- disk full -----------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def small_tmpfs(directory: Path, size: str) -> Iterator[Path]:
-    directory.mkdir(parents=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield directory
-    finally:
-        subprocess.run(["umount", "-l", str(directory)], check=False)
 
 
 async def test_disk_full_raises_diskfull_and_keeps_the_store_consistent(tmp_path: Path) -> None:

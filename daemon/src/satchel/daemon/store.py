@@ -389,19 +389,29 @@ class BlobStore:
         corrupt: list[CorruptBlob] = []
         bytes_checked = 0
         for checked, (name, size, path) in enumerate(entries, start=1):
-            try:
-                actual = await _hash_file(path)
-            except FileNotFoundError:
-                actual = None
-            if actual is not None and actual != name:
-                moved = await trio.to_thread.run_sync(self._quarantine, path, name)
-                corrupt.append(CorruptBlob(name, actual, str(moved.relative_to(self.root))))
+            found = await trio.to_thread.run_sync(self._check_one, path, name)
+            if found is not None:
+                corrupt.append(found)
                 if on_corrupt is not None and _SHA256_RE.fullmatch(name):
                     await on_corrupt(name)
             bytes_checked += size
             if progress is not None:
                 await progress(VerifyProgress(checked, len(entries), bytes_checked, total_bytes))
         return VerifyReport(len(entries), bytes_checked, tuple(corrupt))
+
+    def _check_one(self, path: Path, name: str) -> CorruptBlob | None:
+        """Re-hash one file (worker thread); quarantine it when it does not match *name*.
+
+        A file removed meanwhile (garbage collection) is simply not corrupt.
+        """
+        try:
+            actual = _hash_blocks(path)
+            if actual == name:
+                return None
+            moved = self._quarantine(path, name)
+        except FileNotFoundError:
+            return None
+        return CorruptBlob(name, actual, str(moved.relative_to(self.root)))
 
     def _quarantine(self, path: Path, name: str) -> Path:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
@@ -481,11 +491,6 @@ def _hash_blocks(path: Path) -> str:
         while block := handle.read(READ_SIZE):
             hasher.update(block)
     return hasher.hexdigest()
-
-
-async def _hash_file(path: Path) -> str:
-    """sha256 of a file, computed in a worker thread (whole file per hop: it is local I/O)."""
-    return await trio.to_thread.run_sync(_hash_blocks, path)
 
 
 def _remove_tree(path: Path) -> None:
