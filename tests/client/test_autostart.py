@@ -115,3 +115,22 @@ def test_no_autostart_leaves_a_stopped_daemon_stopped(client: ClientEnv) -> None
     result = client.satchel("ping", extra_env={"SATCHEL_NO_AUTOSTART": "1"})
     assert result.returncode == errors.EXIT_UNAVAILABLE
     assert satcheld_processes(client.state_dir) == []
+
+
+def test_a_daemon_that_dies_silently_reports_its_exit_status_and_log_tail(
+    client: ClientEnv, tmp_path: Path
+) -> None:
+    # A broken installation, for real: the daemon's interpreter dies before satcheld runs.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        "if sys.argv[0].endswith('satcheld'):\n"
+        "    sys.stderr.write('fatal: the daemon cannot import its code\\n')\n"
+        "    sys.stderr.flush()\n"
+        "    os._exit(3)\n"
+    )
+    result = client.satchel("ping", extra_env={"PYTHONPATH": str(broken)})
+    assert result.returncode == errors.EXIT_UNAVAILABLE
+    assert "satcheld exited (exit status 3) before it was ready" in result.stderr
+    assert "fatal: the daemon cannot import its code" in result.stderr
