@@ -96,6 +96,7 @@ class JobInfo:
     request_id: int
     peer_pid: int | None
     started_at: float = field(default_factory=time.time)
+    description: str = ""
 
 
 class Services:
@@ -132,7 +133,10 @@ class App:
         #: Set by the config feature when config.toml is broken (message with file and line).
         self.config_error: str | None = None
         self.activity = Activity()
+        #: Requests in flight (drained at shutdown).
         self.jobs: dict[int, JobInfo] = {}
+        #: Background work of later features (cancelled at shutdown); see `background_job`.
+        self.background_jobs: dict[int, JobInfo] = {}
         self._next_job = 1
         self._jobs_empty = trio.Event()
         self._jobs_empty.set()
@@ -173,7 +177,25 @@ class App:
             self._jobs_empty.set()
 
     async def wait_no_jobs(self) -> None:
+        """Return once no request is in flight (background jobs do not count: they are
+        cancelled at shutdown, not drained)."""
         await self._jobs_empty.wait()
+
+    @contextlib.contextmanager
+    def background_job(self, name: str, description: str = "") -> Iterator[JobInfo]:
+        """Mark a background job (refresh, GC, ...) for `status` and the idle timeout::
+
+        with app.background_job("refresh", "revalidating 12 projects"):
+            ...
+        """
+        job = JobInfo(self._next_job, name, 0, None, description=description)
+        self._next_job += 1
+        self.background_jobs[job.id] = job
+        try:
+            with self.activity.hold():
+                yield job
+        finally:
+            self.background_jobs.pop(job.id, None)
 
 
 async def _watch_signals(

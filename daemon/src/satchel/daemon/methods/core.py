@@ -43,11 +43,15 @@ async def status(ctx: RequestContext, params: StatusParams) -> StatusResult:
             id=job.id,
             method=job.method,
             started_at=job.started_at,
-            description=f"request {job.request_id}"
-            + (f" from pid {job.peer_pid}" if job.peer_pid else ""),
+            description=job.description
+            or f"request {job.request_id}" + (f" from pid {job.peer_pid}" if job.peer_pid else ""),
         )
         for job in app.jobs.values()
         if not (job.method == "status" and job.request_id == ctx.request_id)
+    ]
+    jobs += [
+        Job(id=job.id, method=job.method, started_at=job.started_at, description=job.description)
+        for job in app.background_jobs.values()
     ]
     paths = app.paths
     return StatusResult(
