@@ -8,28 +8,11 @@ import trio
 import trio.testing
 
 from satchel.daemon.app import App, _watch_idle
-from satchel.daemon.paths import Paths
-from satchel.daemon.state import ExitRecorder
+from tests.support.daemon import in_process_app
 
 
-def _app(tmp_path: Path, idle_timeout: float | None = 10.0) -> App:
-    paths = Paths(
-        runtime_dir=tmp_path / "run",
-        socket=tmp_path / "run" / "s.sock",
-        socket_is_default=False,
-        cache_dir=tmp_path / "cache",
-        config_dir=tmp_path / "config",
-        state_dir=tmp_path / "state",
-        log_dir=tmp_path / "log",
-    )
-    return App(
-        paths,
-        activation="manual",
-        idle_timeout=idle_timeout,
-        version="0",
-        build_id="0+0",
-        exit_recorder=ExitRecorder(tmp_path / "state"),
-    )
+def _app(tmp_path: Path) -> App:
+    return in_process_app(tmp_path, idle_timeout=10.0)
 
 
 async def test_idle_watcher_stops_an_unused_daemon_after_the_timeout(

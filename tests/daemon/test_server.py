@@ -6,13 +6,17 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import trio
 
+from satchel.daemon import server as server_module
+from satchel.daemon.activation import Listeners, bind_unix
 from satchel.protocol import CLOSED
 from satchel.protocol.codec import DictCodec
 from satchel.protocol.framing import frame
-from tests.support.daemon import Client, DaemonProcess, call, isolated_env
+from tests.support.daemon import Client, DaemonProcess, call, in_process_app, isolated_env
 
 
 @pytest.fixture(scope="module")
@@ -214,3 +218,19 @@ def test_a_peer_of_another_uid_is_refused_even_with_open_file_modes(
     assert "'id': None" in outcome
     assert "refusing connection from uid 65534" in daemon.stderr()
     assert call(daemon.socket, "ping") == {"pid": daemon.pid}
+
+
+async def test_a_client_that_never_says_hello_is_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_module, "HANDSHAKE_TIMEOUT", 0.2)
+    path = os.path.join(isolated_env(tmp_path)["XDG_RUNTIME_DIR"], "s.sock")
+    listeners = Listeners([bind_unix(path)], "manual")
+    app = in_process_app(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server_module.Server(app).serve, listeners)
+        stream = await trio.open_unix_socket(path)
+        with trio.fail_after(5):
+            assert await stream.receive_some(100) == b""  # closed on us, without a word
+        await stream.aclose()
+        nursery.cancel_scope.cancel()

@@ -31,6 +31,10 @@ Stable API (used by every area's tests; change only by adding):
     bytes: ``hello()``, ``request(method, params) -> id``, ``cancel(id)``, ``next_event(timeout)``,
     ``wait_terminal(id, timeout)``, ``send_raw(bytes)``, ``close()``.
 
+`in_process_app(directory) -> satchel.daemon.app.App`
+    An `App` whose locations all live under *directory*, for trio tests that run daemon code
+    (handlers, the server) inside the test process.
+
 Protocol messages are plain dicts (the protocol's `DictCodec`), so these helpers do not depend on
 the client package or on msgspec.
 """
@@ -48,7 +52,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from satchel.protocol import CLOSED, NEED_DATA, Connection
 from satchel.protocol.buildid import build_id
@@ -56,11 +60,15 @@ from satchel.protocol.codec import DictCodec
 from satchel.protocol.locations import UnixAddress
 from satchel.protocol.version import PROTOCOL_MAJOR, PROTOCOL_MINOR, __version__
 
+if TYPE_CHECKING:
+    from satchel.daemon.app import App
+
 __all__ = [
     "CallError",
     "Client",
     "DaemonProcess",
     "call",
+    "in_process_app",
     "isolated_env",
     "socket_path",
 ]
@@ -327,3 +335,28 @@ class DaemonProcess:
                 self.stop(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def in_process_app(directory: Path, idle_timeout: float | None = None) -> App:
+    """An `App` for in-process tests; nothing is created on disk until code asks for it."""
+    from satchel.daemon.app import App
+    from satchel.daemon.paths import Paths
+    from satchel.daemon.state import ExitRecorder
+
+    paths = Paths(
+        runtime_dir=directory / "run",
+        socket=directory / "run" / "satchel.sock",
+        socket_is_default=False,
+        cache_dir=directory / "cache",
+        config_dir=directory / "config",
+        state_dir=directory / "state",
+        log_dir=directory / "log",
+    )
+    return App(
+        paths,
+        activation="manual",
+        idle_timeout=idle_timeout,
+        version="0.0.0",
+        build_id="0.0.0+test",
+        exit_recorder=ExitRecorder(paths.state_dir),
+    )
