@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from satchel.daemon.activation import bind_unix, systemd_sockets
+from satchel.daemon.activation import bind_unix, launchd_sockets, systemd_sockets
 from satchel.daemon.paths import StartupError
 from tests.support.daemon import CallError, call, isolated_env
 
@@ -148,3 +148,8 @@ def _fd_open(fd: int) -> bool:
     except OSError:
         return False
     return True
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="launchd exists there")
+def test_without_launchd_the_daemon_binds_itself() -> None:
+    assert launchd_sockets() is None

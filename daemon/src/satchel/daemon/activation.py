@@ -155,7 +155,11 @@ def launchd_sockets(name: str = LAUNCHD_SOCKET_NAME) -> list[socket.socket] | No
         log.debug("launch_activate_socket(%s): %s", name, os.strerror(result))
         return None
     try:
-        return [socket.socket(fileno=fds[i]) for i in range(count.value)]
+        sockets = []
+        for i in range(count.value):
+            os.set_inheritable(fds[i], False)
+            sockets.append(socket.socket(fileno=fds[i]))
+        return sockets
     finally:
         libc.free.argtypes = [ctypes.c_void_p]
         libc.free(fds)
@@ -163,7 +167,7 @@ def launchd_sockets(name: str = LAUNCHD_SOCKET_NAME) -> list[socket.socket] | No
 
 def bind_unix(path: str, backlog: int = LISTEN_BACKLOG) -> socket.socket:
     """Bind and listen on *path* (mode 0600 before listen); long paths via `UnixAddress`."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         # fchmod on a Unix socket does not change the file's mode on Linux, so the umask makes
         # the file 0600 at creation (no window), and chmod below makes it exact regardless.
@@ -195,7 +199,7 @@ def _remove_stale_socket(path: str) -> None:
             f"{path} exists and is not a socket; refusing to replace it (remove it yourself "
             "if it is not needed)"
         )
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(1.0)
         with UnixAddress(path) as address:

@@ -55,7 +55,7 @@ class SystemdNotifier:
             return False
         payload = "\n".join(lines).encode("utf-8", "replace")
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
                 sock.connect(self._address)
                 sock.sendall(payload)
         except OSError as exc:
