@@ -99,10 +99,12 @@ def format_info(value: dict[str, Any]) -> str:
         f"database:       {format_size(value['database_bytes'])}",
     ]
     if value.get("unattributed_files"):
-        lines.append(f"not from an index: {value['unattributed_files']} files")
+        local = value["unattributed_files"]
+        lines.append(f"local files:    {local} (built here, not from an index)")
     if value.get("quarantined"):
         lines.append(
-            f"quarantined:    {value['quarantined']} corrupt files (see `satchel cache verify`)"
+            f"quarantined:    {value['quarantined']} corrupt copies kept aside in "
+            f"{value['cache_dir']}/quarantine"
         )
     indexes = value.get("indexes") or []
     if indexes:
