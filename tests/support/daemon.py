@@ -15,8 +15,9 @@ Stable API (used by every area's tests; change only by adding):
 `socket_path(env) -> str`
     Where a daemon started with *env* listens.
 
-`DaemonProcess(env, *args)` (context manager)
-    Starts ``python -m satchel.daemon.main *args`` with *env*; `start()` (called by ``__enter__``)
+`DaemonProcess(env, *args, socket=None, command=None)` (context manager)
+    Starts ``python -m satchel.daemon.main *args`` (or ``*command, *args``) with *env*, its output
+    going to the file ``.stderr_path``; `start()` (called by ``__enter__``)
     returns once the socket answers a ping (or raises with the daemon's stderr). Exposes
     ``.pid``, ``.env``, ``.socket``, ``.returncode``, ``.stderr()`` (everything it logged so far),
     ``.stop(timeout)`` (SIGTERM, wait, return the exit status), ``.kill()`` (SIGKILL, wait),
@@ -250,8 +251,10 @@ class DaemonProcess:
         *args: str,
         socket: str | None = None,
         start_timeout: float = 15.0,
+        command: list[str] | None = None,
     ) -> None:
         self.env = env
+        self.command = command or [sys.executable, "-m", "satchel.daemon.main"]
         self.args = list(args)
         self.socket = socket or socket_path(env)
         if socket is not None and "--socket" not in self.args:
@@ -271,6 +274,10 @@ class DaemonProcess:
     def returncode(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
 
+    @property
+    def stderr_path(self) -> str:
+        return self._stderr_path
+
     def stderr(self) -> str:
         return Path(self._stderr_path).read_text(errors="replace")
 
@@ -278,7 +285,7 @@ class DaemonProcess:
         """Start the process without waiting for it to serve."""
         with open(self._stderr_path, "ab") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "satchel.daemon.main", *self.args],
+                [*self.command, *self.args],
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=err,
