@@ -122,7 +122,6 @@ class _Plan:
     created: list[str] = field(default_factory=list)  # files not inside a created dir
     prune: set[str] = field(default_factory=set)  # dirs that may be left empty by removals
     py_files: list[str] = field(default_factory=list)  # for bytecode compilation
-    top_dirs: set[str] = field(default_factory=set)  # compile roots
 
 
 class _Listing:
@@ -260,10 +259,8 @@ def _removal_paths(dist_info: Path, inside: _Inside, outside: list[str]) -> list
         wanted = set(stems)
         for entry in cached:
             if entry.endswith(".pyc") and entry.split(".", 1)[0] in wanted:
-                path = os.path.join(cache, entry)
-                if path not in paths:
-                    paths.append(path)
-    return paths
+                paths.append(os.path.join(cache, entry))
+    return list(dict.fromkeys(paths))  # RECORD may list the .pyc too
 
 
 def _plan_wheel(
@@ -328,8 +325,6 @@ def _plan_wheel(
             links.append((src, dst, 0o755 if f.executable else 0o644))
             if compile_bytecode and f.scheme in ("purelib", "platlib") and dst.endswith(".py"):
                 plan.py_files.append(dst)
-                top = f.path.split("/", 1)
-                plan.top_dirs.add(root + "/" + top[0] if len(top) > 1 else dst)
         rows.append((prefixes[f.scheme] + f.path, f.hash, str(f.size)))
 
     for entry in manifest.entry_points:
@@ -448,23 +443,35 @@ def _prune_empty(dirs: set[str], stops: set[str]) -> None:
             current = os.path.dirname(current)
 
 
+_COMPILE_SCRIPT = """
+import compileall, functools, os, sys
+files = sys.stdin.read().splitlines()
+compile_one = functools.partial(compileall.compile_file, quiet=2)
+workers = min(os.cpu_count() or 1, 8)
+if workers > 1 and len(files) > 200:
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(workers) as pool:
+        for _ in pool.map(compile_one, files, chunksize=64):
+            pass
+else:
+    for path in files:
+        compile_one(path)
+print(sys.implementation.cache_tag)
+"""
+
+
 def _compile(scheme: Scheme, plan: _Plan) -> list[str]:
-    """Byte-compile in the target interpreter (one process, parallel workers); the .pyc paths."""
+    """Byte-compile in the target interpreter; return the .pyc paths that now exist.
+
+    One interpreter process with one worker pool over exactly the files just installed
+    (``compileall.compile_dir`` per package would start a pool per package). Files that do not
+    compile (Python 2 leftovers in old wheels) are skipped, as pip and uv do.
+    """
     if not plan.py_files:
         return []
-    code = (
-        "import compileall, os, sys\n"
-        "ok = True\n"
-        "for p in sys.stdin.read().splitlines():\n"
-        "    if os.path.isdir(p):\n"
-        "        compileall.compile_dir(p, quiet=2, workers=0)\n"
-        "    else:\n"
-        "        compileall.compile_file(p, quiet=2)\n"
-        "print(sys.implementation.cache_tag)\n"
-    )
     result = subprocess.run(
-        [os.fspath(scheme.interpreter), "-c", code],
-        input="\n".join(sorted(plan.top_dirs)),
+        [os.fspath(scheme.interpreter), "-I", "-c", _COMPILE_SCRIPT],
+        input="\n".join(plan.py_files),
         capture_output=True,
         text=True,
         check=False,
