@@ -29,6 +29,14 @@ def test_unknown_log_level_is_a_usage_error(tmp_path: Path) -> None:
     assert "unknown log level 'chatty'" in result.stderr
 
 
+def test_unknown_log_level_in_the_environment_is_a_usage_error(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path)
+    env["SATCHEL_LOG_LEVEL"] = "loud"
+    result = _satcheld(env)
+    assert result.returncode == 2
+    assert "SATCHEL_LOG_LEVEL: unknown log level 'loud'" in result.stderr
+
+
 def test_negative_idle_timeout_is_a_usage_error(tmp_path: Path) -> None:
     result = _satcheld(isolated_env(tmp_path), "--idle-timeout", "-1")
     assert result.returncode == 2

@@ -35,7 +35,7 @@ import trio
 from satchel.daemon.activation import Listeners, open_listeners
 from satchel.daemon.app import App, serve
 from satchel.daemon.lock import InstanceLock
-from satchel.daemon.log import parse_level, setup_logging
+from satchel.daemon.log import LEVEL_ENV, parse_level, setup_logging
 from satchel.daemon.notify import StartupChannel, SystemdNotifier
 from satchel.daemon.paths import Paths, StartupError
 from satchel.daemon.state import FATAL_ERROR, STARTUP_ERROR, ExitRecorder
@@ -87,12 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     channel = StartupChannel(_checked_fd(parser, args.notify_fd))
+    level = args.log_level if args.log_level is not None else os.environ.get(LEVEL_ENV, "")
     try:
-        parse_level(args.log_level if args.log_level is not None else None)
+        parse_level(level)
     except ValueError as exc:
-        channel.error(str(exc))
-        parser.error(str(exc))
-    setup_logging(args.log_level)
+        source = "--log-level" if args.log_level is not None else LEVEL_ENV
+        channel.error(f"{source}: {exc}")
+        parser.error(f"{source}: {exc}")
+    setup_logging(level)
     if args.idle_timeout < 0:
         channel.error("--idle-timeout must be >= 0")
         parser.error("--idle-timeout must be >= 0")
