@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 from installer import install as reference_install
 from installer.destinations import SchemeDictionaryDestination
@@ -376,3 +377,39 @@ def test_real_pip_lists_checks_and_uninstalls_what_we_installed(
     assert "app" not in installed_distributions(scheme)
     assert not (scheme.scripts / "rich-cli").exists()
     assert not (scheme.data / "share/rich/readme.txt").exists()
+
+
+def test_compile_of_a_large_package_uses_the_worker_pool(tmp_path: Path, scheme: Scheme) -> None:
+    files = {f"big/m{i}.py": f"X = {i}\n" for i in range(250)}
+    install(
+        scheme, [InstallItem(_unpack(tmp_path, "big", "1.0", files=files))], compile_bytecode=True
+    )
+    assert len(list((scheme.purelib / "big" / "__pycache__").glob("*.pyc"))) == 250
+    rows = _record_rows(scheme, "big-1.0.dist-info")
+    assert sum(row.endswith(".pyc,,") for row in rows) == 250
+
+
+def test_a_tampered_manifest_cannot_escape_the_scheme(tmp_path: Path, scheme: Scheme) -> None:
+    unpacked = _unpack(tmp_path, "pkg", "1.0")
+    first = unpacked.manifest.files[0]
+    evil = msgspec.structs.replace(first, path="../../../../escape.py")
+    manifest = msgspec.structs.replace(unpacked.manifest, files=(evil,))
+    tampered = UnpackedWheel(unpacked.sha256, unpacked.directory, manifest)
+    before = _snapshot(scheme.data)
+    with pytest.raises(InstallError, match="would land outside"):
+        install(scheme, [InstallItem(tampered)])
+    assert _snapshot(scheme.data) == before
+    assert not (tmp_path / "escape.py").exists()
+
+
+def test_recover_purges_the_trash_of_a_committed_install(tmp_path: Path, scheme: Scheme) -> None:
+    install(scheme, [InstallItem(_unpack(tmp_path, "pkg", "1.0"))])
+    leftover = scheme.data / ".satchel-trash-0123456789ab"
+    leftover.mkdir()
+    (leftover / "0").write_text("old file, committed away")
+    before = _snapshot(scheme.data)
+    assert recover(scheme)
+    assert not leftover.exists()
+    assert {k: v for k, v in before.items() if not k.startswith(".satchel-trash")} == _snapshot(
+        scheme.data
+    )

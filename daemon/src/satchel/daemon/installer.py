@@ -409,7 +409,16 @@ def _roll_back(journal: dict[str, Any]) -> None:
 
 
 def recover(scheme: Scheme) -> bool:
-    """Finish what a killed install left behind: roll back uncommitted, purge committed."""
+    """Finish what a killed install left behind: roll back uncommitted, purge committed.
+
+    Every install does this first, under the lock; calling it directly (at daemon start, or
+    from a repair command) takes the lock too. True when there was something to clean.
+    """
+    with env_lock(scheme):
+        return _recover_locked(scheme)
+
+
+def _recover_locked(scheme: Scheme) -> bool:
     found = False
     try:
         entries = os.listdir(scheme.data)
@@ -525,7 +534,7 @@ def install(
     started = time.perf_counter()
     linker = Linker(link_mode)
     with env_lock(scheme):
-        recover(scheme)
+        _recover_locked(scheme)
         installed = installed_distributions(scheme)
         inside = _Inside(os.fspath(scheme.data))
         outside: list[str] = []
