@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import stat
@@ -252,3 +253,17 @@ def test_unpack_all_returns_trees_in_request_order(tmp_path: Path) -> None:
     unpack(second, _sha(second), root)  # one already there, one new
     result = unpack_all([(first, _sha(first)), (second, _sha(second))], root)
     assert [u.manifest.name for u in result] == ["first", "second"]
+
+
+def test_installed_hashes_are_sha256_even_when_record_used_sha512(tmp_path: Path) -> None:
+    data = b"x = 1\n"
+    digest = hashlib.sha512(data).digest()
+    sha512 = "sha512=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    wheel = _raw_wheel(
+        tmp_path / "evil-1.0-py3-none-any.whl",
+        [("evil/__init__.py", data)],
+        rows={"evil/__init__.py": f"evil/__init__.py,{sha512},{len(data)}"},
+    )
+    unpacked = unpack(wheel, _sha(wheel), tmp_path / "unpacked")
+    hashes = {f.member: f.hash for f in unpacked.manifest.files}
+    assert hashes["evil/__init__.py"] == record_hash(data)

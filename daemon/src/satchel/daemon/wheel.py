@@ -298,6 +298,8 @@ def _inspect(
         if info.is_dir():
             continue
         if member not in record:
+            if member.startswith(dist_info + "/") and member[len(dist_info) + 1 :] in _UNHASHED:
+                continue  # RECORD.jws / RECORD.p7s sign RECORD; they cannot list themselves
             raise _bad(path, f"member {member!r} is not listed in RECORD")
         hash_value, size = record[member]
         if not hash_value:  # RECORD and its signatures: never installed as-is
@@ -344,10 +346,15 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
         raise _bad(path, f"not a readable zip archive ({exc})") from exc
 
 
-def _copy_member(path: Path, zf: zipfile.ZipFile, item: ManifestFile, sink: int | None) -> None:
-    """Stream one member (to *sink* if given), verifying its RECORD hash and size."""
+def _copy_member(path: Path, zf: zipfile.ZipFile, item: ManifestFile, sink: int | None) -> str:
+    """Stream one member (to *sink* if given), verifying its RECORD hash and size.
+
+    Returns the member's ``sha256=`` RECORD hash: the installed RECORD always uses sha256 (as
+    pypa/installer and pip write it), even when the wheel's RECORD used sha384/sha512.
+    """
     algo, expected = _record_digest(path, item.hash, item.member)
     hasher = hashlib.new(algo)
+    sha256 = hasher if algo == "sha256" else hashlib.sha256()
     size = 0
     try:
         with zf.open(item.member) as stream:
@@ -356,6 +363,8 @@ def _copy_member(path: Path, zf: zipfile.ZipFile, item: ManifestFile, sink: int 
                 if size > item.size:
                     break
                 hasher.update(chunk)
+                if sha256 is not hasher:
+                    sha256.update(chunk)
                 if sink is not None:
                     view = memoryview(chunk)
                     while view:
@@ -364,6 +373,7 @@ def _copy_member(path: Path, zf: zipfile.ZipFile, item: ManifestFile, sink: int 
         raise _bad(path, f"member {item.member!r} is corrupt ({exc})") from exc
     if size != item.size or _b64(hasher.digest()) != expected:
         raise _bad(path, f"member {item.member!r} does not match its RECORD hash and size")
+    return item.hash if sha256 is hasher else "sha256=" + _b64(sha256.digest())
 
 
 try:
@@ -400,9 +410,10 @@ def _syncfs(directory: Path) -> bool:
         os.close(fd)
 
 
-def _extract(path: Path, zf: zipfile.ZipFile, manifest: WheelManifest, tree: Path) -> None:
-    """Write every member under *tree*, hash-checked, read-only."""
+def _extract(path: Path, zf: zipfile.ZipFile, manifest: WheelManifest, tree: Path) -> WheelManifest:
+    """Write every member under *tree*, hash-checked, read-only; the manifest in sha256."""
     made: set[str] = set()
+    files: list[ManifestFile] = []
     for item in manifest.files:
         parent = os.path.dirname(item.member)
         if parent and parent not in made:
@@ -411,10 +422,12 @@ def _extract(path: Path, zf: zipfile.ZipFile, manifest: WheelManifest, tree: Pat
         mode = 0o555 if item.executable else 0o444
         fd = os.open(tree / item.member, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            _copy_member(path, zf, item, fd)
+            digest = _copy_member(path, zf, item, fd)
             os.fchmod(fd, mode)
         finally:
             os.close(fd)
+        files.append(item if digest == item.hash else msgspec.structs.replace(item, hash=digest))
+    return msgspec.structs.replace(manifest, files=tuple(files))
 
 
 def _fsync_tree(tree: Path) -> None:
@@ -504,7 +517,7 @@ def _stage(wheel_path: Path, tmp: Path) -> WheelManifest:
             manifest = _inspect(wheel_path, zf, None, None)
             tree = tmp / "tree"
             os.makedirs(tree)
-            _extract(wheel_path, zf, manifest, tree)
+            manifest = _extract(wheel_path, zf, manifest, tree)
             (tmp / "manifest.json").write_bytes(_ENCODER.encode(manifest))
             return manifest
     except BaseException:
