@@ -136,8 +136,11 @@ def _from_netrc(host: str, environ: Mapping[str, str]) -> Credentials | None:
     try:
         entry = netrc.netrc(os.fspath(path)).authenticators(host)
     except (netrc.NetrcParseError, OSError) as exc:
-        # The parse error may quote the offending line, which may hold a password.
-        _log.warning("ignoring unreadable netrc file %s: %s", path, redact(type(exc).__name__))
+        # The parse error quotes the offending token, which may be a password: give the line only.
+        line = getattr(exc, "lineno", None)
+        _log.warning(
+            "ignoring unreadable netrc file %s (%s at line %s)", path, type(exc).__name__, line
+        )
         return None
     if entry is None:
         return None
