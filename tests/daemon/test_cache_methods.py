@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,6 @@ from typing import Any
 import pytest
 import trio
 
-from satchel.client.commands import COMMANDS
 from satchel.client.commands import cache as cache_command
 from satchel.client.main import main as client_main
 from satchel.daemon.app import App
@@ -22,6 +20,7 @@ from satchel.daemon.methods import RequestContext, dispatch
 from satchel.daemon.methods import cache as cache_methods
 from satchel.daemon.model import Origin
 from satchel.daemon.paths import Paths
+from satchel.daemon.runtime import run_runtime, runtime
 from satchel.daemon.state import ExitRecorder
 from satchel.daemon.store import BlobStore, open_cache
 from satchel.protocol.messages import Message, Progress, Request, Result
@@ -45,6 +44,22 @@ async def add_file(store: BlobStore, db: MetaDB, data: bytes, filename: str, *in
             Origin(index=index, project="pkg", filename=filename, url=f"http://127.0.0.1/{index}"),
         )
     return info.sha256
+
+
+@contextlib.asynccontextmanager
+async def running_app(tmp_path: Path) -> AsyncIterator[App]:
+    """An App whose runtime (cache, config, upstream) runs as in a daemon; one loopback index
+    is configured so that nothing is adopted from this machine's pip or uv settings."""
+    app = make_app(tmp_path)
+    (tmp_path / "config").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "config" / "config.toml").write_text(
+        '[[index]]\nname = "local"\nurl = "http://127.0.0.1:9/simple/"\n'
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_runtime, app)
+        await runtime(app)
+        yield app
+        nursery.cancel_scope.cancel()
 
 
 def make_app(tmp_path: Path) -> App:
@@ -84,79 +99,60 @@ class Caller:
 
 
 async def test_cache_info_counts_files_once_and_under_each_index(tmp_path: Path) -> None:
-    app = make_app(tmp_path)
-    store, db = await cache_methods.cache_services(app)
-    await add_file(store, db, b"A" * 1000, "a-1.0-py3-none-any.whl", "internal", "mirror")
-    await add_file(store, db, b"B" * 500, "b-1.0-py3-none-any.whl", "mirror")
-    await add_file(store, db, b"C" * 20, "built-1.0-cp311-cp311-linux_x86_64.whl")
+    async with running_app(tmp_path) as app:
+        store, db = await cache_methods.cache_services(app)
+        await add_file(store, db, b"A" * 1000, "a-1.0-py3-none-any.whl", "internal", "mirror")
+        await add_file(store, db, b"B" * 500, "b-1.0-py3-none-any.whl", "mirror")
+        await add_file(store, db, b"C" * 20, "built-1.0-cp311-cp311-linux_x86_64.whl")
 
-    info = await Caller(app)("cache.info")
+        info = await Caller(app)("cache.info")
 
-    assert info.cache_dir == str(tmp_path / "cache")
-    assert (info.files, info.bytes, info.unattributed_files) == (3, 1520, 1)
-    assert [(i.index, i.files, i.bytes) for i in info.indexes] == [
-        ("internal", 1, 1000),
-        ("mirror", 2, 1500),
-    ]
-    assert info.database_bytes > 0
-    assert info.quarantined == 0
+        assert info.cache_dir == str(tmp_path / "cache")
+        assert (info.files, info.bytes, info.unattributed_files) == (3, 1520, 1)
+        assert [(i.index, i.files, i.bytes) for i in info.indexes] == [
+            ("internal", 1, 1000),
+            ("mirror", 2, 1500),
+        ]
+        assert info.database_bytes > 0
+        assert info.quarantined == 0
 
 
-async def test_cache_services_opens_the_cache_once(tmp_path: Path) -> None:
-    app = make_app(tmp_path)
-    first = await cache_methods.cache_services(app)
-    assert await cache_methods.cache_services(app) == first
-    assert vars(app.services)["store"] is first[0]
+async def test_cache_methods_use_the_runtime_store_opened_once_at_start(tmp_path: Path) -> None:
+    async with running_app(tmp_path) as app:
+        store, db = await cache_methods.cache_services(app)
+        rt = await runtime(app)
+        assert (store, db) == (rt.store, rt.metadb)
 
 
 async def test_cache_verify_quarantines_corrupt_files_and_forgets_them(tmp_path: Path) -> None:
-    app = make_app(tmp_path)
-    store, db = await cache_methods.cache_services(app)
-    good = await add_file(store, db, b"good" * 100, "good-1.0.whl", "internal")
-    bad = await add_file(store, db, b"bad" * 100, "bad-1.0.whl", "internal", "mirror")
-    store.path(bad).chmod(0o644)
-    store.path(bad).write_bytes(b"flipped bits")
-    caller = Caller(app)
+    async with running_app(tmp_path) as app:
+        store, db = await cache_methods.cache_services(app)
+        good = await add_file(store, db, b"good" * 100, "good-1.0.whl", "internal")
+        bad = await add_file(store, db, b"bad" * 100, "bad-1.0.whl", "internal", "mirror")
+        store.path(bad).chmod(0o644)
+        store.path(bad).write_bytes(b"flipped bits")
+        caller = Caller(app)
 
-    result = await caller("cache.verify")
+        result = await caller("cache.verify")
 
-    assert result.checked == 2
-    [corrupt] = result.corrupt
-    assert (corrupt.sha256, corrupt.filename, corrupt.indexes) == (
-        bad,
-        "bad-1.0.whl",
-        ["internal", "mirror"],
-    )
-    assert corrupt.actual_sha256 == sha(b"flipped bits")
-    assert await trio.Path(corrupt.quarantined_as).read_bytes() == b"flipped bits"
-    assert db.blob_rows() == {good: 400}
-    assert [o.index for o in db.origins(bad)] == ["internal", "mirror"]  # where to refetch
-    progress = [e for e in caller.events if isinstance(e, Progress)]
-    assert progress and progress[-1].done == progress[-1].total == 400 + len(b"flipped bits")
-    assert (await caller("cache.info")).quarantined == 1
-    assert (await caller("cache.verify")).corrupt == []
+        assert result.checked == 2
+        [corrupt] = result.corrupt
+        assert (corrupt.sha256, corrupt.filename, corrupt.indexes) == (
+            bad,
+            "bad-1.0.whl",
+            ["internal", "mirror"],
+        )
+        assert corrupt.actual_sha256 == sha(b"flipped bits")
+        assert await trio.Path(corrupt.quarantined_as).read_bytes() == b"flipped bits"
+        assert db.blob_rows() == {good: 400}
+        assert [o.index for o in db.origins(bad)] == ["internal", "mirror"]  # where to refetch
+        progress = [e for e in caller.events if isinstance(e, Progress)]
+        assert progress and progress[-1].done == progress[-1].total == 400 + len(b"flipped bits")
+        assert (await caller("cache.info")).quarantined == 1
+        assert (await caller("cache.verify")).corrupt == []
 
 
 # -- end to end: client command against a real daemon ---------------------------------------
-
-#: Runs satcheld with the cache methods registered (importing the module registers them).
-DAEMON_WITH_CACHE = (
-    "import sys, satchel.daemon.methods.cache; from satchel.daemon.main import main; "
-    "sys.exit(main(sys.argv[1:]))"
-)
-
-
-class CacheDaemon(DaemonProcess):
-    def spawn(self) -> CacheDaemon:
-        with open(self._stderr_path, "ab") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", DAEMON_WITH_CACHE, *self.args],
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=err,
-                stderr=err,
-            )
-        return self
 
 
 def run_command(
@@ -182,17 +178,15 @@ def seed_cache(cache_dir: Path) -> tuple[str, str]:
 
 
 def test_satchel_cache_info_and_verify_end_to_end(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Until the command is listed in the client's registry, list it for this test.
-    monkeypatch.setitem(COMMANDS, "cache", "show or verify the cache")
     cache_dir = tmp_path / "cache" / "satchel"
     _, second = seed_cache(cache_dir)
     rotten = BlobStore(cache_dir).path(second)
     rotten.chmod(0o644)
     rotten.write_bytes(b"rotten")
 
-    with CacheDaemon(isolated_env(tmp_path)) as daemon:
+    with DaemonProcess(isolated_env(tmp_path)) as daemon:
         status, out = run_command(daemon, "info", as_json=True, capsys=capsys)
         assert status == 0
         info = json.loads(out)

@@ -25,12 +25,16 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import trio
 
 from satchel.daemon import methods
 from satchel.daemon.activation import ActivationMode, Listeners
 from satchel.daemon.paths import Paths
+
+if TYPE_CHECKING:
+    from satchel.daemon.runtime import Runtime
 from satchel.daemon.state import (
     FATAL_ERROR,
     IDLE_TIMEOUT,
@@ -104,7 +108,17 @@ class Services:
 
     Each feature adds one typed attribute here, initialised to None, and sets it up in its own
     start-up hook; keeping them in one place makes the dependency graph visible.
+
+    `runtime` (cache, configuration, upstream, catalog) starts in the background while the
+    socket already answers, so `ping` and `status` never wait for it; requests that need it
+    await `satchel.daemon.runtime.runtime(app)`, which waits for `runtime_ready`.
     """
+
+    def __init__(self) -> None:
+        self.runtime: Runtime | None = None
+        self.runtime_ready = trio.Event()
+        #: Why the runtime could not start (shown to every request that needs it).
+        self.runtime_error: str | None = None
 
 
 class App:
@@ -240,6 +254,7 @@ async def serve(
     on_stopping: Callable[[], None] | None = None,
 ) -> ExitReason:
     """Serve until asked to stop; return the exit reason (the caller records it)."""
+    from satchel.daemon.runtime import run_runtime
     from satchel.daemon.server import Server  # server imports App for typing only
 
     methods.load_methods()
@@ -247,6 +262,7 @@ async def serve(
     async with trio.open_nursery() as nursery:
         with trio.CancelScope() as drain_scope:
             await nursery.start(_watch_signals, app, drain_scope)
+            nursery.start_soon(run_runtime, app)
             await nursery.start(server.serve, listeners)
             log.info(
                 "satcheld %s (pid %d) serving on %s (%s)",

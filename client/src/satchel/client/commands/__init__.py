@@ -27,6 +27,9 @@ from __future__ import annotations
 
 #: command name -> one-line summary, in the order `satchel --help` lists them.
 COMMANDS: dict[str, str] = {
+    "prefetch": "resolve online and download every file of the result into the cache",
+    "resolve": "pin requirements (with hashes) from the configured indexes, or offline",
+    "cache": "show what the cache holds (per index) or verify every stored file",
     "service": "install, remove or inspect the systemd/launchd units for the daemon",
 }
 

@@ -16,7 +16,8 @@ import trio
 
 from satchel.daemon.metadb import MetaDB
 from satchel.daemon.methods import RequestContext, method
-from satchel.daemon.store import BlobStore, VerifyProgress, open_cache
+from satchel.daemon.runtime import runtime
+from satchel.daemon.store import BlobStore, VerifyProgress
 from satchel.protocol.methods.cache import (
     CACHE_INFO,
     CACHE_VERIFY,
@@ -38,36 +39,12 @@ log = logging.getLogger(__name__)
 #: At most this many progress events per second reach the client during `cache.verify`.
 PROGRESS_INTERVAL = 0.1
 
-_open_lock = trio.Lock()
-
 
 async def cache_services(app: App) -> tuple[BlobStore, MetaDB]:
-    """The daemon's store and metadb (``app.services.store`` / ``.metadb``).
-
-    Start-up should open them with `open_cache` before serving; if it has not, the first caller
-    opens them here (under a lock, before any ingest can run, so the sweep is safe).
-    """
-    attached = _attached(app)
-    if attached is not None:
-        return attached
-    async with _open_lock:
-        attached = _attached(app)
-        if attached is not None:
-            return attached
-        store, metadb, recovery = await trio.to_thread.run_sync(open_cache, app.paths.cache_dir)
-        if recovery.swept or recovery.rows_added or recovery.rows_dropped:
-            log.info("cache recovery: %s", recovery)
-        # Plain attributes (not declared on `Services` yet): the same names start-up should set.
-        vars(app.services).update(store=store, metadb=metadb)
-        return store, metadb
-
-
-def _attached(app: App) -> tuple[BlobStore, MetaDB] | None:
-    store = getattr(app.services, "store", None)
-    metadb = getattr(app.services, "metadb", None)
-    if isinstance(store, BlobStore) and isinstance(metadb, MetaDB):
-        return store, metadb
-    return None
+    """The daemon's store and metadb, opened once at start-up by the runtime (`open_cache`
+    sweeps crash debris, so a second opening while downloads run would be unsafe)."""
+    rt = await runtime(app)
+    return rt.store, rt.metadb
 
 
 @method(CACHE_INFO, CacheInfoParams)

@@ -1,0 +1,404 @@
+"""The daemon's view of its indexes: scoped pages, core metadata and files, online or offline.
+
+This is where "identity is the sha256; trust is the index" is enforced. Everything a resolve or
+a prefetch learns passes through here, so that:
+
+* pages are fetched from the configured indexes in priority order and remembered per (index,
+  project) in the metadb; offline, the remembered pages answer instead;
+* a project comes only from the scope the configuration allows (`scope.select_pages`): under
+  first-index, when the first index that serves a project cannot be reached and was never seen
+  serving it, the answer is an error, never a silent fall-through to the next index (that is how
+  dependency confusion happens);
+* offline answers list only files whose bytes are in the store, so what resolves offline also
+  installs offline;
+* every download is hash-checked by the store and recorded with its origin (index, project,
+  filename, url); a file served by two indexes is stored once and remembered with both.
+
+A `Session` is one request's view: one configuration snapshot, one online/offline decision
+(automatic when every index is unreachable, and reported), and a memo so a page is fetched at
+most once per request. Pages of likely dependencies are fetched ahead of the resolver (`warm`),
+so a resolve waits on the network roughly once per dependency level, not once per project.
+"""
+
+from __future__ import annotations
+
+import logging
+import tarfile
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import trio
+from packaging.utils import canonicalize_name
+
+from satchel.daemon.candidates import parse_core_metadata
+from satchel.daemon.config import Config, IndexConfig
+from satchel.daemon.credentials import redact, strip_userinfo
+from satchel.daemon.errors import (
+    IndexUnreachable,
+    NotCached,
+    NotFound,
+    SatchelError,
+    UpstreamError,
+)
+from satchel.daemon.metadb import MetaDB
+from satchel.daemon.model import FileEntry, Origin, ProjectPage
+from satchel.daemon.scope import ScopedPages, Strategy, select_pages
+from satchel.daemon.singleflight import SingleFlight
+from satchel.daemon.store import BlobInfo, BlobStore
+from satchel.daemon.upstream import Upstream
+
+__all__ = ["Catalog", "Session", "metadata_from_file"]
+
+log = logging.getLogger(__name__)
+
+#: Upper bound for METADATA/PKG-INFO read out of a stored file: real ones are a few KiB, the
+#: largest seen in the wild are under 1 MiB; more is an archive trying to exhaust memory.
+MAX_METADATA_BYTES = 16 * 2**20
+
+#: Concurrent look-ahead page fetches per request: enough to overlap a dependency level's
+#: round trips, few enough not to starve the foreground requests of the per-index limiter.
+WARM_CONCURRENCY = 32
+
+
+def metadata_from_file(path: Path, filename: str) -> bytes:
+    """METADATA of a wheel, or PKG-INFO of an sdist, read from the stored file (blocking)."""
+    try:
+        if filename.endswith(".whl"):
+            with zipfile.ZipFile(path) as zf:
+                for info in zf.infolist():
+                    parts = info.filename.split("/")
+                    if (
+                        len(parts) == 2
+                        and parts[0].endswith(".dist-info")
+                        and parts[1] == "METADATA"
+                    ):
+                        if info.file_size > MAX_METADATA_BYTES:
+                            break
+                        return zf.read(info)
+        elif filename.endswith(".zip"):
+            with zipfile.ZipFile(path) as zf:
+                for info in zf.infolist():
+                    parts = info.filename.split("/")
+                    if len(parts) == 2 and parts[1] == "PKG-INFO":
+                        if info.file_size > MAX_METADATA_BYTES:
+                            break
+                        return zf.read(info)
+        elif filename.endswith(".tar.gz"):
+            with tarfile.open(path, "r:gz") as tf:
+                for member in tf:
+                    parts = member.name.split("/")
+                    if len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():
+                        if member.size > MAX_METADATA_BYTES:
+                            break
+                        handle = tf.extractfile(member)
+                        if handle is not None:
+                            return handle.read()
+    except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
+        raise UpstreamError(f"{filename}: unreadable archive ({exc})") from None
+    raise UpstreamError(f"{filename}: no usable core metadata inside the file")
+
+
+class Catalog:
+    """Long-lived: owns the shared downloads and the parsed-metadata memo of the daemon."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        store: BlobStore,
+        metadb: MetaDB,
+        nursery: trio.Nursery,
+        config: Callable[[], Config],
+    ) -> None:
+        self.upstream = upstream
+        self.store = store
+        self.metadb = metadb
+        self.config = config
+        #: Where look-ahead fetches run: they outlive the request that started them, harmlessly
+        #: (their pages land in the metadb for the next request).
+        self.nursery = nursery
+        self._downloads: SingleFlight[str, BlobInfo] = SingleFlight(nursery, name="download")
+        self._pages: SingleFlight[tuple[str, str], ProjectPage | None] = SingleFlight(
+            nursery, name="page"
+        )
+        self._metadata: SingleFlight[str, bytes] = SingleFlight(nursery, name="metadata")
+
+    def session(
+        self, *, offline: bool = False, strategy: str | None = None, config: Config | None = None
+    ) -> Session:
+        snapshot = config if config is not None else self.config()
+        chosen = Strategy(strategy or snapshot.settings.index_strategy)
+        return Session(self, snapshot, offline=offline, strategy=chosen)
+
+    # -- single pages -----------------------------------------------------------------------
+
+    async def fetch_page(self, index: IndexConfig, project: str) -> ProjectPage | None:
+        """The page of *project* on *index*, revalidated; None when the index lacks it.
+
+        Shared between concurrent requests. Raises `IndexUnreachable` or `UpstreamError`.
+        """
+
+        async def fetch() -> ProjectPage | None:
+            cached = await trio.to_thread.run_sync(self.metadb.get_page, index.name, project)
+            try:
+                page = await self.upstream.fetch_page(index, project, cached)
+            except NotFound:
+                return None
+            if page is not cached:
+                await trio.to_thread.run_sync(self.metadb.put_page, page)
+            return page
+
+        return await self._pages.run((index.name, project), fetch)
+
+    # -- files ------------------------------------------------------------------------------
+
+    async def fetch_file(self, index: IndexConfig, project: str, file: FileEntry) -> BlobInfo:
+        """Make sure *file*'s bytes are in the store (hash-checked) and record where from."""
+        origin = Origin(index=index.name, project=project, filename=file.filename, url=file.url)
+        sha = file.sha256
+        if sha is not None and self.store.has(sha):
+            await trio.to_thread.run_sync(self._remember, sha, None, origin)
+            return BlobInfo(sha, self.store.path(sha).stat().st_size)
+
+        async def download() -> BlobInfo:
+            async with self.upstream.open_file(index, file) as stream:
+                info = await self.store.ingest(
+                    stream,
+                    expected_sha256=sha,
+                    expected_size=file.size,
+                    label=f"{file.filename} (index {index.name})",
+                )
+            await trio.to_thread.run_sync(self._remember, info.sha256, info.size, origin)
+            return info
+
+        return await self._downloads.run(sha or file.url, download)
+
+    def _remember(self, sha: str, size: int | None, origin: Origin) -> None:
+        if size is not None:
+            self.metadb.record_blob(sha, size, origin.filename, origin=origin)
+        else:
+            self.metadb.mark_used([sha])
+            self.metadb.add_origin(sha, origin)
+
+    # -- core metadata ----------------------------------------------------------------------
+
+    async def core_metadata(
+        self, index: IndexConfig | None, page: ProjectPage, file: FileEntry, *, offline: bool
+    ) -> bytes:
+        """METADATA (wheel) or PKG-INFO (sdist) of *file*: cached, PEP 658, or from the file."""
+        key = file.sha256 or f"{page.index}\0{file.filename}"
+
+        async def load() -> bytes:
+            cached = await trio.to_thread.run_sync(
+                lambda: self.metadb.get_core_metadata(
+                    file.sha256, index=page.index, filename=file.filename
+                )
+            )
+            if cached is not None:
+                return cached
+            if file.sha256 is not None and self.store.has(file.sha256):
+                data = await trio.to_thread.run_sync(
+                    metadata_from_file, self.store.path(file.sha256), file.filename
+                )
+            elif offline or index is None:
+                raise NotCached(
+                    f"{file.filename}: its metadata is not cached (index {page.index}); "
+                    "run `satchel prefetch` for it while online",
+                    details={"file": file.filename, "index": page.index},
+                )
+            else:
+                data = await self._fetch_metadata(index, page, file)
+            await trio.to_thread.run_sync(
+                lambda: self.metadb.put_core_metadata(
+                    file.sha256, data, index=page.index, filename=file.filename
+                )
+            )
+            return data
+
+        return await self._metadata.run(key, load)
+
+    async def _fetch_metadata(
+        self, index: IndexConfig, page: ProjectPage, file: FileEntry
+    ) -> bytes:
+        if file.core_metadata is not None or file.url.startswith("file:"):
+            try:
+                return await self.upstream.fetch_core_metadata(index, file)
+            except NotFound:
+                pass
+        # No PEP 658 file: the metadata is inside the distribution, so download it (it will be
+        # needed anyway if it wins) and read it from the store.
+        info = await self.fetch_file(index, page.project, file)
+        return await trio.to_thread.run_sync(
+            metadata_from_file, self.store.path(info.sha256), file.filename
+        )
+
+
+def _present_only(page: ProjectPage, store: BlobStore) -> ProjectPage:
+    files = tuple(f for f in page.files if f.sha256 is not None and store.has(f.sha256))
+    return msgspec.structs.replace(page, files=files)
+
+
+@dataclass
+class Session:
+    """One request's view of the catalog: a config snapshot, online or offline, and a memo."""
+
+    catalog: Catalog
+    config: Config
+    offline: bool
+    strategy: Strategy
+    #: Why this session is offline when it was not asked to be (every index unreachable).
+    offline_reason: str | None = None
+    #: Human-readable notes for the client (stale pages used, indexes that failed).
+    notes: list[str] = field(default_factory=list)
+    _scoped: dict[str, ScopedPages] = field(default_factory=dict)
+    _warming: set[str] = field(default_factory=set)
+    _warm_limit: trio.CapacityLimiter = field(
+        default_factory=lambda: trio.CapacityLimiter(WARM_CONCURRENCY)
+    )
+
+    @property
+    def indexes(self) -> tuple[IndexConfig, ...]:
+        return self.config.indexes
+
+    def index(self, name: str) -> IndexConfig | None:
+        return self.config.index(name)
+
+    def _scope_indexes(self) -> list[IndexConfig]:
+        # Scope results and error messages carry index URLs: never with credentials in them.
+        return [msgspec.structs.replace(i, url=strip_userinfo(i.url)) for i in self.indexes]
+
+    def _pins(self) -> dict[str, str]:
+        return {canonicalize_name(k): v for k, v in self.config.pins.items()}
+
+    async def scoped_pages(self, project: str) -> ScopedPages:
+        """The pages *project* may come from, per the configuration; memoised per request."""
+        project = canonicalize_name(project)
+        found = self._scoped.get(project)
+        if found is not None:
+            return found
+        if not self.offline:
+            try:
+                scoped = await self._online_pages(project)
+            except IndexUnreachable:
+                if not self._all_unreachable():
+                    raise
+                self._go_offline()
+                scoped = await self._offline_pages(project)
+        else:
+            scoped = await self._offline_pages(project)
+        self._scoped[project] = scoped
+        return scoped
+
+    def _all_unreachable(self) -> bool:
+        names = [index.name for index in self.indexes]
+        return bool(names) and all(self.catalog.upstream.is_offline(name) for name in names)
+
+    def _go_offline(self) -> None:
+        if not self.offline:
+            self.offline = True
+            self.offline_reason = "every configured index is unreachable"
+            self.notes.append("offline: every configured index is unreachable; using the cache")
+            log.warning("every configured index is unreachable: answering from the cache")
+            self._scoped.clear()
+
+    async def _offline_pages(self, project: str) -> ScopedPages:
+        catalog = self.catalog
+        pages = await trio.to_thread.run_sync(catalog.metadb.pages_for_project, project)
+        available = {page.index: _present_only(page, catalog.store) for page in pages}
+        return select_pages(
+            project,
+            available,
+            self._scope_indexes(),
+            self._pins(),
+            self.strategy,
+            offline=True,
+        )
+
+    async def _online_pages(self, project: str) -> ScopedPages:
+        catalog = self.catalog
+        pinned = self._pins().get(project)
+        available: dict[str, ProjectPage] = {}
+        queried: set[str] = set()
+        for index in self.indexes:
+            if pinned is not None and index.name != pinned:
+                continue
+            if index.explicit and pinned != index.name:
+                continue
+            queried.add(index.name)
+            try:
+                page = await catalog.fetch_page(index, project)
+            except IndexUnreachable as exc:
+                page = await self._stale_page(index, project, exc)
+            if page is None:
+                continue
+            available[index.name] = page
+            if self.strategy is Strategy.FIRST_INDEX or pinned is not None:
+                break
+        # Cached pages of indexes not asked (shadowed, explicit, unconfigured) can only ever be
+        # reported as out of scope, which is what makes "cached under X" hints possible.
+        for page in await trio.to_thread.run_sync(catalog.metadb.pages_for_project, project):
+            if page.index not in queried and page.index not in available:
+                available[page.index] = page
+        return select_pages(project, available, self._scope_indexes(), self._pins(), self.strategy)
+
+    async def _stale_page(
+        self, index: IndexConfig, project: str, exc: IndexUnreachable
+    ) -> ProjectPage | None:
+        """An unreachable index: use its cached page, or refuse to look past it."""
+        cached = await trio.to_thread.run_sync(self.catalog.metadb.get_page, index.name, project)
+        if cached is not None:
+            age = time.strftime("%Y-%m-%d %H:%M", time.localtime(cached.fetched_at))
+            self.notes.append(
+                f"index {index.name} is unreachable: using its cached page of {project} "
+                f"(fetched {age})"
+            )
+            return cached
+        if self._all_unreachable():
+            raise exc
+        raise IndexUnreachable(
+            redact(
+                f"index {index.name} is unreachable and has never been seen serving {project}, "
+                f"so Satchel will not take {project} from a later index in its place "
+                f"(that is how dependency confusion happens). Retry when {index.name} is back, "
+                f"or pin the project: `satchel index pin {project} <index>`"
+            ),
+            details={"index": index.name, "project": project, **exc.details},
+        ) from exc
+
+    async def core_metadata(self, page: ProjectPage, file: FileEntry) -> bytes:
+        index = self.index(page.index)
+        data = await self.catalog.core_metadata(index, page, file, offline=self.offline)
+        if not self.offline:
+            self._warm_dependencies(data, file)
+        return data
+
+    # -- look-ahead ---------------------------------------------------------------------------
+
+    def _warm_dependencies(self, data: bytes, file: FileEntry) -> None:
+        """Start fetching the pages of *file*'s dependencies before the resolver asks."""
+        try:
+            meta = parse_core_metadata(data, sdist=not file.is_wheel, where=file.filename)
+        except SatchelError:
+            return
+        for requirement in meta.requires_dist:
+            self.warm(requirement.name)
+
+    def warm(self, project: str) -> None:
+        project = canonicalize_name(project)
+        if project in self._scoped or project in self._warming or self.offline:
+            return
+        self._warming.add(project)
+        self.catalog.nursery.start_soon(self._warm_one, project)
+
+    async def _warm_one(self, project: str) -> None:
+        async with self._warm_limit:
+            try:
+                await self.scoped_pages(project)
+            except Exception as exc:
+                # The resolver will ask again and get the error itself, if it needs the project;
+                # a look-ahead must never take the daemon's nursery down with it.
+                log.debug("look-ahead for %s failed: %s", project, redact(exc))
+                self._scoped.pop(project, None)

@@ -1,0 +1,116 @@
+"""`resolve` and `prefetch`: pin a requirement set, and (prefetch) store every file it needs.
+
+`prefetch` is what a user runs before going offline. Its progress events count bytes of the
+files being stored (``unit="B"``), with the message naming the file that just finished, so the
+client can draw a bar on a terminal and plain lines in a log.
+"""
+
+from __future__ import annotations
+
+import time
+
+import trio
+
+from satchel.daemon.config import IndexConfig
+from satchel.daemon.errors import NotFound
+from satchel.daemon.methods import RequestContext, method
+from satchel.daemon.model import FileEntry
+from satchel.daemon.resolution import (
+    DOWNLOAD_CONCURRENCY,
+    Outcome,
+    locked_files,
+    pin_info,
+    read_inputs,
+    render,
+    require_present,
+    resolve_request,
+    target_for,
+)
+from satchel.daemon.runtime import runtime
+from satchel.protocol.methods.resolve import (
+    PREFETCH,
+    RESOLVE,
+    PrefetchResult,
+    ResolveParams,
+    ResolveResult,
+)
+
+__all__ = ["prefetch", "resolve"]
+
+
+@method(RESOLVE, ResolveParams)
+async def resolve(ctx: RequestContext, params: ResolveParams) -> ResolveResult:
+    rt = runtime(ctx.app)
+    inputs = await read_inputs(params)
+    target = await target_for(rt, params)
+    outcome = await resolve_request(rt, params, inputs, target)
+    return ResolveResult(
+        pins=[pin_info(outcome.session, pin) for pin in outcome.resolution.pins],
+        output=render(outcome, params.format),
+        offline=outcome.session.offline,
+        offline_reason=outcome.session.offline_reason,
+        notes=outcome.session.notes,
+        target=outcome.describe_target(),
+        elapsed=outcome.elapsed,
+    )
+
+
+@method(PREFETCH, ResolveParams)
+async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult:
+    started = time.perf_counter()
+    rt = runtime(ctx.app)
+    inputs = await read_inputs(params)
+    target = await target_for(rt, params)
+    files: list[tuple[IndexConfig, str, FileEntry]] = []
+    outcome: Outcome | None = None
+    session = rt.catalog.session(offline=params.offline, strategy=params.index_strategy)
+    for lock in inputs.locks:
+        files += locked_files(session, lock)
+    if inputs.requirements.requirements:
+        inputs.locks = []  # already taken file by file above
+        outcome = await resolve_request(rt, params, inputs, target)
+        session = outcome.session
+        for pin in outcome.resolution.pins:
+            index = session.index(pin.index)
+            if index is None:  # the resolver only pins from configured indexes
+                raise NotFound(f"{pin.name}: index {pin.index} is no longer configured")
+            files.append((index, pin.name, pin.file))
+    if session.offline:
+        require_present(session, files)
+    total = sum(file.size or 0 for _, _, file in files)
+    done = 0
+    downloaded = 0
+    downloaded_bytes = 0
+    finished = 0
+    limiter = trio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
+
+    async def fetch(index: IndexConfig, project: str, file: FileEntry) -> None:
+        nonlocal done, downloaded, downloaded_bytes, finished
+        async with limiter:
+            present = file.sha256 is not None and rt.store.has(file.sha256)
+            info = await rt.catalog.fetch_file(index, project, file)
+        if not present:
+            downloaded += 1
+            downloaded_bytes += info.size
+        done += file.size or info.size
+        finished += 1
+        verb = "cached" if present else "fetched"
+        await ctx.progress(
+            done, total or None, "B", f"{finished}/{len(files)} {verb} {file.filename}"
+        )
+
+    async with trio.open_nursery() as nursery:
+        for index, project, file in files:
+            nursery.start_soon(fetch, index, project, file)
+    return PrefetchResult(
+        pins=[pin_info(session, pin) for pin in outcome.resolution.pins] if outcome else [],
+        files=len(files),
+        downloaded=downloaded,
+        downloaded_bytes=downloaded_bytes,
+        total_bytes=max(total, done),
+        offline=session.offline,
+        offline_reason=session.offline_reason,
+        notes=session.notes,
+        target=outcome.describe_target() if outcome else "",
+        elapsed=time.perf_counter() - started,
+    )

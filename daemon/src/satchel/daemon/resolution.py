@@ -1,0 +1,242 @@
+"""Resolve and prefetch requests: from `ResolveParams` to pins, lock text and stored files.
+
+The steps, each behind its own module's seam:
+
+    inputs   requirement strings, -r/-c files, pyproject.toml, pylock.toml   (reqfiles, pylock)
+    target   the interpreter asked for (queried once, cached) or a synthetic one        (target)
+    session  one configuration snapshot, online or offline                              (catalog)
+    resolve  resolvelib in a worker thread, calling back into trio for pages/metadata (resolver)
+    fetch    every pinned file, hash-checked into the store with its origin    (catalog, store)
+
+The resolver thread reaches trio only through `SessionSource`, whose two methods hop back to the
+event loop with ``trio.from_thread.run``; a cancelled request cancels those hops, which unwinds
+the resolver. The event loop never blocks on the resolve itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+from packaging import tags as packaging_tags
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from satchel.daemon import pylock
+from satchel.daemon.catalog import Session
+from satchel.daemon.config import IndexConfig
+from satchel.daemon.credentials import strip_userinfo
+from satchel.daemon.errors import NotCached, NotFound
+from satchel.daemon.model import FileEntry, ProjectPage
+from satchel.daemon.reqfiles import (
+    ParsedRequirement,
+    RequirementSet,
+    RequirementsFileError,
+    parse_requirements,
+    read_pyproject,
+)
+from satchel.daemon.resolver import Pin, Resolution, resolve
+from satchel.daemon.runtime import Runtime
+from satchel.daemon.scope import ScopedPages
+from satchel.daemon.target import Target, query_interpreter, synthetic_target
+from satchel.protocol.methods.resolve import PinInfo, ResolveParams
+
+__all__ = [
+    "Inputs",
+    "Outcome",
+    "SessionSource",
+    "locked_files",
+    "pin_info",
+    "read_inputs",
+    "render",
+    "require_present",
+    "resolve_request",
+    "target_for",
+]
+
+#: Downloads in flight for one prefetch. The upstream limits each index separately; this bounds
+#: open temp files and memory for a single request.
+DOWNLOAD_CONCURRENCY = 8
+
+
+class SessionSource:
+    """`resolver.MetadataSource` for a worker thread: every call hops back into trio."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def pages(self, project: str) -> ScopedPages:
+        return trio.from_thread.run(self.session.scoped_pages, project)
+
+    def core_metadata(self, page: ProjectPage, file: FileEntry) -> bytes:
+        return trio.from_thread.run(self.session.core_metadata, page, file)
+
+
+@dataclass
+class Inputs:
+    """What to resolve, read from the request's strings and files."""
+
+    requirements: RequirementSet = field(default_factory=RequirementSet)
+    #: pylock.toml inputs: fetched as listed, never re-resolved.
+    locks: list[pylock.Lock] = field(default_factory=list)
+
+
+def _read_inputs(params: ResolveParams) -> Inputs:
+    inputs = Inputs()
+    reqs = inputs.requirements
+    for number, text in enumerate(params.requirements, start=1):
+        try:
+            parsed = Requirement(text)
+        except ValueError as exc:
+            raise RequirementsFileError(f"requirement {number} ({text!r}): {exc}") from None
+        reqs.requirements.append(_parsed(parsed, f"argument {number}"))
+    for name in params.requirement_files:
+        path = Path(name)
+        if path.name == "pyproject.toml":
+            for req in read_pyproject(path, extras=params.extras, groups=params.groups):
+                reqs.requirements.append(_parsed(req, str(path)))
+        elif path.name.startswith("pylock") and path.suffix == ".toml":
+            inputs.locks.append(pylock.read_pylock(path))
+        else:
+            reqs.extend(parse_requirements(path))
+    for name in params.constraint_files:
+        reqs.extend(parse_requirements(Path(name), constraint=True))
+    if params.prereleases:
+        reqs.prereleases = True
+    return inputs
+
+
+def _parsed(req: Requirement, origin: str) -> ParsedRequirement:
+    return ParsedRequirement(requirement=req, hashes=frozenset(), origin=origin)
+
+
+async def read_inputs(params: ResolveParams) -> Inputs:
+    return await trio.to_thread.run_sync(_read_inputs, params)
+
+
+async def target_for(rt: Runtime, params: ResolveParams) -> Target:
+    """The interpreter to resolve for, or the imagined machine of --platform/--python-version."""
+    if params.platforms or params.python_version:
+        version = params.python_version or f"{sys.version_info[0]}.{sys.version_info[1]}"
+        platforms = params.platforms or list(packaging_tags.platform_tags())
+        return await trio.to_thread.run_sync(synthetic_target, version, platforms)
+    python = params.python or sys.executable
+    return await query_interpreter(python, cache_dir=rt.interpreters_dir)
+
+
+def pin_info(session: Session, pin: Pin) -> PinInfo:
+    index = session.index(pin.index)
+    return PinInfo(
+        name=pin.name,
+        version=pin.version,
+        index=pin.index,
+        index_url=strip_userinfo(index.url) if index is not None else "",
+        filename=pin.file.filename,
+        url=pin.file.url,
+        sha256=pin.file.sha256,
+        size=pin.file.size,
+        requested=pin.requested,
+        dependents=list(pin.dependents),
+    )
+
+
+@dataclass
+class Outcome:
+    """A finished resolve: the resolution and the session that produced it."""
+
+    resolution: Resolution
+    session: Session
+    target: Target
+    elapsed: float
+
+    def describe_target(self) -> str:
+        if self.target.synthetic:
+            return f"Python {self.target.python_version} on {self.target.tags[0].split('-')[-1]}"
+        return self.target.executable or ""
+
+
+async def resolve_request(
+    rt: Runtime,
+    params: ResolveParams,
+    inputs: Inputs,
+    target: Target,
+    *,
+    installed: dict[str, str] | None = None,
+) -> Outcome:
+    """Resolve *inputs* for *target* under the daemon's configuration."""
+    started = time.perf_counter()
+    session = rt.catalog.session(offline=params.offline, strategy=params.index_strategy)
+    reqs = inputs.requirements
+    roots = [item.requirement for item in reqs.requirements]
+    for lock in inputs.locks:
+        for package in lock.packages:
+            if package.version is not None and package.applies_to(target):
+                roots.append(Requirement(f"{package.name}=={package.version}"))
+    if not roots:
+        raise NotFound("nothing to resolve: the inputs list no requirements for this target")
+    for root in roots:
+        session.warm(root.name)
+    resolution = await trio.to_thread.run_sync(
+        functools.partial(
+            resolve,
+            roots,
+            [item.requirement for item in reqs.constraints],
+            target,
+            SessionSource(session),
+            installed=installed,
+            prereleases=reqs.prereleases,
+            hashes=reqs.hashes(),
+            cache=rt.metadata_cache,
+        )
+    )
+    session.notes.extend(reqs.warnings)
+    return Outcome(resolution, session, target, time.perf_counter() - started)
+
+
+def render(outcome: Outcome, fmt: str) -> str:
+    urls = {index.name: strip_userinfo(index.url) for index in outcome.session.config.indexes}
+    if fmt == "pylock":
+        return pylock.dumps_pylock(outcome.resolution, outcome.target, urls)
+    if fmt == "json":
+        return pylock.dumps_json(outcome.resolution).decode()
+    return pylock.dumps_requirements(outcome.resolution, urls)
+
+
+def locked_files(session: Session, lock: pylock.Lock) -> list[tuple[IndexConfig, str, FileEntry]]:
+    """(index, project, file) for every file a pylock.toml lists, mapped to configured indexes.
+
+    A lock naming an index URL that is not configured is refused rather than fetched blindly:
+    where files may come from is the configuration's decision, not the lock file's.
+    """
+    by_url = {strip_userinfo(i.url).rstrip("/"): i for i in session.indexes}
+    out: list[tuple[IndexConfig, str, FileEntry]] = []
+    for package in lock.packages:
+        project = canonicalize_name(package.name)
+        index = by_url.get((package.index or "").rstrip("/"))
+        if index is None:
+            raise NotCached(
+                f"{lock.path}: {package.name} is locked to index {package.index or '(none)'}, "
+                "which is not configured; add it with `satchel index add NAME URL`",
+                details={"package": package.name, "index": package.index},
+            )
+        for file in (*package.wheels, *([package.sdist] if package.sdist else [])):
+            out.append((index, project, file))
+    return out
+
+
+def require_present(session: Session, files: list[tuple[IndexConfig, str, FileEntry]]) -> None:
+    """Offline prefetch can only confirm: every file must already be stored."""
+    missing = [
+        f"{project} {file.filename}"
+        for _index, project, file in files
+        if file.sha256 is None or not session.catalog.store.has(file.sha256)
+    ]
+    if missing:
+        raise NotCached(
+            f"offline, and {len(missing)} file(s) are not in the cache: {', '.join(missing[:10])}",
+            details={"missing": missing},
+        )
