@@ -177,6 +177,12 @@ def render_markdown(data: dict[str, Any], chart_note: str) -> str:
         )
     )
     out.append(f"Targets: {TARGETS}.")
+    if "load_start" in cfg:
+        out.append(
+            f"Load average (1 min) when the run started / ended: {cfg['load_start']} / "
+            f"{cfg.get('load_end', '?')} on {m.get('cores', '?')} cores; a load above the core "
+            "count means other work shared the CPUs, so read ratios, not absolute times."
+        )
     out += ["", "## Machine", "", "| | |", "|---|---|"]
     out += [f"| {k} | {v} |" for k, v in m.items()]
     out += [
@@ -206,6 +212,11 @@ def render_markdown(data: dict[str, Any], chart_note: str) -> str:
             out.append(f"| {name} | {title} | {' | '.join(cells)} | {ratios} |")
     out += ["", "Commands per measure:", ""]
     out += [f"- {title}: {s} vs {u} vs {p}" for title, s, u, p in ROWS.values()]
+    out += [
+        "",
+        "uv has no download-only command, so its cold row also installs into a venv, while",
+        "`pip download` only downloads: the cold row favours pip.",
+    ]
 
     out += ["", "## Client round trip", ""]
     out.append("| set | `satchel ping` | `python -c pass` | ratio (target <= 2.0x) |")
@@ -274,7 +285,11 @@ def render_chart(data: dict[str, Any], png: Path) -> str:
     for i, (key, values) in enumerate(series.items()):
         xs = [j + (i - 1) * width for j, v in enumerate(values) if v is not None]
         ys = [v for v in values if v is not None]
-        ax.bar(xs, ys, width, label=key, color=colors[key])
+        if ys:  # an empty series would still get a (wrongly coloured) legend entry
+            ax.bar(xs, ys, width, label=key, color=colors[key])
+    if not any(v is not None for k in ("Satchel / uv", "Satchel / pip") for v in series[k]):
+        ax.text(0.5, 0.92, "no Satchel figures yet (partial run)", transform=ax.transAxes,
+                ha="center", fontsize=9, color="#aa0000")  # fmt: skip
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_yscale("log")
     ax.set_xticks(range(len(labels)), labels, fontsize=8)

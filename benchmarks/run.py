@@ -110,7 +110,8 @@ def classify(output: str) -> tuple[str, str]:
     hit = next((ln for ln in lines if _NOT_IMPLEMENTED.search(ln)), None)
     if hit is not None:
         return "n/a", f"not implemented: {hit[:160]}"
-    return "failed", (lines[-1][:200] if lines else "no output")
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    return "failed", ((errors or lines)[-1][:200] if lines else "no output")
 
 
 def execute(commands: list[list[str]], env: dict[str, str], cwd: Path) -> Outcome:
@@ -550,7 +551,13 @@ def main(argv: list[str] | None = None) -> int:
         warm = bench.warm
         data: dict[str, Any] = {
             "machine": report.describe_machine(),
-            "config": {"runs": runs, "compile": args.compile, "quick": args.quick, "sets": sets},
+            "config": {
+                "runs": runs,
+                "compile": args.compile,
+                "quick": args.quick,
+                "sets": sets,
+                "load_start": f"{os.getloadavg()[0]:.1f}",
+            },
             "sets": {},
         }
         for cs in css:
@@ -569,6 +576,11 @@ def main(argv: list[str] | None = None) -> int:
                 if result is not None:
                     rows[row] = _pack(result)
             rss = bench.warm.peak_rss_kib()
+            if rss is None and bench.warm_status == ("ok", ""):
+                notes["daemon memory"] = (
+                    "the warm daemon did not answer `status` at the end of the set "
+                    "(exited, or restarted for a new build)"
+                )
             data["sets"][cs.name] = {
                 "wheels": len(cs.wheels),
                 "bytes": cs.size_bytes,
@@ -579,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
                 "daemon_peak_rss_kib": rss,
                 "notes": notes,
             }
+        data["config"]["load_end"] = f"{os.getloadavg()[0]:.1f}"
         report.scrub(data, {str(work): "<work>", str(REPO): "<repo>", str(Path.home()): "~"})
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(data, indent=1) + "\n")
