@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ensurepip
 import hashlib
 import json
 import os
@@ -81,8 +82,8 @@ def _record_rows(scheme: Scheme, dist_info: str) -> set[str]:
     return set((scheme.purelib / dist_info / "RECORD").read_text().splitlines())
 
 
-def test_install_matches_pypa_installer(tmp_path: Path, scheme: Scheme) -> None:
-    wheel = build_wheel(tmp_path / "wheels", "rich-pkg", "1.0", **RICH)  # type: ignore[arg-type]
+def _assert_same_as_pypa_installer(tmp_path: Path, scheme: Scheme, wheel: Path) -> None:
+    """Install *wheel* with us into *scheme* and with pypa/installer into a twin venv; compare."""
     unpacked = unpack(wheel, hashlib.sha256(wheel.read_bytes()).hexdigest(), tmp_path / "u")
     before = _snapshot(scheme.data)
     install(scheme, [InstallItem(unpacked)])
@@ -94,7 +95,7 @@ def test_install_matches_pypa_installer(tmp_path: Path, scheme: Scheme) -> None:
         scheme_dict={
             "purelib": str(ref.purelib),
             "platlib": str(ref.platlib),
-            "headers": str(ref.headers / "rich-pkg"),
+            "headers": str(ref.headers / unpacked.manifest.name),
             "scripts": str(ref.scripts),
             "data": str(ref.data),
         },
@@ -106,18 +107,36 @@ def test_install_matches_pypa_installer(tmp_path: Path, scheme: Scheme) -> None:
     theirs = {k: v for k, v in _snapshot(ref.data).items() if k not in ref_before}
 
     assert sorted(ours) == sorted(theirs)
-    record = "lib/python3.11/site-packages/rich_pkg-1.0.dist-info/RECORD"
+    site = scheme.purelib.relative_to(scheme.data).as_posix()
+    record = f"{site}/{unpacked.manifest.dist_info}/RECORD"
     for rel in ours:
         if rel != record:
             assert ours[rel] == theirs[rel], rel
     assert set(ours[record].decode().splitlines()) == set(theirs[record].decode().splitlines())
     for rel in ours:  # executable bits agree too...
-        if rel == "bin/rich-raw":
+        if rel.startswith("bin/") and unpacked.manifest.name == "rich-pkg":
             # ...except that, like pip, we make every .data/scripts file executable, where
             # pypa/installer trusts the zip's mode bits (which lack S_IFREG in this wheel).
             assert os.access(scheme.data / rel, os.X_OK)
             continue
         assert os.access(scheme.data / rel, os.X_OK) == os.access(ref.data / rel, os.X_OK), rel
+
+
+def test_install_matches_pypa_installer(tmp_path: Path, scheme: Scheme) -> None:
+    wheel = build_wheel(tmp_path / "wheels", "rich-pkg", "1.0", **RICH)  # type: ignore[arg-type]
+    _assert_same_as_pypa_installer(tmp_path, scheme, wheel)
+
+
+_BUNDLED = sorted((Path(ensurepip.__file__).parent / "_bundled").glob("*.whl"))
+
+
+@pytest.mark.skipif(not _BUNDLED, reason="this Python ships no ensurepip wheels")
+@pytest.mark.parametrize("wheel", _BUNDLED, ids=lambda path: path.name.split("-")[0])
+def test_real_world_wheel_matches_pypa_installer(
+    tmp_path: Path, scheme: Scheme, wheel: Path
+) -> None:
+    """pip and setuptools as bundled with CPython: hundreds of files, real entry points."""
+    _assert_same_as_pypa_installer(tmp_path, scheme, wheel)
 
 
 def test_console_gui_and_data_scripts_run(tmp_path: Path, scheme: Scheme) -> None:
@@ -413,3 +432,21 @@ def test_recover_purges_the_trash_of_a_committed_install(tmp_path: Path, scheme:
     assert {k: v for k, v in before.items() if not k.startswith(".satchel-trash")} == _snapshot(
         scheme.data
     )
+
+
+_BUNDLED_PIP = [w for w in _BUNDLED if w.name.startswith("pip-")]
+
+
+@pytest.mark.skipif(not _BUNDLED_PIP, reason="this Python ships no ensurepip pip wheel")
+def test_every_console_script_of_a_real_wheel_runs(tmp_path: Path, scheme: Scheme) -> None:
+    wheel = _BUNDLED_PIP[0]
+    unpacked = unpack(wheel, hashlib.sha256(wheel.read_bytes()).hexdigest(), tmp_path / "u")
+    install(scheme, [InstallItem(unpacked, requested=True)])
+    scripts = [entry.name for entry in unpacked.manifest.entry_points]
+    assert scripts
+    for name in scripts:
+        result = subprocess.run(
+            [str(scheme.scripts / name), "--version"], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, (name, result.stderr)
+        assert str(scheme.purelib) in result.stdout, name
