@@ -265,16 +265,38 @@ def test_hash_checking_requires_every_dependency_listed(index: MemoryIndex) -> N
         run(index, "app", hashes={"app": [app.sha256]})
 
 
-def test_a_shared_cache_makes_the_second_resolve_fetch_nothing(index: MemoryIndex) -> None:
+def test_a_shared_cache_makes_a_later_resolve_fetch_no_metadata(index: MemoryIndex) -> None:
+    index.wheel("app", "1.0", requires=["lib"])
+    index.wheel("lib", "1.0")
+    cache = MetadataCache()
+    run(index, "app", cache=cache)
+    assert index.metadata_calls == 2
+    second = run(index, "lib", "app", cache=cache)
+    assert index.metadata_calls == 2
+    assert second.stats["metadata_fetched"] == 0
+    assert pinned(second) == {"app": "1.0", "lib": "1.0"}
+
+
+def test_the_same_request_again_is_answered_from_the_result_cache(index: MemoryIndex) -> None:
     index.wheel("app", "1.0", requires=["lib"])
     index.wheel("lib", "1.0")
     cache = MetadataCache()
     first = run(index, "app", cache=cache)
-    calls = index.metadata_calls
     second = run(index, "app", cache=cache)
-    assert index.metadata_calls == calls == 2
-    assert first.pins == second.pins
-    assert second.stats["metadata_fetched"] == 0
+    assert second.stats["cached"] == 1
+    assert second.pins == first.pins
+
+
+def test_a_changed_page_invalidates_the_result_cache(index: MemoryIndex) -> None:
+    index.wheel("app", "1.0", requires=["lib"])
+    index.wheel("lib", "1.0")
+    cache = MetadataCache()
+    run(index, "app", cache=cache)
+    index.wheel("lib", "1.1")
+    index.fetched_at[("main", "lib")] = 1_800_000_000.0
+    again = run(index, "app", cache=cache)
+    assert "cached" not in again.stats
+    assert pinned(again) == {"app": "1.0", "lib": "1.1"}
 
 
 def test_inconsistent_metadata_is_refused(index: MemoryIndex) -> None:

@@ -20,8 +20,9 @@ neither Requires-Dist nor Requires-Python listed as Dynamic); otherwise `SdistNe
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from packaging.metadata import parse_email
 from packaging.requirements import InvalidRequirement, Requirement
@@ -153,12 +154,29 @@ class MetadataCache:
     markers: dict[tuple[str, str, str], bool] = field(default_factory=dict)
     #: (target key, pages signature) -> ProjectFiles
     projects: dict[tuple[object, ...], ProjectFiles] = field(default_factory=dict)
+    #: resolve inputs -> (resolution, {project: page signature} of every project consulted)
+    results: dict[tuple[object, ...], tuple[Any, dict[str, tuple[object, ...]]]] = field(
+        default_factory=dict
+    )
     max_projects: int = 4096
+    max_results: int = 256
 
     def remember_project(self, key: tuple[object, ...], files: ProjectFiles) -> None:
         if len(self.projects) >= self.max_projects:
             self.projects.clear()  # crude but bounded: a daemon-wide set is rarely this large
         self.projects[key] = files
+
+    def remember_result(
+        self, key: tuple[object, ...], result: Any, signatures: dict[str, tuple[object, ...]]
+    ) -> None:
+        if len(self.results) >= self.max_results:
+            self.results.clear()
+        self.results[key] = (result, signatures)
+
+
+def page_signature(pages: Iterable[ProjectPage]) -> tuple[object, ...]:
+    """What identifies a revision of a project's pages (a revalidation changes ``fetched_at``)."""
+    return tuple((p.index, p.url, p.fetched_at, len(p.files)) for p in pages)
 
 
 def _wheel_version_and_tags(filename: str) -> tuple[str, list[str]] | None:
@@ -202,8 +220,8 @@ class ProjectFiles:
             for file in page.files:
                 name = file.filename
                 if name.endswith(".whl"):
-                    split = _wheel_version_and_tags(name)
-                    text = split[0] if split else None
+                    # Only the version is needed now; tags are read when a version is chosen.
+                    text = name.split("-", 2)[1] if name.count("-") in (4, 5) else None
                 else:
                     text = _sdist_version(name, project)
                 parsed = version(text) if text else None

@@ -53,6 +53,7 @@ from satchel.daemon.candidates import (
     CoreMetadata,
     MetadataCache,
     ProjectFiles,
+    page_signature,
     parse_core_metadata,
     specifier,
 )
@@ -129,7 +130,7 @@ class Resolution(msgspec.Struct, frozen=True, kw_only=True):
 class _Req:
     """A requirement as the resolver sees it: identifier, specifier, and who made it."""
 
-    __slots__ = ("extras", "ident", "name", "specifier", "text")
+    __slots__ = ("exact", "extras", "ident", "name", "satisfied", "specifier", "text")
 
     def __init__(
         self, name: str, extras: frozenset[NormalizedName], spec: SpecifierSet, text: str
@@ -139,13 +140,17 @@ class _Req:
         self.specifier = spec
         self.text = text
         self.ident = f"{name}[{','.join(sorted(extras))}]" if extras else name
+        #: version -> does it satisfy? resolvelib re-checks every pin against every requirement
+        #: each round (O(n^2) calls), and SpecifierSet.contains is the single hottest call.
+        self.satisfied: dict[Version, bool] = {}
+        self.exact = _is_exact(spec)
 
     def __repr__(self) -> str:
         return self.text
 
 
 class _Candidate:
-    __slots__ = ("extras", "file", "ident", "installed", "name", "page", "version")
+    __slots__ = ("_hash", "extras", "file", "ident", "installed", "name", "page", "version")
 
     def __init__(
         self,
@@ -164,6 +169,7 @@ class _Candidate:
         self.page = page
         self.installed = installed
         self.ident = f"{name}[{','.join(sorted(extras))}]" if extras else name
+        self._hash = hash(self._key())
 
     def _key(self) -> tuple[str, Version, str | None]:
         return (self.ident, self.version, self.file.url if self.file else None)
@@ -172,7 +178,7 @@ class _Candidate:
         return isinstance(other, _Candidate) and self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        return self._hash
 
     def __repr__(self) -> str:
         return f"{self.ident} {self.version}"
@@ -223,6 +229,7 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
         #: project -> candidates seen requiring it (any state, for explaining chains)
         self.required_by: dict[str, set[_Candidate]] = {}
         self.roots: set[str] = set()
+        self.matches: dict[tuple[str, frozenset[str], frozenset[Version]], list[_Candidate]] = {}
         self.stats = {"find_matches": 0.0, "metadata_fetched": 0.0, "metadata_cached": 0.0}
 
     # -- project data ------------------------------------------------------------------------
@@ -232,7 +239,7 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
         if files is None:
             scoped = self.source.pages(name)
             self.scoped[name] = scoped
-            signature = tuple((p.index, p.url, p.fetched_at, len(p.files)) for p in scoped.pages)
+            signature = page_signature(scoped.pages)
             key: tuple[object, ...] = (self.target.key, self.allow_sdists, name, signature)
             files = self.cache.projects.get(key)
             if files is None:
@@ -304,7 +311,7 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
     ) -> tuple[bool, bool, str]:
         """Exact pins first (nothing to choose), then direct requirements, then by name."""
         infos = list(information[identifier])
-        pinned = any(_is_exact(info.requirement.specifier) for info in infos)
+        pinned = any(info.requirement.exact for info in infos)
         direct = any(info.parent is None for info in infos)
         return (not pinned, not direct, identifier)
 
@@ -317,6 +324,15 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
         self.stats["find_matches"] += 1
         reqs = list(requirements[identifier])
         bad = {c.version for c in incompatibilities[identifier]}
+        memo_key = (identifier, frozenset(r.text for r in reqs), frozenset(bad))
+        found = self.matches.get(memo_key)
+        if found is None:
+            found = self.matches[memo_key] = self._find_matches(identifier, reqs, bad)
+        return found
+
+    def _find_matches(
+        self, identifier: str, reqs: list[_Req], bad: set[Version]
+    ) -> list[_Candidate]:
         if identifier == PYTHON:
             ok = all(r.specifier.contains(self.python, prereleases=True) for r in reqs)
             return [_Candidate(PYTHON, self.python)] if ok and self.python not in bad else []
@@ -353,7 +369,11 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
         return out
 
     def is_satisfied_by(self, requirement: _Req, candidate: _Candidate) -> bool:
-        return requirement.specifier.contains(candidate.version, prereleases=True)
+        held = requirement.satisfied.get(candidate.version)
+        if held is None:
+            held = requirement.specifier.contains(candidate.version, prereleases=True)
+            requirement.satisfied[candidate.version] = held
+        return held
 
     def get_dependencies(self, candidate: _Candidate) -> list[_Req]:
         if candidate.name == PYTHON:
@@ -441,6 +461,29 @@ def resolve(
     the scope, with hints), `SdistNeedsBuild`, or whatever the source raises.
     """
     started = time.perf_counter()
+    store = cache if cache is not None else MetadataCache()
+    installed = {canonicalize_name(k): v for k, v in (installed or {}).items()}
+    hash_sets: dict[str, frozenset[str]] | None = (
+        None if hashes is None else {canonicalize_name(k): frozenset(v) for k, v in hashes.items()}
+    )
+    memo_key: tuple[object, ...] = (
+        tuple(str(r) for r in requirements),
+        tuple(str(c) for c in constraints),
+        target.key,
+        tuple(sorted(installed.items())),
+        prefer_installed,
+        allow_sdists,
+        prereleases,
+        None if hash_sets is None else tuple(sorted(hash_sets.items(), key=lambda kv: kv[0])),
+    )
+    hit = store.results.get(memo_key)
+    if hit is not None:
+        previous, signatures = hit
+        if all(page_signature(source.pages(p).pages) == sig for p, sig in signatures.items()):
+            elapsed = time.perf_counter() - started
+            log.info("resolve answered from the result cache in %.1f ms", elapsed * 1000)
+            stats = {"seconds": round(elapsed, 4), "cached": 1.0, "pins": len(previous.pins)}
+            return msgspec.structs.replace(previous, stats=stats)  # type: ignore[no-any-return]
     env = {**target.markers, "extra": ""}
     roots: list[_Req] = []
     skipped_roots: list[Skipped] = []
@@ -453,17 +496,13 @@ def resolve(
     provider = _Provider(
         target,
         source,
-        cache if cache is not None else MetadataCache(),
+        store,
         constraints=_group_constraints(active_constraints),
-        installed={canonicalize_name(k): v for k, v in (installed or {}).items()},
+        installed=installed,
         prefer_installed=prefer_installed,
         allow_sdists=allow_sdists,
         prereleases=prereleases,
-        hashes=(
-            None
-            if hashes is None
-            else {canonicalize_name(k): frozenset(v) for k, v in hashes.items()}
-        ),
+        hashes=hash_sets,
     )
     provider.roots = {root.name for root in roots}
     reporter = _Reporter()
@@ -494,7 +533,10 @@ def resolve(
         reporter.backtracks,
         provider.stats["metadata_fetched"],
     )
-    return msgspec.structs.replace(resolution, stats=stats)
+    resolution = msgspec.structs.replace(resolution, stats=stats)
+    consulted = {name: page_signature(s.pages) for name, s in provider.scoped.items()}
+    store.remember_result(memo_key, resolution, consulted)
+    return resolution
 
 
 def _describe_parent(parent: _Candidate | None) -> str:
