@@ -12,6 +12,7 @@ from satchel.daemon.config import (
     IndexConfig,
     LiveConfig,
     Settings,
+    check_index,
     load_config,
     parse_config,
     save_config,
@@ -178,3 +179,33 @@ async def test_broken_edit_keeps_last_good_config_and_reports_the_line(tmp_path:
         nursery.cancel_scope.cancel()
     assert live.error is None
     assert [i.name for i in live.config.indexes] == ["c"]
+
+
+async def test_fixing_a_broken_edit_back_to_the_same_config_clears_the_error(
+    tmp_path: Path,
+) -> None:
+    good = '[[index]]\nname = "a"\nurl = "http://127.0.0.1/a/"\n'
+    path = tmp_path / "config.toml"
+    path.write_text(good)
+    changes, errors = _Signal(), _Signal()
+    async with trio.open_nursery() as nursery:
+        live: LiveConfig = await nursery.start(
+            lambda task_status: watch_config(
+                path, changes, on_error=errors, task_status=task_status
+            )
+        )
+        path.write_text(good + "[[[\n")
+        await errors.next()
+        path.write_text(good)
+        restored = await changes.next()
+        nursery.cancel_scope.cancel()
+    assert live.error is None
+    assert restored == live.config
+
+
+def test_check_index_refuses_bad_names_and_urls() -> None:
+    check_index(IndexConfig(name="ok.name-1", url="file:///srv/simple/"))
+    with pytest.raises(ConfigError, match="index name 'bad name'"):
+        check_index(IndexConfig(name="bad name", url="http://127.0.0.1/"))
+    with pytest.raises(ConfigError, match="index url"):
+        check_index(IndexConfig(name="a", url="127.0.0.1/simple"))

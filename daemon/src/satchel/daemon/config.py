@@ -49,6 +49,7 @@ __all__ = [
     "IndexConfig",
     "LiveConfig",
     "Settings",
+    "check_index",
     "load_config",
     "parse_config",
     "render_config",
@@ -206,6 +207,17 @@ def _name(value: Any) -> str:
     if isinstance(value, str) and _NAME.match(value):
         return value
     raise ValueError("expected a name of letters, digits, '.', '_' or '-' (at most 64)")
+
+
+def check_index(index: IndexConfig) -> None:
+    """Validate one index built outside a file (``satchel index add``): a `ConfigError` if bad."""
+    for key, value in (("name", index.name), ("url", index.url)):
+        try:
+            _INDEX_KEYS[key][1](value)
+        except ValueError as exc:
+            raise ConfigError(redact(f"index {key} {value!r}: {exc}")) from None
+    if index.max_age is not None and index.max_age < 0:
+        raise ConfigError("index max-age must not be negative")
 
 
 def parse_config(text: str, path: Path | str = "config.toml") -> Config:
@@ -375,7 +387,12 @@ class LiveConfig:
         self.reload()
 
     def reload(self) -> bool:
-        """Re-read the file; True when the configuration changed."""
+        """Re-read the file; True when the configuration changed or a previous error cleared.
+
+        (A fixed file that restores the last good configuration is still news: whoever shows
+        the error must learn it is gone.)
+        """
+        had_error = self.error is not None
         try:
             config = load_config(self.path)
         except ConfigError as exc:
@@ -386,7 +403,7 @@ class LiveConfig:
                 self._on_error(exc)
             return False
         self.error = None
-        changed = config != self.config
+        changed = config != self.config or had_error
         self.config = config
         return changed
 
