@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import tarfile
-import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -347,17 +346,19 @@ class Session:
     async def _stale_page(
         self, index: IndexConfig, project: str, exc: IndexUnreachable
     ) -> ProjectPage | None:
-        """An unreachable index: use its cached page, or refuse to look past it."""
-        cached = await trio.to_thread.run_sync(self.catalog.metadb.get_page, index.name, project)
-        if cached is not None:
-            age = time.strftime("%Y-%m-%d %H:%M", time.localtime(cached.fetched_at))
-            self.notes.append(
-                f"index {index.name} is unreachable: using its cached page of {project} "
-                f"(fetched {age})"
-            )
-            return cached
+        """An unreachable index: use its cached page, or refuse to look past it.
+
+        When every index is down the whole session turns offline instead (the caller catches
+        the re-raised error), which is reported once rather than per project.
+        """
         if self._all_unreachable():
             raise exc
+        cached = await trio.to_thread.run_sync(self.catalog.metadb.get_page, index.name, project)
+        if cached is not None:
+            note = f"index {index.name} is unreachable: using its cached pages"
+            if note not in self.notes:
+                self.notes.append(note)
+            return cached
         raise IndexUnreachable(
             redact(
                 f"index {index.name} is unreachable and has never been seen serving {project}, "

@@ -113,3 +113,7 @@ def setup_logging(level: str | None = None, stream: TextIO | None = None) -> Non
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric)
+    # httpx logs every request at INFO: thousands of lines per prefetch. Satchel's own modules
+    # report what matters (failures, offline indexes); the per-request lines stay at debug.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(numeric, logging.WARNING))

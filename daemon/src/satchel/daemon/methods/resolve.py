@@ -40,7 +40,7 @@ __all__ = ["prefetch", "resolve"]
 
 @method(RESOLVE, ResolveParams)
 async def resolve(ctx: RequestContext, params: ResolveParams) -> ResolveResult:
-    rt = runtime(ctx.app)
+    rt = await runtime(ctx.app)
     inputs = await read_inputs(params)
     target = await target_for(rt, params)
     outcome = await resolve_request(rt, params, inputs, target)
@@ -58,7 +58,7 @@ async def resolve(ctx: RequestContext, params: ResolveParams) -> ResolveResult:
 @method(PREFETCH, ResolveParams)
 async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult:
     started = time.perf_counter()
-    rt = runtime(ctx.app)
+    rt = await runtime(ctx.app)
     inputs = await read_inputs(params)
     target = await target_for(rt, params)
     files: list[tuple[IndexConfig, str, FileEntry]] = []
