@@ -450,3 +450,34 @@ def test_every_console_script_of_a_real_wheel_runs(tmp_path: Path, scheme: Schem
         )
         assert result.returncode == 0, (name, result.stderr)
         assert str(scheme.purelib) in result.stdout, name
+
+
+def test_uninstalling_the_last_package_keeps_the_scheme_directories(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    install(scheme, [InstallItem(_unpack(tmp_path, "rich-pkg", "1.0", **RICH))])
+    uninstall(scheme, "rich-pkg")
+    for directory in (scheme.purelib, scheme.scripts, scheme.data):
+        assert directory.is_dir()
+    assert not (scheme.data / "share").exists()  # emptied by the uninstall, so pruned
+
+
+def test_failed_compile_rolls_back_bytecode_too(
+    tmp_path: Path, scheme: Scheme, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install(scheme, [InstallItem(_unpack(tmp_path, "first", "1.0", files={"top1.py": "A = 1"}))])
+    before = _snapshot(scheme.data)
+    unpacked = _unpack(tmp_path, "second", "1.0", files={"top2.py": "B = 2"})
+    import satchel.daemon.installer as installer_module
+
+    real_compile = installer_module._compile
+
+    def compile_then_fail(scheme: Scheme, plan: object) -> list[str]:
+        real_compile(scheme, plan)  # type: ignore[arg-type]
+        raise InstallError("compiler crashed")
+
+    monkeypatch.setattr(installer_module, "_compile", compile_then_fail)
+    with pytest.raises(InstallError, match="compiler crashed"):
+        install(scheme, [InstallItem(unpacked)], compile_bytecode=True)
+    after = _snapshot(scheme.data)
+    assert after == before

@@ -441,10 +441,11 @@ def _recover_locked(scheme: Scheme) -> bool:
     return found
 
 
-def _prune_empty(dirs: set[str], stops: set[str]) -> None:
+def _prune_empty(dirs: set[str], stops: set[str], prefix: str) -> None:
+    """Remove directories emptied by an uninstall, never a scheme root nor anything outside."""
     for directory in sorted(dirs, key=len, reverse=True):
         current = directory
-        while current not in stops and len(current) > 1:
+        while current not in stops and current.startswith(prefix + "/"):
             try:
                 os.rmdir(current)
             except OSError:
@@ -495,6 +496,25 @@ def _compile(scheme: Scheme, plan: _Plan) -> list[str]:
         if os.path.exists(pyc):
             compiled.append(pyc)
     return compiled
+
+
+def _remove_bytecode(py_files: list[str]) -> None:
+    """After a rollback: bytecode compiled into directories that existed before the install."""
+    stems: dict[str, set[str]] = {}
+    for py in py_files:
+        directory, _, name = py.rpartition("/")
+        stems.setdefault(directory + "/__pycache__", set()).add(name[:-3])
+    for cache, names in stems.items():
+        try:
+            entries = os.listdir(cache)
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # the directory was ours and went with the rollback
+        for entry in entries:
+            if entry.endswith(".pyc") and entry.split(".", 1)[0] in names:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{cache}/{entry}")
+        with contextlib.suppress(OSError):
+            os.rmdir(cache)  # only succeeds when nothing else lives there
 
 
 def _add_pyc_to_records(scheme: Scheme, items: Sequence[InstallItem], pycs: list[str]) -> None:
@@ -583,6 +603,8 @@ def install(
                     _add_pyc_to_records(scheme, wheels, _compile(scheme, plan))
         except BaseException as exc:
             _roll_back(journal)
+            if compile_bytecode:
+                _remove_bytecode(plan.py_files)
             shutil.rmtree(trash, ignore_errors=True)
             if isinstance(exc, SatchelError) or not isinstance(exc, OSError):
                 raise
@@ -592,8 +614,11 @@ def install(
             ) from exc
         os.unlink(os.path.join(trash, "journal.json"))  # the commit point
         shutil.rmtree(trash, ignore_errors=True)
-        stops = {scheme.directory(s) for s in ("purelib", "platlib", "scripts", "data", "headers")}
-        _prune_empty(plan.prune, stops)
+        stops = {
+            os.path.normpath(scheme.directory(s))
+            for s in ("purelib", "platlib", "scripts", "data", "headers")
+        }
+        _prune_empty(plan.prune, stops, os.path.normpath(scheme.data))
     return InstallReport(
         installed=tuple(
             (item.unpacked.manifest.name, item.unpacked.manifest.version) for item in wheels
