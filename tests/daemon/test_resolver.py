@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 from packaging.requirements import Requirement
 
@@ -315,3 +316,13 @@ def test_explicit_index_needs_a_pin(tmp_path: Path) -> None:
         run(index, "blob")
     index.pins["blob"] = "vendor"
     assert pinned(run(index, "blob")) == {"blob": "1.0"}
+
+
+def test_a_project_whose_files_are_all_unreadable_is_not_called_missing(
+    index: MemoryIndex,
+) -> None:
+    index.wheel("odd", "1.0")
+    (entry,) = index.files["main"]["odd"]
+    index.files["main"]["odd"] = [msgspec.structs.replace(entry, filename="odd.whl")]
+    with pytest.raises(ResolutionImpossible, match="listed on index 'main', but none of its 1"):
+        run(index, "odd")

@@ -75,6 +75,14 @@ def _missing(provider: _ProviderView, name: str, parents: Collection[Any]) -> Sa
         sorted({"your requirements" if p is None else f"{p.name} {p.version}" for p in parents})
     )
     hints = describe_out_of_scope(scoped)
+    if scoped.pages:
+        indexes = ", ".join(f"'{page.index}'" for page in scoped.pages)
+        count = sum(len(page.files) for page in scoped.pages)
+        return ResolutionImpossible(
+            f"{name} (needed by: {who}) is listed on index {indexes}, but none of its {count} "
+            "file(s) has a name Satchel can read a version from",
+            details={"project": name},
+        )
     if scoped.offline:
         message = f"{name} is not cached in the index scope ({_when(scoped.last_seen)}); "
         message += f"needed by: {who}"
