@@ -469,14 +469,13 @@ def test_failed_compile_rolls_back_bytecode_too(
     before = _snapshot(scheme.data)
     unpacked = _unpack(tmp_path, "second", "1.0", files={"top2.py": "B = 2"})
     import satchel.daemon.installer as installer_module
+    from satchel.daemon.bytecode import compile_files as real_compile
 
-    real_compile = installer_module._compile
-
-    def compile_then_fail(scheme: Scheme, plan: object) -> list[str]:
-        real_compile(scheme, plan)  # type: ignore[arg-type]
+    def compile_then_fail(interpreter: Path, py_files: list[str]) -> list[str]:
+        real_compile(interpreter, py_files)
         raise InstallError("compiler crashed")
 
-    monkeypatch.setattr(installer_module, "_compile", compile_then_fail)
+    monkeypatch.setattr(installer_module, "compile_files", compile_then_fail)
     with pytest.raises(InstallError, match="compiler crashed"):
         install(scheme, [InstallItem(unpacked)], compile_bytecode=True)
     after = _snapshot(scheme.data)

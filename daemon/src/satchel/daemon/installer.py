@@ -27,7 +27,7 @@ different environments proceed in parallel.
 
 # Paths are plain strings and os calls on purpose: these loops run per file, 10^4 times per
 # install, where pathlib objects cost several microseconds each.
-# ruff: noqa: PTH102, PTH104, PTH106, PTH108, PTH110, PTH118, PTH120, PTH208
+# ruff: noqa: PTH102, PTH104, PTH106, PTH108, PTH118, PTH120, PTH208
 
 from __future__ import annotations
 
@@ -41,7 +41,6 @@ import os
 import secrets
 import shutil
 import stat
-import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from satchel.daemon.bytecode import compile_files, remove_bytecode
 from satchel.daemon.errors import InstallError, NotFound, SatchelError
 from satchel.daemon.fsutil import disk_full_guard
 from satchel.daemon.linking import Linker, LinkMode
@@ -453,70 +453,6 @@ def _prune_empty(dirs: set[str], stops: set[str], prefix: str) -> None:
             current = os.path.dirname(current)
 
 
-_COMPILE_SCRIPT = """
-import compileall, functools, os, sys
-files = sys.stdin.read().splitlines()
-compile_one = functools.partial(compileall.compile_file, quiet=2)
-workers = min(os.cpu_count() or 1, 8)
-if workers > 1 and len(files) > 200:
-    from concurrent.futures import ProcessPoolExecutor
-    with ProcessPoolExecutor(workers) as pool:
-        for _ in pool.map(compile_one, files, chunksize=64):
-            pass
-else:
-    for path in files:
-        compile_one(path)
-print(sys.implementation.cache_tag)
-"""
-
-
-def _compile(scheme: Scheme, plan: _Plan) -> list[str]:
-    """Byte-compile in the target interpreter; return the .pyc paths that now exist.
-
-    One interpreter process with one worker pool over exactly the files just installed
-    (``compileall.compile_dir`` per package would start a pool per package). Files that do not
-    compile (Python 2 leftovers in old wheels) are skipped, as pip and uv do.
-    """
-    if not plan.py_files:
-        return []
-    result = subprocess.run(
-        [os.fspath(scheme.interpreter), "-I", "-c", _COMPILE_SCRIPT],
-        input="\n".join(plan.py_files),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    tag = result.stdout.strip()
-    if result.returncode != 0 or not tag:
-        raise InstallError(f"byte-compiling failed: {result.stderr.strip()[-500:]}")
-    compiled: list[str] = []
-    for py in plan.py_files:
-        directory, name = os.path.split(py)
-        pyc = f"{directory}/__pycache__/{name[:-3]}.{tag}.pyc"
-        if os.path.exists(pyc):
-            compiled.append(pyc)
-    return compiled
-
-
-def _remove_bytecode(py_files: list[str]) -> None:
-    """After a rollback: bytecode compiled into directories that existed before the install."""
-    stems: dict[str, set[str]] = {}
-    for py in py_files:
-        directory, _, name = py.rpartition("/")
-        stems.setdefault(directory + "/__pycache__", set()).add(name[:-3])
-    for cache, names in stems.items():
-        try:
-            entries = os.listdir(cache)
-        except (FileNotFoundError, NotADirectoryError):
-            continue  # the directory was ours and went with the rollback
-        for entry in entries:
-            if entry.endswith(".pyc") and entry.split(".", 1)[0] in names:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(f"{cache}/{entry}")
-        with contextlib.suppress(OSError):
-            os.rmdir(cache)  # only succeeds when nothing else lives there
-
-
 def _add_pyc_to_records(scheme: Scheme, items: Sequence[InstallItem], pycs: list[str]) -> None:
     """Append hashless .pyc rows (as pip does) to each distribution's RECORD."""
     owner: dict[str, tuple[str, str]] = {}  # source .py -> (lib dir, RECORD path)
@@ -600,11 +536,12 @@ def install(
                     finally:
                         os.close(fd)
                 if compile_bytecode:
-                    _add_pyc_to_records(scheme, wheels, _compile(scheme, plan))
+                    pycs = compile_files(scheme.interpreter, plan.py_files)
+                    _add_pyc_to_records(scheme, wheels, pycs)
         except BaseException as exc:
             _roll_back(journal)
             if compile_bytecode:
-                _remove_bytecode(plan.py_files)
+                remove_bytecode(plan.py_files)
             shutil.rmtree(trash, ignore_errors=True)
             if isinstance(exc, SatchelError) or not isinstance(exc, OSError):
                 raise
