@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from satchel.daemon.errors import InvalidWheel
-from satchel.daemon.wheel import load_unpacked, unpack, unpack_all, validate_wheel
+from satchel.daemon.wheel import (
+    load_unpacked,
+    remove_unpacked,
+    sweep_temporaries,
+    unpack,
+    unpack_all,
+    validate_wheel,
+)
 from tests.support.wheels import build_wheel, record_hash
 
 pytestmark = pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")
@@ -267,3 +274,21 @@ def test_installed_hashes_are_sha256_even_when_record_used_sha512(tmp_path: Path
     unpacked = unpack(wheel, _sha(wheel), tmp_path / "unpacked")
     hashes = {f.member: f.hash for f in unpacked.manifest.files}
     assert hashes["evil/__init__.py"] == record_hash(data)
+
+
+def test_sweep_removes_staging_left_by_a_killed_unpacker(tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path, "good", "1.0")
+    root = tmp_path / "unpacked"
+    kept = unpack(wheel, _sha(wheel), root)
+    (root / f".satchel-tmp-{_sha(wheel)}.abcdef123456" / "tree").mkdir(parents=True)
+    assert sweep_temporaries(root) == 1
+    assert os.listdir(root) == [kept.sha256]
+
+
+def test_remove_unpacked_deletes_the_tree(tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path, "good", "1.0")
+    root = tmp_path / "unpacked"
+    unpack(wheel, _sha(wheel), root)
+    remove_unpacked(root, _sha(wheel))
+    assert os.listdir(root) == []
+    assert load_unpacked(root, _sha(wheel)) is None

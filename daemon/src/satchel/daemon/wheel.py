@@ -27,7 +27,7 @@ sharing the inode (root ignores modes; see `satchel.daemon.linking`).
 
 # Paths are plain strings and os calls on purpose: these loops run per file, 10^4 times per
 # install, where pathlib objects cost several microseconds each.
-# ruff: noqa: PTH103, PTH104, PTH118, PTH120
+# ruff: noqa: PTH103, PTH104, PTH118, PTH120, PTH208
 
 from __future__ import annotations
 
@@ -75,6 +75,7 @@ __all__ = [
     "WheelManifest",
     "load_unpacked",
     "remove_unpacked",
+    "sweep_temporaries",
     "unpack",
     "unpack_all",
     "validate_wheel",
@@ -531,3 +532,21 @@ def remove_unpacked(root: Path, sha256: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.rename(root / sha256, doomed)  # one atomic step: readers see all or nothing
         shutil.rmtree(doomed, ignore_errors=True)
+
+
+def sweep_temporaries(root: Path) -> int:
+    """Delete what unpackers killed mid-way left in *root*; returns how many were removed.
+
+    Call only at daemon start-up, while holding the daemon's single-instance lock and before
+    any unpack runs: a live unpacker's staging directory looks exactly like a dead one's.
+    """
+    removed = 0
+    try:
+        entries = os.listdir(root)
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if entry.startswith(TEMP_PREFIX):
+            shutil.rmtree(root / entry, ignore_errors=True)
+            removed += 1
+    return removed
