@@ -8,7 +8,7 @@ import msgspec
 import pytest
 from packaging.requirements import Requirement
 
-from satchel.daemon.candidates import MetadataCache, SdistNeedsBuild
+from satchel.daemon.candidates import MetadataCache, SdistNeedsBuild, parse_core_metadata
 from satchel.daemon.errors import NotCached, NotFound, ResolutionImpossible
 from satchel.daemon.resolver import Resolution, resolve
 from satchel.daemon.scope import Strategy
@@ -326,3 +326,23 @@ def test_a_project_whose_files_are_all_unreadable_is_not_called_missing(
     index.files["main"]["odd"] = [msgspec.structs.replace(entry, filename="odd.whl")]
     with pytest.raises(ResolutionImpossible, match="listed on index 'main', but none of its 1"):
         run(index, "odd")
+
+
+def test_contradicting_requests_are_explained(index: MemoryIndex) -> None:
+    index.wheel("lib", "0.5")
+    index.wheel("lib", "3.0")
+    with pytest.raises(ResolutionImpossible) as info:
+        run(index, "lib<1", "lib>2")
+    assert "cannot satisfy lib: you requested lib<1, but you requested lib>2" in str(info.value)
+
+
+def test_compressed_tag_sets_are_understood(index: MemoryIndex) -> None:
+    index.wheel("six", "1.16", tag="py2.py3-none-any")
+    assert pinned(run(index, "six")) == {"six": "1.16"}
+
+
+def test_pre_pep_643_sdist_metadata_is_not_trusted() -> None:
+    pkg_info = b"Metadata-Version: 2.1\nName: old\nVersion: 1.0\nRequires-Dist: lib\n\n"
+    with pytest.raises(SdistNeedsBuild, match=r"Metadata-Version 2\.1"):
+        parse_core_metadata(pkg_info, sdist=True, where="old-1.0.tar.gz")
+    assert parse_core_metadata(pkg_info, sdist=False, where="wheel").requires_dist[0].name == "lib"
