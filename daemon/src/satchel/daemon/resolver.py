@@ -142,7 +142,7 @@ class _Req:
         self.ident = f"{name}[{','.join(sorted(extras))}]" if extras else name
         #: version -> does it satisfy? resolvelib re-checks every pin against every requirement
         #: each round (O(n^2) calls), and SpecifierSet.contains is the single hottest call.
-        self.satisfied: dict[Version, bool] = {}
+        self.satisfied: dict[_Candidate, bool] = {}
         self.exact = _is_exact(spec)
 
     def __repr__(self) -> str:
@@ -229,6 +229,7 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
         #: project -> candidates seen requiring it (any state, for explaining chains)
         self.required_by: dict[str, set[_Candidate]] = {}
         self.roots: set[str] = set()
+        self.candidates: dict[tuple[str, Version, str], _Candidate] = {}
         self.matches: dict[tuple[str, frozenset[str], frozenset[Version]], list[_Candidate]] = {}
         self.stats = {"find_matches": 0.0, "metadata_fetched": 0.0, "metadata_cached": 0.0}
 
@@ -359,9 +360,13 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
             if choice is None:
                 continue
             is_installed = keep is not None and v == Version(keep)
-            candidate = _Candidate(
-                name, v, extras, choice.file, choice.page, installed=is_installed
-            )
+            # One object per candidate, so later lookups hit the identity fast path.
+            key = (identifier, v, choice.file.url)
+            candidate = self.candidates.get(key)
+            if candidate is None:
+                candidate = self.candidates[key] = _Candidate(
+                    name, v, extras, choice.file, choice.page, installed=is_installed
+                )
             if is_installed:
                 out.insert(0, candidate)
             else:
@@ -369,10 +374,10 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
         return out
 
     def is_satisfied_by(self, requirement: _Req, candidate: _Candidate) -> bool:
-        held = requirement.satisfied.get(candidate.version)
+        held = requirement.satisfied.get(candidate)
         if held is None:
             held = requirement.specifier.contains(candidate.version, prereleases=True)
-            requirement.satisfied[candidate.version] = held
+            requirement.satisfied[candidate] = held
         return held
 
     def get_dependencies(self, candidate: _Candidate) -> list[_Req]:
