@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "prefetch": "resolve online and download every file of the result into the cache",
     "resolve": "pin requirements (with hashes) from the configured indexes, or offline",
     "cache": "show what the cache holds (per index) or verify every stored file",
+    "index": "list, add, remove or pin the package indexes the daemon uses",
     "service": "install, remove or inspect the systemd/launchd units for the daemon",
 }
 

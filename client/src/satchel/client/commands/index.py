@@ -1,0 +1,117 @@
+"""`satchel index add|list|remove|pin`: the indexes the daemon uses, in priority order.
+
+Indexes live in config.toml (the daemon edits it; hand edits are picked up live). While it lists
+none, the daemon uses the indexes already configured for pip and uv, and `satchel index list`
+says where each came from. With the default strategy (first-index) a project is taken only from
+the first index that has it; `pin` restricts a project to one index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from satchel.client.session import Session
+from satchel.protocol import errors
+
+__all__ = ["add_parser", "as_url", "format_list", "run"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "index",
+        help="list, add, remove or pin the package indexes the daemon uses",
+        description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
+    )
+    actions = parser.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="the indexes in priority order, with their source")
+    listing.add_argument("--json", action="store_true", help="print the answer as JSON")
+    add = actions.add_parser("add", help="add an index (last, unless --before)")
+    add.add_argument("name", help="a short name: letters, digits, '.', '_', '-'")
+    add.add_argument("url", help="http(s):// or file:// URL of a simple index, or a local path")
+    add.add_argument(
+        "--explicit", action="store_true", help="use it only for projects pinned to it"
+    )
+    add.add_argument("--before", metavar="NAME", help="give it priority over index NAME")
+    add.add_argument(
+        "--find-links",
+        action="store_true",
+        help="a directory of files or a page of links, not a simple index",
+    )
+    add.add_argument(
+        "--max-age", type=int, metavar="SECONDS", help="treat its pages as fresh this long"
+    )
+    add.add_argument("--json", action="store_true", help="print the answer as JSON")
+    remove = actions.add_parser("remove", help="remove an index")
+    remove.add_argument("name")
+    remove.add_argument("--json", action="store_true", help="print the answer as JSON")
+    pin = actions.add_parser("pin", help="take a package only from one index")
+    pin.add_argument("package")
+    pin.add_argument("index", nargs="?", help="the index name (omit with --remove)")
+    pin.add_argument("--remove", action="store_true", help="remove the package's pin")
+    pin.add_argument("--json", action="store_true", help="print the answer as JSON")
+    parser.set_defaults(handler=run)
+
+
+def as_url(value: str) -> str:
+    """A URL as given, or a local path made absolute (the daemon has another cwd)."""
+    if "://" in value:
+        return value
+    return Path(value).expanduser().absolute().as_uri()
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "pin" and (args.index is None) != args.remove:
+        print("satchel index pin: give PACKAGE INDEX, or PACKAGE --remove", file=sys.stderr)
+        return errors.EXIT_USAGE
+    with Session.for_args(args) as session:
+        if args.action == "list":
+            value = session.call("index.list", {})
+        elif args.action == "add":
+            params: dict[str, Any] = {
+                "name": args.name,
+                "url": as_url(args.url),
+                "explicit": args.explicit,
+                "kind": "find-links" if args.find_links else "simple",
+                "before": args.before,
+                "max_age": args.max_age,
+            }
+            value = session.call("index.add", params)
+        elif args.action == "remove":
+            value = session.call("index.remove", {"name": args.name})
+        else:
+            value = session.call("index.pin", {"project": args.package, "index": args.index})
+    if args.json:
+        print(json.dumps(value, indent=2, sort_keys=True))
+    else:
+        for note in value.get("notes") or []:
+            print(f"note: {note}")
+        print(format_list(value))
+    return errors.EXIT_OK
+
+
+def format_list(value: dict[str, Any]) -> str:
+    indexes = value.get("indexes") or []
+    lines = []
+    if not indexes:
+        lines.append("no index configured: add one with `satchel index add NAME URL`")
+    for position, index in enumerate(indexes, start=1):
+        flags = [index["kind"]] if index["kind"] != "simple" else []
+        if index.get("explicit"):
+            flags.append("explicit")
+        if index.get("state") == "offline":
+            flags.append(f"offline: {index.get('reason') or 'unreachable'}")
+        suffix = f"  [{', '.join(flags)}]" if flags else ""
+        lines.append(f"{position}. {index['name']}  {index['url']}{suffix}")
+        lines.append(f"   from {index['source']}")
+        if index.get("pinned"):
+            lines.append(f"   pinned: {', '.join(index['pinned'])}")
+    strategy = value.get("index_strategy", "first-index")
+    origin = "adopted from pip/uv" if value.get("adopted") else value.get("config_path", "")
+    lines.append(f"strategy: {strategy}; indexes {origin}")
+    if value.get("config_error"):
+        lines.append(f"config.toml error (last good configuration in use): {value['config_error']}")
+    return "\n".join(lines)
