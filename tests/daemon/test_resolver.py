@@ -346,3 +346,19 @@ def test_pre_pep_643_sdist_metadata_is_not_trusted() -> None:
     with pytest.raises(SdistNeedsBuild, match=r"Metadata-Version 2\.1"):
         parse_core_metadata(pkg_info, sdist=True, where="old-1.0.tar.gz")
     assert parse_core_metadata(pkg_info, sdist=False, where="wheel").requires_dist[0].name == "lib"
+
+
+def test_offline_page_without_cached_files_says_to_prefetch(tmp_path: Path) -> None:
+    index = MemoryIndex(tmp_path, offline=True)
+    index.wheel("lib", "1.0")
+    index.files["main"]["lib"] = []  # the offline source lists only files present in the store
+    with pytest.raises(NotCached) as info:
+        run(index, "lib")
+    assert "none of its files is in the cache; run `satchel prefetch lib`" in str(info.value)
+
+
+def test_offline_mismatch_says_versions_are_the_cached_ones(tmp_path: Path) -> None:
+    index = MemoryIndex(tmp_path, offline=True)
+    index.wheel("lib", "1.0")
+    with pytest.raises(ResolutionImpossible, match=r"versions cached in scope \(index 'main'\)"):
+        run(index, "lib>=2")

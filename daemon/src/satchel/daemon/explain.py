@@ -78,6 +78,18 @@ def _missing(provider: _ProviderView, name: str, parents: Collection[Any]) -> Sa
     if scoped.pages:
         indexes = ", ".join(f"'{page.index}'" for page in scoped.pages)
         count = sum(len(page.files) for page in scoped.pages)
+        if count == 0 and scoped.offline:
+            return NotCached(
+                f"{name} (needed by: {who}) is known from index {indexes} "
+                f"({_when(scoped.last_seen)}), but none of its files is in the cache; run "
+                f"`satchel prefetch {name}` while online",
+                details={"project": name, "last_seen": scoped.last_seen},
+            )
+        if count == 0:
+            return ResolutionImpossible(
+                f"{name} (needed by: {who}): index {indexes} lists no files for it",
+                details={"project": name},
+            )
         return ResolutionImpossible(
             f"{name} (needed by: {who}) is listed on index {indexes}, but none of its {count} "
             "file(s) has a name Satchel can read a version from",
@@ -106,7 +118,8 @@ def _why_nothing_fits(provider: _ProviderView, name: str, spec: SpecifierSet) ->
         return f"no files for {name} are in scope"
     shown = ", ".join(str(v) for v in versions[:6]) + (" ..." if len(versions) > 6 else "")
     indexes = ", ".join(f"'{page.index}'" for page in provider.scoped[name].pages)
-    reasons = [f"versions in scope (index {indexes}): {shown}"]
+    cached = " cached" if provider.scoped[name].offline else ""
+    reasons = [f"versions{cached} in scope (index {indexes}): {shown}"]
     matching = list(spec.filter(versions, prereleases=True))
     if not matching:
         return "; ".join(reasons)

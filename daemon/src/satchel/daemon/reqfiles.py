@@ -133,7 +133,7 @@ def _expand_env(line: str) -> str:
     return _ENV_VAR.sub(lambda m: os.environ.get(m[1], m[0]), line)
 
 
-def _split_option(tokens: list[str], position: int, where: str) -> tuple[str, str | None, int]:
+def _split_option(tokens: list[str], position: int) -> tuple[str, str | None, int]:
     """(option, value, next position) for ``--opt=value``, ``--opt value``, ``-ovalue``."""
     token = tokens[position]
     if token.startswith("--") and "=" in token:
@@ -222,7 +222,7 @@ def _option_line(
             result.warnings.append(f"{where}: ignoring {option}: {why}")
             position += 1
             continue
-        name, value, position = _split_option(tokens, position, where)
+        name, value, position = _split_option(tokens, position)
         if name in ("-e", "--editable"):
             raise RequirementsFileError(
                 f"{where}: editable requirements (-e {value}) are not supported: Satchel caches "
@@ -257,7 +257,7 @@ def _requirement_line(line: str, where: str) -> ParsedRequirement:
     hashes: set[str] = set()
     position = 0
     while position < len(options):
-        name, value, position = _split_option(options, position, where)
+        name, value, position = _split_option(options, position)
         if name != "--hash" or value is None:
             raise RequirementsFileError(
                 f"{where}: only --hash may follow a requirement on its line, not {name}"
