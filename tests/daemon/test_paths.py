@@ -79,6 +79,22 @@ def test_private_dir_owned_by_another_user_is_refused(tmp_path: Path) -> None:
     assert str(target) in str(excinfo.value)
 
 
+def test_private_dir_below_a_dir_others_can_write_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared").chmod(0o777)
+    with pytest.raises(StartupError) as excinfo:
+        ensure_private_dir(tmp_path / "shared" / "satchel")
+    assert f"{tmp_path / 'shared'} (parent of the socket directory" in str(excinfo.value)
+    assert "0777" in str(excinfo.value)
+
+
+def test_private_dir_below_a_sticky_shared_dir_is_accepted(tmp_path: Path) -> None:
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "tmp").chmod(0o1777)
+    ensure_private_dir(tmp_path / "tmp" / "satchel")
+    assert (tmp_path / "tmp" / "satchel").stat().st_mode & 0o777 == 0o700
+
+
 def test_symlink_instead_of_private_dir_is_refused(tmp_path: Path) -> None:
     (tmp_path / "real").mkdir(mode=0o700)
     (tmp_path / "satchel").symlink_to(tmp_path / "real")

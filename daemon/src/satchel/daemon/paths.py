@@ -137,3 +137,24 @@ def ensure_private_dir(path: Path) -> None:
             f"{path} has mode {mode:04o}, but the socket directory must be 0700 so that no other "
             f"user can reach or replace the socket (fix: `chmod 700 {path}`)"
         )
+    _check_parent(path, uid)
+
+
+def _check_parent(path: Path, uid: int) -> None:
+    """Another user who controls the parent could rename our private directory away and put
+    their own in its place; the parent must be ours (or root's) and not writable by others,
+    unless it is sticky like /tmp (then only owners may rename entries)."""
+    parent = path.parent
+    info = parent.stat()
+    mode = stat.S_IMODE(info.st_mode)
+    if info.st_uid not in (0, uid):
+        raise StartupError(
+            f"{parent} (parent of the socket directory {path}) is owned by uid {info.st_uid}; "
+            f"another user could replace the socket directory (fix: choose a socket under a "
+            f"directory you own, e.g. set XDG_RUNTIME_DIR or SATCHEL_SOCKET)"
+        )
+    if mode & 0o022 and not mode & stat.S_ISVTX:
+        raise StartupError(
+            f"{parent} (parent of the socket directory {path}) has mode {mode:04o}: writable by "
+            f"other users, who could replace the socket directory (fix: `chmod go-w {parent}`)"
+        )
