@@ -47,6 +47,12 @@ ROWS = {
         "`python -m venv` + `pip install --no-index --find-links`",
     ),
     "run": ("run a cached tool", "`satchel run --offline`", "`uvx --offline`", "-"),
+    "local": (
+        "uv cold through the local index",
+        "`uv pip install` via `satchel index-url` (Satchel column)",
+        "`uv pip install` straight from the static index (uv column)",
+        "-",
+    ),
 }
 TARGETS = "resolve and install <= 1.0x uv and >= 5x faster than pip; ping <= 2.0x python"
 
@@ -72,6 +78,8 @@ def _cell(result: dict[str, Any] | None, notes: list[str]) -> str:
         return format_seconds(result["median"])
     if result["status"] == "n/a":
         return "n/a (not implemented)"
+    if result["status"] == "skipped":
+        return "-"
     notes.append(result["detail"])
     return f"failed [{len(notes)}]"
 
@@ -177,6 +185,8 @@ def render_markdown(data: dict[str, Any], chart_note: str) -> str:
         )
     )
     out.append(f"Targets: {TARGETS}.")
+    if cfg.get("satchel_index_via"):
+        out.append(f"Satchel's loopback index configured through {cfg['satchel_index_via']}.")
     if "load_start" in cfg:
         out.append(
             f"Load average (1 min) when the run started / ended: {cfg['load_start']} / "
@@ -211,7 +221,9 @@ def render_markdown(data: dict[str, Any], chart_note: str) -> str:
             ratios = f"{_ratio(sat, uv)} | {_ratio(sat, pip)}"
             out.append(f"| {name} | {title} | {' | '.join(cells)} | {ratios} |")
     out += ["", "Commands per measure:", ""]
-    out += [f"- {title}: {s} vs {u} vs {p}" for title, s, u, p in ROWS.values()]
+    out += [
+        f"- {title}: {' vs '.join(c for c in cmds if c != '-')}" for title, *cmds in ROWS.values()
+    ]
     out += [
         "",
         "uv has no download-only command, so its cold row also installs into a venv, while",
@@ -236,7 +248,7 @@ def render_markdown(data: dict[str, Any], chart_note: str) -> str:
 
     set_notes = [(n, k, v) for n, s in data["sets"].items() for k, v in s.get("notes", {}).items()]
     if notes or set_notes:
-        out += ["", "## Failures", ""]
+        out += ["", "## Failures and notes", ""]
         out += [f"{i}. {detail}" for i, detail in enumerate(notes, 1)]
         out += [f"- {n}, {k}: {v}" for n, k, v in set_notes]
     out += ["", "## Chart", "", chart_note, ""]

@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 if not __package__:  # run as a script: make `benchmarks` importable from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -95,7 +96,7 @@ class Outcome:
 
 @dataclass
 class ToolResult:
-    status: str = "ok"  # ok | n/a | failed
+    status: str = "ok"  # ok | n/a | failed | skipped
     times: list[float] = field(default_factory=list)
     detail: str = ""
 
@@ -179,19 +180,48 @@ class SatchelInstance:
     def run(self, *args: str) -> Outcome:
         return execute([self.cmd(*args)], self.env, self.root)
 
+    def write_config(self, index_url: str | None) -> None:
+        """``config.toml`` in the documented format (``satchel.daemon.config``).
+
+        Always written before the daemon starts: ``local-index-port = 0`` gives each daemon an
+        ephemeral port for its local index, so the benchmark's daemons (and the user's, on the
+        fixed default port) never fight over one.
+        """
+        lines = []
+        if index_url is not None:
+            lines += ["[[index]]", 'name = "bench"', f'url = "{index_url}"', ""]
+        lines += ["[settings]", "local-index-port = 0", ""]
+        config = Path(self.env["XDG_CONFIG_HOME"]) / "satchel" / "config.toml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text("\n".join(lines))
+
     def start(self) -> None:
         """Autostart the daemon (untimed); raise Unavailable if it does not answer."""
+        if not (Path(self.env["XDG_CONFIG_HOME"]) / "satchel" / "config.toml").exists():
+            self.write_config(None)
         out = self.run("ping")
         if not out.ok:
             self.stop()
             raise Unavailable(*classify(out.output))
-        self.pid = self.daemon_pid()
+        pong = re.search(r"\(pid (\d+)\)", out.output)
+        self.pid = self.daemon_pid() or (int(pong.group(1)) if pong else None)
 
-    def add_index(self, index_url: str) -> None:
-        """Configure the loopback index as the only one; raise Unavailable on failure."""
+    def add_index(self, index_url: str) -> str:
+        """Configure the loopback index as the only one; return how; raise Unavailable.
+
+        `satchel index add` when the client has it; until then the same index written into
+        ``config.toml`` and the daemon restarted, so the rows do not wait for that command.
+        """
         out = self.run("index", "add", "bench", index_url)
-        if not out.ok:
-            raise Unavailable(*classify(out.output))
+        if out.ok:
+            return "satchel index add"
+        status, detail = classify(out.output)
+        if status != "n/a":
+            raise Unavailable(status, detail)
+        self.stop()
+        self.write_config(index_url)
+        self.start()
+        return "config.toml (`satchel index add` not implemented yet)"
 
     def daemon_pid(self) -> int | None:
         proc = subprocess.run(
@@ -202,12 +232,13 @@ class SatchelInstance:
             timeout=60,
             check=False,
         )
-        if proc.returncode != 0:
+        if proc.returncode != 0 or "{" not in proc.stdout:
             return None
-        try:
-            return _find_pid(json.loads(proc.stdout))
+        try:  # tolerate a notice printed before the document (e.g. the previous exit)
+            doc, _end = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{") :])
         except ValueError:
             return None
+        return _find_pid(doc)
 
     def peak_rss_kib(self) -> int | None:
         """VmHWM (peak resident set) of the daemon, from /proc."""
@@ -262,6 +293,8 @@ class Bench:
         self.warm = SatchelInstance(self.fresh("sw"))
         self.warm_status: tuple[str, str] | None = None  # daemon started?
         self.index_status: tuple[str, str] = ("n/a", "daemon not started")  # index added?
+        self._local_url: str | None = None
+        self.index_via = ""
 
     def fresh(self, tag: str) -> Path:
         """A new, empty directory: trials never reuse (or delete) each other's trees."""
@@ -310,7 +343,7 @@ class Bench:
             try:
                 self.warm.start()
                 self.warm_status = ("ok", "")
-                self.warm.add_index(self.index_url)
+                self.index_via = self.warm.add_index(self.index_url)
                 self.index_status = ("ok", "")
             except Unavailable as exc:
                 if self.warm_status is None:
@@ -419,18 +452,6 @@ class Bench:
                 raise
             return Trial([inst.cmd("prefetch", "-r", req)], inst.env, cleanup=inst.stop)
 
-        def uv(_t: str) -> Trial:
-            venv = self.fresh("uvv")
-            made = execute([self.uv_cmd("venv", "-q", "--no-config", "-p", PY, str(venv))],
-                           self.env, self.work)  # fmt: skip
-            if not made.ok:
-                raise Unavailable(*classify(made.output))
-            cache = self.fresh("uvc")
-            cmd = self.uv_cmd(
-                "pip", "install", "-q", *self.uv_index(cache), "-p", str(venv), "-r", req
-            )
-            return Trial([cmd], self.env)
-
         def pip(_t: str) -> Trial:
             cmd = self.pip_cmd(
                 "download", "-q", "--index-url", self.index_url, "--trusted-host", "127.0.0.1",
@@ -439,7 +460,57 @@ class Bench:
             )  # fmt: skip
             return Trial([cmd], self.env)
 
+        uv = self._uv_cold(req, lambda: self.index_url)
         return self.measure({"satchel": satchel, "uv": uv, "pip": pip})
+
+    def _uv_cold(self, req: str, index_url: Callable[[], str]) -> Callable[[str], Trial]:
+        """`uv pip install` with a new, empty cache into a new venv (made untimed)."""
+
+        def contender(_t: str) -> Trial:
+            url = index_url()
+            venv = self.fresh("uvv")
+            made = execute([self.uv_cmd("venv", "-q", "--no-config", "-p", PY, str(venv))],
+                           self.env, self.work)  # fmt: skip
+            if not made.ok:
+                raise Unavailable(*classify(made.output))
+            cmd = self.uv_cmd(
+                "pip", "install", "-q", "--no-config", "--index-url", url,
+                "--cache-dir", str(self.fresh("uvc")), "-p", str(venv), "-r", req,
+            )  # fmt: skip
+            return Trial([cmd], self.env)
+
+        return contender
+
+    def local_index_url(self) -> str:
+        """The warm daemon's local index (`satchel index-url`); raise Unavailable without one."""
+        if self._local_url is None:
+            self._require_warm()
+            out = self.warm.run("index-url")
+            if not out.ok:
+                raise Unavailable(*classify(out.output))
+            self._local_url = out.output.strip().splitlines()[-1].strip()
+        return self._local_url
+
+    def row_local_index(self, cs: corpus.CorpusSet) -> dict[str, ToolResult]:
+        """uv, cold, through Satchel's local index versus straight from the static index.
+
+        The daemon has prefetched the set, so this measures what the local index adds on top of
+        serving files (issue target: at most 1.05x direct).
+        """
+        req = str(cs.requirements)
+        try:
+            self.local_index_url()
+        except Unavailable as exc:  # nothing to compare with: spare the CPU of a uv-only row
+            return {
+                "satchel": ToolResult(exc.status, [], exc.detail),
+                "uv": ToolResult("skipped", [], "no local index to compare with"),
+            }
+        return self.measure(
+            {
+                "satchel": self._uv_cold(req, self.local_index_url),
+                "uv": self._uv_cold(req, lambda: self.index_url),
+            }
+        )
 
     def row_install(self, cs: corpus.CorpusSet) -> dict[str, ToolResult]:
         req = str(cs.requirements)
@@ -557,12 +628,14 @@ def main(argv: list[str] | None = None) -> int:
                 "quick": args.quick,
                 "sets": sets,
                 "load_start": f"{os.getloadavg()[0]:.1f}",
+                "satchel_index_via": "",
             },
             "sets": {},
         }
         for cs in css:
             print(f"set {cs.name}: {len(cs.wheels)} wheels", file=sys.stderr)
             notes = bench.warm_up_set(cs)
+            pid_before = bench.warm.daemon_pid()
             rows: dict[str, Any] = {}
             for row, fn in (
                 ("ping", lambda cs=cs: bench.row_ping()),
@@ -570,11 +643,19 @@ def main(argv: list[str] | None = None) -> int:
                 ("prefetch", bench.row_prefetch_cold),
                 ("install", bench.row_install),
                 ("run", bench.row_run),
+                ("local", bench.row_local_index),
             ):
                 print(f"  {row} ...", file=sys.stderr)
                 result = fn(cs)
                 if result is not None:
                     rows[row] = _pack(result)
+            pid_after = bench.warm.daemon_pid()
+            if pid_before and pid_after and pid_before != pid_after:
+                notes["daemon restarted"] = (
+                    f"the warm daemon was replaced during the set (pid {pid_before} -> "
+                    f"{pid_after}): the client restarts an autostarted daemon whose build differs, "
+                    "i.e. sources were edited during the run; its rows include a restart"
+                )
             rss = bench.warm.peak_rss_kib()
             if rss is None and bench.warm_status == ("ok", ""):
                 notes["daemon memory"] = (
@@ -592,7 +673,14 @@ def main(argv: list[str] | None = None) -> int:
                 "notes": notes,
             }
         data["config"]["load_end"] = f"{os.getloadavg()[0]:.1f}"
-        report.scrub(data, {str(work): "<work>", str(REPO): "<repo>", str(Path.home()): "~"})
+        data["config"]["satchel_index_via"] = bench.index_via
+        paths = {str(work): "<work>", str(REPO): "<repo>", str(Path.home()): "~"}
+        if bench._local_url:  # carries the per-user token: never written out
+            paths[bench._local_url] = "<satchel index-url>"
+            token = urlsplit(bench._local_url).password
+            if token:
+                paths[token] = "<token>"
+        report.scrub(data, paths)
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(data, indent=1) + "\n")
         print(f"results: {args.output}", file=sys.stderr)
