@@ -8,9 +8,11 @@ start with a syslog priority prefix ``<N>`` so ``journalctl -p warning`` works. 
 get an ISO timestamp.
 
 Redaction: every record passes through `RedactingFilter`, which masks the password of any URL
-userinfo (``https://user:secret@host`` -> ``https://user:***@host``). Feature code must already
-avoid logging secrets; this is the net under it. `add_redaction` lets later features register
-more patterns (e.g. the local index token) without touching this module.
+userinfo (``https://user:secret@host`` -> ``https://user:***@host``) and then applies
+`satchel.daemon.credentials.redact` (URL userinfo as a whole, and every secret value the daemon
+has loaded, wherever it appears). Feature code must already avoid logging secrets; this is the
+net under it. `add_redaction` lets later features register more patterns (e.g. the local index
+token) without touching this module.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import os
 import re
 import sys
 from typing import TextIO
+
+from satchel.daemon.credentials import redact as redact_credentials
 
 __all__ = [
     "LEVEL_ENV",
@@ -55,7 +59,7 @@ def redact(text: str) -> str:
     """*text* with every registered secret pattern masked."""
     for pattern, replacement in _REDACTIONS:
         text = pattern.sub(replacement, text)
-    return text
+    return redact_credentials(text)
 
 
 class RedactingFilter(logging.Filter):
