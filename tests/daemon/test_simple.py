@@ -71,6 +71,13 @@ def test_json_entry_fields_are_read() -> None:
     assert entry.core_metadata == {"sha256": "b" * 64}
 
 
+def test_json_hash_in_url_fragment_is_used_when_hashes_is_empty() -> None:
+    entry = {**_file(url=f"../../files/{WHEEL}#sha256={SHA}"), "hashes": {}}
+    (parsed,) = _parse_json(_json([entry])).files
+    assert parsed.hashes == {"sha256": SHA}
+    assert "#" not in parsed.url
+
+
 def test_json_legacy_dist_info_metadata_key_is_honoured() -> None:
     (entry,) = _parse_json(_json([{**_file(), "dist-info-metadata": True}])).files
     assert entry.core_metadata == {}

@@ -8,6 +8,7 @@ import hashlib
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -344,6 +345,27 @@ async def test_gzip_bomb_page_is_stopped_at_the_cap() -> None:
     with _hostile(respond) as base:
         async with Upstream(limits=Limits(max_page_bytes=2**20, backoff=0.01)) as up:
             with pytest.raises(HostileInput, match="larger than the 1048576 byte limit"):
+                await up.fetch_page(_config(base + "/simple/"), "demo")
+
+
+async def test_slow_drip_page_is_bounded_by_the_request_deadline() -> None:
+    def respond(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/html")
+        handler.send_header("Content-Length", "100000")
+        handler.end_headers()
+        try:
+            for _ in range(400):
+                handler.wfile.write(b"<")
+                handler.wfile.flush()
+                time.sleep(0.01)
+        except OSError:
+            pass  # the client gave up, as it should
+
+    limits = Limits(request_deadline=0.3, attempts=1, read_timeout=5.0)
+    with _hostile(respond) as base:
+        async with Upstream(limits=limits) as up:
+            with trio.fail_after(3), pytest.raises(IndexUnreachable, match=r"within 0\.3s"):
                 await up.fetch_page(_config(base + "/simple/"), "demo")
 
 

@@ -246,7 +246,7 @@ def _json_entry(raw: Any, project: str, page_url: str) -> FileEntry:
     if not isinstance(filename, str) or not isinstance(href, str):
         raise _Skip("entry lacks a string filename or url")
     validate_filename(filename, project)
-    url, _fragment = resolve_file_url(href, page_url)
+    url, fragment = resolve_file_url(href, page_url)
     yanked_raw = raw.get("yanked", False)
     if isinstance(yanked_raw, str):
         yanked, reason = True, (yanked_raw or None)
@@ -266,7 +266,8 @@ def _json_entry(raw: Any, project: str, page_url: str) -> FileEntry:
     return FileEntry(
         filename=filename,
         url=url,
-        hashes=_hashes(raw.get("hashes")),
+        # PEP 691 says `hashes`; some indexes only put a hash in the URL fragment, as in HTML.
+        hashes=_hashes(raw.get("hashes")) or _fragment_hashes(fragment),
         requires_python=_requires_python(raw.get("requires-python")),
         yanked=yanked,
         yanked_reason=reason,

@@ -94,6 +94,9 @@ class Limits:
     #: Delay before the first retry, doubled for each further one (with jitter).
     backoff: float = 0.25
     max_redirects: int = 5
+    #: A page or metadata request must complete within this (a slow-drip server resets the
+    #: read timeout with every byte; this bounds the whole exchange).
+    request_deadline: float = 120.0
     #: How long an index marked offline fails fast before the next probe.
     offline_cooldown: float = 30.0
     #: How long a find-links page over http is reused for other projects.
@@ -535,9 +538,13 @@ class Upstream:
                     delay = self.limits.backoff * 2 ** (attempt - 2)
                     await trio.sleep(delay * (0.5 + random.random()))  # noqa: S311 (jitter)
                 try:
-                    result = await call()
-                except _ConnectFailure as exc:
+                    with trio.fail_after(self.limits.request_deadline):
+                        result = await call()
+                except (_ConnectFailure, trio.TooSlowError) as exc:
                     last = exc
+                    if isinstance(exc, trio.TooSlowError):
+                        deadline = self.limits.request_deadline
+                        last = _ConnectFailure(f"no complete answer within {deadline:g}s")
                     if not probe:
                         # It was online; from now on one request probes and the others wait.
                         if breaker.state == "online":
