@@ -221,7 +221,7 @@ class _Peer:
         self.app = app
         self.stream = stream
         self.pid = pid
-        self.conn = Connection("server", StructCodec())
+        self.conn = Connection("server")  # the shared, stateless StructCodec
         self.send_lock = trio.Lock()
         self.requests: dict[int, _InFlight] = {}
         self._scope = trio.CancelScope()
@@ -384,7 +384,7 @@ class _Peer:
         log.info("protocol error from client pid %s: %s", self.pid, exc)
         with trio.move_on_after(1.0):
             # The state machine may refuse to send after a failure: write the frame directly.
-            data = frame(StructCodec().encode(Error(None, codes.PROTOCOL, str(exc))))
+            data = frame(self.conn.codec.encode(Error(None, codes.PROTOCOL, str(exc))))
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 async with self.send_lock:
                     await self.stream.send_all(data)
