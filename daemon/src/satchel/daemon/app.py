@@ -48,9 +48,10 @@ __all__ = ["DRAIN_TIMEOUT", "Activity", "App", "JobInfo", "Services", "serve"]
 
 log = logging.getLogger(__name__)
 
-#: How long in-flight requests may keep running after a shutdown request. Below systemd's
-#: default TimeoutStopSec (90 s) with room to spare, long enough for an install to commit.
-DRAIN_TIMEOUT = 30.0
+#: How long in-flight requests may keep running after a shutdown request: long enough for an
+#: install to commit, and with room to spare below our unit's TimeoutStopSec (30 s), after which
+#: systemd would SIGKILL us before the exit could be recorded.
+DRAIN_TIMEOUT = 20.0
 
 #: After the drain deadline, how long cancelled requests get to send their final Error before
 #: every connection is cut.
