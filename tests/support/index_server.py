@@ -305,14 +305,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_validated(dist.metadata, "text/plain", head=head)
             return
         body = dist.path.read_bytes()
+        digest: str | None = dist.sha256  # already known: big files are not re-hashed per GET
         if dist.filename in owner._corrupted:
             body = bytes([body[0] ^ 0xFF]) + body[1:] if body else b"corrupt"
-        self._send_validated(body, "application/octet-stream", head=head)
+            digest = None
+        self._send_validated(body, "application/octet-stream", head=head, digest=digest)
 
     def _send_validated(
-        self, body: bytes, content_type: str, *, head: bool, extra: dict[str, str] | None = None
+        self,
+        body: bytes,
+        content_type: str,
+        *,
+        head: bool,
+        extra: dict[str, str] | None = None,
+        digest: str | None = None,
     ) -> None:
-        etag = '"' + hashlib.sha256(content_type.encode() + b"\0" + body).hexdigest()[:32] + '"'
+        if digest is None:
+            digest = hashlib.sha256(content_type.encode() + b"\0" + body).hexdigest()
+        etag = f'"{digest[:32]}"'
         headers = dict(extra or {})
         headers["ETag"] = etag
         candidates = [tag.strip() for tag in self.headers.get("If-None-Match", "").split(",")]
