@@ -408,15 +408,21 @@ def test_compile_of_a_large_package_uses_the_worker_pool(tmp_path: Path, scheme:
     assert sum(row.endswith(".pyc,,") for row in rows) == 250
 
 
-def test_a_tampered_manifest_cannot_escape_the_scheme(tmp_path: Path, scheme: Scheme) -> None:
+@pytest.mark.parametrize(
+    "path", ["../../../../escape.py", "pkg/../../../../escape.py", "/tmp/abs.py", "a//b.py", "a/."]
+)
+def test_a_tampered_manifest_cannot_escape_the_scheme(
+    tmp_path: Path, scheme: Scheme, path: str
+) -> None:
     unpacked = _unpack(tmp_path, "pkg", "1.0")
     first = unpacked.manifest.files[0]
-    evil = msgspec.structs.replace(first, path="../../../../escape.py")
+    evil = msgspec.structs.replace(first, path=path)
     manifest = msgspec.structs.replace(unpacked.manifest, files=(evil,))
     tampered = UnpackedWheel(unpacked.sha256, unpacked.directory, manifest)
     before = _snapshot(scheme.data)
-    with pytest.raises(InstallError, match="would land outside"):
+    with pytest.raises(InstallError, match="would land outside") as caught:
         install(scheme, [InstallItem(tampered)])
+    assert repr(path) in str(caught.value)
     assert _snapshot(scheme.data) == before
     assert not (tmp_path / "escape.py").exists()
 

@@ -129,14 +129,14 @@ class _Listing:
 
     def __init__(self, gone: set[str]) -> None:
         self._names: dict[str, frozenset[str] | None] = {}
-        self._gone = gone  # paths this install moves away first: absent for planning
+        self.gone = gone  # paths this install moves away first: absent for planning
 
     def names(self, directory: str) -> frozenset[str] | None:
         try:
             return self._names[directory]
         except KeyError:
             pass
-        if directory in self._gone:
+        if directory in self.gone:
             self._names[directory] = None
             return None
         parent, _, base = directory.rpartition("/")
@@ -156,10 +156,22 @@ class _Listing:
     def exists(self, path: str) -> bool:
         parent, _, base = path.rpartition("/")
         names = self.names(parent)
-        return names is not None and base in names and path not in self._gone
+        return names is not None and base in names and path not in self.gone
 
 
 def _record_text(rows: list[tuple[str, str, str]]) -> bytes:
+    """RECORD as csv writes it, sorted by path (as pypa/installer does); plain join when no
+    field needs quoting, which is every real wheel."""
+    rows.sort()
+    lines = [f"{path},{digest},{size}\n" for path, digest, size in rows]
+    text = "".join(lines)
+    if (
+        '"' not in text
+        and "\r" not in text
+        and text.count(",") == 2 * len(rows)
+        and text.count("\n") == len(rows)
+    ):
+        return text.encode("utf-8")
     out = io.StringIO()
     writer = csv.writer(out, delimiter=",", quotechar='"', lineterminator="\n")
     writer.writerows(sorted(rows))
@@ -263,115 +275,146 @@ def _removal_paths(dist_info: Path, inside: _Inside, outside: list[str]) -> list
     return list(dict.fromkeys(paths))  # RECORD may list the .pyc too
 
 
+def _unsafe_path(paths: list[str]) -> str | None:
+    """The first path with an empty, ``.`` or ``..`` component or a leading ``/``, if any.
+
+    Validated at unpack already; re-checked because the manifest is read back from disk, with
+    a handful of substring searches over all paths at once instead of a loop per file.
+    """
+    blob = "\n" + "\n".join(paths) + "\n"
+    for bad in ("\n/", "//", "/./", "/../", "\n./", "\n../", "/.\n", "/..\n", "\n.\n", "\n..\n"):
+        at = blob.find(bad)
+        if at >= 0:
+            start = blob.rfind("\n", 0, at + 1) + 1
+            return blob[start : blob.find("\n", start)]
+    return None
+
+
 def _plan_wheel(
     item: InstallItem,
     scheme: Scheme,
-    listing: _Listing,
     plan: _Plan,
-    owners: dict[str, str],
+    owners: list[tuple[str, int, int]],
     compile_bytecode: bool,
 ) -> None:
-    """Add one wheel's destinations to *plan* (files, launchers, dist-info, RECORD)."""
+    """Add one wheel's destinations to *plan* (files, launchers, dist-info, RECORD).
+
+    The per-file work is list comprehensions over the precomputed manifest; conflicts and
+    existing files are found afterwards for all wheels at once (`_check_conflicts`,
+    `_plan_dirs`).
+    """
     manifest: WheelManifest = item.unpacked.manifest
-    tree = os.fspath(item.unpacked.tree)
+    tree = os.fspath(item.unpacked.tree) + "/"
     interpreter = os.fspath(scheme.interpreter)
     root_scheme = "purelib" if manifest.root_is_purelib else "platlib"
     roots = {
-        name: os.path.normpath(scheme.directory(name))
+        name: os.path.normpath(scheme.directory(name)) + "/"
         for name in ("purelib", "platlib", "scripts", "data")
     }
-    roots["headers"] = os.path.join(os.path.normpath(scheme.directory("headers")), manifest.name)
+    roots["headers"] = os.path.normpath(scheme.directory("headers")) + f"/{manifest.name}/"
     lib = roots[root_scheme]
     prefixes = {
         name: ("" if root == lib else os.path.relpath(root, lib) + "/")
         for name, root in roots.items()
     }
-    rows: list[tuple[str, str, str]] = []
     label = manifest.filename
+    bad = _unsafe_path([f.path for f in manifest.files] + [e.name for e in manifest.entry_points])
+    if bad is not None:
+        raise InstallError(f"{label}: {bad!r} would land outside the environment's schemes")
+    own = {f"{manifest.dist_info}/{name}" for name in _OWN_METADATA}
+    regular = [f for f in manifest.files if f.scheme != "scripts" and f.member not in own]
+    first_link, first_write = len(plan.links), len(plan.writes)
+    plan.links.extend(
+        [
+            (tree + f.member, roots[f.scheme] + f.path, 0o755 if f.executable else 0o644)
+            for f in regular
+        ]
+    )
+    rows = [(prefixes[f.scheme] + f.path, f.hash, str(f.size)) for f in regular]
+    if compile_bytecode:
+        plan.py_files.extend(
+            [
+                roots[f.scheme] + f.path
+                for f in regular
+                if f.scheme in ("purelib", "platlib") and f.path.endswith(".py")
+            ]
+        )
 
-    def claim(dst: str) -> None:
-        other = owners.get(dst)
-        if other is not None:
-            raise InstallError(f"{label} and {other} both install {dst}", details={"path": dst})
-        owners[dst] = label
-        if listing.exists(dst):
-            plan.moves.append(dst)
-
-    skip_prefix = manifest.dist_info + "/"
-    links = plan.links
+    scripts_prefix = prefixes["scripts"]
     for f in manifest.files:
-        if f.member.startswith(skip_prefix) and f.member[len(skip_prefix) :] in _OWN_METADATA:
+        if f.scheme != "scripts":
             continue
-        root = roots[f.scheme]
-        dst = root + "/" + f.path
-        # Validated at unpack; re-checked cheaply because the manifest is read back from disk.
-        padded = "/" + f.path + "/"
-        if "/../" in padded or "/./" in padded or "//" in padded:
-            raise InstallError(f"{label}: {f.path!r} would land outside {root}")
-        claim(dst)
-        src = tree + "/" + f.member
-        if f.scheme == "scripts":
-            with open(src, "rb") as stream:
-                data = stream.read()
-            rewritten = rewrite_shebang(data, interpreter)
-            if rewritten is not None:
-                plan.writes.append((dst, rewritten, 0o755))
-                rows.append(
-                    (prefixes["scripts"] + f.path, _hash_of(rewritten), str(len(rewritten)))
-                )
-                continue
-            links.append((src, dst, 0o755))
+        src, dst = tree + f.member, roots["scripts"] + f.path
+        with open(src, "rb") as stream:
+            rewritten = rewrite_shebang(stream.read(), interpreter)
+        if rewritten is None:
+            plan.links.append((src, dst, 0o755))
+            rows.append((scripts_prefix + f.path, f.hash, str(f.size)))
         else:
-            links.append((src, dst, 0o755 if f.executable else 0o644))
-            if compile_bytecode and f.scheme in ("purelib", "platlib") and dst.endswith(".py"):
-                plan.py_files.append(dst)
-        rows.append((prefixes[f.scheme] + f.path, f.hash, str(f.size)))
+            plan.writes.append((dst, rewritten, 0o755))
+            rows.append((scripts_prefix + f.path, _hash_of(rewritten), str(len(rewritten))))
 
     for entry in manifest.entry_points:
-        dst = roots["scripts"] + "/" + entry.name
-        claim(dst)
         data = launcher(entry, interpreter)
-        plan.writes.append((dst, data, 0o755))
-        rows.append((prefixes["scripts"] + entry.name, _hash_of(data), str(len(data))))
+        plan.writes.append((roots["scripts"] + entry.name, data, 0o755))
+        rows.append((scripts_prefix + entry.name, _hash_of(data), str(len(data))))
 
     extra: dict[str, bytes] = {"INSTALLER": b"satchel\n"}
     if item.requested:
         extra["REQUESTED"] = b""
     if item.direct_url is not None:
         extra["direct_url.json"] = json.dumps(item.direct_url, sort_keys=True).encode()
-    dist_info = lib + "/" + manifest.dist_info
     for name, data in extra.items():
-        dst = dist_info + "/" + name
-        claim(dst)
-        plan.writes.append((dst, data, 0o644))
+        plan.writes.append((f"{lib}{manifest.dist_info}/{name}", data, 0o644))
         rows.append((f"{manifest.dist_info}/{name}", _hash_of(data), str(len(data))))
     record = f"{manifest.dist_info}/RECORD"
-    claim(lib + "/" + record)
     rows.append((record, "", ""))
-    plan.writes.append((lib + "/" + record, _record_text(rows), 0o644))
+    plan.writes.append((lib + record, _record_text(rows), 0o644))
+    owners.append((label, first_link, first_write))
+
+
+def _check_conflicts(plan: _Plan, owners: list[tuple[str, int, int]]) -> None:
+    """Two wheels writing one path is an error naming both (checked once, for all wheels)."""
+    dsts = [link[1] for link in plan.links] + [write[0] for write in plan.writes]
+    if len(set(dsts)) == len(dsts):
+        return
+    seen: dict[str, str] = {}
+    bounds = [*owners[1:], ("", len(plan.links), len(plan.writes))]
+    for (label, links_from, writes_from), (_n, links_to, writes_to) in zip(
+        owners, bounds, strict=True
+    ):
+        mine = [link[1] for link in plan.links[links_from:links_to]]
+        mine += [write[0] for write in plan.writes[writes_from:writes_to]]
+        for dst in mine:
+            other = seen.setdefault(dst, label)
+            if other != label:
+                raise InstallError(f"{label} and {other} both install {dst}", details={"path": dst})
 
 
 def _plan_dirs(plan: _Plan, listing: _Listing) -> None:
-    """Directories to create (parents first) and files created outside them (for undo)."""
+    """Directories to create (parents first), files that exist already (moved aside first),
+    and files created outside new directories (for undo)."""
     needed: set[str] = set()
     present: set[str] = set()
     created = plan.created
     for dst in [link[1] for link in plan.links] + [write[0] for write in plan.writes]:
-        parent = dst.rpartition("/")[0]
-        if parent in present:
-            created.append(dst)
-            continue
+        parent, _, base = dst.rpartition("/")
         if parent in needed:
-            continue
-        current = parent
-        while current not in needed and current not in present:
-            if listing.exists(current):
-                present.add(current)
-                break
-            needed.add(current)
-            current = current.rpartition("/")[0]
-        if parent in present:
-            created.append(dst)
+            continue  # a new directory holds nothing yet
+        if parent not in present:
+            current = parent
+            while current not in needed and current not in present:
+                if listing.exists(current):
+                    present.add(current)
+                    break
+                needed.add(current)
+                current = current.rpartition("/")[0]
+            if parent in needed:
+                continue
+        created.append(dst)
+        names = listing.names(parent)
+        if names is not None and base in names and dst not in listing.gone:
+            plan.moves.append(dst)
     plan.dirs = sorted(needed)
 
 
@@ -510,9 +553,10 @@ def install(
         removing_set = set(removing)
         plan.moves.extend(removing)
         listing = _Listing(removing_set)
-        owners: dict[str, str] = {}
+        owners: list[tuple[str, int, int]] = []
         for item in wheels:
-            _plan_wheel(item, scheme, listing, plan, owners, compile_bytecode)
+            _plan_wheel(item, scheme, plan, owners, compile_bytecode)
+        _check_conflicts(plan, owners)
         _plan_dirs(plan, listing)
         plan.prune = {os.path.dirname(p) for p in removing}
 
