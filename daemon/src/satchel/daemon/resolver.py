@@ -213,6 +213,8 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
         hashes: Mapping[str, frozenset[str]] | None,
     ) -> None:
         self.target = target
+        #: Computed once: `Target.key` hashes the whole target (every tag) on each access.
+        self.target_key = target.key
         self.source = source
         self.cache = cache
         self.constraints = constraints
@@ -241,7 +243,7 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
             scoped = self.source.pages(name)
             self.scoped[name] = scoped
             signature = page_signature(scoped.pages)
-            key: tuple[object, ...] = (self.target.key, self.allow_sdists, name, signature)
+            key: tuple[object, ...] = (self.target_key, self.allow_sdists, name, signature)
             files = self.cache.projects.get(key)
             if files is None:
                 files = ProjectFiles(
@@ -274,7 +276,7 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
     def marker_holds(self, req: Requirement, extra: str) -> bool:
         if req.marker is None:
             return True
-        key = (self.target.key, str(req), extra)
+        key = (self.target_key, str(req), extra)
         held = self.cache.markers.get(key)
         if held is None:
             held = req.marker.evaluate({**self.target.markers, "extra": extra})
@@ -467,6 +469,7 @@ def resolve(
     """
     started = time.perf_counter()
     store = cache if cache is not None else MetadataCache()
+    target_key = target.key
     installed = {canonicalize_name(k): v for k, v in (installed or {}).items()}
     hash_sets: dict[str, frozenset[str]] | None = (
         None if hashes is None else {canonicalize_name(k): frozenset(v) for k, v in hashes.items()}
@@ -474,7 +477,7 @@ def resolve(
     memo_key: tuple[object, ...] = (
         tuple(str(r) for r in requirements),
         tuple(str(c) for c in constraints),
-        target.key,
+        target_key,
         tuple(sorted(installed.items())),
         prefer_installed,
         allow_sdists,
@@ -591,7 +594,7 @@ def _pins(result: Any, provider: _Provider, target: Target, skipped: list[Skippe
         index_urls.update(provider.scoped[candidate.name].index_urls)
     return Resolution(
         pins=pins,
-        target_key=target.key,
+        target_key=provider.target_key,
         python_full_version=target.python_full_version,
         skipped=skipped,
         index_urls=index_urls,
