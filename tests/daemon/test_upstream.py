@@ -156,6 +156,19 @@ async def test_missing_project_is_not_found(index: IndexServer) -> None:
         assert up.index_states()["test"].state == "online"
 
 
+async def test_concurrency_per_index_is_bounded(tmp_path: Path) -> None:
+    with IndexServer(tmp_path / "index", delay=0.1) as index:
+        for i in range(6):
+            index.add(build_wheel(tmp_path / "dist", f"p{i}", "1.0"))
+        limits = Limits(per_index_concurrency=2, backoff=0.01)
+        async with Upstream(limits=limits) as up, trio.open_nursery() as nursery:
+            start = trio.current_time()
+            for i in range(6):
+                nursery.start_soon(up.fetch_page, _config(index.url), f"p{i}")
+        elapsed = trio.current_time() - start
+    assert elapsed >= 0.3  # 6 requests of 0.1 s, two at a time: at least three rounds
+
+
 # -- retries and the circuit breaker ------------------------------------------------------------
 
 
