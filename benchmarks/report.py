@@ -185,8 +185,6 @@ def render_markdown(data: dict[str, Any], chart_note: str) -> str:
         )
     )
     out.append(f"Targets: {TARGETS}.")
-    if cfg.get("satchel_index_via"):
-        out.append(f"Satchel's loopback index configured through {cfg['satchel_index_via']}.")
     if "load_start" in cfg:
         out.append(
             f"Load average (1 min) when the run started / ended: {cfg['load_start']} / "

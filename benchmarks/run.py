@@ -180,48 +180,53 @@ class SatchelInstance:
     def run(self, *args: str) -> Outcome:
         return execute([self.cmd(*args)], self.env, self.root)
 
-    def write_config(self, index_url: str | None) -> None:
-        """``config.toml`` in the documented format (``satchel.daemon.config``).
+    def write_config(self, index_url: str) -> None:
+        """``config.toml`` in the documented format (``satchel.daemon.config``), before start.
 
-        Always written before the daemon starts: ``local-index-port = 0`` gives each daemon an
-        ephemeral port for its local index, so the benchmark's daemons (and the user's, on the
-        fixed default port) never fight over one.
+        Written directly rather than with `satchel index add`: on an empty configuration the
+        daemon first adopts the user's pip/uv indexes (and pip's built-in default) and writes
+        them in ahead of the added one, so under first-index every project would come from
+        the user's index instead of the loopback one. ``local-index-port = 0`` gives each
+        daemon an ephemeral port, so the benchmark's daemons (and the user's, on the fixed
+        default port) never fight over one.
         """
-        lines = []
-        if index_url is not None:
-            lines += ["[[index]]", 'name = "bench"', f'url = "{index_url}"', ""]
-        lines += ["[settings]", "local-index-port = 0", ""]
+        text = (
+            f'[[index]]\nname = "bench"\nurl = "{index_url}"\n\n[settings]\nlocal-index-port = 0\n'
+        )
         config = Path(self.env["XDG_CONFIG_HOME"]) / "satchel" / "config.toml"
         config.parent.mkdir(parents=True, exist_ok=True)
-        config.write_text("\n".join(lines))
+        config.write_text(text)
 
-    def start(self) -> None:
-        """Autostart the daemon (untimed); raise Unavailable if it does not answer."""
-        if not (Path(self.env["XDG_CONFIG_HOME"]) / "satchel" / "config.toml").exists():
-            self.write_config(None)
+    def start(self, index_url: str) -> None:
+        """Configure the loopback index, autostart the daemon (untimed), check its indexes.
+
+        Raises Unavailable if the daemon does not answer, or lists any index but ours (then
+        the figures would not be about the loopback index at all).
+        """
+        self.write_config(index_url)
         out = self.run("ping")
         if not out.ok:
             self.stop()
             raise Unavailable(*classify(out.output))
         pong = re.search(r"\(pid (\d+)\)", out.output)
         self.pid = self.daemon_pid() or (int(pong.group(1)) if pong else None)
-
-    def add_index(self, index_url: str) -> str:
-        """Configure the loopback index as the only one; return how; raise Unavailable.
-
-        `satchel index add` when the client has it; until then the same index written into
-        ``config.toml`` and the daemon restarted, so the rows do not wait for that command.
-        """
-        out = self.run("index", "add", "bench", index_url)
-        if out.ok:
-            return "satchel index add"
-        status, detail = classify(out.output)
-        if status != "n/a":
-            raise Unavailable(status, detail)
-        self.stop()
-        self.write_config(index_url)
-        self.start()
-        return "config.toml (`satchel index add` not implemented yet)"
+        listed = subprocess.run(
+            self.cmd("index", "list", "--json"),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if listed.returncode != 0:  # no `index list` yet: config.toml is all we can go by
+            return
+        try:
+            urls = [i.get("url") for i in json.loads(listed.stdout).get("indexes", [])]
+        except (ValueError, AttributeError):
+            return
+        if urls != [index_url]:
+            self.stop()
+            raise Unavailable("failed", f"index isolation: the daemon lists {len(urls)} indexes")
 
     def daemon_pid(self) -> int | None:
         proc = subprocess.run(
@@ -291,10 +296,8 @@ class Bench:
         self.uv = shutil.which("uv") or "uv"
         self.uv_warm_cache = self.fresh("uv-warm")
         self.warm = SatchelInstance(self.fresh("sw"))
-        self.warm_status: tuple[str, str] | None = None  # daemon started?
-        self.index_status: tuple[str, str] = ("n/a", "daemon not started")  # index added?
+        self.warm_status: tuple[str, str] | None = None  # (status, detail) once started
         self._local_url: str | None = None
-        self.index_via = ""
 
     def fresh(self, tag: str) -> Path:
         """A new, empty directory: trials never reuse (or delete) each other's trees."""
@@ -341,15 +344,11 @@ class Bench:
             raise RuntimeError(f"warming uv for {cs.name} failed:\n{out.output[-2000:]}")
         if self.warm_status is None:
             try:
-                self.warm.start()
+                self.warm.start(self.index_url)
                 self.warm_status = ("ok", "")
-                self.index_via = self.warm.add_index(self.index_url)
-                self.index_status = ("ok", "")
             except Unavailable as exc:
-                if self.warm_status is None:
-                    self.warm_status = (exc.status, exc.detail)
-                self.index_status = (exc.status, exc.detail)
-        if self.index_status[0] == "ok":
+                self.warm_status = (exc.status, exc.detail)
+        if self.warm_status[0] == "ok":
             out = self.warm.run("prefetch", "-r", req)
             if not out.ok:
                 notes["satchel prefetch (warm-up)"] = " ".join(classify(out.output))
@@ -369,15 +368,14 @@ class Bench:
             *argv,
         )
 
-    def _require_warm(self, *, index: bool = True) -> None:
-        """Raise Unavailable when the warm daemon (or its index) could not be set up."""
-        status = self.index_status if index else self.warm_status
-        if status is not None and status[0] != "ok":
-            raise Unavailable(*status)
+    def _require_warm(self) -> None:
+        """Raise Unavailable when the warm daemon could not be set up."""
+        if self.warm_status is not None and self.warm_status[0] != "ok":
+            raise Unavailable(*self.warm_status)
 
-    def _satchel_warm(self, *args: str, index: bool = True) -> Callable[[str], Trial]:
+    def _satchel_warm(self, *args: str) -> Callable[[str], Trial]:
         def contender(_tag: str) -> Trial:
-            self._require_warm(index=index)
+            self._require_warm()
             return Trial([self.warm.cmd(*args)], self.warm.env)
 
         return contender
@@ -416,7 +414,7 @@ class Bench:
         """Cheap (~10 ms a process), so more rounds: a 5-sample median of 10 ms is noisy."""
         return self.measure(
             {
-                "satchel": self._satchel_warm("ping", index=False),
+                "satchel": self._satchel_warm("ping"),
                 "python": lambda _t: Trial([[PY, "-c", "pass"]], self.env),
             },
             runs=max(self.runs, PING_RUNS),
@@ -444,12 +442,7 @@ class Bench:
 
         def satchel(_t: str) -> Trial:
             inst = SatchelInstance(self.fresh("sc"))
-            inst.start()
-            try:
-                inst.add_index(self.index_url)
-            except Unavailable:
-                inst.stop()
-                raise
+            inst.start(self.index_url)
             return Trial([inst.cmd("prefetch", "-r", req)], inst.env, cleanup=inst.stop)
 
         def pip(_t: str) -> Trial:
@@ -628,7 +621,6 @@ def main(argv: list[str] | None = None) -> int:
                 "quick": args.quick,
                 "sets": sets,
                 "load_start": f"{os.getloadavg()[0]:.1f}",
-                "satchel_index_via": "",
             },
             "sets": {},
         }
@@ -673,7 +665,6 @@ def main(argv: list[str] | None = None) -> int:
                 "notes": notes,
             }
         data["config"]["load_end"] = f"{os.getloadavg()[0]:.1f}"
-        data["config"]["satchel_index_via"] = bench.index_via
         paths = {str(work): "<work>", str(REPO): "<repo>", str(Path.home()): "~"}
         if bench._local_url:  # carries the per-user token: never written out
             paths[bench._local_url] = "<satchel index-url>"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.run import Bench, Trial, classify, tool_env
+from benchmarks.run import Bench, SatchelInstance, Trial, classify, tool_env
+from satchel.daemon.config import load_config
 
 
 def _py(code: str) -> list[str]:
@@ -91,3 +92,12 @@ def test_trials_get_fresh_directories_and_clean_up_untimed(tmp_path: Path) -> No
     assert len(set(made)) == 3
     assert all(p.is_dir() for p in made)
     assert len(cleaned) == 3
+
+
+def test_each_satchel_instance_is_configured_with_only_the_loopback_index(tmp_path: Path) -> None:
+    """Checked with the daemon's own parser: the file must mean what the harness thinks it means."""
+    inst = SatchelInstance(tmp_path / "s")
+    inst.write_config("http://127.0.0.1:9/simple/")
+    config = load_config(tmp_path / "s" / "f" / "satchel" / "config.toml")
+    assert [(i.name, i.url) for i in config.indexes] == [("bench", "http://127.0.0.1:9/simple/")]
+    assert config.settings.local_index_port == 0
