@@ -87,6 +87,16 @@ def test_progress_events_arrive_before_the_result(daemon: DaemonProcess) -> None
     ]
 
 
+def test_concurrent_answers_on_one_connection_never_interleave(daemon: DaemonProcess) -> None:
+    with Client(daemon.socket) as client:
+        client.hello()
+        ids = [client.request("debug.sleep", {"seconds": 0.1, "step": 0.01}) for _ in range(20)]
+        answered = {rid: client.wait_terminal(rid)["type"] for rid in ids}
+    assert set(answered.values()) == {"result"}
+    progress = [e for e in client.others if e["type"] == "progress"]
+    assert len(progress) == 20 * 10  # every frame decoded whole: none lost, none torn
+
+
 def test_cancel_cancels_only_that_request(daemon: DaemonProcess) -> None:
     with Client(daemon.socket) as client:
         client.hello()

@@ -207,7 +207,10 @@ class Client:
 
     def wait_terminal(self, rid: int, timeout: float = 10.0) -> dict[str, Any]:
         """Read events until request *rid*'s Result or Error (other requests' events are
-        collected in `.others`)."""
+        collected in `.others`; a terminal already collected there is returned at once)."""
+        for index, event in enumerate(self.others):
+            if event.get("id") == rid and event["type"] in ("result", "error"):
+                return self.others.pop(index)
         deadline = time.monotonic() + timeout
         while True:
             event = self.next_event(max(0.01, deadline - time.monotonic()))
