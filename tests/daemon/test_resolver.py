@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import msgspec
 import pytest
+import trio
+import trio.lowlevel
 from packaging.requirements import Requirement
 
 from satchel.daemon.candidates import MetadataCache, SdistNeedsBuild, parse_core_metadata
 from satchel.daemon.errors import NotCached, NotFound, ResolutionImpossible
+from satchel.daemon.model import FileEntry, ProjectPage
 from satchel.daemon.resolver import Resolution, resolve
-from satchel.daemon.scope import Strategy
+from satchel.daemon.scope import ScopedPages, Strategy
 from satchel.daemon.target import Target, synthetic_target
 from tests.support.memindex import Index, MemoryIndex
 
@@ -362,3 +366,38 @@ def test_offline_mismatch_says_versions_are_the_cached_ones(tmp_path: Path) -> N
     index.wheel("lib", "1.0")
     with pytest.raises(ResolutionImpossible, match=r"versions cached in scope \(index 'main'\)"):
         run(index, "lib>=2")
+
+
+def test_backtracks_to_an_older_parent_to_avoid_a_conflict(index: MemoryIndex) -> None:
+    index.wheel("app", "1.0", requires=["dep<2"])
+    index.wheel("app", "2.0", requires=["dep<1.5"])
+    index.wheel("dep", "1.0")
+    index.wheel("dep", "1.8")
+    result = run(index, "app", "dep>=1.6")
+    assert pinned(result) == {"app": "1.0", "dep": "1.8"}
+    assert result.stats["backtracks"] >= 1
+
+
+async def test_runs_in_a_worker_thread_calling_back_into_trio(index: MemoryIndex) -> None:
+    """The daemon's shape: resolve in a thread, the source hops back to the event loop."""
+    index.wheel("app", "1.0", requires=["lib"])
+    index.wheel("lib", "1.0")
+    hops: list[str] = []
+
+    async def page(project: str) -> ScopedPages:
+        hops.append(project)
+        await trio.lowlevel.checkpoint()
+        return index.pages(project)
+
+    class TrioSource:
+        def pages(self, project: str) -> ScopedPages:
+            return trio.from_thread.run(page, project)
+
+        def core_metadata(self, page: ProjectPage, file: FileEntry) -> bytes:
+            return trio.from_thread.run(trio.to_thread.run_sync, index.core_metadata, page, file)
+
+    result = await trio.to_thread.run_sync(
+        functools.partial(resolve, [Requirement("app")], [], LINUX, TrioSource())
+    )
+    assert pinned(result) == {"app": "1.0", "lib": "1.0"}
+    assert hops == ["app", "lib"]
