@@ -8,7 +8,6 @@ from pathlib import Path
 import msgspec
 import pytest
 import trio
-import trio.lowlevel
 from packaging.requirements import Requirement
 
 from satchel.daemon.candidates import MetadataCache, SdistNeedsBuild, parse_core_metadata
