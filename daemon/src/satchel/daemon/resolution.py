@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +52,7 @@ __all__ = [
     "SessionSource",
     "locked_files",
     "pin_info",
+    "pinned_files",
     "read_inputs",
     "render",
     "require_present",
@@ -204,6 +206,17 @@ def render(outcome: Outcome, fmt: str) -> str:
     if fmt == "json":
         return pylock.dumps_json(outcome.resolution).decode()
     return pylock.dumps_requirements(outcome.resolution, urls)
+
+
+def pinned_files(session: Session, pins: Iterable[Pin]) -> list[tuple[IndexConfig, str, FileEntry]]:
+    """(index, project, file) for each pin: what prefetch, install and run fetch."""
+    out: list[tuple[IndexConfig, str, FileEntry]] = []
+    for pin in pins:
+        index = session.index(pin.index)
+        if index is None:  # the configuration changed while the request ran
+            raise NotFound(f"{pin.name}: index {pin.index} is no longer configured")
+        out.append((index, pin.name, pin.file))
+    return out
 
 
 def locked_files(session: Session, lock: pylock.Lock) -> list[tuple[IndexConfig, str, FileEntry]]:

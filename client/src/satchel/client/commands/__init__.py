@@ -29,6 +29,9 @@ from __future__ import annotations
 COMMANDS: dict[str, str] = {
     "prefetch": "resolve online and download every file of the result into the cache",
     "resolve": "pin requirements (with hashes) from the configured indexes, or offline",
+    "install": "install requirements into a virtual environment from the cache",
+    "run": "run a tool from a cached environment (offline-first uvx)",
+    "tool": "list, remove or prune cached tool environments",
     "cache": "show what the cache holds (per index) or verify every stored file",
     "index": "list, add, remove or pin the package indexes the daemon uses",
     "service": "install, remove or inspect the systemd/launchd units for the daemon",

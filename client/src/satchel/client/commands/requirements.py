@@ -64,9 +64,9 @@ def add_requirement_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pre", action="store_true", help="allow pre-releases")
 
 
-def requirement_params(args: argparse.Namespace) -> dict[str, Any]:
+def requirement_params(args: argparse.Namespace, *, allow_empty: bool = False) -> dict[str, Any]:
     """The `ResolveParams` dict for *args*; usage errors raise `argparse.ArgumentTypeError`."""
-    if not (args.requirements or args.requirement):
+    if not (args.requirements or args.requirement or allow_empty):
         raise argparse.ArgumentTypeError("nothing to do: give requirements or -r FILE")
     synthetic = bool(args.platform or args.python_version)
     if synthetic and args.python:

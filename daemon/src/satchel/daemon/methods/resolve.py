@@ -12,7 +12,6 @@ import time
 import trio
 
 from satchel.daemon.config import IndexConfig
-from satchel.daemon.errors import NotFound
 from satchel.daemon.methods import RequestContext, method
 from satchel.daemon.model import FileEntry
 from satchel.daemon.resolution import (
@@ -20,6 +19,7 @@ from satchel.daemon.resolution import (
     Outcome,
     locked_files,
     pin_info,
+    pinned_files,
     read_inputs,
     render,
     require_present,
@@ -70,11 +70,7 @@ async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult
         inputs.locks = []  # already taken file by file above
         outcome = await resolve_request(rt, params, inputs, target)
         session = outcome.session
-        for pin in outcome.resolution.pins:
-            index = session.index(pin.index)
-            if index is None:  # the resolver only pins from configured indexes
-                raise NotFound(f"{pin.name}: index {pin.index} is no longer configured")
-            files.append((index, pin.name, pin.file))
+        files += pinned_files(session, outcome.resolution.pins)
     if session.offline:
         require_present(session, files)
     total = sum(file.size or 0 for _, _, file in files)

@@ -1,0 +1,257 @@
+"""Install a resolved set into an environment, from the store only.
+
+    venv      created when missing (fast: no pip), else used as it is              (venv)
+    target    the environment's own interpreter: markers, tags, install scheme   (target)
+    resolve   against what is installed: keep what satisfies, change what must (resolution)
+    files     every pinned file in the store: fetched online, required offline   (catalog)
+    unpack    each wheel once into the cache, keyed by its sha256                   (wheel)
+    link      staged, then committed (or rolled back) under the environment's lock (installer)
+
+Every blocking step (venv creation, unpacking, linking) runs in a worker thread. The installer
+takes an ``flock`` on the environment, so installs into one environment are serialised while
+installs into different ones run in parallel; the lock is taken inside the worker thread, so a
+waiting install never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+from packaging.utils import canonicalize_name
+
+from satchel.daemon import pylock
+from satchel.daemon.catalog import Session
+from satchel.daemon.config import IndexConfig
+from satchel.daemon.errors import BuildError, InstallError, NotCached
+from satchel.daemon.installer import (
+    InstallItem,
+    InstallReport,
+    Scheme,
+    install,
+    installed_distributions,
+)
+from satchel.daemon.linking import LinkMode
+from satchel.daemon.model import FileEntry
+from satchel.daemon.resolution import (
+    DOWNLOAD_CONCURRENCY,
+    Inputs,
+    locked_files,
+    pinned_files,
+    resolve_request,
+)
+from satchel.daemon.runtime import Runtime
+from satchel.daemon.target import Target, query_interpreter
+from satchel.daemon.venv import create_venv
+from satchel.daemon.wheel import unpack_all
+from satchel.protocol.methods.resolve import ResolveParams
+
+__all__ = [
+    "Installed",
+    "describe",
+    "ensure_venv",
+    "fetch_all",
+    "install_files",
+    "install_into",
+    "scheme_for",
+    "unpacked_root",
+]
+
+Progress = Callable[[int, int | None, str, str], Awaitable[None]]
+
+LINK_MODES: tuple[LinkMode, ...] = ("auto", "clone", "hardlink", "copy")
+
+
+def unpacked_root(rt: Runtime) -> Path:
+    """Where wheels are unpacked once, keyed by sha256 (beside the store, same filesystem)."""
+    return rt.store.root / "unpacked"
+
+
+def scheme_for(target: Target) -> Scheme:
+    """The install scheme of the environment *target* describes (from its own sysconfig)."""
+    if target.synthetic or not target.paths or target.executable is None:
+        raise InstallError("cannot install into an imagined (--platform/--python-version) target")
+    paths = target.paths
+    data = Path(paths["data"])
+    scripts = Path(paths["scripts"])
+    return Scheme(
+        purelib=Path(paths["purelib"]),
+        platlib=Path(paths["platlib"]),
+        scripts=scripts,
+        data=data,
+        headers=data / "include" / "site" / f"python{target.python_version}",
+        interpreter=scripts / "python",
+    )
+
+
+def _ensure_venv(venv: Path, python: str | None) -> bool:
+    if (venv / "pyvenv.cfg").is_file():
+        return False
+    if python is None:
+        raise InstallError(f"{venv} is not a virtual environment and no interpreter was given")
+    create_venv(venv, python)  # refuses a non-empty directory that is not a venv
+    return True
+
+
+async def ensure_venv(venv: Path, python: str | None) -> bool:
+    """Create *venv* with *python* unless it already is a virtual environment; True if created."""
+    return await trio.to_thread.run_sync(_ensure_venv, venv, python)
+
+
+@dataclass
+class Installed:
+    report: InstallReport
+    kept: list[str]
+    session: Session
+    target: Target
+
+
+def _wheel_or_refuse(project: str, file: FileEntry, target: Target) -> None:
+    if not file.is_wheel:
+        raise BuildError(
+            f"{project}: only the sdist {file.filename} fits this interpreter "
+            f"(Python {target.python_full_version}), and no wheel built from it is cached; "
+            "building sdists is not supported yet",
+            details={"project": project, "file": file.filename},
+        )
+
+
+async def fetch_all(
+    session: Session,
+    files: Sequence[tuple[IndexConfig, str, FileEntry]],
+    progress: Progress | None = None,
+) -> list[str]:
+    """The sha256 of every file, fetched into the store (online) or required present (offline)."""
+    store = session.catalog.store
+    if session.offline:
+        missing = [
+            f"{project} ({file.filename})"
+            for _index, project, file in files
+            if file.sha256 is None or not store.has(file.sha256)
+        ]
+        if missing:
+            raise NotCached(
+                f"offline, and not in the cache: {', '.join(missing[:10])}"
+                + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+                + "; run `satchel prefetch` for them while online",
+                details={"missing": missing},
+            )
+    shas: list[str] = [""] * len(files)
+    total = sum(file.size or 0 for _, _, file in files)
+    done = 0
+    limiter = trio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
+
+    async def one(position: int, index: IndexConfig, project: str, file: FileEntry) -> None:
+        nonlocal done
+        async with limiter:
+            info = await session.catalog.fetch_file(index, project, file)
+        shas[position] = info.sha256
+        done += file.size or info.size
+        if progress is not None:
+            await progress(done, total or None, "B", f"{file.filename}")
+
+    async with trio.open_nursery() as nursery:
+        for position, (index, project, file) in enumerate(files):
+            nursery.start_soon(one, position, index, project, file)
+    return shas
+
+
+async def install_into(
+    rt: Runtime,
+    params: ResolveParams,
+    inputs: Inputs,
+    venv: Path,
+    *,
+    lock: pylock.Lock | None = None,
+    link_mode: str = "auto",
+    compile_bytecode: bool = False,
+    progress: Progress | None = None,
+) -> Installed:
+    """Resolve *inputs* for the environment at *venv* and install the result from the store."""
+    target = await query_interpreter(venv, cache_dir=rt.interpreters_dir)
+    present = await trio.to_thread.run_sync(installed_distributions, scheme_for(target))
+    installed_versions = {name: version for name, (version, _path) in present.items()}
+    requested: set[str] = set()
+    files: list[tuple[IndexConfig, str, FileEntry]] = []
+    kept: list[str] = []
+    if lock is not None:
+        session = rt.catalog.session(offline=params.offline, strategy=params.index_strategy)
+        # locked_files maps every locked package to a configured index, or refuses the lock.
+        index_of = {project: index for index, project, _file in locked_files(session, lock)}
+        for package in lock.packages:
+            if not package.applies_to(target):
+                continue
+            best = package.best_file(target)
+            if best is None:
+                raise InstallError(f"{lock.path}: no file of {package.name} fits this environment")
+            files.append((index_of[canonicalize_name(package.name)], package.name, best))
+            requested.add(package.name)
+    else:
+        outcome = await resolve_request(rt, params, inputs, target, installed=installed_versions)
+        session = outcome.session
+        kept = [f"{p.name} {p.version}" for p in outcome.resolution.pins if p.installed]
+        changing = [p for p in outcome.resolution.pins if not p.installed]
+        files = pinned_files(session, changing)
+        requested = {p.name for p in changing if p.requested}
+    report = await install_files(
+        rt,
+        session,
+        scheme_for(target),
+        target,
+        files,
+        requested,
+        link_mode=link_mode,
+        compile_bytecode=compile_bytecode,
+        progress=progress,
+    )
+    return Installed(report=report, kept=kept, session=session, target=target)
+
+
+async def install_files(
+    rt: Runtime,
+    session: Session,
+    scheme: Scheme,
+    target: Target,
+    files: Sequence[tuple[IndexConfig, str, FileEntry]],
+    requested: set[str],
+    *,
+    link_mode: str = "auto",
+    compile_bytecode: bool = False,
+    progress: Progress | None = None,
+) -> InstallReport:
+    """Fetch (or require) *files*, unpack each once, and install them into *scheme*."""
+    if link_mode not in LINK_MODES:
+        raise InstallError(f"unknown link mode {link_mode!r} (one of {', '.join(LINK_MODES)})")
+    for _index, project, file in files:
+        _wheel_or_refuse(project, file, target)
+    shas = await fetch_all(session, files, progress)
+    unpacked = await trio.to_thread.run_sync(
+        functools.partial(
+            unpack_all,
+            [(rt.store.path(sha), sha) for sha in shas],
+            unpacked_root(rt),
+            filenames=[file.filename for _index, _project, file in files],
+        )
+    )
+    items = [
+        InstallItem(unpacked=tree, requested=project in requested)
+        for tree, (_index, project, _file) in zip(unpacked, files, strict=True)
+    ]
+    report = await trio.to_thread.run_sync(
+        functools.partial(
+            install, scheme, items, link_mode=link_mode, compile_bytecode=compile_bytecode
+        )
+    )
+    await trio.to_thread.run_sync(rt.metadb.mark_used, shas, time.time())
+    return report
+
+
+def describe(report: InstallReport) -> tuple[list[str], list[str]]:
+    return (
+        [f"{name} {version}" for name, version in report.installed],
+        [f"{name} {version}" for name, version in report.removed],
+    )

@@ -1,0 +1,87 @@
+"""`install` (into a venv), `run` (prepare a tool environment) and `tool.*` (manage them)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from satchel.daemon import pylock
+from satchel.daemon.environments import describe, ensure_venv, install_into
+from satchel.daemon.methods import RequestContext, method
+from satchel.daemon.resolution import read_inputs
+from satchel.daemon.runtime import runtime
+from satchel.daemon.tools import list_tools, prepare_tool, remove_tools
+from satchel.protocol.methods.install import (
+    INSTALL,
+    RUN,
+    TOOL_LIST,
+    TOOL_PRUNE,
+    TOOL_REMOVE,
+    InstallParams,
+    InstallResult,
+    RunParams,
+    RunResult,
+    ToolListParams,
+    ToolListResult,
+    ToolRemoveParams,
+    ToolRemoveResult,
+)
+
+__all__ = ["install", "run", "tool_list", "tool_prune", "tool_remove"]
+
+
+@method(INSTALL, InstallParams)
+async def install(ctx: RequestContext, params: InstallParams) -> InstallResult:
+    started = time.perf_counter()
+    rt = await runtime(ctx.app)
+    venv = Path(params.venv)
+    created = await ensure_venv(venv, params.python)
+    lock = pylock.read_pylock(Path(params.lock)) if params.lock else None
+    inputs = await read_inputs(params)
+    done = await install_into(
+        rt,
+        params,
+        inputs,
+        venv,
+        lock=lock,
+        link_mode=params.link_mode,
+        compile_bytecode=params.compile,
+        progress=ctx.progress,
+    )
+    installed, removed = describe(done.report)
+    return InstallResult(
+        venv=str(venv),
+        created=created,
+        installed=installed,
+        removed=removed,
+        kept=done.kept,
+        files=done.report.files,
+        link_modes=list(done.report.link_modes),
+        offline=done.session.offline,
+        offline_reason=done.session.offline_reason,
+        notes=done.session.notes,
+        elapsed=time.perf_counter() - started,
+    )
+
+
+@method(RUN, RunParams)
+async def run(ctx: RequestContext, params: RunParams) -> RunResult:
+    return await prepare_tool(await runtime(ctx.app), params)
+
+
+@method(TOOL_LIST, ToolListParams)
+async def tool_list(ctx: RequestContext, params: ToolListParams) -> ToolListResult:
+    return ToolListResult(tools=await list_tools(await runtime(ctx.app)))
+
+
+@method(TOOL_REMOVE, ToolRemoveParams)
+async def tool_remove(ctx: RequestContext, params: ToolRemoveParams) -> ToolRemoveResult:
+    removed = await remove_tools(await runtime(ctx.app), params.names)
+    return ToolRemoveResult(removed=removed, freed=sum(t.size for t in removed))
+
+
+@method(TOOL_PRUNE, ToolRemoveParams)
+async def tool_prune(ctx: RequestContext, params: ToolRemoveParams) -> ToolRemoveResult:
+    rt = await runtime(ctx.app)
+    removed = await remove_tools(rt, params.names, older_than=params.older_than, prune=True)
+    return ToolRemoveResult(removed=removed, freed=sum(t.size for t in removed))
