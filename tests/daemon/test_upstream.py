@@ -250,6 +250,42 @@ async def test_offline_index_is_probed_again_after_the_cool_down(index: IndexSer
     assert page.files
 
 
+async def test_downloads_fail_fast_while_offline_and_resume_after_the_cool_down(
+    index: IndexServer,
+) -> None:
+    clock = _Clock()
+    config = _config(index.url)
+    async with Upstream(limits=FAST, clock=clock) as up:
+        wheel = next(f for f in (await up.fetch_page(config, "demo")).files if f.is_wheel)
+        index.stop()
+        with pytest.raises(IndexUnreachable):
+            await up.fetch_page(config, "demo", force=True)
+        index.start()
+        index.reset_log()
+        with pytest.raises(IndexUnreachable, match="offline since"):
+            async with up.open_file(config, wheel):
+                pass
+        assert index.requests == []
+        clock.now += FAST.offline_cooldown + 1
+        async with up.open_file(config, wheel) as download:
+            data = b"".join([chunk async for chunk in download])
+        with trio.fail_after(5):  # no probe left dangling by the download
+            await up.fetch_page(config, "demo", force=True)
+    assert hashlib.sha256(data).hexdigest() == wheel.sha256
+
+
+async def test_a_callers_own_error_during_a_download_does_not_blame_the_index(
+    index: IndexServer,
+) -> None:
+    config = _config(index.url)
+    async with Upstream(limits=FAST) as up:
+        wheel = next(f for f in (await up.fetch_page(config, "demo")).files if f.is_wheel)
+        with pytest.raises(PermissionError):
+            async with up.open_file(config, wheel):
+                raise PermissionError("the store's disk said no")
+        assert not up.is_offline("test")
+
+
 # -- credentials --------------------------------------------------------------------------------
 
 

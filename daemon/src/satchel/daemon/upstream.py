@@ -392,8 +392,7 @@ class Upstream:
             yield FileDownload(file.url, file.filename, size, _local_chunks(path, cap, what))
             return
         breaker = self._breakers.setdefault(index.name, _Breaker())
-        if breaker.state == "offline":
-            await self._enter(breaker, index, what)  # fails fast inside the cool-down
+        self._fail_fast(breaker, index, what)
         headers = {"Accept-Encoding": "identity"}
         async with self._limiter(index):
             try:
@@ -474,7 +473,9 @@ class Upstream:
                     continue
                 try:
                     yield response, split_userinfo(url)[0]
-                except (httpx.TransportError, OSError) as exc:
+                except httpx.TransportError as exc:
+                    # Reading the body failed (reset, timeout). Only httpx errors: an OSError
+                    # here is the caller's own (e.g. the store's disk), not the index's fault.
                     raise _ConnectFailure(redact(_describe(exc))) from None
                 finally:
                     await response.aclose()
@@ -583,19 +584,23 @@ class Upstream:
         while True:
             if breaker.state == "online":
                 return False
-            if breaker.state == "offline" and self._clock() < breaker.retry_at:
-                raise IndexUnreachable(
-                    redact(
-                        f"{what}: index offline since {_ago(breaker.offline_since, self._clock())}"
-                        f" ({breaker.reason}); next try in "
-                        f"{max(0, breaker.retry_at - self._clock()):.0f}s"
-                    ),
-                    details={"index": index.name, "reason": breaker.reason},
-                )
+            self._fail_fast(breaker, index, what)
             if breaker.probe is None:
                 breaker.probe = trio.Event()
                 return True
             await breaker.probe.wait()
+
+    def _fail_fast(self, breaker: _Breaker, index: IndexConfig, what: str) -> None:
+        """Raise `IndexUnreachable` while *index* is in its offline cool-down."""
+        now = self._clock()
+        if breaker.state == "offline" and now < breaker.retry_at:
+            raise IndexUnreachable(
+                redact(
+                    f"{what}: index offline since {_ago(breaker.offline_since, now)}"
+                    f" ({breaker.reason}); next try in {max(0, breaker.retry_at - now):.0f}s"
+                ),
+                details={"index": index.name, "reason": breaker.reason},
+            )
 
     def _mark_online(self, breaker: _Breaker) -> None:
         breaker.state = "online"
