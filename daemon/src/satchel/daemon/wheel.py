@@ -35,8 +35,8 @@ import base64
 import contextlib
 import csv
 import ctypes
-import ctypes.util
 import errno
+import functools
 import hashlib
 import io
 import os
@@ -47,11 +47,11 @@ import stat
 import sys
 import unicodedata
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path
-from typing import Literal
+from typing import cast
 
 import msgspec
 from packaging.utils import (
@@ -100,8 +100,6 @@ _UNHASHED = ("RECORD", "RECORD.jws", "RECORD.p7s")
 _HASHES = frozenset({"sha256", "sha384", "sha512"})
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _CHUNK = 1024 * 1024
-
-Scheme = Literal["purelib", "platlib", "headers", "scripts", "data"]
 
 
 class ManifestFile(msgspec.Struct, array_like=True, frozen=True):
@@ -401,17 +399,26 @@ def validate_wheel(
     return WheelInfo(path=path, manifest=manifest)
 
 
-def _syncfs(directory: Path) -> bool:
-    """Flush the whole filesystem holding *directory* in one call (Linux ``syncfs``)."""
+@functools.cache
+def _libc_syncfs() -> Callable[[int], int] | None:
+    """``syncfs(2)`` from the C library, looked up once (None off Linux)."""
     if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return cast("Callable[[int], int]", libc.syncfs)
+    except (OSError, AttributeError):
+        return None
+
+
+def _syncfs(directory: Path) -> bool:
+    """Flush the whole filesystem holding *directory* in one call; False when unavailable."""
+    syncfs = _libc_syncfs()
+    if syncfs is None:
         return False
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        return bool(libc.syncfs(fd) == 0)
+        return syncfs(fd) == 0
     finally:
         os.close(fd)
 
