@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import logging
 import socket
 import threading
@@ -31,6 +32,7 @@ from satchel.daemon.upstream import Limits, Upstream
 from tests.support.index_server import IndexServer
 from tests.support.wheels import build_sdist, build_wheel, file_sha256, wheel_metadata
 
+JSON_V1 = "application/vnd.pypi.simple.v1+json"
 FAST = Limits(backoff=0.01, connect_timeout=1.0, read_timeout=5.0)
 
 
@@ -383,6 +385,24 @@ async def test_file_over_the_size_cap_is_refused(index: IndexServer) -> None:
 
 
 # -- hostile servers ----------------------------------------------------------------------------
+
+
+async def test_gzip_encoded_page_is_decoded() -> None:
+    doc = {
+        "meta": {"api-version": "1.0"},
+        "name": "demo",
+        "files": [{"filename": "demo-1.0.tar.gz", "url": "/f/demo-1.0.tar.gz", "hashes": {}}],
+    }
+    body = gzip.compress(json.dumps(doc).encode())
+
+    def respond(handler: BaseHTTPRequestHandler) -> None:
+        assert "gzip" in handler.headers.get("Accept-Encoding", "")
+        _reply(handler, 200, body, Content_Type=JSON_V1, Content_Encoding="gzip")
+
+    with _hostile(respond) as base:
+        async with Upstream(limits=FAST) as up:
+            page = await up.fetch_page(_config(base + "/simple/"), "demo")
+    assert [f.url for f in page.files] == [base + "/f/demo-1.0.tar.gz"]
 
 
 async def test_gzip_bomb_page_is_stopped_at_the_cap() -> None:
