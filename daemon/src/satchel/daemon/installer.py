@@ -12,7 +12,9 @@ The resolver decides *what*; this module decides *how*, fast and correctly:
    directories will be created) is written to ``<env>/.satchel-trash-<token>/journal.json``.
 3. **Apply.** Old files are renamed into the trash directory, new directories are made once
    each, files are linked/cloned/copied in one tight loop (`satchel.daemon.linking`), launchers,
-   INSTALLER, REQUESTED, direct_url.json and RECORD are written.
+   INSTALLER, REQUESTED, direct_url.json and RECORD are written; with ``compile_bytecode``
+   the target interpreter compiles the new files (`satchel.daemon.bytecode`), still inside
+   the transaction.
 4. **Commit** by deleting the journal; then the trash is emptied and emptied directories pruned.
 
 Any failure before the commit replays the journal backwards, so the environment is exactly its
@@ -22,7 +24,9 @@ old state; a process killed mid-install leaves the journal, and the next install
 files themselves come from the durable cache and can always be re-linked.
 
 A per-environment ``flock`` on ``<env>/.satchel.lock`` serialises installs into one environment;
-different environments proceed in parallel.
+different environments proceed in parallel. Everything here blocks: the daemon calls it through
+``trio.to_thread.run_sync`` (the wait for the lock is not cancellable). POSIX only, like the
+launchers it writes.
 """
 
 # Paths are plain strings and os calls on purpose: these loops run per file, 10^4 times per
