@@ -279,6 +279,12 @@ class _Server(ThreadingHTTPServer):
         self.root = root
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients drop idle keep-alive connections at exit: not worth a traceback each."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
 
 def make_server(root: Path, port: int = 0) -> ThreadingHTTPServer:
     """A server for the index under ``root`` on 127.0.0.1 (``port=0``: an ephemeral port)."""

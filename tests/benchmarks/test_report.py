@@ -118,3 +118,13 @@ def test_render_writes_markdown_and_a_png_chart(tmp_path: Path) -> None:
     render(_data(), md, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "![ratio chart](b.png)" in md.read_text()
+
+
+def test_hand_written_findings_are_appended(tmp_path: Path) -> None:
+    findings = tmp_path / "findings.md"
+    findings.write_text("Resolve: the client's argparse import is 5 ms of the gap.\n")
+    md = tmp_path / "b.md"
+    render(_data(), md, tmp_path / "b.png", findings)
+    text = md.read_text()
+    assert "## Findings" in text
+    assert "argparse import is 5 ms" in text
