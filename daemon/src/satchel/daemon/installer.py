@@ -31,7 +31,7 @@ launchers it writes.
 
 # Paths are plain strings and os calls on purpose: these loops run per file, 10^4 times per
 # install, where pathlib objects cost several microseconds each.
-# ruff: noqa: PTH102, PTH104, PTH106, PTH108, PTH118, PTH120, PTH208
+# ruff: noqa: PTH102, PTH104, PTH108, PTH118, PTH120, PTH208
 
 from __future__ import annotations
 
@@ -44,7 +44,6 @@ import json
 import os
 import secrets
 import shutil
-import stat
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +56,7 @@ from satchel.daemon.bytecode import compile_files, remove_bytecode
 from satchel.daemon.errors import InstallError, NotFound, SatchelError
 from satchel.daemon.fsutil import disk_full_guard
 from satchel.daemon.linking import Linker, LinkMode
+from satchel.daemon.removal import Inside, prune_empty, removal_paths
 from satchel.daemon.scripts import launcher, rewrite_shebang
 from satchel.daemon.wheel import UnpackedWheel, WheelManifest
 
@@ -216,67 +216,6 @@ def env_lock(scheme: Scheme) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the flock
-
-
-class _Inside:
-    """Is a path inside the environment, without following symlinked directories out?"""
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix = os.path.normpath(prefix)
-        self.real = os.path.realpath(prefix)
-        self._dirs: dict[str, bool] = {}
-
-    def __call__(self, path: str) -> bool:
-        if not path.startswith(self.prefix + os.sep):
-            return False
-        parent = os.path.dirname(path)
-        ok = self._dirs.get(parent)
-        if ok is None:
-            real = os.path.realpath(parent)
-            ok = real == self.real or real.startswith(self.real + os.sep)
-            self._dirs[parent] = ok
-        return ok
-
-
-def _removal_paths(dist_info: Path, inside: _Inside, outside: list[str]) -> list[str]:
-    """The files to remove for one installed distribution, per its RECORD, plus its bytecode."""
-    base = os.fspath(dist_info.parent)
-    paths: list[str] = [os.fspath(dist_info)]
-    di_prefix = os.fspath(dist_info) + os.sep
-    try:
-        text = (dist_info / "RECORD").read_text("utf-8")
-    except FileNotFoundError:
-        return paths
-    py_dirs: dict[str, list[str]] = {}
-    for row in csv.reader(io.StringIO(text)):
-        if not row or not row[0]:
-            continue
-        full = os.path.normpath(os.path.join(base, row[0]))
-        if full.startswith(di_prefix):
-            continue  # the dist-info directory moves as one
-        if not inside(full):
-            outside.append(row[0])
-            continue
-        try:
-            if stat.S_ISDIR(os.lstat(full).st_mode):
-                continue  # RECORD lists files; never take a whole directory on its word
-        except FileNotFoundError:
-            continue
-        paths.append(full)
-        if full.endswith(".py"):
-            directory, name = os.path.split(full)
-            py_dirs.setdefault(directory, []).append(name[:-3])
-    for directory, stems in py_dirs.items():
-        cache = os.path.join(directory, "__pycache__")
-        try:
-            cached = os.listdir(cache)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        wanted = set(stems)
-        for entry in cached:
-            if entry.endswith(".pyc") and entry.split(".", 1)[0] in wanted:
-                paths.append(os.path.join(cache, entry))
-    return list(dict.fromkeys(paths))  # RECORD may list the .pyc too
 
 
 def _unsafe_path(paths: list[str]) -> str | None:
@@ -488,18 +427,6 @@ def _recover_locked(scheme: Scheme) -> bool:
     return found
 
 
-def _prune_empty(dirs: set[str], stops: set[str], prefix: str) -> None:
-    """Remove directories emptied by an uninstall, never a scheme root nor anything outside."""
-    for directory in sorted(dirs, key=len, reverse=True):
-        current = directory
-        while current not in stops and current.startswith(prefix + "/"):
-            try:
-                os.rmdir(current)
-            except OSError:
-                break
-            current = os.path.dirname(current)
-
-
 def _add_pyc_to_records(scheme: Scheme, items: Sequence[InstallItem], pycs: list[str]) -> None:
     """Append hashless .pyc rows (as pip does) to each distribution's RECORD."""
     owner: dict[str, tuple[str, str]] = {}  # source .py -> (lib dir, RECORD path)
@@ -539,7 +466,7 @@ def install(
     with env_lock(scheme):
         _recover_locked(scheme)
         installed = installed_distributions(scheme)
-        inside = _Inside(os.fspath(scheme.data))
+        inside = Inside(os.fspath(scheme.data))
         outside: list[str] = []
         removed: list[tuple[str, str]] = []
         removing: list[str] = []
@@ -550,7 +477,7 @@ def install(
             if name in installed:
                 version, dist_info = installed.pop(name)
                 removed.append((name, version))
-                removing.extend(_removal_paths(dist_info, inside, outside))
+                removing.extend(removal_paths(dist_info, inside, outside))
             elif name not in names:
                 raise NotFound(f"{name} is not installed in {scheme.data}")
         plan = _Plan()
@@ -603,7 +530,7 @@ def install(
             os.path.normpath(scheme.directory(s))
             for s in ("purelib", "platlib", "scripts", "data", "headers")
         }
-        _prune_empty(plan.prune, stops, os.path.normpath(scheme.data))
+        prune_empty(plan.prune, stops, os.path.normpath(scheme.data))
     return InstallReport(
         installed=tuple(
             (item.unpacked.manifest.name, item.unpacked.manifest.version) for item in wheels
