@@ -416,7 +416,7 @@ class LiveConfig:
     ) -> None:
         """Reload on every change of the file until cancelled; call *on_change* with new configs.
 
-        ``await nursery.start(live.watch)`` returns once the watch is in place. The parent
+        ``await nursery.start(live.watch)`` returns at once (see the comment below). The parent
         directory is watched, not the file: editors and `save_config` replace the file by renaming,
         which a watch on the old inode would miss.
         """
@@ -438,13 +438,14 @@ class LiveConfig:
             yield_on_timeout=True,
             rust_timeout=200,
         )
-        started = False
+        # Started at once, so the daemon's start-up never waits for the OS watch. An edit made
+        # before the watch is registered is not lost: the first wake-up (an event, or the poll
+        # timeout) reloads unconditionally.
+        task_status.started(self)
+        first = True
         async for changes in watcher:
-            if not started:
-                # The first (timeout) yield proves the OS watch is registered.
-                started = True
-                task_status.started(self)
-                # An edit made while the watch was being set up would otherwise be missed.
+            if first:
+                first = False
                 changes = {(watchfiles.Change.modified, target)}
             if not changes:
                 continue
