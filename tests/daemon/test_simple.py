@@ -114,7 +114,7 @@ def test_json_page_for_another_project_is_refused() -> None:
         (_file("../../etc/demo-1.0-py3-none-any.whl"), "path separator"),
         (_file("demo-1.0-py3-none-any.whl\0.txt"), "NUL"),
         (_file("other-1.0-py3-none-any.whl"), "belongs to project 'other'"),
-        (_file("demo-1.0.exe"), "not a wheel or sdist"),
+        (_file("demo-1.0-py3-none-any.whl.txt"), "not a wheel or sdist"),
         (_file(url="file:///etc/passwd"), "switches scheme"),
         (_file(url="ftp://127.0.0.1/demo-1.0-py3-none-any.whl"), "switches scheme"),
         ({**_file(), "hashes": {"sha256": "z" * 64}}, "malformed sha256"),
@@ -132,6 +132,20 @@ def test_json_hostile_entries_are_skipped_with_a_warning(
     (record,) = caplog.records
     assert "index test: project demo: skipped" in record.getMessage()
     assert reason in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    "filename", ["demo-1.0.win32-py2.7.exe", "demo-1.0-py2.7.egg", "demo-1.0.tar.bz2"]
+)
+def test_legacy_formats_are_skipped_without_a_warning(
+    filename: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Real indexes list hundreds of pre-wheel files; they are unusable, not hostile."""
+    good = _file("demo-2.0-py3-none-any.whl")
+    with caplog.at_level(logging.WARNING, logger="satchel.daemon.simple"):
+        page = _parse_json(_json([_file(filename), good]))
+    assert [f.filename for f in page.files] == ["demo-2.0-py3-none-any.whl"]
+    assert caplog.records == []
 
 
 def test_https_page_cannot_downgrade_to_http() -> None:

@@ -74,6 +74,27 @@ _warned_versions: set[tuple[str, str]] = set()
 class _Skip(Exception):
     """An entry is invalid; the message is the reason shown in the warning."""
 
+    #: Not a sign of a broken or hostile index, just a file no installer uses today.
+    quiet = False
+
+
+class _Legacy(_Skip):
+    """A distribution format from before wheels (``.exe``, ``.egg``, ``.msi``, ``.tar.bz2``...).
+
+    Long-lived projects list hundreds of them on real indexes; they are skipped like any
+    unusable entry, but logged at debug level, since warning about each would bury the
+    warnings that matter (traversal, scheme switches, foreign projects).
+    """
+
+    quiet = True
+
+
+#: Suffixes of pre-wheel distribution formats (bdist_wininst, eggs, OS packages, old sdists).
+_LEGACY_SUFFIXES = (
+    ".exe", ".egg", ".msi", ".rpm", ".dmg", ".deb", ".tar.bz2", ".tbz", ".tar.xz", ".tgz",
+    ".tar", ".tar.Z", ".zip",
+)  # fmt: skip
+
 
 def check_api_version(version: Any, *, index: str, project: str) -> str:
     """Validate a PEP 629 ``api-version``; returns it ("1.0" when absent)."""
@@ -123,6 +144,8 @@ def validate_filename(filename: str, project: str | None) -> str:
         raise _Skip(f"file name {filename[:80]!r} contains control characters")
     owner = file_project(filename)
     if owner is None:
+        if filename.endswith(_LEGACY_SUFFIXES):
+            raise _Legacy(f"{filename[:80]!r} is a legacy distribution format")
         raise _Skip(f"{filename[:80]!r} is not a wheel or sdist file name")
     if project is not None and owner != project:
         raise _Skip(f"{filename!r} belongs to project {owner!r}, not {project!r}")
@@ -206,7 +229,10 @@ class _Reporter:
         self.project = project or "(find-links)"
         self.skipped = 0
 
-    def skip(self, what: str, reason: str) -> None:
+    def skip(self, what: str, reason: str, *, quiet: bool = False) -> None:
+        if quiet:
+            _log.debug("%s", redact(f"index {self.index}: project {self.project}: {reason}"))
+            return
         self.skipped += 1
         if self.skipped <= _MAX_WARNINGS_PER_PAGE:
             _log.warning(
@@ -309,7 +335,7 @@ def parse_json_page(data: bytes, *, index: str, project: str, url: str) -> Proje
             entries.append(_json_entry(raw, project, url))
         except _Skip as exc:
             what = repr(raw.get("filename")) if isinstance(raw, dict) else "an entry"
-            reporter.skip(what, str(exc))
+            reporter.skip(what, str(exc), quiet=exc.quiet)
     reporter.finish()
     versions_raw = doc.get("versions")
     versions = (
@@ -377,7 +403,7 @@ class HTMLPageParser(HTMLParser):
         try:
             url, fragment = resolve_file_url(href, self.base_url)
         except _Skip as exc:
-            self._reporter.skip(repr(href[:120]), str(exc))
+            self._reporter.skip(repr(href[:120]), str(exc), quiet=exc.quiet)
             return
         filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
         if self.project is None and file_project(filename) is None:
@@ -391,7 +417,7 @@ class HTMLPageParser(HTMLParser):
             core_metadata = _attr_hashes(metadata_attr)
             requires_python = _requires_python(attributes.get("data-requires-python"))
         except _Skip as exc:
-            self._reporter.skip(repr(filename[:120]), str(exc))
+            self._reporter.skip(repr(filename[:120]), str(exc), quiet=exc.quiet)
             return
         yanked = "data-yanked" in attributes
         self.entries.append(
