@@ -6,6 +6,7 @@ import ensurepip
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -486,3 +487,42 @@ def test_failed_compile_rolls_back_bytecode_too(
         install(scheme, [InstallItem(unpacked)], compile_bytecode=True)
     after = _snapshot(scheme.data)
     assert after == before
+
+
+def test_hardlinked_files_are_read_only_so_in_place_edits_cannot_spread(
+    tmp_path: Path, scheme: Scheme
+) -> None:
+    install(scheme, [InstallItem(_unpack(tmp_path, "pkg", "1.0"))], link_mode="hardlink")
+    mode = (scheme.purelib / "pkg" / "__init__.py").stat().st_mode
+    assert mode & 0o222 == 0  # a non-root `open(..., "w")` fails instead of editing the cache
+
+
+@pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not installed")
+def test_uv_lists_and_uninstalls_what_we_installed(tmp_path: Path, scheme: Scheme) -> None:
+    install(scheme, [InstallItem(_unpack(tmp_path, "rich-pkg", "1.0", **RICH))])
+    uv = ["uv", "pip", "--no-config"]
+    listed = subprocess.run(
+        [
+            *uv[:2],
+            "list",
+            "--no-config",
+            "--offline",
+            "--format=json",
+            "--python",
+            str(scheme.data),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert {"name": "rich-pkg", "version": "1.0"} in json.loads(listed.stdout)
+    removed = subprocess.run(
+        [*uv[:2], "uninstall", "--no-config", "--python", str(scheme.data), "rich-pkg"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert removed.returncode == 0, removed.stderr
+    assert "rich-pkg" not in installed_distributions(scheme)
+    assert not (scheme.scripts / "rich-cli").exists()
