@@ -420,22 +420,48 @@ class Bench:
             runs=max(self.runs, PING_RUNS),
         )
 
-    def row_resolve(self, cs: corpus.CorpusSet) -> dict[str, ToolResult]:
+    def row_resolve(self, cs: corpus.CorpusSet, *, first: bool = False) -> dict[str, ToolResult]:
+        """Offline resolution; ``first``: a requirement set the daemon has never resolved.
+
+        Satchel keeps a result cache, so asking for the same set again measures a cache hit.
+        ``first`` adds a constraints file naming a project that exists nowhere, new in every
+        trial: it changes nothing in the result but makes each request one never seen, with
+        metadata still warm (the issue's "a set never resolved before" target, <= 2x uv).
+        All three tools get the same constraints file.
+        """
         req = str(cs.requirements)
-        uv = self.uv_cmd(
-            "pip", "compile", "-q", "--offline", *self.uv_index(self.uv_warm_cache), "-p", PY, req
-        )
-        pip = self.pip_cmd(
-            "install", "-q", "--dry-run", "--ignore-installed", "--no-index",
-            "--find-links", str(cs.wheel_dir), "-r", req,
-        )  # fmt: skip
-        return self.measure(
-            {
-                "satchel": self._satchel_warm("resolve", "--offline", "-r", req),
-                "uv": lambda _t: Trial([uv], self.env),
-                "pip": lambda _t: Trial([pip], self.env),
-            }
-        )
+
+        def extra() -> list[str]:
+            if not first:
+                return []
+            path = self.fresh("con") / "constraints.txt"
+            path.write_text(f"satchel-bench-nonce-{self._counter}==1\n")
+            return ["-c", str(path)]
+
+        def satchel(_t: str) -> Trial:
+            self._require_warm()
+            return Trial(
+                [self.warm.cmd("resolve", "--offline", "-r", req, *extra())], self.warm.env
+            )
+
+        def uv(_t: str) -> Trial:
+            cmd = self.uv_cmd(
+                "pip", "compile", "-q", "--offline", *self.uv_index(self.uv_warm_cache), "-p", PY,
+                req, *extra(),
+            )  # fmt: skip
+            return Trial([cmd], self.env)
+
+        def pip(_t: str) -> Trial:
+            cmd = self.pip_cmd(
+                "install", "-q", "--dry-run", "--ignore-installed", "--no-index",
+                "--find-links", str(cs.wheel_dir), "-r", req, *extra(),
+            )  # fmt: skip
+            return Trial([cmd], self.env)
+
+        return self.measure({"satchel": satchel, "uv": uv, "pip": pip})
+
+    def row_resolve_first(self, cs: corpus.CorpusSet) -> dict[str, ToolResult]:
+        return self.row_resolve(cs, first=True)
 
     def row_prefetch_cold(self, cs: corpus.CorpusSet) -> dict[str, ToolResult]:
         req = str(cs.requirements)
@@ -632,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
             for row, fn in (
                 ("ping", lambda cs=cs: bench.row_ping()),
                 ("resolve", bench.row_resolve),
+                ("resolve_first", bench.row_resolve_first),
                 ("prefetch", bench.row_prefetch_cold),
                 ("install", bench.row_install),
                 ("run", bench.row_run),
