@@ -500,17 +500,9 @@ def test_hardlinked_files_are_read_only_so_in_place_edits_cannot_spread(
 @pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not installed")
 def test_uv_lists_and_uninstalls_what_we_installed(tmp_path: Path, scheme: Scheme) -> None:
     install(scheme, [InstallItem(_unpack(tmp_path, "rich-pkg", "1.0", **RICH))])
-    uv = ["uv", "pip", "--no-config"]
+    target = ["--no-config", "--python", str(scheme.data)]
     listed = subprocess.run(
-        [
-            *uv[:2],
-            "list",
-            "--no-config",
-            "--offline",
-            "--format=json",
-            "--python",
-            str(scheme.data),
-        ],
+        ["uv", "pip", "list", "--offline", "--format=json", *target],
         capture_output=True,
         text=True,
         check=False,
@@ -518,7 +510,7 @@ def test_uv_lists_and_uninstalls_what_we_installed(tmp_path: Path, scheme: Schem
     assert listed.returncode == 0, listed.stderr
     assert {"name": "rich-pkg", "version": "1.0"} in json.loads(listed.stdout)
     removed = subprocess.run(
-        [*uv[:2], "uninstall", "--no-config", "--python", str(scheme.data), "rich-pkg"],
+        ["uv", "pip", "uninstall", *target, "rich-pkg"],
         capture_output=True,
         text=True,
         check=False,
