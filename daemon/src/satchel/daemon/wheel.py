@@ -427,13 +427,14 @@ def _extract(path: Path, zf: zipfile.ZipFile, manifest: WheelManifest, tree: Pat
     """Write every member under *tree*, hash-checked, read-only; the manifest in sha256."""
     made: set[str] = set()
     files: list[ManifestFile] = []
+    base = os.fspath(tree) + "/"
     for item in manifest.files:
-        parent = os.path.dirname(item.member)
+        parent = item.member.rpartition("/")[0]
         if parent and parent not in made:
-            os.makedirs(tree / parent, exist_ok=True)
+            os.makedirs(base + parent, exist_ok=True)
             made.add(parent)
         mode = 0o555 if item.executable else 0o444
-        fd = os.open(tree / item.member, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(base + item.member, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             digest = _copy_member(path, zf, item, fd)
             os.fchmod(fd, mode)
