@@ -27,7 +27,7 @@ sharing the inode (root ignores modes; see `satchel.daemon.linking`).
 
 # Paths are plain strings and os calls on purpose: these loops run per file, 10^4 times per
 # install, where pathlib objects cost several microseconds each.
-# ruff: noqa: PTH103, PTH104, PTH118, PTH120, PTH208
+# ruff: noqa: PTH103, PTH104, PTH118, PTH208
 
 from __future__ import annotations
 
