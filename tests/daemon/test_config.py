@@ -209,3 +209,29 @@ def test_check_index_refuses_bad_names_and_urls() -> None:
         check_index(IndexConfig(name="bad name", url="http://127.0.0.1/"))
     with pytest.raises(ConfigError, match="index url"):
         check_index(IndexConfig(name="a", url="127.0.0.1/simple"))
+
+
+def test_the_default_index_is_consulted_last_wherever_it_is_listed() -> None:
+    config = parse_config(
+        '[[index]]\nname = "public"\nurl = "http://127.0.0.1:1/simple/"\ndefault = true\n'
+        '[[index]]\nname = "internal"\nurl = "http://127.0.0.1:2/simple/"\n'
+    )
+    assert [(i.name, i.default) for i in config.indexes] == [
+        ("internal", False),
+        ("public", True),
+    ]
+
+
+def test_only_one_index_may_be_the_default() -> None:
+    text = (
+        '[[index]]\nname = "a"\nurl = "http://127.0.0.1:1/simple/"\ndefault = true\n'
+        '[[index]]\nname = "b"\nurl = "http://127.0.0.1:2/simple/"\ndefault = true\n'
+    )
+    with pytest.raises(ConfigError, match=r"config.toml:8: only one index may be the default"):
+        parse_config(text)
+
+
+def test_the_default_flag_round_trips(tmp_path: Path) -> None:
+    config = parse_config('[[index]]\nname = "d"\nurl = "http://127.0.0.1:1/"\ndefault = true\n')
+    save_config(tmp_path / "config.toml", config)
+    assert load_config(tmp_path / "config.toml") == config

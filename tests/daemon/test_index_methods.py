@@ -148,7 +148,8 @@ async def test_first_edit_writes_out_adopted_indexes_without_credentials(
         assert [(i.name, i.source) for i in before.indexes] == [("pip-index", "pip: PIP_INDEX_URL")]
         assert "adopted-s3cret" not in before.indexes[0].url
         after = await call(app, "index.add", {"name": "internal", "url": "file:///srv/simple/"})
-    assert names(after) == ["pip-index", "internal"]
+    # Added indexes rank above the default index (pip's index-url), never below it.
+    assert names(after) == ["internal", "pip-index"]
     assert after.adopted is False
     assert any("were written to it first" in note for note in after.notes)
     assert any("SATCHEL_INDEX_PIP_INDEX_USERNAME" in note for note in after.notes)

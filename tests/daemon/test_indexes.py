@@ -46,19 +46,28 @@ def test_nothing_configured_adopts_pips_builtin_default(env: _Env) -> None:
     assert env.adopt() == [("default", DEFAULT, "simple", "pip: built-in default index")]
 
 
-def test_pip_environment_variables_in_pip_order(env: _Env) -> None:
+def test_pip_extra_indexes_come_before_the_index_url(env: _Env) -> None:
+    """The index-url is the default index, consulted last (as uv does with extra indexes), so
+    under first-index a private extra index cannot be shadowed by the public default."""
     env.vars["PIP_INDEX_URL"] = "http://127.0.0.1:1/simple/"
     env.vars["PIP_EXTRA_INDEX_URL"] = "http://127.0.0.1:2/simple/  http://127.0.0.1:3/simple/"
     assert env.adopt() == [
-        ("pip-index", "http://127.0.0.1:1/simple/", "simple", "pip: PIP_INDEX_URL"),
         ("pip-extra-1", "http://127.0.0.1:2/simple/", "simple", "pip: PIP_EXTRA_INDEX_URL"),
         ("pip-extra-2", "http://127.0.0.1:3/simple/", "simple", "pip: PIP_EXTRA_INDEX_URL"),
+        ("pip-index", "http://127.0.0.1:1/simple/", "simple", "pip: PIP_INDEX_URL"),
     ]
 
 
-def test_extra_index_only_keeps_pips_default_first(env: _Env) -> None:
+def test_the_adopted_default_index_is_marked_default(env: _Env) -> None:
+    env.vars["PIP_INDEX_URL"] = "http://127.0.0.1:1/simple/"
     env.vars["PIP_EXTRA_INDEX_URL"] = "http://127.0.0.1:2/simple/"
-    assert [name for name, *_ in env.adopt()] == ["default", "pip-extra-1"]
+    found = adopt_indexes(env.vars, default_index=lambda: DEFAULT, system_root=env.root)
+    assert [(i.name, i.default) for i in found] == [("pip-extra-1", False), ("pip-index", True)]
+
+
+def test_extra_index_only_puts_pips_builtin_default_last(env: _Env) -> None:
+    env.vars["PIP_EXTRA_INDEX_URL"] = "http://127.0.0.1:2/simple/"
+    assert [name for name, *_ in env.adopt()] == ["pip-extra-1", "default"]
 
 
 def test_user_pip_conf_overrides_global_and_install_overrides_global_section(env: _Env) -> None:
@@ -75,7 +84,7 @@ def test_user_pip_conf_overrides_global_and_install_overrides_global_section(env
 
 def test_global_pip_conf_is_read_from_etc(env: _Env) -> None:
     path = env.write("/etc/xdg/pip/pip.conf", "[global]\nextra-index-url = file:///srv/extra\n")
-    assert env.adopt()[1] == (
+    assert env.adopt()[0] == (
         "pip-extra-1",
         "file:///srv/extra",
         "simple",
@@ -89,14 +98,14 @@ def test_pip_config_file_variable_skips_user_config(env: _Env, tmp_path: Path) -
     special = tmp_path / "special.conf"
     special.write_text("[global]\nextra-index-url = http://127.0.0.1:4/special/\n")
     env.vars["PIP_CONFIG_FILE"] = str(special)
-    assert [url for _, url, *_ in env.adopt()] == [DEFAULT, "http://127.0.0.1:4/special/"]
+    assert [url for _, url, *_ in env.adopt()] == ["http://127.0.0.1:4/special/", DEFAULT]
 
 
 def test_find_links_become_find_links_indexes(env: _Env, tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     env.vars["PIP_FIND_LINKS"] = f"{wheels} http://127.0.0.1:5/links.html"
-    assert env.adopt()[1:] == [
+    assert env.adopt()[:-1] == [
         ("pip-find-links-1", wheels.as_uri(), "find-links", "pip: PIP_FIND_LINKS"),
         (
             "pip-find-links-2",
@@ -149,7 +158,7 @@ def test_system_uv_toml_is_read(env: _Env) -> None:
 def test_pip_comes_before_uv_and_duplicates_are_dropped(env: _Env) -> None:
     env.vars["PIP_INDEX_URL"] = "http://127.0.0.1:1/simple/"
     env.vars["UV_INDEX"] = "http://127.0.0.1:1/simple http://127.0.0.1:2/simple/"
-    assert [name for name, *_ in env.adopt()] == ["pip-index", "uv-index-2", "default"]
+    assert [name for name, *_ in env.adopt()] == ["uv-index-2", "pip-index"]
 
 
 def test_broken_pip_conf_is_ignored_with_a_warning(

@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import re
 import tomllib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,6 +77,10 @@ class IndexConfig(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     url: str
     explicit: bool = False
+    #: The default index (pip's index-url, uv's default index): always consulted last, after
+    #: every other index, as uv does. This is what keeps an index you add for private packages
+    #: from being shadowed by a public index that serves a project of the same name.
+    default: bool = False
     kind: IndexKind = "simple"
     #: Cache policy override: pages are fresh for this many seconds whatever the index says.
     max_age: int | None = None
@@ -198,6 +202,7 @@ _INDEX_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "name": ("name", lambda v: _name(v)),
     "url": ("url", _url),
     "explicit": ("explicit", _bool),
+    "default": ("default", _bool),
     "kind": ("kind", lambda v: _choice(v, ("simple", "find-links"))),
     "max-age": ("max_age", _parse_duration),
 }
@@ -261,6 +266,10 @@ def parse_config(text: str, path: Path | str = "config.toml") -> Config:
         if any(index.name == fields["name"] for index in indexes):
             raise fail(f"duplicate index name {fields['name']!r}", "index", position, "name")
         indexes.append(IndexConfig(**fields))
+    defaults = [index for index in indexes if index.default]
+    if len(defaults) > 1:
+        position = indexes.index(defaults[1])
+        raise fail("only one index may be the default", "index", position, "default")
 
     pins_table = data.get("pins", {})
     if not isinstance(pins_table, dict):
@@ -287,7 +296,13 @@ def parse_config(text: str, path: Path | str = "config.toml") -> Config:
             settings[attr] = convert(value)
         except ValueError as exc:
             raise fail(f"setting {key!r}: {exc}", "settings", key) from None
-    return Config(indexes=tuple(indexes), pins=pins, settings=Settings(**settings))
+    return Config(indexes=order_indexes(indexes), pins=pins, settings=Settings(**settings))
+
+
+def order_indexes(indexes: Iterable[IndexConfig]) -> tuple[IndexConfig, ...]:
+    """Priority order: as listed, except that the default index always comes last."""
+    listed = tuple(indexes)
+    return (*(i for i in listed if not i.default), *(i for i in listed if i.default))
 
 
 def _canonical(project: str) -> str:
@@ -337,6 +352,8 @@ def render_config(config: Config) -> str:
         out.append(f"url = {_toml_string(index.url)}")
         if index.explicit:
             out.append("explicit = true")
+        if index.default:
+            out.append("default = true")
         if index.kind != "simple":
             out.append(f"kind = {_toml_string(index.kind)}")
         if index.max_age is not None:

@@ -9,9 +9,9 @@ lists no index, Satchel adopts, in this order:
    ``PIP_CONFIG_FILE`` (whose presence, as in pip, skips the user files) — reading ``index-url``,
    ``extra-index-url``, ``find-links`` and ``no-index`` from ``[global]``, then ``[download]``,
    then ``[install]``; then the environment (``PIP_INDEX_URL``, ``PIP_EXTRA_INDEX_URL``,
-   ``PIP_FIND_LINKS``, ``PIP_NO_INDEX``). pip's order is kept: index-url first (pip's built-in
-   default when only extras or find-links are set, because that is what pip itself would use),
-   then extra index URLs, then find-links (kind ``find-links``: a directory or a page of links).
+   ``PIP_FIND_LINKS``, ``PIP_NO_INDEX``): extra index URLs, then find-links (kind
+   ``find-links``: a directory or a page of links), then pip's index-url (pip's built-in default
+   when only extras or find-links are set, because that is what pip itself would use).
 2. **uv**, in uv's priority: ``UV_INDEX`` (space-separated, ``name=url`` allowed), then
    ``UV_EXTRA_INDEX_URL``, then ``[[index]]`` tables of uv.toml (``$UV_CONFIG_FILE``, else
    ``$XDG_CONFIG_HOME/uv/uv.toml`` then ``/etc/uv/uv.toml``; ``explicit``, ``format = "flat"``
@@ -20,6 +20,9 @@ lists no index, Satchel adopts, in this order:
 3. With nothing configured anywhere: pip's built-in default index, read **at run time** from the
    installed pip (`pip_default_index`), so no registry host name is ever written in this code.
 
+The index-url / default index is marked ``default`` and always consulted last, as uv does with
+``--extra-index-url`` over ``--index-url``: under first-index, a private extra index is asked
+before the public default, so a public project cannot shadow a private one of the same name.
 Duplicates (same URL) keep their first, highest-priority occurrence. Every adopted index carries a
 ``source`` saying where it came from (``pip: PIP_INDEX_URL``, ``pip: /etc/pip.conf [global]
 extra-index-url``), which ``satchel index list`` shows.
@@ -28,6 +31,7 @@ extra-index-url``), which ``satchel index list`` shows.
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import functools
 import logging
 import os
@@ -40,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from satchel.daemon.config import Config, IndexConfig, IndexKind
+from satchel.daemon.config import Config, IndexConfig, IndexKind, order_indexes
 from satchel.daemon.credentials import redact
 
 __all__ = ["adopt_indexes", "effective_indexes", "pip_default_index"]
@@ -65,6 +69,7 @@ class _Candidate:
     name: str
     kind: IndexKind = "simple"
     explicit: bool = False
+    default: bool = False
 
 
 @functools.cache
@@ -180,9 +185,12 @@ def _pip_candidates(
     if not no_index:
         if "index-url" in settings:
             index_url = settings["index-url"]
-            found.append(_Candidate(_path_or_url(index_url.value), index_url.source, "pip-index"))
+            url = _path_or_url(index_url.value)
+            found.append(_Candidate(url, index_url.source, "pip-index", default=True))
         elif (default := default_index()) is not None:
-            found.append(_Candidate(default, "pip: built-in default index", "default"))
+            found.append(
+                _Candidate(default, "pip: built-in default index", "default", default=True)
+            )
         if "extra-index-url" in settings:
             extra = settings["extra-index-url"]
             for number, url in enumerate(_split(extra.value), start=1):
@@ -223,7 +231,8 @@ def _uv_candidates(
         found.append(_Candidate(_path_or_url(url), "uv: UV_EXTRA_INDEX_URL", f"uv-extra-{number}"))
     for var in ("UV_DEFAULT_INDEX", "UV_INDEX_URL"):
         if env.get(var) and default is None:
-            default = _Candidate(_path_or_url(env[var]), f"uv: {var}", "uv-default")
+            url = _path_or_url(env[var])
+            default = _Candidate(url, f"uv: {var}", "uv-default", default=True)
     for path in _uv_config_files(env, root):
         found_here, default_here = _uv_toml(path)
         found.extend(found_here)
@@ -232,7 +241,7 @@ def _uv_candidates(
     if not found and default is None:
         return []
     if default is None and (builtin := default_index()) is not None:
-        default = _Candidate(builtin, "uv: built-in default index", "default")
+        default = _Candidate(builtin, "uv: built-in default index", "default", default=True)
     return [*found, default] if default is not None else found
 
 
@@ -260,11 +269,11 @@ def _uv_toml(path: Path) -> tuple[list[_Candidate], _Candidate | None]:
             table.get("explicit") is True,
         )
         if table.get("default") is True:
-            default = candidate
+            default = dataclasses.replace(candidate, default=True)
         else:
             found.append(candidate)
     if isinstance(data.get("index-url"), str) and default is None:
-        default = _Candidate(data["index-url"], f"uv: {path} index-url", "uv-default")
+        default = _Candidate(data["index-url"], f"uv: {path} index-url", "uv-default", default=True)
     for number, url in enumerate(_strings(data.get("extra-index-url")), start=1):
         found.append(_Candidate(url, f"uv: {path} extra-index-url", f"uv-extra-{number}"))
     for number, value in enumerate(_strings(data.get("find-links")), start=1):
@@ -298,21 +307,27 @@ def _finish(candidates: Iterable[_Candidate]) -> tuple[IndexConfig, ...]:
     seen_urls: set[str] = set()
     names: set[str] = set()
     result: list[IndexConfig] = []
+    has_default = False
     for candidate in candidates:
         key = candidate.url.rstrip("/")
-        if key in seen_urls:
+        # One default index: when pip and uv both name one, pip's (adopted first) wins and
+        # uv's is dropped rather than promoted above the user's own pip index.
+        if key in seen_urls or (candidate.default and has_default):
             continue
         seen_urls.add(key)
+        default = candidate.default
+        has_default = has_default or default
         result.append(
             IndexConfig(
                 name=_safe_name(candidate.name, names),
                 url=candidate.url,
                 explicit=candidate.explicit,
+                default=default,
                 kind=candidate.kind,
                 source=candidate.source,
             )
         )
-    return tuple(result)
+    return order_indexes(result)
 
 
 def adopt_indexes(

@@ -29,6 +29,7 @@ from satchel.daemon.config import (
     IndexConfig,
     check_index,
     load_config,
+    order_indexes,
     parse_config,
     render_config,
     save_config,
@@ -155,7 +156,8 @@ def _write_out_adopted(current: Config) -> tuple[Config, list[str]]:
 
 @method(INDEX_ADD, IndexAddParams)
 async def index_add(ctx: RequestContext, params: IndexAddParams) -> IndexListResult:
-    """Add an index (last, or before another); refuses duplicates and URLs with credentials."""
+    """Add an index (last but before the default index, or before another); refuses duplicates
+    and URLs with credentials."""
     if split_userinfo(params.url)[1] is not None:
         raise ConfigError(
             f"index {params.name}: credentials in the URL would be written to config.toml; "
@@ -178,7 +180,9 @@ async def index_add(ctx: RequestContext, params: IndexAddParams) -> IndexListRes
             raise ConfigError(f"an index named {params.name!r} already exists")
         indexes = list(config.indexes)
         if params.before is None:
+            # Before the default index (always last), so a private index is never shadowed.
             indexes.append(new_index)
+            indexes = list(order_indexes(indexes))
         else:
             names = [index.name for index in indexes]
             if params.before not in names:
