@@ -12,6 +12,7 @@ import time
 import trio
 
 from satchel.daemon.config import IndexConfig
+from satchel.daemon.errors import SatchelError
 from satchel.daemon.methods import RequestContext, method
 from satchel.daemon.model import FileEntry
 from satchel.daemon.resolution import (
@@ -80,11 +81,17 @@ async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult
     finished = 0
     limiter = trio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
 
+    failures: list[SatchelError] = []
+
     async def fetch(index: IndexConfig, project: str, file: FileEntry) -> None:
         nonlocal done, downloaded, downloaded_bytes, finished
         async with limiter:
             present = file.sha256 is not None and rt.store.has(file.sha256)
-            info = await rt.catalog.fetch_file(index, project, file)
+            try:
+                info = await rt.catalog.fetch_file(index, project, file)
+            except SatchelError as exc:
+                failures.append(exc)
+                return
         if not present:
             downloaded += 1
             downloaded_bytes += info.size
@@ -98,6 +105,8 @@ async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult
     async with trio.open_nursery() as nursery:
         for index, project, file in files:
             nursery.start_soon(fetch, index, project, file)
+    if failures:
+        raise _failed(failures)
     return PrefetchResult(
         pins=[pin_info(session, pin) for pin in outcome.resolution.pins] if outcome else [],
         files=len(files),
@@ -109,4 +118,22 @@ async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult
         notes=session.notes,
         target=outcome.describe_target() if outcome else "",
         elapsed=time.perf_counter() - started,
+    )
+
+
+def _failed(failures: list[SatchelError]) -> SatchelError:
+    """The error of a prefetch whose downloads failed: the first, counting the others.
+
+    Every download is let finish (what succeeded stays stored and need not be fetched again),
+    and the client gets one error of the first failure's kind (a hash mismatch stays a hash
+    mismatch, with the file and both hashes), not a group of them the dispatcher cannot map.
+    """
+    first = failures[0]
+    if len(failures) == 1:
+        return first
+    others = "; ".join(str(exc) for exc in failures[1:4])
+    more = f" and {len(failures) - 4} more" if len(failures) > 4 else ""
+    return type(first)(
+        f"{first.message}\n{len(failures) - 1} other file(s) failed too: {others}{more}",
+        details={**first.details, "failures": len(failures)},
     )
