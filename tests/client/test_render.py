@@ -87,3 +87,24 @@ def test_fields_added_by_a_newer_daemon_are_shown_not_dropped() -> None:
     text = format_status(status(watched_projects=["/src/a", "/src/b"], store={"blobs": 12}))
     assert "watched projects: /src/a, /src/b" in text
     assert "blobs: 12" in text
+
+
+def test_status_shows_one_line_per_index_with_its_state() -> None:
+    text = format_status(
+        {
+            "indexes": [
+                {"name": "internal", "url": "http://127.0.0.1:1/simple/", "state": "online"},
+                {
+                    "name": "default",
+                    "url": "http://127.0.0.1:2/simple/",
+                    "state": "offline",
+                    "reason": "connection refused",
+                    "offline_since": None,
+                },
+            ]
+        }
+    )
+    lines = text.splitlines()
+    assert lines[0] == "indexes:"
+    assert lines[1].strip() == "internal  http://127.0.0.1:1/simple/  online"
+    assert lines[2].strip() == "default  http://127.0.0.1:2/simple/  offline (connection refused)"

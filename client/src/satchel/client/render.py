@@ -86,7 +86,24 @@ def _status_field(key: str, value: Any, indent: int) -> str:
         return format_exit(value)
     if key == "previous_exit" and value is None:
         return "-"
+    if key == "indexes" and isinstance(value, list):
+        if not value:
+            return "- (starting up)"
+        return "".join(f"\n{' ' * indent}{format_index(index)}" for index in value)
     return format_value(value, indent=indent)
+
+
+def format_index(index: Any) -> str:
+    """`internal  http://127.0.0.1:8080/simple/  offline since 09:12:03 (connection refused)`."""
+    if not isinstance(index, dict):
+        return format_value(index)
+    state = str(index.get("state", "unknown"))
+    since = index.get("offline_since")
+    if state == "offline" and isinstance(since, int | float):
+        state += f" since {format_time(float(since))}"
+    if index.get("reason"):
+        state += f" ({index['reason']})"
+    return f"{index.get('name')}  {index.get('url')}  {state}"
 
 
 def format_job(job: Any) -> str:

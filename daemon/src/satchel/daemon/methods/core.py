@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from satchel.daemon.credentials import strip_userinfo
 from satchel.daemon.methods import RequestContext, method
 from satchel.daemon.state import STOP_REQUEST
 from satchel.protocol.methods.core import (
     ExitRecord,
+    IndexState,
     Job,
     PingParams,
     PingResult,
@@ -14,6 +18,9 @@ from satchel.protocol.methods.core import (
     StopParams,
     StopResult,
 )
+
+if TYPE_CHECKING:
+    from satchel.daemon.app import App
 
 __all__ = ["ping", "status", "stop"]
 
@@ -71,7 +78,29 @@ async def status(ctx: RequestContext, params: StatusParams) -> StatusResult:
         jobs=jobs,
         previous_exit=exit_record,
         config_error=app.config_error,
+        indexes=_index_states(app),
     )
+
+
+def _index_states(app: App) -> list[IndexState]:
+    """The configured indexes and their circuit-breaker state; empty while starting up."""
+    rt = app.services.runtime
+    if rt is None:
+        return []
+    states = rt.upstream.index_states()
+    out = []
+    for index in rt.config.indexes:
+        known = states.get(index.name)
+        out.append(
+            IndexState(
+                name=index.name,
+                url=strip_userinfo(index.url),
+                state=known.state if known is not None else "unknown",
+                reason=known.reason if known is not None else None,
+                offline_since=known.offline_since if known is not None else None,
+            )
+        )
+    return out
 
 
 @method("stop", StopParams)

@@ -6,6 +6,7 @@ import msgspec
 
 __all__ = [
     "ExitRecord",
+    "IndexState",
     "Job",
     "PingParams",
     "PingResult",
@@ -74,6 +75,19 @@ class StatusResult(msgspec.Struct, frozen=True, kw_only=True):
     jobs: list[Job]
     previous_exit: ExitRecord | None = None
     config_error: str | None = None  # the last config.toml error (file:line: message), if any
+    #: Each configured index in priority order, and whether it currently answers.
+    indexes: list[IndexState] = []
+
+
+class IndexState(msgspec.Struct, frozen=True, kw_only=True):
+    """One configured index as `status` shows it (the URL without credentials)."""
+
+    name: str
+    url: str
+    #: "unknown" (not asked since start), "online", or "offline" (marked by the circuit breaker).
+    state: str
+    reason: str | None = None
+    offline_since: float | None = None
 
 
 class StopParams(msgspec.Struct, frozen=True, kw_only=True):
