@@ -64,8 +64,8 @@ def format_status(status: Any) -> str:
     lines = []
     for key in keys:
         text = _status_field(key, status[key], width + 3)
-        lines.append(f"{(_label(key) + ':').ljust(width)} {text}".rstrip(" "))
-    return "\n".join(lines)
+        lines.append(f"{(_label(key) + ':').ljust(width)} {text}")
+    return "\n".join(line.rstrip(" ") for line in "\n".join(lines).split("\n"))
 
 
 def _status_field(key: str, value: Any, indent: int) -> str:
