@@ -127,6 +127,9 @@ async def _run(app: App) -> None:
             log.info("configuration reloaded from %s", config_path)
 
         await nursery.start(live.watch, on_change)
+        from satchel.daemon.refresh import keep_warm  # imports this module: not at the top
+
+        await nursery.start(keep_warm, app, rt)
         app.services.runtime_ready.set()
         try:
             await trio.sleep_forever()

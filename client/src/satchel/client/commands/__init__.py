@@ -32,6 +32,8 @@ COMMANDS: dict[str, str] = {
     "install": "install requirements into a virtual environment from the cache",
     "run": "run a tool from a cached environment (offline-first uvx)",
     "tool": "list, remove or prune cached tool environments",
+    "watch": "keep projects prefetched: add, remove or list watched projects",
+    "ready": "can I work offline? check every watched project against the cache",
     "cache": "show what the cache holds (per index) or verify every stored file",
     "index": "list, add, remove or pin the package indexes the daemon uses",
     "service": "install, remove or inspect the systemd/launchd units for the daemon",

@@ -1,23 +1,36 @@
-"""`satchel cache info [--json]` and `satchel cache verify [--json]`: inspect and check the store.
+"""`satchel cache info|verify|prune`: inspect, check and trim the store.
 
 `info` shows how many files the daemon holds and how big they are, in total and per index (a file
 served by two indexes is stored once, and listed under both). `verify` re-hashes every stored
 file; a file whose bytes no longer match its sha256 is moved to the quarantine directory and
 forgotten, so it is fetched again the next time it is needed. Its exit status is 1 when it found
-corruption, so scripts can tell.
+corruption, so scripts can tell. `prune` removes least-recently-used files until the cache is
+under a size cap (``--max-size``, else config's ``cache-max-size``) and files unused for longer
+than the age cap, never a file a watched project or a watched lock file needs; ``--dry-run``
+lists what it would free.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Any
 
 from satchel.client.session import Session
 from satchel.protocol import errors
 
-__all__ = ["add_parser", "format_info", "format_size", "format_verify", "run"]
+__all__ = [
+    "add_parser",
+    "format_info",
+    "format_prune",
+    "format_size",
+    "format_verify",
+    "parse_duration",
+    "parse_size",
+    "run",
+]
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,13 +46,53 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "verify", help="re-hash every stored file and quarantine corrupt ones (exit 1 if any)"
     )
     verify.add_argument("--json", action="store_true", help="print the answer as JSON")
+    prune = actions.add_parser(
+        "prune", help="free space: least recently used first, never what watched projects need"
+    )
+    prune.add_argument(
+        "--max-size", type=parse_size, metavar="SIZE", help="size cap, e.g. 20GiB (default: config)"
+    )
+    prune.add_argument(
+        "--max-age",
+        type=parse_duration,
+        metavar="AGE",
+        help="remove files unused this long, e.g. 90d (default: config)",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    prune.add_argument("--json", action="store_true", help="print the answer as JSON")
     parser.set_defaults(handler=run)
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_SIZE_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_size(value: str) -> int:
+    """Bytes from ``123``, ``500MB`` or ``20 GiB`` (the units config.toml accepts)."""
+    match = _SIZE.match(value)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a size: {value!r} (e.g. 500MB, 20GiB)")
+    return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()])
+
+
+def parse_duration(value: str) -> int:
+    """Seconds from ``3600``, ``90m``, ``12h`` or ``90d``."""
+    match = _DURATION.match(value)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a duration: {value!r} (e.g. 12h, 90d)")
+    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
 def run(args: argparse.Namespace) -> int:
     with Session.for_args(args) as session:
         if args.action == "info":
             value = session.call("cache.info", {})
+        elif args.action == "prune":
+            params = {"max_size": args.max_size, "max_age": args.max_age, "dry_run": args.dry_run}
+            value = session.call("cache.prune", params)
         else:
             progress = _Progress(enabled=not args.json and sys.stderr.isatty())
             try:
@@ -50,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(value, indent=2, sort_keys=True))
     elif args.action == "info":
         print(format_info(value))
+    elif args.action == "prune":
+        print(format_prune(value))
     else:
         print(format_verify(value))
     if args.action == "verify" and value.get("corrupt"):
@@ -138,4 +193,26 @@ def format_verify(value: dict[str, Any]) -> str:
         lines.append(f"    bytes now hash to {item['actual_sha256']}")
         lines.append(f"    moved to {item['quarantined_as']}")
     lines.append("They are downloaded again from their index the next time they are needed.")
+    return "\n".join(lines)
+
+
+def format_prune(value: dict[str, Any]) -> str:
+    removed = value.get("removed") or []
+    verb = "would free" if value["dry_run"] else "freed"
+    lines = []
+    if value.get("max_size") is None and value.get("max_age") is None:
+        lines.append("no cap given or configured (cache-max-size, cache-max-age): nothing to do")
+    for item in removed:
+        name = item.get("filename") or item["sha256"]
+        why = "unused too long" if item["reason"] == "age" else "least recently used"
+        lines.append(f"  {name}  {format_size(item['size'])}  ({why})")
+    lines.append(
+        f"{verb} {format_size(value['freed_bytes'])} in {len(removed)} files; "
+        f"{format_size(value['total_after'])} stored; kept {value['protected']} files "
+        f"({format_size(value['protected_bytes'])}) that watched projects need"
+    )
+    if value.get("trees"):
+        lines.append(
+            f"removed {value['trees']} unpacked trees ({format_size(value['tree_bytes'])})"
+        )
     return "\n".join(lines)

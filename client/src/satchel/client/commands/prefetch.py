@@ -31,10 +31,17 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     add_requirement_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the answer as JSON")
+    parser.add_argument(
+        "--watched", action="store_true", help="prefetch every watched project now instead"
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.watched:
+        from satchel.client.commands.watch import prefetch_watched
+
+        return prefetch_watched(args)
     try:
         params = requirement_params(args)
     except argparse.ArgumentTypeError as exc:

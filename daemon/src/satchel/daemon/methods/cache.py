@@ -1,4 +1,4 @@
-"""Cache methods: `cache.info` and `cache.verify`, answered from the store and the metadb.
+"""Cache methods: `cache.info`, `cache.verify` and `cache.prune`, from the store and the metadb.
 
 Both run their blocking parts (SQLite, directory walks, hashing) in worker threads, so the daemon
 keeps answering `ping` while `cache.verify` re-hashes gigabytes.
@@ -16,23 +16,28 @@ import trio
 
 from satchel.daemon.metadb import MetaDB
 from satchel.daemon.methods import RequestContext, method
+from satchel.daemon.refresh import warmer
 from satchel.daemon.runtime import runtime
 from satchel.daemon.store import BlobStore, VerifyProgress
 from satchel.protocol.methods.cache import (
     CACHE_INFO,
+    CACHE_PRUNE,
     CACHE_VERIFY,
     CacheInfoParams,
     CacheInfoResult,
+    CachePruneParams,
+    CachePruneResult,
     CacheVerifyParams,
     CacheVerifyResult,
     CorruptFile,
     IndexUsage,
+    PrunedFile,
 )
 
 if TYPE_CHECKING:
     from satchel.daemon.app import App
 
-__all__ = ["cache_info", "cache_services", "cache_verify"]
+__all__ = ["cache_info", "cache_prune", "cache_services", "cache_verify"]
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +126,39 @@ async def cache_verify(ctx: RequestContext, params: CacheVerifyParams) -> CacheV
         bytes=report.bytes,
         corrupt=corrupt,
         quarantine_dir=str(store.quarantine_dir),
+    )
+
+
+@method(CACHE_PRUNE, CachePruneParams)
+async def cache_prune(ctx: RequestContext, params: CachePruneParams) -> CachePruneResult:
+    """Garbage-collect under the given (else configured) caps; see `satchel.daemon.gc`."""
+    warm = await warmer(ctx.app)
+    settings = warm.rt.config.settings
+    max_size = params.max_size if params.max_size is not None else settings.cache_max_size
+    max_age = params.max_age if params.max_age is not None else settings.cache_max_age
+    report = await warm.collect(max_size=max_size, max_age=max_age, dry_run=params.dry_run)
+    plan = report.plan
+    return CachePruneResult(
+        dry_run=params.dry_run,
+        removed=[
+            PrunedFile(
+                sha256=v.sha256,
+                filename=v.filename,
+                size=v.size,
+                last_used=v.last_used,
+                reason=v.reason,
+            )
+            for v in plan.victims
+        ],
+        freed_bytes=plan.freed_bytes,
+        protected=plan.protected,
+        protected_bytes=plan.protected_bytes,
+        total_before=plan.total_before,
+        total_after=plan.total_after,
+        trees=report.trees,
+        tree_bytes=report.tree_bytes,
+        max_size=max_size,
+        max_age=max_age,
     )
 
 

@@ -1,4 +1,5 @@
-"""Cache methods: `cache.info` (what is stored, per index) and `cache.verify` (re-hash it all).
+"""Cache methods: `cache.info` (what is stored, per index), `cache.verify` (re-hash it all) and
+`cache.prune` (garbage collection under size and age caps; never what watched projects need).
 
 Sizes are bytes, times Unix times. A file served by several indexes is stored once: it counts
 once in the totals and once under each index that served it, so per-index rows may add up to
@@ -11,17 +12,22 @@ import msgspec
 
 __all__ = [
     "CACHE_INFO",
+    "CACHE_PRUNE",
     "CACHE_VERIFY",
     "CacheInfoParams",
     "CacheInfoResult",
+    "CachePruneParams",
+    "CachePruneResult",
     "CacheVerifyParams",
     "CacheVerifyResult",
     "CorruptFile",
     "IndexUsage",
+    "PrunedFile",
 ]
 
 CACHE_INFO = "cache.info"
 CACHE_VERIFY = "cache.verify"
+CACHE_PRUNE = "cache.prune"
 
 
 class CacheInfoParams(msgspec.Struct, frozen=True):
@@ -84,3 +90,41 @@ class CacheVerifyResult(msgspec.Struct, frozen=True, kw_only=True):
     bytes: int
     corrupt: list[CorruptFile]
     quarantine_dir: str
+
+
+class CachePruneParams(msgspec.Struct, frozen=True, kw_only=True):
+    """Caps for this run; None takes the configured ``cache-max-size`` / ``cache-max-age``."""
+
+    max_size: int | None = None
+    #: Seconds since a file was last used.
+    max_age: int | None = None
+    #: Only say what would be removed.
+    dry_run: bool = False
+
+
+class PrunedFile(msgspec.Struct, frozen=True, kw_only=True):
+    sha256: str
+    filename: str
+    size: int
+    last_used: float
+    #: "age" (unused for longer than the age cap) or "size" (least recently used, over the cap).
+    reason: str
+
+
+class CachePruneResult(msgspec.Struct, frozen=True, kw_only=True):
+    dry_run: bool
+    #: The files removed (or, in a dry run, that would be), least recently used first.
+    removed: list[PrunedFile]
+    freed_bytes: int
+    #: Stored files kept because a watched project or a lock needs them, and their size.
+    protected: int
+    protected_bytes: int
+    #: Stored bytes before and after.
+    total_before: int
+    total_after: int
+    #: Unpacked wheel trees removed with their files.
+    trees: int = 0
+    tree_bytes: int = 0
+    #: The caps applied (None: no cap of that kind).
+    max_size: int | None = None
+    max_age: int | None = None

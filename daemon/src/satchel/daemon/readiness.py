@@ -1,0 +1,257 @@
+"""What a watched project needs, fetching it (prefetch) and checking it is all here (ready).
+
+Both questions go through the same steps as `satchel prefetch`, one input file (unit) at a time:
+
+    target   --python, else the project's .venv, else the daemon's interpreter   (resolution)
+    units    each input file read on its own                                          (watch)
+    files    requirements resolved (resolution.resolve_request); locks taken as listed, the
+             file that fits the target per package (pylock.best_file, resolution.locked_files)
+    then     prefetch: fetch each file into the store (catalog.fetch_file)
+             ready:    nothing is fetched; the resolve runs OFFLINE, where the catalog lists only
+                       files whose bytes are stored, so a unit that resolves offline also installs
+                       offline, and every lock file is checked against the store
+
+A unit that fails (unreadable file, resolution impossible, index down) is reported with its
+file name and does not stop the others: one broken script must not leave a project cold.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import trio
+
+from satchel.daemon import pylock
+from satchel.daemon.catalog import Session
+from satchel.daemon.config import IndexConfig
+from satchel.daemon.credentials import redact
+from satchel.daemon.errors import SatchelError
+from satchel.daemon.model import FileEntry
+from satchel.daemon.resolution import (
+    DOWNLOAD_CONCURRENCY,
+    Inputs,
+    locked_files,
+    resolve_request,
+    target_for,
+)
+from satchel.daemon.resolver import Pin
+from satchel.daemon.runtime import Runtime
+from satchel.daemon.target import Target
+from satchel.daemon.watch import Record, WatchedProject, discover, read_unit
+from satchel.protocol.methods.resolve import ResolveParams
+
+__all__ = [
+    "Needed",
+    "Progress",
+    "check_project",
+    "needed_files",
+    "prefetch_project",
+    "project_target",
+]
+
+log = logging.getLogger(__name__)
+
+#: ``progress(done_bytes, total_bytes_or_None, unit, message)``, as `RequestContext.progress`.
+Progress = Callable[[int, int | None, str, str], Awaitable[None]]
+
+FileRef = tuple[IndexConfig, str, FileEntry]
+
+
+@dataclass
+class Needed:
+    """The files a project needs for its target, and what could not be worked out."""
+
+    target: Target | None
+    sources: list[str] = field(default_factory=list)
+    files: list[FileRef] = field(default_factory=list)
+    #: One line per failed unit ("requirements.txt: ...").
+    errors: list[str] = field(default_factory=list)
+    #: True when the indexes could not be reached and the cache answered instead.
+    offline: bool = False
+
+    @property
+    def projects(self) -> list[str]:
+        return sorted({project for _index, project, _file in self.files})
+
+    def add(self, refs: list[FileRef]) -> None:
+        seen = {file.sha256 or file.url for _i, _p, file in self.files}
+        for ref in refs:
+            key = ref[2].sha256 or ref[2].url
+            if key not in seen:
+                seen.add(key)
+                self.files.append(ref)
+
+
+def python_for(project: WatchedProject) -> str | None:
+    """The interpreter to prefetch for: --python, else the project's ``.venv``, else default."""
+    if project.python is not None:
+        return project.python
+    venv = project.root / ".venv"
+    return str(venv) if venv.is_dir() else None
+
+
+async def project_target(rt: Runtime, project: WatchedProject) -> Target:
+    python = await trio.to_thread.run_sync(python_for, project)
+    return await target_for(rt, ResolveParams(python=python))
+
+
+def describe_target(target: Target | None) -> str:
+    if target is None:
+        return ""
+    return target.executable or f"Python {target.python_version}"
+
+
+def _lock_files(session: Session, lock: pylock.Lock, target: Target) -> list[FileRef]:
+    """The file of each package that applies to *target* (the best wheel, else the sdist)."""
+    chosen = []
+    for package in lock.packages:
+        if not package.applies_to(target):
+            continue
+        best = package.best_file(target)
+        if best is None:
+            continue
+        wheels = (best,) if best.is_wheel else ()
+        sdist = None if best.is_wheel else best
+        chosen.append(msgspec.structs.replace(package, wheels=wheels, sdist=sdist))
+    return locked_files(session, msgspec.structs.replace(lock, packages=tuple(chosen)))
+
+
+def _pin_refs(session: Session, pins: list[Pin]) -> list[FileRef]:
+    refs: list[FileRef] = []
+    for pin in pins:
+        index = session.index(pin.index)
+        if index is None:  # the configuration changed while the resolve ran
+            raise SatchelError(f"{pin.name}: index {pin.index} is no longer configured")
+        refs.append((index, pin.name, pin.file))
+    return refs
+
+
+async def needed_files(
+    rt: Runtime, project: WatchedProject, *, offline: bool, target: Target | None = None
+) -> Needed:
+    """Resolve every unit of *project* (online or strictly offline) into the files it needs."""
+    if target is None:
+        target = await project_target(rt, project)
+    needed = Needed(target)
+    paths = await trio.to_thread.run_sync(discover, Path(project.path))
+    needed.sources = [str(p) for p in paths]
+    if not paths:
+        needed.errors.append(f"{project.path}: no requirements, pyproject.toml, lock or script")
+    params = ResolveParams(offline=offline)
+    session = rt.catalog.session(offline=offline)
+    for path in paths:
+        try:
+            unit = await trio.to_thread.run_sync(read_unit, path)
+            for lock in unit.inputs.locks:
+                needed.add(_lock_files(session, lock, target))
+            reqs = unit.inputs.requirements
+            if reqs.requirements:
+                outcome = await resolve_request(rt, params, Inputs(requirements=reqs), target)
+                needed.offline |= outcome.session.offline
+                needed.add(_pin_refs(outcome.session, outcome.resolution.pins))
+        except SatchelError as exc:
+            needed.errors.append(f"{path.name}: {redact(exc.message)}")
+    return needed
+
+
+def missing_files(rt: Runtime, files: list[FileRef]) -> list[str]:
+    return [
+        f"{project} ({file.filename})"
+        for _index, project, file in files
+        if file.sha256 is None or not rt.store.has(file.sha256)
+    ]
+
+
+async def prefetch_project(
+    rt: Runtime, project: WatchedProject, progress: Progress | None = None
+) -> Record:
+    """Resolve *project* online and store every file it needs; the outcome as a `Record`."""
+    started = time.time()
+    try:
+        needed = await needed_files(rt, project, offline=False)
+    except SatchelError as exc:  # the target interpreter itself is unusable
+        return Record(at=started, ok=False, message=redact(exc.message), missing=[exc.message])
+    total = sum(file.size or 0 for _i, _p, file in needed.files)
+    done = downloaded = 0
+    failures: list[str] = []
+    needed_shas: list[str] = []
+    limiter = trio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
+
+    async def fetch(index: IndexConfig, name: str, file: FileEntry) -> None:
+        nonlocal done, downloaded
+        async with limiter:
+            present = file.sha256 is not None and rt.store.has(file.sha256)
+            try:
+                info = await rt.catalog.fetch_file(index, name, file)
+            except SatchelError as exc:
+                failures.append(f"{name} ({file.filename}): {redact(exc.message)}")
+                return
+        needed_shas.append(info.sha256)
+        downloaded += not present
+        done += file.size or info.size
+        if progress is not None:
+            verb = "cached" if present else "fetched"
+            await progress(done, total or None, "B", f"{verb} {file.filename}")
+
+    async with trio.open_nursery() as nursery:
+        for index, name, file in needed.files:
+            nursery.start_soon(fetch, index, name, file)
+    missing = needed.errors + failures
+    ok = not missing and not needed.offline
+    if ok:
+        message = f"{len(needed.files)} files, {downloaded} downloaded"
+    elif needed.offline:
+        message = "offline: every configured index is unreachable"
+    else:
+        message = f"{len(missing)} problem(s): {missing[0]}"
+    log.info("watched project %s: %s", project.path, message)
+    return Record(
+        at=started,
+        ok=ok,
+        message=message,
+        files=len(needed.files),
+        downloaded=downloaded,
+        bytes=max(total, done),
+        missing=missing,
+        needed=sorted(set(needed_shas)),
+        projects=needed.projects,
+        target=describe_target(needed.target),
+    )
+
+
+@dataclass
+class Check:
+    """The answer to "can *project* be installed offline?"."""
+
+    needed: Needed
+    gaps: list[str]
+    #: Stored bytes of the needed files that are present.
+    size: int = 0
+
+    @property
+    def ready(self) -> bool:
+        return not self.gaps
+
+
+def _stored_size(rt: Runtime, files: list[FileRef]) -> int:
+    total = 0
+    for _index, _project, file in files:
+        if file.sha256 is not None and rt.store.has(file.sha256):
+            total += rt.store.path(file.sha256).stat().st_size
+    return total
+
+
+async def check_project(rt: Runtime, project: WatchedProject) -> Check:
+    """Resolve *project* offline (never touching the network) and list what is not stored."""
+    try:
+        needed = await needed_files(rt, project, offline=True)
+    except SatchelError as exc:
+        return Check(Needed(None), [redact(exc.message)])
+    gaps = needed.errors + missing_files(rt, needed.files)
+    size = await trio.to_thread.run_sync(_stored_size, rt, needed.files)
+    return Check(needed, gaps, size)
