@@ -28,6 +28,7 @@ from satchel.daemon.config import Config, LiveConfig
 from satchel.daemon.credentials import redact
 from satchel.daemon.errors import ConfigError, SatchelError
 from satchel.daemon.indexes import effective_indexes
+from satchel.daemon.localindex import serve_local_index
 from satchel.daemon.metadb import MetaDB
 from satchel.daemon.store import BlobStore, open_cache
 from satchel.daemon.upstream import Upstream
@@ -127,6 +128,7 @@ async def _run(app: App) -> None:
             log.info("configuration reloaded from %s", config_path)
 
         await nursery.start(live.watch, on_change)
+        await nursery.start(serve_local_index, app, rt)
         from satchel.daemon.refresh import keep_warm  # imports this module: not at the top
 
         await nursery.start(keep_warm, app, rt)

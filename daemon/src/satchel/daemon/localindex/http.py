@@ -1,0 +1,414 @@
+"""A small HTTP/1.1 server on trio, built directly on h11: what the local index needs, nothing more.
+
+Why h11 and not hypercorn (see docs/local-index.md): h11 is already a dependency (httpx uses it),
+it is sans-I/O, so this module owns every socket decision (listen backlog, TCP_NODELAY, timeouts,
+streaming files from worker threads), and the whole server is a few hundred readable lines with no
+ASGI layer, no extra process model and no configuration surface of its own.
+
+What a hostile or sloppy local peer meets, and why:
+
+* **Bounded request heads.** h11 refuses a head larger than `MAX_HEAD_BYTES` (431); request
+  bodies are never read: only GET and HEAD exist here, anything else is 405 and the connection is
+  closed (so an unread body cannot be mistaken for the next request).
+* **Slowloris.** A request head must arrive within `HEAD_TIMEOUT` of its first byte; an idle
+  keep-alive connection is closed after `IDLE_TIMEOUT`; a client that stops reading a response
+  for `SEND_TIMEOUT` is cut off.
+* **Bounded concurrency.** At most `MAX_CONNECTIONS` connections are served at once; more wait in
+  the kernel's accept queue, which is deep (`LISTEN_BACKLOG`): uv opens dozens of connections at
+  once, and a shallow backlog turns a burst into one-second SYN retransmits.
+* **Pipelining-safe.** One request is answered at a time per connection, in order; h11 keeps any
+  pipelined bytes buffered for the next cycle.
+* **Latency.** TCP_NODELAY on every connection (a response head and body are separate writes,
+  and Nagle plus delayed ACKs would add ~40 ms to each small page).
+
+Application code sees `Request` and returns `Response`; file bodies are streamed from disk in
+worker threads (`FileBody`), so a multi-GB wheel never sits in memory and the event loop never
+blocks on a read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+import h11
+import trio
+
+__all__ = [
+    "HEAD_TIMEOUT",
+    "IDLE_TIMEOUT",
+    "LISTEN_BACKLOG",
+    "MAX_CONNECTIONS",
+    "MAX_HEAD_BYTES",
+    "SEND_TIMEOUT",
+    "FileBody",
+    "Handler",
+    "HttpServer",
+    "Request",
+    "Response",
+    "byte_range",
+]
+
+log = logging.getLogger(__name__)
+
+#: Largest request line + headers. Installers send well under 2 KiB; browsers a few KiB.
+MAX_HEAD_BYTES = 32 * 1024
+#: Seconds from the first byte of a request to the end of its head.
+HEAD_TIMEOUT = 10.0
+#: Seconds an idle keep-alive connection is kept (pip's and uv's pools reuse within seconds).
+IDLE_TIMEOUT = 60.0
+#: Seconds a response write may make no progress before the peer is considered gone.
+SEND_TIMEOUT = 60.0
+#: Connections served at once; more wait in the accept queue.
+MAX_CONNECTIONS = 512
+#: Accept queue depth (the kernel caps it at net.core.somaxconn).
+LISTEN_BACKLOG = 4096
+#: After an error response, how long and how much of the peer's input is drained before closing.
+LINGER_TIMEOUT = 2.0
+LINGER_MAX_BYTES = 1024 * 1024
+#: Bytes per read from a file body (one worker-thread hop each).
+FILE_CHUNK = 1024 * 1024
+_RECEIVE = 64 * 1024
+_ALLOWED_METHODS = (b"GET", b"HEAD")
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    #: The raw target, path and query (percent-encoded, as sent).
+    target: str
+    #: Lower-case header name -> value (repeated headers joined with ", ").
+    headers: dict[str, str]
+
+    @property
+    def head(self) -> bool:
+        return self.method == "HEAD"
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+
+@dataclass(frozen=True)
+class FileBody:
+    """Bytes [offset, offset + length) of the file at *path*, sent from a worker thread."""
+
+    path: Path
+    offset: int
+    length: int
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes | FileBody = b""
+    #: Close the connection after this response (errors that leave the stream in doubt).
+    close: bool = False
+
+    @property
+    def length(self) -> int:
+        return self.body.length if isinstance(self.body, FileBody) else len(self.body)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | Literal[False] | None:
+    """The ``Range`` a file request asks for, per RFC 9110 section 14.
+
+    Returns ``(start, end_exclusive)`` for one satisfiable byte range, None when the whole file
+    should be sent (no header, a syntax the server may ignore, or several ranges, which no
+    installer asks for), and False when the range cannot be satisfied (416).
+    """
+    if header is None:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        return None
+    first, last = first.strip(), last.strip()
+    if not (first.isdigit() or first == "") or not (last.isdigit() or last == ""):
+        return None
+    if first == "":
+        if last == "":
+            return None
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            return False
+        return (max(0, size - suffix), size)
+    start = int(first)
+    end = size - 1 if last == "" else min(int(last), size - 1)
+    if last != "" and int(last) < start:
+        return None  # invalid range-spec: ignore the header (RFC 9110 14.1.1)
+    if start >= size:
+        return False
+    return (start, end + 1)
+
+
+class _Date:
+    """The ``Date`` header, formatted once per second rather than once per response."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = ""
+
+    def __call__(self) -> str:
+        now = int(time.time())
+        if now != self._second:
+            self._second, self._value = now, formatdate(now, usegmt=True)
+        return self._value
+
+
+class _PeerGone(Exception):
+    """The peer closed, reset, timed out or broke the protocol: drop the connection quietly."""
+
+
+class HttpServer:
+    """Serve *handler* on trio listeners; one `_Connection` per accepted stream."""
+
+    def __init__(self, handler: Handler, *, server_name: str = "satchel") -> None:
+        self.handler = handler
+        self.server_name = server_name
+        self.date = _Date()
+        self._slots = trio.CapacityLimiter(MAX_CONNECTIONS)
+        #: Open connections (for tests and status).
+        self.connections = 0
+
+    async def serve(
+        self,
+        listeners: list[trio.SocketListener],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            for listener in listeners:
+                nursery.start_soon(self._accept_loop, listener, nursery)
+            task_status.started()
+
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        async with listener:
+            while True:
+                slot = object()
+                await self._slots.acquire_on_behalf_of(slot)
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    # EMFILE and friends: back off instead of spinning; the queue holds peers.
+                    self._slots.release_on_behalf_of(slot)
+                    log.warning("local index: accept failed: %s", exc)
+                    await trio.sleep(0.1)
+                    continue
+                except BaseException:
+                    self._slots.release_on_behalf_of(slot)
+                    raise
+                nursery.start_soon(self._serve_stream, stream, slot)
+
+    async def _serve_stream(self, stream: trio.SocketStream, slot: object) -> None:
+        self.connections += 1
+        try:
+            with contextlib.suppress(OSError):
+                stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+            await _Connection(self, stream).run()
+        finally:
+            self.connections -= 1
+            self._slots.release_on_behalf_of(slot)
+            with contextlib.suppress(OSError):
+                await trio.aclose_forcefully(stream)
+
+
+class _Connection:
+    def __init__(self, server: HttpServer, stream: trio.SocketStream) -> None:
+        self.server = server
+        self.stream = stream
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+
+    async def run(self) -> None:
+        try:
+            while True:
+                request = await self._read_request()
+                if request is None:
+                    return
+                if request.method.encode() not in _ALLOWED_METHODS:
+                    response = Response(
+                        405, [("Allow", "GET, HEAD")], b"method not allowed\n", close=True
+                    )
+                else:
+                    response = await self._handle(request)
+                    if not self._request_ended():
+                        # A GET or HEAD with a body: it is never read, so close rather than
+                        # guess where the next request starts.
+                        response.close = True
+                await self._send_response(response, head=request.head)
+                if response.close or self.conn.our_state is not h11.DONE:
+                    await self._linger()
+                    return
+                self.conn.start_next_cycle()
+        except _PeerGone:
+            return
+
+    async def _handle(self, request: Request) -> Response:
+        try:
+            return await self.server.handler(request)
+        except Exception:
+            log.exception("local index: internal error answering %s", request.method)
+            return Response(500, [], b"internal error (see the daemon log)\n", close=True)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    async def _read_request(self) -> Request | None:
+        """The next request head, or None when the peer closed or idled out cleanly."""
+        deadline = trio.current_time() + IDLE_TIMEOUT
+        started = False
+        while True:
+            try:
+                event = self.conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                await self._protocol_error(exc)
+                return None
+            if isinstance(event, h11.Request):
+                headers: dict[str, str] = {}
+                for name, value in event.headers:
+                    key = name.decode("latin-1")
+                    text = value.decode("latin-1")
+                    headers[key] = f"{headers[key]}, {text}" if key in headers else text
+                return Request(
+                    method=event.method.decode("ascii", "replace"),
+                    target=event.target.decode("latin-1"),
+                    headers=headers,
+                )
+            if isinstance(event, h11.ConnectionClosed):
+                return None
+            if event is not h11.NEED_DATA:
+                continue  # h11.PAUSED cannot happen before a request: nothing else to see
+            with trio.move_on_at(deadline) as scope:
+                try:
+                    data = await self.stream.receive_some(_RECEIVE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    raise _PeerGone from None
+            if scope.cancelled_caught:
+                if started:
+                    await self._send_simple(408, b"request head timed out\n")
+                return None
+            if data and not started:
+                started = True
+                deadline = min(deadline, trio.current_time() + HEAD_TIMEOUT)
+            try:
+                self.conn.receive_data(data)
+            except h11.RemoteProtocolError as exc:
+                await self._protocol_error(exc)
+                return None
+
+    def _request_ended(self) -> bool:
+        """Whether the request had no body (h11 yields its EndOfMessage without more data)."""
+        try:
+            return isinstance(self.conn.next_event(), h11.EndOfMessage)
+        except h11.RemoteProtocolError:
+            return False
+
+    async def _linger(self) -> None:
+        """Close gracefully: stop sending, then drain what the peer still sends for a moment.
+
+        Closing a socket with unread input makes the kernel send RST, which can destroy our
+        error response before the peer reads it (a 431 for a huge head would arrive as
+        "connection reset").
+        """
+        with (
+            trio.move_on_after(LINGER_TIMEOUT),
+            contextlib.suppress(OSError, trio.TrioInternalError),
+        ):
+            try:
+                await self.stream.send_eof()
+                drained = 0
+                while drained < LINGER_MAX_BYTES:
+                    data = await self.stream.receive_some(_RECEIVE)
+                    if not data:
+                        break
+                    drained += len(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    async def _protocol_error(self, exc: h11.RemoteProtocolError) -> None:
+        status = exc.error_status_hint or 400
+        reason = b"request head too large\n" if status == 431 else b"bad request\n"
+        log.debug("local index: bad request: %s", exc)
+        await self._send_simple(status, reason)
+
+    async def _send_simple(self, status: int, body: bytes) -> None:
+        if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        with contextlib.suppress(_PeerGone, OSError):
+            await self._send_response(Response(status, [], body, close=True))
+            await self._linger()
+
+    # -- writing --------------------------------------------------------------------------------
+
+    async def _send(self, event: h11.Event) -> None:
+        data = self.conn.send(event)
+        if not data:
+            return
+        with trio.move_on_after(SEND_TIMEOUT) as scope:
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                raise _PeerGone from None
+        if scope.cancelled_caught:
+            raise _PeerGone
+
+    async def _send_response(self, response: Response, *, head: bool = False) -> None:
+        headers = [
+            ("Date", self.server.date()),
+            ("Server", self.server.server_name),
+            *response.headers,
+        ]
+        if response.status != 304:
+            headers.append(("Content-Length", str(response.length)))
+        if response.close:
+            headers.append(("Connection", "close"))
+        try:
+            await self._send(h11.Response(status_code=response.status, headers=headers))
+        except h11.LocalProtocolError as exc:  # a bug here, not the peer's fault
+            log.error("local index: cannot send response: %s", exc)  # noqa: TRY400
+            raise _PeerGone from None
+        body = response.body
+        if not head and response.status != 304:
+            if isinstance(body, FileBody):
+                await self._send_file(body)
+            elif body:
+                await self._send(h11.Data(data=body))
+        await self._send(h11.EndOfMessage())
+
+    async def _send_file(self, body: FileBody) -> None:
+        """Stream a file range, reading it in worker threads; a short file is a protocol error
+        on our side (the blob changed under us), so the connection is dropped."""
+        try:
+            handle: BinaryIO = await trio.to_thread.run_sync(_open_at, body.path, body.offset)
+        except OSError as exc:  # removed by garbage collection since the handler looked
+            log.warning("local index: cannot open %s: %s", body.path.name, exc.strerror)
+            raise _PeerGone from None
+        try:
+            remaining = body.length
+            while remaining > 0:
+                chunk = await trio.to_thread.run_sync(handle.read, min(FILE_CHUNK, remaining))
+                if not chunk:
+                    log.error("local index: %s ended early", body.path.name)
+                    raise _PeerGone
+                remaining -= len(chunk)
+                await self._send(h11.Data(data=chunk))
+        finally:
+            await trio.to_thread.run_sync(handle.close)
+
+
+def _open_at(path: Path, offset: int) -> BinaryIO:
+    handle = path.open("rb")
+    if offset:
+        handle.seek(offset)
+    return handle

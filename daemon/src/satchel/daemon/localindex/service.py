@@ -1,0 +1,457 @@
+"""The local index's routes: Satchel's cache and catalog as a simple index over HTTP.
+
+Routes (every one behind the token, see `auth`)::
+
+    /simple/                         cached projects (PEP 503/691 root)
+    /simple/<project>/               the project page, as the daemon's index strategy scopes it
+    /files/<sha256>/<filename>       a distribution file (pull-through: fetched on first request)
+    /files/<sha256>/<wheel>.metadata its core metadata (PEP 658), when the cache can serve it
+
+Why the page follows `Catalog.session().scoped_pages` and never a union of every index: the point
+of first-index and pins is that a private project name cannot be answered by another index, and
+an installer pointed at this URL must get exactly that protection.
+
+Online, each page request revalidates upstream (cheaply: the upstream client honours max-age and
+ETags) and each file is downloaded on first request through `Catalog.fetch_file`, so it is
+hash-checked, stored once and recorded with its origin. When an index cannot be reached the page
+comes from the metadb, lists only files whose bytes are in the store, and says so in
+``X-Satchel-Stale`` (when it was last fetched) and a ``Warning: 110`` header.
+
+File URLs contain the sha256, so a URL's bytes never change: files are served with long-lived
+immutable caching, and a file already in the store is answered without consulting any index.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote, urlsplit
+
+import trio
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+
+from satchel.daemon.catalog import Session, metadata_from_file
+from satchel.daemon.credentials import redact
+from satchel.daemon.errors import (
+    HashMismatch,
+    IndexUnreachable,
+    NotCached,
+    NotFound,
+    SatchelError,
+    UpstreamError,
+)
+from satchel.daemon.localindex.auth import check_basic_auth
+from satchel.daemon.localindex.http import FileBody, Request, Response, byte_range
+from satchel.daemon.localindex.pages import (
+    HTML_V1,
+    JSON_V1,
+    TEXT_HTML,
+    FileLink,
+    ProjectView,
+    content_type,
+    negotiate,
+    render_project,
+    render_root,
+)
+from satchel.daemon.model import FileEntry, ProjectPage
+from satchel.daemon.simple import file_project
+
+if TYPE_CHECKING:
+    from satchel.daemon.runtime import Runtime
+
+__all__ = ["FILE_CACHE_CONTROL", "PAGE_CACHE_CONTROL", "LocalIndex"]
+
+log = logging.getLogger(__name__)
+
+#: Pages change whenever upstream does: clients may store them but must revalidate (ETag -> 304).
+PAGE_CACHE_CONTROL = "no-cache"
+#: A file URL names its sha256, so its bytes can never change.
+FILE_CACHE_CONTROL = "public, max-age=31536000, immutable"
+#: Files the local index has listed recently (sha256 -> where from), so a file request does not
+#: revalidate its project page again. Beyond this many, the oldest are forgotten (and found again
+#: through the project page, named by the file name, if asked for).
+MAX_REMEMBERED_FILES = 200_000
+#: Host names a request may use: the listener is on 127.0.0.1, and refusing other names defeats
+#: DNS rebinding (a web page resolving its own name to 127.0.0.1 to reach this port).
+_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost"})
+_HEX = frozenset("0123456789abcdef")
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+_MAX_NAME = 200
+_METADATA_SUFFIX = ".metadata"
+_OCTET_STREAM = "application/octet-stream"
+
+
+def _text(status: int, message: str, headers: list[tuple[str, str]] | None = None) -> Response:
+    return Response(
+        status,
+        [("Content-Type", "text/plain; charset=utf-8"), *(headers or [])],
+        (message.rstrip("\n") + "\n").encode(),
+    )
+
+
+def _rfc3339(timestamp: float) -> str:
+    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    """``If-None-Match`` uses weak comparison (RFC 9110 13.1.2): ``W/`` prefixes are ignored."""
+    if header is None:
+        return False
+    if header.strip() == "*":
+        return True
+    bare = etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == bare for tag in header.split(","))
+
+
+def _valid_project_name(name: str) -> bool:
+    return (
+        0 < len(name) <= _MAX_NAME
+        and all(c in _NAME_CHARS for c in name)
+        and name[0].isalnum()
+        and name[-1].isalnum()
+    )
+
+
+def _valid_filename(name: str) -> bool:
+    if not name or len(name) > 255 or name.startswith("."):
+        return False
+    if any(c in name for c in "/\\\0") or ".." in name:
+        return False
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return False
+    return file_project(name) is not None
+
+
+@dataclass(frozen=True)
+class _Listed:
+    """Where a listed file came from: enough to download it or its metadata later."""
+
+    page: ProjectPage
+    entry: FileEntry
+
+
+class LocalIndex:
+    """Answers local-index requests for one running daemon (`handle` is the HTTP handler)."""
+
+    def __init__(self, rt: Runtime, token: str) -> None:
+        self.rt = rt
+        self.token = token
+        self._listed: dict[str, _Listed] = {}
+        #: sha256 of a file -> sha256 of the metadata bytes the cache holds for it.
+        self._metadata_hashes: dict[str, str] = {}
+        #: Blobs served since the last flush (their last_used is bumped in one batch).
+        self.used: set[str] = set()
+
+    # -- entry point ----------------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        host = (request.header("host") or "127.0.0.1").rsplit(":", 1)[0].strip("[]").lower()
+        if host not in _LOCAL_HOSTS:
+            return _text(400, "unexpected Host header: use 127.0.0.1")
+        if not check_basic_auth(
+            (request.header("authorization") or "").encode("latin-1") or None, self.token
+        ):
+            # No project name, no path: nothing here tells an intruder what the cache holds.
+            return _text(
+                401,
+                "authentication required: use the URL printed by `satchel index-url`",
+                [("WWW-Authenticate", 'Basic realm="satchel", charset="UTF-8"')],
+            )
+        target = request.target
+        if not target.startswith("/"):
+            target = urlsplit(target).path or "/"  # absolute-form targets (RFC 9112 3.2.2)
+        raw_path, _, query = target.partition("?")
+        path = unquote(raw_path)
+        if path == "/" or path == "/simple":
+            return self._redirect("/simple/", query)
+        if path == "/simple/":
+            return await self._root(request, query)
+        if path.startswith("/simple/"):
+            return await self._project_route(request, path.removeprefix("/simple/"), query)
+        if path.startswith("/files/"):
+            return await self._file_route(request, path.removeprefix("/files/"))
+        return _text(404, "not found")
+
+    @staticmethod
+    def _redirect(location: str, query: str) -> Response:
+        if query:
+            location = f"{location}?{query}"
+        return Response(301, [("Location", location), ("Content-Type", "text/plain")], b"")
+
+    # -- pages ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _media_type(request: Request, query: str) -> str | None:
+        # Not parse_qs: it turns "+" into a space, and PEP 691's own example writes
+        # ``?format=application/vnd.pypi.simple.v1+json`` unescaped.
+        chosen: str | None = None
+        for pair in query.split("&"):
+            key, sep, value = pair.partition("=")
+            if sep and unquote(key) == "format":
+                chosen = unquote(value)
+        return negotiate(request.header("accept"), chosen)
+
+    def _page_response(
+        self,
+        request: Request,
+        body: bytes,
+        media_type: str,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> Response:
+        etag = '"' + hashlib.sha256(media_type.encode() + b"\0" + body).hexdigest()[:40] + '"'
+        headers = [
+            ("Vary", "Accept"),
+            ("ETag", etag),
+            ("Cache-Control", PAGE_CACHE_CONTROL),
+            *(extra or []),
+        ]
+        if _etag_matches(request.header("if-none-match"), etag):
+            return Response(304, headers)
+        return Response(200, [("Content-Type", content_type(media_type)), *headers], body)
+
+    @staticmethod
+    def _not_acceptable() -> Response:
+        return _text(
+            406,
+            f"no acceptable representation; available: {JSON_V1}, {HTML_V1}, {TEXT_HTML}",
+            [("Vary", "Accept")],
+        )
+
+    async def _root(self, request: Request, query: str) -> Response:
+        media_type = self._media_type(request, query)
+        if media_type is None:
+            return self._not_acceptable()
+        configured = {index.name for index in self.rt.config.indexes}
+        keys = await trio.to_thread.run_sync(self.rt.metadb.page_keys)
+        projects = sorted({key.project for key in keys if key.index in configured})
+        return self._page_response(request, render_root(projects, media_type), media_type)
+
+    async def _project_route(self, request: Request, rest: str, query: str) -> Response:
+        name = rest.removesuffix("/")
+        if not _valid_project_name(name):
+            return _text(404, "not found")
+        canonical = canonicalize_name(name)
+        if name != canonical or not rest.endswith("/"):
+            return self._redirect(f"/simple/{quote(canonical)}/", query)
+        media_type = self._media_type(request, query)
+        if media_type is None:
+            return self._not_acceptable()
+        session = self.rt.catalog.session()
+        try:
+            scoped = await session.scoped_pages(canonical)
+        except IndexUnreachable as exc:
+            return _text(503, redact(exc.message), [("Retry-After", "30")])
+        except UpstreamError as exc:
+            return _text(502, redact(exc.message))
+        except SatchelError as exc:
+            return _text(404, redact(exc.message))
+        if not scoped.pages:
+            if scoped.offline:
+                return _text(404, f"{canonical} is not in the cache (offline)")
+            return _text(404, f"{canonical} is not on the configured indexes")
+        view, stale_since = await trio.to_thread.run_sync(self._view, session, scoped.pages)
+        extra: list[tuple[str, str]] = []
+        if stale_since is not None:
+            when = _rfc3339(stale_since)
+            extra.append(("X-Satchel-Stale", when))
+            extra.append(
+                ("Warning", f'110 satchel "Response is stale: index unreachable; as of {when}"')
+            )
+        return self._page_response(request, render_project(view, media_type), media_type, extra)
+
+    def _view(
+        self, session: Session, pages: tuple[ProjectPage, ...]
+    ) -> tuple[ProjectView, float | None]:
+        """The merged view of the scoped pages (worker thread: it stats and reads the metadb).
+
+        Under first-index there is one page; under unsafe-best-match the strategy itself allows
+        several, merged in priority order (the first index listing a file name wins).
+        """
+        store = self.rt.store
+        upstream = self.rt.catalog.upstream
+        stale_since: float | None = None
+        entries: list[tuple[ProjectPage, FileEntry, bool]] = []
+        seen: set[str] = set()
+        versions: dict[str, None] = {}
+        for page in pages:
+            stale = session.offline or upstream.is_offline(page.index)
+            if stale:
+                stale_since = min(stale_since or page.fetched_at, page.fetched_at)
+            for entry in page.files:
+                sha = entry.sha256
+                if sha is None or entry.filename in seen:
+                    continue  # a link without a sha256 cannot have a content-addressed URL
+                present = store.has(sha)
+                if stale and not present:
+                    continue  # the index is unreachable: only what the store holds installs
+                seen.add(entry.filename)
+                entries.append((page, entry, stale))
+            if not stale:
+                versions.update(dict.fromkeys(page.versions))
+        wheels = [e.sha256 for _, e, _ in entries if e.is_wheel and e.sha256 is not None]
+        unknown = [sha for sha in wheels if sha not in self._metadata_hashes]
+        if unknown:
+            for sha, data in self.rt.metadb.core_metadata_many(unknown).items():
+                self._metadata_hashes[sha] = hashlib.sha256(data).hexdigest()
+        files: list[FileLink] = []
+        derive_all = not versions  # upstream gave no PEP 700 versions: take them from files
+        for page, entry, stale in entries:
+            sha = entry.sha256
+            assert sha is not None
+            self._remember(sha, _Listed(page, entry))
+            files.append(self._link(entry, sha, stale))
+            if stale or derive_all:
+                version = _version_of(entry.filename)
+                if version is not None:
+                    versions.setdefault(version)
+        return ProjectView(
+            project=pages[0].project, files=tuple(files), versions=tuple(versions)
+        ), stale_since
+
+    def _link(self, entry: FileEntry, sha: str, stale: bool) -> FileLink:
+        metadata: str | None = None
+        if entry.is_wheel:
+            metadata = self._metadata_hashes.get(sha)
+            if metadata is None and not stale and entry.core_metadata:
+                # Upstream serves PEP 658 metadata with a known hash: the cache fetches it on
+                # request (verified against that hash) and stores it.
+                metadata = entry.core_metadata.get("sha256")
+        size = entry.size
+        if size is None and self.rt.store.has(sha):
+            size = self.rt.store.path(sha).stat().st_size
+        return FileLink(
+            filename=entry.filename,
+            sha256=sha,
+            requires_python=entry.requires_python,
+            yanked=entry.yanked,
+            yanked_reason=entry.yanked_reason,
+            size=size,
+            upload_time=entry.upload_time,
+            metadata_sha256=metadata,
+        )
+
+    def _remember(self, sha: str, listed: _Listed) -> None:
+        self._listed.pop(sha, None)
+        self._listed[sha] = listed
+        if len(self._listed) > MAX_REMEMBERED_FILES:
+            for old in list(self._listed)[: MAX_REMEMBERED_FILES // 10]:
+                del self._listed[old]
+
+    # -- files ----------------------------------------------------------------------------------
+
+    async def _file_route(self, request: Request, rest: str) -> Response:
+        sha, slash, filename = rest.partition("/")
+        if not slash or len(sha) != 64 or not set(sha) <= _HEX:
+            return _text(404, "not found")
+        metadata = filename.endswith(_METADATA_SUFFIX)
+        dist = filename.removesuffix(_METADATA_SUFFIX) if metadata else filename
+        if not _valid_filename(dist) or (metadata and not dist.endswith(".whl")):
+            return _text(404, "not found")
+        try:
+            if metadata:
+                return await self._metadata(request, sha, dist)
+            return await self._file(request, sha, dist)
+        except IndexUnreachable as exc:
+            return _text(503, redact(exc.message), [("Retry-After", "30")])
+        except (HashMismatch, UpstreamError) as exc:
+            return _text(502, redact(exc.message))
+        except (NotFound, NotCached) as exc:
+            return _text(404, redact(exc.message))
+
+    async def _find(self, sha: str, filename: str) -> tuple[Session, _Listed] | None:
+        """Where the file *sha* named *filename* is listed, within the configured scope."""
+        session = self.rt.catalog.session()
+        listed = self._listed.get(sha)
+        if listed is not None and listed.entry.filename == filename:
+            return session, listed
+        project = file_project(filename)
+        if project is None:
+            return None
+        scoped = await session.scoped_pages(project)
+        for page in scoped.pages:
+            for entry in page.files:
+                if entry.sha256 == sha and entry.filename == filename:
+                    found = _Listed(page, entry)
+                    self._remember(sha, found)
+                    return session, found
+        return None
+
+    async def _file(self, request: Request, sha: str, filename: str) -> Response:
+        store = self.rt.store
+        if not store.has(sha):
+            found = await self._find(sha, filename)
+            if found is None:
+                return _text(404, f"{filename} is not listed by the configured indexes")
+            session, listed = found
+            index = session.index(listed.page.index)
+            if index is None or session.offline:
+                return _text(404, f"{filename} is not in the cache and its index is unreachable")
+            await self.rt.catalog.fetch_file(index, listed.page.project, listed.entry)
+        try:
+            size = store.path(sha).stat().st_size
+        except FileNotFoundError:
+            return _text(404, f"{filename} is not in the cache")
+        self.used.add(sha)
+        etag = f'"{sha}"'
+        headers = [
+            ("ETag", etag),
+            ("Cache-Control", FILE_CACHE_CONTROL),
+            ("Accept-Ranges", "bytes"),
+        ]
+        if _etag_matches(request.header("if-none-match"), etag):
+            return Response(304, headers)
+        wanted = request.header("range")
+        if_range = request.header("if-range")
+        if if_range is not None and if_range.strip() != etag:
+            wanted = None  # the client's partial copy is of other bytes: send them all
+        span = byte_range(wanted, size)
+        if span is False:
+            return _text(416, "range not satisfiable", [("Content-Range", f"bytes */{size}")])
+        headers.append(("Content-Type", _OCTET_STREAM))
+        if span is None:
+            return Response(200, headers, FileBody(store.path(sha), 0, size))
+        start, end = span
+        headers.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
+        return Response(206, headers, FileBody(store.path(sha), start, end - start))
+
+    async def _metadata(self, request: Request, sha: str, filename: str) -> Response:
+        """PEP 658 metadata: the bytes the cache holds, byte-identical to the wheel's METADATA."""
+        rt = self.rt
+        data = await trio.to_thread.run_sync(lambda: rt.metadb.get_core_metadata(sha))
+        if data is None and rt.store.has(sha):
+            data = await trio.to_thread.run_sync(metadata_from_file, rt.store.path(sha), filename)
+        if data is None:
+            found = await self._find(sha, filename)
+            if found is None:
+                return _text(404, f"{filename}: no metadata in the cache")
+            session, listed = found
+            index = session.index(listed.page.index)
+            if index is None or session.offline or listed.entry.core_metadata is None:
+                return _text(404, f"{filename}: no metadata in the cache")
+            data = await rt.catalog.core_metadata(index, listed.page, listed.entry, offline=False)
+        digest = hashlib.sha256(data).hexdigest()
+        self._metadata_hashes[sha] = digest
+        etag = f'"{digest}"'
+        headers = [("ETag", etag), ("Cache-Control", FILE_CACHE_CONTROL)]
+        if _etag_matches(request.header("if-none-match"), etag):
+            return Response(304, headers)
+        return Response(200, [("Content-Type", _OCTET_STREAM), *headers], data)
+
+
+def _version_of(filename: str) -> str | None:
+    try:
+        if filename.endswith(".whl"):
+            return str(parse_wheel_filename(filename)[1])
+        return str(parse_sdist_filename(filename)[1])
+    except (InvalidWheelFilename, InvalidSdistFilename):
+        return None
