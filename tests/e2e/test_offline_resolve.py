@@ -20,12 +20,14 @@ The two indexes of a world:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -321,65 +323,129 @@ def test_corrupted_file_is_rejected_and_nothing_is_kept(world: World) -> None:
 # -- scenario 6: kill -9 of the daemon during a prefetch ------------------------------------------
 
 
-def _big_wheels(world: World, count: int, size: int) -> list[str]:
-    names = []
+class ThrottledProxy:
+    """A TCP relay on 127.0.0.1 to *port* whose answers trickle at *rate* bytes/s per connection.
+
+    The test index writes a whole file at once, which loopback delivers in a millisecond; behind
+    this relay a download lasts long enough to kill the daemon in the middle of it. Requests
+    pass unchanged (the index's relative links keep pointing at the relay). ``rate = None``
+    lifts the limit.
+    """
+
+    def __init__(self, port: int, rate: float | None) -> None:
+        self.target = port
+        self.rate = rate
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/simple/"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                return
+            for src, dst, slow in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pump, args=(src, dst, slow), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, slow: bool) -> None:
+        try:
+            while data := src.recv(16384):
+                dst.sendall(data)
+                rate = self.rate
+                if slow and rate:
+                    time.sleep(len(data) / rate)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _wheels(world: World, prefix: str, count: int, size: int) -> dict[str, str]:
+    """*count* wheels of about *size* bytes (incompressible) on `internal`: {project: sha256}."""
+    out = {}
     for i in range(count):
-        payload = random.Random(i).randbytes(size)
+        name = f"{prefix}-{i}"
+        module = name.replace("-", "_")
+        payload = random.Random(name).randbytes(size)
         wheel = build_wheel(
-            world.root / "dist" / "big",
-            f"big-{i}",
+            world.root / "dist" / prefix,
+            name,
             "1.0",
-            files={f"big_{i}/__init__.py": "", f"big_{i}/payload.bin": payload},
+            files={f"{module}/__init__.py": "", f"{module}/payload.bin": payload},
         )
         world.internal.add(wheel)
-        names.append(f"big-{i}")
-    return names
+        out[name] = file_sha256(wheel)
+    return out
 
 
-def _blobs_are_whole(cache: Path) -> list[Path]:
+def _blobs_are_whole(cache: Path) -> set[str]:
+    """Names of the blobs under ``blobs/``, each checked to hash to its name."""
     blobs = [p for p in (cache / "blobs").rglob("*") if p.is_file()]
     for path in blobs:
         assert file_sha256(path) == path.name, f"partial or corrupt blob visible: {path}"
-    return blobs
+    return {path.name for path in blobs}
+
+
+def _wait_for_partial_download(tmp: Path, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError):
+            if any(entry.stat().st_size > 0 for entry in tmp.iterdir()):
+                return
+        time.sleep(0.005)
+    raise AssertionError("no download reached the store's tmp/ in time")
 
 
 def test_kill_9_during_prefetch_leaves_no_partial_blob_and_a_rerun_completes(
     world: World,
 ) -> None:
-    names = _big_wheels(world, 12, 1 << 20)
-    world.ok("resolve", *names)  # pages and metadata cached: the prefetch goes straight to files
-    pid = world.env.daemon_pid()
-    world.internal.delay = 0.15
-    prefetch = subprocess.Popen(
-        [SATCHEL, "prefetch", *names],
-        env=world.env.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    wheels = _wheels(world, "small", 3, 1000) | _wheels(world, "big", 3, 5 << 19)
+    proxy = ThrottledProxy(world.internal.port, rate=2 << 20)
     try:
-        assert prefetch.stderr is not None
-        first = prefetch.stderr.readline()  # the first progress line: downloads are under way
-        assert "prefetch" in first, first
-        os.kill(pid, signal.SIGKILL)
-        prefetch.wait(15)
+        world.ok("index", "remove", "internal")
+        world.ok("index", "add", "internal", proxy.url, "--before", "public")
+        pid = world.env.daemon_pid()
+        prefetch = subprocess.Popen(
+            [SATCHEL, "prefetch", *wheels],
+            env=world.env.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait_for_partial_download(world.cache / "tmp")
+            os.kill(pid, signal.SIGKILL)
+            assert prefetch.wait(15) != 0
+        finally:
+            if prefetch.poll() is None:
+                prefetch.kill()
+                prefetch.wait()
+        # The kill landed mid-download: bytes in tmp/, and only whole files under blobs/.
+        assert any(entry.stat().st_size > 0 for entry in (world.cache / "tmp").iterdir())
+        stored = _blobs_are_whole(world.cache)
+        assert stored < set(wheels.values())
+
+        proxy.rate = None
+        summary = json.loads(world.ok("prefetch", *wheels, "--json").stdout)
     finally:
-        if prefetch.poll() is None:
-            prefetch.kill()
-            prefetch.wait()
-    assert prefetch.returncode != 0
-    stored = _blobs_are_whole(world.cache)
-    assert 0 < len(stored) < len(names), "the kill came too late or too early to mean anything"
+        proxy.close()
 
-    world.internal.delay = 0
-    rerun = world.ok("prefetch", *names, "--json")
-
-    summary = json.loads(rerun.stdout)
-    assert summary["files"] == len(names)
-    assert summary["downloaded"] == len(names) - len(stored)
-    assert len(_blobs_are_whole(world.cache)) == len(names)
+    assert summary["files"] == len(wheels)
+    assert summary["downloaded"] == len(wheels) - len(stored)
+    assert _blobs_are_whole(world.cache) == set(wheels.values())
     assert list((world.cache / "tmp").iterdir()) == []
-    assert world.verify_clean() == len(names)
+    assert world.verify_clean() == len(wheels)
 
 
 # -- scenario 7: requirements files, pyproject.toml, pylock.toml ----------------------------------
