@@ -119,14 +119,12 @@ def parse_core_metadata(data: bytes, *, sdist: bool, where: str) -> CoreMetadata
         if meta_version is None or meta_version < Version("2.2"):
             raise SdistNeedsBuild(
                 f"{where} is an sdist with Metadata-Version {raw.get('metadata_version')} "
-                "(before PEP 643), so its dependencies are only known after building it; "
-                "no wheel fits this target, and building sdists is not supported yet"
+                "(before PEP 643), so its dependencies are only known after building it"
             )
         if dynamic & {"requires-dist", "requires-python"}:
             raise SdistNeedsBuild(
                 f"{where} is an sdist whose {', '.join(sorted(dynamic))} metadata is dynamic "
-                "(PEP 643), so it must be built to know its dependencies; no wheel fits this "
-                "target, and building sdists is not supported yet"
+                "(PEP 643), so it must be built to know its dependencies"
             )
     try:
         name = canonicalize_name(raw["name"])

@@ -4,6 +4,7 @@
     target    the environment's own interpreter: markers, tags, install scheme   (target)
     resolve   against what is installed: keep what satisfies, change what must (resolution)
     files     every pinned file in the store: fetched online, required offline   (catalog)
+    build     a pinned sdist: the wheel built from it for this interpreter        (builder)
     unpack    each wheel once into the cache, keyed by its sha256                   (wheel)
     link      staged, then committed (or rolled back) under the environment's lock (installer)
 
@@ -25,9 +26,10 @@ import trio
 from packaging.utils import canonicalize_name
 
 from satchel.daemon import pylock
+from satchel.daemon.builder import cached_wheel, not_built, wheel_for
 from satchel.daemon.catalog import Session
 from satchel.daemon.config import IndexConfig
-from satchel.daemon.errors import BuildError, InstallError, NotCached
+from satchel.daemon.errors import InstallError, NotCached
 from satchel.daemon.installer import (
     InstallItem,
     InstallReport,
@@ -36,6 +38,7 @@ from satchel.daemon.installer import (
     installed_distributions,
 )
 from satchel.daemon.linking import LinkMode
+from satchel.daemon.metadb import BuiltWheel
 from satchel.daemon.model import FileEntry
 from satchel.daemon.resolution import (
     DOWNLOAD_CONCURRENCY,
@@ -108,16 +111,6 @@ class Installed:
     kept: list[str]
     session: Session
     target: Target
-
-
-def _wheel_or_refuse(project: str, file: FileEntry, target: Target) -> None:
-    if not file.is_wheel:
-        raise BuildError(
-            f"{project}: only the sdist {file.filename} fits this interpreter "
-            f"(Python {target.python_full_version}), and no wheel built from it is cached; "
-            "building sdists is not supported yet",
-            details={"project": project, "file": file.filename},
-        )
 
 
 async def fetch_all(
@@ -226,15 +219,13 @@ async def install_files(
     """Fetch (or require) *files*, unpack each once, and install them into *scheme*."""
     if link_mode not in LINK_MODES:
         raise InstallError(f"unknown link mode {link_mode!r} (one of {', '.join(LINK_MODES)})")
-    for _index, project, file in files:
-        _wheel_or_refuse(project, file, target)
-    shas = await fetch_all(session, files, progress)
+    shas, filenames = await _wheels(rt, session, target, files, progress)
     unpacked = await trio.to_thread.run_sync(
         functools.partial(
             unpack_all,
             [(rt.store.path(sha), sha) for sha in shas],
             unpacked_root(rt),
-            filenames=[file.filename for _index, _project, file in files],
+            filenames=filenames,
         )
     )
     items = [
@@ -248,6 +239,45 @@ async def install_files(
     )
     await trio.to_thread.run_sync(rt.metadb.mark_used, shas, time.time())
     return report
+
+
+async def _wheels(
+    rt: Runtime,
+    session: Session,
+    target: Target,
+    files: Sequence[tuple[IndexConfig, str, FileEntry]],
+    progress: Progress | None,
+) -> tuple[list[str], list[str]]:
+    """sha256 and file name of the wheel to install for each of *files*.
+
+    A pinned sdist is replaced by the wheel built from it for *target*: a stored build is used
+    as it is (offline the sdist itself is then not even needed); online, a missing one is built
+    now; offline, it is `builder.NotBuilt`, raised before anything is fetched or written.
+    """
+    built: dict[int, BuiltWheel] = {}
+    for position, (_index, project, file) in enumerate(files):
+        if file.is_wheel:
+            continue
+        found = await cached_wheel(rt, file.sha256, target) if file.sha256 else None
+        if found is not None:
+            built[position] = found
+        elif session.offline or target.synthetic:
+            raise not_built(project, file, target)
+    pending = [entry for position, entry in enumerate(files) if position not in built]
+    fetched = iter(await fetch_all(session, pending, progress))
+    shas: list[str] = []
+    filenames: list[str] = []
+    for position, (_index, project, file) in enumerate(files):
+        wheel = built.get(position)
+        if wheel is None and not file.is_wheel:
+            wheel = await wheel_for(rt, session, target, project, file, next(fetched))
+        if wheel is not None:
+            shas.append(wheel.wheel_sha256)
+            filenames.append(wheel.filename)
+        else:
+            shas.append(next(fetched))
+            filenames.append(file.filename)
+    return shas, filenames
 
 
 def describe(report: InstallReport) -> tuple[list[str], list[str]]:

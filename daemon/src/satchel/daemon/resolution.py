@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +28,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from satchel.daemon import pylock
+from satchel.daemon.builder import sdist_metadata
+from satchel.daemon.candidates import SdistNeedsBuild
 from satchel.daemon.catalog import Session
 from satchel.daemon.config import IndexConfig
 from satchel.daemon.credentials import strip_userinfo
@@ -65,17 +67,28 @@ __all__ = [
 DOWNLOAD_CONCURRENCY = 8
 
 
+#: Async METADATA of the wheel built from an sdist whose own metadata is dynamic (`builder`).
+BuiltMetadata = Callable[[ProjectPage, FileEntry], Awaitable[bytes]]
+
+
 class SessionSource:
     """`resolver.MetadataSource` for a worker thread: every call hops back into trio."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, built: BuiltMetadata | None = None) -> None:
         self.session = session
+        self._built = built
 
     def pages(self, project: str) -> ScopedPages:
         return trio.from_thread.run(self.session.scoped_pages, project)
 
     def core_metadata(self, page: ProjectPage, file: FileEntry) -> bytes:
         return trio.from_thread.run(self.session.core_metadata, page, file)
+
+    def built_metadata(self, page: ProjectPage, file: FileEntry) -> bytes:
+        """METADATA of the wheel built from the sdist *file* (built now if online)."""
+        if self._built is None:
+            raise SdistNeedsBuild(f"{file.filename}: no builder for this resolve")
+        return trio.from_thread.run(self._built, page, file)
 
 
 @dataclass
@@ -188,7 +201,7 @@ async def resolve_request(
             roots,
             [item.requirement for item in reqs.constraints],
             target,
-            SessionSource(session),
+            SessionSource(session, functools.partial(sdist_metadata, rt, session, target)),
             installed=installed,
             prereleases=reqs.prereleases,
             hashes=reqs.hashes(),

@@ -53,6 +53,7 @@ from satchel.daemon.candidates import (
     CoreMetadata,
     MetadataCache,
     ProjectFiles,
+    SdistNeedsBuild,
     page_signature,
     parse_core_metadata,
     specifier,
@@ -258,11 +259,24 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
         assert file is not None and page is not None
         key = file.sha256 or file.url
         meta = self.cache.metadata.get(key)
+        # An sdist whose metadata is dynamic is known through the wheel built for this target.
+        built_key = f"{key}\0{self.target_key}"
+        if meta is None and not file.is_wheel:
+            meta = self.cache.metadata.get(built_key)
         if meta is None:
             self.stats["metadata_fetched"] += 1
             data = self.source.core_metadata(page, file)
             where = f"{file.filename} from index '{page.index}'"
-            meta = parse_core_metadata(data, sdist=not file.is_wheel, where=where)
+            try:
+                meta = parse_core_metadata(data, sdist=not file.is_wheel, where=where)
+            except SdistNeedsBuild:
+                built = getattr(self.source, "built_metadata", None)
+                if built is None:
+                    raise
+                data = built(page, file)
+                where = f"the wheel built from {where}"
+                meta = parse_core_metadata(data, sdist=False, where=where)
+                key = built_key
             if meta.name != candidate.name or meta.version != candidate.version:
                 raise ResolutionImpossible(
                     f"{where} declares {meta.name} {meta.version} in its metadata, "

@@ -1,8 +1,9 @@
 """`resolve` and `prefetch`: pin a requirement set, and (prefetch) store every file it needs.
 
-`prefetch` is what a user runs before going offline. Its progress events count bytes of the
-files being stored (``unit="B"``), with the message naming the file that just finished, so the
-client can draw a bar on a terminal and plain lines in a log.
+`prefetch` is what a user runs before going offline; it also builds a wheel (`builder`) for every
+pinned sdist, for the interpreter resolved for, since nothing can be built offline. Its progress
+events count bytes of the files being stored (``unit="B"``), with the message naming the file
+that just finished, so the client can draw a bar on a terminal and plain lines in a log.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 
 import trio
 
+from satchel.daemon.builder import wheel_for
 from satchel.daemon.config import IndexConfig
 from satchel.daemon.errors import SatchelError
 from satchel.daemon.methods import RequestContext, method
@@ -27,7 +29,7 @@ from satchel.daemon.resolution import (
     resolve_request,
     target_for,
 )
-from satchel.daemon.runtime import runtime
+from satchel.daemon.runtime import Runtime, runtime
 from satchel.protocol.methods.resolve import (
     PREFETCH,
     RESOLVE,
@@ -82,6 +84,7 @@ async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult
     limiter = trio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
 
     failures: list[SatchelError] = []
+    stored: dict[str, str] = {}
 
     async def fetch(index: IndexConfig, project: str, file: FileEntry) -> None:
         nonlocal done, downloaded, downloaded_bytes, finished
@@ -92,6 +95,7 @@ async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult
             except SatchelError as exc:
                 failures.append(exc)
                 return
+        stored[file.url] = info.sha256
         if not present:
             downloaded += 1
             downloaded_bytes += info.size
@@ -107,6 +111,8 @@ async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult
             nursery.start_soon(fetch, index, project, file)
     if failures:
         raise _failed(failures)
+    if outcome is not None:
+        await _build_sdists(ctx, rt, outcome, stored)
     return PrefetchResult(
         pins=[pin_info(session, pin) for pin in outcome.resolution.pins] if outcome else [],
         files=len(files),
@@ -137,3 +143,24 @@ def _failed(failures: list[SatchelError]) -> SatchelError:
         f"{first.message}\n{len(failures) - 1} other file(s) failed too: {others}{more}",
         details={**first.details, "failures": len(failures)},
     )
+
+
+async def _build_sdists(
+    ctx: RequestContext, rt: Runtime, outcome: Outcome, stored: dict[str, str]
+) -> None:
+    """Build a wheel for every sdist pin, so that it installs offline on this interpreter."""
+    session, target = outcome.session, outcome.target
+    sdists = [pin for pin in outcome.resolution.pins if not pin.file.is_wheel]
+    if not sdists:
+        return
+    if target.synthetic:
+        session.notes.append(
+            "not built (an imagined target has no interpreter to build with): "
+            + ", ".join(pin.file.filename for pin in sdists)
+        )
+        return
+    for number, pin in enumerate(sdists, start=1):
+        await ctx.progress(number - 1, len(sdists), "builds", f"building {pin.file.filename}")
+        sha = stored.get(pin.file.url) or pin.file.sha256 or ""
+        wheel = await wheel_for(rt, session, target, pin.name, pin.file, sha)
+        session.notes.append(f"built {wheel.filename} from {pin.file.filename}")
