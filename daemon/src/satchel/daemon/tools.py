@@ -8,7 +8,8 @@ an upgrade never disturbs a tool that is running.
 Resolution is offline-first: the cache is asked before any index. When the cached pages and
 files already satisfy the request, the environment is found without touching the network (this
 is what makes a second `satchel run` instant, and a run on a plane possible). Only a request the
-cache cannot answer goes online (unless ``--offline`` forbids it).
+cache cannot answer goes online (unless ``--offline`` forbids it); an sdist pin counts as answered
+only when a wheel was built from it for this interpreter (`builder`).
 
 Environments live under ``<cache>/tools/<key>/``. An environment is complete only once its
 record ``satchel-tool.json`` is written (atomically, last); a directory without one is debris
@@ -28,6 +29,7 @@ from pathlib import Path
 import msgspec
 import trio
 
+from satchel.daemon.builder import cached_wheel, not_built
 from satchel.daemon.environments import ensure_venv, install_files, scheme_for
 from satchel.daemon.errors import NotCached, NotFound, ResolutionImpossible
 from satchel.daemon.fsutil import atomic_write
@@ -101,14 +103,30 @@ async def _resolve(rt: Runtime, params: RunParams, inputs: Inputs, python: str) 
     target = await query_interpreter(python, cache_dir=rt.interpreters_dir)
     offline_first = msgspec.structs.replace(params, offline=True)
     try:
-        return await resolve_request(rt, offline_first, inputs, target)
+        outcome = await resolve_request(rt, offline_first, inputs, target)
+        await _require_built(rt, outcome)
     except (NotCached, NotFound, ResolutionImpossible) as exc:
         if params.offline:
             raise
         log.info(
             "tool %s not resolvable from the cache (%s): resolving online", params.command, exc
         )
+    else:
+        return outcome
     return await resolve_request(rt, params, inputs, target)
+
+
+async def _require_built(rt: Runtime, outcome: Outcome) -> None:
+    """An sdist pin answers offline only with a wheel already built for this interpreter.
+
+    Raises `builder.NotBuilt` (a `NotCached`) otherwise, so the caller goes online and builds.
+    """
+    for pin in outcome.resolution.pins:
+        if pin.file.is_wheel:
+            continue
+        sha = pin.file.sha256
+        if sha is None or await cached_wheel(rt, sha, outcome.target) is None:
+            raise not_built(pin.name, pin.file, outcome.target)
 
 
 _building: dict[str, trio.Lock] = {}
