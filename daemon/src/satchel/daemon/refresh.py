@@ -45,7 +45,7 @@ from satchel.daemon.runtime import Runtime, runtime
 from satchel.daemon.watch import (
     Record,
     WatchedProject,
-    is_input_name,
+    belongs_to,
     load_projects,
     save_projects,
     watch_dirs,
@@ -139,7 +139,6 @@ class Warmer:
         self._work = trio.Event()
         self._rewatch = trio.Event()
         self._save_lock = trio.Lock()
-        self._prefetch_done: dict[str, trio.Event] = {}
         #: Completed refresh rounds and GC runs (for status-like introspection and tests).
         self.refreshes = 0
         self.collections = 0
@@ -237,15 +236,7 @@ class Warmer:
         if self.projects.get(project.path) is project:
             project.last = record
             await self.save()
-        done = self._prefetch_done.pop(project.path, None)
-        if done is not None:
-            done.set()
         return record
-
-    async def wait_prefetched(self, key: str) -> None:
-        """Return after the next prefetch of *key* finishes (tests, `watch.add --wait`)."""
-        event = self._prefetch_done.setdefault(key, trio.Event())
-        await event.wait()
 
     # -- watching files --------------------------------------------------------------------
 
@@ -298,9 +289,7 @@ class Warmer:
     def _changed(self, path: Path) -> None:
         for key in self.projects:
             watched = Path(key)
-            inside = (
-                watched.is_dir() and is_input_name(path.name) and path.parent in watch_dirs(watched)
-            )
+            inside = watched.is_dir() and belongs_to(watched, path)
             if path == watched or inside:
                 log.info("watched project %s: %s changed", key, path.name)
                 self.schedule(key)

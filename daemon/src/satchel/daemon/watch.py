@@ -49,6 +49,7 @@ __all__ = [
     "Record",
     "Unit",
     "WatchedProject",
+    "belongs_to",
     "discover",
     "is_input_name",
     "load_projects",
@@ -134,6 +135,13 @@ def is_input_name(name: str) -> bool:
     )
 
 
+def belongs_to(root: Path, path: Path) -> bool:
+    """Whether *path* is (by name and place) an input file of the project directory *root*."""
+    if path.parent == root:
+        return is_input_name(path.name)
+    return path.parent == root / "requirements" and path.name.endswith(".txt")
+
+
 def watch_dirs(path: Path) -> list[Path]:
     """The directories whose changes concern a watched *path* (watched non-recursively)."""
     if not path.is_dir():
@@ -170,10 +178,8 @@ def discover(path: Path) -> list[Path]:
     found: list[Path] = []
     for directory in watch_dirs(path):
         for child in sorted(directory.iterdir()):
-            if not child.is_file() or not is_input_name(child.name):
+            if not child.is_file() or not belongs_to(path, child):
                 continue
-            if directory != path and not child.name.endswith(".txt"):
-                continue  # requirements/ holds requirements files only
             if child.suffix == ".py" and read_script_metadata(child) is None:
                 continue
             found.append(child)

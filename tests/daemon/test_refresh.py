@@ -1,0 +1,159 @@
+"""The Warmer's background work: prefetch on change, page refresh (paused offline), idle GC.
+
+Everything runs in-process on real sockets (a loopback `IndexServer`, the real `Upstream`),
+with the background tasks' delays shortened through `Timing` and the upstream's offline
+cool-down through `Limits` (`tests.support.warm`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+
+from satchel.daemon.refresh import Timing, Warmer
+from satchel.daemon.watch import WatchedProject
+from tests.support.index_server import IndexServer
+from tests.support.warm import running_warmer
+from tests.support.wheels import build_wheel, file_sha256
+
+
+async def until(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Poll *predicate* (state of other tasks and threads, with no event to wait on)."""
+    with trio.fail_after(seconds):
+        while not predicate():  # noqa: ASYNC110
+            await trio.sleep(0.01)
+
+
+def publish(index: IndexServer, root: Path, name: str, version: str = "1.0") -> str:
+    wheel = build_wheel(root / "dist", name, version)
+    index.add(wheel)
+    return file_sha256(wheel)
+
+
+async def watched(warm: Warmer, directory: Path, requirements: str) -> WatchedProject:
+    """Watch a project with this requirements.txt and wait for its first prefetch."""
+    directory.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (a test's own tmp dir)
+    (directory / "requirements.txt").write_text(requirements)
+    project, added = await warm.add(directory.resolve(), None)  # noqa: ASYNC240
+    assert added
+    await until(lambda: project.last is not None)
+    return project
+
+
+def page_requests(index: IndexServer, project: str) -> list[str]:
+    return [path for path in index.requests if path == f"/simple/{project}/"]
+
+
+async def test_refresh_revalidates_watched_pages_with_conditional_requests(tmp_path: Path) -> None:
+    with IndexServer(tmp_path / "index") as index:
+        publish(index, tmp_path, "alpha")
+        async with running_warmer(tmp_path / "d", index.url) as warm:
+            await watched(warm, tmp_path / "proj", "alpha\n")
+            index.reset_log()
+
+            assert await warm.refresh_once() == 0
+
+            records = [r for r in index.records if r.path == "/simple/alpha/"]
+            assert len(records) == 1
+            assert "if-none-match" in records[0].headers
+
+
+async def test_a_new_version_found_by_refresh_is_prefetched_without_any_request(
+    tmp_path: Path,
+) -> None:
+    with IndexServer(tmp_path / "index") as index:
+        publish(index, tmp_path, "alpha", "1.0")
+        async with running_warmer(tmp_path / "d", index.url) as warm:
+            project = await watched(warm, tmp_path / "proj", "alpha\n")
+            assert project.last is not None and project.last.ok
+            newer = publish(index, tmp_path, "alpha", "2.0")
+
+            assert await warm.refresh_once() == 1
+
+            await until(lambda: warm.rt.store.has(newer))
+
+
+async def test_recently_used_projects_are_refreshed_too(tmp_path: Path) -> None:
+    with IndexServer(tmp_path / "index") as index:
+        publish(index, tmp_path, "gamma")
+        async with running_warmer(tmp_path / "d", index.url) as warm:
+            catalog = warm.rt.catalog
+            loop = warm.rt.config.indexes[0]
+            page = await catalog.fetch_page(loop, "gamma")
+            assert page is not None
+            await catalog.fetch_file(loop, "gamma", page.files[0])  # used just now
+            index.reset_log()
+
+            await warm.refresh_once()
+
+            assert page_requests(index, "gamma") == ["/simple/gamma/"]
+
+
+async def test_refresh_pauses_while_every_index_is_offline_and_resumes(tmp_path: Path) -> None:
+    with IndexServer(tmp_path / "index") as index:
+        publish(index, tmp_path, "alpha")
+        timing = Timing(refresh_interval=0.05, offline_poll=0.01)
+        async with running_warmer(tmp_path / "d", index.url, timing=timing) as warm:
+            await watched(warm, tmp_path / "proj", "alpha\n")
+            await until(lambda: len(page_requests(index, "alpha")) >= 3)  # refreshing
+
+            index.stop()
+            await until(lambda: not warm.reachable())
+            offline_at = time.monotonic()
+            index.start()  # back on the same port, but the daemon has not probed it yet
+            index.reset_log()
+            rounds = warm.refreshes
+            await trio.sleep(max(0.0, offline_at + 0.5 - time.monotonic()))
+
+            assert index.requests == []  # paused: not one request during the cool-down
+            assert warm.refreshes == rounds
+
+            await until(lambda: len(page_requests(index, "alpha")) >= 2)  # resumed
+            assert warm.reachable()
+
+
+async def test_a_change_made_while_offline_is_prefetched_when_the_index_returns(
+    tmp_path: Path,
+) -> None:
+    with IndexServer(tmp_path / "index") as index:
+        publish(index, tmp_path, "alpha")
+        beta = publish(index, tmp_path, "beta")
+        timing = Timing(offline_poll=0.01, debounce_ms=50)
+        async with running_warmer(tmp_path / "d", index.url, timing=timing) as warm:
+            project = await watched(warm, tmp_path / "proj", "alpha\n")
+            index.stop()
+            await warm.refresh_once()  # learns the index is gone
+            assert not warm.reachable()
+
+            (tmp_path / "proj" / "requirements.txt").write_text("alpha\nbeta\n")
+            await until(lambda: project.path in warm.pending)
+            index.start()
+
+            await until(lambda: warm.rt.store.has(beta))
+            await until(lambda: project.last is not None and project.last.ok)
+
+
+async def test_garbage_collection_runs_by_itself_when_idle_and_over_the_cap(
+    tmp_path: Path,
+) -> None:
+    with IndexServer(tmp_path / "index") as index:
+        alpha = publish(index, tmp_path, "alpha")
+        gamma = publish(index, tmp_path, "gamma")
+        timing = Timing(gc_poll=0.02)
+        settings = "cache-max-size = 1\n"
+        async with running_warmer(
+            tmp_path / "d", index.url, settings=settings, timing=timing
+        ) as warm:
+            await watched(warm, tmp_path / "proj", "alpha\n")
+            loop = warm.rt.config.indexes[0]
+            page = await warm.rt.catalog.fetch_page(loop, "gamma")
+            assert page is not None
+            await warm.rt.catalog.fetch_file(loop, "gamma", page.files[0])
+
+            await until(lambda: not warm.rt.store.has(gamma))
+
+            assert warm.rt.store.has(alpha)
+            assert warm.collections >= 1
