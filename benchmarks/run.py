@@ -78,7 +78,7 @@ class Bench:
         self.uv_warm_cache = self.fresh("uv-warm")
         self.warm = SatchelInstance(self.fresh("sw"))
         self.warm_status: tuple[str, str] | None = None  # (status, detail) once started
-        self._local_url: str | None = None
+        self.local_urls: set[str] = set()  # every `satchel index-url` answer (to scrub)
 
     def fresh(self, tag: str) -> Path:
         """A new, empty directory: trials never reuse (or delete) each other's trees."""
@@ -282,14 +282,18 @@ class Bench:
         return contender
 
     def local_index_url(self) -> str:
-        """The warm daemon's local index (`satchel index-url`); raise Unavailable without one."""
-        if self._local_url is None:
-            self._require_warm()
-            out = self.warm.run("index-url")
-            if not out.ok:
-                raise Unavailable(*classify(out.output))
-            self._local_url = out.output.strip().splitlines()[-1].strip()
-        return self._local_url
+        """The warm daemon's local index (`satchel index-url`); raise Unavailable without one.
+
+        Asked again for every trial (untimed): the port is ephemeral, and a daemon restarted
+        mid-run (a new build in a development checkout) listens on another one.
+        """
+        self._require_warm()
+        out = self.warm.run("index-url")
+        if not out.ok:
+            raise Unavailable(*classify(out.output))
+        url = out.output.strip().splitlines()[-1].strip()
+        self.local_urls.add(url)
+        return url
 
     def row_local_index(self, cs: corpus.CorpusSet) -> dict[str, ToolResult]:
         """uv, cold, through Satchel's local index versus straight from the static index.
@@ -465,9 +469,9 @@ def main(argv: list[str] | None = None) -> int:
             }
         data["config"]["load_end"] = f"{os.getloadavg()[0]:.1f}"
         paths = {str(work): "<work>", str(REPO): "<repo>", str(Path.home()): "~"}
-        if bench._local_url:  # carries the per-user token: never written out
-            paths[bench._local_url] = "<satchel index-url>"
-            token = urlsplit(bench._local_url).password
+        for url in bench.local_urls:  # carries the per-user token: never written out
+            paths[url] = "<satchel index-url>"
+            token = urlsplit(url).password
             if token:
                 paths[token] = "<token>"
         report.scrub(data, paths)
