@@ -8,15 +8,17 @@
     unpack    each wheel once into the cache, keyed by its sha256                   (wheel)
     link      staged, then committed (or rolled back) under the environment's lock (installer)
 
-Every blocking step (venv creation, unpacking, linking) runs in a worker thread. The installer
-takes an ``flock`` on the environment, so installs into one environment are serialised while
-installs into different ones run in parallel; the lock is taken inside the worker thread, so a
-waiting install never blocks the event loop.
+Every blocking step (venv creation, unpacking, linking) runs in a worker thread. Requests for one
+environment are serialised in the daemon from resolve to commit (a trio lock per environment), and
+the installer takes an ``flock`` on the environment against other processes; installs into
+different environments run in parallel. The flock is taken inside the worker thread, so a waiting
+install never blocks the event loop.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -100,9 +102,20 @@ def _ensure_venv(venv: Path, python: str | None) -> bool:
     return True
 
 
+#: One lock per environment (by real path) around resolve + install: the installer's flock only
+#: covers linking, and an install resolved against a state another install then changed would
+#: silently undo it (a lost update). Other processes (pip) are still kept out by the flock.
+_env_locks: dict[str, trio.Lock] = {}
+
+
+def _env_lock(venv: Path) -> trio.Lock:
+    return _env_locks.setdefault(os.path.realpath(venv), trio.Lock())
+
+
 async def ensure_venv(venv: Path, python: str | None) -> bool:
     """Create *venv* with *python* unless it already is a virtual environment; True if created."""
-    return await trio.to_thread.run_sync(_ensure_venv, venv, python)
+    async with _env_lock(venv):
+        return await trio.to_thread.run_sync(_ensure_venv, venv, python)
 
 
 @dataclass
@@ -164,7 +177,35 @@ async def install_into(
     compile_bytecode: bool = False,
     progress: Progress | None = None,
 ) -> Installed:
-    """Resolve *inputs* for the environment at *venv* and install the result from the store."""
+    """Resolve *inputs* for the environment at *venv* and install the result from the store.
+
+    Requests for one environment run one at a time, each resolving against what the previous
+    one left installed.
+    """
+    async with _env_lock(venv):
+        return await _install_into(
+            rt,
+            params,
+            inputs,
+            venv,
+            lock=lock,
+            link_mode=link_mode,
+            compile_bytecode=compile_bytecode,
+            progress=progress,
+        )
+
+
+async def _install_into(
+    rt: Runtime,
+    params: ResolveParams,
+    inputs: Inputs,
+    venv: Path,
+    *,
+    lock: pylock.Lock | None,
+    link_mode: str,
+    compile_bytecode: bool,
+    progress: Progress | None,
+) -> Installed:
     target = await query_interpreter(venv, cache_dir=rt.interpreters_dir)
     present = await trio.to_thread.run_sync(installed_distributions, scheme_for(target))
     installed_versions = {name: version for name, (version, _path) in present.items()}
