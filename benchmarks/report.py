@@ -311,11 +311,14 @@ def render_chart(data: dict[str, Any], png: Path) -> str:
     if not any(v is not None for k in ("Satchel / uv", "Satchel / pip") for v in series[k]):
         ax.text(0.5, 0.92, "no Satchel figures yet (partial run)", transform=ax.transAxes,
                 ha="center", fontsize=9, color="#aa0000")  # fmt: skip
-    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.axhline(1.0, color="black", linewidth=0.8)  # Satchel / uv target: at most 1.0
+    ax.axhline(0.2, color=colors["Satchel / pip"], linewidth=0.8, linestyle="--")  # >= 5x pip
     ax.set_yscale("log")
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set_ylabel("time ratio (lower is faster; log scale)")
-    ax.set_title("Median wall-time ratios (uv / pip in grey: the reference gap)")
+    ax.set_title(
+        "Median wall-time ratios (targets: Satchel / uv <= 1, solid; Satchel / pip <= 0.2, dashed)"
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(png, dpi=100)
