@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from satchel.daemon.readiness import check_project, needed_files, prefetch_project, python_for
+import msgspec
+
+from satchel.daemon.readiness import (
+    check_project,
+    check_tools,
+    needed_files,
+    prefetch_project,
+    python_for,
+)
+from satchel.daemon.tools import RECORD_NAME, ToolRecord, tools_dir
 from satchel.daemon.watch import WatchedProject
 from tests.support.index_server import IndexServer
 from tests.support.warm import running_warmer
@@ -138,3 +148,36 @@ async def test_one_broken_input_does_not_stop_the_others(tmp_path: Path) -> None
             assert not record.ok
             assert [m.split(":")[0] for m in record.missing] == ["requirements-broken.txt"]
             assert warm.rt.store.has(file_sha256(alpha))
+
+
+def make_tool(root: Path, spec: str, command: str) -> Path:
+    """A built tool environment as `satchel run` leaves it (record written last)."""
+    env = root / spec
+    (env / "bin").mkdir(parents=True)
+    (env / "bin" / "python").symlink_to(sys.executable)
+    (env / "bin" / command).write_text("#!/bin/sh\n")
+    record = ToolRecord(
+        key=spec,
+        spec=spec,
+        pins=[f"{spec}==1.0"],
+        commands=[command],
+        created_at=0.0,
+        last_used=0.0,
+        python=sys.executable,
+    )
+    (env / RECORD_NAME).write_bytes(msgspec.json.encode(record))
+    return env
+
+
+async def test_a_cached_tool_is_ready_while_its_environment_is_intact(tmp_path: Path) -> None:
+    with IndexServer(tmp_path / "index") as index:
+        async with running_warmer(tmp_path / "d", index.url) as warm:
+            env = make_tool(tools_dir(warm.rt), "cowsay", "cowsay")
+            (good,) = await check_tools(warm.rt)
+            assert (good.spec, good.gaps, good.files) == ("cowsay", [], 1)
+
+            (env / "bin" / "python").unlink()
+            (env / "bin" / "python").symlink_to(tmp_path / "uninstalled-python")
+            (broken,) = await check_tools(warm.rt)
+            assert len(broken.gaps) == 1
+            assert broken.gaps[0].startswith("its interpreter is gone")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from satchel.daemon.watch import (
     Record,
     WatchedProject,
     discover,
+    input_state,
+    is_stale,
     load_projects,
     read_script_metadata,
     read_unit,
@@ -202,3 +205,25 @@ def test_an_unreadable_stored_set_starts_empty(tmp_path: Path) -> None:
         assert load_projects(db) == []
     finally:
         db.close()
+
+
+def test_a_project_is_stale_until_a_good_prefetch_saw_its_current_inputs(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("alpha\n")
+    project = WatchedProject(path=str(tmp_path), added_at=0.0)
+    assert is_stale(project)  # never prefetched
+    project.last = Record(at=1.0, ok=False, message="x", sources=input_state(tmp_path))
+    assert is_stale(project)  # failed
+    project.last = Record(at=1.0, ok=True, message="x", sources=input_state(tmp_path))
+    assert not is_stale(project)
+    (tmp_path / "requirements-dev.txt").write_text("beta\n")
+    assert is_stale(project)  # a new input file
+
+
+def test_an_edited_input_makes_the_project_stale(tmp_path: Path) -> None:
+    path = tmp_path / "requirements.txt"
+    path.write_text("alpha\n")
+    project = WatchedProject(path=str(tmp_path), added_at=0.0)
+    project.last = Record(at=1.0, ok=True, message="x", sources=input_state(tmp_path))
+    path.write_text("alpha\nbeta\n")
+    os.utime(path, ns=(0, path.stat().st_mtime_ns + 1_000_000))
+    assert is_stale(project)

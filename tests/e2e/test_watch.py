@@ -161,3 +161,20 @@ def test_removing_a_project_stops_watching_it(world: World) -> None:
     result = world.satchel("watch", "remove", str(world.project))
     assert result.returncode != 0
     assert "is not watched" in result.stderr
+
+
+def test_an_edit_made_while_the_daemon_was_stopped_is_prefetched_at_its_next_start(
+    world: World,
+) -> None:
+    world.publish("alpha")
+    beta = world.publish("beta")
+    requirements = world.project / "requirements.txt"
+    requirements.write_text("alpha\n")
+    world.ok("watch", "add", str(world.project))
+    wait_for(lambda: (last_prefetch(world) or {}).get("ok") is True)
+    world.ok("stop")
+
+    requirements.write_text("alpha\nbeta\n")
+    world.ok("ping")  # autostarts a daemon; nothing asks it to prefetch
+
+    wait_for(lambda: world.stored(beta))

@@ -42,16 +42,23 @@ from satchel.daemon.resolution import (
 from satchel.daemon.resolver import Pin
 from satchel.daemon.runtime import Runtime
 from satchel.daemon.target import Target
-from satchel.daemon.watch import Record, WatchedProject, discover, read_unit
+from satchel.daemon.tools import list_tools
+from satchel.daemon.watch import Record, WatchedProject, input_state, read_unit
 from satchel.protocol.methods.resolve import ResolveParams
 
 __all__ = [
+    "Check",
     "Needed",
     "Progress",
+    "ToolCheck",
     "check_project",
+    "check_tools",
+    "describe_target",
+    "missing_files",
     "needed_files",
     "prefetch_project",
     "project_target",
+    "python_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -67,7 +74,8 @@ class Needed:
     """The files a project needs for its target, and what could not be worked out."""
 
     target: Target | None
-    sources: list[str] = field(default_factory=list)
+    #: Each input file's mtime (ns), taken before it was read.
+    sources: dict[str, int] = field(default_factory=dict)
     files: list[FileRef] = field(default_factory=list)
     #: One line per failed unit ("requirements.txt: ...").
     errors: list[str] = field(default_factory=list)
@@ -138,8 +146,8 @@ async def needed_files(
     if target is None:
         target = await project_target(rt, project)
     needed = Needed(target)
-    paths = await trio.to_thread.run_sync(discover, Path(project.path))
-    needed.sources = [str(p) for p in paths]
+    needed.sources = await trio.to_thread.run_sync(input_state, Path(project.path))
+    paths = [Path(p) for p in needed.sources]
     if not paths:
         needed.errors.append(f"{project.path}: no requirements, pyproject.toml, lock or script")
     params = ResolveParams(offline=offline)
@@ -221,6 +229,7 @@ async def prefetch_project(
         needed=sorted(set(needed_shas)),
         projects=needed.projects,
         target=describe_target(needed.target),
+        sources=needed.sources,
     )
 
 
@@ -255,3 +264,41 @@ async def check_project(rt: Runtime, project: WatchedProject) -> Check:
     gaps = needed.errors + missing_files(rt, needed.files)
     size = await trio.to_thread.run_sync(_stored_size, rt, needed.files)
     return Check(needed, gaps, size)
+
+
+@dataclass
+class ToolCheck:
+    """A cached tool environment: runnable offline when it is intact."""
+
+    spec: str
+    environment: str
+    files: int
+    size: int
+    gaps: list[str]
+
+
+def _tool_gaps(environment: Path, commands: list[str]) -> list[str]:
+    """What keeps a built tool environment from running (blocking).
+
+    A finished environment needs nothing from the store or the network; it breaks only when its
+    base interpreter is uninstalled (``bin/python`` dangles) or its files are removed.
+    """
+    gaps = []
+    python = environment / "bin" / "python"
+    if not python.exists():
+        gaps.append(f"its interpreter is gone ({python} no longer runs)")
+    gaps.extend(
+        f"command {command} is missing"
+        for command in commands
+        if not (environment / "bin" / command).exists()
+    )
+    return gaps
+
+
+async def check_tools(rt: Runtime) -> list[ToolCheck]:
+    """Every cached tool environment (`satchel run`), checked without the network."""
+    out = []
+    for tool in await list_tools(rt):
+        gaps = await trio.to_thread.run_sync(_tool_gaps, Path(tool.environment), tool.commands)
+        out.append(ToolCheck(tool.spec, tool.environment, len(tool.pins), tool.size, gaps))
+    return out

@@ -46,6 +46,7 @@ from satchel.daemon.watch import (
     Record,
     WatchedProject,
     belongs_to,
+    is_stale,
     load_projects,
     save_projects,
     watch_dirs,
@@ -114,7 +115,8 @@ async def keep_warm(
     _WARMERS[id(app)] = warm
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(warm.watch_files)
+            # Not `start`: setting up OS watches must not delay the daemon's first answers.
+            nursery.start_soon(warm.watch_files)
             nursery.start_soon(warm.run_prefetches)
             nursery.start_soon(warm.run_refresh)
             nursery.start_soon(warm.run_gc)
@@ -133,8 +135,8 @@ class Warmer:
         self.rt = rt
         self.timing = timing
         self.projects: dict[str, WatchedProject] = {p.path: p for p in projects}
-        #: Projects waiting to be prefetched (a change, an add, a start-up, a refresh).
-        self.pending: set[str] = set(self.projects)
+        #: Projects waiting to be prefetched (a change, an add, a stale one, a refresh).
+        self.pending: set[str] = set()
         self.running: set[str] = set()
         self._work = trio.Event()
         self._rewatch = trio.Event()
@@ -240,29 +242,33 @@ class Warmer:
 
     # -- watching files --------------------------------------------------------------------
 
-    async def watch_files(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Watch the projects' directories; restart the watch whenever the set changes."""
-        started = False
+    async def watch_files(self) -> None:
+        """Watch the projects' directories; restart the watch whenever the set changes.
+
+        Each time a watch is in place, projects whose inputs changed while nobody watched (the
+        daemon was not running, or the watch was being rebuilt) are scheduled.
+        """
         while True:
             self._rewatch = trio.Event()
             dirs = sorted({d for p in self.projects.values() for d in _existing_dirs(p)})
             if not dirs:
-                if not started:
-                    started = True
-                    task_status.started()
+                await self._schedule_stale()
                 await self._rewatch.wait()
                 continue
             async with trio.open_nursery() as nursery:
                 ready = trio.Event()
                 nursery.start_soon(self._watch, dirs, ready)
                 await ready.wait()
-                if not started:
-                    started = True
-                    task_status.started()
+                await self._schedule_stale()
                 await self._rewatch.wait()
                 nursery.cancel_scope.cancel()
+
+    async def _schedule_stale(self) -> None:
+        for project in list(self.projects.values()):
+            if project.path in self.running or project.path in self.pending:
+                continue
+            if await trio.to_thread.run_sync(is_stale, project):
+                self.schedule(project.path)
 
     async def _watch(self, dirs: list[Path], ready: trio.Event) -> None:
         import watchfiles

@@ -51,7 +51,9 @@ __all__ = [
     "WatchedProject",
     "belongs_to",
     "discover",
+    "input_state",
     "is_input_name",
+    "is_stale",
     "load_projects",
     "read_script_metadata",
     "read_unit",
@@ -87,6 +89,9 @@ class Record(msgspec.Struct, kw_only=True):
     #: Normalised names of the projects it resolved to: background refresh revalidates them.
     projects: list[str] = []
     target: str = ""
+    #: Input file -> its mtime (ns) as read, taken before reading: a later edit, a new or a
+    #: removed input makes the project stale (see `input_state`).
+    sources: dict[str, int] = {}
 
 
 class WatchedProject(msgspec.Struct, kw_only=True):
@@ -184,6 +189,24 @@ def discover(path: Path) -> list[Path]:
                 continue
             found.append(child)
     return found
+
+
+def input_state(path: Path) -> dict[str, int]:
+    """Input file -> mtime in ns, for the inputs of watched *path* now (blocking)."""
+    state: dict[str, int] = {}
+    for child in discover(path):
+        try:
+            state[str(child)] = child.stat().st_mtime_ns
+        except FileNotFoundError:
+            continue
+    return state
+
+
+def is_stale(project: WatchedProject) -> bool:
+    """Whether *project* needs a prefetch: never done, failed, or its inputs changed since
+    (edited while the daemon was not running or not yet watching). Blocking."""
+    last = project.last
+    return last is None or not last.ok or input_state(Path(project.path)) != last.sources
 
 
 # -- reading units -----------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """`satchel ready [--json]`: can I work offline?
 
 For every watched project, the daemon resolves offline (from the cache only) for the project's
-interpreter and checks that every file it needs is stored. It prints one summary line, e.g.
+interpreter and checks that every file it needs is stored; every cached tool environment
+(`satchel run`) is checked to be intact. It prints one summary line, e.g.
 ``ready: 12/12 projects, 438 files, 1.2 GB``, and otherwise exactly what is missing. The exit
 status is 0 only when everything is ready, else 5 (the not-cached status): fill the gaps with
 `satchel prefetch --watched` while online.
@@ -41,17 +42,18 @@ def format_ready(value: dict[str, Any]) -> str:
     entries = value.get("entries") or []
     if not entries:
         return "ready: nothing watched (add projects with `satchel watch add PATH`)"
-    good = sum(1 for e in entries if e["ready"])
-    kinds = "projects" if all(e["kind"] == "project" for e in entries) else "entries"
+    counts = []
+    for kind in ("project", "tool"):
+        of_kind = [e for e in entries if e["kind"] == kind]
+        if of_kind or kind == "project":
+            good = sum(1 for e in of_kind if e["ready"])
+            counts.append(f"{good}/{len(of_kind)} {kind}s")
     head = "ready" if value["ready"] else "NOT ready"
-    lines = [
-        f"{head}: {good}/{len(entries)} {kinds}, {value['files']} files, "
-        f"{format_bytes(value['bytes'])}"
-    ]
+    lines = [f"{head}: {', '.join(counts)}, {value['files']} files, {format_bytes(value['bytes'])}"]
     for entry in entries:
         if entry["ready"]:
             continue
-        lines.append(f"{entry['name']}:")
+        lines.append(f"{entry['kind']} {entry['name']}:")
         lines.extend(f"  missing: {gap}" for gap in entry["gaps"])
     if not value["ready"]:
         lines.append("run `satchel prefetch --watched` while online to fill the gaps")

@@ -14,7 +14,7 @@ import trio
 
 from satchel.daemon.errors import NotFound
 from satchel.daemon.methods import RequestContext, method
-from satchel.daemon.readiness import check_project
+from satchel.daemon.readiness import check_project, check_tools
 from satchel.daemon.refresh import warmer
 from satchel.daemon.watch import WatchedProject, discover
 from satchel.protocol.methods.watch import (
@@ -137,7 +137,8 @@ async def watch_prefetch(ctx: RequestContext, params: WatchPrefetchParams) -> Wa
 
 @method(READY, ReadyParams)
 async def ready(ctx: RequestContext, params: ReadyParams) -> ReadyResult:
-    """Check every watched project offline: resolvable from the cache, every file stored."""
+    """Check every watched project offline (resolvable from the cache, every file stored) and
+    every cached tool environment (intact). The totals count the projects' files."""
     warm = await warmer(ctx.app)
     store = warm.rt.store
     entries = []
@@ -158,6 +159,18 @@ async def ready(ctx: RequestContext, params: ReadyParams) -> ReadyResult:
                 bytes=check.size,
                 gaps=check.gaps,
                 target=(check.needed.target.executable or "") if check.needed.target else "",
+            )
+        )
+    for tool in await check_tools(warm.rt):
+        entries.append(
+            Readiness(
+                kind="tool",
+                name=tool.spec,
+                ready=not tool.gaps,
+                files=tool.files,
+                bytes=tool.size,
+                gaps=tool.gaps,
+                target=tool.environment,
             )
         )
 
