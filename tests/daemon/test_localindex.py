@@ -1,4 +1,4 @@
-"""The local index over real sockets: a runtime in-process, a loopback upstream, httpx as the client.
+"""The local index over real sockets: an in-process runtime, a loopback upstream, httpx as client.
 
 Each test starts the daemon's runtime (cache, config, upstream, catalog and the local index on an
 ephemeral port) against an `IndexServer` holding real wheels, and speaks HTTP to it.

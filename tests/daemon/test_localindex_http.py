@@ -1,0 +1,233 @@
+"""The local index's HTTP layer (`localindex.http`) and its pure parts, over real loopback sockets.
+
+A trivial handler stands in for the routes, so these tests are about HTTP alone: timeouts,
+limits, keep-alive, HEAD, file streaming and ranges, and the listening socket's options.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from satchel.daemon.localindex import http
+from satchel.daemon.localindex.http import FileBody, HttpServer, Request, Response, byte_range
+from satchel.daemon.localindex.pages import (
+    HTML_V1,
+    JSON_V1,
+    TEXT_HTML,
+    FileLink,
+    ProjectView,
+    negotiate,
+    render_project,
+)
+
+
+@asynccontextmanager
+async def serving(handler: http.Handler) -> AsyncIterator[tuple[int, HttpServer]]:
+    server = HttpServer(handler)
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1", backlog=http.LISTEN_BACKLOG)
+    port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve, listeners)
+        yield port, server
+        nursery.cancel_scope.cancel()
+
+
+async def hello(request: Request) -> Response:
+    return Response(200, [("Content-Type", "text/plain")], f"hello {request.target}".encode())
+
+
+async def read_all(stream: trio.SocketStream, seconds: float = 3.0) -> bytes:
+    received = b""
+    with trio.move_on_after(seconds):
+        while chunk := await stream.receive_some(65536):
+            received += chunk
+    return received
+
+
+async def test_slow_request_head_gets_408_and_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http, "HEAD_TIMEOUT", 0.3)
+    async with serving(hello) as (port, _):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        started = trio.current_time()
+        answer = await read_all(stream)
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        assert trio.current_time() - started < 2.0
+
+
+async def test_idle_keep_alive_connection_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http, "IDLE_TIMEOUT", 0.3)
+    async with serving(hello) as (port, server):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = await read_all(stream)
+        assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"hello /a")
+        assert server.connections == 0
+
+
+async def test_keep_alive_serves_several_requests_on_one_connection() -> None:
+    async with serving(hello) as (port, _):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        for path in (b"/one", b"/two"):
+            await stream.send_all(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = b""
+            while not data.endswith(b"hello " + path):
+                data += await stream.receive_some(65536)
+        await stream.aclose()
+
+
+async def test_request_with_a_body_is_answered_then_closed() -> None:
+    async with serving(hello) as (port, _):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"GET /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+        answer = await read_all(stream)
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        assert b"connection: close" in answer.lower()
+
+
+async def test_garbage_is_400() -> None:
+    async with serving(hello) as (port, _):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"\x16\x03\x01 not http at all\r\n\r\n")
+        assert (await read_all(stream)).startswith(b"HTTP/1.1 400 ")
+
+
+async def test_connections_use_tcp_nodelay() -> None:
+    streams: list[trio.SocketStream] = []
+
+    async def report(request: Request) -> Response:
+        # Runs while the connection is served: the option is what the server left set.
+        value = streams[-1].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        return Response(200, [], str(value).encode())
+
+    async with serving(report) as (port, server):
+        original = server._serve_stream
+
+        async def spy(stream: trio.SocketStream, slot: object) -> None:
+            streams.append(stream)
+            await original(stream, slot)
+
+        server._serve_stream = spy  # type: ignore[method-assign]
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = await read_all(stream)
+    assert answer.endswith(b"\r\n\r\n1")
+
+
+async def test_file_body_is_streamed_with_its_exact_length(tmp_path: Path) -> None:
+    blob = tmp_path / "blob"
+    payload = bytes(range(256)) * 9000  # > 2 chunks of FILE_CHUNK at 1 MiB? ~2.3 MB
+    blob.write_bytes(payload)
+
+    async def handler(request: Request) -> Response:
+        return Response(200, [], FileBody(blob, 100, len(payload) - 200))
+
+    async with serving(handler) as (port, _):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = await read_all(stream, 10)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert f"content-length: {len(payload) - 200}".encode() in head.lower()
+        assert body == payload[100:-100]
+
+
+async def test_head_sends_no_body() -> None:
+    async with serving(hello) as (port, _):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"HEAD /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = await read_all(stream)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert b"content-length: 8" in head.lower()
+        assert body == b""
+
+
+async def test_handler_crash_is_500_without_details() -> None:
+    async def broken(request: Request) -> Response:
+        raise RuntimeError("secret internals")
+
+    async with serving(broken) as (port, _):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = await read_all(stream)
+        assert answer.startswith(b"HTTP/1.1 500 ")
+        assert b"secret" not in answer
+
+
+async def test_many_simultaneous_connections_are_all_served() -> None:
+    async with serving(hello) as (port, _):
+        results: list[bytes] = []
+
+        async def one(i: int) -> None:
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            await stream.send_all(b"GET /%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % i)
+            results.append(await read_all(stream, 10))
+
+        async with trio.open_nursery() as nursery:
+            for i in range(200):
+                nursery.start_soon(one, i)
+        assert len(results) == 200
+        assert all(r.startswith(b"HTTP/1.1 200 ") for r in results)
+
+
+# -- pure parts ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, None),
+        ("bytes=0-9", (0, 10)),
+        ("bytes=5-", (5, 100)),
+        ("bytes=-10", (90, 100)),
+        ("bytes=90-200", (90, 100)),
+        ("bytes=100-", False),
+        ("bytes=-0", False),
+        ("bytes=9-3", None),
+        ("bytes=0-1,5-6", None),
+        ("items=0-1", None),
+        ("bytes=x-y", None),
+    ],
+)
+def test_byte_range(header: str | None, expected: object) -> None:
+    assert byte_range(header, 100) == expected
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        (None, TEXT_HTML),
+        ("", TEXT_HTML),
+        (f"{JSON_V1}, {HTML_V1};q=0.1, text/html;q=0.01", JSON_V1),
+        (f"text/html, {JSON_V1};q=0.9", TEXT_HTML),
+        ("*/*", TEXT_HTML),
+        ("application/*", HTML_V1),
+        (f"{JSON_V1};q=0", None),
+        ("image/png", None),
+        ("text/html;q=bogus", None),
+    ],
+)
+def test_negotiate(accept: str | None, expected: str | None) -> None:
+    assert negotiate(accept) == expected
+
+
+def test_format_override_wins_and_unknown_format_is_unacceptable() -> None:
+    assert negotiate("text/html", JSON_V1) == JSON_V1
+    assert negotiate("text/html", "application/vnd.pypi.simple.latest+html") == HTML_V1
+    assert negotiate(JSON_V1, "yaml") is None
+
+
+def test_unknown_size_downgrades_the_page_to_api_1_0() -> None:
+    import json
+
+    view = ProjectView(
+        project="p", files=(FileLink(filename="p-1.0.tar.gz", sha256="a" * 64),), versions=("1.0",)
+    )
+    page = json.loads(render_project(view, JSON_V1))
+    assert page["meta"]["api-version"] == "1.0"
+    assert "versions" not in page
