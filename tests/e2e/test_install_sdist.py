@@ -5,7 +5,8 @@ The index serves ``sdpkg`` 1.0 only as an sdist whose PKG-INFO declares its depe
 ``buildtool``, which exists only on this loopback index, as a wheel. `satchel prefetch sdpkg`
 must build it (fetching ``buildtool`` through Satchel); with the index stopped the built wheel
 installs; an interpreter it was never built for fails with the message that says how to fix it.
-Each test has its own daemon and index (they stop the index).
+``stpkg`` 2.0 is an sdist with static metadata (resolved without building) and a console script
+``st``. Each test has its own daemon and index (they stop the index).
 """
 
 from __future__ import annotations
@@ -41,6 +42,19 @@ def world(tmp_path: Path) -> Iterator[World]:
             build_requires=["buildtool>=1"],
             static_metadata=False,
             files={"sdpkg/__init__.py": 'WHO = "built from the sdist"\n'},
+        )
+    )
+    w.index.add(
+        build_sdist(
+            w.dist,
+            "stpkg",
+            "2.0",
+            requires=["dep>=1"],
+            files={
+                "stpkg/__init__.py": 'def main():\n    print("stpkg 2.0 from an sdist")\n',
+                # The in-tree backend copies this into the wheel: a console script.
+                "stpkg-2.0.dist-info/entry_points.txt": "[console_scripts]\nst = stpkg:main\n",
+            },
         )
     )
     try:
@@ -123,3 +137,46 @@ def test_an_interpreter_it_was_never_built_for_fails_offline_saying_how_to_fix_i
     world.index.stop()
     world.ok("install", "--offline", "--venv", str(venv), "sdpkg")
     assert world.pip_list(venv)["sdpkg"] == "1.0"
+
+
+def test_a_static_sdist_is_built_by_prefetch_even_though_resolving_did_not_need_it(
+    world: World, tmp_path: Path
+) -> None:
+    result = world.ok("prefetch", "stpkg")
+    world.index.stop()
+
+    assert "built stpkg-2.0-py3-none-any.whl from stpkg-2.0.tar.gz" in result.stderr
+    world.ok("install", "--offline", "--venv", str(tmp_path / "venv"), "stpkg")
+    assert world.pip_list(tmp_path / "venv")["stpkg"] == "2.0"
+
+
+def test_prefetch_of_a_pylock_builds_its_sdists_for_an_offline_install(
+    world: World, tmp_path: Path
+) -> None:
+    lock = tmp_path / "pylock.toml"
+    world.ok("resolve", "stpkg", "--format", "pylock", "-o", str(lock))
+    assert world.json("cache", "info")["built_wheels"] == 0  # static metadata: no build yet
+
+    world.ok("prefetch", "-r", str(lock))
+    world.index.stop()
+
+    assert world.json("cache", "info")["built_wheels"] == 1
+    world.ok("install", "--offline", "--venv", str(tmp_path / "venv"), "--lock", str(lock))
+    assert world.pip_list(tmp_path / "venv")["stpkg"] == "2.0"
+
+
+def test_a_tool_from_an_sdist_runs_offline_after_prefetch(world: World) -> None:
+    world.ok("prefetch", "stpkg")
+    world.index.stop()
+
+    result = world.satchel("run", "--offline", "--from", "stpkg", "st")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "stpkg 2.0 from an sdist\n"
+
+
+def test_an_online_run_builds_the_sdist_of_its_tool(world: World) -> None:
+    result = world.ok("run", "--from", "stpkg", "st")
+
+    assert result.stdout == "stpkg 2.0 from an sdist\n"
+    assert world.json("cache", "info")["built_wheels"] == 1

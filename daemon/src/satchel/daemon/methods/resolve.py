@@ -13,6 +13,7 @@ import time
 import trio
 
 from satchel.daemon.builder import wheel_for
+from satchel.daemon.catalog import Session
 from satchel.daemon.config import IndexConfig
 from satchel.daemon.errors import SatchelError
 from satchel.daemon.methods import RequestContext, method
@@ -30,6 +31,7 @@ from satchel.daemon.resolution import (
     target_for,
 )
 from satchel.daemon.runtime import Runtime, runtime
+from satchel.daemon.target import Target
 from satchel.protocol.methods.resolve import (
     PREFETCH,
     RESOLVE,
@@ -67,7 +69,8 @@ async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult
     files: list[tuple[IndexConfig, str, FileEntry]] = []
     outcome: Outcome | None = None
     session = rt.catalog.session(offline=params.offline, strategy=params.index_strategy)
-    for lock in inputs.locks:
+    inputs_locks = list(inputs.locks)
+    for lock in inputs_locks:
         files += locked_files(session, lock)
     if inputs.requirements.requirements:
         inputs.locks = []  # already taken file by file above
@@ -111,8 +114,13 @@ async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult
             nursery.start_soon(fetch, index, project, file)
     if failures:
         raise _failed(failures)
-    if outcome is not None:
-        await _build_sdists(ctx, rt, outcome, stored)
+    sdists = [(pin.name, pin.file) for pin in outcome.resolution.pins] if outcome else []
+    for lock in inputs_locks:
+        for package in lock.packages:
+            best = package.best_file(target) if package.applies_to(target) else None
+            if best is not None:
+                sdists.append((package.name, best))
+    await _build_sdists(ctx, rt, session, target, sdists, stored)
     return PrefetchResult(
         pins=[pin_info(session, pin) for pin in outcome.resolution.pins] if outcome else [],
         files=len(files),
@@ -146,21 +154,25 @@ def _failed(failures: list[SatchelError]) -> SatchelError:
 
 
 async def _build_sdists(
-    ctx: RequestContext, rt: Runtime, outcome: Outcome, stored: dict[str, str]
+    ctx: RequestContext,
+    rt: Runtime,
+    session: Session,
+    target: Target,
+    pinned: list[tuple[str, FileEntry]],
+    stored: dict[str, str],
 ) -> None:
-    """Build a wheel for every sdist pin, so that it installs offline on this interpreter."""
-    session, target = outcome.session, outcome.target
-    sdists = [pin for pin in outcome.resolution.pins if not pin.file.is_wheel]
+    """Build a wheel from every pinned sdist, so that it installs offline on this interpreter."""
+    sdists = [(project, file) for project, file in pinned if not file.is_wheel]
     if not sdists:
         return
     if target.synthetic:
         session.notes.append(
             "not built (an imagined target has no interpreter to build with): "
-            + ", ".join(pin.file.filename for pin in sdists)
+            + ", ".join(file.filename for _project, file in sdists)
         )
         return
-    for number, pin in enumerate(sdists, start=1):
-        await ctx.progress(number - 1, len(sdists), "builds", f"building {pin.file.filename}")
-        sha = stored.get(pin.file.url) or pin.file.sha256 or ""
-        wheel = await wheel_for(rt, session, target, pin.name, pin.file, sha)
-        session.notes.append(f"built {wheel.filename} from {pin.file.filename}")
+    for number, (project, file) in enumerate(sdists, start=1):
+        await ctx.progress(number - 1, len(sdists), "builds", f"building {file.filename}")
+        sha = stored.get(file.url) or file.sha256 or ""
+        wheel = await wheel_for(rt, session, target, project, file, sha)
+        session.notes.append(f"built {wheel.filename} from {file.filename}")
