@@ -157,3 +157,28 @@ async def test_garbage_collection_runs_by_itself_when_idle_and_over_the_cap(
 
             assert warm.rt.store.has(alpha)
             assert warm.collections >= 1
+
+
+async def test_an_idle_collection_that_cannot_free_anything_is_not_repeated(
+    tmp_path: Path,
+) -> None:
+    with IndexServer(tmp_path / "index") as index:
+        publish(index, tmp_path, "alpha")
+        gamma = publish(index, tmp_path, "gamma")
+        timing = Timing(gc_poll=0.01)
+        settings = "cache-max-size = 1\n"
+        async with running_warmer(
+            tmp_path / "d", index.url, settings=settings, timing=timing
+        ) as warm:
+            await watched(warm, tmp_path / "proj", "alpha\n")  # protected, and over the cap
+            await until(lambda: warm.collections == 1)
+            await trio.sleep(0.2)
+            assert warm.collections == 1
+
+            loop = warm.rt.config.indexes[0]
+            page = await warm.rt.catalog.fetch_page(loop, "gamma")
+            assert page is not None
+            await warm.rt.catalog.fetch_file(loop, "gamma", page.files[0])  # the store changed
+
+            await until(lambda: not warm.rt.store.has(gamma))
+            assert warm.collections == 2

@@ -40,7 +40,18 @@ from satchel.daemon.store import BlobStore
 from satchel.daemon.watch import WatchedProject, discover, read_unit
 from satchel.daemon.wheel import remove_unpacked
 
-__all__ = ["Plan", "Victim", "collect", "over_caps", "plan", "protected_blobs", "unpacked_root"]
+__all__ = [
+    "Plan",
+    "Report",
+    "Usage",
+    "Victim",
+    "collect",
+    "over_caps",
+    "plan",
+    "protected_blobs",
+    "unpacked_root",
+    "usage",
+]
 
 log = logging.getLogger(__name__)
 
@@ -155,14 +166,26 @@ async def protected_blobs(rt: Runtime, projects: list[WatchedProject]) -> set[st
     return keep
 
 
-def over_caps(metadb: MetaDB, max_size: int | None, max_age: float | None, now: float) -> bool:
-    """Cheap check (one query) whether a collection could free anything (blocking)."""
-    if max_size is None and max_age is None:
-        return False
+class Usage(msgspec.Struct, frozen=True):
+    """What the store holds, in one query: the input of the idle collector's decision."""
+
+    files: int
+    bytes: int
+    #: last_used of the least recently used file (None: the store is empty).
+    oldest: float | None
+
+
+def usage(metadb: MetaDB) -> Usage:
+    """(blocking)"""
     rows = metadb.lru_blobs(_ALL)
-    if max_size is not None and sum(size for _s, size, _u in rows) > max_size:
+    return Usage(len(rows), sum(size for _s, size, _u in rows), rows[0][2] if rows else None)
+
+
+def over_caps(used: Usage, max_size: int | None, max_age: float | None, now: float) -> bool:
+    """Whether a collection might free something (it may not: protected files stay)."""
+    if max_size is not None and used.bytes > max_size:
         return True
-    return max_age is not None and bool(rows) and rows[0][2] < now - max_age
+    return max_age is not None and used.oldest is not None and used.oldest < now - max_age
 
 
 def _tree_size(path: Path) -> int:

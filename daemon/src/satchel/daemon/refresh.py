@@ -72,6 +72,10 @@ PREFETCH_CONCURRENCY = 2
 #: Pages revalidated at once during a refresh.
 REFRESH_CONCURRENCY = 4
 
+#: An idle collection that could not get under the caps is retried after this long even if
+#: nothing was stored since (files age past cache-max-age without any change to the store).
+GC_RETRY = 3600.0
+
 #: A project whose files were used this recently is "recently used" and kept fresh.
 RECENT_WINDOW = 30 * 86400
 
@@ -148,10 +152,14 @@ class Warmer:
     # -- the watched set -------------------------------------------------------------------
 
     async def add(self, path: Path, python: str | None) -> tuple[WatchedProject, bool]:
-        """Watch *path* (True: newly added); a re-add with another --python updates it."""
+        """Watch *path* (True: newly added); a re-add with another --python updates it.
+
+        Either way a prefetch is scheduled: adding again is how a user says "make sure now".
+        """
         key = str(path)
         existing = self.projects.get(key)
         if existing is not None and existing.python == python:
+            self.schedule(key)
             return existing, False
         project = WatchedProject(path=key, python=python, added_at=time.time())
         self.projects[key] = project
@@ -364,20 +372,28 @@ class Warmer:
     # -- garbage collection ----------------------------------------------------------------
 
     async def run_gc(self) -> None:
+        """Collect while idle when over a cap; not again until the store changed (or an hour
+        passed, for the age cap): when protected files alone exceed the cap, a collection per
+        poll would free nothing and keep resetting the idle timer."""
+        after: gc.Usage | None = None
+        collected_at = -float("inf")
         while True:
             await trio.sleep(self.timing.gc_poll)
             if self.app.jobs or self.running:
                 continue  # not idle: a request or a prefetch may be using the files
             settings = self.rt.config.settings
             max_size, max_age = settings.cache_max_size, settings.cache_max_age
-            over = await trio.to_thread.run_sync(
-                gc.over_caps, self.rt.metadb, max_size, max_age, time.time()
-            )
-            if over:
-                try:
-                    await self.collect(max_size=max_size, max_age=max_age)
-                except Exception:
-                    log.exception("garbage collection failed")
+            try:
+                used = await trio.to_thread.run_sync(gc.usage, self.rt.metadb)
+                if not gc.over_caps(used, max_size, max_age, time.time()):
+                    continue
+                if used == after and trio.current_time() - collected_at < GC_RETRY:
+                    continue
+                await self.collect(max_size=max_size, max_age=max_age)
+                after = await trio.to_thread.run_sync(gc.usage, self.rt.metadb)
+                collected_at = trio.current_time()
+            except Exception:
+                log.exception("garbage collection failed")
 
     async def collect(
         self, *, max_size: int | None, max_age: float | None, dry_run: bool = False
