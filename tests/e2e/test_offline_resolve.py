@@ -180,6 +180,20 @@ def test_resolve_with_the_index_down_answers_offline_and_says_so(internal_only: 
     assert result.stderr.startswith("note: ")
 
 
+def test_every_index_down_answers_from_the_cache_of_a_later_index(world: World) -> None:
+    """evil comes from `public`; with the network gone, first-index must not block it."""
+    online = world.ok("resolve", "evil").stdout
+    assert "from index 'public'" in online
+    world.ok("prefetch", "evil")
+    world.internal.stop()
+    world.public.stop()
+
+    result = world.ok("resolve", "evil")
+
+    assert result.stdout == online
+    assert "note: offline: every configured index is unreachable" in result.stderr
+
+
 def test_prefetched_wheel_keeps_its_console_script(internal_only: World) -> None:
     """What is prefetched is the very file the index served (its entry points included)."""
     w = internal_only
@@ -205,6 +219,21 @@ def test_first_index_takes_internal_tool_only_from_internal(world: World) -> Non
         assert pins[name]["sha256"] == world.internal.sha256(filename)
     assert pins["internal-tool"]["version"] == "1.0"
     assert not any("/files/" in path for path in world.public.requests)
+    text = world.ok("resolve", "internal-tool").stdout
+    assert text.count("from index 'internal'") == 2 and "public" not in text
+    assert f"--hash=sha256:{world.internal.sha256(INTERNAL_TOOL)}" in text
+
+
+def test_first_index_answering_errors_does_not_fall_through(world: World) -> None:
+    """An index that answers 5xx is broken, not absent: its projects are not looked up later."""
+    world.internal.fail_next(100, 503)
+
+    result = world.satchel("resolve", "internal-tool")
+
+    assert result.returncode != 0
+    assert "internal" in result.stderr
+    assert "internal-tool" not in result.stdout
+    assert not any("internal-tool" in path for path in world.public.requests)
 
 
 def test_unreachable_internal_with_a_cached_page_still_wins(world: World) -> None:
@@ -230,6 +259,19 @@ def test_unreachable_internal_never_seen_serving_refuses_public(world: World) ->
     assert "dependency confusion" in result.stderr
     assert "satchel index pin internal-tool" in result.stderr
     assert not any("internal-tool" in path for path in world.public.requests)
+
+
+def test_refusal_probes_a_later_index_without_naming_the_project(world: World) -> None:
+    """Is `public` down too? Asked with a project it serves, never with the one refused."""
+    world.ok("prefetch", "evil")
+    world.internal.stop()
+    world.public.reset_log()
+
+    result = world.satchel("resolve", "internal-tool")
+
+    assert result.returncode == EXIT_OFFLINE, result.stderr
+    assert "dependency confusion" in result.stderr
+    assert world.public.requests == ["/simple/evil/"]
 
 
 def test_unsafe_best_match_takes_the_best_version_across_indexes(world: World) -> None:

@@ -260,6 +260,8 @@ class Session:
     notes: list[str] = field(default_factory=list)
     _scoped: dict[str, ScopedPages] = field(default_factory=dict)
     _warming: set[str] = field(default_factory=set)
+    #: Indexes that answered during this request (no need to probe them again).
+    _reachable: set[str] = field(default_factory=set)
     _warm_limit: trio.CapacityLimiter = field(
         default_factory=lambda: trio.CapacityLimiter(WARM_CONCURRENCY)
     )
@@ -379,6 +381,8 @@ class Session:
             if note not in self.notes:
                 self.notes.append(note)
             return cached
+        if await self._probe_others(index):
+            raise exc  # every index is down after all: the session turns offline
         raise IndexUnreachable(
             redact(
                 f"index {index.name} is unreachable and has never been seen serving {project}, "
@@ -388,6 +392,35 @@ class Session:
             ),
             details={"index": index.name, "project": project, **exc.details},
         ) from exc
+
+    async def _probe_others(self, down: IndexConfig) -> bool:
+        """Whether every other index is unreachable too; probes those not yet tried.
+
+        Under first-index the later indexes are never asked for a project the first one might
+        serve, so with the network gone they were simply never tried, and the session would
+        refuse (above) instead of answering from the cache. Each untried index is probed with
+        a project it was seen serving before (never with the one being resolved, which may be
+        a private name), so a probe reveals nothing new. An index with nothing cached cannot be
+        probed this way; it counts as reachable and the refusal stands.
+        """
+        upstream = self.catalog.upstream
+        for index in self.indexes:
+            if index.name == down.name or upstream.is_offline(index.name):
+                continue
+            if index.name in self._reachable:
+                return False
+            keys = await trio.to_thread.run_sync(self.catalog.metadb.page_keys, index.name)
+            if not keys:
+                return False
+            try:
+                await self.catalog.fetch_page(index, keys[0].project)
+            except IndexUnreachable:
+                continue
+            except SatchelError:
+                pass  # it answered, if unhelpfully
+            self._reachable.add(index.name)
+            return False
+        return self._all_unreachable()
 
     async def core_metadata(self, page: ProjectPage, file: FileEntry) -> bytes:
         index = self.index(page.index)
