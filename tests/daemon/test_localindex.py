@@ -7,70 +7,26 @@ ephemeral port) against an `IndexServer` holding real wheels, and speaks HTTP to
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
+import socket
 import stat
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
 
-from satchel.daemon.app import App
 from satchel.daemon.localindex import local_index_state
 from satchel.daemon.localindex.auth import TOKEN_FILE
 from satchel.daemon.runtime import run_runtime, runtime
 from tests.support.daemon import in_process_app
-from tests.support.index_server import IndexServer
-from tests.support.wheels import build_wheel, file_sha256, wheel_metadata
+from tests.support.localindex import local_index, two_indexes, write_config
+from tests.support.wheels import file_sha256, wheel_metadata
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
-
-
-@dataclass
-class Local:
-    app: App
-    index: IndexServer
-    base: str
-    token: str
-    client: httpx.AsyncClient
-    dist: Path
-
-    async def get(self, path: str, **headers: str) -> httpx.Response:
-        return await self.client.get(self.base + path, headers=headers)
-
-
-def write_config(tmp_path: Path, index_url: str, extra: str = "") -> None:
-    config_dir = tmp_path / "config"
-    config_dir.mkdir(parents=True, exist_ok=True)
-    (config_dir / "config.toml").write_text(
-        f'[[index]]\nname = "up"\nurl = "{index_url}"\n\n[settings]\nlocal-index-port = 0\n{extra}'
-    )
-
-
-@contextlib.asynccontextmanager
-async def local_index(tmp_path: Path) -> AsyncIterator[Local]:
-    dist = tmp_path / "dist"
-    with IndexServer(tmp_path / "index") as index:
-        index.add(build_wheel(dist, "alpha", "1.0", requires=["beta"]))
-        index.add(build_wheel(dist, "alpha", "2.0", requires=["beta"], requires_python=">=3.8"))
-        index.add(build_wheel(dist, "beta", "0.5"))
-        write_config(tmp_path, index.url)
-        app = in_process_app(tmp_path)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(run_runtime, app)
-            await runtime(app)
-            state = local_index_state(app)
-            assert state.state == "serving", state.error
-            assert state.token is not None
-            auth = httpx.BasicAuth("satchel", state.token)
-            async with httpx.AsyncClient(auth=auth, timeout=10) as client:
-                yield Local(app, index, f"http://127.0.0.1:{state.port}", state.token, client, dist)
-            nursery.cancel_scope.cancel()
 
 
 # -- access control ------------------------------------------------------------------------------
@@ -411,3 +367,138 @@ async def test_pipelined_requests_are_answered_in_order(tmp_path: Path) -> None:
         assert first.startswith(b"HTTP/1.1 200 ")
         assert json.loads(first.split(b"\r\n\r\n", 1)[1])["name"] == "alpha"
         assert rest  # the second answer followed the first on the same connection
+
+
+# -- offline and scope ---------------------------------------------------------------------------
+
+
+async def test_upstream_down_serves_stored_files_only_marked_stale(tmp_path: Path) -> None:
+    async with local_index(tmp_path) as local:
+        page = (await local.get("/simple/alpha/", Accept=JSON_V1)).json()
+        kept = next(f for f in page["files"] if f["filename"].startswith("alpha-1.0"))
+        assert (await local.get(kept["url"])).status_code == 200
+        local.index.stop()
+        response = await local.get("/simple/alpha/", Accept=JSON_V1)
+        assert response.status_code == 200
+        assert [f["filename"] for f in response.json()["files"]] == [kept["filename"]]
+        assert response.json()["versions"] == ["1.0"]
+        assert response.headers["X-Satchel-Stale"].endswith("Z")
+        assert response.headers["Warning"].startswith("110 ")
+        assert (await local.get(kept["url"])).status_code == 200
+
+
+async def test_upstream_down_and_never_fetched_is_not_found(tmp_path: Path) -> None:
+    async with local_index(tmp_path) as local:
+        local.index.stop()
+        response = await local.get("/simple/beta/")
+        assert response.status_code in (404, 503)
+        assert response.headers.get("X-Satchel-Stale") is None
+
+
+async def test_fresh_page_has_no_stale_header(tmp_path: Path) -> None:
+    async with local_index(tmp_path) as local:
+        response = await local.get("/simple/alpha/")
+        assert "X-Satchel-Stale" not in response.headers
+        assert "Warning" not in response.headers
+
+
+async def test_first_index_wins_never_a_union(tmp_path: Path) -> None:
+    async with two_indexes(tmp_path) as (local, _public):
+        page = (await local.get("/simple/internal-tool/", Accept=JSON_V1)).json()
+        assert [f["filename"] for f in page["files"]] == ["internal_tool-1.0-py3-none-any.whl"]
+        assert page["versions"] == ["1.0"]
+
+
+async def test_pinned_project_comes_from_its_index_only(tmp_path: Path) -> None:
+    async with two_indexes(tmp_path, '[pins]\ninternal-tool = "public"\n\n') as (local, _):
+        page = (await local.get("/simple/internal-tool/", Accept=JSON_V1)).json()
+        assert [f["filename"] for f in page["files"]] == ["internal_tool-9.9-py3-none-any.whl"]
+
+
+async def test_first_index_down_never_falls_through_to_the_next(tmp_path: Path) -> None:
+    async with two_indexes(tmp_path) as (local, _public):
+        local.index.stop()  # the private index, never seen serving internal-tool
+        response = await local.get("/simple/internal-tool/", Accept=JSON_V1)
+        assert response.status_code == 503
+        assert b"9.9" not in response.content
+
+
+async def test_file_of_a_shadowed_index_is_not_served(tmp_path: Path) -> None:
+    async with two_indexes(tmp_path) as (local, public):
+        await local.get("/simple/internal-tool/")
+        sha = public.sha256("internal_tool-9.9-py3-none-any.whl")
+        response = await local.get(f"/files/{sha}/internal_tool-9.9-py3-none-any.whl")
+        assert response.status_code == 404
+        assert not any(r.startswith("/files/") for r in public.requests)
+
+
+# -- the listener --------------------------------------------------------------------------------
+
+
+async def wait_until(check: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Poll *check*: the state changes in another task with no event to wait on."""
+    with trio.fail_after(seconds):
+        while not check():  # noqa: ASYNC110
+            await trio.sleep(0.05)
+
+
+async def test_port_in_use_is_reported_and_retried_without_stopping_the_daemon(
+    tmp_path: Path,
+) -> None:
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    port = blocker.getsockname()[1]
+    write_config(tmp_path, "http://127.0.0.1:9/simple/")
+    config = tmp_path / "config" / "config.toml"
+    config.write_text(
+        config.read_text().replace("local-index-port = 0", f"local-index-port = {port}")
+    )
+    app = in_process_app(tmp_path)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_runtime, app)
+        await runtime(app)  # the daemon's services are up regardless
+        await wait_until(lambda: local_index_state(app).state == "error")
+        state = local_index_state(app)
+        assert state.error is not None and f"127.0.0.1:{port}" in state.error
+        assert state.base_url is None
+        blocker.close()
+        await wait_until(lambda: local_index_state(app).state == "serving")
+        assert local_index_state(app).port == port
+        nursery.cancel_scope.cancel()
+
+
+async def test_changing_the_configured_port_moves_the_listener(tmp_path: Path) -> None:
+    async with local_index(tmp_path) as local:
+        old_port = local_index_state(local.app).port
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        new_port = probe.getsockname()[1]
+        probe.close()
+        config = tmp_path / "config" / "config.toml"
+        config.write_text(
+            config.read_text().replace("local-index-port = 0", f"local-index-port = {new_port}")
+        )
+        await wait_until(lambda: local_index_state(local.app).port == new_port)
+        response = await local.client.get(f"http://127.0.0.1:{new_port}/simple/")
+        assert response.status_code == 200
+        with pytest.raises(httpx.ConnectError):
+            await httpx.AsyncClient().get(f"http://127.0.0.1:{old_port}/simple/")
+
+
+async def test_localindex_info_gives_the_token_url(tmp_path: Path) -> None:
+    from satchel.daemon.methods import RequestContext
+    from satchel.daemon.methods.localindex import localindex_info
+    from satchel.protocol.methods.localindex import LocalIndexInfoParams
+
+    async def send(message: object) -> None:
+        return None
+
+    async with local_index(tmp_path) as local:
+        ctx = RequestContext(local.app, 1, "localindex.info", send)
+        info = await localindex_info(ctx, LocalIndexInfoParams())
+        port = local_index_state(local.app).port
+        assert info.state == "serving"
+        assert info.url == f"http://satchel:{local.token}@127.0.0.1:{port}/simple/"
+        assert info.base_url == f"http://127.0.0.1:{port}/simple/"
+        assert info.token_file == str(local.app.paths.state_dir / TOKEN_FILE)

@@ -54,7 +54,7 @@ DEFAULT_PORT = 7340
 RETRY_FIRST = 1.0
 RETRY_MAX = 30.0
 #: How often the configured port is compared with the one being served.
-CONFIG_POLL = 2.0
+CONFIG_POLL = 1.0
 #: How often served files' last-used times are written to the metadb (one batch).
 USED_FLUSH_INTERVAL = 10.0
 
