@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.client.clientenv import ClientEnv
+from tests.support.daemon import call
 from tests.support.index_server import IndexServer
 from tests.support.wheels import build_wheel, file_sha256
 
@@ -178,3 +179,18 @@ def test_an_edit_made_while_the_daemon_was_stopped_is_prefetched_at_its_next_sta
     world.ok("ping")  # autostarts a daemon; nothing asks it to prefetch
 
     wait_for(lambda: world.stored(beta))
+
+
+def test_a_background_prefetch_is_a_job_that_status_shows(world: World) -> None:
+    world.publish("alpha")
+    (world.project / "requirements.txt").write_text("alpha\n")
+    world.index.delay = 0.5  # each answer takes a while: the prefetch is caught running
+    world.ok("watch", "add", str(world.project))
+
+    def watch_jobs() -> list[dict[str, Any]]:
+        jobs = call(str(world.env.socket), "status")["jobs"]
+        return [job for job in jobs if job["method"] == "watch"]
+
+    wait_for(lambda: bool(watch_jobs()), timeout=5.0)  # the prefetch lasts >= 1.5 s
+    (job,) = watch_jobs()
+    assert job["description"] == f"prefetching {world.project.resolve()}"
