@@ -249,3 +249,25 @@ async def test_a_wheel_for_another_project_is_refused(tmp_path: Path) -> None:
 
         with pytest.raises(BuildError, match="unusable"):
             await wheel_for(env.rt, env.session(), env.target, "liar", file, file_sha256(sdist))
+
+
+async def test_an_sdist_escaping_its_directory_is_refused_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    async with environment(tmp_path) as env:
+        env.dist.mkdir(parents=True)
+        sdist = env.dist / "escape-1.0.tar.gz"
+        with tarfile.open(sdist, "w:gz") as tf:
+            for name, data in (("escape-1.0/setup.py", b""), ("../escaped.txt", b"gotcha")):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+        env.index.add(sdist)
+        _page, file = await env.entry("escape", sdist.name)
+        await env.rt.catalog.fetch_file(env.session().indexes[0], "escape", file)
+
+        with pytest.raises(BuildError, match="cannot unpack"):
+            await wheel_for(env.rt, env.session(), env.target, "escape", file, file_sha256(sdist))
+
+        key = interpreter_key(env.target)
+        assert env.rt.metadb.get_built_wheel(file_sha256(sdist), key) is None

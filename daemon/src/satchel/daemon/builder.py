@@ -31,6 +31,7 @@ import contextvars
 import functools
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import tarfile
@@ -82,6 +83,8 @@ OUTPUT_TAIL = 25
 #: What PEP 517 says a project without ``[build-system]`` builds with.
 _LEGACY_REQUIRES = ("setuptools>=40.8.0",)
 _LEGACY_BACKEND = "setuptools.build_meta:__legacy__"
+#: Prefix of the temp directories builds run in (the system's temp dir cleans up after a crash).
+_TMP = "satchel-build-"
 #: Environment variables that would leak the daemon's own interpreter into the build.
 _SCRUBBED = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP", "__PYVENV_LAUNCHER__")
 
@@ -193,14 +196,15 @@ async def _build_and_keep(
     build_seconds: float,
 ) -> BuiltWheel:
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="satchel-build-") as tmp:
+    tmp = Path(await trio.to_thread.run_sync(functools.partial(tempfile.mkdtemp, prefix=_TMP)))
+    try:
         wheel_path = await build_wheel(
             rt,
             session,
             target,
             rt.store.path(sdist_sha256),
             file.filename,
-            Path(tmp),
+            tmp,
             build_seconds=build_seconds,
         )
         info = await trio.to_thread.run_sync(
@@ -208,6 +212,10 @@ async def _build_and_keep(
         )
         blob = await rt.store.ingest_path(wheel_path, None, wheel_path.name)
         metadata = await trio.to_thread.run_sync(metadata_from_file, wheel_path, wheel_path.name)
+    finally:
+        # A build env holds thousands of files: never remove it on the event loop.
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(functools.partial(shutil.rmtree, tmp, ignore_errors=True))
     key = interpreter_key(target)
 
     def record() -> None:
@@ -351,7 +359,12 @@ def _extract(sdist: Path, filename: str, into: Path) -> Path:
                 zf.extractall(into)  # noqa: S202 - every member name checked above
         else:
             with tarfile.open(sdist, "r:*") as tf:
-                tf.extractall(into, filter="data")
+                if not hasattr(tarfile, "data_filter"):  # Python < 3.11.4: check by hand
+                    for member in tf.getmembers():
+                        _check_member(member, filename)
+                    tf.extractall(into)  # noqa: S202 - every member checked above
+                else:
+                    tf.extractall(into, filter="data")
     except (OSError, tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
         raise BuildError(f"{filename}: cannot unpack the sdist ({exc})") from exc
     entries = list(into.iterdir())
@@ -359,6 +372,19 @@ def _extract(sdist: Path, filename: str, into: Path) -> Path:
     if not (root / "pyproject.toml").is_file() and not (root / "setup.py").is_file():
         raise BuildError(f"{filename}: neither pyproject.toml nor setup.py in the sdist")
     return root
+
+
+def _check_member(member: tarfile.TarInfo, filename: str) -> None:
+    """What the ``data`` filter refuses: escaping paths, links out, devices."""
+    parts = Path(member.name).parts
+    if member.name.startswith("/") or ".." in parts:
+        raise BuildError(f"{filename}: unsafe path {member.name!r} in the archive")
+    if member.islnk() or member.issym():
+        target = Path(member.linkname)
+        if target.is_absolute() or ".." in target.parts:
+            raise BuildError(f"{filename}: link {member.name!r} points outside the archive")
+    elif not (member.isfile() or member.isdir()):
+        raise BuildError(f"{filename}: special file {member.name!r} in the archive")
 
 
 def _build_system(root: Path, filename: str) -> tuple[list[str], str, list[str] | None]:
