@@ -145,11 +145,6 @@ def internal_only(tmp_path: Path) -> Iterator[World]:
         w.public.stop()
 
 
-def _pin_lines(output: str) -> list[str]:
-    """The requirement lines of `resolve` output (``name==version`` and ``--hash=`` lines)."""
-    return [line.strip() for line in output.splitlines() if line and not line.startswith("#")]
-
-
 # -- scenario 1: prefetch, stop the index, resolve offline ----------------------------------------
 
 
@@ -353,6 +348,7 @@ def test_corrupted_file_is_rejected_and_nothing_is_kept(world: World) -> None:
     assert result.returncode == EXIT_FAILURE, result.stderr
     assert HELPER in result.stderr
     assert good in result.stderr and bad in result.stderr
+    assert "[hash-mismatch]" in result.stderr
     assert not world.blob(good).exists() and not world.blob(bad).exists()
     assert list((world.cache / "tmp").iterdir()) == []
     assert world.verify_clean() == 1  # internal-tool's wheel, which was fine
