@@ -64,7 +64,21 @@ async def test_two_venvs_of_one_python_are_not_confused(bare_venv: Path, other_v
     first = await query_interpreter(bare_venv)
     second = await query_interpreter(other_venv)
     assert first.sys_prefix != second.sys_prefix
-    assert first.key != second.key
+    assert first.paths["purelib"] != second.paths["purelib"]
+    # ...while resolving identically: the key covers only what resolution depends on.
+    assert first.key == second.key
+
+
+async def test_a_venv_described_from_its_base_matches_asking_the_venv(
+    bare_venv: Path, other_venv: Path
+) -> None:
+    asked = await query_interpreter(bare_venv)
+    base = await query_interpreter(other_venv)
+    derived = base.for_venv(bare_venv, asked.paths, str(bare_venv / "bin" / "python"))
+    assert derived.markers == asked.markers
+    assert derived.tags == asked.tags
+    assert derived.key == asked.key
+    assert derived.paths == asked.paths
 
 
 async def test_answer_is_cached_on_disk_and_reused(bare_venv: Path, tmp_path: Path) -> None:

@@ -58,10 +58,10 @@ from satchel.protocol.methods.resolve import ResolveParams
 __all__ = [
     "Installed",
     "describe",
-    "ensure_venv",
     "fetch_all",
     "install_files",
     "install_into",
+    "prepare_environment",
     "scheme_for",
     "unpacked_root",
 ]
@@ -93,13 +93,12 @@ def scheme_for(target: Target) -> Scheme:
     )
 
 
-def _ensure_venv(venv: Path, python: str | None) -> bool:
+def _ensure_venv(venv: Path, python: str | None) -> Scheme | None:
     if (venv / "pyvenv.cfg").is_file():
-        return False
+        return None
     if python is None:
         raise InstallError(f"{venv} is not a virtual environment and no interpreter was given")
-    create_venv(venv, python)  # refuses a non-empty directory that is not a venv
-    return True
+    return create_venv(venv, python)  # refuses a non-empty directory that is not a venv
 
 
 #: One lock per environment (by real path) around resolve + install: the installer's flock only
@@ -112,10 +111,25 @@ def _env_lock(venv: Path) -> trio.Lock:
     return _env_locks.setdefault(os.path.realpath(venv), trio.Lock())
 
 
-async def ensure_venv(venv: Path, python: str | None) -> bool:
-    """Create *venv* with *python* unless it already is a virtual environment; True if created."""
+async def prepare_environment(rt: Runtime, venv: Path, python: str | None) -> tuple[Target, bool]:
+    """The environment at *venv* (created with *python* when missing) and whether it was new.
+
+    A venv Satchel has just created is described from its base interpreter's cached answer
+    (same markers and tags; the venv's own paths), saving a subprocess per install.
+    """
     async with _env_lock(venv):
-        return await trio.to_thread.run_sync(_ensure_venv, venv, python)
+        scheme = await trio.to_thread.run_sync(_ensure_venv, venv, python)
+    if scheme is None or python is None:
+        return await query_interpreter(venv, cache_dir=rt.interpreters_dir), False
+    base = await query_interpreter(python, cache_dir=rt.interpreters_dir)
+    paths = {
+        "purelib": str(scheme.purelib),
+        "platlib": str(scheme.platlib),
+        "scripts": str(scheme.scripts),
+        "data": str(scheme.data),
+        "include": base.paths.get("include", ""),
+    }
+    return base.for_venv(venv, paths, str(scheme.interpreter)), True
 
 
 @dataclass
@@ -172,6 +186,7 @@ async def install_into(
     inputs: Inputs,
     venv: Path,
     *,
+    target: Target | None = None,
     lock: pylock.Lock | None = None,
     link_mode: str = "auto",
     compile_bytecode: bool = False,
@@ -180,7 +195,8 @@ async def install_into(
     """Resolve *inputs* for the environment at *venv* and install the result from the store.
 
     Requests for one environment run one at a time, each resolving against what the previous
-    one left installed.
+    one left installed. *target* is the environment's description when the caller has it
+    (`prepare_environment`); otherwise the environment's interpreter is asked.
     """
     async with _env_lock(venv):
         return await _install_into(
@@ -188,6 +204,7 @@ async def install_into(
             params,
             inputs,
             venv,
+            target=target,
             lock=lock,
             link_mode=link_mode,
             compile_bytecode=compile_bytecode,
@@ -201,12 +218,14 @@ async def _install_into(
     inputs: Inputs,
     venv: Path,
     *,
+    target: Target | None,
     lock: pylock.Lock | None,
     link_mode: str,
     compile_bytecode: bool,
     progress: Progress | None,
 ) -> Installed:
-    target = await query_interpreter(venv, cache_dir=rt.interpreters_dir)
+    if target is None:
+        target = await query_interpreter(venv, cache_dir=rt.interpreters_dir)
     present = await trio.to_thread.run_sync(installed_distributions, scheme_for(target))
     installed_versions = {name: version for name, (version, _path) in present.items()}
     requested: set[str] = set()

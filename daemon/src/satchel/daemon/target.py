@@ -83,8 +83,28 @@ class Target(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def key(self) -> str:
-        """A stable digest of everything above: equal keys resolve identically."""
-        return hashlib.sha256(msgspec.json.encode(self, order="sorted")).hexdigest()[:32]
+        """A stable digest of what resolution depends on: equal keys resolve identically.
+
+        Install paths and the executable are left out on purpose: a venv resolves exactly like
+        the interpreter it was made from, so its resolves (and the daemon's result cache) are
+        shared with that interpreter's.
+        """
+        relevant = (
+            self.python_version,
+            self.python_full_version,
+            self.implementation_name,
+            sorted(self.markers.items()),
+            self.tags,
+            self.synthetic,
+        )
+        return hashlib.sha256(msgspec.json.encode(relevant)).hexdigest()[:32]
+
+    def for_venv(self, venv: Path, paths: dict[str, str], executable: str) -> Target:
+        """This interpreter as seen from a venv made from it: same markers and tags (so no
+        subprocess is needed to describe a venv Satchel just created), the venv's own paths."""
+        return msgspec.structs.replace(
+            self, paths=paths, executable=executable, sys_prefix=str(venv)
+        )
 
     def tag_ranks(self) -> dict[str, int]:
         """Tag string -> rank (0 is best); what a resolver sorts wheels by."""

@@ -30,7 +30,7 @@ import msgspec
 import trio
 
 from satchel.daemon.builder import cached_wheel, not_built
-from satchel.daemon.environments import ensure_venv, install_files, scheme_for
+from satchel.daemon.environments import install_files, prepare_environment, scheme_for
 from satchel.daemon.errors import NotCached, NotFound, ResolutionImpossible
 from satchel.daemon.fsutil import atomic_write
 from satchel.daemon.resolution import (
@@ -179,8 +179,7 @@ async def _build(
         await trio.to_thread.run_sync(shutil.rmtree, env)
     await trio.to_thread.run_sync(lambda: env.parent.mkdir(parents=True, exist_ok=True))
     try:
-        await ensure_venv(env, python)
-        target = await query_interpreter(env, cache_dir=rt.interpreters_dir)
+        target, _created = await prepare_environment(rt, env, python)
         session = outcome.session
         files = pinned_files(session, outcome.resolution.pins)
         requested = {pin.name for pin in outcome.resolution.pins if pin.requested}

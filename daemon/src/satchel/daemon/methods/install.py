@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from satchel.daemon import pylock
-from satchel.daemon.environments import describe, ensure_venv, install_into
+from satchel.daemon.environments import describe, install_into, prepare_environment
 from satchel.daemon.methods import RequestContext, method
 from satchel.daemon.resolution import read_inputs
 from satchel.daemon.runtime import runtime
@@ -35,7 +35,7 @@ async def install(ctx: RequestContext, params: InstallParams) -> InstallResult:
     started = time.perf_counter()
     rt = await runtime(ctx.app)
     venv = Path(params.venv)
-    created = await ensure_venv(venv, params.python)
+    target, created = await prepare_environment(rt, venv, params.python)
     lock = pylock.read_pylock(Path(params.lock)) if params.lock else None
     inputs = await read_inputs(params)
     done = await install_into(
@@ -43,6 +43,7 @@ async def install(ctx: RequestContext, params: InstallParams) -> InstallResult:
         params,
         inputs,
         venv,
+        target=target,
         lock=lock,
         link_mode=params.link_mode,
         compile_bytecode=params.compile,
