@@ -291,8 +291,7 @@ class LocalIndex:
                 sha = entry.sha256
                 if sha is None or entry.filename in seen:
                     continue  # a link without a sha256 cannot have a content-addressed URL
-                present = store.has(sha)
-                if stale and not present:
+                if stale and not store.has(sha):
                     continue  # the index is unreachable: only what the store holds installs
                 seen.add(entry.filename)
                 entries.append((page, entry, stale))
@@ -344,8 +343,9 @@ class LocalIndex:
         self._listed.pop(sha, None)
         self._listed[sha] = listed
         if len(self._listed) > MAX_REMEMBERED_FILES:
+            # Pages are rendered in worker threads, possibly two at once: pop, never del.
             for old in list(self._listed)[: MAX_REMEMBERED_FILES // 10]:
-                del self._listed[old]
+                self._listed.pop(old, None)
 
     # -- files ----------------------------------------------------------------------------------
 
