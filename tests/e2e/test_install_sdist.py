@@ -12,8 +12,10 @@ installs; an interpreter it was never built for fails with the message that says
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,8 +26,31 @@ from tests.support.wheels import build_sdist, build_wheel
 
 EXIT_OFFLINE = 5
 
+
+def _other_python() -> str | None:
+    """A CPython on PATH of another release than this one (so another interpreter key)."""
+    ours = ".".join(map(str, sys.version_info[:3]))
+    seen: set[str] = set()
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        for name in ("python3", *(f"python3.{minor}" for minor in range(9, 15))):
+            found = shutil.which(name, path=directory)
+            if found is None or os.path.realpath(found) in seen or "shims" in found:
+                continue
+            seen.add(os.path.realpath(found))
+            probe = subprocess.run(
+                [found, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=30,
+            )
+            if probe.returncode == 0 and probe.stdout.strip() not in ("", ours):
+                return found
+    return None
+
+
 #: Another CPython release on this machine (a different interpreter key than the test's own).
-OTHER_PYTHON = shutil.which("python3.11", path="/usr/bin")
+OTHER_PYTHON = _other_python()
 
 
 @pytest.fixture
@@ -111,7 +136,7 @@ def test_an_online_install_builds_what_was_never_prefetched(world: World, tmp_pa
     assert sorted(value["installed"]) == ["dep 1.0", "sdpkg 1.0"]
 
 
-@pytest.mark.skipif(OTHER_PYTHON is None, reason="needs a second CPython 3.11 in /usr/bin")
+@pytest.mark.skipif(OTHER_PYTHON is None, reason="needs a CPython of another release on PATH")
 def test_an_interpreter_it_was_never_built_for_fails_offline_saying_how_to_fix_it(
     world: World, tmp_path: Path
 ) -> None:
