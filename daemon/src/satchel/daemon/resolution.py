@@ -33,7 +33,7 @@ from satchel.daemon.candidates import SdistNeedsBuild
 from satchel.daemon.catalog import Session
 from satchel.daemon.config import IndexConfig
 from satchel.daemon.credentials import strip_userinfo
-from satchel.daemon.errors import NotCached, NotFound
+from satchel.daemon.errors import NotCached, NotFound, SatchelError
 from satchel.daemon.model import FileEntry, ProjectPage
 from satchel.daemon.reqfiles import (
     ParsedRequirement,
@@ -52,6 +52,7 @@ __all__ = [
     "Inputs",
     "Outcome",
     "SessionSource",
+    "combine_failures",
     "locked_files",
     "pin_info",
     "pinned_files",
@@ -267,3 +268,22 @@ def require_present(session: Session, files: list[tuple[IndexConfig, str, FileEn
             f"offline, and {len(missing)} file(s) are not in the cache: {', '.join(missing[:10])}",
             details={"missing": missing},
         )
+
+
+def combine_failures(failures: list[SatchelError]) -> SatchelError:
+    """One error for a batch of downloads that failed: the first, counting the others.
+
+    Run the downloads of a batch with each task catching its `SatchelError` into a list (what
+    succeeded stays stored and need not be fetched again), then raise this: the client gets an
+    error of the first failure's kind (a hash mismatch stays a hash mismatch, naming the file
+    and both hashes), not an exception group that the dispatcher can only call internal.
+    """
+    first = failures[0]
+    if len(failures) == 1:
+        return first
+    others = "; ".join(str(exc) for exc in failures[1:4])
+    more = f" and {len(failures) - 4} more" if len(failures) > 4 else ""
+    return type(first)(
+        f"{first.message}\n{len(failures) - 1} other file(s) failed too: {others}{more}",
+        details={**first.details, "failures": len(failures)},
+    )

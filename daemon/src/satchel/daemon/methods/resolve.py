@@ -21,6 +21,7 @@ from satchel.daemon.model import FileEntry
 from satchel.daemon.resolution import (
     DOWNLOAD_CONCURRENCY,
     Outcome,
+    combine_failures,
     locked_files,
     pin_info,
     pinned_files,
@@ -113,7 +114,7 @@ async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult
         for index, project, file in files:
             nursery.start_soon(fetch, index, project, file)
     if failures:
-        raise _failed(failures)
+        raise combine_failures(failures)
     sdists = [(pin.name, pin.file) for pin in outcome.resolution.pins] if outcome else []
     for lock in inputs_locks:
         for package in lock.packages:
@@ -132,24 +133,6 @@ async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult
         notes=session.notes,
         target=outcome.describe_target() if outcome else "",
         elapsed=time.perf_counter() - started,
-    )
-
-
-def _failed(failures: list[SatchelError]) -> SatchelError:
-    """The error of a prefetch whose downloads failed: the first, counting the others.
-
-    Every download is let finish (what succeeded stays stored and need not be fetched again),
-    and the client gets one error of the first failure's kind (a hash mismatch stays a hash
-    mismatch, with the file and both hashes), not a group of them the dispatcher cannot map.
-    """
-    first = failures[0]
-    if len(failures) == 1:
-        return first
-    others = "; ".join(str(exc) for exc in failures[1:4])
-    more = f" and {len(failures) - 4} more" if len(failures) > 4 else ""
-    return type(first)(
-        f"{first.message}\n{len(failures) - 1} other file(s) failed too: {others}{more}",
-        details={**first.details, "failures": len(failures)},
     )
 
 
