@@ -7,8 +7,8 @@ limits, keep-alive, HEAD, file streaming and ranges, and the listening socket's 
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -231,3 +231,30 @@ def test_unknown_size_downgrades_the_page_to_api_1_0() -> None:
     page = json.loads(render_project(view, JSON_V1))
     assert page["meta"]["api-version"] == "1.0"
     assert "versions" not in page
+
+
+async def test_each_connection_holds_the_activity_hold_while_open() -> None:
+    open_now: list[int] = [0]
+
+    @contextmanager
+    def hold() -> Iterator[None]:
+        open_now[0] += 1
+        try:
+            yield
+        finally:
+            open_now[0] -= 1
+
+    server = HttpServer(hello, hold=hold)
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve, listeners)
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await stream.receive_some(65536)
+        assert open_now == [1]  # a keep-alive connection keeps the daemon from idling out
+        await stream.aclose()
+        with trio.fail_after(5):
+            while open_now != [0]:  # noqa: ASYNC110 (the server notices the close by itself)
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()

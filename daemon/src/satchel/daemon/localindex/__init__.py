@@ -133,7 +133,7 @@ async def serve_local_index(
             bound = listeners[0].socket.getsockname()[1]
             state.state, state.port, state.error, state.since = "serving", bound, None, time.time()
             log.info("local index serving on http://%s:%d/simple/", HOST, bound)
-            server = HttpServer(service.handle)
+            server = HttpServer(service.handle, hold=app.activity.hold)
             with trio.CancelScope() as scope:
                 nursery.start_soon(_cancel_on_port_change, rt, port, scope)
                 await server.serve(listeners)

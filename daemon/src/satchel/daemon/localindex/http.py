@@ -33,6 +33,7 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
@@ -175,9 +176,18 @@ class _PeerGone(Exception):
 class HttpServer:
     """Serve *handler* on trio listeners; one `_Connection` per accepted stream."""
 
-    def __init__(self, handler: Handler, *, server_name: str = "satchel") -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        server_name: str = "satchel",
+        hold: Callable[[], AbstractContextManager[None]] | None = None,
+    ) -> None:
         self.handler = handler
         self.server_name = server_name
+        #: Entered for the life of each connection (the daemon's activity counter: an installer
+        #: using the index keeps an autostarted daemon from idling out under it).
+        self.hold = hold or contextlib.nullcontext
         self.date = _Date()
         self._slots = trio.CapacityLimiter(MAX_CONNECTIONS)
         #: Open connections (for tests and status).
@@ -217,7 +227,8 @@ class HttpServer:
         try:
             with contextlib.suppress(OSError):
                 stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-            await _Connection(self, stream).run()
+            with self.hold():
+                await _Connection(self, stream).run()
         finally:
             self.connections -= 1
             self._slots.release_on_behalf_of(slot)
@@ -387,28 +398,40 @@ class _Connection:
         await self._send(h11.EndOfMessage())
 
     async def _send_file(self, body: FileBody) -> None:
-        """Stream a file range, reading it in worker threads; a short file is a protocol error
-        on our side (the blob changed under us), so the connection is dropped."""
+        """Stream a file range, reading it in worker threads (one hop per chunk: the first also
+        opens the file, the last also closes it, so a small file costs a single hop).
+
+        The handle stays open for the whole response, so a concurrent garbage collection cannot
+        cut the file short; a file that still ends early (truncated under us) drops the
+        connection, because the announced length can no longer be honoured.
+        """
         try:
-            handle: BinaryIO = await trio.to_thread.run_sync(_open_at, body.path, body.offset)
+            handle, chunk = await trio.to_thread.run_sync(_open_and_read, body)
         except OSError as exc:  # removed by garbage collection since the handler looked
             log.warning("local index: cannot open %s: %s", body.path.name, exc.strerror)
             raise _PeerGone from None
         try:
             remaining = body.length
-            while remaining > 0:
-                chunk = await trio.to_thread.run_sync(handle.read, min(FILE_CHUNK, remaining))
-                if not chunk:
+            while True:
+                if len(chunk) == 0 and remaining > 0:
                     log.error("local index: %s ended early", body.path.name)
                     raise _PeerGone
                 remaining -= len(chunk)
-                await self._send(h11.Data(data=chunk))
+                if chunk:
+                    await self._send(h11.Data(data=chunk))
+                if remaining <= 0:
+                    break
+                chunk = await trio.to_thread.run_sync(handle.read, min(FILE_CHUNK, remaining))
         finally:
-            await trio.to_thread.run_sync(handle.close)
+            handle.close()  # no I/O to wait for: closing a read-only file does not block
 
 
-def _open_at(path: Path, offset: int) -> BinaryIO:
-    handle = path.open("rb")
-    if offset:
-        handle.seek(offset)
-    return handle
+def _open_and_read(body: FileBody) -> tuple[BinaryIO, bytes]:
+    handle = body.path.open("rb")
+    try:
+        if body.offset:
+            handle.seek(body.offset)
+        return handle, handle.read(min(FILE_CHUNK, body.length))
+    except BaseException:
+        handle.close()
+        raise
