@@ -37,7 +37,7 @@ import time
 import zipfile
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -97,6 +97,11 @@ class Limits:
     #: A page or metadata request must complete within this (a slow-drip server resets the
     #: read timeout with every byte; this bounds the whole exchange).
     request_deadline: float = 120.0
+    #: A file download slower than `min_rate` bytes/s over any `min_rate_window` seconds is cut
+    #: (curl's --speed-limit/--speed-time): a slow-drip server resets the read timeout with
+    #: every byte, and a file has no size-independent deadline.
+    min_rate: int = 1024
+    min_rate_window: float = 10.0
     #: How long an index marked offline fails fast before the next probe.
     offline_cooldown: float = 30.0
     #: How long a find-links page over http is reused for other projects.
@@ -126,6 +131,10 @@ class _Breaker:
 
 class _ConnectFailure(Exception):
     """No usable answer at the transport level (refused, reset, timeout): retry, then breaker."""
+
+
+class _BodyBroken(UpstreamError):
+    """A file body broke off (reset, truncated): resumed from where it stopped, or retried."""
 
 
 class _ServerError(Exception):
@@ -393,28 +402,83 @@ class Upstream:
             return
         breaker = self._breakers.setdefault(index.name, _Breaker())
         self._fail_fast(breaker, index, what)
-        headers = {"Accept-Encoding": "identity"}
         async with self._limiter(index):
+            body = _Body()
             try:
-                async with self._get(index, file.url, headers, what, limiter=False) as (resp, _):
-                    try:
-                        self._check_status(resp, what)
-                    except _ServerError as exc:
-                        raise UpstreamError(f"{what}: the index answered {exc}") from None
-                    self._mark_online(breaker)
-                    length = resp.headers.get("Content-Length")
-                    announced = int(length) if length and length.isdigit() else None
-                    if announced is not None and announced > cap:
-                        raise HostileInput(f"{what}: announced {announced} bytes, over {cap}")
-                    decoder = _Decoder(resp.headers.get("Content-Encoding", ""), cap, what)
-                    chunks = _chunks(resp, decoder, what)
-                    yield FileDownload(file.url, file.filename, announced, chunks)
+                await self._open_body(body, index, file, what, cap, 0)
+                self._mark_online(breaker)
+                length = body.response.headers.get("Content-Length")
+                announced = int(length) if length and length.isdigit() else None
+                if announced is not None and announced > cap:
+                    raise HostileInput(f"{what}: announced {announced} bytes, over {cap}")
+                chunks = self._resuming_chunks(body, index, file, what, cap)
+                yield FileDownload(file.url, file.filename, announced, chunks)
             except _ConnectFailure as exc:
                 self._mark_offline(breaker, index, str(exc))
                 raise IndexUnreachable(
                     redact(f"{what}: index unreachable ({exc}); marked offline"),
                     details={"index": index.name, "reason": str(exc)},
                 ) from None
+            finally:
+                await body.stack.aclose()
+
+    async def _open_body(
+        self, body: _Body, index: IndexConfig, file: FileEntry, what: str, cap: int, offset: int
+    ) -> None:
+        """Open *file* from byte *offset* into *body*; 5xx and 429 are retried with backoff."""
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        for attempt in range(1, self.limits.attempts + 1):
+            await body.stack.aclose()
+            body.stack = AsyncExitStack()
+            response, _ = await body.stack.enter_async_context(
+                self._get(index, file.url, headers, what, limiter=False)
+            )
+            try:
+                if not (offset and response.status_code == 206):
+                    self._check_status(response, what)
+            except _ServerError as exc:
+                if attempt == self.limits.attempts:
+                    raise UpstreamError(f"{what}: the index answered {exc}") from None
+                await trio.sleep(self._backoff(attempt))
+                continue
+            body.response = response
+            return
+
+    def _backoff(self, attempt: int) -> float:
+        """The pause after failed attempt number *attempt* (exponential, with jitter)."""
+        return self.limits.backoff * 2.0 ** (attempt - 1) * (0.5 + random.random())  # noqa: S311
+
+    async def _resuming_chunks(
+        self, body: _Body, index: IndexConfig, file: FileEntry, what: str, cap: int
+    ) -> AsyncIterator[bytes]:
+        """The body's bytes; a body that breaks off is resumed where it stopped (a Range
+        request; bytes already seen are skipped if the index ignores the range), at most
+        `Limits.attempts` times. The consumer sees one uninterrupted stream."""
+        received = 0
+        for attempt in range(1, self.limits.attempts + 1):
+            response = body.response
+            encoding = response.headers.get("Content-Encoding", "")
+            skip = received if response.status_code == 200 else 0
+            decoder = _Decoder(encoding, cap - received + skip, what)
+            try:
+                async for piece in _chunks(response, decoder, what, self.limits):
+                    if skip:
+                        dropped = min(skip, len(piece))
+                        piece, skip = piece[dropped:], skip - dropped
+                    received += len(piece)
+                    if piece:
+                        yield piece
+            except _BodyBroken:
+                resumable = encoding.strip().lower() in ("", "identity")
+                if not resumable or attempt == self.limits.attempts:
+                    raise
+            else:
+                return
+            await trio.sleep(self._backoff(attempt))
+            _log.info("%s: resuming at byte %d", what, received)
+            await self._open_body(body, index, file, what, cap, received)
 
     # -- http machinery -------------------------------------------------------------------------
 
@@ -684,14 +748,35 @@ class Upstream:
         return page
 
 
-async def _chunks(response: httpx.Response, decoder: _Decoder, what: str) -> AsyncIterator[bytes]:
+async def _chunks(
+    response: httpx.Response, decoder: _Decoder, what: str, limits: Limits
+) -> AsyncIterator[bytes]:
+    window_start, window_bytes = time.monotonic(), 0
     try:
-        async for raw in response.aiter_raw(_CHUNK):
+        # No chunk size: httpx would buffer up to it, and a drip would arrive as one late chunk.
+        async for raw in response.aiter_raw():
+            window_bytes += len(raw)
+            now = time.monotonic()
+            if now - window_start >= limits.min_rate_window:
+                if window_bytes < limits.min_rate * (now - window_start):
+                    raise UpstreamError(
+                        f"{what}: download too slow ({window_bytes} bytes in "
+                        f"{now - window_start:.0f}s, under {limits.min_rate} bytes/s)"
+                    )
+                window_start, window_bytes = now, 0
             for piece in decoder.decode(raw):
                 if piece:
                     yield piece
     except (httpx.TransportError, httpx.StreamError) as exc:
-        raise UpstreamError(redact(f"{what}: download broken: {_describe(exc)}")) from None
+        raise _BodyBroken(redact(f"{what}: download broken: {_describe(exc)}")) from None
+
+
+@dataclass
+class _Body:
+    """The response a download currently reads, and what closes it (replaced on resume)."""
+
+    stack: AsyncExitStack = field(default_factory=AsyncExitStack)
+    response: httpx.Response = field(init=False)
 
 
 @asynccontextmanager

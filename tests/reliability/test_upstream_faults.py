@@ -1,0 +1,271 @@
+"""Upstream faults, end to end: the real daemon against a loopback index that misbehaves.
+
+`tests/daemon/test_upstream.py` checks the HTTP client's rules in-process with shrunken limits;
+this suite checks what a user gets from the running daemon with its real defaults: each fault
+ends in a clear error naming the index and file, or in a successful retry, within a bounded time,
+and the daemon's peak memory stays bounded (``VmHWM`` from ``/proc``, printed for
+``docs/reliability.md``). The daemon keeps serving after every fault.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.harness import Rig, rig_for
+from tests.reliability.hostile_server import Handler, HostileServer, reply, reset
+from tests.support.wheels import build_wheel
+
+PAGE = "/simple/demo/"
+WHEEL = "demo-1.0-py3-none-any.whl"
+FILE = f"/files/{WHEEL}"
+#: No fault may hold a command longer than this (the daemon's connect timeout is 3 s, its
+#: retries back off from 0.25 s; a slow-drip download is cut after 10 s under 1 KiB/s).
+BOUND = 20.0
+
+
+class Hostile:
+    """The hostile server, the wheel it offers, and a rig configured with it."""
+
+    def __init__(self, rig: Rig, server: HostileServer) -> None:
+        self.rig = rig
+        self.server = server
+        wheel = build_wheel(rig.root / "dist", "demo", "1.0")
+        self.wheel = wheel.read_bytes()
+        sha = hashlib.sha256(self.wheel).hexdigest()
+        self.page = (
+            f'<!DOCTYPE html><html><body><a href="{server.url(FILE)}#sha256={sha}">{WHEEL}</a>'
+            "</body></html>"
+        ).encode()
+        server.routes[PAGE] = self.serve_page
+        server.routes[FILE] = self.serve_file
+        rig.configure(server.url("/simple/"))
+
+    def serve_page(self, handler: Handler) -> None:
+        reply(handler, 200, self.page, Content_Type="text/html")
+
+    def serve_file(self, handler: Handler) -> None:
+        reply(handler, 200, self.wheel, Content_Type="application/octet-stream")
+
+    def prefetch(self) -> tuple[int, str, float]:
+        start = time.monotonic()
+        result = self.rig.satchel("prefetch", "demo", timeout=BOUND + 30)
+        return result.returncode, result.stderr, time.monotonic() - start
+
+    def assert_still_serving(self) -> None:
+        self.rig.ok("ping")
+        self.rig.ok("status")
+
+
+@pytest.fixture
+def hostile(tmp_path: Path) -> Iterator[Hostile]:
+    with HostileServer() as server:
+        for rig in rig_for(tmp_path):
+            yield Hostile(rig, server)
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident set size (``VmHWM``), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def _once_then(fault: object, hostile: Hostile, path: str) -> None:
+    """Route *path* to *fault* for the first request, to the good answer afterwards."""
+    good = hostile.server.routes[path]
+
+    def route(handler: Handler) -> None:
+        if hostile.server.count(path) == 1:
+            fault(handler)  # type: ignore[operator]
+        else:
+            good(handler)
+
+    hostile.server.routes[path] = route
+
+
+def _half_then_reset(data: bytes) -> object:
+    def route(handler: Handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data[: len(data) // 2])
+        reset(handler)
+
+    return route
+
+
+def _truncated(data: bytes) -> object:
+    def route(handler: Handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        handler.wfile.write(data[: len(data) // 2])
+        handler.close_connection = True
+
+    return route
+
+
+# -- broken bodies ---------------------------------------------------------------------------
+
+
+def test_connection_reset_mid_body_once_is_retried(hostile: Hostile) -> None:
+    _once_then(_half_then_reset(hostile.wheel), hostile, FILE)
+    code, err, seconds = hostile.prefetch()
+    assert code == 0, err
+    assert seconds < BOUND
+    hostile.rig.assert_store_consistent()
+
+
+def test_connection_reset_mid_body_every_time_is_a_clear_error(hostile: Hostile) -> None:
+    hostile.server.routes[FILE] = _half_then_reset(hostile.wheel)  # type: ignore[assignment]
+    code, err, seconds = hostile.prefetch()
+    assert code != 0
+    assert WHEEL in err and "Traceback" not in err, err
+    assert seconds < BOUND
+    assert hostile.rig.assert_store_consistent() == 0
+    hostile.assert_still_serving()
+
+
+def test_truncated_body_once_is_retried(hostile: Hostile) -> None:
+    _once_then(_truncated(hostile.wheel), hostile, FILE)
+    code, err, seconds = hostile.prefetch()
+    assert code == 0, err
+    assert seconds < BOUND
+    hostile.rig.assert_store_consistent()
+
+
+def test_truncated_body_every_time_is_a_clear_error(hostile: Hostile) -> None:
+    hostile.server.routes[FILE] = _truncated(hostile.wheel)  # type: ignore[assignment]
+    code, err, seconds = hostile.prefetch()
+    assert code != 0
+    assert WHEEL in err and "Traceback" not in err, err
+    assert seconds < BOUND
+    assert hostile.rig.assert_store_consistent() == 0
+
+
+def test_wrong_hash_is_refused_and_nothing_is_stored(hostile: Hostile) -> None:
+    wheel = hostile.wheel
+    hostile.wheel = wheel[:-1] + bytes([wheel[-1] ^ 1])
+    code, err, _ = hostile.prefetch()
+    assert code != 0
+    assert "sha256" in err.lower() or "hash" in err.lower(), err
+    assert hostile.rig.assert_store_consistent() == 0
+
+
+# -- server errors ---------------------------------------------------------------------------
+
+
+def _error_500(handler: Handler) -> None:
+    reply(handler, 500, b"boom", Content_Type="text/plain")
+
+
+def test_500_on_the_page_is_retried_then_succeeds(hostile: Hostile) -> None:
+    _once_then(_error_500, hostile, PAGE)
+    code, err, seconds = hostile.prefetch()
+    assert code == 0, err
+    assert hostile.server.count(PAGE) >= 2
+    assert seconds < BOUND
+
+
+def test_persistent_500_is_a_clear_error(hostile: Hostile) -> None:
+    hostile.server.routes[PAGE] = _error_500
+    code, err, seconds = hostile.prefetch()
+    assert code != 0
+    assert "500" in err and "demo" in err and "Traceback" not in err, err
+    assert seconds < BOUND
+    hostile.assert_still_serving()
+
+
+def test_500_on_the_file_is_retried_then_succeeds(hostile: Hostile) -> None:
+    _once_then(_error_500, hostile, FILE)
+    code, err, seconds = hostile.prefetch()
+    assert code == 0, err
+    assert seconds < BOUND
+
+
+# -- slow, huge and looping answers ---------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_slow_drip_file_is_bounded_in_time(hostile: Hostile) -> None:
+    """One byte every 50 ms never trips a read timeout; the download is cut by the rate floor
+    (`Limits.min_rate` over `Limits.min_rate_window`: 1 KiB/s over 10 s)."""
+    data = hostile.wheel
+
+    def drip(handler: Handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        for byte in data:
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+            time.sleep(0.05)
+
+    hostile.server.routes[FILE] = drip
+    code, err, seconds = hostile.prefetch()
+    log = hostile.rig.env.log_file.read_text()[-3000:]
+    print(f"\nslow drip: exit {code} after {seconds:.1f} s: {err.strip()}")
+    assert seconds < BOUND + 5, f"a slow drip held the prefetch for {seconds:.0f} s: {err}\n{log}"
+    assert code != 0 and WHEEL in err, err
+    hostile.assert_still_serving()
+
+
+def test_50_mb_html_page_is_handled_in_bounded_memory(hostile: Hostile) -> None:
+    filler = b"<p>" + b"x" * 1000 + b"</p>\n"
+    body = hostile.page.replace(b"<body>", b"<body>" + filler * (50 * 2**20 // len(filler)))
+    hostile.server.routes[PAGE] = lambda h: reply(h, 200, body, Content_Type="text/html")
+    pid = hostile.rig.daemon_pid()
+    before = peak_rss_mib(pid)
+    code, err, seconds = hostile.prefetch()
+    after = peak_rss_mib(pid)
+    print(
+        f"\n50 MB page: exit {code} in {seconds:.1f} s, "
+        f"daemon peak RSS {before:.0f} -> {after:.0f} MiB"
+    )
+    assert code == 0, err  # under the 64 MiB page cap: parsed as it streams
+    assert after - before < 200, f"peak RSS grew by {after - before:.0f} MiB for a 50 MB page"
+    assert seconds < BOUND
+
+
+def test_gzip_bomb_page_is_capped_in_bounded_memory(hostile: Hostile) -> None:
+    bomb = gzip.compress(b"\0" * (1 << 30), compresslevel=9)  # 1 GiB from ~1 MiB
+    hostile.server.routes[PAGE] = lambda h: reply(
+        h, 200, bomb, Content_Type="text/html", Content_Encoding="gzip"
+    )
+    pid = hostile.rig.daemon_pid()
+    before = peak_rss_mib(pid)
+    code, err, seconds = hostile.prefetch()
+    after = peak_rss_mib(pid)
+    print(
+        f"\ngzip bomb: exit {code} in {seconds:.1f} s, "
+        f"daemon peak RSS {before:.0f} -> {after:.0f} MiB"
+    )
+    assert code != 0
+    assert "limit" in err and "demo" in err, err
+    assert after - before < 200, f"peak RSS grew by {after - before:.0f} MiB for a gzip bomb"
+    assert seconds < BOUND
+    hostile.assert_still_serving()
+
+
+def test_redirect_loop_is_a_clear_error(hostile: Hostile) -> None:
+    hostile.server.routes[PAGE] = lambda h: reply(h, 302, Location=PAGE)
+    code, err, seconds = hostile.prefetch()
+    assert code != 0 and "redirects" in err, err
+    assert seconds < BOUND
+
+
+def test_redirect_to_file_scheme_is_refused(hostile: Hostile, tmp_path: Path) -> None:
+    secret = tmp_path / "local.html"
+    secret.write_bytes(hostile.page)
+    hostile.server.routes[PAGE] = lambda h: reply(h, 301, Location=secret.as_uri())
+    code, err, _ = hostile.prefetch()
+    assert code != 0 and "file:" in err, err
+    assert hostile.server.count(FILE) == 0, "followed a redirect into the local file system"
