@@ -383,8 +383,10 @@ class Upstream:
     ) -> AsyncIterator[FileDownload]:
         """Stream *file*: ``async with up.open_file(i, f) as dl: async for chunk in dl: ...``.
 
-        The caller hashes and stores; this enforces the size cap (announced and actual). Only the
-        opening is retried: a body broken mid-way raises and the caller starts again.
+        The caller hashes and stores; this enforces the size cap (announced and actual). The
+        opening is retried on 5xx/429; a body that breaks off mid-way is resumed with a Range
+        request (`_resuming_chunks`), so the caller sees one stream; one slower than
+        `Limits.min_rate` is cut.
         """
         cap = self.limits.max_file_bytes if max_bytes is None else max_bytes
         project = file_project(file.filename) or "?"
