@@ -97,6 +97,9 @@ def test_prefetch_builds_the_sdist_and_its_build_requirement_comes_from_the_inde
     assert any("buildtool-1.0" in path for path in world.index.requests)
     info = world.json("cache", "info")
     assert info["built_wheels"] == 1
+    again = world.ok("prefetch", "sdpkg")  # the build is kept: nothing is built again
+    assert "built " not in again.stderr
+    assert world.json("cache", "info")["built_wheels"] == 1
 
 
 def test_offline_install_uses_the_wheel_built_while_online(world: World, tmp_path: Path) -> None:

@@ -121,7 +121,8 @@ async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult
             best = package.best_file(target) if package.applies_to(target) else None
             if best is not None:
                 sdists.append((package.name, best))
-    await _build_sdists(ctx, rt, session, target, sdists, stored)
+    began = time.time() - (time.perf_counter() - started)
+    await _build_sdists(ctx, rt, session, target, sdists, stored, began)
     return PrefetchResult(
         pins=[pin_info(session, pin) for pin in outcome.resolution.pins] if outcome else [],
         files=len(files),
@@ -143,8 +144,13 @@ async def _build_sdists(
     target: Target,
     pinned: list[tuple[str, FileEntry]],
     stored: dict[str, str],
+    began: float,
 ) -> None:
-    """Build a wheel from every pinned sdist, so that it installs offline on this interpreter."""
+    """Build a wheel from every pinned sdist, so that it installs offline on this interpreter.
+
+    Builds done by this request (here, or while resolving an sdist with dynamic metadata) are
+    reported in the notes; wheels built by earlier requests are reused silently.
+    """
     sdists = [(project, file) for project, file in pinned if not file.is_wheel]
     if not sdists:
         return
@@ -158,4 +164,5 @@ async def _build_sdists(
         await ctx.progress(number - 1, len(sdists), "builds", f"building {file.filename}")
         sha = stored.get(file.url) or file.sha256 or ""
         wheel = await wheel_for(rt, session, target, project, file, sha)
-        session.notes.append(f"built {wheel.filename} from {file.filename}")
+        if wheel.built_at >= began:
+            session.notes.append(f"built {wheel.filename} from {file.filename}")
