@@ -280,6 +280,16 @@ def test_unsafe_best_match_takes_the_best_version_across_indexes(world: World) -
     assert world.pins("internal-tool")["internal-tool"]["index"] == "internal"
 
 
+def test_unsafe_best_match_still_honours_a_pin(world: World) -> None:
+    world.ok("index", "pin", "internal-tool", "internal")
+
+    pins = world.pins("--index-strategy", "unsafe-best-match", "internal-tool")
+
+    assert pins["internal-tool"]["version"] == "1.0"
+    assert pins["internal-tool"]["index"] == "internal"
+    assert set(pins) == {"internal-tool", "helper"}
+
+
 def test_unsafe_best_match_prefers_the_earlier_index_for_the_same_version(world: World) -> None:
     dist = world.root / "dist" / "public-helper"
     world.public.add(build_wheel(dist, "helper", "1.2", summary="Another helper."))
