@@ -303,6 +303,8 @@ class Warmer:
     def _changed(self, path: Path) -> None:
         for key in self.projects:
             watched = Path(key)
+            if path == watched / "requirements":
+                self._rewatch.set()  # appeared or went: watch it (or stop), rescan for stale
             inside = watched.is_dir() and belongs_to(watched, path)
             if path == watched or inside:
                 log.info("watched project %s: %s changed", key, path.name)
@@ -387,7 +389,11 @@ class Warmer:
                 used = await trio.to_thread.run_sync(gc.usage, self.rt.metadb)
                 if not gc.over_caps(used, max_size, max_age, time.time()):
                     continue
-                if used == after and trio.current_time() - collected_at < GC_RETRY:
+                unchanged = after is not None and (used.files, used.bytes) == (
+                    after.files,
+                    after.bytes,
+                )
+                if unchanged and trio.current_time() - collected_at < GC_RETRY:
                     continue
                 await self.collect(max_size=max_size, max_age=max_age)
                 after = await trio.to_thread.run_sync(gc.usage, self.rt.metadb)
