@@ -255,6 +255,23 @@ def test_concurrent_installs_into_one_environment_both_succeed(
         assert record_problems(venv, dist_info(venv, name, version)) == []
 
 
+def test_concurrent_installs_into_a_missing_environment_create_it_once(
+    world: World, tmp_path: Path
+) -> None:
+    venv = tmp_path / "new"
+
+    procs = [
+        world.spawn("install", "--venv", str(venv), "--json", "gamma"),
+        world.spawn("install", "--venv", str(venv), "--json", "beta"),
+    ]
+    results = [proc.communicate(timeout=60) for proc in procs]
+
+    assert [proc.returncode for proc in procs] == [0, 0], results
+    assert sorted(json.loads(out)["created"] for out, _err in results) == [False, True]
+    listed = world.pip_list(venv)
+    assert (listed["beta"], listed["gamma"]) == ("2.0", "1.0")
+
+
 def test_an_install_waits_for_its_environment_but_not_for_another(
     world: World, tmp_path: Path
 ) -> None:

@@ -124,6 +124,16 @@ def test_offline_install_uses_the_wheel_built_while_online(world: World, tmp_pat
     assert (site_packages(venv) / "sdpkg-1.0.dist-info" / "INSTALLER").read_text() == "satchel\n"
 
 
+def test_the_build_survives_a_daemon_restart(world: World, tmp_path: Path) -> None:
+    world.ok("prefetch", "sdpkg")
+    world.ok("stop")
+    world.index.stop()
+
+    world.ok("install", "--offline", "--venv", str(tmp_path / "venv"), "sdpkg")
+
+    assert world.pip_list(tmp_path / "venv")["sdpkg"] == "1.0"
+
+
 def test_an_index_outage_needs_no_offline_flag(world: World, tmp_path: Path) -> None:
     world.ok("prefetch", "sdpkg")
     world.index.stop()
