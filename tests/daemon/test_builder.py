@@ -13,7 +13,7 @@ import io
 import sys
 import tarfile
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -271,3 +271,46 @@ async def test_an_sdist_escaping_its_directory_is_refused_before_anything_runs(
 
         key = interpreter_key(env.target)
         assert env.rt.metadb.get_built_wheel(file_sha256(sdist), key) is None
+
+
+async def test_a_cancelled_build_kills_the_backend(tmp_path: Path) -> None:
+    pid_file = tmp_path / "backend.pid"
+    backend = (
+        "import os, time\n"
+        "def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):\n"
+        f"    open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        "    time.sleep(60)\n"
+    )
+    async with environment(tmp_path) as env:
+        sdist = env.index.add(hand_made_sdist(env.dist, "stuck", "1.0", backend))
+        _page, file = await env.entry("stuck", sdist.name)
+        await env.rt.catalog.fetch_file(env.session().indexes[0], "stuck", file)
+
+        with trio.move_on_after(15) as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    wheel_for, env.rt, env.session(), env.target, "stuck", file, file_sha256(sdist)
+                )
+                await eventually(lambda: pid_file.exists() and bool(pid_file.read_text()))
+                nursery.cancel_scope.cancel()
+        assert not scope.cancelled_caught  # the cancellation came back at once, not at 15 s
+
+        pid = int(await trio.to_thread.run_sync(pid_file.read_text))
+        await eventually(lambda: not _alive(pid), seconds=5)
+
+
+async def eventually(check: Callable[[], bool], seconds: float = 10) -> None:
+    """Wait until *check* (blocking, run in a thread) holds, or fail after *seconds*."""
+    for _ in range(int(seconds / 0.05)):
+        if await trio.to_thread.run_sync(check):
+            return
+        await trio.sleep(0.05)
+    raise AssertionError(f"still not true after {seconds} s")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
