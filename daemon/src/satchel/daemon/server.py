@@ -226,6 +226,9 @@ class _Peer:
         self.requests: dict[int, _InFlight] = {}
         self._scope = trio.CancelScope()
         self.protocol = ""
+        #: Set once the peer broke the protocol: answers still being computed for its earlier
+        #: requests are dropped (the state machine would refuse them; nobody will read them).
+        self.peer_broke = False
 
     async def run(self) -> None:
         try:
@@ -360,7 +363,7 @@ class _Peer:
     async def send(self, message: Message) -> None:
         """Encode and write one message; frames of concurrent senders never interleave."""
         async with self.send_lock:
-            if self.conn.closed:
+            if self.conn.closed or self.peer_broke:
                 return  # the client went away (EOF or a connection-level Error): drop answers
             try:
                 data = self.conn.send(message)
@@ -382,6 +385,7 @@ class _Peer:
 
     async def _protocol_error(self, exc: ProtocolError) -> None:
         log.info("protocol error from client pid %s: %s", self.pid, exc)
+        self.peer_broke = True
         with trio.move_on_after(1.0):
             # The state machine may refuse to send after a failure: write the frame directly.
             data = frame(self.conn.codec.encode(Error(None, codes.PROTOCOL, str(exc))))
