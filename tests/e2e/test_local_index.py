@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -201,3 +202,27 @@ def test_satchel_env_exports_for_each_shell(setup: Setup) -> None:
     powershell = setup.satchel("env", "--shell", "powershell").stdout
     assert f"$Env:PIP_INDEX_URL = '{url}'" in powershell
     assert os.environ.get("SHELL") is None or setup.satchel("env").returncode == 0
+
+
+def test_index_url_explains_a_taken_port_and_the_daemon_keeps_serving(tmp_path: Path) -> None:
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    port = blocker.getsockname()[1]
+    env = isolated_env(tmp_path)
+    config = Path(env["XDG_CONFIG_HOME"]) / "satchel" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(
+        '[[index]]\nname = "up"\nurl = "http://127.0.0.1:9/simple/"\n\n'
+        f"[settings]\nlocal-index-port = {port}\n"
+    )
+    try:
+        with DaemonProcess(env) as daemon:
+            setup = Setup(tmp_path, None, daemon, env)  # type: ignore[arg-type]
+            result = setup.satchel("index-url")
+            assert result.returncode == 1
+            assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+            assert setup.satchel("ping").returncode == 0
+            assert f"127.0.0.1:{port}" in daemon.stderr()
+    finally:
+        blocker.close()

@@ -108,41 +108,55 @@ async def serve_local_index(
         task_status.started()
         return
     service = LocalIndex(rt, state.token)
+    # The first bind happens before the runtime reports ready, so `localindex.info` never
+    # answers "starting" to a client that asks right after start-up.
+    port = configured_port(rt)
+    listeners = await _bind(state, port)
     task_status.started()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_flush_used, rt, service)
         delay = RETRY_FIRST
         while True:
-            port = configured_port(rt)
-            state.port = port
-            try:
-                listeners = await trio.open_tcp_listeners(port, host=HOST, backlog=LISTEN_BACKLOG)
-            except OSError as exc:
-                message = f"cannot listen on {HOST}:{port}: {exc.strerror or exc}"
-                if state.error != message:
-                    log.error(  # noqa: TRY400
-                        "local index: %s; retrying (set [settings] local-index-port in "
-                        "config.toml to use another port)",
-                        message,
-                    )
-                state.state, state.error, state.since = "error", message, time.time()
+            if listeners is None:
                 await _sleep_or_port_change(rt, port, delay)
                 delay = min(delay * 2, RETRY_MAX)
+                port = configured_port(rt)
+                listeners = await _bind(state, port)
                 continue
             delay = RETRY_FIRST
-            bound = listeners[0].socket.getsockname()[1]
-            state.state, state.port, state.error, state.since = "serving", bound, None, time.time()
-            log.info("local index serving on http://%s:%d/simple/", HOST, bound)
             server = HttpServer(service.handle, hold=app.activity.hold)
             with trio.CancelScope() as scope:
                 nursery.start_soon(_cancel_on_port_change, rt, port, scope)
                 await server.serve(listeners)
             log.info("local index: configured port changed; moving the listener")
+            port = configured_port(rt)
+            listeners = await _bind(state, port)
+
+
+async def _bind(state: LocalIndexState, port: int) -> list[trio.SocketListener] | None:
+    """Listen on *port* and record the outcome in *state*; None (logged once) on failure."""
+    state.port = port
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=HOST, backlog=LISTEN_BACKLOG)
+    except OSError as exc:
+        message = f"cannot listen on {HOST}:{port}: {exc.strerror or exc}"
+        if state.error != message:
+            log.error(  # noqa: TRY400
+                "local index: %s; retrying (set [settings] local-index-port in config.toml "
+                "to use another port)",
+                message,
+            )
+        state.state, state.error, state.since = "error", message, time.time()
+        return None
+    bound = listeners[0].socket.getsockname()[1]
+    state.state, state.port, state.error, state.since = "serving", bound, None, time.time()
+    log.info("local index serving on http://%s:%d/simple/", HOST, bound)
+    return listeners
 
 
 async def _sleep_or_port_change(rt: Runtime, port: int, delay: float) -> None:
     with trio.move_on_after(delay):
-        # Polled: config.toml reloads have no subscription hook, and a 2 s poll is free.
+        # Polled: config.toml reloads have no subscription hook, and a 1 s poll is free.
         while configured_port(rt) == port:  # noqa: ASYNC110
             await trio.sleep(min(CONFIG_POLL, delay))
 
