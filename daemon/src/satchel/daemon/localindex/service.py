@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
@@ -82,6 +83,9 @@ FILE_CACHE_CONTROL = "public, max-age=31536000, immutable"
 MAX_REMEMBERED_FILES = 200_000
 #: Host names a request may use: the listener is on 127.0.0.1, and refusing other names defeats
 #: DNS rebinding (a web page resolving its own name to 127.0.0.1 to reach this port).
+#: Seconds before the metadb is asked again for metadata it did not hold (a resolve or a
+#: prefetch may have stored it since); until then the page does not advertise it.
+METADATA_RECHECK = 10.0
 _LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost"})
 _HEX = frozenset("0123456789abcdef")
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
@@ -149,6 +153,8 @@ class LocalIndex:
         self._listed: dict[str, _Listed] = {}
         #: sha256 of a file -> sha256 of the metadata bytes the cache holds for it.
         self._metadata_hashes: dict[str, str] = {}
+        #: sha256 of a wheel -> monotonic time the metadb was last found without its metadata.
+        self._metadata_absent: dict[str, float] = {}
         #: Blobs served since the last flush (their last_used is bumped in one batch).
         self.used: set[str] = set()
 
@@ -259,7 +265,12 @@ class LocalIndex:
             if scoped.offline:
                 return _text(404, f"{canonical} is not in the cache (offline)")
             return _text(404, f"{canonical} is not on the configured indexes")
-        view, stale_since = await trio.to_thread.run_sync(self._view, session, scoped.pages)
+        if self._needs_io(session, scoped.pages):
+            view, stale_since = await trio.to_thread.run_sync(self._view, session, scoped.pages)
+        else:
+            # The common warm case touches neither disk nor database: a worker-thread hop
+            # would cost more than the work (and is most of a cached page's latency).
+            view, stale_since = self._view(session, scoped.pages)
         extra: list[tuple[str, str]] = []
         if stale_since is not None:
             when = _rfc3339(stale_since)
@@ -268,6 +279,27 @@ class LocalIndex:
                 ("Warning", f'110 satchel "Response is stale: index unreachable; as of {when}"')
             )
         return self._page_response(request, render_project(view, media_type), media_type, extra)
+
+    def _needs_io(self, session: Session, pages: tuple[ProjectPage, ...]) -> bool:
+        """Whether rendering must stat the store or read the metadb (then: a worker thread)."""
+        if session.offline:
+            return True
+        upstream = self.rt.catalog.upstream
+        now = time.monotonic()
+        for page in pages:
+            if upstream.is_offline(page.index):
+                return True
+            for entry in page.files:
+                sha = entry.sha256
+                if sha is None:
+                    continue
+                if entry.size is None:
+                    return True
+                if entry.is_wheel and sha not in self._metadata_hashes:
+                    checked = self._metadata_absent.get(sha)
+                    if checked is None or now - checked > METADATA_RECHECK:
+                        return True
+        return False
 
     def _view(
         self, session: Session, pages: tuple[ProjectPage, ...]
@@ -298,10 +330,22 @@ class LocalIndex:
             if not stale:
                 versions.update(dict.fromkeys(page.versions))
         wheels = [e.sha256 for _, e, _ in entries if e.is_wheel and e.sha256 is not None]
-        unknown = [sha for sha in wheels if sha not in self._metadata_hashes]
+        now = time.monotonic()
+        unknown = [
+            sha
+            for sha in wheels
+            if sha not in self._metadata_hashes
+            and now - self._metadata_absent.get(sha, -METADATA_RECHECK) >= METADATA_RECHECK
+        ]
         if unknown:
-            for sha, data in self.rt.metadb.core_metadata_many(unknown).items():
-                self._metadata_hashes[sha] = hashlib.sha256(data).hexdigest()
+            found = self.rt.metadb.core_metadata_many(unknown)
+            for sha in unknown:
+                data = found.get(sha)
+                if data is None:
+                    self._metadata_absent[sha] = now
+                else:
+                    self._metadata_hashes[sha] = hashlib.sha256(data).hexdigest()
+                    self._metadata_absent.pop(sha, None)
         files: list[FileLink] = []
         derive_all = not versions  # upstream gave no PEP 700 versions: take them from files
         for page, entry, stale in entries:
@@ -441,6 +485,7 @@ class LocalIndex:
             data = await rt.catalog.core_metadata(index, listed.page, listed.entry, offline=False)
         digest = hashlib.sha256(data).hexdigest()
         self._metadata_hashes[sha] = digest
+        self._metadata_absent.pop(sha, None)
         etag = f'"{digest}"'
         headers = [("ETag", etag), ("Cache-Control", FILE_CACHE_CONTROL)]
         if _etag_matches(request.header("if-none-match"), etag):
