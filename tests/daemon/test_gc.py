@@ -114,7 +114,7 @@ async def test_unpacked_trees_go_with_their_file_and_orphans_go_too(tmp_path: Pa
         index.add(build_wheel(tmp_path / "dist", "gamma", "1.0"))
         async with running_warmer(tmp_path / "d", index.url) as warm:
             gamma = await fetch(warm, "gamma")
-            root = gc.unpacked_root(warm.rt.store)
+            root = warm.rt.store.unpacked_dir
             for sha in (gamma, D):  # D: a tree whose file is long gone
                 (root / sha / "tree").mkdir(parents=True)
                 (root / sha / "tree" / "mod.py").write_bytes(b"x" * 100)

@@ -31,7 +31,7 @@ from satchel.daemon import pylock
 from satchel.daemon.builder import cached_wheel, not_built, wheel_for
 from satchel.daemon.catalog import Session
 from satchel.daemon.config import IndexConfig
-from satchel.daemon.errors import InstallError, NotCached
+from satchel.daemon.errors import InstallError
 from satchel.daemon.installer import (
     InstallItem,
     InstallReport,
@@ -43,8 +43,8 @@ from satchel.daemon.linking import LinkMode
 from satchel.daemon.metadb import BuiltWheel
 from satchel.daemon.model import FileEntry
 from satchel.daemon.resolution import (
-    DOWNLOAD_CONCURRENCY,
     Inputs,
+    fetch_files,
     locked_files,
     pinned_files,
     resolve_request,
@@ -58,22 +58,15 @@ from satchel.protocol.methods.resolve import ResolveParams
 __all__ = [
     "Installed",
     "describe",
-    "fetch_all",
     "install_files",
     "install_into",
     "prepare_environment",
     "scheme_for",
-    "unpacked_root",
 ]
 
 Progress = Callable[[int, int | None, str, str], Awaitable[None]]
 
 LINK_MODES: tuple[LinkMode, ...] = ("auto", "clone", "hardlink", "copy")
-
-
-def unpacked_root(rt: Runtime) -> Path:
-    """Where wheels are unpacked once, keyed by sha256 (beside the store, same filesystem)."""
-    return rt.store.root / "unpacked"
 
 
 def scheme_for(target: Target) -> Scheme:
@@ -138,46 +131,6 @@ class Installed:
     kept: list[str]
     session: Session
     target: Target
-
-
-async def fetch_all(
-    session: Session,
-    files: Sequence[tuple[IndexConfig, str, FileEntry]],
-    progress: Progress | None = None,
-) -> list[str]:
-    """The sha256 of every file, fetched into the store (online) or required present (offline)."""
-    store = session.catalog.store
-    if session.offline:
-        missing = [
-            f"{project} ({file.filename})"
-            for _index, project, file in files
-            if file.sha256 is None or not store.has(file.sha256)
-        ]
-        if missing:
-            raise NotCached(
-                f"offline, and not in the cache: {', '.join(missing[:10])}"
-                + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-                + "; run `satchel prefetch` for them while online",
-                details={"missing": missing},
-            )
-    shas: list[str] = [""] * len(files)
-    total = sum(file.size or 0 for _, _, file in files)
-    done = 0
-    limiter = trio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
-
-    async def one(position: int, index: IndexConfig, project: str, file: FileEntry) -> None:
-        nonlocal done
-        async with limiter:
-            info = await session.catalog.fetch_file(index, project, file)
-        shas[position] = info.sha256
-        done += file.size or info.size
-        if progress is not None:
-            await progress(done, total or None, "B", f"{file.filename}")
-
-    async with trio.open_nursery() as nursery:
-        for position, (index, project, file) in enumerate(files):
-            nursery.start_soon(one, position, index, project, file)
-    return shas
 
 
 async def install_into(
@@ -284,7 +237,7 @@ async def install_files(
         functools.partial(
             unpack_all,
             [(rt.store.path(sha), sha) for sha in shas],
-            unpacked_root(rt),
+            rt.store.unpacked_dir,
             filenames=filenames,
         )
     )
@@ -324,7 +277,9 @@ async def _wheels(
         elif session.offline or target.synthetic:
             raise not_built(project, file, target)
     pending = [entry for position, entry in enumerate(files) if position not in built]
-    fetched = iter(await fetch_all(session, pending, progress))
+    result = await fetch_files(session.catalog, pending, progress, offline=session.offline)
+    result.raise_failures()
+    fetched = iter(result.stored[file.url] for _index, _project, file in pending)
     shas: list[str] = []
     filenames: list[str] = []
     for position, (_index, project, file) in enumerate(files):

@@ -49,7 +49,6 @@ __all__ = [
     "over_caps",
     "plan",
     "protected_blobs",
-    "unpacked_root",
     "usage",
 ]
 
@@ -82,11 +81,6 @@ class Plan:
     @property
     def freed_bytes(self) -> int:
         return sum(v.size for v in self.victims)
-
-
-def unpacked_root(store: BlobStore) -> Path:
-    """Where the installer unpacks wheels (`environments.unpacked_root`: beside the blobs)."""
-    return store.root / "unpacked"
 
 
 def plan(
@@ -201,7 +195,7 @@ def _tree_size(path: Path) -> int:
 
 def _execute(store: BlobStore, metadb: MetaDB, victims: list[Victim]) -> tuple[int, int]:
     """Remove the victims' blobs, rows and trees, then orphaned trees; (trees, tree bytes)."""
-    root = unpacked_root(store)
+    root = store.unpacked_dir
     trees = tree_bytes = 0
     for victim in victims:
         store.remove(victim.sha256)

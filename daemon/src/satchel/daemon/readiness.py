@@ -33,8 +33,8 @@ from satchel.daemon.credentials import redact
 from satchel.daemon.errors import SatchelError
 from satchel.daemon.model import FileEntry
 from satchel.daemon.resolution import (
-    DOWNLOAD_CONCURRENCY,
     Inputs,
+    fetch_files,
     locked_files,
     resolve_request,
     target_for,
@@ -184,31 +184,10 @@ async def prefetch_project(
         needed = await needed_files(rt, project, offline=False)
     except SatchelError as exc:  # the target interpreter itself is unusable
         return Record(at=started, ok=False, message=redact(exc.message), missing=[exc.message])
-    total = sum(file.size or 0 for _i, _p, file in needed.files)
-    done = downloaded = 0
-    failures: list[str] = []
-    needed_shas: list[str] = []
-    limiter = trio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
-
-    async def fetch(index: IndexConfig, name: str, file: FileEntry) -> None:
-        nonlocal done, downloaded
-        async with limiter:
-            present = file.sha256 is not None and rt.store.has(file.sha256)
-            try:
-                info = await rt.catalog.fetch_file(index, name, file)
-            except SatchelError as exc:
-                failures.append(f"{name} ({file.filename}): {redact(exc.message)}")
-                return
-        needed_shas.append(info.sha256)
-        downloaded += not present
-        done += file.size or info.size
-        if progress is not None:
-            verb = "cached" if present else "fetched"
-            await progress(done, total or None, "B", f"{verb} {file.filename}")
-
-    async with trio.open_nursery() as nursery:
-        for index, name, file in needed.files:
-            nursery.start_soon(fetch, index, name, file)
+    fetched = await fetch_files(rt.catalog, needed.files, progress)
+    failures = [f"{what}: {redact(exc.message)}" for what, exc in fetched.failures]
+    downloaded, total = fetched.downloaded, fetched.total_bytes
+    needed_shas = list(fetched.stored.values())
     missing = needed.errors + failures
     ok = not missing and not needed.offline
     if ok:
@@ -224,7 +203,7 @@ async def prefetch_project(
         message=message,
         files=len(needed.files),
         downloaded=downloaded,
-        bytes=max(total, done),
+        bytes=total,
         missing=missing,
         needed=sorted(set(needed_shas)),
         projects=needed.projects,

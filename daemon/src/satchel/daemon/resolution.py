@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from packaging.utils import canonicalize_name
 from satchel.daemon import pylock
 from satchel.daemon.builder import sdist_metadata
 from satchel.daemon.candidates import SdistNeedsBuild
-from satchel.daemon.catalog import Session
+from satchel.daemon.catalog import Catalog, Session
 from satchel.daemon.config import IndexConfig
 from satchel.daemon.credentials import strip_userinfo
 from satchel.daemon.errors import NotCached, NotFound, SatchelError
@@ -49,10 +49,12 @@ from satchel.daemon.target import Target, query_interpreter, synthetic_target
 from satchel.protocol.methods.resolve import PinInfo, ResolveParams
 
 __all__ = [
+    "Fetched",
     "Inputs",
     "Outcome",
     "SessionSource",
     "combine_failures",
+    "fetch_files",
     "locked_files",
     "pin_info",
     "pinned_files",
@@ -256,18 +258,87 @@ def locked_files(session: Session, lock: pylock.Lock) -> list[tuple[IndexConfig,
     return out
 
 
-def require_present(session: Session, files: list[tuple[IndexConfig, str, FileEntry]]) -> None:
-    """Offline prefetch can only confirm: every file must already be stored."""
+def require_present(catalog: Catalog, files: Sequence[tuple[IndexConfig, str, FileEntry]]) -> None:
+    """Offline, a batch can only be confirmed: every file must already be stored."""
     missing = [
-        f"{project} {file.filename}"
+        f"{project} ({file.filename})"
         for _index, project, file in files
-        if file.sha256 is None or not session.catalog.store.has(file.sha256)
+        if file.sha256 is None or not catalog.store.has(file.sha256)
     ]
     if missing:
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
         raise NotCached(
-            f"offline, and {len(missing)} file(s) are not in the cache: {', '.join(missing[:10])}",
+            f"offline, and {len(missing)} file(s) are not in the cache: "
+            f"{', '.join(missing[:10])}{more}; run `satchel prefetch` for them while online",
             details={"missing": missing},
         )
+
+
+Progress = Callable[[int, int | None, str, str], Awaitable[None]]
+
+
+@dataclass
+class Fetched:
+    """What a batch of downloads did. Files that failed are in `failures`, not in `stored`."""
+
+    #: File URL -> sha256 of the stored bytes.
+    stored: dict[str, str] = field(default_factory=dict)
+    downloaded: int = 0
+    downloaded_bytes: int = 0
+    total_bytes: int = 0
+    #: ("project (filename)", error) for every file that could not be stored.
+    failures: list[tuple[str, SatchelError]] = field(default_factory=list)
+
+    def raise_failures(self) -> None:
+        if self.failures:
+            raise combine_failures([exc for _what, exc in self.failures])
+
+
+async def fetch_files(
+    catalog: Catalog,
+    files: Sequence[tuple[IndexConfig, str, FileEntry]],
+    progress: Progress | None = None,
+    *,
+    offline: bool = False,
+) -> Fetched:
+    """Store every file of *files* (hash-checked, with its origin), `DOWNLOAD_CONCURRENCY` at a
+    time; offline, require them present instead (`NotCached` naming what is missing).
+
+    One file failing does not stop the others (what succeeded stays stored and need not be
+    fetched again); the caller decides whether failures are fatal (`Fetched.raise_failures`).
+    Progress counts bytes, the message naming the file that just finished.
+    """
+    if offline:
+        require_present(catalog, files)
+    result = Fetched(total_bytes=sum(file.size or 0 for _, _, file in files))
+    done = finished = 0
+    limiter = trio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
+
+    async def fetch(index: IndexConfig, project: str, file: FileEntry) -> None:
+        nonlocal done, finished
+        async with limiter:
+            present = file.sha256 is not None and catalog.store.has(file.sha256)
+            try:
+                info = await catalog.fetch_file(index, project, file)
+            except SatchelError as exc:
+                result.failures.append((f"{project} ({file.filename})", exc))
+                return
+        result.stored[file.url] = info.sha256
+        if not present:
+            result.downloaded += 1
+            result.downloaded_bytes += info.size
+        done += file.size or info.size
+        finished += 1
+        if progress is not None:
+            verb = "cached" if present else "fetched"
+            message = f"{finished}/{len(files)} {verb} {file.filename}"
+            await progress(done, result.total_bytes or None, "B", message)
+
+    async with trio.open_nursery() as nursery:
+        for index, project, file in files:
+            nursery.start_soon(fetch, index, project, file)
+    result.total_bytes = max(result.total_bytes, done)
+    return result
 
 
 def combine_failures(failures: list[SatchelError]) -> SatchelError:

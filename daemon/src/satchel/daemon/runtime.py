@@ -32,6 +32,7 @@ from satchel.daemon.localindex import serve_local_index
 from satchel.daemon.metadb import MetaDB
 from satchel.daemon.store import BlobStore, open_cache
 from satchel.daemon.upstream import Upstream
+from satchel.daemon.wheel import sweep_temporaries
 
 if TYPE_CHECKING:
     from satchel.daemon.app import App
@@ -105,6 +106,11 @@ async def _run(app: App) -> None:
     store, metadb, recovery = await trio.to_thread.run_sync(open_cache, cache_dir)
     if recovery.swept or recovery.rows_added or recovery.rows_dropped:
         log.info("cache recovery after an unclean stop: %s", recovery)
+    # Unpacks killed mid-way leave staging directories; safe to sweep only now, under the
+    # daemon's single-instance lock and before any unpack can run.
+    unpack_debris = await trio.to_thread.run_sync(sweep_temporaries, store.unpacked_dir)
+    if unpack_debris:
+        log.info("removed %d interrupted wheel unpack(s)", unpack_debris)
     config_path = app.paths.config_dir / CONFIG_NAME
 
     def on_error(exc: ConfigError) -> None:

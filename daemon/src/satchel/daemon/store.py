@@ -189,6 +189,9 @@ class BlobStore:
         self.blobs_dir = self.root / "blobs"
         self.tmp_dir = self.root / "tmp"
         self.quarantine_dir = self.root / "quarantine"
+        #: Wheels unpacked once each (``<sha256>/``) for installs: beside the blobs, on the same
+        #: file system, so installs can hardlink from them. Owned by `satchel.daemon.wheel`.
+        self.unpacked_dir = self.root / "unpacked"
         for directory in (self.blobs_dir, self.tmp_dir, self.quarantine_dir):
             directory.mkdir(parents=True, exist_ok=True)
 

@@ -10,24 +10,19 @@ from __future__ import annotations
 
 import time
 
-import trio
-
 from satchel.daemon.builder import wheel_for
 from satchel.daemon.catalog import Session
 from satchel.daemon.config import IndexConfig
-from satchel.daemon.errors import SatchelError
 from satchel.daemon.methods import RequestContext, method
 from satchel.daemon.model import FileEntry
 from satchel.daemon.resolution import (
-    DOWNLOAD_CONCURRENCY,
     Outcome,
-    combine_failures,
+    fetch_files,
     locked_files,
     pin_info,
     pinned_files,
     read_inputs,
     render,
-    require_present,
     resolve_request,
     target_for,
 )
@@ -78,43 +73,8 @@ async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult
         outcome = await resolve_request(rt, params, inputs, target)
         session = outcome.session
         files += pinned_files(session, outcome.resolution.pins)
-    if session.offline:
-        require_present(session, files)
-    total = sum(file.size or 0 for _, _, file in files)
-    done = 0
-    downloaded = 0
-    downloaded_bytes = 0
-    finished = 0
-    limiter = trio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
-
-    failures: list[SatchelError] = []
-    stored: dict[str, str] = {}
-
-    async def fetch(index: IndexConfig, project: str, file: FileEntry) -> None:
-        nonlocal done, downloaded, downloaded_bytes, finished
-        async with limiter:
-            present = file.sha256 is not None and rt.store.has(file.sha256)
-            try:
-                info = await rt.catalog.fetch_file(index, project, file)
-            except SatchelError as exc:
-                failures.append(exc)
-                return
-        stored[file.url] = info.sha256
-        if not present:
-            downloaded += 1
-            downloaded_bytes += info.size
-        done += file.size or info.size
-        finished += 1
-        verb = "cached" if present else "fetched"
-        await ctx.progress(
-            done, total or None, "B", f"{finished}/{len(files)} {verb} {file.filename}"
-        )
-
-    async with trio.open_nursery() as nursery:
-        for index, project, file in files:
-            nursery.start_soon(fetch, index, project, file)
-    if failures:
-        raise combine_failures(failures)
+    fetched = await fetch_files(rt.catalog, files, ctx.progress, offline=session.offline)
+    fetched.raise_failures()
     sdists = [(pin.name, pin.file) for pin in outcome.resolution.pins] if outcome else []
     for lock in inputs_locks:
         for package in lock.packages:
@@ -122,13 +82,13 @@ async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult
             if best is not None:
                 sdists.append((package.name, best))
     began = time.time() - (time.perf_counter() - started)
-    await _build_sdists(ctx, rt, session, target, sdists, stored, began)
+    await _build_sdists(ctx, rt, session, target, sdists, fetched.stored, began)
     return PrefetchResult(
         pins=[pin_info(session, pin) for pin in outcome.resolution.pins] if outcome else [],
         files=len(files),
-        downloaded=downloaded,
-        downloaded_bytes=downloaded_bytes,
-        total_bytes=max(total, done),
+        downloaded=fetched.downloaded,
+        downloaded_bytes=fetched.downloaded_bytes,
+        total_bytes=fetched.total_bytes,
         offline=session.offline,
         offline_reason=session.offline_reason,
         notes=session.notes,
