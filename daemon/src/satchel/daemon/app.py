@@ -34,6 +34,7 @@ from satchel.daemon.activation import ActivationMode, Listeners
 from satchel.daemon.paths import Paths
 
 if TYPE_CHECKING:
+    from satchel.daemon.refresh import Warmer
     from satchel.daemon.runtime import Runtime
 from satchel.daemon.state import (
     FATAL_ERROR,
@@ -117,6 +118,8 @@ class Services:
 
     def __init__(self) -> None:
         self.runtime: Runtime | None = None
+        #: Watched projects, background refresh and idle GC (`satchel.daemon.refresh`).
+        self.warmer: Warmer | None = None
         self.runtime_ready = trio.Event()
         #: Why the runtime could not start (shown to every request that needs it).
         self.runtime_error: str | None = None

@@ -94,13 +94,10 @@ class Timing:
     refresh_interval: float | None = None
 
 
-_WARMERS: dict[int, Warmer] = {}
-
-
 async def warmer(app: App) -> Warmer:
     """The running daemon's `Warmer` (started with the runtime, so this waits for it)."""
     await runtime(app)
-    found = _WARMERS.get(id(app))
+    found = app.services.warmer
     if found is None:
         raise SatchelError("the daemon's background maintenance is not running; see its log")
     return found
@@ -116,7 +113,7 @@ async def keep_warm(
     """Run the `Warmer` until cancelled; ``await nursery.start(keep_warm, app, rt)``."""
     projects = await trio.to_thread.run_sync(load_projects, rt.metadb)
     warm = Warmer(app, rt, projects, timing or Timing())
-    _WARMERS[id(app)] = warm
+    app.services.warmer = warm
     try:
         async with trio.open_nursery() as nursery:
             # Not `start`: setting up OS watches must not delay the daemon's first answers.
@@ -126,7 +123,7 @@ async def keep_warm(
             nursery.start_soon(warm.run_gc)
             task_status.started(warm)
     finally:
-        _WARMERS.pop(id(app), None)
+        app.services.warmer = None
 
 
 class Warmer:
