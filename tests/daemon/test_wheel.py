@@ -105,7 +105,10 @@ HOSTILE: dict[str, Callable[[Path], Path]] = {
     ),
     "duplicate-member": lambda p: _raw_wheel(p, [_ok("evil/a.py"), _ok("evil/a.py")]),
     "case-duplicate": lambda p: _raw_wheel(p, [_ok("evil/a.py"), _ok("evil/A.py")]),
-    "compression-bomb": lambda p: _raw_wheel(p, [("evil/zeros.bin", b"\0" * (20 * 1024 * 1024))]),
+    "compression-bomb": lambda p: _raw_wheel(p, [("evil/zeros.bin", b"\0" * (65 * 1024 * 1024))]),
+    "many-small-bombs": lambda p: _raw_wheel(
+        p, [(f"evil/zeros{n}.bin", b"\0" * (9 * 1024 * 1024)) for n in range(8)]
+    ),
     "unknown-data-scheme": lambda p: _raw_wheel(p, [_ok("evil-1.0.data/etc/passwd")]),
     "data-file-without-scheme": lambda p: _raw_wheel(p, [_ok("evil-1.0.data/stray")]),
     "two-dist-infos": lambda p: _raw_wheel(p, [_ok("other-1.0.dist-info/METADATA")]),
@@ -136,6 +139,7 @@ REASONS = {
     "duplicate-member": "appears twice",
     "case-duplicate": "differ only in case",
     "compression-bomb": "compression ratio",
+    "many-small-bombs": "expands above",
     "unknown-data-scheme": "known .data scheme",
     "data-file-without-scheme": "known .data scheme",
     "two-dist-infos": "exactly one .dist-info",
@@ -167,6 +171,14 @@ def test_error_names_the_offending_member(tmp_path: Path) -> None:
     wheel = HOSTILE["dotdot"](tmp_path / "evil-1.0-py3-none-any.whl")
     with pytest.raises(InvalidWheel, match=r"evil/\.\./\.\./escape\.py"):
         validate_wheel(wheel)
+
+
+def test_a_highly_compressible_library_like_pillows_is_accepted(tmp_path: Path) -> None:
+    """pillow 13 ships a 2 MiB shared library that deflates 224:1; that is not a bomb."""
+    padded = b"\x7fELF" + b"\0" * (2 * 1024 * 1024)
+    wheel = _raw_wheel(tmp_path / "evil-1.0-py3-none-any.whl", [("evil/libpadded.so", padded)])
+    info = validate_wheel(wheel)
+    assert any(f.member == "evil/libpadded.so" for f in info.manifest.files)
 
 
 def test_dist_info_must_match_the_file_name(tmp_path: Path) -> None:
