@@ -69,6 +69,25 @@ __all__ = [
 #: open temp files and memory for a single request.
 DOWNLOAD_CONCURRENCY = 8
 
+#: Resolver threads come from a pool of their own. A resolve thread hops back into trio for
+#: pages and metadata, and those hops read SQLite through ``trio.to_thread`` with the default
+#: limiter (40 threads): were resolves allowed every default token, 40 concurrent resolves
+#: would wait forever on their own hops (the 100-client load test hung that way).
+RESOLVE_THREADS = 8
+_resolve_limiter: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar(
+    "satchel_resolve_limiter"
+)
+
+
+def _resolver_threads() -> trio.CapacityLimiter:
+    """This trio run's resolver thread pool (a RunVar: limiters must not outlive their run)."""
+    try:
+        return _resolve_limiter.get()
+    except LookupError:
+        limiter = trio.CapacityLimiter(RESOLVE_THREADS)
+        _resolve_limiter.set(limiter)
+        return limiter
+
 
 #: Async METADATA of the wheel built from an sdist whose own metadata is dynamic (`builder`).
 BuiltMetadata = Callable[[ProjectPage, FileEntry], Awaitable[bytes]]
@@ -210,7 +229,8 @@ async def resolve_request(
             prereleases=reqs.prereleases,
             hashes=reqs.hashes(),
             cache=rt.metadata_cache,
-        )
+        ),
+        limiter=_resolver_threads(),
     )
     session.notes.extend(reqs.warnings)
     return Outcome(resolution, session, target, time.perf_counter() - started)
@@ -338,6 +358,8 @@ async def fetch_files(
         for index, project, file in files:
             nursery.start_soon(fetch, index, project, file)
     result.total_bytes = max(result.total_bytes, done)
+    if result.stored:  # what garbage collection's least-recently-used order goes by
+        await trio.to_thread.run_sync(catalog.metadb.mark_used, list(result.stored.values()))
     return result
 
 
