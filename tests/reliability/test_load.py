@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,10 +46,10 @@ def _worker(*args: str) -> subprocess.Popen[str]:
     )
 
 
-def _collect(proc: subprocess.Popen[str]) -> dict[str, object]:
+def _collect(proc: subprocess.Popen[str]) -> dict[str, Any]:
     out, err = proc.communicate(timeout=SECONDS + 120)
     assert proc.returncode == 0, err
-    result: dict[str, object] = json.loads(out)
+    result: dict[str, Any] = json.loads(out)
     return result
 
 
@@ -61,7 +62,7 @@ def _percentiles(pings: list[float]) -> dict[str, float]:
     return {"n": len(ordered), "p50": at(0.5), "p99": at(0.99), "max": ordered[-1] * 1000}
 
 
-def _phase(path: str, think: float) -> dict[str, object]:
+def _phase(path: str, think: float) -> dict[str, Any]:
     """100 clients for SECONDS (THINK s between each client's requests) plus the pinger."""
     loaders = [
         _worker("clients", path, str(CLIENTS // PROCESSES), str(SECONDS), MIX, str(think))
@@ -70,9 +71,9 @@ def _phase(path: str, think: float) -> dict[str, object]:
     pinger = _worker("pinger", path, str(SECONDS))
     results = [_collect(proc) for proc in loaders]
     pinged = _collect(pinger)
-    errors = [e for r in results for e in r["errors"]] + pinged["errors"]  # type: ignore[operator]
-    requests = sum(r["requests"] for r in results)  # type: ignore[misc]
-    ping = _percentiles(pinged["pings"])  # type: ignore[arg-type]
+    errors = [e for r in results for e in r["errors"]] + pinged["errors"]
+    requests = sum(r["requests"] for r in results)
+    ping = _percentiles(pinged["pings"])
     print(
         f"\nload ({CLIENTS} clients, think {think * 1000:.0f} ms, {SECONDS} s): {requests} "
         f"requests ({requests / SECONDS:.0f}/s), {len(errors)} errors; ping under load "
@@ -92,7 +93,7 @@ def test_100_clients_and_a_stalled_one_keep_ping_fast_and_error_free(rig: Rig) -
     pid = rig.daemon_pid()
     path = str(rig.env.socket)
 
-    idle = _percentiles(_collect(_worker("pinger", path, "2"))["pings"])  # type: ignore[arg-type]
+    idle = _percentiles(_collect(_worker("pinger", path, "2"))["pings"])
     print(f"\nidle ping p50 {idle['p50']:.2f} ms p99 {idle['p99']:.2f} ms (n={idle['n']})")
 
     stalled = Client(path)
@@ -116,8 +117,8 @@ def test_100_clients_and_a_stalled_one_keep_ping_fast_and_error_free(rig: Rig) -
         half.close()
 
     for phase in (paced, saturated):
-        assert phase["errors"] == [], phase["errors"][:10]  # type: ignore[index]
-        assert phase["requests"] > CLIENTS * SECONDS  # type: ignore[operator]
-    assert paced["ping"]["p99"] < 100, paced  # type: ignore[index]
-    assert saturated["ping"]["p99"] < 250, saturated  # type: ignore[index]
+        assert phase["errors"] == [], phase["errors"][:10]
+        assert phase["requests"] > CLIENTS * SECONDS
+    assert paced["ping"]["p99"] < 100, paced
+    assert saturated["ping"]["p99"] < 250, saturated
     assert call(path, "ping") == {"pid": pid}
