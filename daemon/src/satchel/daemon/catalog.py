@@ -182,10 +182,12 @@ class Catalog:
         return await self._downloads.run(sha or file.url, download)
 
     def _remember(self, sha: str, size: int | None, origin: Origin) -> None:
+        """Record a stored file's origin. An already-stored file costs a read, not a durable
+        write: installs touch hundreds of stored files, and their origins are nearly always
+        known already (`last_used` is marked once per batch by `resolution.fetch_files`)."""
         if size is not None:
             self.metadb.record_blob(sha, size, origin.filename, origin=origin)
-        else:
-            self.metadb.mark_used([sha])
+        elif origin not in self.metadb.origins(sha):
             self.metadb.add_origin(sha, origin)
 
     # -- core metadata ----------------------------------------------------------------------
