@@ -43,7 +43,9 @@ def _local_index_url(rig: Rig) -> str:
     deadline = time.monotonic() + 10
     while True:
         log = rig.env.log_file.read_text()
-        found = re.findall(r"local index serving on (http://127\.0\.0\.1:\d+/simple/)", log)
+        found: list[str] = re.findall(
+            r"local index serving on (http://127\.0\.0\.1:\d+/simple/)", log
+        )
         if found:
             return found[-1]
         assert time.monotonic() < deadline, "the local index did not start"
@@ -56,7 +58,7 @@ def _get(url: str, token: str | None = None) -> tuple[int, bytes]:
         basic = base64.b64encode(f"satchel:{token}".encode()).decode()
         request.add_header("Authorization", f"Basic {basic}")
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback)
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
