@@ -19,7 +19,6 @@ daemon (the restart is part of what is tested); the per-run outcomes are printed
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import random
 import shutil
@@ -31,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from tests.client.clientenv import SATCHEL
-from tests.reliability.harness import Rig, kill_and_wait, scaled, venv_state
+from tests.reliability.harness import Rig, env_state, kill_and_wait, scaled, venv_state
 from tests.support.wheels import build_wheel
 
 SEED = int(os.environ.get("SATCHEL_CRASH_SEED", str(random.randrange(1 << 30))))
@@ -136,26 +135,6 @@ def _package(rig: Rig, name: str, version: str, files: int) -> None:
     )
 
 
-def _distributions(venv: Path) -> dict[str, str]:
-    """``pip list`` of *venv*, read in-process (the same dist-info scan pip does, 100x cheaper);
-    checked against the real ``pip list`` at the start and the end of the test."""
-    site = next((venv / "lib").glob("python*/site-packages"))
-    return {
-        d.metadata["Name"]: d.version for d in importlib.metadata.distributions(path=[str(site)])
-    }
-
-
-def _state(venv: Path) -> tuple[dict[str, str], frozenset[str]]:
-    files = frozenset(
-        str(p.relative_to(venv))
-        for p in venv.rglob("*")
-        if (p.is_file() or p.is_symlink())
-        and p.relative_to(venv).parts[0] in ("lib", "bin")
-        and "__pycache__" not in p.parts
-    )
-    return _distributions(venv), files
-
-
 def _recover(venv: Path) -> bool:
     """The documented recovery of a killed install (what the next install runs first)."""
     from satchel.daemon.installer import Scheme, recover
@@ -182,11 +161,11 @@ def test_kill_9_at_random_points_of_an_install(rig: Rig) -> None:
     rig.ok("prefetch", *new_reqs)
     rig.ok("install", *old_reqs, "--venv", str(venv), *python)
     shutil.copytree(venv, pristine, symlinks=True)
-    old = _state(venv)
+    old = env_state(venv)
     assert venv_state(venv)[0] == old[0]  # the real pip list agrees with the in-process scan
     # One uninterrupted upgrade: the new state, and how long an install takes.
     length = _timed(rig, "install", *new_reqs, "--venv", str(venv), *python)
-    new = _state(venv)
+    new = env_state(venv)
     assert {new[0][n] for n in names} == {"2.0"} and new != old
 
     outcomes = {"old": 0, "new": 0, "rolled back": 0}
@@ -197,19 +176,19 @@ def test_kill_9_at_random_points_of_an_install(rig: Rig) -> None:
         _kill_after(
             rig, ["install", *new_reqs, "--venv", str(venv), *python], rng.uniform(0, length)
         )
-        now = _state(venv)
+        now = env_state(venv)
         if now == new:
             outcomes["new"] += 1
-            assert not _recover(venv) or _state(venv) == new
+            assert not _recover(venv) or env_state(venv) == new
         elif now == old:
             outcomes["old"] += 1
         else:
             assert _recover(venv), "an environment neither old nor new, and no journal to replay"
-            assert _state(venv) == old, "recovery did not restore the old state"
+            assert env_state(venv) == old, "recovery did not restore the old state"
             outcomes["rolled back"] += 1
         rig.assert_store_consistent()
         rig.ok("install", *new_reqs, "--venv", str(venv), *python)
-        assert _state(venv) == new
+        assert env_state(venv) == new
     assert venv_state(venv)[0] == new[0]
     print(f"\ninstall kills (seed {SEED}): {kills} kills over {length:.2f} s runs, {outcomes}")
     assert outcomes["new"] < kills, "every kill came after the commit: the test proves nothing"

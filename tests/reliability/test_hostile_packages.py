@@ -23,9 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.harness import Rig, snapshot_tree
+from tests.reliability.harness import Rig, env_state, snapshot_tree
 from tests.reliability.hostile_server import Handler, HostileServer, reply
-from tests.reliability.test_crash import _state
 from tests.support.wheels import build_wheel
 
 ESCAPE = "escaped_by_satchel_test.py"
@@ -82,7 +81,7 @@ class Scene:
         (self.sentinel / "inner" / "keep.txt").write_text("untouched\n")
         rig.index.add(build_wheel(rig.root / "dist", "good", "1.0"))
         rig.ok("install", "good", "--venv", str(self.venv), "--python", sys.executable)
-        self.before = _state(self.venv)
+        self.before = env_state(self.venv)
         self.sentinel_before = snapshot_tree(self.sentinel)
 
     def landing_spots(self) -> list[Path]:
@@ -113,7 +112,7 @@ class Scene:
         message = result.stderr.lower()
         assert "invalid wheel" in message and "traceback" not in message, result.stderr
         assert any(word in message for word in mentions), result.stderr
-        assert _state(self.venv) == self.before, "the environment changed"
+        assert env_state(self.venv) == self.before, "the environment changed"
         assert snapshot_tree(self.sentinel) == self.sentinel_before
         escaped = [p for p in self.landing_spots() if os.path.lexists(p)]
         assert escaped == [], f"written outside the cache and the environment: {escaped}"
