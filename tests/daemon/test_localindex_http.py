@@ -258,3 +258,22 @@ async def test_each_connection_holds_the_activity_hold_while_open() -> None:
             while open_now != [0]:  # noqa: ASYNC110 (the server notices the close by itself)
                 await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("size", [1000, 3 * http.FILE_CHUNK])
+async def test_file_shorter_than_announced_drops_the_connection(tmp_path: Path, size: int) -> None:
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"x" * size)
+
+    async def handler(request: Request) -> Response:
+        return Response(200, [], FileBody(blob, 0, size + 10))  # truncated under the server
+
+    async with serving(handler) as (port, _):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        started = trio.current_time()
+        answer = await read_all(stream, 10)
+        assert trio.current_time() - started < 5  # closed, not kept alive
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert f"content-length: {size + 10}".encode() in head.lower()
+        assert len(body) <= size  # never padded: the peer sees a short body, then EOF

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -37,7 +38,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, cast
 
 import h11
 import trio
@@ -76,6 +77,10 @@ LINGER_TIMEOUT = 2.0
 LINGER_MAX_BYTES = 1024 * 1024
 #: Bytes per read from a file body (one worker-thread hop each).
 FILE_CHUNK = 1024 * 1024
+#: Bytes per ``sendfile`` call for larger files (each call is one worker-thread hop).
+SENDFILE_CHUNK = 8 * 1024 * 1024
+#: ``os.sendfile`` where the platform has it; elsewhere files are sent with reads.
+_SENDFILE = getattr(os, "sendfile", None)
 _RECEIVE = 64 * 1024
 _ALLOWED_METHODS = (b"GET", b"HEAD")
 
@@ -398,12 +403,12 @@ class _Connection:
         await self._send(h11.EndOfMessage())
 
     async def _send_file(self, body: FileBody) -> None:
-        """Stream a file range, reading it in worker threads (one hop per chunk: the first also
-        opens the file, the last also closes it, so a small file costs a single hop).
+        """Stream a file range: small ones with one read in a worker thread, large ones with
+        ``sendfile`` (no copy through Python; h11's data passthrough keeps its length count).
 
-        The handle stays open for the whole response, so a concurrent garbage collection cannot
-        cut the file short; a file that still ends early (truncated under us) drops the
-        connection, because the announced length can no longer be honoured.
+        The file stays open for the whole response, so a concurrent garbage collection cannot
+        cut it short; a file that still ends early (truncated under us) drops the connection,
+        because the announced length can no longer be honoured.
         """
         try:
             handle, chunk = await trio.to_thread.run_sync(_open_and_read, body)
@@ -411,19 +416,80 @@ class _Connection:
             log.warning("local index: cannot open %s: %s", body.path.name, exc.strerror)
             raise _PeerGone from None
         try:
-            remaining = body.length
-            while True:
-                if len(chunk) == 0 and remaining > 0:
+            if len(chunk) < min(FILE_CHUNK, body.length):
+                log.error("local index: %s ended early", body.path.name)
+                raise _PeerGone
+            if chunk:
+                await self._send(h11.Data(data=chunk))
+            offset, remaining = body.offset + len(chunk), body.length - len(chunk)
+            if remaining > 0 and _SENDFILE is not None:
+                span = _Span(remaining)
+                data = cast(bytes, span)  # h11 takes len(); see `_Span`
+                parts: list[object] = list(
+                    self.conn.send_with_data_passthrough(h11.Data(data=data)) or []
+                )
+                for part in parts:
+                    if part is span:
+                        await self._sendfile(handle, body, offset, remaining)
+                    else:
+                        await self._write(cast(bytes, part))
+                return
+            while remaining > 0:
+                chunk = await trio.to_thread.run_sync(handle.read, min(FILE_CHUNK, remaining))
+                if not chunk:
                     log.error("local index: %s ended early", body.path.name)
                     raise _PeerGone
                 remaining -= len(chunk)
-                if chunk:
-                    await self._send(h11.Data(data=chunk))
-                if remaining <= 0:
-                    break
-                chunk = await trio.to_thread.run_sync(handle.read, min(FILE_CHUNK, remaining))
+                await self._send(h11.Data(data=chunk))
         finally:
             handle.close()  # no I/O to wait for: closing a read-only file does not block
+
+    async def _write(self, data: bytes) -> None:
+        with trio.move_on_after(SEND_TIMEOUT) as scope:
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                raise _PeerGone from None
+        if scope.cancelled_caught:
+            raise _PeerGone
+
+    async def _sendfile(
+        self, handle: BinaryIO, body: FileBody, offset: int, remaining: int
+    ) -> None:
+        """``sendfile`` from *handle* to the (non-blocking) socket; the disk read happens in a
+        worker thread, the wait for buffer space on the event loop."""
+        assert _SENDFILE is not None
+        sock = self.stream.socket
+        out, src = sock.fileno(), handle.fileno()
+        while remaining > 0:
+            with trio.move_on_after(SEND_TIMEOUT) as scope:
+                await trio.lowlevel.wait_writable(sock)
+            if scope.cancelled_caught:
+                raise _PeerGone
+            try:
+                sent = await trio.to_thread.run_sync(
+                    _SENDFILE, out, src, offset, min(remaining, SENDFILE_CHUNK)
+                )
+            except BlockingIOError:
+                continue
+            except OSError:
+                raise _PeerGone from None
+            if sent == 0:
+                log.error("local index: %s ended early", body.path.name)
+                raise _PeerGone
+            offset += sent
+            remaining -= sent
+
+
+class _Span:
+    """A file range standing in for bytes in an h11 `Data` event: h11 only takes its length
+    (``send_with_data_passthrough`` hands it back untouched, for exactly this use)."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
 
 
 def _open_and_read(body: FileBody) -> tuple[BinaryIO, bytes]:
