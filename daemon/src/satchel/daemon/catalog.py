@@ -36,7 +36,7 @@ import trio
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from satchel.daemon.candidates import ProjectFiles, parse_core_metadata
+from satchel.daemon.candidates import ProjectFiles, SdistNeedsBuild, parse_core_metadata
 from satchel.daemon.config import Config, IndexConfig
 from satchel.daemon.credentials import redact, strip_userinfo
 from satchel.daemon.errors import (
@@ -70,7 +70,13 @@ WARM_CONCURRENCY = 32
 
 
 def metadata_from_file(path: Path, filename: str) -> bytes:
-    """METADATA of a wheel, or PKG-INFO of an sdist, read from the stored file (blocking)."""
+    """METADATA of a wheel, or PKG-INFO of an sdist, read from the stored file (blocking).
+
+    An sdist without PKG-INFO (old or hand-made archives) is not broken, merely silent about
+    its metadata until built: `SdistNeedsBuild`, so a resolver builds it as it would one whose
+    PKG-INFO declares its dependencies dynamic. A wheel without METADATA is unusable.
+    """
+    oversize = False
     try:
         if filename.endswith(".whl"):
             with zipfile.ZipFile(path) as zf:
@@ -90,6 +96,7 @@ def metadata_from_file(path: Path, filename: str) -> bytes:
                     parts = info.filename.split("/")
                     if len(parts) == 2 and parts[1] == "PKG-INFO":
                         if info.file_size > MAX_METADATA_BYTES:
+                            oversize = True
                             break
                         return zf.read(info)
         elif filename.endswith(".tar.gz"):
@@ -98,12 +105,18 @@ def metadata_from_file(path: Path, filename: str) -> bytes:
                     parts = member.name.split("/")
                     if len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():
                         if member.size > MAX_METADATA_BYTES:
+                            oversize = True
                             break
                         handle = tf.extractfile(member)
                         if handle is not None:
                             return handle.read()
     except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
         raise UpstreamError(f"{filename}: unreadable archive ({exc})") from None
+    if not oversize and filename.endswith((".zip", ".tar.gz")):
+        raise SdistNeedsBuild(
+            f"{filename} is an sdist without PKG-INFO, so its dependencies are only known "
+            "after building it"
+        )
     raise UpstreamError(f"{filename}: no usable core metadata inside the file")
 
 

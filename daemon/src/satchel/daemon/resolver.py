@@ -265,9 +265,11 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
             meta = self.cache.metadata.get(built_key)
         if meta is None:
             self.stats["metadata_fetched"] += 1
-            data = self.source.core_metadata(page, file)
             where = f"{file.filename} from index '{page.index}'"
             try:
+                # An sdist may need building because of its PKG-INFO (dynamic) or for want of
+                # one (the source raises it then).
+                data = self.source.core_metadata(page, file)
                 meta = parse_core_metadata(data, sdist=not file.is_wheel, where=where)
             except SdistNeedsBuild:
                 built = getattr(self.source, "built_metadata", None)
