@@ -27,6 +27,7 @@ import msgspec
 import trio
 
 from satchel.daemon import pylock
+from satchel.daemon.builder import cached_wheel, not_built
 from satchel.daemon.catalog import Session
 from satchel.daemon.config import IndexConfig
 from satchel.daemon.credentials import redact
@@ -240,9 +241,30 @@ async def check_project(rt: Runtime, project: WatchedProject) -> Check:
         needed = await needed_files(rt, project, offline=True)
     except SatchelError as exc:
         return Check(Needed(None), [redact(exc.message)])
-    gaps = needed.errors + missing_files(rt, needed.files)
+    wheels = [ref for ref in needed.files if ref[2].is_wheel]
+    gaps = needed.errors + missing_files(rt, wheels) + await _unbuilt(rt, needed)
     size = await trio.to_thread.run_sync(_stored_size, rt, needed.files)
     return Check(needed, gaps, size)
+
+
+async def _unbuilt(rt: Runtime, needed: Needed) -> list[str]:
+    """A gap per sdist with no wheel built from it for the target, saying how to build one.
+
+    An offline install uses the wheel built from a pinned sdist for that very interpreter and
+    never the sdist itself (`environments`): a stored sdist without that wheel cannot install,
+    and a built wheel installs even if the sdist is gone.
+    """
+    gaps: list[str] = []
+    for _index, project, file in needed.files:
+        if file.is_wheel:
+            continue
+        if needed.target is None:
+            gaps.append(f"{project} ({file.filename})")
+            continue
+        sha = file.sha256
+        if sha is None or await cached_wheel(rt, sha, needed.target) is None:
+            gaps.append(not_built(project, file, needed.target).message)
+    return gaps
 
 
 @dataclass
