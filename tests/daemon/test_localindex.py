@@ -23,7 +23,7 @@ from satchel.daemon.localindex.auth import TOKEN_FILE
 from satchel.daemon.runtime import run_runtime, runtime
 from tests.support.daemon import in_process_app
 from tests.support.localindex import local_index, two_indexes, write_config
-from tests.support.wheels import file_sha256, wheel_metadata
+from tests.support.wheels import build_wheel, file_sha256, wheel_metadata
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
@@ -502,3 +502,28 @@ async def test_localindex_info_gives_the_token_url(tmp_path: Path) -> None:
         assert info.url == f"http://satchel:{local.token}@127.0.0.1:{port}/simple/"
         assert info.base_url == f"http://127.0.0.1:{port}/simple/"
         assert info.token_file == str(local.app.paths.state_dir / TOKEN_FILE)
+
+
+async def test_find_links_directory_files_get_a_sha256_and_are_served(tmp_path: Path) -> None:
+    links = tmp_path / "links"
+    wheel = build_wheel(links, "gamma", "1.0")
+    config_dir = tmp_path / "config"
+    config_dir.mkdir(parents=True)
+    (config_dir / "config.toml").write_text(
+        f'[[index]]\nname = "dir"\nurl = "{links.as_uri()}"\nkind = "find-links"\n\n'
+        "[settings]\nlocal-index-port = 0\n"
+    )
+    app = in_process_app(tmp_path)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_runtime, app)
+        await runtime(app)
+        state = local_index_state(app)
+        assert state.token is not None
+        async with httpx.AsyncClient(auth=httpx.BasicAuth("s", state.token)) as client:
+            base = f"http://127.0.0.1:{state.port}"
+            page = (await client.get(base + "/simple/gamma/", headers={"Accept": JSON_V1})).json()
+            [entry] = page["files"]
+            assert entry["hashes"] == {"sha256": file_sha256(wheel)}
+            assert entry["size"] == wheel.stat().st_size
+            assert (await client.get(base + entry["url"])).content == wheel.read_bytes()
+        nursery.cancel_scope.cancel()

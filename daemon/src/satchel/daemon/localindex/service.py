@@ -28,9 +28,12 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
+from urllib.request import url2pathname
 
+import msgspec
 import trio
 from packaging.utils import (
     InvalidSdistFilename,
@@ -153,6 +156,8 @@ class LocalIndex:
         self._listed: dict[str, _Listed] = {}
         #: sha256 of a file -> sha256 of the metadata bytes the cache holds for it.
         self._metadata_hashes: dict[str, str] = {}
+        #: (file URL, size, mtime) -> sha256 of files in local find-links directories.
+        self._local_hashes: dict[tuple[str, int, int], str] = {}
         #: sha256 of a wheel -> monotonic time the metadb was last found without its metadata.
         self._metadata_absent: dict[str, float] = {}
         #: Blobs served since the last flush (their last_used is bumped in one batch).
@@ -292,6 +297,8 @@ class LocalIndex:
             for entry in page.files:
                 sha = entry.sha256
                 if sha is None:
+                    if entry.url.startswith("file:"):
+                        return True  # a find-links directory: hashed (and memoised) in a thread
                     continue
                 if entry.size is None:
                     return True
@@ -319,9 +326,10 @@ class LocalIndex:
             stale = session.offline or upstream.is_offline(page.index)
             if stale:
                 stale_since = min(stale_since or page.fetched_at, page.fetched_at)
-            for entry in page.files:
-                sha = entry.sha256
-                if sha is None or entry.filename in seen:
+            for offered in page.files:
+                entry = self._hashed(offered)
+                sha = entry.sha256 if entry is not None else None
+                if entry is None or sha is None or entry.filename in seen:
                     continue  # a link without a sha256 cannot have a content-addressed URL
                 if stale and not store.has(sha):
                     continue  # the index is unreachable: only what the store holds installs
@@ -360,6 +368,33 @@ class LocalIndex:
         return ProjectView(
             project=pages[0].project, files=tuple(files), versions=tuple(versions)
         ), stale_since
+
+    def _hashed(self, entry: FileEntry) -> FileEntry | None:
+        """*entry* with a sha256: as listed, or computed for a local (find-links) file.
+
+        Blocking when it hashes; memoised by (URL, size, mtime), so a directory is read once
+        per change. A remote link without a sha256 stays without one (None here when it
+        cannot get one): hashing it would mean downloading it just to list it.
+        """
+        if entry.sha256 is not None:
+            return entry
+        if not entry.url.startswith("file:"):
+            return None
+        path = Path(url2pathname(urlsplit(entry.url).path))
+        try:
+            st = path.stat()
+            key = (entry.url, st.st_size, st.st_mtime_ns)
+            sha = self._local_hashes.get(key)
+            if sha is None:
+                digest = hashlib.sha256()
+                with path.open("rb") as handle:
+                    while block := handle.read(1024 * 1024):
+                        digest.update(block)
+                sha = self._local_hashes[key] = digest.hexdigest()
+        except OSError:
+            return None
+        hashes = {**entry.hashes, "sha256": sha}
+        return msgspec.structs.replace(entry, hashes=hashes, size=entry.size or st.st_size)
 
     def _link(self, entry: FileEntry, sha: str, stale: bool) -> FileLink:
         metadata: str | None = None
@@ -423,8 +458,13 @@ class LocalIndex:
             return None
         scoped = await session.scoped_pages(project)
         for page in scoped.pages:
-            for entry in page.files:
-                if entry.sha256 == sha and entry.filename == filename:
+            for offered in page.files:
+                if offered.filename != filename:
+                    continue
+                entry: FileEntry | None = offered
+                if offered.sha256 is None:
+                    entry = await trio.to_thread.run_sync(self._hashed, offered)
+                if entry is not None and entry.sha256 == sha:
                     found = _Listed(page, entry)
                     self._remember(sha, found)
                     return session, found
