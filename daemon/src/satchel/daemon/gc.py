@@ -10,7 +10,10 @@ Protected, whatever the caps say (a cap below the protected size is simply not r
 * every file a watched project needed at its last prefetch (`watch.Record.needed`), and every
   file its offline resolve uses now (what `ready` counts on);
 * every file listed in a watched project's lock files (pylock.toml, uv.lock): a pinned lock
-  must stay installable offline whatever the target.
+  must stay installable offline whatever the target;
+* every wheel built from a protected sdist (`MetaDB.built_wheels_from`): a built wheel has no
+  origin, so nothing else says it is needed, yet an offline install of an sdist pin uses it and
+  not the sdist. Once nothing protects the sdist, its built wheels are ordinary files.
 
 Tool environments need nothing from the store once built (their files are links into their own
 directory), so they protect nothing here; removing them is `satchel tool` business.
@@ -157,6 +160,8 @@ async def protected_blobs(rt: Runtime, projects: list[WatchedProject]) -> set[st
             continue
         keep.update(f.sha256 for _i, _p, f in needed.files if f.sha256 is not None)
     keep |= await trio.to_thread.run_sync(_lock_hashes, projects)
+    built = await trio.to_thread.run_sync(rt.metadb.built_wheels_from, keep)
+    keep.update(wheel.wheel_sha256 for wheel in built)
     return keep
 
 

@@ -548,6 +548,21 @@ class MetaDB:
         sdist, tag, wheel, filename, built_at = rows[0]
         return BuiltWheel(str(sdist), str(tag), str(wheel), str(filename), float(built_at))
 
+    def built_wheels_from(self, sdist_sha256s: Iterable[str]) -> list[BuiltWheel]:
+        """Every wheel built from any of *sdist_sha256s* (for any interpreter)."""
+        out: list[BuiltWheel] = []
+        with self._lock:
+            for sha in {s.lower() for s in sdist_sha256s}:
+                rows = self._conn.execute(
+                    "SELECT sdist_sha256, interpreter_tag, wheel_sha256, filename, built_at "
+                    "FROM built_wheels WHERE sdist_sha256 = ?",
+                    (sha,),
+                ).fetchall()
+                out.extend(
+                    BuiltWheel(str(s), str(t), str(w), str(f), float(b)) for s, t, w, f, b in rows
+                )
+        return out
+
     # -- daemon state -----------------------------------------------------------------------
 
     def put_state(self, key: str, value: bytes) -> None:
