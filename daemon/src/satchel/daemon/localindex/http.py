@@ -264,6 +264,10 @@ class _Connection:
                         # guess where the next request starts.
                         response.close = True
                 await self._send_response(response, head=request.head)
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug(
+                        "local index: %s %s -> %d", request.method, request.target, response.status
+                    )
                 if response.close or self.conn.our_state is not h11.DONE:
                     await self._linger()
                     return
