@@ -51,9 +51,13 @@ __all__ = [
 
 
 class RequirementsFileError(SatchelError):
-    """A requirements file or pyproject.toml Satchel cannot use (message names file and line)."""
+    """A requirements file or pyproject.toml Satchel cannot use (message names file and line).
 
-    code: ClassVar[str] = "invalid-params"
+    Also a malformed requirement given as an argument. The input is wrong, not the request:
+    the client exits with the usage status (2), as for a bad command line.
+    """
+
+    code: ClassVar[str] = "invalid-requirement"
 
 
 @dataclass(frozen=True)

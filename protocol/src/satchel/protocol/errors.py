@@ -25,7 +25,7 @@ status the `satchel` client returns, so scripts can react to the *kind* of failu
                                           config-error, index-error, hash-mismatch, invalid-wheel,
                                           install-failed, build-failed, disk-full, busy, forbidden,
                                           and any code this client does not know
-    2       usage                         (client-side: bad command line; never on the wire)
+    2       usage                         invalid-requirement (client-side: bad command line)
     3       daemon unavailable            shutting-down, unavailable (client-side: nothing answers)
     4       protocol / incompatible       protocol, incompatible
     5       offline / not cached          offline, not-cached, index-unreachable
@@ -60,6 +60,7 @@ __all__ = [
     "INSTALL_FAILED",
     "INTERNAL",
     "INVALID_PARAMS",
+    "INVALID_REQUIREMENT",
     "INVALID_WHEEL",
     "NOT_CACHED",
     "NOT_FOUND",
@@ -101,6 +102,9 @@ NOT_CACHED = "not-cached"  # offline and the store lacks what is needed
 INDEX_UNREACHABLE = "index-unreachable"  # an index does not answer at all
 RESOLUTION_IMPOSSIBLE = "resolution-impossible"  # requirements conflict (explained in message)
 CANCELLED = "cancelled"  # the request was cancelled (Cancel message or client disconnect)
+#: A requirement, requirements file, pyproject.toml or lock given as input is malformed or
+#: unreadable: the user's input is wrong, like a bad command line (exit status 2).
+INVALID_REQUIREMENT = "invalid-requirement"
 
 # --- client exit statuses ---------------------------------------------------------------------
 
@@ -124,6 +128,7 @@ EXIT_STATUS: dict[str, int] = {
     INDEX_UNREACHABLE: EXIT_OFFLINE,
     RESOLUTION_IMPOSSIBLE: EXIT_RESOLUTION,
     CANCELLED: EXIT_CANCELLED,
+    INVALID_REQUIREMENT: EXIT_USAGE,
 }
 
 

@@ -1,0 +1,46 @@
+"""Resolve failures and warnings that say what happened, with the exit status that fits.
+
+Against the real `satchel`, its autostarted `satcheld` and the loopback indexes of
+`tests.e2e.twoindexes` (``internal-tool`` 1.0 and ``helper`` 1.2 on ``internal``):
+
+* offline, a version listed on the cached page whose file was never downloaded is "not cached"
+  (exit 5, with the version, when it was last seen and the prefetch that fixes it), not
+  "nothing matches";
+* a wrong ``--hash`` says the version's files exist but none has an allowed hash;
+* an extra the project does not provide is resolved with a note, as pip warns;
+* a malformed requirement is a usage error (exit 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.twoindexes import World, open_world
+
+EXIT_USAGE = 2
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    with open_world(tmp_path, public=False) as w:
+        yield w
+
+
+def test_a_malformed_requirement_is_a_usage_error(world: World) -> None:
+    result = world.satchel("resolve", "foo>>1")
+
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert "foo>>1" in result.stderr
+
+
+def test_a_malformed_line_in_a_requirements_file_is_a_usage_error(world: World) -> None:
+    requirements = world.root / "requirements.txt"
+    requirements.write_text("helper>=>1\n")
+
+    result = world.satchel("resolve", "-r", str(requirements))
+
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert "requirements.txt" in result.stderr
