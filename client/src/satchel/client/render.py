@@ -33,6 +33,8 @@ STATUS_ORDER = (
     "jobs",
     "previous_exit",
     "config_error",
+    "indexes",
+    "local_index",
 )
 
 

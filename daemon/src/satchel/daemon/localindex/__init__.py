@@ -18,6 +18,7 @@ bind is retried with backoff, so the index appears once the port frees up. A cha
 from __future__ import annotations
 
 import logging
+import os
 import time
 import weakref
 from dataclasses import dataclass
@@ -89,9 +90,19 @@ def local_index_state(app: App) -> LocalIndexState:
     return _STATES.get(app) or LocalIndexState(state="stopped")
 
 
+#: The port used when config.toml sets none (`DEFAULT_PORT` without it). Test suites set it
+#: to 0, so that their daemons never take the port a user's real daemon serves on.
+PORT_ENV = "SATCHEL_LOCAL_INDEX_PORT"
+
+
 def configured_port(rt: Runtime) -> int:
     port = rt.config.settings.local_index_port
-    return DEFAULT_PORT if port is None else port
+    if port is not None:
+        return port
+    fallback = os.environ.get(PORT_ENV, "")
+    if fallback.isdigit() and int(fallback) < 65536:
+        return int(fallback)
+    return DEFAULT_PORT
 
 
 async def serve_local_index(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from satchel.daemon.credentials import strip_userinfo
+from satchel.daemon.localindex import local_index_state
 from satchel.daemon.methods import RequestContext, method
 from satchel.daemon.state import STOP_REQUEST
 from satchel.protocol.methods.core import (
@@ -79,7 +80,17 @@ async def status(ctx: RequestContext, params: StatusParams) -> StatusResult:
         previous_exit=exit_record,
         config_error=app.config_error,
         indexes=_index_states(app),
+        local_index=_local_index(app),
     )
+
+
+def _local_index(app: App) -> str:
+    state = local_index_state(app)
+    if state.state == "serving":
+        return f"serving {state.base_url}"
+    if state.state == "error":
+        return f"error: {state.error}"
+    return state.state
 
 
 def _index_states(app: App) -> list[IndexState]:
