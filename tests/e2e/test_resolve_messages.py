@@ -44,3 +44,10 @@ def test_a_malformed_line_in_a_requirements_file_is_a_usage_error(world: World) 
 
     assert result.returncode == EXIT_USAGE, result.stderr
     assert "requirements.txt" in result.stderr
+
+
+def test_an_extra_the_project_does_not_provide_is_noted(world: World) -> None:
+    result = world.ok("resolve", "internal-tool[nope]")
+
+    assert "internal-tool[nope]==1.0" in result.stdout
+    assert "note: internal-tool 1.0 does not provide the extra 'nope'" in result.stderr

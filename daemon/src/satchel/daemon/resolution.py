@@ -233,6 +233,7 @@ async def resolve_request(
         limiter=_resolver_threads(),
     )
     session.notes.extend(reqs.warnings)
+    session.notes.extend(resolution.notes)
     return Outcome(resolution, session, target, time.perf_counter() - started)
 
 

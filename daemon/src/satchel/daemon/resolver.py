@@ -126,6 +126,8 @@ class Resolution(msgspec.Struct, frozen=True, kw_only=True):
     #: Index name -> URL, as the sources reported them (for lock files).
     index_urls: dict[str, str] = {}
     stats: dict[str, float] = {}
+    #: Warnings for the user about the result (an extra the project does not provide).
+    notes: list[str] = []
 
 
 class _Req:
@@ -408,14 +410,6 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
             # The extra's candidate is the base candidate plus the extra's own dependencies.
             pin = f"=={candidate.version}"
             deps.append(_Req(candidate.name, frozenset(), specifier(pin), candidate.name + pin))
-            missing = candidate.extras - meta.provides_extra
-            if missing:
-                log.warning(
-                    "%s %s does not provide the extra(s) %s",
-                    candidate.name,
-                    candidate.version,
-                    ", ".join(sorted(missing)),
-                )
             for req in meta.requires_dist:
                 if not self.marker_holds(req, "") and any(
                     self.marker_holds(req, extra) for extra in candidate.extras
@@ -585,9 +579,21 @@ def _pins(result: Any, provider: _Provider, target: Target, skipped: list[Skippe
         dependents.setdefault(name, set()).add("(requested)")
     pins: list[Pin] = []
     index_urls: dict[str, str] = {}
+    notes: list[str] = []
     for ident in sorted(mapping):
         candidate = mapping[ident]
-        if candidate.name == PYTHON or candidate.extras:
+        if candidate.name == PYTHON:
+            continue
+        if candidate.extras:
+            # As pip warns: a misspelt extra resolves, silently adding nothing.
+            missing = sorted(candidate.extras - provider.metadata(candidate).provides_extra)
+            if missing:
+                quoted = ", ".join(f"'{extra}'" for extra in missing)
+                plural = "s" if len(missing) > 1 else ""
+                notes.append(
+                    f"{candidate.name} {candidate.version} does not provide the "
+                    f"extra{plural} {quoted}"
+                )
             continue
         assert candidate.file is not None and candidate.page is not None
         pins.append(
@@ -614,4 +620,5 @@ def _pins(result: Any, provider: _Provider, target: Target, skipped: list[Skippe
         python_full_version=target.python_full_version,
         skipped=skipped,
         index_urls=index_urls,
+        notes=notes,
     )
