@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.twoindexes import World, open_world
+from tests.e2e.twoindexes import EXIT_RESOLUTION, HELPER, World, open_world
 
 EXIT_USAGE = 2
 
@@ -51,3 +51,16 @@ def test_an_extra_the_project_does_not_provide_is_noted(world: World) -> None:
 
     assert "internal-tool[nope]==1.0" in result.stdout
     assert "note: internal-tool 1.0 does not provide the extra 'nope'" in result.stderr
+
+
+def test_a_wrong_hash_names_the_allowed_and_the_actual_hashes(world: World) -> None:
+    wrong = "0" * 64
+    requirements = world.root / "requirements.txt"
+    requirements.write_text(f"helper==1.2 --hash=sha256:{wrong}\n")
+
+    result = world.satchel("resolve", "-r", str(requirements))
+
+    assert result.returncode == EXIT_RESOLUTION, result.stderr
+    assert "files of helper 1.2 exist, but none has an allowed hash" in result.stderr
+    assert f"allowed: sha256:{wrong}" in result.stderr
+    assert f"{HELPER} sha256:{world.internal.sha256(HELPER)}" in result.stderr

@@ -125,6 +125,8 @@ def _why_nothing_fits(provider: _ProviderView, name: str, spec: SpecifierSet) ->
         return "; ".join(reasons)
     if all(v.is_prerelease for v in matching) and not spec.prereleases:
         reasons.append(f"only pre-releases match ({matching[0]}); ask for one explicitly")
+    if provider.hashes is not None:
+        reasons.extend(_hash_refusals(provider, name, project, matching))
     unfit = [v for v in matching if project.choose(v, allow_yanked=False) is None]
     yanked = [v for v in unfit if project.choose(v, allow_yanked=True) is not None]
     if yanked:
@@ -141,6 +143,28 @@ def _why_nothing_fits(provider: _ProviderView, name: str, spec: SpecifierSet) ->
             f", best tag {provider.target.tags[0] if provider.target.tags else '?'}): {files}"
         )
     return "; ".join(reasons)
+
+
+def _hash_refusals(
+    provider: _ProviderView, name: str, project: ProjectFiles, matching: list[Version]
+) -> list[str]:
+    """Hash-checking mode: the first matching version whose files only the hashes exclude."""
+    allowed = (provider.hashes or {}).get(name, frozenset())
+    for v in matching:
+        if project.choose(v, allow_yanked=True) is None:
+            continue  # nothing fits the target anyway: not the hashes' doing
+        if project.choose(v, allow_yanked=True, hashes=allowed) is not None:
+            continue
+        listed = ", ".join(f"sha256:{digest}" for digest in sorted(allowed)) or "none"
+        actual = ", ".join(
+            f"{file.filename} sha256:{file.sha256 or '(unknown)'}"
+            for file in project.all_files(v)[:4]
+        )
+        return [
+            f"files of {name} {v} exist, but none has an allowed hash "
+            f"(allowed: {listed}; found: {actual})"
+        ]
+    return []
 
 
 def impossible(causes: Collection[Any], provider: _ProviderView) -> SatchelError:
