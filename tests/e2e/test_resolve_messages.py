@@ -13,12 +13,14 @@ Against the real `satchel`, its autostarted `satcheld` and the loopback indexes 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.twoindexes import EXIT_RESOLUTION, HELPER, World, open_world
+from tests.e2e.twoindexes import EXIT_OFFLINE, EXIT_RESOLUTION, HELPER, World, open_world
+from tests.support.wheels import build_wheel
 
 EXIT_USAGE = 2
 
@@ -64,3 +66,31 @@ def test_a_wrong_hash_names_the_allowed_and_the_actual_hashes(world: World) -> N
     assert "files of helper 1.2 exist, but none has an allowed hash" in result.stderr
     assert f"allowed: sha256:{wrong}" in result.stderr
     assert f"{HELPER} sha256:{world.internal.sha256(HELPER)}" in result.stderr
+
+
+def test_offline_a_newer_version_seen_but_not_downloaded_is_not_cached(world: World) -> None:
+    world.ok("prefetch", "internal-tool")
+    world.internal.add(
+        build_wheel(world.root / "dist" / "v2", "internal-tool", "2.0", requires=["helper>=1"])
+    )
+    world.ok("resolve", "internal-tool<2")  # the page listing 2.0 is cached; 2.0's file is not
+    world.internal.stop()
+
+    result = world.satchel("resolve", "--offline", "internal-tool>=2")
+
+    assert result.returncode == EXIT_OFFLINE, result.stderr
+    assert "[not-cached]" in result.stderr
+    assert "internal-tool 2.0" in result.stderr
+    assert "not downloaded" in result.stderr
+    assert re.search(r"last seen \d{4}-\d\d-\d\d \d\d:\d\d UTC", result.stderr), result.stderr
+    assert "satchel prefetch 'internal-tool>=2'" in result.stderr
+
+
+def test_offline_nothing_matching_at_all_is_still_resolution_impossible(world: World) -> None:
+    world.ok("prefetch", "internal-tool")
+    world.internal.stop()
+
+    result = world.satchel("resolve", "--offline", "internal-tool>=5")
+
+    assert result.returncode == EXIT_RESOLUTION, result.stderr
+    assert "versions cached in scope" in result.stderr

@@ -39,6 +39,7 @@ __all__ = [
     "MetadataCache",
     "ProjectFiles",
     "SdistNeedsBuild",
+    "file_version",
     "parse_core_metadata",
 ]
 
@@ -196,6 +197,19 @@ def _sdist_version(filename: str, project: str) -> str | None:
     return None
 
 
+def file_version(filename: str, project: str) -> Version | None:
+    """The version a distribution file of normalised *project* is of, by its name alone.
+
+    None for a name no version can be read from (or a legacy, non-PEP 440 version).
+    """
+    if filename.endswith(".whl"):
+        # Only the version is needed; tags are read when a version is chosen.
+        text = filename.split("-", 2)[1] if filename.count("-") in (4, 5) else None
+    else:
+        text = _sdist_version(filename, project)
+    return version(text) if text else None
+
+
 class ProjectFiles:
     """One project's in-scope files on one target, grouped by version, choices made lazily."""
 
@@ -216,13 +230,7 @@ class ProjectFiles:
         self._files: dict[Version, list[tuple[int, ProjectPage, FileEntry]]] = {}
         for priority, page in enumerate(pages):
             for file in page.files:
-                name = file.filename
-                if name.endswith(".whl"):
-                    # Only the version is needed now; tags are read when a version is chosen.
-                    text = name.split("-", 2)[1] if name.count("-") in (4, 5) else None
-                else:
-                    text = _sdist_version(name, project)
-                parsed = version(text) if text else None
+                parsed = file_version(file.filename, project)
                 if parsed is not None:
                     self._files.setdefault(parsed, []).append((priority, page, file))
         #: Newest first, the order a resolver tries them in.

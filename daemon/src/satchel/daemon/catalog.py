@@ -36,7 +36,12 @@ import trio
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from satchel.daemon.candidates import ProjectFiles, SdistNeedsBuild, parse_core_metadata
+from satchel.daemon.candidates import (
+    ProjectFiles,
+    SdistNeedsBuild,
+    file_version,
+    parse_core_metadata,
+)
 from satchel.daemon.config import Config, IndexConfig
 from satchel.daemon.credentials import redact, strip_userinfo
 from satchel.daemon.errors import (
@@ -261,6 +266,27 @@ def _present_only(page: ProjectPage, store: BlobStore) -> ProjectPage:
     return msgspec.structs.replace(page, files=files)
 
 
+def _with_unstored(scoped: ScopedPages, full: dict[str, ProjectPage]) -> ScopedPages:
+    """*scoped* (of pages filtered to stored files) plus the versions the filter removed.
+
+    *full* holds the unfiltered pages by index. Only versions none of whose files are stored
+    count: a version with any stored file is still a candidate.
+    """
+    project = scoped.project
+
+    def versions(page: ProjectPage) -> set[Version]:
+        found = (file_version(file.filename, project) for file in page.files)
+        return {v for v in found if v is not None}
+
+    listed: set[Version] = set()
+    present: set[Version] = set()
+    for page in scoped.pages:
+        present |= versions(page)
+        listed |= versions(full.get(page.index, page))
+    unstored = tuple(str(v) for v in sorted(listed - present, reverse=True))
+    return msgspec.structs.replace(scoped, unstored=unstored) if unstored else scoped
+
+
 @dataclass
 class Session:
     """One request's view of the catalog: a config snapshot, online or offline, and a memo."""
@@ -344,7 +370,7 @@ class Session:
         catalog = self.catalog
         pages = await trio.to_thread.run_sync(catalog.metadb.pages_for_project, project)
         available = {page.index: _present_only(page, catalog.store) for page in pages}
-        return select_pages(
+        scoped = select_pages(
             project,
             available,
             self._scope_indexes(),
@@ -352,6 +378,7 @@ class Session:
             self.strategy,
             offline=True,
         )
+        return _with_unstored(scoped, {page.index: page for page in pages})
 
     async def _online_pages(self, project: str) -> ScopedPages:
         catalog = self.catalog

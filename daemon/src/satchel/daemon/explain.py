@@ -10,6 +10,7 @@ pre-release would fit. Each of those becomes the matching error class.
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Collection, Mapping
 from typing import Any, Protocol
@@ -17,7 +18,7 @@ from typing import Any, Protocol
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from satchel.daemon.candidates import ProjectFiles
+from satchel.daemon.candidates import ProjectFiles, version
 from satchel.daemon.errors import NotCached, NotFound, ResolutionImpossible, SatchelError
 from satchel.daemon.scope import ScopedPages, describe_out_of_scope
 from satchel.daemon.target import Target
@@ -110,6 +111,40 @@ def _missing(provider: _ProviderView, name: str, parents: Collection[Any]) -> Sa
     return cls(message, details=details)
 
 
+def _not_downloaded(provider: _ProviderView, name: str, group: list[Any]) -> NotCached | None:
+    """Offline: nothing cached matches, but the cached page lists versions that would.
+
+    Offline answers only offer stored files, so a version seen on the index but never
+    downloaded is not a conflict: it is a miss, fixed by prefetching it while online.
+    """
+    scoped = provider.scoped[name]
+    if not scoped.offline or not scoped.unstored:
+        return None
+    spec = SpecifierSet()
+    for cause in group:
+        spec &= cause.requirement.specifier
+    project = provider.project(name)
+    if any(True for _ in spec.filter(project.versions, prereleases=True)):
+        return None  # a stored version matches: whatever failed, it was not the cache
+    parsed = [v for text in scoped.unstored if (v := version(text)) is not None]
+    listed = [v for v in parsed if spec.contains(v, prereleases=True)]
+    if not listed:
+        return None
+    who = ", and ".join(f"{_who(c.parent)} {c.requirement.text}" for c in group)
+    shown = ", ".join(str(v) for v in listed[:6]) + (" ..." if len(listed) > 6 else "")
+    indexes = ", ".join(f"'{page.index}'" for page in scoped.pages)
+    seen = max((page.fetched_at for page in scoped.pages), default=0.0) or scoped.last_seen
+    cached = ", ".join(str(v) for v in project.versions[:6]) or "none"
+    fix = shlex.quote(f"{name}{spec}")
+    return NotCached(
+        f"{who}: {name} {shown} would match, but {'is' if len(listed) == 1 else 'are'} not "
+        f"downloaded (listed on index {indexes}, {_when(seen)}), and offline only cached "
+        f"files can be used (cached versions: {cached}); run `satchel prefetch {fix}` while "
+        "online",
+        details={"project": name, "versions": [str(v) for v in listed], "last_seen": seen},
+    )
+
+
 def _why_nothing_fits(provider: _ProviderView, name: str, spec: SpecifierSet) -> str:
     """What exists for *name* in scope and why none of it matched *spec* on this target."""
     project = provider.project(name)
@@ -189,6 +224,10 @@ def impossible(causes: Collection[Any], provider: _ProviderView) -> SatchelError
                 "in this mode every package, dependencies included, must be listed with hashes",
                 details={"projects": unhashed},
             )
+
+    for name, group in sorted(by_name.items()):
+        if name != PYTHON and (miss := _not_downloaded(provider, name, group)) is not None:
+            return miss
 
     paragraphs: list[str] = []
     for name, group in sorted(by_name.items()):

@@ -96,6 +96,9 @@ class ScopedPages(msgspec.Struct, frozen=True, kw_only=True):
     pinned_to: str | None = None
     #: Configured index name -> URL, for messages and for recording provenance.
     index_urls: dict[str, str] = {}
+    #: Offline only: versions the cached in-scope pages list but whose files are not stored
+    #: (so they are no candidates), newest first. What makes "not downloaded" explainable.
+    unstored: tuple[str, ...] = ()
 
 
 def _page_versions(page: ProjectPage) -> tuple[str, ...]:
