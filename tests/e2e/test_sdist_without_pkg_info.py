@@ -62,3 +62,16 @@ def test_it_installs_online(world: World, tmp_path: Path) -> None:
 
     assert sorted(value["installed"]) == ["bare 1.0", "dep 1.0"]
     assert world.pip_list(venv)["bare"] == "1.0"
+
+
+def test_after_prefetch_it_installs_offline_from_the_wheel_built(
+    world: World, tmp_path: Path
+) -> None:
+    world.ok("prefetch", "bare")
+    world.index.stop()
+    venv = tmp_path / "venv"
+
+    world.ok("install", "--offline", "--venv", str(venv), "bare")
+
+    listed = world.pip_list(venv)
+    assert (listed.get("bare"), listed.get("dep")) == ("1.0", "1.0")
