@@ -4,8 +4,11 @@ Every invocation is a fresh process, so start-up time *is* the product. `satchel
 at most twice a bare `python -c pass`. argparse alone costs several milliseconds (it imports `re`,
 `gettext`, ...), so the hot commands (`ping`, `status`, `stop`, `--version`, `--help`) are parsed
 here with a few string comparisons. Every other command is registered in
-`satchel.client.commands.COMMANDS` and handled by its own module with argparse, imported only
-when that command runs (see docs/client.md for the convention).
+`satchel.client.commands.COMMANDS` and handled by its own module, imported only when that
+command runs (see docs/client.md for the convention). A module that declares its command line
+as a `SPEC` table (`resolve`, `install`, `run`, `prefetch`: the benchmarked ones) is parsed by
+`satchel.client.args` without argparse; argparse then serves only its `--help`. The others are
+parsed by argparse.
 
 Exit statuses come from `satchel.protocol.errors` and are listed by `satchel --help`.
 """
@@ -133,19 +136,34 @@ def _dispatch(args: list[str]) -> int:
         if command == "status":
             return cmd_status(options)
         return cmd_stop(options)
-    return _run_registered(command, args[:i], rest)
+    return _run_registered(command, args[:i], rest, options)
 
 
-def _run_registered(command: str, global_args: list[str], rest: list[str]) -> int:
-    """Load the command's module and let argparse handle the whole command line."""
+def _run_registered(command: str, global_args: list[str], rest: list[str], options: Options) -> int:
+    """Load the command's module; parse with its `SPEC` table if it has one, else argparse."""
     from satchel.client.commands import COMMANDS, module_name
 
     if command not in COMMANDS:
         raise UsageError(f"unknown command {command!r} (see `satchel --help`)")
-    import argparse
-    import importlib
+    # `__import__` rather than `importlib.import_module`: the same, minus an import.
+    module = __import__(module_name(command), fromlist=["run"])
+    spec = getattr(module, "SPEC", None)
+    if spec is not None:
+        from satchel.client import args as fast
 
-    module = importlib.import_module(module_name(command))
+        try:
+            parsed = fast.parse(spec, rest)
+        except fast.HelpRequested:
+            pass  # argparse below prints the complete help, built from the same table
+        except fast.ArgsError as exc:
+            print(f"{spec.usage()}\nsatchel {command}: error: {exc}", file=sys.stderr)
+            return errors.EXIT_USAGE
+        else:
+            parsed.socket = options.socket
+            parsed.autostart = options.autostart
+            return int(module.run(parsed))
+    import argparse
+
     parser = argparse.ArgumentParser(prog="satchel", description="Satchel client.")
     parser.add_argument("--no-autostart", dest="autostart", action="store_false", default=None)
     parser.add_argument("--socket", default=None)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` costs ~2 ms at start-up; install/prefetch load this module
+    from typing import Any, TextIO
 
 __all__ = ["ProgressDisplay", "format_bytes"]
 

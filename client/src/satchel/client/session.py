@@ -33,7 +33,6 @@ from satchel.protocol.version import PROTOCOL_MAJOR, PROTOCOL_MINOR, __version__
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import argparse
     from collections.abc import Callable
     from typing import Any
 
@@ -126,8 +125,9 @@ class Session:
         self._welcomed = False
 
     @classmethod
-    def for_args(cls, args: argparse.Namespace, **kwargs: Any) -> Session:
-        """A session honouring the global options (`--socket`, `--no-autostart`)."""
+    def for_args(cls, args: object, **kwargs: Any) -> Session:
+        """A session honouring the global options (`--socket`, `--no-autostart`) of a parsed
+        command line (an `argparse.Namespace` or a `satchel.client.args.Namespace`)."""
         return cls(
             getattr(args, "socket", None), autostart=getattr(args, "autostart", None), **kwargs
         )

@@ -6,17 +6,21 @@ installs from the cache only: each wheel is unpacked once into the cache and its
 into the environment (``--link-mode``: clone where the file system supports it, else hardlink,
 else copy). Hardlinked files are shared with the cache: the cache makes them read-only, so an
 in-place edit fails instead of changing every environment that shares the file.
+
+A benchmarked command: its options are the `SPEC` table, parsed by `satchel.client.args`
+(argparse is loaded only for ``--help``), and `json` is imported only for ``--json``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import os
 import sys
-from pathlib import Path
 
+from satchel.client.args import FLAG, Command, Option, add_to_argparse
 from satchel.client.commands.requirements import (
-    add_requirement_arguments,
+    REQUIREMENT_OPTIONS,
+    REQUIREMENTS,
+    ParamsError,
     requirement_params,
     show_notes,
 )
@@ -24,45 +28,59 @@ from satchel.client.progress import ProgressDisplay
 from satchel.client.session import Session
 from satchel.protocol import errors
 
-__all__ = ["add_parser", "run"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
+    from satchel.client.args import Namespace
+
+__all__ = ["SPEC", "add_parser", "build_params", "run"]
+
+SPEC = Command(
+    "install",
+    help="install requirements into a virtual environment from the cache",
+    description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
+    options=(
+        *REQUIREMENT_OPTIONS,
+        Option("--venv", required=True, metavar="PATH", help="the environment"),
+        Option("--lock", metavar="FILE", help="install exactly this pylock.toml"),
+        Option(
+            "--link-mode",
+            choices=("auto", "clone", "hardlink", "copy"),
+            default="auto",
+            help="how files get into the environment (default: auto)",
+        ),
+        Option("--compile", kind=FLAG, help="byte-compile installed files"),
+        Option("--json", kind=FLAG, help="print the answer as JSON"),
+    ),
+    positionals=(REQUIREMENTS,),
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "install",
-        help="install requirements into a virtual environment from the cache",
-        description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
-    )
-    add_requirement_arguments(parser)
-    parser.add_argument("--venv", required=True, metavar="PATH", help="the environment")
-    parser.add_argument("--lock", metavar="FILE", help="install exactly this pylock.toml")
-    parser.add_argument(
-        "--link-mode", choices=["auto", "clone", "hardlink", "copy"], default="auto"
-    )
-    parser.add_argument("--compile", action="store_true", help="byte-compile installed files")
-    parser.add_argument("--json", action="store_true", help="print the answer as JSON")
-    parser.set_defaults(handler=run)
+    add_to_argparse(SPEC, subparsers, run)
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.lock and not args.requirement:
-        args.requirement = []
-    try:
-        if args.lock:
-            args.requirements = args.requirements or []
-            params = requirement_params(args, allow_empty=True)
-        else:
-            params = requirement_params(args)
-    except argparse.ArgumentTypeError as exc:
-        sys.stderr.write(f"satchel install: {exc}\n")
-        return errors.EXIT_USAGE
-    params["venv"] = str(Path(args.venv).absolute())
+def build_params(args: Namespace) -> dict[str, Any]:
+    """The `install` request's params; `ParamsError` for options that clash."""
+    params = requirement_params(args, allow_empty=bool(args.lock))
+    params["venv"] = os.path.abspath(args.venv)  # noqa: PTH100 -- no pathlib on this path
     # The environment's own interpreter is the target; --python only says what to create it with.
     params["python"] = args.python or sys.executable
     params["link_mode"] = args.link_mode
     params["compile"] = bool(args.compile)
     if args.lock:
-        params["lock"] = str(Path(args.lock).absolute())
+        params["lock"] = os.path.abspath(args.lock)  # noqa: PTH100
+    return params
+
+
+def run(args: Namespace) -> int:
+    try:
+        params = build_params(args)
+    except ParamsError as exc:
+        sys.stderr.write(f"satchel install: {exc}\n")
+        return errors.EXIT_USAGE
     progress = ProgressDisplay("install")
     try:
         with Session.for_args(args) as session:
@@ -71,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         progress.finish()
     show_notes(value)
     if args.json:
+        import json
+
         print(json.dumps(value, indent=2))
         return errors.EXIT_OK
     if value["created"]:

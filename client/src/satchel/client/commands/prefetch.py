@@ -3,16 +3,20 @@
 This is how a cache is prewarmed before going offline: afterwards `satchel resolve --offline`,
 `satchel install --offline` and `satchel run --offline` need no network and no index flags.
 Progress (files, bytes, rate) is a bar on a terminal and plain lines otherwise.
+
+Its options are the `SPEC` table, parsed by `satchel.client.args` (argparse is loaded only for
+``--help``), and `json` is imported only for ``--json``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 
+from satchel.client.args import FLAG, Command, Option, add_to_argparse
 from satchel.client.commands.requirements import (
-    add_requirement_arguments,
+    REQUIREMENT_OPTIONS,
+    REQUIREMENTS,
+    ParamsError,
     requirement_params,
     show_notes,
 )
@@ -20,31 +24,45 @@ from satchel.client.progress import ProgressDisplay, format_bytes
 from satchel.client.session import Session
 from satchel.protocol import errors
 
-__all__ = ["add_parser", "run"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
+    from satchel.client.args import Namespace
+
+__all__ = ["SPEC", "add_parser", "build_params", "run"]
+
+SPEC = Command(
+    "prefetch",
+    help="resolve online and download every file of the result into the cache",
+    description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
+    options=(
+        *REQUIREMENT_OPTIONS,
+        Option("--json", kind=FLAG, help="print the answer as JSON"),
+        Option("--watched", kind=FLAG, help="prefetch every watched project now instead"),
+    ),
+    positionals=(REQUIREMENTS,),
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "prefetch",
-        help="resolve online and download every file of the result into the cache",
-        description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
-    )
-    add_requirement_arguments(parser)
-    parser.add_argument("--json", action="store_true", help="print the answer as JSON")
-    parser.add_argument(
-        "--watched", action="store_true", help="prefetch every watched project now instead"
-    )
-    parser.set_defaults(handler=run)
+    add_to_argparse(SPEC, subparsers, run)
 
 
-def run(args: argparse.Namespace) -> int:
+def build_params(args: Namespace) -> dict[str, Any]:
+    """The `prefetch` request's params; `ParamsError` for options that clash."""
+    return requirement_params(args)
+
+
+def run(args: Namespace) -> int:
     if args.watched:
         from satchel.client.commands.watch import prefetch_watched
 
         return prefetch_watched(args)
     try:
-        params = requirement_params(args)
-    except argparse.ArgumentTypeError as exc:
+        params = build_params(args)
+    except ParamsError as exc:
         sys.stderr.write(f"satchel prefetch: {exc}\n")
         return errors.EXIT_USAGE
     progress = ProgressDisplay("prefetch")
@@ -55,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         progress.finish()
     show_notes(value)
     if args.json:
+        import json
+
         print(json.dumps(value, indent=2))
         return errors.EXIT_OK
     for pin in value["pins"]:

@@ -1,85 +1,90 @@
-"""The requirement arguments `prefetch`, `resolve` and `install` share, and how they travel.
+"""The requirement options `prefetch`, `resolve` and `install` share, and how they travel.
 
-Paths are made absolute here: the daemon has its own working directory. The target interpreter
-defaults to the client's own (`sys.executable`), as the issue for `--python` asks; `--platform`
-and `--python-version` describe another machine instead (prewarming a cache for a laptop).
-No option names an index: the daemon's configuration and the recorded origins decide.
+`REQUIREMENT_OPTIONS` is the one description of these options (`satchel.client.args` parses
+it on the normal path and builds the argparse parser for `--help` from it). This module is on
+the start-up path of benchmarked commands, so it imports no `argparse`, `pathlib` or `typing`.
+
+Paths are made absolute here (`os.path.abspath`): the daemon has its own working directory. The
+target interpreter defaults to the client's own (`sys.executable`), as the issue for `--python`
+asks; `--platform` and `--python-version` describe another machine instead (prewarming a cache
+for a laptop). No option names an index: the daemon's configuration and the recorded origins
+decide.
 """
 
 from __future__ import annotations
 
-import argparse
+import os
 import sys
-from pathlib import Path
-from typing import Any
 
-__all__ = ["add_requirement_arguments", "requirement_params", "show_notes"]
+from satchel.client.args import APPEND, FLAG, ZERO_OR_MORE, Option, Positional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from satchel.client.args import Namespace
+
+__all__ = [
+    "REQUIREMENTS",
+    "REQUIREMENT_OPTIONS",
+    "ParamsError",
+    "requirement_params",
+    "show_notes",
+]
 
 
-def add_requirement_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("requirements", nargs="*", metavar="REQ", help="PEP 508 requirements")
-    parser.add_argument(
+class ParamsError(Exception):
+    """Options that parse but do not make sense together (exit 2, printed by the command)."""
+
+
+#: The positional requirements (PEP 508 strings).
+REQUIREMENTS = Positional(
+    "requirements", nargs=ZERO_OR_MORE, metavar="REQ", help="PEP 508 requirements"
+)
+
+REQUIREMENT_OPTIONS = (
+    Option(
         "-r",
         "--requirement",
-        action="append",
-        default=[],
+        kind=APPEND,
         metavar="FILE",
         help="requirements file, pyproject.toml or pylock.toml (repeatable)",
-    )
-    parser.add_argument(
-        "-c",
-        "--constraint",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="constraints file (repeatable)",
-    )
-    parser.add_argument(
-        "--extra", action="append", default=[], help="extra of a pyproject.toml input"
-    )
-    parser.add_argument(
-        "--group", action="append", default=[], help="dependency group of a pyproject.toml input"
-    )
-    parser.add_argument(
-        "--python", metavar="PYTHON", help="interpreter, venv or X.Y (default: this one)"
-    )
-    parser.add_argument(
+    ),
+    Option("-c", "--constraint", kind=APPEND, metavar="FILE", help="constraints file (repeatable)"),
+    Option("--extra", kind=APPEND, help="extra of a pyproject.toml input"),
+    Option("--group", kind=APPEND, help="dependency group of a pyproject.toml input"),
+    Option("--python", metavar="PYTHON", help="interpreter, venv or X.Y (default: this one)"),
+    Option(
         "--platform",
-        action="append",
-        default=[],
+        kind=APPEND,
         metavar="TAG",
         help="resolve for another platform (wheel platform tag, repeatable)",
-    )
-    parser.add_argument(
-        "--python-version", metavar="X.Y", help="resolve for another Python version"
-    )
-    parser.add_argument(
-        "--offline", action="store_true", help="use only what is cached; never touch the network"
-    )
-    parser.add_argument(
+    ),
+    Option("--python-version", metavar="X.Y", help="resolve for another Python version"),
+    Option("--offline", kind=FLAG, help="use only what is cached; never touch the network"),
+    Option(
         "--index-strategy",
-        choices=["first-index", "unsafe-best-match"],
+        choices=("first-index", "unsafe-best-match"),
         help="where a project may come from (default: the configuration's, first-index)",
-    )
-    parser.add_argument("--pre", action="store_true", help="allow pre-releases")
+    ),
+    Option("--pre", kind=FLAG, help="allow pre-releases"),
+)
 
 
-def requirement_params(args: argparse.Namespace, *, allow_empty: bool = False) -> dict[str, Any]:
-    """The `ResolveParams` dict for *args*; usage errors raise `argparse.ArgumentTypeError`."""
+def requirement_params(args: Namespace, *, allow_empty: bool = False) -> dict[str, Any]:
+    """The `ResolveParams` dict for *args*; options that clash raise `ParamsError`."""
     if not (args.requirements or args.requirement or allow_empty):
-        raise argparse.ArgumentTypeError("nothing to do: give requirements or -r FILE")
+        raise ParamsError("nothing to do: give requirements or -r FILE")
     synthetic = bool(args.platform or args.python_version)
     if synthetic and args.python:
-        raise argparse.ArgumentTypeError(
-            "--python cannot be combined with --platform/--python-version"
-        )
+        raise ParamsError("--python cannot be combined with --platform/--python-version")
     python = args.python
-    if python is not None and ("/" in python or Path(python).exists()):
-        python = str(Path(python).absolute())
+    if python is not None and ("/" in python or os.path.exists(python)):  # noqa: PTH110
+        python = os.path.abspath(python)  # noqa: PTH100 -- pathlib costs ~2.6 ms to import
     params: dict[str, Any] = {
         "requirements": list(args.requirements),
-        "requirement_files": [str(Path(p).absolute()) for p in args.requirement],
-        "constraint_files": [str(Path(p).absolute()) for p in args.constraint],
+        "requirement_files": [os.path.abspath(p) for p in args.requirement],  # noqa: PTH100
+        "constraint_files": [os.path.abspath(p) for p in args.constraint],  # noqa: PTH100
         "extras": list(args.extra),
         "groups": list(args.group),
         "platforms": list(args.platform),

@@ -4,53 +4,82 @@ Prints (or writes) the pinned set: by default requirements lines with ``--hash=s
 each file, so the output can be installed in hash-checking mode; `pylock` writes a PEP 751 lock
 recording each package's index; `json` the daemon's answer as is. Offline (``--offline``, or by
 itself when every index is unreachable, which it reports) it answers from the cache alone.
+
+A benchmarked command: its options are the `SPEC` table, parsed by `satchel.client.args`
+(argparse is loaded only for ``--help``), and `json` is imported only for ``--format json``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from pathlib import Path
 
+from satchel.client.args import Command, Option, add_to_argparse
 from satchel.client.commands.requirements import (
-    add_requirement_arguments,
+    REQUIREMENT_OPTIONS,
+    REQUIREMENTS,
+    ParamsError,
     requirement_params,
     show_notes,
 )
 from satchel.client.session import Session
 from satchel.protocol import errors
 
-__all__ = ["add_parser", "run"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
+    from satchel.client.args import Namespace
+
+__all__ = ["SPEC", "add_parser", "build_params", "run"]
+
+SPEC = Command(
+    "resolve",
+    help="pin requirements (with hashes) from the configured indexes, or offline",
+    description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
+    options=(
+        *REQUIREMENT_OPTIONS,
+        Option(
+            "--format",
+            choices=("requirements", "pylock", "json"),
+            default="requirements",
+            help="what to print: pinned requirements with hashes, a PEP 751 lock, or JSON",
+        ),
+        Option("-o", "--output", metavar="FILE", help="write to FILE instead of stdout"),
+    ),
+    positionals=(REQUIREMENTS,),
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "resolve",
-        help="pin requirements (with hashes) from the configured indexes, or offline",
-        description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
-    )
-    add_requirement_arguments(parser)
-    parser.add_argument(
-        "--format", choices=["requirements", "pylock", "json"], default="requirements"
-    )
-    parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    parser.set_defaults(handler=run)
+    add_to_argparse(SPEC, subparsers, run)
 
 
-def run(args: argparse.Namespace) -> int:
+def build_params(args: Namespace) -> dict[str, Any]:
+    """The `resolve` request's params; `ParamsError` for options that clash."""
+    params = requirement_params(args)
+    params["format"] = args.format
+    return params
+
+
+def run(args: Namespace) -> int:
     try:
-        params = requirement_params(args)
-    except argparse.ArgumentTypeError as exc:
+        params = build_params(args)
+    except ParamsError as exc:
         sys.stderr.write(f"satchel resolve: {exc}\n")
         return errors.EXIT_USAGE
-    params["format"] = args.format
     with Session.for_args(args) as session:
         value = session.call("resolve", params)
     show_notes(value)
-    output = value["output"] if args.format != "json" else json.dumps(value, indent=2) + "\n"
+    if args.format == "json":
+        import json
+
+        output = json.dumps(value, indent=2) + "\n"
+    else:
+        output = value["output"]
     if args.output:
-        Path(args.output).write_text(output, encoding="utf-8")
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(output)
         sys.stderr.write(f"wrote {len(value['pins'])} pins to {args.output}\n")
     else:
         sys.stdout.write(output)

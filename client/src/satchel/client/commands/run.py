@@ -4,43 +4,78 @@ The daemon finds (or builds once) a cached environment for the resolved set and 
 path of COMMAND in it; this process then *becomes* that command (``exec``), so the terminal,
 signals and the exit status are exactly the tool's. The cache is asked first: a tool run once
 runs again without the network, and without any index flag.
+
+Everything after COMMAND belongs to the tool, verbatim (even ``--help`` or ``--``). A
+benchmarked command: its options are the `SPEC` table, parsed by `satchel.client.args`.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
+from satchel.client.args import (
+    APPEND,
+    FLAG,
+    ONE,
+    REMAINDER,
+    Command,
+    Option,
+    Positional,
+    add_to_argparse,
+)
 from satchel.client.commands.requirements import show_notes
 from satchel.client.session import Session
 from satchel.protocol import errors
 
-__all__ = ["add_parser", "run"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
+    from satchel.client.args import Namespace
+
+__all__ = ["SPEC", "add_parser", "build_params", "run"]
+
+SPEC = Command(
+    "run",
+    help="run a tool from a cached environment (offline-first uvx)",
+    description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
+    options=(
+        Option("--from", dest="spec", metavar="SPEC", help="requirement providing it"),
+        Option(
+            "--with",
+            dest="extra",
+            kind=APPEND,
+            metavar="REQ",
+            help="another requirement for the environment (repeatable)",
+        ),
+        Option("--python", metavar="PYTHON", help="interpreter for the environment"),
+        Option("--offline", kind=FLAG, help="never touch the network"),
+    ),
+    positionals=(
+        Positional("command", nargs=ONE, metavar="COMMAND", help="the tool's command"),
+        Positional("args", nargs=REMAINDER, metavar="ARGS", help="the tool's arguments"),
+    ),
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "run",
-        help="run a tool from a cached environment (offline-first uvx)",
-        description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
-    )
-    parser.add_argument("--from", dest="spec", metavar="SPEC", help="requirement providing it")
-    parser.add_argument("--with", dest="extra", action="append", default=[], metavar="REQ")
-    parser.add_argument("--python", metavar="PYTHON", help="interpreter for the environment")
-    parser.add_argument("--offline", action="store_true", help="never touch the network")
-    parser.add_argument("command", metavar="COMMAND")
-    parser.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
-    parser.set_defaults(handler=run)
+    add_to_argparse(SPEC, subparsers, run)
 
 
-def run(args: argparse.Namespace) -> int:
-    params = {
+def build_params(args: Namespace) -> dict[str, Any]:
+    """The `run` request's params."""
+    return {
         "command": args.command,
         "requirements": [args.spec or args.command, *args.extra],
         "python": args.python or sys.executable,
         "offline": bool(args.offline),
     }
+
+
+def run(args: Namespace) -> int:
+    params = build_params(args)
     with Session.for_args(args) as session:
         value = session.call("run", params)
     show_notes(value)

@@ -20,6 +20,10 @@ from satchel.client.progress import ProgressDisplay, format_bytes
 from satchel.client.session import Session
 from satchel.protocol import errors
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from satchel.client.args import Namespace
+
 __all__ = ["add_parser", "format_project", "prefetch_watched", "run"]
 
 
@@ -100,7 +104,7 @@ def format_project(project: dict[str, Any], now: float) -> str:
     return "\n".join(lines)
 
 
-def prefetch_watched(args: argparse.Namespace) -> int:
+def prefetch_watched(args: Namespace) -> int:
     """`satchel prefetch --watched`: every watched project now, with progress; exit 5 if any
     project could not get everything it needs."""
     if args.requirements or args.requirement or args.constraint:
