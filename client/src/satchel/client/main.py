@@ -23,6 +23,7 @@ from satchel.protocol import errors
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
     from satchel.client.session import Session
@@ -162,6 +163,13 @@ def _run_registered(command: str, global_args: list[str], rest: list[str], optio
             parsed.socket = options.socket
             parsed.autostart = options.autostart
             return int(module.run(parsed))
+    namespace = argparse_parser(module).parse_args([*global_args, command, *rest])
+    handler = namespace.handler
+    return int(handler(namespace))
+
+
+def argparse_parser(module: Any) -> argparse.ArgumentParser:
+    """The argparse parser for one registered command's module (with the global options)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="satchel", description="Satchel client.")
@@ -169,9 +177,7 @@ def _run_registered(command: str, global_args: list[str], rest: list[str], optio
     parser.add_argument("--socket", default=None)
     sub = parser.add_subparsers(dest="command", required=True)
     module.add_parser(sub)
-    namespace = parser.parse_args([*global_args, command, *rest])
-    handler = namespace.handler
-    return int(handler(namespace))
+    return parser
 
 
 # -- hot commands -------------------------------------------------------------------------------
