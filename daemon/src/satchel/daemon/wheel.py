@@ -159,7 +159,9 @@ _DECODER = msgspec.json.Decoder(WheelManifest)
 
 def _bad(wheel: Path | str, reason: str) -> InvalidWheel:
     name = Path(wheel).name
-    return InvalidWheel(f"invalid wheel {name}: {reason}", details={"wheel": name})
+    return InvalidWheel(
+        f"invalid wheel {name}: {reason}", details={"wheel": name, "reason": reason}
+    )
 
 
 def _check_member_name(wheel: Path, name: str) -> None:
@@ -551,6 +553,15 @@ def _stage(wheel_path: Path, tmp: Path, filename: str) -> WheelManifest:
             manifest = _extract(wheel_path, zf, manifest, tree)
             (tmp / "manifest.json").write_bytes(_ENCODER.encode(manifest))
             return manifest
+    except InvalidWheel as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = exc.details.get("reason")
+        if filename == wheel_path.name or not isinstance(reason, str):
+            raise
+        # The store names blobs by sha256: say which file the user asked for, keep the blob.
+        named = _bad(filename, reason)
+        named.details["blob"] = wheel_path.name
+        raise named from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
