@@ -9,9 +9,11 @@ path avoid `typing`, `enum`, `socket`, `json`-via-`re`, `argparse` and `subproce
 annotations are strings only (`from __future__ import annotations`, `TYPE_CHECKING = False`), and
 why autostart, which needs more, is imported only when nobody answers.
 
-Pipelining: for read-only methods (`ping`, `status`) the Hello and the Request go out in one
-write, saving a round trip. Other methods wait for the Welcome first, so that a daemon of the
-wrong build (version skew) is replaced *before* it is asked to do anything.
+Pipelining: for read-only methods (`ping`, `status`, and any call made with `pipeline=True`,
+which `satchel resolve --offline` uses) the Hello and the Request go out in one write, saving a
+round trip. If the Welcome then shows a daemon of another build, its answer is discarded and the
+request is asked again of the replacement. Other methods wait for the Welcome first, so that a
+daemon of the wrong build is replaced *before* it is asked to do anything.
 
 Ctrl-C during a call sends `Cancel` for the request and waits briefly for its terminal event, so
 the daemon stops the work instead of finishing it for nobody; then `KeyboardInterrupt` propagates.
@@ -162,10 +164,16 @@ class Session:
         params: dict[str, Any] | None = None,
         on_progress: Callable[[dict[str, Any]], object] | None = None,
         on_log: Callable[[dict[str, Any]], object] | None = None,
+        *,
+        pipeline: bool = False,
     ) -> Any:
-        """Run `method` on the daemon and return its Result value; raise `RemoteError` on Error."""
+        """Run `method` on the daemon and return its Result value; raise `RemoteError` on Error.
+
+        `pipeline=True` says the request is harmless and quick even for a daemon of another
+        build (it is read-only), so it may go out with the Hello, before the Welcome.
+        """
         params = params or {}
-        if self._conn is None and method in PIPELINE_SAFE:
+        if self._conn is None and (pipeline or method in PIPELINE_SAFE):
             request_id = self._take_id()
             self._open(self._encode_request(request_id, method, params))
             self._await_welcome()

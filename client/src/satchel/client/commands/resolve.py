@@ -69,7 +69,9 @@ def run(args: Namespace) -> int:
         sys.stderr.write(f"satchel resolve: {exc}\n")
         return errors.EXIT_USAGE
     with Session.for_args(args) as session:
-        value = session.call("resolve", params)
+        # Offline, a resolve only reads the cache: safe to send with the Hello (one round trip
+        # less). Online it may fetch for a while, which a skewed daemon would do for nothing.
+        value = session.call("resolve", params, pipeline=bool(params["offline"]))
     show_notes(value)
     if args.format == "json":
         import json
