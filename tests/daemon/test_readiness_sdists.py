@@ -11,7 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from satchel.daemon.builder import wheel_for
-from satchel.daemon.readiness import check_project, prefetch_project, project_target
+from satchel.daemon.readiness import (
+    check_project,
+    needed_files,
+    prefetch_project,
+    project_target,
+)
+from satchel.daemon.resolution import fetch_files
 from satchel.daemon.watch import WatchedProject
 from tests.support.index_server import IndexServer
 from tests.support.warm import running_warmer
@@ -33,8 +39,10 @@ async def test_a_stored_sdist_never_built_is_a_gap_naming_it_the_interpreter_and
         (proj / "requirements.txt").write_text("stpkg\n")
         async with running_warmer(tmp_path / "d", index.url) as warm:
             project = project_at(proj)
-            record = await prefetch_project(warm.rt, project)
-            assert warm.rt.store.has(file_sha256(sdist)), record.message
+            # Stored, not built (as a download-only fill would leave it).
+            needed = await needed_files(warm.rt, project, offline=False)
+            await fetch_files(warm.rt.catalog, needed.files)
+            assert warm.rt.store.has(file_sha256(sdist))
             target = await project_target(warm.rt, project)
 
             check = await check_project(warm.rt, project)
@@ -45,6 +53,24 @@ async def test_a_stored_sdist_never_built_is_a_gap_naming_it_the_interpreter_and
             assert "stpkg-2.0.tar.gz" in gap
             assert target.executable is not None and target.executable in gap
             assert f"satchel prefetch stpkg==2.0 --python {target.executable}" in gap
+
+
+async def test_a_watched_prefetch_builds_the_sdists_it_pins_so_the_project_is_ready(
+    tmp_path: Path,
+) -> None:
+    with IndexServer(tmp_path / "index") as index:
+        index.add(build_sdist(tmp_path / "dist", "stpkg", "2.0"))
+        proj = tmp_path / "proj"
+        proj.mkdir()
+        (proj / "requirements.txt").write_text("stpkg\n")
+        async with running_warmer(tmp_path / "d", index.url) as warm:
+            project = project_at(proj)
+            record = await prefetch_project(warm.rt, project)
+            assert record.ok, record.message
+
+            check = await check_project(warm.rt, project)
+
+            assert check.ready, check.gaps
 
 
 async def test_a_stored_sdist_built_for_the_target_is_ready(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ import threading
 import time
 import tomllib
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,7 @@ from satchel.daemon.wheel import validate_wheel
 __all__ = [
     "BUILD_TIMEOUT",
     "NotBuilt",
+    "build_sdists",
     "build_wheel",
     "cached_wheel",
     "interpreter_key",
@@ -535,3 +536,37 @@ async def _provide(
         filename,
         ", ".join(f"{p.name} {p.version}" for p in resolution.pins),
     )
+
+
+async def build_sdists(
+    rt: Runtime,
+    session: Session,
+    target: Target,
+    pinned: Sequence[tuple[str, FileEntry]],
+    stored: Mapping[str, str],
+    *,
+    progress: Callable[[int, int | None, str, str], Awaitable[None]] | None = None,
+) -> list[tuple[FileEntry, BuiltWheel]]:
+    """A wheel for every sdist among *pinned* ((project, file) pairs), so each installs offline
+    on *target*: reused when built before, built now otherwise (one at a time: builds are CPU-
+    and memory-heavy). *stored* maps file URLs to the sha256 they were stored under.
+
+    An imagined target (``--platform``) has no interpreter to build with: its sdists are named
+    in the session's notes instead. The first failing build raises.
+    """
+    sdists = [(project, file) for project, file in pinned if not file.is_wheel]
+    if not sdists:
+        return []
+    if target.synthetic:
+        session.notes.append(
+            "not built (an imagined target has no interpreter to build with): "
+            + ", ".join(file.filename for _project, file in sdists)
+        )
+        return []
+    built = []
+    for number, (project, file) in enumerate(sdists, start=1):
+        if progress is not None:
+            await progress(number - 1, len(sdists), "builds", f"building {file.filename}")
+        sha = stored.get(file.url) or file.sha256 or ""
+        built.append((file, await wheel_for(rt, session, target, project, file, sha)))
+    return built

@@ -27,7 +27,7 @@ import msgspec
 import trio
 
 from satchel.daemon import pylock
-from satchel.daemon.builder import cached_wheel, not_built
+from satchel.daemon.builder import build_sdists, cached_wheel, not_built
 from satchel.daemon.catalog import Session
 from satchel.daemon.config import IndexConfig
 from satchel.daemon.credentials import redact
@@ -176,6 +176,23 @@ def missing_files(rt: Runtime, files: list[FileRef]) -> list[str]:
     ]
 
 
+async def _build_sdists(rt: Runtime, needed: Needed, stored: dict[str, str]) -> list[str]:
+    """Build every stored sdist the project pins for its target, as `satchel prefetch` does, so
+    that it is ready offline; one failure per sdist, the others still built."""
+    if needed.target is None or needed.offline:
+        return []
+    session = rt.catalog.session()
+    failures = []
+    for _index, project, file in needed.files:
+        if file.is_wheel or file.url not in stored:
+            continue
+        try:
+            await build_sdists(rt, session, needed.target, [(project, file)], stored)
+        except SatchelError as exc:
+            failures.append(f"{project} ({file.filename}): {redact(exc.message)}")
+    return failures
+
+
 async def prefetch_project(
     rt: Runtime, project: WatchedProject, progress: Progress | None = None
 ) -> Record:
@@ -187,6 +204,7 @@ async def prefetch_project(
         return Record(at=started, ok=False, message=redact(exc.message), missing=[exc.message])
     fetched = await fetch_files(rt.catalog, needed.files, progress)
     failures = [f"{what}: {redact(exc.message)}" for what, exc in fetched.failures]
+    failures += await _build_sdists(rt, needed, fetched.stored)
     downloaded, total = fetched.downloaded, fetched.total_bytes
     needed_shas = list(fetched.stored.values())
     missing = needed.errors + failures

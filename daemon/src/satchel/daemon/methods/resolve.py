@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import time
 
-from satchel.daemon.builder import wheel_for
-from satchel.daemon.catalog import Session
+from satchel.daemon.builder import build_sdists
 from satchel.daemon.config import IndexConfig
 from satchel.daemon.methods import RequestContext, method
 from satchel.daemon.model import FileEntry
@@ -26,8 +25,7 @@ from satchel.daemon.resolution import (
     resolve_request,
     target_for,
 )
-from satchel.daemon.runtime import Runtime, runtime
-from satchel.daemon.target import Target
+from satchel.daemon.runtime import runtime
 from satchel.protocol.methods.resolve import (
     PREFETCH,
     RESOLVE,
@@ -82,7 +80,11 @@ async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult
             if best is not None:
                 sdists.append((package.name, best))
     began = time.time() - (time.perf_counter() - started)
-    await _build_sdists(ctx, rt, session, target, sdists, fetched.stored, began)
+    for sdist, wheel in await build_sdists(
+        rt, session, target, sdists, fetched.stored, progress=ctx.progress
+    ):
+        if wheel.built_at >= began:  # built by this request, not reused from an earlier one
+            session.notes.append(f"built {wheel.filename} from {sdist.filename}")
     return PrefetchResult(
         pins=[pin_info(session, pin) for pin in outcome.resolution.pins] if outcome else [],
         files=len(files),
@@ -95,34 +97,3 @@ async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult
         target=outcome.describe_target() if outcome else "",
         elapsed=time.perf_counter() - started,
     )
-
-
-async def _build_sdists(
-    ctx: RequestContext,
-    rt: Runtime,
-    session: Session,
-    target: Target,
-    pinned: list[tuple[str, FileEntry]],
-    stored: dict[str, str],
-    began: float,
-) -> None:
-    """Build a wheel from every pinned sdist, so that it installs offline on this interpreter.
-
-    Builds done by this request (here, or while resolving an sdist with dynamic metadata) are
-    reported in the notes; wheels built by earlier requests are reused silently.
-    """
-    sdists = [(project, file) for project, file in pinned if not file.is_wheel]
-    if not sdists:
-        return
-    if target.synthetic:
-        session.notes.append(
-            "not built (an imagined target has no interpreter to build with): "
-            + ", ".join(file.filename for _project, file in sdists)
-        )
-        return
-    for number, (project, file) in enumerate(sdists, start=1):
-        await ctx.progress(number - 1, len(sdists), "builds", f"building {file.filename}")
-        sha = stored.get(file.url) or file.sha256 or ""
-        wheel = await wheel_for(rt, session, target, project, file, sha)
-        if wheel.built_at >= began:
-            session.notes.append(f"built {wheel.filename} from {file.filename}")
