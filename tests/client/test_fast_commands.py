@@ -165,3 +165,17 @@ def test_the_check_sees_a_heavy_module_when_one_is_loaded(world: World) -> None:
     result, modules = importtime(world.env, "resolve", "--offline", "--format", "json", "helper")
     assert result.returncode == 0, result.stderr
     assert "json" in forbidden_in(modules)
+
+
+def test_warm_offline_install_loads_none_of_the_heavy_modules(
+    world: World, tmp_path: Path
+) -> None:
+    venv = tmp_path / "venv"
+    world.ok("install", "--venv", str(venv), "internal-tool")  # creates it; now a warm no-op
+    result, modules = importtime(
+        world.env, "install", "--offline", "--venv", str(venv), "internal-tool"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "kept 2" in result.stdout
+    assert "satchel.client.progress" in modules
+    assert forbidden_in(modules) == set()
