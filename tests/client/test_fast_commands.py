@@ -167,9 +167,7 @@ def test_the_check_sees_a_heavy_module_when_one_is_loaded(world: World) -> None:
     assert "json" in forbidden_in(modules)
 
 
-def test_warm_offline_install_loads_none_of_the_heavy_modules(
-    world: World, tmp_path: Path
-) -> None:
+def test_warm_offline_install_loads_none_of_the_heavy_modules(world: World, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     world.ok("install", "--venv", str(venv), "internal-tool")  # creates it; now a warm no-op
     result, modules = importtime(
@@ -178,4 +176,11 @@ def test_warm_offline_install_loads_none_of_the_heavy_modules(
     assert result.returncode == 0, result.stderr
     assert "kept 2" in result.stdout
     assert "satchel.client.progress" in modules
+    assert forbidden_in(modules) == set()
+
+
+def test_warm_prefetch_loads_none_of_the_heavy_modules(world: World) -> None:
+    result, modules = importtime(world.env, "prefetch", "internal-tool")
+    assert result.returncode == 0, result.stderr
+    assert "0 downloaded" in result.stdout
     assert forbidden_in(modules) == set()
