@@ -11,6 +11,7 @@ import pytest
 from satchel.client.args import (
     APPEND,
     FLAG,
+    REMAINDER,
     ZERO_OR_MORE,
     ArgsError,
     Command,
@@ -151,6 +152,22 @@ def test_unexpected_positional_when_none_are_declared() -> None:
     bare = Command("bare", help="", options=(Option("--offline", kind=FLAG),))
     with pytest.raises(ArgsError, match="unexpected argument 'x'"):
         parse(bare, ["x"])
+
+
+def test_a_remainder_alone_takes_everything_from_the_first_positional() -> None:
+    wrapper = Command(
+        "wrap",
+        help="",
+        options=(Option("--offline", kind=FLAG),),
+        positionals=(Positional("argv", nargs=REMAINDER),),
+    )
+    args = parse(wrapper, ["--offline", "tool", "--offline", "-x"])
+    assert (args.offline, args.argv) == (True, ["tool", "--offline", "-x"])
+
+
+def test_only_the_last_positional_may_take_several() -> None:
+    with pytest.raises(ValueError, match="only the last positional"):
+        Command("bad", help="", positionals=(Positional("a", nargs=ZERO_OR_MORE), Positional("b")))
 
 
 def test_a_name_declared_twice_is_refused() -> None:

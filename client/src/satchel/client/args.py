@@ -138,6 +138,8 @@ class Command:
         self._lookup = {name: option for option in self.options for name in option.names}
         if len(self._lookup) != sum(len(option.names) for option in self.options):
             raise ValueError(f"{name}: an option name is declared twice")
+        if any(p.nargs != ONE for p in self.positionals[:-1]):
+            raise ValueError(f"{name}: only the last positional may take several arguments")
 
     def find(self, name: str) -> Option | None:
         return self._lookup.get(name)
@@ -194,7 +196,7 @@ def parse(command: Command, argv: Sequence[str]) -> Namespace:
         i += 1
         if options_done or not _looks_like_option(arg):
             free.append(arg)
-            if remainder_at is not None and len(free) == remainder_at:
+            if remainder_at is not None and len(free) >= max(remainder_at, 1):
                 free.extend(argv[i:])  # the rest belongs to the tool, verbatim
                 break
             continue
