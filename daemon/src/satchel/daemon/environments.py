@@ -42,6 +42,7 @@ from satchel.daemon.installer import (
 from satchel.daemon.linking import LinkMode
 from satchel.daemon.metadb import BuiltWheel
 from satchel.daemon.model import FileEntry
+from satchel.daemon.pending import marked, pending_dir
 from satchel.daemon.resolution import (
     Inputs,
     fetch_files,
@@ -245,11 +246,12 @@ async def install_files(
         InstallItem(unpacked=tree, requested=project in requested)
         for tree, (_index, project, _file) in zip(unpacked, files, strict=True)
     ]
-    report = await trio.to_thread.run_sync(
-        functools.partial(
-            install, scheme, items, link_mode=link_mode, compile_bytecode=compile_bytecode
-        )
-    )
+
+    def install_marked() -> InstallReport:
+        with marked(pending_dir(rt.store.root), scheme):
+            return install(scheme, items, link_mode=link_mode, compile_bytecode=compile_bytecode)
+
+    report = await trio.to_thread.run_sync(install_marked)
     await trio.to_thread.run_sync(rt.metadb.mark_used, shas, time.time())
     return report
 
