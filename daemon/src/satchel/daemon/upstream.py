@@ -26,37 +26,55 @@ What it guarantees, and why:
   same validation applies to both.
 
 Every error names the index, the project (or file) and the reason.
+
+This module decides what to request and owns the HTTP exchange (negotiation, redirects,
+credentials, per-index concurrency); the parts with rules of their own live beside it:
+`satchel.daemon.breaker` (retries and the circuit breaker), `satchel.daemon.downloads` (bounded
+decoding, resumable and rate-limited file bodies) and `satchel.daemon.localfiles` (``file://``
+indexes and find-links directories).
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
-import random
 import time
-import zipfile
-import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal, TypeVar
-from urllib.parse import quote, unquote, urljoin, urlsplit
-from urllib.request import url2pathname
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import msgspec
 import trio
 from packaging.utils import canonicalize_name
 
+from satchel.daemon.breaker import (
+    Breaker,
+    ConnectFailure,
+    IndexState,
+    check_status,
+    describe,
+)
 from satchel.daemon.config import IndexConfig
 from satchel.daemon.credentials import Credentials, find_credentials, redact, split_userinfo
+from satchel.daemon.downloads import CHUNK, Decoder, Download, FileDownload
 from satchel.daemon.errors import (
     HashMismatch,
     HostileInput,
     IndexUnreachable,
     NotFound,
     UpstreamError,
+)
+from satchel.daemon.localfiles import (
+    file_index_page,
+    is_local,
+    local_download,
+    local_links_page,
+    local_path,
+    read_local,
+    scan_directory,
+    wheel_metadata,
 )
 from satchel.daemon.model import FileEntry, ProjectPage
 from satchel.daemon.simple import (
@@ -68,14 +86,12 @@ from satchel.daemon.simple import (
 
 __all__ = ["ACCEPT", "FileDownload", "IndexState", "Limits", "Upstream"]
 
-_log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
 #: PEP 691 negotiation: JSON preferred, the versioned HTML next, legacy HTML last.
 ACCEPT = f"{JSON_V1}, {HTML_V1};q=0.2, text/html;q=0.01"
-_CHUNK = 256 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
@@ -108,92 +124,6 @@ class Limits:
     find_links_ttl: float = 60.0
 
 
-class IndexState(msgspec.Struct, frozen=True, kw_only=True):
-    """What ``satchel status`` shows per index (all text redacted)."""
-
-    name: str
-    state: Literal["unknown", "online", "offline"]
-    reason: str | None = None
-    offline_since: float | None = None
-    retry_at: float | None = None
-    last_success: float | None = None
-
-
-@dataclass
-class _Breaker:
-    state: Literal["unknown", "online", "offline"] = "unknown"
-    reason: str | None = None
-    offline_since: float | None = None
-    retry_at: float = 0.0
-    last_success: float | None = None
-    probe: trio.Event | None = None
-
-
-class _ConnectFailure(Exception):
-    """No usable answer at the transport level (refused, reset, timeout): retry, then breaker."""
-
-
-class _BodyBroken(UpstreamError):
-    """A file body broke off (reset, truncated): resumed from where it stopped, or retried."""
-
-
-class _ServerError(Exception):
-    """The index answered 5xx or 429: retry, but the index is reachable."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
-
-
-@dataclass
-class FileDownload:
-    """An open download: iterate it for chunks; `size` is the announced length, if any."""
-
-    url: str
-    filename: str
-    size: int | None
-    _chunks: AsyncIterator[bytes] = field(repr=False)
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._chunks
-
-
-class _Decoder:
-    """Content-Encoding decoder that never produces more than *cap* bytes in total."""
-
-    def __init__(self, encoding: str, cap: int, what: str) -> None:
-        encoding = encoding.strip().lower()
-        if encoding in ("", "identity"):
-            self._zlib = None
-        elif encoding in ("gzip", "x-gzip"):
-            self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif encoding == "deflate":
-            self._zlib = zlib.decompressobj()
-        else:
-            raise UpstreamError(f"{what}: unsupported Content-Encoding {encoding[:40]!r}")
-        self.cap, self.what, self.total = cap, what, 0
-
-    def _count(self, data: bytes) -> bytes:
-        self.total += len(data)
-        if self.total > self.cap:
-            raise HostileInput(f"{self.what}: larger than the {self.cap} byte limit")
-        return data
-
-    def decode(self, data: bytes) -> list[bytes]:
-        if self._zlib is None:
-            return [self._count(data)]
-        out: list[bytes] = []
-        try:
-            piece = self._zlib.decompress(data, _CHUNK)
-            out.append(self._count(piece))
-            while self._zlib.unconsumed_tail:
-                piece = self._zlib.decompress(self._zlib.unconsumed_tail, _CHUNK)
-                out.append(self._count(piece))
-        except zlib.error as exc:
-            raise UpstreamError(f"{self.what}: corrupt compressed body ({exc})") from None
-        return out
-
-
 def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
@@ -210,14 +140,6 @@ def _max_age(cache_control: str | None) -> int | None:
         if name == "max-age" and value.strip().isdigit():
             return int(value)
     return None
-
-
-def _local_path(url: str) -> Path:
-    return Path(url2pathname(unquote(urlsplit(url).path)))
-
-
-def _file_url(path: Path) -> str:
-    return "file://" + quote(str(path.resolve()))
 
 
 def _media_type(content_type: str | None) -> tuple[str, str]:
@@ -254,7 +176,7 @@ class Upstream:
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
             headers={"User-Agent": "satchel"},
         )
-        self._breakers: dict[str, _Breaker] = {}
+        self._breakers: dict[str, Breaker] = {}
         self._limiters: dict[str, trio.CapacityLimiter] = {}
         self._credentials: dict[str, tuple[str, Credentials | None]] = {}
         self._links: dict[str, tuple[float, ProjectPage]] = {}
@@ -272,17 +194,7 @@ class Upstream:
 
     def index_states(self) -> dict[str, IndexState]:
         """Per index name: online / offline (since when, why, next probe) / unknown."""
-        return {
-            name: IndexState(
-                name=name,
-                state=b.state,
-                reason=b.reason,
-                offline_since=b.offline_since,
-                retry_at=b.retry_at if b.state == "offline" else None,
-                last_success=b.last_success,
-            )
-            for name, b in self._breakers.items()
-        }
+        return {name: b.snapshot(name) for name, b in self._breakers.items()}
 
     def is_offline(self, index_name: str) -> bool:
         breaker = self._breakers.get(index_name)
@@ -293,6 +205,18 @@ class Upstream:
         self._breakers.pop(index_name, None)
         self._credentials.pop(index_name, None)
         self._links.pop(index_name, None)
+
+    def _breaker(self, index: IndexConfig) -> Breaker:
+        breaker = self._breakers.get(index.name)
+        if breaker is None:
+            breaker = self._breakers[index.name] = Breaker(self.limits, self._clock)
+        return breaker
+
+    async def _retrying(
+        self, index: IndexConfig, what: str, call: Callable[[], Awaitable[_T]]
+    ) -> _T:
+        """Run *call* with retries, backoff and the index's circuit breaker."""
+        return await self._breaker(index).retrying(index, what, call)
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -320,8 +244,10 @@ class Upstream:
             max_age = index.max_age if index.max_age is not None else cached.max_age
             if max_age is not None and now - cached.fetched_at < max_age:
                 return cached
-        if urlsplit(page_url).scheme == "file":
-            return await self._file_index_page(index, project, page_url, cached)
+        if is_local(page_url):
+            return await file_index_page(
+                index, project, page_url, cached, cap=self.limits.max_page_bytes, clock=self._clock
+            )
         headers = {"Accept": ACCEPT, "Accept-Encoding": "gzip"}
         if cached is not None and cached.etag:
             headers["If-None-Match"] = cached.etag
@@ -338,7 +264,7 @@ class Upstream:
                         etag=response.headers.get("ETag") or cached.etag,
                         max_age=_max_age(response.headers.get("Cache-Control")),
                     )
-                self._check_status(response, what)
+                check_status(response, what)
                 page = await self._read_page(response, index, project, final_url, what)
             return msgspec.structs.replace(
                 page,
@@ -360,13 +286,13 @@ class Upstream:
         project = file_project(file.filename) or "?"
         what = f"index {index.name}: project {project}: {file.filename}.metadata"
         if file.core_metadata is None:
-            if file.is_wheel and urlsplit(file.url).scheme == "file":
-                return await trio.to_thread.run_sync(_wheel_metadata, _local_path(file.url), what)
+            if file.is_wheel and is_local(file.url):
+                return await trio.to_thread.run_sync(wheel_metadata, local_path(file.url), what)
             raise NotFound(f"{what}: the index offers no core metadata for this file")
         url = file.url + ".metadata"
-        if urlsplit(url).scheme == "file":
+        if is_local(url):
             data = await trio.to_thread.run_sync(
-                _read_local, _local_path(url), self.limits.max_metadata_bytes, what
+                read_local, local_path(url), self.limits.max_metadata_bytes, what
             )
         else:
             data = await self._retrying(
@@ -385,102 +311,41 @@ class Upstream:
 
         The caller hashes and stores; this enforces the size cap (announced and actual). The
         opening is retried on 5xx/429; a body that breaks off mid-way is resumed with a Range
-        request (`_resuming_chunks`), so the caller sees one stream; one slower than
-        `Limits.min_rate` is cut.
+        request (`satchel.daemon.downloads.Download`), so the caller sees one stream; one slower
+        than `Limits.min_rate` is cut.
         """
         cap = self.limits.max_file_bytes if max_bytes is None else max_bytes
         project = file_project(file.filename) or "?"
         what = f"index {index.name}: project {project}: file {file.filename}"
         validate_filename(file.filename, None)
-        if urlsplit(file.url).scheme == "file":
-            path = _local_path(file.url)
-            try:
-                size = path.stat().st_size
-            except OSError as exc:
-                raise NotFound(f"{what}: {exc.strerror}") from None
-            if size > cap:
-                raise HostileInput(f"{what}: {size} bytes is over the {cap} byte limit")
-            yield FileDownload(file.url, file.filename, size, _local_chunks(path, cap, what))
+        if is_local(file.url):
+            yield local_download(file, cap, what)
             return
-        breaker = self._breakers.setdefault(index.name, _Breaker())
-        self._fail_fast(breaker, index, what)
+        breaker = self._breaker(index)
+        breaker.fail_fast(index, what)
         async with self._limiter(index):
-            body = _Body()
+            download = Download(
+                lambda headers: self._get(index, file.url, headers, what, limiter=False),
+                what,
+                cap,
+                self.limits,
+            )
             try:
-                await self._open_body(body, index, file, what, cap, 0)
-                self._mark_online(breaker)
-                length = body.response.headers.get("Content-Length")
+                await download.open(0)
+                breaker.mark_online()
+                length = download.response.headers.get("Content-Length")
                 announced = int(length) if length and length.isdigit() else None
                 if announced is not None and announced > cap:
                     raise HostileInput(f"{what}: announced {announced} bytes, over {cap}")
-                chunks = self._resuming_chunks(body, index, file, what, cap)
-                yield FileDownload(file.url, file.filename, announced, chunks)
-            except _ConnectFailure as exc:
-                self._mark_offline(breaker, index, str(exc))
+                yield FileDownload(file.url, file.filename, announced, download.chunks())
+            except ConnectFailure as exc:
+                breaker.mark_offline(index, str(exc))
                 raise IndexUnreachable(
                     redact(f"{what}: index unreachable ({exc}); marked offline"),
                     details={"index": index.name, "reason": str(exc)},
                 ) from None
             finally:
-                await body.stack.aclose()
-
-    async def _open_body(
-        self, body: _Body, index: IndexConfig, file: FileEntry, what: str, cap: int, offset: int
-    ) -> None:
-        """Open *file* from byte *offset* into *body*; 5xx and 429 are retried with backoff."""
-        headers = {"Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-        for attempt in range(1, self.limits.attempts + 1):
-            await body.stack.aclose()
-            body.stack = AsyncExitStack()
-            response, _ = await body.stack.enter_async_context(
-                self._get(index, file.url, headers, what, limiter=False)
-            )
-            try:
-                if not (offset and response.status_code == 206):
-                    self._check_status(response, what)
-            except _ServerError as exc:
-                if attempt == self.limits.attempts:
-                    raise UpstreamError(f"{what}: the index answered {exc}") from None
-                await trio.sleep(self._backoff(attempt))
-                continue
-            body.response = response
-            return
-
-    def _backoff(self, attempt: int) -> float:
-        """The pause after failed attempt number *attempt* (exponential, with jitter)."""
-        return self.limits.backoff * 2.0 ** (attempt - 1) * (0.5 + random.random())  # noqa: S311
-
-    async def _resuming_chunks(
-        self, body: _Body, index: IndexConfig, file: FileEntry, what: str, cap: int
-    ) -> AsyncIterator[bytes]:
-        """The body's bytes; a body that breaks off is resumed where it stopped (a Range
-        request; bytes already seen are skipped if the index ignores the range), at most
-        `Limits.attempts` times. The consumer sees one uninterrupted stream."""
-        received = 0
-        for attempt in range(1, self.limits.attempts + 1):
-            response = body.response
-            encoding = response.headers.get("Content-Encoding", "")
-            skip = received if response.status_code == 200 else 0
-            decoder = _Decoder(encoding, cap - received + skip, what)
-            try:
-                async for piece in _chunks(response, decoder, what, self.limits):
-                    if skip:
-                        dropped = min(skip, len(piece))
-                        piece, skip = piece[dropped:], skip - dropped
-                    received += len(piece)
-                    if piece:
-                        yield piece
-            except _BodyBroken:
-                resumable = encoding.strip().lower() in ("", "identity")
-                if not resumable or attempt == self.limits.attempts:
-                    raise
-            else:
-                return
-            await trio.sleep(self._backoff(attempt))
-            _log.info("%s: resuming at byte %d", what, received)
-            await self._open_body(body, index, file, what, cap, received)
+                await download.aclose()
 
     # -- http machinery -------------------------------------------------------------------------
 
@@ -525,7 +390,7 @@ class Upstream:
                 except httpx.UnsupportedProtocol as exc:
                     raise UpstreamError(redact(f"{what}: {exc}")) from None
                 except (httpx.TransportError, OSError) as exc:
-                    raise _ConnectFailure(redact(_describe(exc))) from None
+                    raise ConnectFailure(redact(describe(exc))) from None
                 location = response.headers.get("Location")
                 if response.status_code in _REDIRECTS and location:
                     await response.aclose()
@@ -542,33 +407,18 @@ class Upstream:
                 except httpx.TransportError as exc:
                     # Reading the body failed (reset, timeout). Only httpx errors: an OSError
                     # here is the caller's own (e.g. the store's disk), not the index's fault.
-                    raise _ConnectFailure(redact(_describe(exc))) from None
+                    raise ConnectFailure(redact(describe(exc))) from None
                 finally:
                     await response.aclose()
                 return
             raise UpstreamError(f"{what}: more than {self.limits.max_redirects} redirects")
 
-    def _check_status(self, response: httpx.Response, what: str) -> None:
-        status = response.status_code
-        if status == 200:
-            return
-        if status >= 500 or status == 429:
-            raise _ServerError(status)
-        if status in (404, 410):
-            raise NotFound(f"{what}: not found on the index (HTTP {status})")
-        if status in (401, 403):
-            raise UpstreamError(
-                f"{what}: access denied (HTTP {status}); check the index credentials "
-                "(URL, SATCHEL_INDEX_<NAME>_USERNAME/_PASSWORD or netrc)"
-            )
-        raise UpstreamError(f"{what}: unexpected HTTP {status}")
-
     async def _get_bytes(self, index: IndexConfig, url: str, what: str, cap: int) -> bytes:
         async with self._get(index, url, {"Accept-Encoding": "gzip"}, what) as (response, _):
-            self._check_status(response, what)
-            decoder = _Decoder(response.headers.get("Content-Encoding", ""), cap, what)
+            check_status(response, what)
+            decoder = Decoder(response.headers.get("Content-Encoding", ""), cap, what)
             parts: list[bytes] = []
-            async for raw in response.aiter_raw(_CHUNK):
+            async for raw in response.aiter_raw(CHUNK):
                 parts.extend(decoder.decode(raw))
             return b"".join(parts)
 
@@ -576,145 +426,29 @@ class Upstream:
         self, response: httpx.Response, index: IndexConfig, project: str | None, url: str, what: str
     ) -> ProjectPage:
         media, charset = _media_type(response.headers.get("Content-Type"))
-        decoder = _Decoder(
+        decoder = Decoder(
             response.headers.get("Content-Encoding", ""), self.limits.max_page_bytes, what
         )
         if media in (JSON_V1, "application/json") and project is not None:
             parts: list[bytes] = []
-            async for raw in response.aiter_raw(_CHUNK):
+            async for raw in response.aiter_raw(CHUNK):
                 parts.extend(decoder.decode(raw))
             return parse_json_page(b"".join(parts), index=index.name, project=project, url=url)
         if media not in (HTML_V1, "text/html"):
             raise UpstreamError(f"{what}: unexpected content type {media[:60]!r}")
         parser = HTMLPageParser(index=index.name, project=project, url=url, encoding=charset)
-        async for raw in response.aiter_raw(_CHUNK):
+        async for raw in response.aiter_raw(CHUNK):
             for piece in decoder.decode(raw):
                 parser.feed_bytes(piece)
         return parser.result()
 
-    async def _retrying(
-        self, index: IndexConfig, what: str, call: Callable[[], Awaitable[_T]]
-    ) -> _T:
-        """Run *call* with retries, backoff and the index's circuit breaker."""
-        breaker = self._breakers.setdefault(index.name, _Breaker())
-        probe = await self._enter(breaker, index, what)
-        last: Exception | None = None
-        try:
-            for attempt in range(1, self.limits.attempts + 1):
-                if attempt > 1:
-                    delay = self.limits.backoff * 2 ** (attempt - 2)
-                    await trio.sleep(delay * (0.5 + random.random()))  # noqa: S311 (jitter)
-                try:
-                    with trio.fail_after(self.limits.request_deadline):
-                        result = await call()
-                except (_ConnectFailure, trio.TooSlowError) as exc:
-                    last = exc
-                    if isinstance(exc, trio.TooSlowError):
-                        deadline = self.limits.request_deadline
-                        last = _ConnectFailure(f"no complete answer within {deadline:g}s")
-                    if not probe:
-                        # It was online; from now on one request probes and the others wait.
-                        if breaker.state == "online":
-                            breaker.state = "unknown"
-                        probe = await self._enter(breaker, index, what)
-                    continue
-                except _ServerError as exc:
-                    last = exc
-                    self._mark_online(breaker)
-                    continue
-                except (NotFound, HashMismatch, UpstreamError) as exc:
-                    if not isinstance(exc, IndexUnreachable):
-                        self._mark_online(breaker)  # it answered, if unhelpfully
-                    raise
-                self._mark_online(breaker)
-                return result
-            if isinstance(last, _ServerError):
-                raise UpstreamError(
-                    f"{what}: the index answered HTTP {last.status} "
-                    f"{self.limits.attempts} times in a row",
-                    details={"index": index.name, "status": last.status},
-                )
-            reason = str(last)
-            self._mark_offline(breaker, index, reason)
-            raise IndexUnreachable(
-                redact(f"{what}: index unreachable ({reason}); marked offline"),
-                details={"index": index.name, "reason": reason},
-            )
-        finally:
-            if probe and breaker.probe is not None:
-                breaker.probe.set()
-                breaker.probe = None
-
-    async def _enter(self, breaker: _Breaker, index: IndexConfig, what: str) -> bool:
-        """Wait until a request may go out; True when this request is the probe."""
-        while True:
-            if breaker.state == "online":
-                return False
-            self._fail_fast(breaker, index, what)
-            if breaker.probe is None:
-                breaker.probe = trio.Event()
-                return True
-            await breaker.probe.wait()
-
-    def _fail_fast(self, breaker: _Breaker, index: IndexConfig, what: str) -> None:
-        """Raise `IndexUnreachable` while *index* is in its offline cool-down."""
-        now = self._clock()
-        if breaker.state == "offline" and now < breaker.retry_at:
-            raise IndexUnreachable(
-                redact(
-                    f"{what}: index offline since {_ago(breaker.offline_since, now)}"
-                    f" ({breaker.reason}); next try in {max(0, breaker.retry_at - now):.0f}s"
-                ),
-                details={"index": index.name, "reason": breaker.reason},
-            )
-
-    def _mark_online(self, breaker: _Breaker) -> None:
-        breaker.state = "online"
-        breaker.reason = None
-        breaker.offline_since = None
-        breaker.last_success = self._clock()
-
-    def _mark_offline(self, breaker: _Breaker, index: IndexConfig, reason: str) -> None:
-        now = self._clock()
-        if breaker.state != "offline":
-            breaker.offline_since = now
-            _log.warning(
-                "%s",
-                redact(
-                    f"index {index.name} ({self._base_url(index)}) is unreachable ({reason}): "
-                    f"marked offline, next try in {self.limits.offline_cooldown:.0f}s"
-                ),
-            )
-        breaker.state = "offline"
-        breaker.reason = reason
-        breaker.retry_at = now + self.limits.offline_cooldown
-
     # -- file:// and find-links -----------------------------------------------------------------
-
-    async def _file_index_page(
-        self, index: IndexConfig, project: str, page_url: str, cached: ProjectPage | None
-    ) -> ProjectPage:
-        what = f"index {index.name}: project {project}"
-        directory = _local_path(page_url)
-        candidates = [directory / "index.html", directory.with_suffix(".html")]
-        path = next((c for c in candidates if c.is_file()), None)
-        if path is None:
-            raise NotFound(f"{what}: not found on the index ({directory} has no index.html)")
-        stat = path.stat()
-        etag = f'"file-{stat.st_mtime_ns}-{stat.st_size}"'
-        if cached is not None and cached.etag == etag:
-            return msgspec.structs.replace(cached, fetched_at=self._clock())
-        data = await trio.to_thread.run_sync(_read_local, path, self.limits.max_page_bytes, what)
-        parser = HTMLPageParser(index=index.name, project=project, url=page_url)
-        parser.feed_bytes(data)
-        page = parser.result()
-        return msgspec.structs.replace(page, fetched_at=self._clock(), etag=etag)
 
     async def _find_links_page(self, index: IndexConfig, project: str) -> ProjectPage:
         what = f"index {index.name}: project {project}"
         base = self._base_url(index)
-        if urlsplit(base).scheme == "file" and _local_path(base).is_dir():
-            files = await trio.to_thread.run_sync(_scan_directory, _local_path(base), project)
+        if is_local(base) and local_path(base).is_dir():
+            files = await trio.to_thread.run_sync(scan_directory, local_path(base), project)
         else:
             links = await self._links_page(index, base)
             files = tuple(f for f in links.files if file_project(f.filename) == project)
@@ -730,19 +464,14 @@ class Upstream:
         if known is not None and self._clock() - known[0] < ttl:
             return known[1]
         what = f"index {index.name}: find-links page"
-        if urlsplit(url).scheme == "file":
-            data = await trio.to_thread.run_sync(
-                _read_local, _local_path(url), self.limits.max_page_bytes, what
-            )
-            parser = HTMLPageParser(index=index.name, project=None, url=url)
-            parser.feed_bytes(data)
-            page = parser.result()
+        if is_local(url):
+            page = await local_links_page(index, url, self.limits.max_page_bytes, what)
         else:
 
             async def attempt() -> ProjectPage:
                 headers = {"Accept": "text/html", "Accept-Encoding": "gzip"}
                 async with self._get(index, url, headers, what) as (response, final_url):
-                    self._check_status(response, what)
+                    check_status(response, what)
                     return await self._read_page(response, index, None, final_url, what)
 
             page = await self._retrying(index, what, attempt)
@@ -750,51 +479,9 @@ class Upstream:
         return page
 
 
-async def _chunks(
-    response: httpx.Response, decoder: _Decoder, what: str, limits: Limits
-) -> AsyncIterator[bytes]:
-    window_start, window_bytes = time.monotonic(), 0
-    try:
-        # No chunk size: httpx would buffer up to it, and a drip would arrive as one late chunk.
-        async for raw in response.aiter_raw():
-            window_bytes += len(raw)
-            now = time.monotonic()
-            if now - window_start >= limits.min_rate_window:
-                if window_bytes < limits.min_rate * (now - window_start):
-                    raise UpstreamError(
-                        f"{what}: download too slow ({window_bytes} bytes in "
-                        f"{now - window_start:.0f}s, under {limits.min_rate} bytes/s)"
-                    )
-                window_start, window_bytes = now, 0
-            for piece in decoder.decode(raw):
-                if piece:
-                    yield piece
-    except (httpx.TransportError, httpx.StreamError) as exc:
-        raise _BodyBroken(redact(f"{what}: download broken: {_describe(exc)}")) from None
-
-
-@dataclass
-class _Body:
-    """The response a download currently reads, and what closes it (replaced on resume)."""
-
-    stack: AsyncExitStack = field(default_factory=AsyncExitStack)
-    response: httpx.Response = field(init=False)
-
-
 @asynccontextmanager
 async def _nothing() -> AsyncIterator[None]:
     yield
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if str(exc) else text
-
-
-def _ago(since: float | None, now: float) -> str:
-    if since is None:
-        return "now"
-    return f"{max(0.0, now - since):.0f}s ago"
 
 
 def _check_hashes(data: bytes, expected: dict[str, str], what: str) -> None:
@@ -807,51 +494,3 @@ def _check_hashes(data: bytes, expected: dict[str, str], what: str) -> None:
                 f"{what}: {name} mismatch: the index promised {digest}, got {actual}",
                 details={"expected": digest, "actual": actual, "algorithm": name},
             )
-
-
-def _read_local(path: Path, cap: int, what: str) -> bytes:
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(cap + 1)
-    except OSError as exc:
-        raise NotFound(f"{what}: cannot read {path}: {exc.strerror}") from None
-    if len(data) > cap:
-        raise HostileInput(f"{what}: larger than the {cap} byte limit")
-    return data
-
-
-async def _local_chunks(path: Path, cap: int, what: str) -> AsyncIterator[bytes]:
-    total = 0
-    async with await trio.open_file(path, "rb") as handle:
-        while chunk := await handle.read(_CHUNK * 4):
-            total += len(chunk)
-            if total > cap:
-                raise HostileInput(f"{what}: larger than the {cap} byte limit")
-            yield chunk
-
-
-def _wheel_metadata(path: Path, what: str) -> bytes:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            for member in zf.namelist():
-                parts = member.split("/")
-                if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "METADATA":
-                    return zf.read(member)
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise UpstreamError(f"{what}: unreadable wheel: {exc}") from None
-    raise UpstreamError(f"{what}: the wheel has no .dist-info/METADATA")
-
-
-def _scan_directory(directory: Path, project: str) -> tuple[FileEntry, ...]:
-    entries: list[FileEntry] = []
-    for path in sorted(directory.iterdir()):
-        name = path.name
-        if file_project(name) != project:
-            continue
-        try:
-            validate_filename(name, project)
-            size = path.stat().st_size
-        except Exception:  # noqa: S112 (an unreadable or odd entry is just not offered)
-            continue
-        entries.append(FileEntry(filename=name, url=_file_url(path), size=size))
-    return tuple(entries)

@@ -1,0 +1,222 @@
+"""Per-index retries and circuit breaker: which upstream outcomes count against an index, and
+when a request to it may go out at all.
+
+Split out of `satchel.daemon.upstream` because it is a state machine with its own rules, not a
+fetch: an index is ``unknown`` until something answers, ``online`` while it answers, and
+``offline`` after a probe failed its bounded retries. The point is that a dead index costs one
+timeout, not one per package: while the state is unknown, the first request is a probe and the
+others wait for its outcome; once the index is offline every request fails fast with
+`IndexUnreachable` until the cool-down ends and the next request probes again.
+
+The outcome classes live here too, because they are what the breaker decides on:
+`ConnectFailure` (no usable answer: retried, then the index goes offline), `ServerError` (5xx or
+429: retried, but the index is reachable), and everything else (`NotFound`, `UpstreamError`:
+the index answered, so it is online). Every text that leaves this module goes through `redact`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Literal, TypeVar
+
+import httpx
+import msgspec
+import trio
+
+from satchel.daemon.config import IndexConfig
+from satchel.daemon.credentials import redact, split_userinfo
+from satchel.daemon.errors import HashMismatch, IndexUnreachable, NotFound, UpstreamError
+
+if TYPE_CHECKING:
+    from satchel.daemon.upstream import Limits
+
+__all__ = [
+    "Breaker",
+    "ConnectFailure",
+    "IndexState",
+    "ServerError",
+    "check_status",
+    "describe",
+]
+
+#: The upstream client's logger: "index X is unreachable" keeps the name operators know.
+_log = logging.getLogger("satchel.daemon.upstream")
+_T = TypeVar("_T")
+
+
+class IndexState(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``satchel status`` shows per index (all text redacted)."""
+
+    name: str
+    state: Literal["unknown", "online", "offline"]
+    reason: str | None = None
+    offline_since: float | None = None
+    retry_at: float | None = None
+    last_success: float | None = None
+
+
+class ConnectFailure(Exception):
+    """No usable answer at the transport level (refused, reset, timeout): retry, then breaker."""
+
+
+class ServerError(Exception):
+    """The index answered 5xx or 429: retry, but the index is reachable."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
+def check_status(response: httpx.Response, what: str) -> None:
+    """Accept 200; otherwise raise the error that says what the status means for the index."""
+    status = response.status_code
+    if status == 200:
+        return
+    if status >= 500 or status == 429:
+        raise ServerError(status)
+    if status in (404, 410):
+        raise NotFound(f"{what}: not found on the index (HTTP {status})")
+    if status in (401, 403):
+        raise UpstreamError(
+            f"{what}: access denied (HTTP {status}); check the index credentials "
+            "(URL, SATCHEL_INDEX_<NAME>_USERNAME/_PASSWORD or netrc)"
+        )
+    raise UpstreamError(f"{what}: unexpected HTTP {status}")
+
+
+def describe(exc: BaseException) -> str:
+    """A transport error as reason text: its type, and its message when it has one."""
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if str(exc) else text
+
+
+class Breaker:
+    """One index's circuit breaker (see the module docstring); the clock is the daemon's."""
+
+    def __init__(self, limits: Limits, clock: Callable[[], float]) -> None:
+        self._limits = limits
+        self._clock = clock
+        self.state: Literal["unknown", "online", "offline"] = "unknown"
+        self.reason: str | None = None
+        self.offline_since: float | None = None
+        self.retry_at = 0.0
+        self.last_success: float | None = None
+        self._probe: trio.Event | None = None
+
+    def snapshot(self, name: str) -> IndexState:
+        """The state as ``satchel status`` shows it (the next probe only while offline)."""
+        return IndexState(
+            name=name,
+            state=self.state,
+            reason=self.reason,
+            offline_since=self.offline_since,
+            retry_at=self.retry_at if self.state == "offline" else None,
+            last_success=self.last_success,
+        )
+
+    async def retrying(
+        self, index: IndexConfig, what: str, call: Callable[[], Awaitable[_T]]
+    ) -> _T:
+        """Run *call* with retries, backoff and this circuit breaker."""
+        limits = self._limits
+        probe = await self._enter(index, what)
+        last: Exception | None = None
+        try:
+            for attempt in range(1, limits.attempts + 1):
+                if attempt > 1:
+                    delay = limits.backoff * 2 ** (attempt - 2)
+                    await trio.sleep(delay * (0.5 + random.random()))  # noqa: S311 (jitter)
+                try:
+                    with trio.fail_after(limits.request_deadline):
+                        result = await call()
+                except (ConnectFailure, trio.TooSlowError) as exc:
+                    last = exc
+                    if isinstance(exc, trio.TooSlowError):
+                        deadline = limits.request_deadline
+                        last = ConnectFailure(f"no complete answer within {deadline:g}s")
+                    if not probe:
+                        # It was online; from now on one request probes and the others wait.
+                        if self.state == "online":
+                            self.state = "unknown"
+                        probe = await self._enter(index, what)
+                    continue
+                except ServerError as exc:
+                    last = exc
+                    self.mark_online()
+                    continue
+                except (NotFound, HashMismatch, UpstreamError) as exc:
+                    if not isinstance(exc, IndexUnreachable):
+                        self.mark_online()  # it answered, if unhelpfully
+                    raise
+                self.mark_online()
+                return result
+            if isinstance(last, ServerError):
+                raise UpstreamError(
+                    f"{what}: the index answered HTTP {last.status} "
+                    f"{limits.attempts} times in a row",
+                    details={"index": index.name, "status": last.status},
+                )
+            reason = str(last)
+            self.mark_offline(index, reason)
+            raise IndexUnreachable(
+                redact(f"{what}: index unreachable ({reason}); marked offline"),
+                details={"index": index.name, "reason": reason},
+            )
+        finally:
+            if probe and self._probe is not None:
+                self._probe.set()
+                self._probe = None
+
+    async def _enter(self, index: IndexConfig, what: str) -> bool:
+        """Wait until a request may go out; True when this request is the probe."""
+        while True:
+            if self.state == "online":
+                return False
+            self.fail_fast(index, what)
+            if self._probe is None:
+                self._probe = trio.Event()
+                return True
+            await self._probe.wait()
+
+    def fail_fast(self, index: IndexConfig, what: str) -> None:
+        """Raise `IndexUnreachable` while *index* is in its offline cool-down."""
+        now = self._clock()
+        if self.state == "offline" and now < self.retry_at:
+            raise IndexUnreachable(
+                redact(
+                    f"{what}: index offline since {_ago(self.offline_since, now)}"
+                    f" ({self.reason}); next try in {max(0, self.retry_at - now):.0f}s"
+                ),
+                details={"index": index.name, "reason": self.reason},
+            )
+
+    def mark_online(self) -> None:
+        self.state = "online"
+        self.reason = None
+        self.offline_since = None
+        self.last_success = self._clock()
+
+    def mark_offline(self, index: IndexConfig, reason: str) -> None:
+        """Start (or extend) the cool-down; the first transition is logged once."""
+        now = self._clock()
+        if self.state != "offline":
+            self.offline_since = now
+            _log.warning(
+                "%s",
+                redact(
+                    f"index {index.name} ({split_userinfo(index.url)[0]}) is unreachable "
+                    f"({reason}): marked offline, next try in "
+                    f"{self._limits.offline_cooldown:.0f}s"
+                ),
+            )
+        self.state = "offline"
+        self.reason = reason
+        self.retry_at = now + self._limits.offline_cooldown
+
+
+def _ago(since: float | None, now: float) -> str:
+    if since is None:
+        return "now"
+    return f"{max(0.0, now - since):.0f}s ago"
