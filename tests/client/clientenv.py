@@ -12,10 +12,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from tests.support.daemon import isolated_env, socket_path
+from tests.support.daemon import isolated_env, socket_path, wait_exited
 
 SATCHEL = str(Path(sys.executable).parent / "satchel")
 SATCHELD = str(Path(sys.executable).parent / "satcheld")
@@ -78,12 +77,26 @@ def is_satcheld(pid: int) -> bool:
 
 
 def wait_gone(pid: int, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not is_satcheld(pid):
-            return True
-        time.sleep(0.02)
-    return False
+    """Whether satcheld *pid* is gone within *seconds*, its socket and locks released.
+
+    Gone means exited with every descriptor closed (`tests.support.daemon.wait_exited`), not
+    merely no longer looking like satcheld in /proc: a dying process's cmdline empties before
+    the kernel closes its listening socket, and a client connecting in between gets ECONNRESET.
+    A pid now held by another program counts as gone (that satcheld exited long ago).
+    """
+    if _other_program(pid):
+        return True
+    return wait_exited(pid, seconds)
+
+
+def _other_program(pid: int) -> bool:
+    """Whether *pid* is a live process that is not satcheld (an empty cmdline may be a dying
+    satcheld, so it does not count)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return bool(cmdline) and b"satchel" not in cmdline
 
 
 def satcheld_processes(state_dir: Path) -> list[int]:

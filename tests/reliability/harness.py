@@ -16,8 +16,6 @@ import hashlib
 import importlib.metadata
 import json
 import os
-import select
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.client.clientenv import ClientEnv
+from tests.support.daemon import kill_and_wait
 from tests.support.index_server import IndexServer
 
 __all__ = [
@@ -148,23 +147,6 @@ def rig_for(root: Path, **index_options: Any) -> Iterator[Rig]:
         yield rig
     finally:
         rig.cleanup()
-
-
-def kill_and_wait(pid: int, timeout: float = 10.0) -> None:
-    """SIGKILL *pid* and return once it has released its descriptors (socket, locks).
-
-    Not `tests.client.clientenv.wait_gone`: that reads /proc/<pid>/cmdline, which empties
-    when the dying process drops its memory, *before* the kernel closes its files, so a client
-    connecting in between reaches a listener about to vanish (ECONNRESET). A pidfd becomes
-    readable only at exit notification, after every descriptor is closed.
-    """
-    pidfd = os.pidfd_open(pid)
-    try:
-        os.kill(pid, signal.SIGKILL)
-        ready, _, _ = select.select([pidfd], [], [], timeout)
-        assert ready, f"process {pid} survived SIGKILL for {timeout} s"
-    finally:
-        os.close(pidfd)
 
 
 def snapshot_tree(root: Path) -> dict[str, tuple[str, int]]:

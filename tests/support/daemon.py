@@ -32,6 +32,13 @@ Stable API (used by every area's tests; change only by adding):
     bytes: ``hello()``, ``request(method, params) -> id``, ``cancel(id)``, ``next_event(timeout)``,
     ``wait_terminal(id, timeout)``, ``send_raw(bytes)``, ``close()``.
 
+`wait_exited(pid, timeout=10.0) -> bool`
+    Waits until process *pid* has exited *and released its descriptors* (its socket, its locks);
+    False if it still runs after *timeout*. A pid that no longer exists has exited.
+
+`kill_and_wait(pid, timeout=10.0)`
+    SIGKILL *pid* and return once it has released its descriptors (asserts it did in time).
+
 `in_process_app(directory) -> satchel.daemon.app.App`
     An `App` whose locations all live under *directory*, for trio tests that run daemon code
     (handlers, the server) inside the test process.
@@ -45,6 +52,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import select
 import shutil
 import signal
 import socket
@@ -71,7 +79,9 @@ __all__ = [
     "call",
     "in_process_app",
     "isolated_env",
+    "kill_and_wait",
     "socket_path",
+    "wait_exited",
 ]
 
 #: Environment variables never inherited by a test daemon.
@@ -347,6 +357,43 @@ class DaemonProcess:
                 self.stop(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def wait_exited(pid: int, timeout: float = 10.0) -> bool:
+    """True once process *pid* has exited and the kernel has closed its files; False on timeout.
+
+    Waits on a pidfd, which becomes readable only at exit notification, after every descriptor
+    is closed. Polling /proc/<pid> is not enough: its cmdline empties when the dying process
+    drops its memory, *before* its files are closed, so a client connecting in between reaches
+    a listening socket about to vanish (ECONNRESET).
+    """
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return _exited(pidfd, timeout)
+    finally:
+        os.close(pidfd)
+
+
+def kill_and_wait(pid: int, timeout: float = 10.0) -> None:
+    """SIGKILL *pid* and return once it has released its descriptors (socket, locks).
+
+    The pidfd is opened before the signal, so the wait is for this very process even if its pid
+    were reused at once.
+    """
+    pidfd = os.pidfd_open(pid)
+    try:
+        os.kill(pid, signal.SIGKILL)
+        assert _exited(pidfd, timeout), f"process {pid} survived SIGKILL for {timeout} s"
+    finally:
+        os.close(pidfd)
+
+
+def _exited(pidfd: int, timeout: float) -> bool:
+    ready, _, _ = select.select([pidfd], [], [], timeout)
+    return bool(ready)
 
 
 def in_process_app(directory: Path, idle_timeout: float | None = None) -> App:
