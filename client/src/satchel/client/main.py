@@ -300,7 +300,7 @@ def exit_status_table() -> list[tuple[int, str]]:
     meanings = {
         errors.EXIT_OK: "success",
         errors.EXIT_FAILURE: "the request failed (any error code not listed below)",
-        errors.EXIT_USAGE: "bad command line, or a malformed requirement, requirements file or lock",
+        errors.EXIT_USAGE: "bad command line, or malformed requirements or lock input",
         errors.EXIT_UNAVAILABLE: "the daemon is not running and could not be started",
         errors.EXIT_PROTOCOL: "client and daemon cannot talk (protocol or version mismatch)",
         errors.EXIT_OFFLINE: "offline, an index unreachable, or the package is not cached",
