@@ -199,6 +199,31 @@ class Catalog:
 
         return await self._downloads.run(sha or file.url, download)
 
+    def confirm_stored(self, files: list[tuple[IndexConfig, str, FileEntry]]) -> list[BlobInfo]:
+        """`fetch_file` for files already in the store, all in the calling (worker) thread.
+
+        Offline, every file of an install is stored (`resolution.require_present` checked),
+        so there is nothing to download: one thread hop records their origins and sizes
+        instead of one hop (and one task) per file. Raises `NotCached` for a file that is gone.
+        """
+        out: list[BlobInfo] = []
+        for index, project, file in files:
+            sha = file.sha256
+            try:
+                size = self.store.path(sha).stat().st_size if sha is not None else None
+            except FileNotFoundError:
+                size = None
+            if sha is None or size is None:
+                raise NotCached(
+                    f"offline, and {project} ({file.filename}) is not in the cache; "
+                    "run `satchel prefetch` for it while online",
+                    details={"missing": [f"{project} ({file.filename})"]},
+                )
+            origin = Origin(index=index.name, project=project, filename=file.filename, url=file.url)
+            self._remember(sha, None, origin)
+            out.append(BlobInfo(sha, size))
+        return out
+
     def _remember(self, sha: str, size: int | None, origin: Origin) -> None:
         """Record a stored file's origin. An already-stored file costs a read, not a durable
         write: installs touch hundreds of stored files, and their origins are nearly always
@@ -367,8 +392,28 @@ class Session:
             self._scoped.clear()
 
     async def _offline_pages(self, project: str) -> ScopedPages:
+        pages = await trio.to_thread.run_sync(self.catalog.metadb.pages_for_project, project)
+        return self._offline_scope(project, pages)
+
+    def offline_pages_sync(self, project: str) -> ScopedPages:
+        """`scoped_pages` of an offline session, computed in the calling (worker) thread.
+
+        Offline, a project's scope depends only on the metadb and the store, both safe to read
+        from any thread, and an offline session starts no look-ahead; so the resolver thread
+        reads them itself instead of hopping to the event loop and back for each project (on
+        a 112-project set those hops were three quarters of a warm resolve). Memoised in the
+        same per-request dict as `scoped_pages` (a race only computes a page twice).
+        """
+        project = canonicalize_name(project)
+        found = self._scoped.get(project)
+        if found is not None:
+            return found
+        scoped = self._offline_scope(project, self.catalog.metadb.pages_for_project(project))
+        self._scoped[project] = scoped
+        return scoped
+
+    def _offline_scope(self, project: str, pages: list[ProjectPage]) -> ScopedPages:
         catalog = self.catalog
-        pages = await trio.to_thread.run_sync(catalog.metadb.pages_for_project, project)
         available = {page.index: _present_only(page, catalog.store) for page in pages}
         scoped = select_pages(
             project,

@@ -101,6 +101,8 @@ class SessionSource:
         self._built = built
 
     def pages(self, project: str) -> ScopedPages:
+        if self.session.offline:  # no network, no look-ahead: read in this thread
+            return self.session.offline_pages_sync(project)
         return trio.from_thread.run(self.session.scoped_pages, project)
 
     def core_metadata(self, page: ProjectPage, file: FileEntry) -> bytes:
@@ -331,6 +333,7 @@ async def fetch_files(
     """
     if offline:
         require_present(catalog, files)
+        return await _confirm_present(catalog, files, progress)
     result = Fetched(total_bytes=sum(file.size or 0 for _, _, file in files))
     done = finished = 0
     limiter = trio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
@@ -358,6 +361,34 @@ async def fetch_files(
     async with trio.open_nursery() as nursery:
         for index, project, file in files:
             nursery.start_soon(fetch, index, project, file)
+    result.total_bytes = max(result.total_bytes, done)
+    if result.stored:  # what garbage collection's least-recently-used order goes by
+        await trio.to_thread.run_sync(catalog.metadb.mark_used, list(result.stored.values()))
+    return result
+
+
+async def _confirm_present(
+    catalog: Catalog,
+    files: Sequence[tuple[IndexConfig, str, FileEntry]],
+    progress: Progress | None,
+) -> Fetched:
+    """`fetch_files` offline: every file is stored, so confirm them all in one thread hop.
+
+    The same result and progress events as the online path gives for cached files, without a
+    task and a thread hop per file (an offline install of 112 wheels spent more time on those
+    than on its own bookkeeping).
+    """
+    result = Fetched(total_bytes=sum(file.size or 0 for _, _, file in files))
+    infos = await trio.to_thread.run_sync(catalog.confirm_stored, list(files))
+    done = 0
+    for finished, ((_index, _project, file), info) in enumerate(
+        zip(files, infos, strict=True), start=1
+    ):
+        result.stored[file.url] = info.sha256
+        done += file.size or info.size
+        if progress is not None:
+            message = f"{finished}/{len(files)} cached {file.filename}"
+            await progress(done, result.total_bytes or None, "B", message)
     result.total_bytes = max(result.total_bytes, done)
     if result.stored:  # what garbage collection's least-recently-used order goes by
         await trio.to_thread.run_sync(catalog.metadb.mark_used, list(result.stored.values()))
