@@ -45,7 +45,8 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -367,6 +368,53 @@ def _journal(trash: str, moves: list[str], dirs: list[str], created: list[str]) 
     return {"moves": moves, "dirs": top_dirs, "created": created, "trash": trash}
 
 
+#: Links from which an install places its files with `PLACE_THREADS` threads. mkdir and link
+#: are syscalls that release the GIL, and on a 112-wheel set (2,500 directories, 20,000
+#: files) two threads took the placement from a median of 466 ms to 365 ms; a small install
+#: is not worth a thread pool.
+PARALLEL_PLACE_MIN = 2000
+PLACE_THREADS = 2
+
+
+def _place(dirs: list[str], links: list[tuple[str, str, int]], linker: Linker) -> None:
+    """Create *dirs* (parents before children) and place *links*, in parallel when large.
+
+    Directories are made one depth level at a time, so a parent always exists before its
+    children whichever thread makes them; files are placed once every directory exists. The
+    first error is raised after all threads stopped, and the caller's rollback undoes whatever
+    was done (each rollback step tolerates having never happened).
+    """
+    if len(links) < PARALLEL_PLACE_MIN:
+        for directory in dirs:
+            os.mkdir(directory)
+        linker.place_all(links)
+        return
+    by_depth: dict[int, list[str]] = {}
+    for directory in dirs:
+        by_depth.setdefault(directory.count("/"), []).append(directory)
+
+    def mkdirs(chunk: list[str]) -> None:
+        for directory in chunk:
+            os.mkdir(directory)
+
+    with ThreadPoolExecutor(PLACE_THREADS, thread_name_prefix="satchel-place") as pool:
+        for depth in sorted(by_depth):
+            _run_split(pool, mkdirs, by_depth[depth])
+        _run_split(pool, linker.place_all, links)
+
+
+def _run_split(pool: ThreadPoolExecutor, work: Callable[[Any], None], items: list[Any]) -> None:
+    """*work* over *items* cut into `PLACE_THREADS` contiguous chunks; waits for all of them."""
+    n = len(items)
+    chunks = [
+        items[i * n // PLACE_THREADS : (i + 1) * n // PLACE_THREADS] for i in range(PLACE_THREADS)
+    ]
+    futures = [pool.submit(work, chunk) for chunk in chunks if chunk]
+    wait(futures)
+    for future in futures:
+        future.result()  # the first error, once none is still running
+
+
 def _roll_back(journal: dict[str, Any]) -> None:
     """Undo a journalled install step by step; each step tolerates having never happened.
 
@@ -500,9 +548,7 @@ def install(
                     json.dump(journal, out)
                 for index, original in enumerate(plan.moves):
                     os.rename(original, os.path.join(trash, str(index)))
-                for directory in plan.dirs:
-                    os.mkdir(directory)
-                linker.place_all(plan.links)
+                _place(plan.dirs, plan.links, linker)
                 for dst, data, mode in plan.writes:
                     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
                     try:
