@@ -149,8 +149,9 @@ class MetadataCache:
     """
 
     metadata: dict[str, CoreMetadata] = field(default_factory=dict)
-    #: (target key, requirement text, extra) -> does the marker hold?
-    markers: dict[tuple[str, str, str], bool] = field(default_factory=dict)
+    #: (target key, id of a Requirement in cached metadata, extra) -> (that requirement, does
+    #: its marker hold?); the requirement is kept so that its id stays unique.
+    markers: dict[tuple[str, int, str], tuple[Any, bool]] = field(default_factory=dict)
     #: (target key, pages signature) -> ProjectFiles
     projects: dict[tuple[object, ...], ProjectFiles] = field(default_factory=dict)
     #: resolve inputs -> (resolution, {project: page signature} of every project consulted)
