@@ -10,6 +10,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -135,6 +136,52 @@ async def test_file_body_is_streamed_with_its_exact_length(tmp_path: Path) -> No
         head, _, body = answer.partition(b"\r\n\r\n")
         assert f"content-length: {len(payload) - 200}".encode() in head.lower()
         assert body == payload[100:-100]
+
+
+@pytest.mark.parametrize(
+    "size", [http.HEAD_CHUNK - 1, http.HEAD_CHUNK, http.HEAD_CHUNK + 1, 5 * http.HEAD_CHUNK]
+)
+async def test_file_around_the_first_read_is_sent_whole(tmp_path: Path, size: int) -> None:
+    blob = tmp_path / "blob"
+    payload = bytes(range(256)) * (size // 256 + 1)
+    blob.write_bytes(payload[:size])
+
+    async def handler(request: Request) -> Response:
+        return Response(200, [], FileBody(blob, 0, size))
+
+    async with serving(handler) as (port, _):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = await read_all(stream, 10)
+        assert answer.partition(b"\r\n\r\n")[2] == payload[:size]
+
+
+async def test_a_large_file_passes_at_most_one_small_read_through_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Memory: ~50 concurrent downloads (uv) each holding a 1 MiB first read cost the daemon
+    # ~20 MB of peak RSS; the rest of a file goes by sendfile.
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"w" * (4 * 1024 * 1024))
+    read_sizes: list[int] = []
+    original = http._open_and_read
+
+    def spy(body: FileBody) -> tuple[Any, bytes]:
+        handle, chunk = original(body)
+        read_sizes.append(len(chunk))
+        return handle, chunk
+
+    monkeypatch.setattr(http, "_open_and_read", spy)
+
+    async def handler(request: Request) -> Response:
+        return Response(200, [], FileBody(blob, 0, 4 * 1024 * 1024))
+
+    async with serving(handler) as (port, _):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = await read_all(stream, 10)
+    assert len(answer.partition(b"\r\n\r\n")[2]) == 4 * 1024 * 1024
+    assert read_sizes == [http.HEAD_CHUNK]
 
 
 async def test_head_sends_no_body() -> None:

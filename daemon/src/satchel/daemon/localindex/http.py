@@ -75,8 +75,14 @@ LISTEN_BACKLOG = 4096
 #: After an error response, how long and how much of the peer's input is drained before closing.
 LINGER_TIMEOUT = 2.0
 LINGER_MAX_BYTES = 1024 * 1024
-#: Bytes per read from a file body (one worker-thread hop each).
-FILE_CHUNK = 1024 * 1024
+#: Bytes read with the open (one worker-thread hop): a file this small (core metadata, most
+#: small wheels) is sent whole from it, a larger one goes on with ``sendfile``. Kept small on
+#: purpose: uv opens ~50 connections at once, and a 1 MiB first read per connection held ~50 MiB
+#: of transient buffers that glibc's malloc keeps mapped afterwards (daemon memory, in
+#: benchmarks/findings.md).
+HEAD_CHUNK = 64 * 1024
+#: Bytes per read from a file body where there is no ``sendfile`` (one worker-thread hop each).
+FILE_CHUNK = 256 * 1024
 #: Bytes per ``sendfile`` call for larger files (each call is one worker-thread hop).
 SENDFILE_CHUNK = 8 * 1024 * 1024
 #: ``os.sendfile`` where the platform has it; elsewhere files are sent with reads.
@@ -420,7 +426,7 @@ class _Connection:
             log.warning("local index: cannot open %s: %s", body.path.name, exc.strerror)
             raise _PeerGone from None
         try:
-            if len(chunk) < min(FILE_CHUNK, body.length):
+            if len(chunk) < min(HEAD_CHUNK, body.length):
                 log.error("local index: %s ended early", body.path.name)
                 raise _PeerGone
             if chunk:
@@ -501,7 +507,7 @@ def _open_and_read(body: FileBody) -> tuple[BinaryIO, bytes]:
     try:
         if body.offset:
             handle.seek(body.offset)
-        return handle, handle.read(min(FILE_CHUNK, body.length))
+        return handle, handle.read(min(HEAD_CHUNK, body.length))
     except BaseException:
         handle.close()
         raise
