@@ -187,6 +187,7 @@ class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.blobs_dir = self.root / "blobs"
+        self._blobs = os.fspath(self.blobs_dir)
         self.tmp_dir = self.root / "tmp"
         self.quarantine_dir = self.root / "quarantine"
         #: Wheels unpacked once each (``<sha256>/``) for installs: beside the blobs, on the same
@@ -203,7 +204,11 @@ class BlobStore:
         return self.blobs_dir / digest[:2] / digest[2:4] / digest
 
     def has(self, sha256: str) -> bool:
-        return self.path(sha256).is_file()
+        # Asked once per listed file by offline resolves: plain strings, no Path objects.
+        digest = _checked_digest(sha256, "blob")
+        return os.path.isfile(  # noqa: PTH113
+            os.path.join(self._blobs, digest[:2], digest[2:4], digest)  # noqa: PTH118
+        )
 
     def open(self, sha256: str) -> BinaryIO:
         """Open a committed blob for reading; `NotFound` if it is not in the store."""

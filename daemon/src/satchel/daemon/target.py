@@ -165,6 +165,12 @@ def find_interpreter(python: str | Path) -> Path:
     return path
 
 
+def _locate(python: str | Path) -> tuple[Path, tuple[str, str, int, int]]:
+    """`find_interpreter` and its cache key in one worker-thread hop (asked on every request)."""
+    interpreter = find_interpreter(python)
+    return interpreter, _cache_key(interpreter)
+
+
 def _cache_key(interpreter: Path) -> tuple[str, str, int, int]:
     real = interpreter.resolve()
     st = real.stat()
@@ -202,8 +208,7 @@ def _read_disk(path: Path) -> Target | None:
 
 async def query_interpreter(python: str | Path, *, cache_dir: Path | None = None) -> Target:
     """Describe the interpreter *python* (see `find_interpreter`), asking it at most once."""
-    interpreter = await trio.to_thread.run_sync(find_interpreter, python)
-    key = await trio.to_thread.run_sync(_cache_key, interpreter)
+    interpreter, key = await trio.to_thread.run_sync(_locate, python)
     cached = _memory.get(key)
     if cached is not None:
         return cached
