@@ -516,7 +516,7 @@ def resolve(
         previous, signatures = hit
         if all(page_signature(source.pages(p).pages) == sig for p, sig in signatures.items()):
             elapsed = time.perf_counter() - started
-            log.info("resolve answered from the result cache in %.1f ms", elapsed * 1000)
+            log.debug("resolve answered from the result cache in %.1f ms", elapsed * 1000)
             stats = {"seconds": round(elapsed, 4), "cached": 1.0, "pins": len(previous.pins)}
             return msgspec.structs.replace(previous, stats=stats)  # type: ignore[no-any-return]
     env = {**target.markers, "extra": ""}
