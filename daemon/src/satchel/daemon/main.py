@@ -36,6 +36,7 @@ from satchel.daemon.activation import Listeners, open_listeners
 from satchel.daemon.app import App, serve
 from satchel.daemon.lock import InstanceLock
 from satchel.daemon.log import LEVEL_ENV, parse_level, setup_logging
+from satchel.daemon.memory import limit_malloc_arenas
 from satchel.daemon.notify import StartupChannel, SystemdNotifier
 from satchel.daemon.paths import Paths, StartupError
 from satchel.daemon.state import FATAL_ERROR, STARTUP_ERROR, ExitRecorder
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    limit_malloc_arenas()  # before any thread exists (see satchel.daemon.memory)
     parser = build_parser()
     args = parser.parse_args(argv)
     channel = StartupChannel(_checked_fd(parser, args.notify_fd))

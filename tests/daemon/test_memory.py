@@ -1,0 +1,86 @@
+"""satchel.daemon.memory: the malloc arena cap, checked in real processes with real threads."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from satchel.daemon import memory
+
+try:
+    _GLIBC = (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+except (ValueError, OSError):
+    _GLIBC = False
+
+needs_glibc = pytest.mark.skipif(not _GLIBC, reason="malloc arenas are glibc's")
+
+# Eight threads allocate at once (each new thread gets an arena of its own when it can), then
+# glibc's malloc_stats() prints one "Arena N:" block per arena to stderr.
+_PROBE = """
+import ctypes, sys, threading
+from satchel.daemon.memory import limit_malloc_arenas
+if sys.argv[1] == "cap":
+    assert limit_malloc_arenas()
+barrier = threading.Barrier(8)
+held = []
+def work():
+    barrier.wait()
+    held.append([bytes(600) * 2 for _ in range(200)])
+    barrier.wait()
+threads = [threading.Thread(target=work) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+sys.stderr.flush()
+ctypes.CDLL(None).malloc_stats()
+"""
+
+
+def _arenas(mode: str) -> int:
+    env = {k: v for k, v in os.environ.items() if k != memory.ARENA_MAX_ENV}
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE, mode],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return sum(1 for line in proc.stderr.splitlines() if line.startswith("Arena "))
+
+
+@needs_glibc
+def test_threads_share_at_most_the_capped_arenas() -> None:
+    assert 1 <= _arenas("cap") <= memory.ARENA_MAX
+
+
+@needs_glibc
+def test_without_the_cap_threads_take_arenas_of_their_own() -> None:
+    # The control: proves the probe can see more arenas than the cap allows.
+    assert _arenas("none") > memory.ARENA_MAX
+
+
+def test_a_user_setting_in_the_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(memory.ARENA_MAX_ENV, "4")
+    assert memory.limit_malloc_arenas() is False
+
+
+def test_the_daemon_caps_arenas_before_anything_else() -> None:
+    # Started through main(): a daemon launched any way (autostart, systemd, by hand) has it.
+    probe = (
+        "import sys\n"
+        "from unittest import mock\n"
+        "from satchel.daemon import main as m\n"
+        "calls = []\n"
+        "with mock.patch.object(m, 'limit_malloc_arenas', lambda: calls.append(1) or True):\n"
+        "    try:\n"
+        "        m.main(['--version'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "sys.exit(0 if calls == [1] else 1)\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], timeout=30, check=True, capture_output=True)
