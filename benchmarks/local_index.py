@@ -513,6 +513,17 @@ def uv_rounds(
     return times, errors
 
 
+def publish(data: dict[str, Any], output: Path) -> None:
+    """Write the JSON and the markdown, appending the hand-written findings if present."""
+    data.pop("analysis", None)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
+    findings = Path(__file__).resolve().parent / "findings-local-index.md"
+    if findings.is_file():
+        data["analysis"] = ["", findings.read_text().rstrip()]
+    output.write_text(render_markdown(data))
+
+
 # -- main -----------------------------------------------------------------------------------------
 
 
@@ -524,7 +535,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="timed uv runs per server (>= 3)")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks-local-index.md")
     parser.add_argument("--keep-work", action="store_true", help="do not delete the work dir")
+    parser.add_argument(
+        "--render", action="store_true", help="only re-render the markdown from the JSON"
+    )
     args = parser.parse_args(argv)
+    if args.render:
+        publish(json.loads(args.output.with_suffix(".json").read_text()), args.output)
+        return 0
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -635,12 +652,7 @@ def main(argv: list[str] | None = None) -> int:
             paths[token] = "<token>"
     report.scrub(data, paths)
     data["config"].setdefault("load_end", "?")
-    analysis = Path(__file__).resolve().parent / "findings-local-index.md"
-    if analysis.is_file():
-        data["analysis"] = ["", analysis.read_text().rstrip()]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
-    args.output.write_text(render_markdown(data))
+    publish(data, args.output)
     log(f"results: {args.output}")
     return 0
 
