@@ -15,7 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # `typing` costs ~2 ms at start-up; install/prefetch load this module
     from typing import Any, TextIO
 
-__all__ = ["ProgressDisplay", "format_bytes"]
+__all__ = ["ProgressDisplay", "call_with_progress", "format_bytes"]
 
 #: Seconds between redraws of the terminal bar.
 REDRAW = 0.1
@@ -80,3 +80,16 @@ class ProgressDisplay:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
             self._shown = False
+
+
+def call_with_progress(args: Any, label: str, method: str, params: dict[str, Any]) -> Any:
+    """Run *method* on the daemon (honouring the global options in *args*) while its progress
+    events are shown under *label*; the bar is cleared whatever the outcome."""
+    from satchel.client.session import Session
+
+    progress = ProgressDisplay(label)
+    try:
+        with Session.for_args(args) as session:
+            return session.call(method, params, on_progress=progress)
+    finally:
+        progress.finish()

@@ -24,8 +24,7 @@ from satchel.client.commands.requirements import (
     requirement_params,
     show_notes,
 )
-from satchel.client.progress import ProgressDisplay
-from satchel.client.session import Session
+from satchel.client.progress import call_with_progress
 from satchel.protocol import errors
 
 TYPE_CHECKING = False
@@ -81,12 +80,7 @@ def run(args: Namespace) -> int:
     except ParamsError as exc:
         sys.stderr.write(f"satchel install: {exc}\n")
         return errors.EXIT_USAGE
-    progress = ProgressDisplay("install")
-    try:
-        with Session.for_args(args) as session:
-            value = session.call("install", params, on_progress=progress)
-    finally:
-        progress.finish()
+    value = call_with_progress(args, "install", "install", params)
     show_notes(value)
     if args.json:
         import json

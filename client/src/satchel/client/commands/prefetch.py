@@ -20,8 +20,7 @@ from satchel.client.commands.requirements import (
     requirement_params,
     show_notes,
 )
-from satchel.client.progress import ProgressDisplay, format_bytes
-from satchel.client.session import Session
+from satchel.client.progress import call_with_progress, format_bytes
 from satchel.protocol import errors
 
 TYPE_CHECKING = False
@@ -65,12 +64,7 @@ def run(args: Namespace) -> int:
     except ParamsError as exc:
         sys.stderr.write(f"satchel prefetch: {exc}\n")
         return errors.EXIT_USAGE
-    progress = ProgressDisplay("prefetch")
-    try:
-        with Session.for_args(args) as session:
-            value = session.call("prefetch", params, on_progress=progress)
-    finally:
-        progress.finish()
+    value = call_with_progress(args, "prefetch", "prefetch", params)
     show_notes(value)
     if args.json:
         import json

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from satchel.client.progress import ProgressDisplay, format_bytes
+from satchel.client.progress import call_with_progress, format_bytes
 from satchel.client.session import Session
 from satchel.protocol import errors
 
@@ -110,12 +110,7 @@ def prefetch_watched(args: Namespace) -> int:
     if args.requirements or args.requirement or args.constraint:
         sys.stderr.write("satchel prefetch: --watched takes no requirements\n")
         return errors.EXIT_USAGE
-    progress = ProgressDisplay("prefetch")
-    try:
-        with Session.for_args(args) as session:
-            value = session.call("watch.prefetch", {}, on_progress=progress)
-    finally:
-        progress.finish()
+    value = call_with_progress(args, "prefetch", "watch.prefetch", {})
     if args.json:
         print(json.dumps(value, indent=2))
     elif not value["projects"]:
