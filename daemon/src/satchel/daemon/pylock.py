@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from packaging.version import Version
 from satchel.daemon.candidates import ProjectFiles
 from satchel.daemon.errors import SatchelError
 from satchel.daemon.model import FileEntry, ProjectPage
-from satchel.daemon.reqfiles import RequirementsFileError
+from satchel.daemon.reqfiles import RequirementsFileError, read_toml
 from satchel.daemon.resolver import Pin, Resolution
 from satchel.daemon.target import Target
 
@@ -223,12 +222,7 @@ def _locked_file(table: object, where: str, *, requires_python: str | None) -> F
 
 def read_pylock(path: Path) -> Lock:
     """Read a PEP 751 lock file; wheel and sdist sources only (no VCS, directory, archive)."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RequirementsFileError(f"cannot read {path}: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise RequirementsFileError(f"{path} is not valid TOML: {exc}") from exc
+    data = read_toml(path)
     version = str(data.get("lock-version", ""))
     if not re.fullmatch(r"1(\.\d+)?", version):
         raise RequirementsFileError(f"{path}: unsupported lock-version {version!r} (want 1.x)")

@@ -37,10 +37,10 @@ from satchel.daemon.resolution import (
     Inputs,
     fetch_files,
     locked_files,
+    pinned_files,
     resolve_request,
     target_for,
 )
-from satchel.daemon.resolver import Pin
 from satchel.daemon.runtime import Runtime
 from satchel.daemon.target import Target
 from satchel.daemon.tools import list_tools
@@ -130,16 +130,6 @@ def _lock_files(session: Session, lock: pylock.Lock, target: Target) -> list[Fil
     return locked_files(session, msgspec.structs.replace(lock, packages=tuple(chosen)))
 
 
-def _pin_refs(session: Session, pins: list[Pin]) -> list[FileRef]:
-    refs: list[FileRef] = []
-    for pin in pins:
-        index = session.index(pin.index)
-        if index is None:  # the configuration changed while the resolve ran
-            raise SatchelError(f"{pin.name}: index {pin.index} is no longer configured")
-        refs.append((index, pin.name, pin.file))
-    return refs
-
-
 async def needed_files(
     rt: Runtime, project: WatchedProject, *, offline: bool, target: Target | None = None
 ) -> Needed:
@@ -162,7 +152,7 @@ async def needed_files(
             if reqs.requirements:
                 outcome = await resolve_request(rt, params, Inputs(requirements=reqs), target)
                 needed.offline |= outcome.session.offline
-                needed.add(_pin_refs(outcome.session, outcome.resolution.pins))
+                needed.add(pinned_files(outcome.session, outcome.resolution.pins))
         except SatchelError as exc:
             needed.errors.append(f"{path.name}: {redact(exc.message)}")
     return needed

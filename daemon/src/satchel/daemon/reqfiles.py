@@ -327,6 +327,17 @@ def _group(
     return out
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML document at *path* (pyproject.toml, pylock.toml, uv.lock); a file that cannot be
+    read or parsed is the user's input being wrong: `RequirementsFileError` naming it."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RequirementsFileError(f"cannot read {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise RequirementsFileError(f"{path} is not valid TOML: {exc}") from exc
+
+
 def read_pyproject(
     path: Path,
     *,
@@ -339,12 +350,7 @@ def read_pyproject(
     Extras naming the project itself (``myproj[test]`` inside ``[all]``) are expanded in place,
     since the project is not on any index.
     """
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RequirementsFileError(f"cannot read {path}: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise RequirementsFileError(f"{path} is not valid TOML: {exc}") from exc
+    data = read_toml(path)
     project = data.get("project", {})
     dynamic = {str(d) for d in project.get("dynamic", [])}
     self_name = canonicalize_name(project["name"]) if "name" in project else None

@@ -41,6 +41,7 @@ from satchel.daemon.reqfiles import (
     RequirementsFileError,
     parse_requirements,
     read_pyproject,
+    read_toml,
 )
 from satchel.daemon.resolution import Inputs
 
@@ -332,12 +333,7 @@ def read_uv_lock(path: Path) -> pylock.Lock:
     the target picks the file that fits it; a package only another platform needs costs at most
     one extra file, or none when no file fits the target.
     """
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RequirementsFileError(f"cannot read {path}: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise RequirementsFileError(f"{path} is not valid TOML: {exc}") from exc
+    data = read_toml(path)
     packages: list[pylock.LockedPackage] = []
     for number, item in enumerate(data.get("package", []), start=1):
         where = f"{path} package[{number}]"
