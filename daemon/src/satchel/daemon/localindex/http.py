@@ -379,15 +379,8 @@ class _Connection:
 
     async def _send(self, event: h11.Event) -> None:
         data = self.conn.send(event)
-        if not data:
-            return
-        with trio.move_on_after(SEND_TIMEOUT) as scope:
-            try:
-                await self.stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                raise _PeerGone from None
-        if scope.cancelled_caught:
-            raise _PeerGone
+        if data:
+            await self._write(data)
 
     async def _send_response(self, response: Response, *, head: bool = False) -> None:
         headers = [
