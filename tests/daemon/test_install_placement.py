@@ -15,9 +15,10 @@ import pytest
 
 from satchel.daemon import installer
 from satchel.daemon.errors import InstallError
-from satchel.daemon.installer import InstallItem, Scheme, install
+from satchel.daemon.installer import InstallItem, Scheme
 from satchel.daemon.venv import create_venv
 from satchel.daemon.wheel import UnpackedWheel, unpack
+from tests.support.installing import install
 from tests.support.wheels import build_wheel
 
 #: Nested packages, so directories of several depths are made level by level.

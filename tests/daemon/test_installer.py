@@ -20,17 +20,10 @@ from installer.destinations import SchemeDictionaryDestination
 from installer.sources import WheelFile
 
 from satchel.daemon.errors import InstallError, NotFound
-from satchel.daemon.installer import (
-    InstallItem,
-    Scheme,
-    env_lock,
-    install,
-    installed_distributions,
-    recover,
-    uninstall,
-)
+from satchel.daemon.installer import InstallItem, Scheme, env_lock, installed_distributions
 from satchel.daemon.venv import create_venv
 from satchel.daemon.wheel import UnpackedWheel, unpack
+from tests.support.installing import install, journals_of, recover, uninstall
 from tests.support.wheels import build_wheel
 
 RICH = {
@@ -249,11 +242,11 @@ def place_half_then_die(self, pairs):
     original(self, pairs[: len(pairs) // 2])
     os._exit(9)
 linking.Linker.place_all = place_half_then_die
-venv, root, sha = sys.argv[1:]
+venv, root, sha, journals = sys.argv[1:]
 v = Path(venv)
 site = next(v.glob("lib/python*/site-packages"))
 scheme = Scheme(site, site, v / "bin", v, v / "include", v / "bin" / "python")
-install(scheme, [InstallItem(load_unpacked(Path(root), sha))])
+install(scheme, [InstallItem(load_unpacked(Path(root), sha))], journal_dir=Path(journals))
 """
 
 
@@ -263,13 +256,22 @@ def test_killed_install_is_recovered_to_the_old_state(tmp_path: Path, scheme: Sc
     files = {f"pkg/m{i:02}.py": str(i) for i in range(20)}
     new = _unpack(tmp_path, "pkg", "2.0", files=files)
     child = subprocess.run(
-        [sys.executable, "-c", _KILLER, str(scheme.data), str(tmp_path / "unpacked"), new.sha256],
+        [
+            sys.executable,
+            "-c",
+            _KILLER,
+            str(scheme.data),
+            str(tmp_path / "unpacked"),
+            new.sha256,
+            str(journals_of(scheme)),
+        ],
         capture_output=True,
         text=True,
         check=False,
     )
     assert child.returncode == 9, child.stderr
-    assert list(scheme.data.glob(".satchel-trash-*/journal.json"))  # it died mid-way
+    assert list(journals_of(scheme).glob("*.json"))  # it died mid-way
+    assert not list(scheme.data.glob(".satchel-trash-*/*.json"))  # no journal in the venv
     assert recover(scheme)
     assert _snapshot(scheme.data) == before
     install(scheme, [InstallItem(new)])  # and the environment is usable again

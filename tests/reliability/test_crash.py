@@ -80,6 +80,7 @@ def test_kill_9_at_random_points_of_a_prefetch(rig: Rig) -> None:
     """Odd runs start with pages and metadata cached, so their kill points all fall among
     downloads and blob commits; even runs start from an empty cache (pages, metadata, SQLite)."""
     kills = scaled(12, 60)
+    print(f"seed {SEED}: replay with SATCHEL_CRASH_SEED={SEED}")  # shown when the test fails
     rng = random.Random(SEED)
     names = _big_wheels(rig, 8, 512 * 1024)
     rig.index.delay = 0.01  # spreads the work over more of the run: more distinct kill points
@@ -135,18 +136,21 @@ def _package(rig: Rig, name: str, version: str, files: int) -> None:
     )
 
 
-def _recover(venv: Path) -> bool:
-    """The documented recovery of a killed install (what the next install runs first)."""
+def _recover(rig: Rig, venv: Path) -> bool:
+    """The documented recovery of a killed install (what the next install runs first), with
+    the journals the daemon keeps in its cache."""
     from satchel.daemon.installer import Scheme, recover
+    from satchel.daemon.journal import journal_dir
 
     site = next((venv / "lib").glob("python*/site-packages"))
     scheme = Scheme(site, site, venv / "bin", venv, venv / "include", venv / "bin" / "python")
-    return recover(scheme)
+    return recover(scheme, journal_dir(rig.cache))
 
 
 @pytest.mark.slow
 def test_kill_9_at_random_points_of_an_install(rig: Rig) -> None:
     kills = scaled(8, 40)
+    print(f"seed {SEED}: replay with SATCHEL_CRASH_SEED={SEED}")  # shown when the test fails
     rng = random.Random(SEED + 1)
     names = [f"app-{i}" for i in range(4)]
     for name in names:
@@ -184,11 +188,13 @@ def test_kill_9_at_random_points_of_an_install(rig: Rig) -> None:
         now = env_state(venv)
         if now == new:
             outcomes["new"] += 1
-            assert not _recover(venv) or env_state(venv) == new
+            assert not _recover(rig, venv) or env_state(venv) == new
         elif now == old:
             outcomes["old"] += 1
         else:
-            assert _recover(venv), "an environment neither old nor new, and no journal to replay"
+            assert _recover(rig, venv), (
+                "an environment neither old nor new, and no journal to replay"
+            )
             assert env_state(venv) == old, "recovery did not restore the old state"
             outcomes["rolled back"] += 1
         rig.assert_store_consistent()

@@ -39,10 +39,10 @@ from satchel.daemon.installer import (
     install,
     installed_distributions,
 )
+from satchel.daemon.journal import journal_dir
 from satchel.daemon.linking import LinkMode
 from satchel.daemon.metadb import BuiltWheel
 from satchel.daemon.model import FileEntry
-from satchel.daemon.pending import marked, pending_dir
 from satchel.daemon.resolution import (
     Inputs,
     fetch_files,
@@ -247,11 +247,16 @@ async def install_files(
         for tree, (_index, project, _file) in zip(unpacked, files, strict=True)
     ]
 
-    def install_marked() -> InstallReport:
-        with marked(pending_dir(rt.store.root), scheme):
-            return install(scheme, items, link_mode=link_mode, compile_bytecode=compile_bytecode)
-
-    report = await trio.to_thread.run_sync(install_marked)
+    report = await trio.to_thread.run_sync(
+        functools.partial(
+            install,
+            scheme,
+            items,
+            journal_dir=journal_dir(rt.store.root),
+            link_mode=link_mode,
+            compile_bytecode=compile_bytecode,
+        )
+    )
     await trio.to_thread.run_sync(rt.metadb.mark_used, shas, time.time())
     return report
 

@@ -9,43 +9,45 @@ The resolver decides *what*; this module decides *how*, fast and correctly:
    kept only when they lie inside the environment (never following a symlinked directory out).
    Existence is learned from one ``listdir`` per directory, not one ``stat`` per file.
 2. **Journal.** The plan's undo information (what will be moved aside, which files and
-   directories will be created) is written to ``<env>/.satchel-trash-<token>/journal.json``.
-3. **Apply.** Old files are renamed into the trash directory, new directories are made once
-   each, files are linked/cloned/copied in one tight loop (`satchel.daemon.linking`), launchers,
-   INSTALLER, REQUESTED, direct_url.json and RECORD are written; with ``compile_bytecode``
-   the target interpreter compiles the new files (`satchel.daemon.bytecode`), still inside
-   the transaction.
+   directories will be created) is written durably to the daemon's own private directory,
+   never into the environment (`satchel.daemon.journal` says why).
+3. **Apply.** Old files are renamed into the trash directory (``<env>/.satchel-trash-<token>``),
+   new directories are made once each, files are linked/cloned/copied in one tight loop
+   (`satchel.daemon.linking`), launchers, INSTALLER, REQUESTED, direct_url.json and RECORD are
+   written; with ``compile_bytecode`` the target interpreter compiles the new files
+   (`satchel.daemon.bytecode`), still inside the transaction.
 4. **Commit** by deleting the journal; then the trash is emptied and emptied directories pruned.
 
 Any failure before the commit replays the journal backwards, so the environment is exactly its
 old state; a process killed mid-install leaves the journal, and the next install into (or
-`recover` of) that environment replays it. Durability: the environment is not fsynced (see
-`satchel.daemon.linking`): the transaction is atomic against crashes of the process, while the
-files themselves come from the durable cache and can always be re-linked.
+`recover` of) that environment, or the daemon's next start (`recover_all`), replays it.
+Durability: the environment is not fsynced (see `satchel.daemon.linking`): the transaction is
+atomic against crashes of the process, while the files themselves come from the durable cache
+and can always be re-linked.
 
 A per-environment ``flock`` on ``<env>/.satchel.lock`` serialises installs into one environment;
 different environments proceed in parallel. Everything here blocks: the daemon calls it through
 ``trio.to_thread.run_sync`` (the wait for the lock is not cancellable). POSIX only, like the
 launchers it writes.
+
+No destination may be a name Satchel or the venv owns (`satchel.daemon.layout`).
 """
 
 # Paths are plain strings and os calls on purpose: these loops run per file, 10^4 times per
 # install, where pathlib objects cost several microseconds each.
-# ruff: noqa: PTH102, PTH104, PTH108, PTH118, PTH120, PTH208
+# ruff: noqa: PTH102, PTH104, PTH118, PTH120, PTH208
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import hashlib
 import io
 import json
 import os
 import secrets
-import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +58,16 @@ from packaging.utils import canonicalize_name
 from satchel.daemon.bytecode import compile_files, remove_bytecode
 from satchel.daemon.errors import InstallError, NotFound, SatchelError
 from satchel.daemon.fsutil import disk_full_guard
+from satchel.daemon.journal import (
+    Journal,
+    recover,
+    recover_all,
+    recover_locked,
+    remove_trash,
+    roll_back,
+)
+from satchel.daemon.journal import write as write_journal
+from satchel.daemon.layout import Scheme, env_lock, reserved_candidates, reserved_destination
 from satchel.daemon.linking import Linker, LinkMode
 from satchel.daemon.removal import Inside, prune_empty, removal_paths
 from satchel.daemon.scripts import launcher, rewrite_shebang
@@ -69,34 +81,12 @@ __all__ = [
     "install",
     "installed_distributions",
     "recover",
+    "recover_all",
     "uninstall",
 ]
 
-LOCK_NAME = ".satchel.lock"
-TRASH_PREFIX = ".satchel-trash-"
 #: Written by us into every dist-info; a wheel's own copies of these are not installed.
 _OWN_METADATA = frozenset({"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"})
-
-
-@dataclass(frozen=True)
-class Scheme:
-    """Where each wheel scheme lands in one environment, and the interpreter for launchers.
-
-    *data* is the environment's prefix (``sys.prefix``): the lock, the trash and the "inside the
-    environment" boundary are all relative to it. *headers* is the root under which each
-    distribution's headers go into ``<headers>/<project>/`` (as pip does for a venv).
-    """
-
-    purelib: Path
-    platlib: Path
-    scripts: Path
-    data: Path
-    headers: Path
-    interpreter: Path
-
-    def directory(self, scheme: str) -> str:
-        path: Path = getattr(self, scheme)
-        return os.fspath(path)
 
 
 @dataclass(frozen=True)
@@ -205,18 +195,6 @@ def installed_distributions(scheme: Scheme) -> dict[str, tuple[str, Path]]:
             if sep and name:
                 found[canonicalize_name(name)] = (version, lib / entry)
     return found
-
-
-@contextlib.contextmanager
-def env_lock(scheme: Scheme) -> Iterator[None]:
-    """Hold the environment's install lock (blocking: callers run in a worker thread)."""
-    scheme.data.mkdir(parents=True, exist_ok=True)
-    fd = os.open(scheme.data / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the flock
 
 
 def _unsafe_path(paths: list[str]) -> str | None:
@@ -335,6 +313,31 @@ def _check_conflicts(plan: _Plan, owners: list[tuple[str, int, int]]) -> None:
                 raise InstallError(f"{label} and {other} both install {dst}", details={"path": dst})
 
 
+def _check_reserved(plan: _Plan, owners: list[tuple[str, int, int]], scheme: Scheme) -> None:
+    """No destination is a name Satchel or the venv owns (`layout.reserved_destination`)."""
+    candidates = reserved_candidates(scheme)
+    dsts = [link[1] for link in plan.links] + [write[0] for write in plan.writes]
+    for position, dst in enumerate(dsts):
+        if dst.startswith(candidates):
+            reason = reserved_destination(scheme, dst)
+            if reason is not None:
+                label = _owner_of(owners, position, len(plan.links))
+                raise InstallError(
+                    f"{label}: refusing to install {dst}: {reason}", details={"path": dst}
+                )
+
+
+def _owner_of(owners: list[tuple[str, int, int]], position: int, links: int) -> str:
+    """The wheel that planned destination number *position* (links first, then writes)."""
+    is_write = position >= links
+    index = position - links if is_write else position
+    label = owners[0][0] if owners else "?"
+    for name, links_from, writes_from in owners:
+        if (writes_from if is_write else links_from) <= index:
+            label = name
+    return label
+
+
 def _plan_dirs(plan: _Plan, listing: _Listing) -> None:
     """Directories to create (parents first), files that exist already (moved aside first),
     and files created outside new directories (for undo)."""
@@ -360,12 +363,6 @@ def _plan_dirs(plan: _Plan, listing: _Listing) -> None:
         if names is not None and base in names and dst not in listing.gone:
             plan.moves.append(dst)
     plan.dirs = sorted(needed)
-
-
-def _journal(trash: str, moves: list[str], dirs: list[str], created: list[str]) -> dict[str, Any]:
-    all_dirs = set(dirs)
-    top_dirs = [d for d in dirs if os.path.dirname(d) not in all_dirs]
-    return {"moves": moves, "dirs": top_dirs, "created": created, "trash": trash}
 
 
 #: Links from which an install places its files with `PLACE_THREADS` threads. mkdir and link
@@ -415,66 +412,6 @@ def _run_split(pool: ThreadPoolExecutor, work: Callable[[Any], None], items: lis
         future.result()  # the first error, once none is still running
 
 
-def _roll_back(journal: dict[str, Any]) -> None:
-    """Undo a journalled install step by step; each step tolerates having never happened.
-
-    A path that is both moved aside and created is only deleted once its original is safely in
-    the trash: a crash between the two leaves the original in place, which must survive.
-    """
-    trash = journal["trash"]
-    moved_to = {
-        original: os.path.join(trash, str(index)) for index, original in enumerate(journal["moves"])
-    }
-
-    def ours(path: str) -> bool:
-        aside = moved_to.get(path)
-        return aside is None or os.path.lexists(aside)
-
-    for path in journal["created"]:
-        if ours(path):
-            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-                os.unlink(path)
-    for directory in sorted(journal["dirs"], reverse=True):
-        if ours(directory):
-            shutil.rmtree(directory, ignore_errors=True)
-    for index, original in enumerate(journal["moves"]):
-        with contextlib.suppress(FileNotFoundError):
-            os.rename(os.path.join(trash, str(index)), original)
-
-
-def recover(scheme: Scheme) -> bool:
-    """Finish what a killed install left behind: roll back uncommitted, purge committed.
-
-    Every install does this first, under the lock; calling it directly (at daemon start, or
-    from a repair command) takes the lock too. True when there was something to clean.
-    """
-    with env_lock(scheme):
-        return _recover_locked(scheme)
-
-
-def _recover_locked(scheme: Scheme) -> bool:
-    found = False
-    try:
-        entries = os.listdir(scheme.data)
-    except FileNotFoundError:
-        return False
-    for entry in entries:
-        if not entry.startswith(TRASH_PREFIX):
-            continue
-        found = True
-        trash = os.path.join(scheme.data, entry)
-        journal_path = os.path.join(trash, "journal.json")
-        try:
-            with open(journal_path, "rb") as stream:
-                journal = json.load(stream)
-        except (FileNotFoundError, ValueError):
-            journal = None  # committed (journal removed) or torn before any change
-        if journal is not None:
-            _roll_back(journal)
-        shutil.rmtree(trash, ignore_errors=True)
-    return found
-
-
 def _add_pyc_to_records(scheme: Scheme, items: Sequence[InstallItem], pycs: list[str]) -> None:
     """Append hashless .pyc rows (as pip does) to each distribution's RECORD."""
     owner: dict[str, tuple[str, str]] = {}  # source .py -> (lib dir, RECORD path)
@@ -504,6 +441,7 @@ def install(
     scheme: Scheme,
     wheels: Sequence[InstallItem],
     *,
+    journal_dir: Path,
     remove: Sequence[str] = (),
     link_mode: LinkMode = "auto",
     compile_bytecode: bool = False,
@@ -512,7 +450,7 @@ def install(
     started = time.perf_counter()
     linker = Linker(link_mode)
     with env_lock(scheme):
-        _recover_locked(scheme)
+        recover_locked(scheme, journal_dir)
         installed = installed_distributions(scheme)
         inside = Inside(os.fspath(scheme.data))
         outside: list[str] = []
@@ -536,16 +474,19 @@ def install(
         for item in wheels:
             _plan_wheel(item, scheme, plan, owners, compile_bytecode)
         _check_conflicts(plan, owners)
+        _check_reserved(plan, owners, scheme)
         _plan_dirs(plan, listing)
         plan.prune = {os.path.dirname(p) for p in removing}
 
-        trash = os.fspath(scheme.data / f"{TRASH_PREFIX}{secrets.token_hex(6)}")
-        journal = _journal(trash, plan.moves, plan.dirs, plan.created)
+        token = secrets.token_hex(6)
+        journal: Journal | None = None
         try:
             with disk_full_guard(scheme.data):
-                os.mkdir(trash)
-                with open(os.path.join(trash, "journal.json"), "w", encoding="utf-8") as out:
-                    json.dump(journal, out)
+                journal = write_journal(
+                    journal_dir, scheme.fields(), token, plan.moves, plan.dirs, plan.created
+                )
+                trash = journal.trash
+                os.mkdir(trash, 0o700)
                 for index, original in enumerate(plan.moves):
                     os.rename(original, os.path.join(trash, str(index)))
                 _place(plan.dirs, plan.links, linker)
@@ -560,18 +501,21 @@ def install(
                     pycs = compile_files(scheme.interpreter, plan.py_files)
                     _add_pyc_to_records(scheme, wheels, pycs)
         except BaseException as exc:
-            _roll_back(journal)
+            if journal is not None:
+                roll_back(journal)
+                remove_trash(journal.trash)
+                with contextlib.suppress(FileNotFoundError):
+                    journal.file.unlink()
             if compile_bytecode:
                 remove_bytecode(plan.py_files)
-            shutil.rmtree(trash, ignore_errors=True)
             if isinstance(exc, SatchelError) or not isinstance(exc, OSError):
                 raise
             raise InstallError(
                 f"install into {scheme.data} failed and was rolled back: {exc}",
                 details={"path": str(getattr(exc, "filename", "") or "")},
             ) from exc
-        os.unlink(os.path.join(trash, "journal.json"))  # the commit point
-        shutil.rmtree(trash, ignore_errors=True)
+        journal.file.unlink()  # the commit point
+        remove_trash(trash)
         stops = {
             os.path.normpath(scheme.directory(s))
             for s in ("purelib", "platlib", "scripts", "data", "headers")
@@ -589,6 +533,6 @@ def install(
     )
 
 
-def uninstall(scheme: Scheme, name: str) -> InstallReport:
+def uninstall(scheme: Scheme, name: str, *, journal_dir: Path) -> InstallReport:
     """Remove one distribution through its RECORD (NotFound when it is not installed)."""
-    return install(scheme, [], remove=[name])
+    return install(scheme, [], journal_dir=journal_dir, remove=[name])

@@ -28,9 +28,10 @@ from satchel.daemon.config import Config, LiveConfig
 from satchel.daemon.credentials import redact
 from satchel.daemon.errors import ConfigError, SatchelError
 from satchel.daemon.indexes import effective_indexes
+from satchel.daemon.installer import recover_all
+from satchel.daemon.journal import journal_dir
 from satchel.daemon.localindex import serve_local_index
 from satchel.daemon.metadb import MetaDB
-from satchel.daemon.pending import pending_dir, recover_pending
 from satchel.daemon.store import BlobStore, open_cache
 from satchel.daemon.upstream import Upstream
 from satchel.daemon.wheel import sweep_temporaries
@@ -112,9 +113,9 @@ async def _run(app: App) -> None:
     unpack_debris = await trio.to_thread.run_sync(sweep_temporaries, store.unpacked_dir)
     if unpack_debris:
         log.info("removed %d interrupted wheel unpack(s)", unpack_debris)
-    # Environments a killed daemon was installing into hold a journal: replay it now, so the
+    # Environments a killed daemon was installing into have a journal: replay it now, so the
     # user sees the old state again rather than a half-applied one until the next install.
-    await trio.to_thread.run_sync(recover_pending, pending_dir(store.root))
+    await trio.to_thread.run_sync(recover_all, journal_dir(store.root))
     config_path = app.paths.config_dir / CONFIG_NAME
 
     def on_error(exc: ConfigError) -> None:
