@@ -68,12 +68,11 @@ def test_ping_stays_fast_while_a_large_resolve_runs(world: World) -> None:
 
     assert len(json.loads(result.stdout)["pins"]) == 101
     assert len(rtts) >= 10, f"the resolve ({elapsed:.2f} s) was too quick to ping through"
-    # A loop blocked by the resolve would stall every ping for as long as it is blocked. One
-    # late answer is tolerated: on a loaded 2-core machine the scheduler alone can delay the
-    # daemon process that long.
-    slow = [round(rtt * 1000, 1) for rtt in rtts if rtt >= 0.1]
-    assert len(slow) <= 1 and max(rtts) < 0.5, (
-        f"pings over 100 ms during the resolve: {slow} (of {len(rtts)})"
+    # A loop blocked by the resolver would hold every ping for as long as it is blocked, a
+    # large share of the resolve. Compared with the resolve itself, not with a fixed number of
+    # milliseconds, so a loaded machine (which slows both alike) does not fail it.
+    assert max(rtts) < elapsed / 4, (
+        f"a ping waited {max(rtts):.2f} s of a {elapsed:.2f} s resolve (of {len(rtts)} pings)"
     )
 
 
@@ -86,12 +85,12 @@ def test_cold_resolve_fetches_metadata_ahead_of_the_resolver(world: World) -> No
         world.internal.add(build_wheel(dist, leaf, "1.0"))
     world.ok("ping")
     world.internal.delay = 0.1
+    world.internal.max_in_flight = 0
 
-    started = time.perf_counter()
     pins = world.pins("fan-root")
-    elapsed = time.perf_counter() - started
 
     assert len(pins) == 25
     metadata = [p for p in world.internal.requests if p.endswith(".metadata")]
     assert len(metadata) == 25
-    assert elapsed < 2.0, f"cold resolve took {elapsed:.2f} s: metadata fetched one at a time?"
+    # Each answer takes 0.1 s: one at a time, the index never answers two at once.
+    assert world.internal.max_in_flight >= 4, "metadata fetched one at a time"

@@ -234,6 +234,16 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         headers = {key.lower(): value for key, value in self.headers.items()}
         owner._record(RequestRecord(self.command, self.path, headers))
+        with owner._lock:
+            owner._in_flight += 1
+            owner.max_in_flight = max(owner.max_in_flight, owner._in_flight)
+        try:
+            self._answer(owner, head=head)
+        finally:
+            with owner._lock:
+                owner._in_flight -= 1
+
+    def _answer(self, owner: IndexServer, *, head: bool) -> None:
         if owner.delay:
             time.sleep(owner.delay)
         failure = owner._take_failure()
@@ -383,6 +393,10 @@ class IndexServer:
         self.max_age = max_age
         self._port = port
         self._lock = threading.Lock()
+        self._in_flight = 0
+        #: The most requests this server was answering at once (with `delay`, a measure of how
+        #: many a client sent concurrently that needs no clock).
+        self.max_in_flight = 0
         self._records: list[RequestRecord] = []
         self._yanked: dict[str, str] = dict(yanked or {})
         self._corrupted: set[str] = set()
