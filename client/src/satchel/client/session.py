@@ -60,12 +60,17 @@ NOT_RUNNING_HELP = (
 )
 
 
-#: What to tell the user about a daemon of another build that the client may not restart.
-RESTART_ADVICE = {
-    "systemd": "restart it: systemctl --user restart satchel.service",
-    "launchd": "restart it: launchctl kickstart -k gui/$(id -u)/dev.satchel.satcheld",
-}
+#: Daemons the client may stop when they are another build: one it started itself (it starts
+#: this build next), or one the service manager starts on the next connection (from the units,
+#: which name this installation's `satcheld` by absolute path: a reinstall of the tool changes
+#: the build behind that path, so the restarted daemon is the new one).
+RESTARTABLE = ("autostart", "systemd", "launchd")
 RESTART_MANUAL = "restart it where it was started (or `satchel stop`, then run the command again)"
+#: When the service manager started the old build again: its units name another installation.
+RESTART_SERVICE = (
+    "the service manager started the same build again, so its units name another installation "
+    "than this client's; run `satchel service install` with this client to point them here"
+)
 
 
 class RemoteError(Exception):
@@ -125,6 +130,7 @@ class Session:
         self._conn: Connection | None = None
         self._next_id = 1
         self._welcomed = False
+        self._restarted_service = False
 
     @classmethod
     def for_args(cls, args: object, **kwargs: Any) -> Session:
@@ -308,19 +314,27 @@ class Session:
             self._handle_skew()
 
     def _handle_skew(self) -> None:
-        """Replace an autostarted daemon of another build; refuse to touch any other one."""
+        """Replace a daemon of another build that a client or the service manager started (the
+        next connection starts this build); refuse to touch one started by hand."""
         theirs = self.welcome.get("build_id")
         pid = self.welcome.get("pid")
+        if self._restarted_service:
+            raise ClientError(
+                errors.INCOMPATIBLE,
+                f"the running satcheld (pid {pid}, build {theirs}) is another build than this "
+                f"client ({build_id()}) after a restart: {RESTART_SERVICE}",
+            )
         activation = self._activation()
-        if activation != "autostart":
+        if activation not in RESTARTABLE:
             raise ClientError(
                 errors.INCOMPATIBLE,
                 f"the running satcheld (pid {pid}, build {theirs}, activation {activation}) is "
                 f"another build than this client ({build_id()}) and was not started by a "
-                f"client, so it is left alone;\n{RESTART_ADVICE.get(activation, RESTART_MANUAL)}",
+                f"client or a service manager, so it is left alone;\n{RESTART_MANUAL}",
             )
+        what = "autostarted daemon" if activation == "autostart" else f"{activation} service"
         print(
-            f"satchel: restarting the autostarted daemon (pid {pid}, build {theirs}) "
+            f"satchel: restarting the {what} (pid {pid}, build {theirs}) "
             f"to match this client (build {build_id()})",
             file=sys.stderr,
         )
@@ -334,7 +348,10 @@ class Session:
         self.close()
         if isinstance(pid, int):
             wait_for_exit(pid, STOP_WAIT)
-        self.check_build = False  # one restart per session, never a loop
+        if activation == "autostart":
+            self.check_build = False  # one restart per session, never a loop
+        else:
+            self._restarted_service = True  # checked again: the units may name another build
 
     def _activation(self) -> str:
         """How the daemon was started: "autostart", "manual", "systemd", "launchd" (or "unknown").

@@ -164,7 +164,7 @@ def _run(command: list[str], *, check: bool) -> int:
 
 def stop_autostarted_daemon(args: argparse.Namespace) -> None:
     """Stop a client-started daemon so the service manager can take over its socket."""
-    session = Session.for_args(args, autostart=False, check_build=False)
+    session = Session(getattr(args, "socket", None), autostart=False, check_build=False)
     try:
         with session:
             welcome = session.connect()
