@@ -137,7 +137,7 @@ def isolated_env(tmp_path: Path) -> dict[str, str]:
         XDG_CONFIG_HOME=str(tmp_path / "config"),
         XDG_STATE_HOME=str(tmp_path / "state"),
         SATCHEL_TEST_METHODS="1",
-        # The local index binds an ephemeral port: never the user's real daemon's (7340).
+        # The local index binds an ephemeral port: never the per-user port of a real daemon.
         SATCHEL_LOCAL_INDEX_PORT="0",
         PATH=bindir + os.pathsep + env.get("PATH", ""),
     )

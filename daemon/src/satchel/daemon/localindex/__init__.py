@@ -13,19 +13,28 @@ its index scoping. Modules, one job each:
 port is taken) never stops the daemon: the error is logged, shown by `localindex.info`, and the
 bind is retried with backoff, so the index appears once the port frees up. A change of
 ``local-index-port`` in config.toml moves the listener without a restart.
+
+The port is per user: several users of one host each run a daemon, and a fixed port would give
+the index to whoever started first. Unless configured, the first start tries `user_port` (one
+port per uid) and the next few after it, and remembers the one it bound in the state directory,
+so the URL survives restarts (uv keys its offline cache by index URL; people paste it into
+config files).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import trio
 
+from satchel.daemon.fsutil import atomic_write
 from satchel.daemon.localindex.auth import TOKEN_FILE, load_or_create_token
 from satchel.daemon.localindex.http import LISTEN_BACKLOG, HttpServer
 from satchel.daemon.localindex.service import LocalIndex
@@ -35,22 +44,29 @@ if TYPE_CHECKING:
     from satchel.daemon.runtime import Runtime
 
 __all__ = [
-    "DEFAULT_PORT",
     "HOST",
     "LocalIndexState",
     "local_index_state",
     "serve_local_index",
+    "user_port",
 ]
 
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
-#: The default port. Fixed, because uv keys its offline cache by index URL and users paste the
-#: URL into config files: it must survive daemon restarts. Chosen to collide with nothing a
-#: Python developer commonly runs (devpi 3141, apt-cacher-ng 3142, proxpi 5000, pypiserver and
-#: most dev servers 8000/8080), unprivileged, and below every OS's ephemeral range (Linux starts
-#: at 32768, Windows and macOS at 49152), so an outgoing connection never holds it by chance.
-DEFAULT_PORT = 7340
+#: Per-user default ports: ``PORT_BASE + uid % PORT_SPAN``. The range [20000, 30000) is
+#: unprivileged, holds nothing a Python developer commonly runs (devpi 3141, proxpi 5000, dev
+#: servers 8000/8080), and lies below every OS's ephemeral range (Linux from 32768, Windows and
+#: macOS from 49152), so an outgoing connection never holds one by chance. Two users share a
+#: candidate only when their uids differ by a multiple of 10,000; then the later one probes on.
+PORT_BASE = 20000
+PORT_SPAN = 10000
+#: How many ports after `user_port` a first start tries before it reports the first as taken.
+PORT_PROBES = 16
+#: The port a first start bound, remembered (state directory) so every later start asks for it.
+PORT_FILE = "local-index-port"
+#: Named in every "cannot listen" error: the way to choose another port.
+PORT_SETTING_HINT = "set [settings] local-index-port in config.toml to use another port"
 #: Bind retries after a failure (port in use): first delay, doubling up to the maximum.
 RETRY_FIRST = 1.0
 RETRY_MAX = 30.0
@@ -90,19 +106,33 @@ def local_index_state(app: App) -> LocalIndexState:
     return _STATES.get(app) or LocalIndexState(state="stopped")
 
 
-#: The port used when config.toml sets none (`DEFAULT_PORT` without it). Test suites set it
+#: The port used when config.toml sets none (before the per-user default). Test suites set it
 #: to 0, so that their daemons never take the port a user's real daemon serves on.
 PORT_ENV = "SATCHEL_LOCAL_INDEX_PORT"
 
 
-def configured_port(rt: Runtime) -> int:
+def user_port(uid: int | None = None) -> int:
+    """The first port a daemon of *uid* (default: ours) tries when none is configured."""
+    return PORT_BASE + (os.getuid() if uid is None else uid) % PORT_SPAN
+
+
+def configured_port(rt: Runtime) -> int | None:
+    """The port config.toml (or else the daemon's environment) asks for; None: the default."""
     port = rt.config.settings.local_index_port
     if port is not None:
         return port
     fallback = os.environ.get(PORT_ENV, "")
     if fallback.isdigit() and int(fallback) < 65536:
         return int(fallback)
-    return DEFAULT_PORT
+    return None
+
+
+def _remembered_port(state_dir: Path) -> int | None:
+    try:
+        text = (state_dir / PORT_FILE).read_text("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
 
 
 async def serve_local_index(
@@ -119,10 +149,11 @@ async def serve_local_index(
         task_status.started()
         return
     service = LocalIndex(rt, state.token)
+    state_dir = app.paths.state_dir
     # The first bind happens before the runtime reports ready, so `localindex.info` never
     # answers "starting" to a client that asks right after start-up.
     port = configured_port(rt)
-    listeners = await _bind(state, port)
+    listeners = await _bind_wanted(state, port, state_dir)
     task_status.started()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_flush_used, rt, service)
@@ -132,7 +163,7 @@ async def serve_local_index(
                 await _sleep_or_port_change(rt, port, delay)
                 delay = min(delay * 2, RETRY_MAX)
                 port = configured_port(rt)
-                listeners = await _bind(state, port)
+                listeners = await _bind_wanted(state, port, state_dir)
                 continue
             delay = RETRY_FIRST
             server = HttpServer(service.handle, hold=app.activity.hold)
@@ -141,7 +172,34 @@ async def serve_local_index(
                 await server.serve(listeners)
             log.info("local index: configured port changed; moving the listener")
             port = configured_port(rt)
-            listeners = await _bind(state, port)
+            listeners = await _bind_wanted(state, port, state_dir)
+
+
+async def _bind_wanted(
+    state: LocalIndexState, port: int | None, state_dir: Path
+) -> list[trio.SocketListener] | None:
+    """Bind the configured *port*, else the remembered one, else the first free per-user one
+    (remembered from then on)."""
+    if port is not None:
+        return await _bind(state, port)
+    remembered = await trio.to_thread.run_sync(_remembered_port, state_dir)
+    if remembered is not None:
+        return await _bind(state, remembered)
+    first = user_port()
+    for candidate in range(first, min(first + PORT_PROBES, 65536)):
+        try:
+            listeners = await trio.open_tcp_listeners(candidate, host=HOST, backlog=LISTEN_BACKLOG)
+        except OSError:
+            continue  # held by another user's daemon (or anything else): the next one
+        data = f"{candidate}\n".encode("ascii")
+        await trio.to_thread.run_sync(
+            functools.partial(atomic_write, state_dir / PORT_FILE, data, mode=0o600)
+        )
+        log.info(
+            "local index: chose port %d for this user (remembered in %s)", candidate, PORT_FILE
+        )
+        return _serving(state, listeners)
+    return await _bind(state, first)  # all taken: report the first, and retry it
 
 
 async def _bind(state: LocalIndexState, port: int) -> list[trio.SocketListener] | None:
@@ -150,29 +208,31 @@ async def _bind(state: LocalIndexState, port: int) -> list[trio.SocketListener] 
     try:
         listeners = await trio.open_tcp_listeners(port, host=HOST, backlog=LISTEN_BACKLOG)
     except OSError as exc:
-        message = f"cannot listen on {HOST}:{port}: {exc.strerror or exc}"
+        message = f"cannot listen on {HOST}:{port}: {exc.strerror or exc} ({PORT_SETTING_HINT})"
         if state.error != message:
-            log.error(  # noqa: TRY400
-                "local index: %s; retrying (set [settings] local-index-port in config.toml "
-                "to use another port)",
-                message,
-            )
+            log.error("local index: %s; retrying", message)  # noqa: TRY400
         state.state, state.error, state.since = "error", message, time.time()
         return None
+    return _serving(state, listeners)
+
+
+def _serving(
+    state: LocalIndexState, listeners: list[trio.SocketListener]
+) -> list[trio.SocketListener]:
     bound = listeners[0].socket.getsockname()[1]
     state.state, state.port, state.error, state.since = "serving", bound, None, time.time()
     log.info("local index serving on http://%s:%d/simple/", HOST, bound)
     return listeners
 
 
-async def _sleep_or_port_change(rt: Runtime, port: int, delay: float) -> None:
+async def _sleep_or_port_change(rt: Runtime, port: int | None, delay: float) -> None:
     with trio.move_on_after(delay):
         # Polled: config.toml reloads have no subscription hook, and a 1 s poll is free.
         while configured_port(rt) == port:  # noqa: ASYNC110
             await trio.sleep(min(CONFIG_POLL, delay))
 
 
-async def _cancel_on_port_change(rt: Runtime, port: int, scope: trio.CancelScope) -> None:
+async def _cancel_on_port_change(rt: Runtime, port: int | None, scope: trio.CancelScope) -> None:
     while configured_port(rt) == port:  # noqa: ASYNC110 (polled, as above)
         await trio.sleep(CONFIG_POLL)
     scope.cancel()

@@ -77,7 +77,7 @@ class StatusResult(msgspec.Struct, frozen=True, kw_only=True):
     config_error: str | None = None  # the last config.toml error (file:line: message), if any
     #: Each configured index in priority order, and whether it currently answers.
     indexes: list[IndexState] = []
-    #: The local simple index: "serving http://127.0.0.1:7340/simple/" (never the token),
+    #: The local simple index: "serving http://127.0.0.1:20000/simple/" (never the token),
     #: "error: <why>", "starting" or "stopped".
     local_index: str | None = None
 
