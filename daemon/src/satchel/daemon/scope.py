@@ -40,6 +40,7 @@ __all__ = [
     "ScopedPages",
     "Strategy",
     "describe_out_of_scope",
+    "page_versions",
     "select_pages",
 ]
 
@@ -101,7 +102,7 @@ class ScopedPages(msgspec.Struct, frozen=True, kw_only=True):
     unstored: tuple[str, ...] = ()
 
 
-def _page_versions(page: ProjectPage) -> tuple[str, ...]:
+def page_versions(page: ProjectPage) -> tuple[str, ...]:
     if page.versions:
         return page.versions
     # Without PEP 700 ``versions`` a short summary from file names is enough for a message.
@@ -161,7 +162,7 @@ def select_pages(
             index_url=index_urls.get(name),
             page_url=available[name].url,
             reason=reason,
-            versions=_page_versions(available[name]),
+            versions=page_versions(available[name]),
             fetched_at=available[name].fetched_at,
         )
         for name, reason in sorted(excluded.items(), key=lambda item: _order(item[0], indexes))
