@@ -125,22 +125,23 @@ class Origins:
         self.db = metadb
 
     def get(self, project: str) -> Binding | None:
+        """*project*'s binding (one query: asked once per project of every resolve)."""
         rows = self.db._read(
-            "SELECT origin, idx, how, bound_at FROM project_origins WHERE project = ?", (project,)
+            "SELECT o.origin, o.idx, o.how, o.bound_at, a.origin FROM project_origins o "
+            "LEFT JOIN project_absent a ON a.project = o.project WHERE o.project = ? "
+            "ORDER BY a.origin",
+            (project,),
         )
         if not rows:
             return None
-        absent = self.db._read(
-            "SELECT origin FROM project_absent WHERE project = ? ORDER BY origin", (project,)
-        )
-        url, index, how, bound_at = rows[0]
+        url, index, how, bound_at, _ = rows[0]
         return Binding(
             project=project,
             url=url,
             index=index,
             how=How(how),
             bound_at=bound_at,
-            absent=tuple(row[0] for row in absent),
+            absent=tuple(row[4] for row in rows if row[4] is not None),
         )
 
     def all(self) -> list[Binding]:
@@ -155,15 +156,18 @@ class Origins:
         with self.db._write() as conn:
             bind = verdict.bind
             if bind is not None:
-                conn.execute(
-                    "INSERT OR REPLACE INTO project_origins VALUES (?, ?, ?, ?, ?)",
+                # A first use never overwrites a binding another request made meanwhile (the
+                # first one stands); a pin or a trust is the user's word and replaces it.
+                verb = "IGNORE" if bind.how is How.FIRST_USE else "REPLACE"
+                written = conn.execute(
+                    f"INSERT OR {verb} INTO project_origins VALUES (?, ?, ?, ?, ?)",  # noqa: S608
                     (project, bind.url, bind.index, str(bind.how), bind.bound_at),
                 )
-                # The bound index itself is no longer "not here".
-                conn.execute(
-                    "DELETE FROM project_absent WHERE project = ? AND origin = ?",
-                    (project, bind.url),
-                )
+                if written.rowcount > 0:  # the bound index itself is no longer "not here"
+                    conn.execute(
+                        "DELETE FROM project_absent WHERE project = ? AND origin = ?",
+                        (project, bind.url),
+                    )
             for origin in verdict.absent:
                 conn.execute(
                     "INSERT OR REPLACE INTO project_absent VALUES (?, ?, ?)",
