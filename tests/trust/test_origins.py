@@ -364,3 +364,56 @@ def test_seed_scenario_prefetch_then_both_indexes_die(world: World, tmp_path: Pa
     )
     assert pip.returncode == 0, pip.stderr
     assert "9.9.0" not in (target / "internal_tool" / "__init__.py").read_text("utf-8")
+
+
+# -- a changed configuration, a fresh daemon, a renamed index, watched projects ---------------
+
+
+def test_a_fresh_daemon_with_the_public_index_first_is_refused(world: World) -> None:
+    """issue 12: the binding is on disk; a daemon started with another index order (another
+    environment, another config.toml) does not take the project from elsewhere."""
+    w = world
+    w.ok("resolve", "internal-tool")
+    w.ok("stop")
+    config = Path(w.env.env["XDG_CONFIG_HOME"]) / "satchel" / "config.toml"
+    config.write_text(
+        f'[[index]]\nname = "public"\nurl = "{w.public.url}"\n\n'
+        f'[[index]]\nname = "internal"\nurl = "{w.internal.url}"\n',
+        "utf-8",
+    )
+
+    details = refused(w, "resolve", "--format", "json", "internal-tool")
+    assert details["reason"] == "shadowed"
+    assert details["bound"]["index"] == "internal" and details["offered"]["index"] == "public"
+
+
+def test_a_renamed_index_with_the_same_url_keeps_its_projects(world: World) -> None:
+    """issue 12: an index is identified by its URL, not its name."""
+    w = world
+    w.ok("resolve", "internal-tool")
+    w.ok("index", "remove", "internal")
+    w.ok("index", "add", "corp", w.internal.url, "--before", "public")
+
+    assert versions(w, "internal-tool") == {"internal-tool": "1.0.0", "helper": "1.2"}
+    listing = json.loads(w.ok("origins", "--json").stdout)["origins"]
+    bound = {item["project"]: item for item in listing}
+    assert bound["internal-tool"]["index"] == "corp"
+    assert bound["internal-tool"]["bound_name"] == "internal"
+
+
+def test_a_watched_project_never_prefetches_the_impostor(world: World, tmp_path: Path) -> None:
+    """issue 12: watch/refresh go through the same binding as prefetch."""
+    w = world
+    w.ok("resolve", "internal-tool")
+    _break_internal(w, "404")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "requirements.txt").write_text("internal-tool\n", "utf-8")
+    w.ok("watch", "add", str(project))
+
+    result = w.satchel("prefetch", "--watched")
+    assert result.returncode != 0
+    assert "FAILED" in result.stdout and "came from index 'internal'" in result.stdout
+    assert "satchel origins trust internal-tool public" in result.stdout
+    assert "came from index 'internal'" in w.ok("watch", "list").stdout
+    assert not any("internal_tool-9.9.0" in path for path in w.public.requests)
