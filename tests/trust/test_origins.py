@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import shutil
 import subprocess
 import sys
 import urllib.error
@@ -363,7 +364,33 @@ def test_seed_scenario_prefetch_then_both_indexes_die(world: World, tmp_path: Pa
         check=False,
     )
     assert pip.returncode == 0, pip.stderr
-    assert "9.9.0" not in (target / "internal_tool" / "__init__.py").read_text("utf-8")
+    assert "1.0.0" in (target / "internal_tool" / "__init__.py").read_text("utf-8")
+
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not on PATH: the pip half of the seed scenario passed")
+    uv_target = tmp_path / "uv-target"
+    env = {k: v for k, v in w.env.env.items() if not k.startswith("UV_")}
+    env["UV_CACHE_DIR"] = str(tmp_path / "cold-uv-cache")
+    installed = subprocess.run(
+        [
+            uv,
+            "pip",
+            "install",
+            "--target",
+            str(uv_target),
+            "--index-url",
+            index_url,
+            "internal-tool",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert installed.returncode == 0, installed.stderr
+    assert "1.0.0" in (uv_target / "internal_tool" / "__init__.py").read_text("utf-8")
 
 
 # -- a changed configuration, a fresh daemon, a renamed index, watched projects ---------------
