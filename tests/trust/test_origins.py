@@ -291,6 +291,24 @@ def test_a_captive_portal_page_does_not_replace_the_stored_page(
     assert render_in(venv) == "render 1.0.0\n"
 
 
+def test_offline_stored_files_are_never_called_not_cached(world: World) -> None:
+    """issue 12: the index dropped the stored 1.0.0 from its page (a legitimate change, stored);
+    offline, the miss says the file is in the store and why it is not used."""
+    w = world
+    w.ok("prefetch", "internal-tool")
+    w.internal.add(build_wheel(w.root / "dist" / "later", "internal-tool", "1.1.0"))
+    w.ok("resolve", "internal-tool")
+    w.internal.remove("internal_tool-1.0.0-py3-none-any.whl")
+    w.satchel("resolve", "internal-tool==1.0.0")  # online: the page now lists 1.1.0 only
+    w.internal.stop()
+    w.public.stop()
+
+    result = w.satchel("resolve", "--offline", "internal-tool")
+    assert result.returncode == EXIT_OFFLINE
+    assert "internal_tool-1.0.0-py3-none-any.whl (index internal) is in the store" in result.stderr
+    assert "not cached" not in result.stderr and "not in the cache" not in result.stderr
+
+
 # -- case 11: half-offline ---------------------------------------------------------------------
 
 

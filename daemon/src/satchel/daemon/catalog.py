@@ -400,6 +400,14 @@ class Session:
         verdict = judge(scoped, binding, self.indexes, self.strategy, online=False, cached=pages)
         if verdict.refuse is not None:
             raise verdict.refuse
+        if not any(page.files for page in scoped.pages):
+            stored = [
+                f"{filename} (index {index})"
+                for sha, index, filename in catalog.origins.stored_files(project)
+                if catalog.store.has(sha)
+            ]
+            if stored:
+                scoped = msgspec.structs.replace(scoped, stored_unlisted=tuple(stored))
         return _with_unstored(scoped, {page.index: page for page in pages})
 
     def _known(self, project: str) -> tuple[Binding | None, list[ProjectPage]]:

@@ -174,6 +174,16 @@ class Origins:
                     (project, origin, now),
                 )
 
+    def stored_files(self, project: str) -> list[tuple[str, str, str]]:
+        """(sha256, index, filename) of every file recorded as served for *project* (provenance,
+        the metadb's ``origins`` table); asked only when an offline lookup found nothing."""
+        rows = self.db._read(
+            "SELECT DISTINCT sha256, idx, filename FROM origins WHERE project = ? "
+            "ORDER BY filename",
+            (project,),
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
+
     def trust(self, project: str, index: IndexLike) -> Binding:
         """Bind *project* to *index* on the user's word (`satchel origins trust`)."""
         binding = Binding(

@@ -100,6 +100,10 @@ class ScopedPages(msgspec.Struct, frozen=True, kw_only=True):
     #: Offline only: versions the cached in-scope pages list but whose files are not stored
     #: (so they are no candidates), newest first. What makes "not downloaded" explainable.
     unstored: tuple[str, ...] = ()
+    #: Offline only, when no in-scope page lists a stored file: files of the project that are in
+    #: the store (recorded with their origin) but that no cached in-scope page lists any more,
+    #: as "filename (index NAME)". What keeps a miss from calling stored files "not cached".
+    stored_unlisted: tuple[str, ...] = ()
 
 
 def page_versions(page: ProjectPage) -> tuple[str, ...]:

@@ -272,6 +272,12 @@ class LocalIndex:
         except SatchelError as exc:
             return _text(404, redact(exc.message))
         if not scoped.pages:
+            if scoped.stored_unlisted:
+                return _text(
+                    404,
+                    f"{canonical}: offline, and no cached page of an index in scope lists its "
+                    f"stored files ({', '.join(scoped.stored_unlisted[:5])})",
+                )
             if scoped.offline:
                 return _text(404, f"{canonical} is not in the cache (offline)")
             return _text(404, f"{canonical} is not on the configured indexes")
