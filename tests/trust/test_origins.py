@@ -149,6 +149,11 @@ def test_first_use_binds_the_project_to_the_index_that_served_it(world: World) -
     assert bound["internal-tool"]["how"] == "first-use"
     assert bound["evil"]["index"] == "public"
     assert bound["evil"]["absent"] == [w.internal.url]
+    pins = w.pins("internal-tool")
+    assert (pins["internal-tool"]["index"], pins["internal-tool"]["bound"]) == (
+        "internal",
+        "first-use",
+    )
 
 
 # -- case 2: the private index answers 404 or 410, or redirects to a 404 ----------------------
@@ -202,7 +207,8 @@ def test_the_way_out_trust_accepts_the_change(world: World) -> None:
     trusted = w.ok("origins", "trust", "internal-tool", "public")
     assert "internal-tool may now come from index public only" in trusted.stdout
 
-    assert versions(w, "internal-tool")["internal-tool"] == "9.9.0"
+    pin = w.pins("internal-tool")["internal-tool"]
+    assert (pin["version"], pin["index"], pin["bound"]) == ("9.9.0", "public", "trust")
     listing = json.loads(w.ok("origins", "list", "internal-tool", "--json").stdout)["origins"]
     assert listing[0]["index"] == "public" and listing[0]["how"] == "trust"
 
@@ -212,8 +218,8 @@ def test_a_pin_and_unsafe_best_match_are_the_other_ways_out(world: World) -> Non
     w = world
     w.ok("resolve", "internal-tool")
     _break_internal(w, "410")
-    opted = versions(w, "--index-strategy", "unsafe-best-match", "internal-tool")
-    assert opted["internal-tool"] == "9.9.0"
+    opted = w.pins("--index-strategy", "unsafe-best-match", "internal-tool")["internal-tool"]
+    assert (opted["version"], opted["bound"]) == ("9.9.0", None)
     refused(
         w, "resolve", "--format", "json", "internal-tool"
     )  # the opt-out was for one command only

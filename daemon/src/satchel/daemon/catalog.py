@@ -296,6 +296,8 @@ class Session:
     #: Human-readable notes for the client (stale pages used, indexes that failed).
     notes: list[str] = field(default_factory=list)
     _scoped: dict[str, ScopedPages] = field(default_factory=dict)
+    #: Project -> how it is bound to the index it comes from ("first-use", "pin", "trust").
+    bound: dict[str, str] = field(default_factory=dict)
     _warming: set[str] = field(default_factory=set)
     #: Indexes that answered during this request (no need to probe them again).
     _reachable: set[str] = field(default_factory=set)
@@ -400,6 +402,8 @@ class Session:
         verdict = judge(scoped, binding, self.indexes, self.strategy, online=False, cached=pages)
         if verdict.refuse is not None:
             raise verdict.refuse
+        if verdict.held is not None:
+            self.bound[project] = str(verdict.held.how)
         if not any(page.files for page in scoped.pages):
             stored = [
                 f"{filename} (index {index})"
@@ -460,6 +464,8 @@ class Session:
             raise verdict.refuse
         if verdict.bind is not None or verdict.absent:
             await trio.to_thread.run_sync(catalog.origins.apply, verdict, project)
+        if verdict.held is not None:
+            self.bound[project] = str(verdict.held.how)
         return scoped
 
     async def _stale_page(

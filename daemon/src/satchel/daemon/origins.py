@@ -112,6 +112,8 @@ class Binding(msgspec.Struct, frozen=True, kw_only=True):
 class Verdict(msgspec.Struct, frozen=True, kw_only=True):
     """What `judge` decided: keep as is, (re)bind and record absences, or refuse."""
 
+    #: The binding the answer is served under (None: not bound, or refused).
+    held: Binding | None = None
     bind: Binding | None = None
     #: Identities to add to the project's "not here" records.
     absent: tuple[str, ...] = ()
@@ -232,18 +234,18 @@ def judge(
     absent = _absent(project, missing, indexes, binding)
     if scoped.pinned_to is not None:
         if binding is not None and binding.url == identity:
-            return Verdict(absent=absent)
+            return Verdict(held=binding, absent=absent)
         how = How.PIN
     elif binding is None:
         how = How.FIRST_USE
     elif binding.url == identity:
-        return Verdict(absent=absent)
+        return Verdict(held=binding, absent=absent)
     else:
         return Verdict(refuse=refusal(scoped, binding, chosen, page, indexes, missing, cached))
     if not online:
         return Verdict()  # bindings are made from what an index answers, not from the cache
     fresh = Binding(project=project, url=identity, index=chosen.name, how=how, bound_at=time.time())
-    return Verdict(bind=fresh, absent=absent)
+    return Verdict(held=fresh, bind=fresh, absent=absent)
 
 
 def _absent(
