@@ -34,6 +34,7 @@ Routes:
 
 Knobs for tests (all thread-safe, all changeable while serving): `add`, `remove`, `yank`, `corrupt`
 (serve other bytes than the advertised hash), `fail_next` (the next N requests answer 5xx),
+`override` (one path answers a fixed response: a 410, a redirect, a captive portal's page),
 ``auth=(user, password)`` (HTTP basic auth required, 401 otherwise), ``delay`` (seconds slept
 before each answer), `requests` / `records` (what was asked, with headers), `reset_log`.
 """
@@ -250,6 +251,11 @@ class _Handler(BaseHTTPRequestHandler):
         if failure is not None:
             self._send(failure, b"injected failure\n", "text/plain", head=head)
             return
+        fixed = owner._override_of(unquote(urlsplit(self.path).path))
+        if fixed is not None:
+            status, body, content_type, extra = fixed
+            self._send(status, body, content_type, head=head, extra=extra)
+            return
         if owner.auth is not None and not self._authorized(owner.auth):
             self._send(
                 401,
@@ -401,6 +407,7 @@ class IndexServer:
         self._yanked: dict[str, str] = dict(yanked or {})
         self._corrupted: set[str] = set()
         self._failures: list[int] = []
+        self._overrides: dict[str, tuple[int, bytes, str | None, dict[str, str]]] = {}
         self._cache: dict[str, tuple[tuple[int, int], _Dist]] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -518,6 +525,22 @@ class IndexServer:
             raise KeyError(filename)
         return dist.sha256
 
+    def override(
+        self,
+        path: str,
+        status: int | None,
+        body: bytes = b"",
+        content_type: str | None = "text/html; charset=utf-8",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Answer every request for *path* (e.g. ``/simple/internal-tool/``) with this response
+        instead of the real one, until called again with *status* None."""
+        with self._lock:
+            if status is None:
+                self._overrides.pop(path, None)
+            else:
+                self._overrides[path] = (status, body, content_type, dict(headers or {}))
+
     # -- request log -------------------------------------------------------------------------
 
     @property
@@ -539,6 +562,10 @@ class IndexServer:
     def _record(self, record: RequestRecord) -> None:
         with self._lock:
             self._records.append(record)
+
+    def _override_of(self, path: str) -> tuple[int, bytes, str | None, dict[str, str]] | None:
+        with self._lock:
+            return self._overrides.get(path)
 
     def _take_failure(self) -> int | None:
         with self._lock:

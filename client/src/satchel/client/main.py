@@ -81,11 +81,29 @@ def main(argv: list[str] | None = None) -> int:
 
         if isinstance(exc, RemoteError):
             print(f"satchel: error: {exc.message} [{exc.code}]", file=sys.stderr)
+            if _wants_json(args):
+                _print_error_json(exc.code, exc.message, exc.details)
             return errors.exit_status(exc.code)
         if isinstance(exc, ClientError):
             print(f"satchel: error: {exc.message}", file=sys.stderr)
             return errors.exit_status(exc.code)
         raise
+
+
+def _wants_json(args: list[str]) -> bool:
+    """Whether the command line asked for JSON output (`--json`, `--format json`)."""
+    from itertools import pairwise
+
+    pairs = pairwise(args)
+    return "--json" in args or "--format=json" in args or ("--format", "json") in pairs
+
+
+def _print_error_json(code: str, message: str, details: dict[str, Any]) -> None:
+    """A refusal or failure as JSON on stdout, so a script reads its fields (e.g. an
+    `origin-changed` refusal's ``bound`` and ``offered`` indexes), as it reads a result."""
+    import json
+
+    print(json.dumps({"error": {"code": code, "message": message, "details": details}}, indent=2))
 
 
 def _dispatch(args: list[str]) -> int:

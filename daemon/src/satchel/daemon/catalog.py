@@ -5,7 +5,8 @@ a prefetch learns passes through here, so that:
 
 * pages are fetched from the configured indexes in priority order and remembered per (index,
   project) in the metadb; offline, the remembered pages answer instead;
-* a project comes only from the scope the configuration allows (`scope.select_pages`): under
+* a project comes only from the scope the configuration allows (`scope.select_pages`), and only
+  from the index it came from before (`origins`: a changed origin is refused, not followed); under
   first-index, when the first index that serves a project cannot be reached and was never seen
   serving it, the answer is an error, never a silent fall-through to the next index (that is how
   dependency confusion happens);
@@ -24,11 +25,8 @@ network roughly once per dependency level, not once per project.
 from __future__ import annotations
 
 import logging
-import tarfile
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -38,21 +36,21 @@ from packaging.version import Version
 
 from satchel.daemon.candidates import (
     ProjectFiles,
-    SdistNeedsBuild,
     file_version,
     parse_core_metadata,
 )
 from satchel.daemon.config import Config, IndexConfig
 from satchel.daemon.credentials import redact, strip_userinfo
+from satchel.daemon.distmetadata import metadata_from_file
 from satchel.daemon.errors import (
     IndexUnreachable,
     NotCached,
     NotFound,
     SatchelError,
-    UpstreamError,
 )
 from satchel.daemon.metadb import MetaDB
 from satchel.daemon.model import FileEntry, Origin, ProjectPage
+from satchel.daemon.origins import Binding, Origins, index_identity, judge
 from satchel.daemon.scope import ScopedPages, Strategy, select_pages
 from satchel.daemon.singleflight import SingleFlight
 from satchel.daemon.store import BlobInfo, BlobStore
@@ -61,68 +59,13 @@ from satchel.daemon.upstream import Upstream
 if TYPE_CHECKING:
     from satchel.daemon.target import Target
 
-__all__ = ["Catalog", "Session", "likely_candidate", "metadata_from_file"]
+__all__ = ["Catalog", "Session", "degrades", "likely_candidate", "metadata_from_file"]
 
 log = logging.getLogger(__name__)
-
-#: Upper bound for METADATA/PKG-INFO read out of a stored file: real ones are a few KiB, the
-#: largest seen in the wild are under 1 MiB; more is an archive trying to exhaust memory.
-MAX_METADATA_BYTES = 16 * 2**20
 
 #: Concurrent look-ahead page fetches per request: enough to overlap a dependency level's
 #: round trips, few enough not to starve the foreground requests of the per-index limiter.
 WARM_CONCURRENCY = 32
-
-
-def metadata_from_file(path: Path, filename: str) -> bytes:
-    """METADATA of a wheel, or PKG-INFO of an sdist, read from the stored file (blocking).
-
-    An sdist without PKG-INFO (old or hand-made archives) is not broken, merely silent about
-    its metadata until built: `SdistNeedsBuild`, so a resolver builds it as it would one whose
-    PKG-INFO declares its dependencies dynamic. A wheel without METADATA is unusable.
-    """
-    oversize = False
-    try:
-        if filename.endswith(".whl"):
-            with zipfile.ZipFile(path) as zf:
-                for info in zf.infolist():
-                    parts = info.filename.split("/")
-                    if (
-                        len(parts) == 2
-                        and parts[0].endswith(".dist-info")
-                        and parts[1] == "METADATA"
-                    ):
-                        if info.file_size > MAX_METADATA_BYTES:
-                            break
-                        return zf.read(info)
-        elif filename.endswith(".zip"):
-            with zipfile.ZipFile(path) as zf:
-                for info in zf.infolist():
-                    parts = info.filename.split("/")
-                    if len(parts) == 2 and parts[1] == "PKG-INFO":
-                        if info.file_size > MAX_METADATA_BYTES:
-                            oversize = True
-                            break
-                        return zf.read(info)
-        elif filename.endswith(".tar.gz"):
-            with tarfile.open(path, "r:gz") as tf:
-                for member in tf:
-                    parts = member.name.split("/")
-                    if len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():
-                        if member.size > MAX_METADATA_BYTES:
-                            oversize = True
-                            break
-                        handle = tf.extractfile(member)
-                        if handle is not None:
-                            return handle.read()
-    except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
-        raise UpstreamError(f"{filename}: unreadable archive ({exc})") from None
-    if not oversize and filename.endswith((".zip", ".tar.gz")):
-        raise SdistNeedsBuild(
-            f"{filename} is an sdist without PKG-INFO, so its dependencies are only known "
-            "after building it"
-        )
-    raise UpstreamError(f"{filename}: no usable core metadata inside the file")
 
 
 class Catalog:
@@ -139,6 +82,7 @@ class Catalog:
         self.upstream = upstream
         self.store = store
         self.metadb = metadb
+        self.origins = Origins(metadb)
         self.config = config
         #: Where look-ahead fetches run: they outlive the request that started them, harmlessly
         #: (their pages land in the metadb for the next request).
@@ -148,6 +92,9 @@ class Catalog:
             nursery, name="page"
         )
         self._metadata: SingleFlight[str, bytes] = SingleFlight(nursery, name="metadata")
+        #: (index, project) -> why a fresh page was not stored (`degrades`); read by sessions
+        #: for their notes, cleared when a page that may replace the stored one arrives.
+        self.kept: dict[tuple[str, str], str] = {}
 
     def session(
         self, *, offline: bool = False, strategy: str | None = None, config: Config | None = None
@@ -170,8 +117,19 @@ class Catalog:
                 page = await self.upstream.fetch_page(index, project, cached)
             except NotFound:
                 return None
-            if page is not cached:
-                await trio.to_thread.run_sync(self.metadb.put_page, page)
+            if page is cached:
+                return page
+            if cached is not None and degrades(cached, page):
+                why = (
+                    f"index {index.name} answered a page for {project} that lists none of the "
+                    f"{len(cached.files)} files of the stored page (a captive portal or an error "
+                    "page?): it is ignored and the stored page is used"
+                )
+                log.warning("%s", why)
+                self.kept[(index.name, project)] = why
+                return cached
+            self.kept.pop((index.name, project), None)
+            await trio.to_thread.run_sync(self.metadb.put_page, page)
             return page
 
         return await self._pages.run((index.name, project), fetch)
@@ -286,6 +244,19 @@ class Catalog:
         )
 
 
+def degrades(stored: ProjectPage, fresh: ProjectPage) -> bool:
+    """Whether *fresh* must not replace *stored*: it lists none of the stored page's files.
+
+    Indexes add files and rarely remove a few; a page with nothing in common with what the
+    index served before is a captive portal, a login or error page served with 200, or a
+    misrouted proxy, and storing it would make every prefetched file unreachable offline.
+    """
+    if not stored.files:
+        return False
+    names = {file.filename for file in stored.files}
+    return not any(file.filename in names for file in fresh.files)
+
+
 def _present_only(page: ProjectPage, store: BlobStore) -> ProjectPage:
     files = tuple(f for f in page.files if f.sha256 is not None and store.has(f.sha256))
     return msgspec.structs.replace(page, files=files)
@@ -325,6 +296,8 @@ class Session:
     #: Human-readable notes for the client (stale pages used, indexes that failed).
     notes: list[str] = field(default_factory=list)
     _scoped: dict[str, ScopedPages] = field(default_factory=dict)
+    #: Project -> how it is bound to the index it comes from ("first-use", "pin", "trust").
+    bound: dict[str, str] = field(default_factory=dict)
     _warming: set[str] = field(default_factory=set)
     #: Indexes that answered during this request (no need to probe them again).
     _reachable: set[str] = field(default_factory=set)
@@ -423,13 +396,34 @@ class Session:
             self.strategy,
             offline=True,
         )
+        # Offline the cache answers, and it must not swap origins either (an index removed
+        # since, a page cached from another index by an earlier opt-out).
+        binding = catalog.origins.get(project)
+        verdict = judge(scoped, binding, self.indexes, self.strategy, online=False, cached=pages)
+        if verdict.refuse is not None:
+            raise verdict.refuse
+        if verdict.held is not None:
+            self.bound[project] = str(verdict.held.how)
+        if not any(page.files for page in scoped.pages):
+            stored = [
+                f"{filename} (index {index})"
+                for sha, index, filename in catalog.origins.stored_files(project)
+                if catalog.store.has(sha)
+            ]
+            if stored:
+                scoped = msgspec.structs.replace(scoped, stored_unlisted=tuple(stored))
         return _with_unstored(scoped, {page.index: page for page in pages})
+
+    def _known(self, project: str) -> tuple[Binding | None, list[ProjectPage]]:
+        return self.catalog.origins.get(project), self.catalog.metadb.pages_for_project(project)
 
     async def _online_pages(self, project: str) -> ScopedPages:
         catalog = self.catalog
         pinned = self._pins().get(project)
+        binding, cached = await trio.to_thread.run_sync(self._known, project)
         available: dict[str, ProjectPage] = {}
         queried: set[str] = set()
+        missing: list[str] = []  # indexes that answered "not here" (404, 410)
         for index in self.indexes:
             if pinned is not None and index.name != pinned:
                 continue
@@ -438,8 +432,12 @@ class Session:
             queried.add(index.name)
             try:
                 page = await catalog.fetch_page(index, project)
+                if page is None:
+                    missing.append(index.name)
+                elif (kept := catalog.kept.get((index.name, project))) is not None:
+                    self.notes.append(kept)
             except IndexUnreachable as exc:
-                page = await self._stale_page(index, project, exc)
+                page = await self._stale_page(index, project, exc, binding)
             if page is None:
                 continue
             available[index.name] = page
@@ -447,15 +445,34 @@ class Session:
                 break
         # Cached pages of indexes not asked (shadowed, explicit, unconfigured) can only ever be
         # reported as out of scope, which is what makes "cached under X" hints possible.
-        for page in await trio.to_thread.run_sync(catalog.metadb.pages_for_project, project):
+        for page in cached:
             if page.index not in queried and page.index not in available:
                 available[page.index] = page
-        return select_pages(project, available, self._scope_indexes(), self._pins(), self.strategy)
+        scoped = select_pages(
+            project, available, self._scope_indexes(), self._pins(), self.strategy
+        )
+        verdict = judge(
+            scoped,
+            binding,
+            self.indexes,
+            self.strategy,
+            missing=missing,
+            online=True,
+            cached=cached,
+        )
+        if verdict.refuse is not None:
+            raise verdict.refuse
+        if verdict.bind is not None or verdict.absent:
+            await trio.to_thread.run_sync(catalog.origins.apply, verdict, project)
+        if verdict.held is not None:
+            self.bound[project] = str(verdict.held.how)
+        return scoped
 
     async def _stale_page(
-        self, index: IndexConfig, project: str, exc: IndexUnreachable
+        self, index: IndexConfig, project: str, exc: IndexUnreachable, binding: Binding | None
     ) -> ProjectPage | None:
-        """An unreachable index: use its cached page, or refuse to look past it.
+        """An unreachable index: use its cached page, look past it when it said before that it
+        does not serve *project* (half-offline), or refuse to look past it.
 
         When every index is down the whole session turns offline instead (the caller catches
         the re-raised error), which is reported once rather than per project.
@@ -468,6 +485,12 @@ class Session:
             if note not in self.notes:
                 self.notes.append(note)
             return cached
+        if binding is not None and index_identity(index.url) in binding.absent:
+            self.notes.append(
+                f"index {index.name} is unreachable; it said before that it does not serve "
+                f"{project}, so {project} comes from index '{binding.index}' it is bound to"
+            )
+            return None
         if await self._probe_others(index):
             raise exc  # every index is down after all: the session turns offline
         raise IndexUnreachable(

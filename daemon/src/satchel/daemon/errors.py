@@ -16,7 +16,8 @@ client turns into a message and an exit status)::
     ├── InstallError        install-failed         environment unchanged (staged, not committed)
     ├── BuildError          build-failed           a PEP 517 build of an sdist failed
     ├── DiskFull            disk-full              ENOSPC/EDQUOT; the store stays consistent
-    └── Busy                busy                   a resource is held by another request
+    ├── Busy                busy                   a resource is held by another request
+    └── OriginChanged       origin-changed         a bound project would come from another index
 
 Why one flat module: handlers in every area raise these, the request dispatcher maps them to a
 protocol `Error(code, message, details)` in one place, and a reader can see every failure a user
@@ -40,6 +41,7 @@ __all__ = [
     "InvalidWheel",
     "NotCached",
     "NotFound",
+    "OriginChanged",
     "ResolutionImpossible",
     "SatchelError",
     "UpstreamError",
@@ -110,3 +112,7 @@ class DiskFull(SatchelError):
 
 class Busy(SatchelError):
     code = "busy"
+
+
+class OriginChanged(SatchelError):
+    code = "origin-changed"

@@ -76,6 +76,8 @@ def _missing(provider: _ProviderView, name: str, parents: Collection[Any]) -> Sa
         sorted({"your requirements" if p is None else f"{p.name} {p.version}" for p in parents})
     )
     hints = describe_out_of_scope(scoped)
+    if scoped.stored_unlisted:
+        return _unlisted(scoped, who, hints)
     if scoped.pages:
         indexes = ", ".join(f"'{page.index}'" for page in scoped.pages)
         count = sum(len(page.files) for page in scoped.pages)
@@ -109,6 +111,23 @@ def _missing(provider: _ProviderView, name: str, parents: Collection[Any]) -> Sa
         message += ".\n" + "\n".join(f"  {hint}" for hint in hints)
     details = {"project": name, "last_seen": scoped.last_seen, "hints": hints}
     return cls(message, details=details)
+
+
+def _unlisted(scoped: ScopedPages, who: str, hints: list[str]) -> NotCached:
+    """Offline, files of the project are stored, but no cached in-scope page lists them: say
+    so (they are not "not cached"), and why they are not used."""
+    name = scoped.project
+    count = len(scoped.stored_unlisted)
+    files = ", ".join(scoped.stored_unlisted[:5]) + (f" and {count - 5} more" if count > 5 else "")
+    message = (
+        f"{name} (needed by: {who}): {files} {'is' if count == 1 else 'are'} in the store, but "
+        f"no cached page of an index in scope lists {'it' if count == 1 else 'them'} any more "
+        f"({_when(scoped.last_seen)}), so offline there is no candidate"
+    )
+    if hints:
+        message += ".\n" + "\n".join(f"  {hint}" for hint in hints)
+    details = {"project": name, "stored": list(scoped.stored_unlisted), "hints": hints}
+    return NotCached(message, details=details)
 
 
 def _not_downloaded(provider: _ProviderView, name: str, group: list[Any]) -> NotCached | None:

@@ -12,7 +12,9 @@ SQLite (stdlib `sqlite3`) in WAL mode, one file beside the blob store. It holds:
 - ``blobs``: one row per committed blob (size, filename, added_at, last_used) for `cache info` and
   least-recently-used garbage collection;
 - ``built_wheels``: (sdist sha256, interpreter tag) -> the wheel built from it;
-- ``state``: a small key/value table for daemon state (last prefetch per watched project, ...).
+- ``state``: a small key/value table for daemon state (last prefetch per watched project, ...);
+- ``project_origins`` / ``project_absent``: which index each project is bound to, and which
+  indexes said "not here" for it (schema and code in `satchel.daemon.origins`).
 
 Threading: the API is synchronous and every method is one short transaction behind a lock, on one
 connection shared by all threads. Call it from trio through ``trio.to_thread.run_sync`` so a slow
@@ -43,6 +45,7 @@ import msgspec
 
 from satchel.daemon.errors import DiskFull, SatchelError
 from satchel.daemon.model import Origin, ProjectPage
+from satchel.daemon.origins import SCHEMA as ORIGINS_SCHEMA
 
 __all__ = [
     "MIGRATIONS",
@@ -113,6 +116,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             updated_at REAL NOT NULL
         ) WITHOUT ROWID""",
     ),
+    ORIGINS_SCHEMA,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -180,6 +180,7 @@ def pin_info(session: Session, pin: Pin) -> PinInfo:
         size=pin.file.size,
         requested=pin.requested,
         dependents=list(pin.dependents),
+        bound=session.bound.get(pin.name),
     )
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "ScopedPages",
     "Strategy",
     "describe_out_of_scope",
+    "page_versions",
     "select_pages",
 ]
 
@@ -99,9 +100,13 @@ class ScopedPages(msgspec.Struct, frozen=True, kw_only=True):
     #: Offline only: versions the cached in-scope pages list but whose files are not stored
     #: (so they are no candidates), newest first. What makes "not downloaded" explainable.
     unstored: tuple[str, ...] = ()
+    #: Offline only, when no in-scope page lists a stored file: files of the project that are in
+    #: the store (recorded with their origin) but that no cached in-scope page lists any more,
+    #: as "filename (index NAME)". What keeps a miss from calling stored files "not cached".
+    stored_unlisted: tuple[str, ...] = ()
 
 
-def _page_versions(page: ProjectPage) -> tuple[str, ...]:
+def page_versions(page: ProjectPage) -> tuple[str, ...]:
     if page.versions:
         return page.versions
     # Without PEP 700 ``versions`` a short summary from file names is enough for a message.
@@ -161,7 +166,7 @@ def select_pages(
             index_url=index_urls.get(name),
             page_url=available[name].url,
             reason=reason,
-            versions=_page_versions(available[name]),
+            versions=page_versions(available[name]),
             fetched_at=available[name].fetched_at,
         )
         for name, reason in sorted(excluded.items(), key=lambda item: _order(item[0], indexes))

@@ -24,7 +24,7 @@ status the `satchel` client returns, so scripts can react to the *kind* of failu
     1       the request failed            internal, invalid-params, unknown-method, not-found,
                                           config-error, index-error, hash-mismatch, invalid-wheel,
                                           install-failed, build-failed, disk-full, busy, forbidden,
-                                          and any code this client does not know
+                                          origin-changed, and any code this client does not know
     2       usage                         invalid-requirement (client-side: bad command line)
     3       daemon unavailable            shutting-down, unavailable (client-side: nothing answers)
     4       protocol / incompatible       protocol, incompatible
@@ -65,6 +65,7 @@ __all__ = [
     "NOT_CACHED",
     "NOT_FOUND",
     "OFFLINE",
+    "ORIGIN_CHANGED",
     "PROTOCOL",
     "RESOLUTION_IMPOSSIBLE",
     "SHUTTING_DOWN",
@@ -105,6 +106,9 @@ CANCELLED = "cancelled"  # the request was cancelled (Cancel message or client d
 #: A requirement, requirements file, pyproject.toml or lock given as input is malformed or
 #: unreadable: the user's input is wrong, like a bad command line (exit status 2).
 INVALID_REQUIREMENT = "invalid-requirement"
+#: A project bound to one index (it came from there first) would now come from another: refused
+#: until the user accepts the change (a pin, `satchel origins trust`). A refusal, not offline: 1.
+ORIGIN_CHANGED = "origin-changed"
 
 # --- client exit statuses ---------------------------------------------------------------------
 

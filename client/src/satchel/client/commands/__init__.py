@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "ready": "can I work offline? check every watched project against the cache",
     "cache": "show what the cache holds (per index) or verify every stored file",
     "index": "list, add, remove or pin the package indexes the daemon uses",
+    "origins": "list the index each project is bound to; trust another, or forget",
     "service": "install, remove or inspect the systemd/launchd units for the daemon",
     "index-url": "print the local simple index URL (with its token) for pip, uv and others",
     "env": "print shell exports that make pip and uv use the local index",

@@ -50,6 +50,7 @@ from satchel.daemon.errors import (
     IndexUnreachable,
     NotCached,
     NotFound,
+    OriginChanged,
     SatchelError,
     UpstreamError,
 )
@@ -264,9 +265,19 @@ class LocalIndex:
             return _text(503, redact(exc.message), [("Retry-After", "30")])
         except UpstreamError as exc:
             return _text(502, redact(exc.message))
+        except OriginChanged as exc:
+            # The project's index changed: refused (the message names the way out), never a 404
+            # that an installer would read as "look elsewhere".
+            return _text(403, redact(exc.message))
         except SatchelError as exc:
             return _text(404, redact(exc.message))
         if not scoped.pages:
+            if scoped.stored_unlisted:
+                return _text(
+                    404,
+                    f"{canonical}: offline, and no cached page of an index in scope lists its "
+                    f"stored files ({', '.join(scoped.stored_unlisted[:5])})",
+                )
             if scoped.offline:
                 return _text(404, f"{canonical} is not in the cache (offline)")
             return _text(404, f"{canonical} is not on the configured indexes")
@@ -446,6 +457,8 @@ class LocalIndex:
             return _text(502, redact(exc.message))
         except (NotFound, NotCached) as exc:
             return _text(404, redact(exc.message))
+        except OriginChanged as exc:
+            return _text(403, redact(exc.message))
 
     async def _find(self, sha: str, filename: str) -> tuple[Session, _Listed] | None:
         """Where the file *sha* named *filename* is listed, within the configured scope."""

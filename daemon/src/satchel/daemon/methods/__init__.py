@@ -51,7 +51,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Feature modules imported at start-up, each registering its methods. Add one line per area.
-MODULES = ["core", "cache", "resolve", "install", "indexes", "watch", "localindex"]
+MODULES = ["core", "cache", "resolve", "install", "indexes", "origins", "watch", "localindex"]
 
 #: Modules loaded only when ``SATCHEL_TEST_METHODS=1`` (slow/failing methods for the test suite;
 #: never reachable in a normal daemon).

@@ -58,6 +58,9 @@ class PinInfo(msgspec.Struct, frozen=True, kw_only=True):
     requested: bool = False
     #: Who required it ("name version", or "(requested)").
     dependents: list[str] = []
+    #: How the project is bound to `index` (project origins): "first-use", "pin" or "trust";
+    #: None when it is not bound (unsafe-best-match, or an offline answer never seen online).
+    bound: str | None = None
 
 
 class ResolveResult(msgspec.Struct, frozen=True, kw_only=True):
