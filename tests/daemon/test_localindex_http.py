@@ -110,9 +110,9 @@ async def test_connections_use_tcp_nodelay() -> None:
     async with serving(report) as (port, server):
         original = server._serve_stream
 
-        async def spy(stream: trio.SocketStream, slot: object) -> None:
-            streams.append(stream)
-            await original(stream, slot)
+        async def spy(connection: Any) -> None:
+            streams.append(connection.stream)
+            await original(connection)
 
         server._serve_stream = spy  # type: ignore[method-assign]
         stream = await trio.open_tcp_stream("127.0.0.1", port)

@@ -14,6 +14,9 @@ its report. The child never returns into pytest.
 
 from __future__ import annotations
 
+# The child cannot import from this interpreter's prefix once it is another uid (a private
+# home); socket addresses with str hosts need the idna codec, so it is loaded before any fork.
+import encodings.idna  # noqa: F401
 import os
 import pwd
 import select

@@ -37,6 +37,7 @@ import trio
 
 from satchel.daemon.activation import Listeners, open_listeners
 from satchel.daemon.app import App, serve
+from satchel.daemon.fdlimit import raise_open_file_limit
 from satchel.daemon.lock import InstanceLock
 from satchel.daemon.log import LEVEL_ENV, parse_level, setup_logging
 from satchel.daemon.memory import limit_malloc_arenas
@@ -130,6 +131,7 @@ def _run(args: argparse.Namespace, channel: StartupChannel, notifier: SystemdNot
         tighten(
             (paths.cache_dir, paths.config_dir, paths.state_dir, paths.log_dir), paths.state_dir
         )
+        raise_open_file_limit()
         recorder = ExitRecorder(paths.state_dir)
         recorder.start(time.time())
         listeners = open_listeners(paths, autostarted=args.notify_fd is not None)
