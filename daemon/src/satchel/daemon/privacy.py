@@ -71,7 +71,7 @@ def tighten(roots: Iterable[Path], state_dir: Path) -> list[Tightened]:
     for root in existing:
         result = Tightened(root)
         _walk(root, result)
-        _fix(root, os.lstat(root), result, is_dir=True)  # the root last: an interrupted walk
+        _fix(root, root.stat(), result, is_dir=True)  # the root last: an interrupted walk
         results.append(result)  # leaves it loose, so the next start walks again
         if result.changed:
             log.warning(
@@ -94,7 +94,8 @@ def tighten(roots: Iterable[Path], state_dir: Path) -> list[Tightened]:
 
 
 def _loose(root: Path) -> bool:
-    return bool(os.lstat(root).st_mode & _GROUP_OTHER)
+    # stat, not lstat: a root may be a symlink the user made (a cache on another disk).
+    return bool(root.stat().st_mode & _GROUP_OTHER)
 
 
 def _walk(directory: Path, result: Tightened) -> None:
