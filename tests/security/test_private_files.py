@@ -70,11 +70,11 @@ def _loose_entries(*roots: Path) -> list[str]:
 
 
 def _private_files(rig: Rig) -> list[Path]:
-    """One of each kind: a blob, an unpacked member, the database and its WAL, the config, the
-    token, a state file."""
+    """One of each kind: a blob, an unpacked member, the database (and its WAL and SHM while
+    they exist), the config, the local index's token."""
     blobs = [p for p in (rig.cache / "blobs").rglob("*") if p.is_file()]
     members = list((rig.cache / "unpacked").rglob("__init__.py"))
-    wal = rig.cache / "metadata.sqlite-wal"
+    side_files = [rig.cache / f"metadata.sqlite-{suffix}" for suffix in ("wal", "shm")]
     picked = [
         blobs[0],
         members[0],
@@ -83,7 +83,7 @@ def _private_files(rig: Rig) -> list[Path]:
         rig.state_dir / "local-index-token",
     ]
     assert blobs and members
-    return picked + ([wal] if wal.exists() else [])
+    return picked + [path for path in side_files if path.exists()]
 
 
 def _intruder_reads(user: Intruder, paths: list[Path]) -> dict[str, str]:
