@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from pathlib import Path
 
 import pytest
 
-from satchel.client.transport import NotRunning, connect
+from satchel.client.transport import NotRunning, Untrusted, connect, peer_uid
 
 
 def test_a_missing_socket_file_means_not_running(tmp_path: Path) -> None:
@@ -76,3 +77,31 @@ def test_a_socket_path_longer_than_sun_path_still_connects(tmp_path: Path) -> No
         with conn:
             stream.send_all(b"x")
             assert conn.recv(1) == b"x"
+
+
+def test_a_socket_directory_others_may_write_is_refused_before_connecting(tmp_path: Path) -> None:
+    directory = tmp_path / "run"
+    directory.mkdir()
+    directory.chmod(0o777)
+    with pytest.raises(Untrusted, match=rf"{directory} has mode 0777"):
+        connect(str(directory / "satchel.sock"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a directory to another uid")
+def test_a_socket_directory_of_another_uid_is_refused(tmp_path: Path) -> None:
+    directory = tmp_path / "run"
+    directory.mkdir(mode=0o700)
+    os.chown(directory, 65534, 65534)
+    with pytest.raises(Untrusted, match="belongs to uid 65534"):
+        connect(str(directory / "satchel.sock"))
+
+
+def test_peer_uid_is_the_kernel_answer_for_the_other_end() -> None:
+    import _socket
+
+    left, right = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        assert peer_uid(left) == os.geteuid()
+    finally:
+        left.close()
+        right.close()

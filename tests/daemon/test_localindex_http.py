@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from satchel.daemon.localindex import http
 from satchel.daemon.localindex.http import FileBody, HttpServer, Request, Response, byte_range
@@ -29,8 +30,8 @@ from satchel.daemon.localindex.pages import (
 
 
 @asynccontextmanager
-async def serving(handler: http.Handler) -> AsyncIterator[tuple[int, HttpServer]]:
-    server = HttpServer(handler)
+async def serving(handler: http.Handler, **options: Any) -> AsyncIterator[tuple[int, HttpServer]]:
+    server = HttpServer(handler, **options)
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1", backlog=http.LISTEN_BACKLOG)
     port = listeners[0].socket.getsockname()[1]
     async with trio.open_nursery() as nursery:
@@ -110,9 +111,9 @@ async def test_connections_use_tcp_nodelay() -> None:
     async with serving(report) as (port, server):
         original = server._serve_stream
 
-        async def spy(stream: trio.SocketStream, slot: object) -> None:
-            streams.append(stream)
-            await original(stream, slot)
+        async def spy(connection: Any) -> None:
+            streams.append(connection.stream)
+            await original(connection)
 
         server._serve_stream = spy  # type: ignore[method-assign]
         stream = await trio.open_tcp_stream("127.0.0.1", port)
@@ -324,3 +325,56 @@ async def test_file_shorter_than_announced_drops_the_connection(tmp_path: Path, 
         head, _, body = answer.partition(b"\r\n\r\n")
         assert f"content-length: {size + 10}".encode() in head.lower()
         assert len(body) <= size  # never padded: the peer sees a short body, then EOF
+
+
+def only_with_key(request: Request) -> Response | None:
+    if request.header("x-key") == "right":
+        return None
+    return Response(401, [], b"authentication required\n")
+
+
+async def test_a_refused_request_is_answered_and_its_connection_closed() -> None:
+    async with serving(hello, authorize=only_with_key) as (port, _server):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(
+            b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nX-Key: right\r\n\r\n"
+        )
+        answer = await read_all(stream, seconds=30)
+    assert answer.startswith(b"HTTP/1.1 401 ")
+    assert b"hello" not in answer  # the pipelined second request was never handled
+
+
+async def test_idle_unauthenticated_connections_hold_no_serving_slot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(http, "MAX_CONNECTIONS", 2)
+    async with serving(hello, authorize=only_with_key) as (port, server):
+        idle = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(5)]
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"GET /a HTTP/1.1\r\nHost: x\r\nX-Key: right\r\n\r\n")
+        received = b""
+        while not received.endswith(b"hello /a"):
+            received += await stream.receive_some(65536)
+        assert server.connections == 6 and server.dropped == 0
+        for conn in idle:
+            await conn.aclose()
+
+
+async def test_past_the_cap_the_oldest_silent_connection_is_dropped() -> None:
+    async with serving(hello, authorize=only_with_key, max_unauthenticated=3) as (port, server):
+        talking = await trio.open_tcp_stream("127.0.0.1", port)
+        await talking.send_all(b"GET /a HTTP/1.1\r\n")  # started, not finished
+        await trio.testing.wait_all_tasks_blocked()  # the server has read those bytes
+        silent = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(4)]
+        for conn in silent[:2]:
+            assert await read_all(conn, seconds=30) == b""  # closed without an answer
+        assert server.dropped == 2
+        await talking.send_all(b"Host: x\r\nX-Key: right\r\nConnection: close\r\n\r\n")
+        assert (await read_all(talking, seconds=30)).endswith(b"hello /a")
+
+
+async def test_a_connection_that_never_sends_a_request_is_closed_at_the_deadline() -> None:
+    async with serving(hello, first_request_timeout=0.05) as (port, server):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        assert await read_all(stream, seconds=30) == b""
+        assert server.dropped == 0

@@ -68,7 +68,7 @@ async def test_ingest_commits_a_read_only_blob_under_its_sha256(store: BlobStore
     path = store.path(info.sha256)
     assert path == store.blobs_dir / info.sha256[:2] / info.sha256[2:4] / info.sha256
     assert path.read_bytes() == data
-    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert stat.S_IMODE(path.stat().st_mode) == 0o400
     assert store.has(info.sha256)
     with store.open(info.sha256) as handle:
         assert handle.read() == data

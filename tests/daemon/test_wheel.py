@@ -223,8 +223,8 @@ def test_unpack_writes_a_read_only_tree_with_executable_bits(tmp_path: Path) -> 
     init = unpacked.tree / "good" / "__init__.py"
     tool = unpacked.tree / "good-1.0.data" / "scripts" / "tool"
     assert init.read_text() == '__version__ = "1.0"\n'
-    assert stat.S_IMODE(init.stat().st_mode) == 0o444
-    assert stat.S_IMODE(tool.stat().st_mode) == 0o555
+    assert stat.S_IMODE(init.stat().st_mode) == 0o400
+    assert stat.S_IMODE(tool.stat().st_mode) == 0o500
 
 
 def test_unpack_happens_once_per_sha256(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ import select
 import sys
 import time
 
-from satchel.client.transport import NotRunning, Stream, connect
+from satchel.client.transport import NotRunning, Stream, check_directory, connect
 
 #: Idle exit for autostarted daemons (seconds): long enough to keep a working session warm, short
 #: enough that a daemon nobody asked for does not linger all day. Service-managed daemons run
@@ -92,6 +92,7 @@ def start_and_connect(
     """
     sock_dir = os.path.dirname(socket_path) or "."
     os.makedirs(sock_dir, mode=0o700, exist_ok=True)
+    check_directory(socket_path)  # the lock file below must not be created in a foreign dir
     lock_fd = os.open(
         os.path.join(sock_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
     )

@@ -272,6 +272,12 @@ class Session:
 
     def _connect_stream(self) -> transport.Stream:
         try:
+            return self._connect_or_start()
+        except transport.Untrusted as exc:
+            raise ClientError(errors.FORBIDDEN, str(exc)) from exc
+
+    def _connect_or_start(self) -> transport.Stream:
+        try:
             return transport.connect(self.socket_path)
         except transport.NotRunning as exc:
             if not self.autostart:

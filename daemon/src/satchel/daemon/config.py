@@ -440,7 +440,7 @@ class LiveConfig:
         import watchfiles
 
         directory = self.path.parent
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         target = str(self.path.resolve())
 
         def only_config(_change: watchfiles.Change, changed: str) -> bool:

@@ -70,9 +70,12 @@ def replace_durably(tmp: Path, dest: Path) -> None:
     fsync_dir(dest.parent)
 
 
-def atomic_write(dest: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write *data* to *dest* atomically and durably (temp file + fsync + rename + dir fsync)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+def atomic_write(dest: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Write *data* to *dest* atomically and durably (temp file + fsync + rename + dir fsync).
+
+    Private by default (0600, a missing directory 0700): what the daemon writes is the user's.
+    """
+    dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = temp_path_for(dest)
     with disk_full_guard(dest):
         try:

@@ -10,7 +10,7 @@ Modes, fastest first:
     ``link(2)``: one directory entry, no data written. **Caveat:** the environment's file *is*
     the cache's file. Editing it in place (``open(path, "w")``, ``sed -i`` without rename,
     patching a site-packages file in an editor that writes in place) would edit the cached copy
-    for every environment linked to it. Satchel makes cached files read-only (0444/0555), so such
+    for every environment linked to it. Satchel makes cached files read-only (0400/0500), so such
     an edit fails with "permission denied" instead of spreading, except for root, whom the kernel
     lets write anyway. Tools that replace files by writing a new file and renaming it over
     (pip, uv, installers, most editors) are unaffected: the rename breaks the link for that
@@ -146,7 +146,8 @@ class Linker:
     """Places files with one mode; with ``auto``, resolves the mode once per filesystem pair.
 
     *mode* for each file is the mode a copy or clone gets (0644 / 0755); a hard link shares the
-    cached inode's read-only mode instead.
+    cached inode's read-only, owner-only mode instead (0400 / 0500: the user who owns the
+    environment reads and runs it; see `satchel.daemon.privacy`).
     """
 
     def __init__(self, mode: LinkMode = "auto") -> None:

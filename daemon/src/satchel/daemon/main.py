@@ -7,7 +7,10 @@ belonging to another daemon is ever touched::
 
     parse args, logging
     paths from the environment (platformdirs / satchel.protocol.locations)
+    umask 0o077 (everything created is the user's alone)
     instance lock (state dir)          -> "already running (pid N)" and exit 1 otherwise
+    tighten cache/config/state left readable by earlier versions (satchel.daemon.privacy)
+    open-file limit: soft raised to hard (satchel.daemon.fdlimit)
     exit records: previous run's ending (crash detection), mark us running
     listeners: systemd / launchd / bind (stale socket removed here, under the lock)
     serve (trio) ... READY ... shutdown request ... drain
@@ -34,11 +37,13 @@ import trio
 
 from satchel.daemon.activation import Listeners, open_listeners
 from satchel.daemon.app import App, serve
+from satchel.daemon.fdlimit import raise_open_file_limit
 from satchel.daemon.lock import InstanceLock
 from satchel.daemon.log import LEVEL_ENV, parse_level, setup_logging
 from satchel.daemon.memory import limit_malloc_arenas
 from satchel.daemon.notify import StartupChannel, SystemdNotifier
 from satchel.daemon.paths import Paths, StartupError
+from satchel.daemon.privacy import set_private_umask, tighten
 from satchel.daemon.state import FATAL_ERROR, STARTUP_ERROR, ExitRecorder
 from satchel.protocol.buildid import build_id
 from satchel.protocol.version import __version__
@@ -86,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     limit_malloc_arenas()  # before any thread exists (see satchel.daemon.memory)
+    set_private_umask()
     parser = build_parser()
     args = parser.parse_args(argv)
     channel = StartupChannel(_checked_fd(parser, args.notify_fd))
@@ -122,6 +128,10 @@ def _run(args: argparse.Namespace, channel: StartupChannel, notifier: SystemdNot
         _make_state_dir(paths.state_dir)
         lock = InstanceLock(paths.lock_file)
         lock.acquire()
+        tighten(
+            (paths.cache_dir, paths.config_dir, paths.state_dir, paths.log_dir), paths.state_dir
+        )
+        raise_open_file_limit()
         recorder = ExitRecorder(paths.state_dir)
         recorder.start(time.time())
         listeners = open_listeners(paths, autostarted=args.notify_fd is not None)

@@ -186,7 +186,7 @@ class MetaDB:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:
             self._conn = sqlite3.connect(
@@ -195,7 +195,10 @@ class MetaDB:
                 isolation_level=None,  # transactions are explicit (BEGIN IMMEDIATE)
                 check_same_thread=False,  # shared by worker threads, serialised by self._lock
             )
-        except sqlite3.Error as exc:
+            # 0600 before the -wal and -shm files exist: SQLite gives them the database file's
+            # mode, and all three hold private index URLs and pages (issue 11.2).
+            self.path.chmod(0o600)
+        except (sqlite3.Error, OSError) as exc:
             raise SatchelError(f"cannot open the cache database {self.path}: {exc}") from exc
         try:
             self._conn.execute("PRAGMA journal_mode = WAL")

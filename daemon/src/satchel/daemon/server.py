@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from satchel.daemon.fdlimit import AcceptFailures
 from satchel.daemon.methods import RequestContext, dispatch
 from satchel.protocol import errors as codes
 from satchel.protocol.codec import StructCodec
@@ -151,15 +152,16 @@ class Server:
             peer.cancel_requests(codes.SHUTTING_DOWN, "the daemon is shutting down")
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        failures = AcceptFailures("socket")
         while True:
             try:
                 stream = await listener.accept()
             except OSError as exc:
                 if exc.errno in _TRANSIENT_ACCEPT_ERRNOS:
-                    log.warning("accept failed (%s); retrying shortly", exc.strerror)
-                    await trio.sleep(0.1)
+                    await failures.failed(exc)
                     continue
                 raise
+            failures.succeeded()
             nursery.start_soon(self._handle, stream)
 
     async def _handle(self, stream: trio.SocketStream) -> None:

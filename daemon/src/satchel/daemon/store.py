@@ -3,7 +3,7 @@
 Identity is the sha256, so a file served by two indexes is stored once (provenance lives in
 `metadb`). Layout under the cache root::
 
-    blobs/<aa>/<bb>/<sha256>   committed blobs, mode 0444, never modified in place
+    blobs/<aa>/<bb>/<sha256>   committed blobs, mode 0400, never modified in place
     tmp/                       in-flight ingests (same file system, so the final rename is atomic)
     quarantine/                blobs that `verify` found corrupt, kept for inspection
 
@@ -42,6 +42,7 @@ from satchel.daemon.fsutil import TEMP_PREFIX, disk_full_guard, fsync_dir
 from satchel.daemon.metadb import MetaDB
 
 __all__ = [
+    "BLOB_MODE",
     "METADB_NAME",
     "READ_SIZE",
     "WRITE_BATCH",
@@ -57,6 +58,9 @@ __all__ = [
 #: Bytes gathered from the network before one worker-thread hop writes and hashes them. A thread
 #: hop costs ~50-100 us; at 1 MiB that is noise, while memory per concurrent download stays small.
 WRITE_BATCH = 1 << 20
+
+#: Committed blobs: read-only, and the user's alone (private indexes' files; issue 11.2).
+BLOB_MODE = 0o400
 
 #: Read size when copying or re-hashing files already on disk (one thread hop per read).
 READ_SIZE = 1 << 20
@@ -194,7 +198,7 @@ class BlobStore:
         #: file system, so installs can hardlink from them. Owned by `satchel.daemon.wheel`.
         self.unpacked_dir = self.root / "unpacked"
         for directory in (self.blobs_dir, self.tmp_dir, self.quarantine_dir):
-            directory.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     # -- lookup -----------------------------------------------------------------------------
 
@@ -323,7 +327,7 @@ class BlobStore:
         """
         dest = self.path(digest)
         self._make_dirs(dest.parent)
-        tmp.chmod(0o444)
+        tmp.chmod(BLOB_MODE)
         tmp.replace(dest)
         fsync_dir(dest.parent)
 
@@ -331,7 +335,7 @@ class BlobStore:
         """Create ``blobs/aa/bb`` durably: each new directory's parent is fsynced too."""
         for path in (directory.parent, directory):
             try:
-                path.mkdir()
+                path.mkdir(mode=0o700)
             except FileExistsError:
                 continue
             fsync_dir(path.parent)

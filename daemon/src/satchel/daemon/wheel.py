@@ -20,9 +20,12 @@ discards its copy. Before the rename the filesystem is flushed (``syncfs`` where
 per-file ``fsync``) because environments hard-link these files: a torn file after a power cut
 would be copied into every environment.
 
-Files in the tree are made read-only (0444, or 0555 when executable) so that an in-place edit of
-a hard-linked file in an environment fails instead of silently editing every other environment
-sharing the inode (root ignores modes; see `satchel.daemon.linking`).
+Files in the tree are made read-only and the user's alone (`TREE_FILE_MODE` 0400, or
+`TREE_EXEC_MODE` 0500 when executable; directories 0700), so that an in-place edit of a
+hard-linked file in an environment fails instead of silently editing every other environment
+sharing the inode (root ignores modes; see `satchel.daemon.linking`), and no other local user can
+read what a private index served (issue 11.2). A hard link shares the mode: in an environment,
+such a file is readable (and, when executable, runnable) by its owner, the user, only.
 """
 
 # Paths are plain strings and os calls on purpose: these loops run per file, 10^4 times per
@@ -69,6 +72,8 @@ __all__ = [
     "MAX_COMPRESSION_RATIO",
     "MAX_TOTAL_SIZE",
     "SCHEMES",
+    "TREE_EXEC_MODE",
+    "TREE_FILE_MODE",
     "ManifestFile",
     "UnpackedWheel",
     "WheelInfo",
@@ -80,6 +85,10 @@ __all__ = [
     "unpack_all",
     "validate_wheel",
 ]
+
+#: Unpacked members: read-only, owner only (module docstring).
+TREE_FILE_MODE = 0o400
+TREE_EXEC_MODE = 0o500
 
 #: The install schemes a ``.data/<scheme>/`` directory may name (the wheel spec's list).
 SCHEMES = frozenset({"purelib", "platlib", "headers", "scripts", "data"})
@@ -444,9 +453,9 @@ def _extract(path: Path, zf: zipfile.ZipFile, manifest: WheelManifest, tree: Pat
     for item in manifest.files:
         parent = item.member.rpartition("/")[0]
         if parent and parent not in made:
-            os.makedirs(base + parent, exist_ok=True)
+            os.makedirs(base + parent, mode=0o700, exist_ok=True)
             made.add(parent)
-        mode = 0o555 if item.executable else 0o444
+        mode = TREE_EXEC_MODE if item.executable else TREE_FILE_MODE
         fd = os.open(base + item.member, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             digest = _copy_member(path, zf, item, fd)
@@ -507,7 +516,7 @@ def unpack_all(
             raise ValueError(f"not a sha256 hex digest: {sha256!r}")
     results: dict[str, UnpackedWheel] = {}
     staged: list[tuple[Path, str, Path, WheelManifest]] = []
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         for (wheel_path, sha256), filename in zip(wheels, names, strict=True):
             existing = load_unpacked(root, sha256)
@@ -549,9 +558,11 @@ def _stage(wheel_path: Path, tmp: Path, filename: str) -> WheelManifest:
         with disk_full_guard(tmp), _open_zip(wheel_path) as zf:
             manifest = _inspect(wheel_path, zf, None, None, filename=filename)
             tree = tmp / "tree"
-            os.makedirs(tree)
+            os.makedirs(tree, mode=0o700)
             manifest = _extract(wheel_path, zf, manifest, tree)
-            (tmp / "manifest.json").write_bytes(_ENCODER.encode(manifest))
+            fd = os.open(tmp / "manifest.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(_ENCODER.encode(manifest))
             return manifest
     except InvalidWheel as exc:
         shutil.rmtree(tmp, ignore_errors=True)

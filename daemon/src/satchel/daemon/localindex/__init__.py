@@ -166,7 +166,7 @@ async def serve_local_index(
                 listeners = await _bind_wanted(state, port, state_dir)
                 continue
             delay = RETRY_FIRST
-            server = HttpServer(service.handle, hold=app.activity.hold)
+            server = HttpServer(service.route, authorize=service.authorize, hold=app.activity.hold)
             with trio.CancelScope() as scope:
                 nursery.start_soon(_cancel_on_port_change, rt, port, scope)
                 await server.serve(listeners)

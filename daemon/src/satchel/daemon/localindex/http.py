@@ -13,9 +13,18 @@ What a hostile or sloppy local peer meets, and why:
 * **Slowloris.** A request head must arrive within `HEAD_TIMEOUT` of its first byte; an idle
   keep-alive connection is closed after `IDLE_TIMEOUT`; a client that stops reading a response
   for `SEND_TIMEOUT` is cut off.
-* **Bounded concurrency.** At most `MAX_CONNECTIONS` connections are served at once; more wait in
-  the kernel's accept queue, which is deep (`LISTEN_BACKLOG`): uv opens dozens of connections at
-  once, and a shallow backlog turns a burst into one-second SYN retransmits.
+* **Authentication before anything else, and no slots for strangers** (issue 11.7: another local
+  user holding ~600 idle connections made the owner wait 5-30 s). Every connection is accepted at
+  once and starts *unauthenticated*: its first request head must be complete within
+  `FIRST_REQUEST_TIMEOUT` of the accept, and is checked by the server's *authorize* callback
+  before any other work; a refusal is answered and the connection closed. At most
+  `MAX_UNAUTHENTICATED` connections wait for their first request; one more drops the oldest of
+  them (the oldest that has sent nothing, if any), so idle strangers pin a bounded number of
+  descriptors and never a serving slot.
+* **Bounded concurrency.** At most `MAX_CONNECTIONS` authenticated connections are served at
+  once; more wait for a slot after authenticating. The kernel's accept queue is deep
+  (`LISTEN_BACKLOG`): uv opens dozens of connections at once, and a shallow backlog turns a burst
+  into one-second SYN retransmits.
 * **Pipelining-safe.** One request is answered at a time per connection, in order; h11 keeps any
   pipelined bytes buffered for the next cycle.
 * **Latency.** TCP_NODELAY on every connection (a response head and body are separate writes,
@@ -43,13 +52,18 @@ from typing import BinaryIO, Literal, cast
 import h11
 import trio
 
+from satchel.daemon.fdlimit import AcceptFailures
+
 __all__ = [
+    "FIRST_REQUEST_TIMEOUT",
     "HEAD_TIMEOUT",
     "IDLE_TIMEOUT",
     "LISTEN_BACKLOG",
     "MAX_CONNECTIONS",
     "MAX_HEAD_BYTES",
+    "MAX_UNAUTHENTICATED",
     "SEND_TIMEOUT",
+    "Authorize",
     "FileBody",
     "Handler",
     "HttpServer",
@@ -64,11 +78,20 @@ log = logging.getLogger(__name__)
 MAX_HEAD_BYTES = 32 * 1024
 #: Seconds from the first byte of a request to the end of its head.
 HEAD_TIMEOUT = 10.0
+#: Seconds from accepting a connection to the end of its first request head (which must
+#: authenticate). pip and uv write the request the moment they connect (well under 10 ms on
+#: loopback, even on a loaded machine); 5 s leaves a wide margin for a stalled client while
+#: keeping what an idle stranger can hold short.
+FIRST_REQUEST_TIMEOUT = 5.0
+#: Connections accepted and not yet authenticated; one more drops the oldest. uv opens about 50
+#: at once, so the owner's bursts fit many times over; each costs one descriptor (the daemon's
+#: limit is raised to the hard limit at start, typically 524288).
+MAX_UNAUTHENTICATED = 1024
 #: Seconds an idle keep-alive connection is kept (pip's and uv's pools reuse within seconds).
 IDLE_TIMEOUT = 60.0
 #: Seconds a response write may make no progress before the peer is considered gone.
 SEND_TIMEOUT = 60.0
-#: Connections served at once; more wait in the accept queue.
+#: Authenticated connections served at once; more wait for a slot.
 MAX_CONNECTIONS = 512
 #: Accept queue depth (the kernel caps it at net.core.somaxconn).
 LISTEN_BACKLOG = 4096
@@ -130,6 +153,9 @@ class Response:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+#: Checks a request before any work: None lets it through, a `Response` refuses it (sent, then
+#: the connection is closed).
+Authorize = Callable[[Request], Response | None]
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | Literal[False] | None:
@@ -185,24 +211,43 @@ class _PeerGone(Exception):
 
 
 class HttpServer:
-    """Serve *handler* on trio listeners; one `_Connection` per accepted stream."""
+    """Serve *handler* on trio listeners; one `_Connection` per accepted stream.
+
+    *authorize* checks every request before *handler* sees it (module docstring);
+    *first_request_timeout* and *max_unauthenticated* default to the module's constants (read
+    when the server is made, so a test may change them).
+    """
 
     def __init__(
         self,
         handler: Handler,
         *,
+        authorize: Authorize | None = None,
         server_name: str = "satchel",
         hold: Callable[[], AbstractContextManager[None]] | None = None,
+        first_request_timeout: float | None = None,
+        max_unauthenticated: int | None = None,
     ) -> None:
         self.handler = handler
+        self.authorize = authorize
         self.server_name = server_name
         #: Entered for the life of each connection (the daemon's activity counter: an installer
         #: using the index keeps an autostarted daemon from idling out under it).
         self.hold = hold or contextlib.nullcontext
         self.date = _Date()
+        self.first_request_timeout = (
+            FIRST_REQUEST_TIMEOUT if first_request_timeout is None else first_request_timeout
+        )
+        self.max_unauthenticated = (
+            MAX_UNAUTHENTICATED if max_unauthenticated is None else max_unauthenticated
+        )
         self._slots = trio.CapacityLimiter(MAX_CONNECTIONS)
+        #: Connections waiting for their first request, oldest first.
+        self._unauthenticated: dict[_Connection, None] = {}
         #: Open connections (for tests and status).
         self.connections = 0
+        #: Unauthenticated connections dropped to make room for newer ones.
+        self.dropped = 0
 
     async def serve(
         self,
@@ -216,33 +261,51 @@ class HttpServer:
             task_status.started()
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        failures = AcceptFailures("local index")
         async with listener:
             while True:
-                slot = object()
-                await self._slots.acquire_on_behalf_of(slot)
                 try:
                     stream = await listener.accept()
                 except OSError as exc:
-                    # EMFILE and friends: back off instead of spinning; the queue holds peers.
-                    self._slots.release_on_behalf_of(slot)
-                    log.warning("local index: accept failed: %s", exc)
-                    await trio.sleep(0.1)
+                    await failures.failed(exc)  # EMFILE and friends: the queue holds peers
                     continue
-                except BaseException:
-                    self._slots.release_on_behalf_of(slot)
-                    raise
-                nursery.start_soon(self._serve_stream, stream, slot)
+                failures.succeeded()
+                connection = _Connection(self, stream)
+                self._make_room()
+                self._unauthenticated[connection] = None
+                nursery.start_soon(self._serve_stream, connection)
 
-    async def _serve_stream(self, stream: trio.SocketStream, slot: object) -> None:
+    def _make_room(self) -> None:
+        """Drop the oldest unauthenticated connection (preferring one that has sent nothing)
+        while there are too many."""
+        while len(self._unauthenticated) >= self.max_unauthenticated:
+            victim = next(
+                (c for c in self._unauthenticated if not c.started),
+                next(iter(self._unauthenticated)),
+            )
+            del self._unauthenticated[victim]
+            victim.scope.cancel()
+            self.dropped += 1
+
+    async def authenticated(self, connection: _Connection) -> None:
+        """*connection*'s first request passed: it leaves the waiting room and takes a slot."""
+        self._unauthenticated.pop(connection, None)
+        await self._slots.acquire_on_behalf_of(connection)
+        connection.has_slot = True
+
+    async def _serve_stream(self, connection: _Connection) -> None:
+        stream = connection.stream
         self.connections += 1
         try:
             with contextlib.suppress(OSError):
                 stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-            with self.hold():
-                await _Connection(self, stream).run()
+            with connection.scope, self.hold():
+                await connection.run()
         finally:
             self.connections -= 1
-            self._slots.release_on_behalf_of(slot)
+            self._unauthenticated.pop(connection, None)
+            if connection.has_slot:
+                self._slots.release_on_behalf_of(connection)
             with contextlib.suppress(OSError):
                 await trio.aclose_forcefully(stream)
 
@@ -252,13 +315,30 @@ class _Connection:
         self.server = server
         self.stream = stream
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        #: Cancelled to drop the connection (an unauthenticated one making room for a newer).
+        self.scope = trio.CancelScope()
+        #: Whether any byte arrived; whether the first request authenticated and took a slot.
+        self.started = False
+        self.has_slot = False
+        #: When the first request head must be complete (set by `run`).
+        self._first_deadline = 0.0
 
     async def run(self) -> None:
+        self._first_deadline = trio.current_time() + self.server.first_request_timeout
         try:
             while True:
                 request = await self._read_request()
                 if request is None:
                     return
+                authorize = self.server.authorize
+                refusal = authorize(request) if authorize is not None else None
+                if refusal is not None:
+                    refusal.close = True
+                    await self._send_response(refusal, head=request.head)
+                    await self._linger()
+                    return
+                if not self.has_slot:
+                    await self.server.authenticated(self)
                 if request.method.encode() not in _ALLOWED_METHODS:
                     response = Response(
                         405, [("Allow", "GET, HEAD")], b"method not allowed\n", close=True
@@ -292,7 +372,8 @@ class _Connection:
 
     async def _read_request(self) -> Request | None:
         """The next request head, or None when the peer closed or idled out cleanly."""
-        deadline = trio.current_time() + IDLE_TIMEOUT
+        # Before authentication, the whole first head is due by the first-request deadline.
+        deadline = self._first_deadline if not self.has_slot else trio.current_time() + IDLE_TIMEOUT
         started = False
         while True:
             try:
@@ -325,7 +406,7 @@ class _Connection:
                     await self._send_simple(408, b"request head timed out\n")
                 return None
             if data and not started:
-                started = True
+                started = self.started = True
                 deadline = min(deadline, trio.current_time() + HEAD_TIMEOUT)
             try:
                 self.conn.receive_data(data)

@@ -167,6 +167,14 @@ class LocalIndex:
     # -- entry point ----------------------------------------------------------------------------
 
     async def handle(self, request: Request) -> Response:
+        """`authorize`, then `route`: one request answered start to end."""
+        return self.authorize(request) or await self.route(request)
+
+    def authorize(self, request: Request) -> Response | None:
+        """The refusal of a request without the token (or for a foreign Host), else None.
+
+        The HTTP server calls this before any other work on every request, and closes the
+        connection after a refusal (see `http`)."""
         host = (request.header("host") or "127.0.0.1").rsplit(":", 1)[0].strip("[]").lower()
         if host not in _LOCAL_HOSTS:
             return _text(400, "unexpected Host header: use 127.0.0.1")
@@ -179,6 +187,10 @@ class LocalIndex:
                 "authentication required: use the URL printed by `satchel index-url`",
                 [("WWW-Authenticate", 'Basic realm="satchel", charset="UTF-8"')],
             )
+        return None
+
+    async def route(self, request: Request) -> Response:
+        """Answer an authorized request."""
         target = request.target
         if not target.startswith("/"):
             target = urlsplit(target).path or "/"  # absolute-form targets (RFC 9112 3.2.2)
