@@ -34,6 +34,7 @@ STATUS_ORDER = (
     "previous_exit",
     "config_error",
     "indexes",
+    "index_notes",
     "local_index",
 )
 
@@ -84,6 +85,8 @@ def _status_field(key: str, value: Any, indent: int) -> str:
         return "none"
     if key == "jobs" and isinstance(value, list):
         return "".join(f"\n{' ' * indent}{format_job(job)}" for job in value)
+    if key == "index_notes" and isinstance(value, list):
+        return "".join(f"\n{' ' * indent}{note}" for note in value) if value else "none"
     if key == "previous_exit" and isinstance(value, dict):
         return format_exit(value)
     if key == "previous_exit" and value is None:

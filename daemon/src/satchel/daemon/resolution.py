@@ -234,6 +234,7 @@ async def resolve_request(
         ),
         limiter=_resolver_threads(),
     )
+    session.notes.extend(rt.take_notes())  # what the first start adopted, shown once
     session.notes.extend(reqs.warnings)
     session.notes.extend(resolution.notes)
     return Outcome(resolution, session, target, time.perf_counter() - started)
