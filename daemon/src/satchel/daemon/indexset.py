@@ -43,10 +43,11 @@ __all__ = ["NO_INDEX_MESSAGE", "OwnIndex", "adopt_once", "adoption_environ", "re
 log = logging.getLogger(__name__)
 
 NO_INDEX_MESSAGE = (
-    "no index configured: config.toml does not exist, pip and uv configure no index, and no "
-    "pip was found to read pip's default index from. Run `satchel index add NAME URL` for each "
-    "index you use (add `--default` to the public one: it is then always asked last), or "
-    "configure pip or uv and run `satchel index adopt`"
+    "no index configured: there is no config.toml, and nothing could be adopted from pip's or "
+    "uv's configuration (they name no index, or only Satchel's own local index, and no pip was "
+    "found to read pip's default index from). Run `satchel index add NAME URL` for each index "
+    "you use (`--default` for the public one: it is then always asked last), or configure pip "
+    "or uv and run `satchel index adopt`"
 )
 
 #: The environment variables (and prefixes) adoption reads: the client sends only these with

@@ -156,6 +156,13 @@ async def _edit(ctx: RequestContext, change: _Change) -> IndexListResult:
 async def index_add(ctx: RequestContext, params: IndexAddParams) -> IndexListResult:
     """Add an index (last but before the default index, or before another); refuses duplicates
     and URLs with credentials."""
+    rt = await runtime(ctx.app, need_indexes=False)
+    if rt.own(ctx.app)(params.url):
+        raise ConfigError(
+            f"index {params.name}: {redact(params.url)} is Satchel's own local index; as an "
+            "upstream every request would come back to this daemon. Add the index pip and uv "
+            "were using before `satchel env` (see `satchel index list`)"
+        )
     if split_userinfo(params.url)[1] is not None:
         raise ConfigError(
             f"index {params.name}: credentials in the URL would be written to config.toml; "
@@ -173,13 +180,6 @@ async def index_add(ctx: RequestContext, params: IndexAddParams) -> IndexListRes
         max_age=params.max_age,
     )
     check_index(new_index)
-    rt = await runtime(ctx.app, need_indexes=False)
-    if rt.own(ctx.app)(params.url):
-        raise ConfigError(
-            f"index {params.name}: {redact(params.url)} is Satchel's own local index; as an "
-            "upstream every request would come back to this daemon. Add the index pip and uv "
-            "were using before `satchel env` (see `satchel index list`)"
-        )
 
     def change(config: Config) -> tuple[Config, list[str]]:
         if config.index(params.name) is not None:
