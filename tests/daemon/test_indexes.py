@@ -304,3 +304,11 @@ def test_this_machines_pip_configuration_is_adopted() -> None:
     if not expected:
         expected = [url for url in [pip_default_index()] if url]
     assert [url for url in adopted if url in expected] == expected
+
+
+def test_an_invalid_url_in_pips_configuration_is_skipped_with_a_note(env: _Env) -> None:
+    """Issue 11.10: an adopted URL gets the same validation as config.toml's."""
+    env.vars["PIP_EXTRA_INDEX_URL"] = "http://[::1/simple/ http://127.0.0.1:2/simple/"
+    result = adopt(env.vars, default_index=lambda: DEFAULT, system_root=env.root)
+    assert [i.name for i in result.indexes] == ["127-0-0-1-2", "default-example-invalid"]
+    assert "not a valid index URL" in result.notes[0]

@@ -68,7 +68,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from satchel.daemon.config import Config, IndexConfig, IndexKind, order_indexes
+from satchel.daemon.config import Config, IndexConfig, IndexKind, check_url, order_indexes
 from satchel.daemon.credentials import redact, split_userinfo, strip_userinfo
 
 __all__ = [
@@ -488,6 +488,11 @@ def adopt(
     notes: list[str] = []
     kept: list[_Candidate] = []
     for candidate in candidates:
+        try:
+            check_url(candidate.url)
+        except ValueError as exc:
+            notes.append(f"{candidate.source}: not adopted, not a valid index URL: {exc}")
+            continue
         if own(candidate.url):
             notes.append(
                 f"{redact(strip_userinfo(candidate.url))} ({candidate.source}) is Satchel's own "

@@ -156,6 +156,17 @@ async def _edit(ctx: RequestContext, change: _Change) -> IndexListResult:
 async def index_add(ctx: RequestContext, params: IndexAddParams) -> IndexListResult:
     """Add an index (last but before the default index, or before another); refuses duplicates
     and URLs with credentials."""
+    if params.kind not in ("simple", "find-links"):
+        raise ConfigError(f"index kind must be 'simple' or 'find-links', not {params.kind!r}")
+    new_index = IndexConfig(
+        name=params.name,
+        url=params.url,
+        explicit=params.explicit,
+        default=params.default,
+        kind="find-links" if params.kind == "find-links" else "simple",
+        max_age=params.max_age,
+    )
+    check_index(new_index)  # first: what follows parses the URL
     rt = await runtime(ctx.app, need_indexes=False)
     if rt.own(ctx.app)(params.url):
         raise ConfigError(
@@ -169,17 +180,6 @@ async def index_add(ctx: RequestContext, params: IndexAddParams) -> IndexListRes
             f"give the URL without them and set {env_prefix(params.name)}USERNAME and "
             f"{env_prefix(params.name)}PASSWORD, or add the host to your netrc"
         )
-    if params.kind not in ("simple", "find-links"):
-        raise ConfigError(f"index kind must be 'simple' or 'find-links', not {params.kind!r}")
-    new_index = IndexConfig(
-        name=params.name,
-        url=params.url,
-        explicit=params.explicit,
-        default=params.default,
-        kind="find-links" if params.kind == "find-links" else "simple",
-        max_age=params.max_age,
-    )
-    check_index(new_index)
 
     def change(config: Config) -> tuple[Config, list[str]]:
         if config.index(params.name) is not None:
