@@ -24,7 +24,7 @@ from typing import Any
 
 from tests.client.clientenv import ClientEnv, wait_gone
 from tests.support.index_server import IndexServer
-from tests.support.wheels import build_wheel
+from tests.support.wheels import build_wheel, file_sha256
 
 __all__ = ["Laptop"]
 
@@ -35,8 +35,10 @@ class Laptop:
         dist = root / "dist"
         self.private = IndexServer(root / "private", auth=private_auth).start()
         self.public = IndexServer(root / "public").start()
-        self.private.add(build_wheel(dist / "private", "internal-tool", "1.0.0"))
-        self.public.add(build_wheel(dist / "public", "internal-tool", "9.9.0"))
+        private = build_wheel(dist / "private", "internal-tool", "1.0.0")
+        impostor = build_wheel(dist / "public", "internal-tool", "9.9.0")
+        self.private_wheel = self.private.add(private)
+        self.impostor_wheel = self.public.add(impostor)
         self.client = ClientEnv(root / "client")
         self.pip_conf = root / "pip.conf"
         self.pip_conf.write_text("")
@@ -100,6 +102,11 @@ class Laptop:
         if extra:
             env["PIP_EXTRA_INDEX_URL"] = self.private.url
         return env
+
+    def stored(self, wheel: Path) -> bool:
+        """Whether *wheel*'s bytes are in the daemon's store (blobs are named by sha256)."""
+        cache = Path(self.client.env["XDG_CACHE_HOME"]) / "satchel" / "blobs"
+        return any(True for _ in cache.rglob(file_sha256(wheel)))
 
     def private_name(self) -> str:
         """The stable name adoption gives the private index (derived from host and port)."""

@@ -219,6 +219,52 @@ def test_no_index_alone_adopts_no_index(laptop: Laptop, how: str, tmp_path: Path
     assert laptop.public.requests == []
 
 
+# -- 12.7 ---------------------------------------------------------------------------------------
+
+
+def _uv_project(root: Path, private_url: str, *, explicit: bool = True) -> Path:
+    project = root / "app"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        "[project]\n"
+        'name = "app"\n'
+        'version = "0.1"\n'
+        'dependencies = ["internal-tool"]\n'
+        "\n"
+        "[[tool.uv.index]]\n"
+        'name = "private"\n'
+        f'url = "{private_url}"\n'
+        f"explicit = {'true' if explicit else 'false'}\n"
+        "\n"
+        "[tool.uv.sources]\n"
+        'internal-tool = { index = "private" }\n'
+    )
+    return project
+
+
+def test_a_uv_projects_own_index_and_pins_are_honoured(laptop: Laptop, tmp_path: Path) -> None:
+    """Issue 12.7: `[[tool.uv.index]]` (explicit) plus a `[tool.uv.sources]` pin used to be
+    ignored by `resolve -r pyproject.toml` and `watch add`, which took the public impostor where
+    uv itself takes the private 1.0.0. config.toml knows only the public (default) index."""
+    shell = laptop.shell(extra=False)
+    project = _uv_project(tmp_path, laptop.private.url)
+    pyproject = str(project / "pyproject.toml")
+    out = laptop.ok("resolve", "--format", "json", "-r", pyproject, env=shell).stdout
+    (pin,) = json.loads(out)["pins"]
+    assert (pin["name"], pin["version"], pin["index_url"]) == (
+        "internal-tool",
+        "1.0.0",
+        laptop.private.url,
+    )
+    laptop.ok("watch", "add", str(project), env=shell)
+    laptop.ok("prefetch", "--watched", env=shell)
+    assert laptop.stored(laptop.private_wheel)
+    assert not laptop.stored(laptop.impostor_wheel)
+    assert not laptop.impostor_asked()  # pinned: the public index is never asked for it
+    # The project's index applies to that project only: config.toml is unchanged.
+    assert laptop.private.url not in laptop.config.read_text()
+
+
 # -- 12.9 ---------------------------------------------------------------------------------------
 
 

@@ -41,11 +41,14 @@ from satchel.daemon.reqfiles import (
     RequirementsFileError,
     parse_requirements,
     read_pyproject,
+    read_toml,
 )
 from satchel.daemon.resolver import Pin, Resolution, resolve
 from satchel.daemon.runtime import Runtime
 from satchel.daemon.scope import ScopedPages
 from satchel.daemon.target import Target, query_interpreter, synthetic_target
+from satchel.daemon.uvproject import ProjectIndexes, read_uv_project
+from satchel.daemon.uvproject import apply as apply_project
 from satchel.protocol.methods.resolve import PinInfo, ResolveParams
 
 __all__ = [
@@ -122,6 +125,8 @@ class Inputs:
     requirements: RequirementSet = field(default_factory=RequirementSet)
     #: pylock.toml inputs: fetched as listed, never re-resolved.
     locks: list[pylock.Lock] = field(default_factory=list)
+    #: A uv project's own indexes and index pins (`satchel.daemon.uvproject`).
+    project: ProjectIndexes | None = None
 
 
 def _read_inputs(params: ResolveParams) -> Inputs:
@@ -138,6 +143,7 @@ def _read_inputs(params: ResolveParams) -> Inputs:
         if path.name == "pyproject.toml":
             for req in read_pyproject(path, extras=params.extras, groups=params.groups):
                 reqs.requirements.append(_parsed(req, str(path)))
+            inputs.project = read_uv_project(path, read_toml(path))
         elif path.name.startswith("pylock") and path.suffix == ".toml":
             inputs.locks.append(pylock.read_pylock(path))
         else:
@@ -208,7 +214,10 @@ async def resolve_request(
 ) -> Outcome:
     """Resolve *inputs* for *target* under the daemon's configuration."""
     started = time.perf_counter()
-    session = rt.catalog.session(offline=params.offline, strategy=params.index_strategy)
+    config = apply_project(rt.config, inputs.project) if inputs.project else None
+    session = rt.catalog.session(
+        offline=params.offline, strategy=params.index_strategy, config=config
+    )
     reqs = inputs.requirements
     roots = [item.requirement for item in reqs.requirements]
     for lock in inputs.locks:
