@@ -421,7 +421,9 @@ def test_a_truncated_config_keeps_the_last_good_index_set_live_and_stops_at_rest
     refused = laptop.satchel("index", "pin", "internal-tool", laptop.private_name(), env=shell)
     assert refused.returncode != 0 and "is empty" in refused.stderr
     laptop.wait_status("is empty", env=shell)  # the live reload saw it, and reports it
-    assert laptop.resolved("internal-tool", env=shell) == "1.0.0"
+    kept = laptop.ok("resolve", "internal-tool", env=shell)
+    assert "==1.0.0" in kept.stdout
+    assert "the last good configuration is in use" in kept.stderr  # on every command
     laptop.stop()
     result = laptop.satchel("resolve", "internal-tool", env=shell)
     assert result.returncode != 0

@@ -244,6 +244,10 @@ async def resolve_request(
         limiter=_resolver_threads(),
     )
     session.notes.extend(rt.take_notes())  # what the first start adopted, shown once
+    if rt.live.error is not None:  # a broken edit: say on every command what is in use
+        session.notes.append(
+            f"config.toml is broken, the last good configuration is in use: {rt.live.error}"
+        )
     session.notes.extend(reqs.warnings)
     session.notes.extend(resolution.notes)
     return Outcome(resolution, session, target, time.perf_counter() - started)
