@@ -151,7 +151,7 @@ async def needed_files(
             reqs = unit.inputs.requirements
             if reqs.requirements:
                 inputs = Inputs(requirements=reqs, project=unit.inputs.project)
-                outcome = await resolve_request(rt, params, inputs, target)
+                outcome = await resolve_request(rt, params, inputs, target, background=True)
                 needed.offline |= outcome.session.offline
                 needed.add(pinned_files(outcome.session, outcome.resolution.pins))
         except SatchelError as exc:

@@ -211,8 +211,11 @@ async def resolve_request(
     target: Target,
     *,
     installed: dict[str, str] | None = None,
+    background: bool = False,
 ) -> Outcome:
-    """Resolve *inputs* for *target* under the daemon's configuration."""
+    """Resolve *inputs* for *target* under the daemon's configuration (and, for a pyproject.toml
+    with uv index tables, that project's indexes and pins). A *background* resolve (watched
+    projects) leaves the notes meant for the user's next command to that command."""
     started = time.perf_counter()
     config = apply_project(rt.config, inputs.project) if inputs.project else None
     session = rt.catalog.session(
@@ -243,7 +246,8 @@ async def resolve_request(
         ),
         limiter=_resolver_threads(),
     )
-    session.notes.extend(rt.take_notes())  # what the first start adopted, shown once
+    if not background:
+        session.notes.extend(rt.take_notes())  # what the first start adopted, shown once
     if rt.live.error is not None:  # a broken edit: say on every command what is in use
         session.notes.append(
             f"config.toml is broken, the last good configuration is in use: {rt.live.error}"
