@@ -199,3 +199,19 @@ def test_satchel_index_commands_end_to_end(
         assert "pinned: demo" in listing
         assert "from config.toml" in listing
     assert "internal" in (config_dir / "config.toml").read_text()
+
+
+async def test_add_default_is_written_last_and_there_is_only_one(tmp_path: Path) -> None:
+    """Issue 12.1: the default (public) index is marked and always ranked last."""
+    async with running_app(tmp_path) as app:
+        public = {"name": "pub", "url": "http://127.0.0.1:8/simple/", "default": True}
+        added = await call(app, "index.add", public)
+        assert [(i.name, i.default) for i in added.indexes] == [("first", False), ("pub", True)]
+        later = await call(app, "index.add", {"name": "two", "url": "http://127.0.0.1:7/simple/"})
+        assert names(later) == ["first", "two", "pub"]
+        again = await call(
+            app, "index.add", {"name": "pub2", "url": "http://127.0.0.1:6/simple/", "default": True}
+        )
+        text = (app.paths.config_dir / "config.toml").read_text()
+    assert isinstance(again, Error) and "pub is already the default index" in again.message
+    assert text.index('name = "two"') < text.index('name = "pub"')
