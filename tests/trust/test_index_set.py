@@ -167,9 +167,11 @@ def test_satchel_env_never_makes_the_daemon_its_own_upstream(laptop: Laptop) -> 
     assert f"127.0.0.1:{port}" in exports["PIP_INDEX_URL"]
     laptop.stop()
 
-    # The same shell after eval "$(satchel env)": config.toml is the index set, no recursion.
+    # The same shell after eval "$(satchel env)": config.toml is the index set, no recursion,
+    # and pip pointing at Satchel is not reported as a disagreement with config.toml.
     after_eval = {**shell, **exports}
     assert laptop.resolved("internal-tool", env=after_eval) == "1.0.0"
+    assert laptop.listing(env=after_eval)["drift"] == []
     token_url = exports["PIP_INDEX_URL"]
     for url in (
         f"http://127.0.0.1:{port}/simple/",

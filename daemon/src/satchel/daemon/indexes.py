@@ -131,6 +131,9 @@ class Adoption:
     notes: tuple[str, ...] = ()
     #: Credentials found in the adopted URLs, by credential-free URL (never written anywhere).
     credentials: tuple[tuple[str, str], ...] = ()
+    #: Whether pip or uv is pointed at Satchel's own local index (``satchel env``): they then
+    #: use config.toml through Satchel, which is no disagreement with it.
+    via_satchel: bool = False
 
 
 @functools.cache
@@ -487,6 +490,7 @@ def adopt(
         candidates = [_Candidate(default, "pip: built-in default index", default=True)]
     notes: list[str] = []
     kept: list[_Candidate] = []
+    via_satchel = False
     for candidate in candidates:
         try:
             check_url(candidate.url)
@@ -494,6 +498,7 @@ def adopt(
             notes.append(f"{candidate.source}: not adopted, not a valid index URL: {exc}")
             continue
         if own(candidate.url):
+            via_satchel = True
             notes.append(
                 f"{redact(strip_userinfo(candidate.url))} ({candidate.source}) is Satchel's own "
                 "local index (set by `satchel env`): not adopted as an upstream"
@@ -507,7 +512,9 @@ def adopt(
         for candidate in kept
         if (clean := split_userinfo(candidate.url)[0]) != candidate.url
     )
-    return Adoption(_finish(kept), configured, no_index, tuple(notes), credentials)
+    return Adoption(
+        _finish(kept), configured, no_index, tuple(notes), credentials, via_satchel=via_satchel
+    )
 
 
 def adopt_indexes(
@@ -523,10 +530,11 @@ def adopt_indexes(
 def drift(config: Config, adoption: Adoption) -> list[str]:
     """How pip's and uv's configuration (*adoption*) disagrees with config.toml, for the user.
 
-    Nothing when pip and uv are not configured at all: a shell without their settings (cron, an
-    IDE, a reboot) is not a disagreement. Compared by credential-free URL.
+    Nothing when pip and uv are not configured at all (a shell without their settings: cron, an
+    IDE, a reboot), nor when they point at Satchel itself (``satchel env``): neither is a
+    disagreement. Compared by credential-free URL.
     """
-    if not adoption.configured:
+    if not adoption.configured or adoption.via_satchel:
         return []
     mine = {strip_userinfo(i.url).rstrip("/"): i for i in config.indexes}
     theirs = {strip_userinfo(i.url).rstrip("/"): i for i in adoption.indexes}

@@ -20,12 +20,14 @@ reading may change:
 from __future__ import annotations
 
 import logging
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
+import trio
 
 from satchel.daemon.config import (
     Config,
@@ -38,7 +40,14 @@ from satchel.daemon.credentials import bind_origin, env_prefix, redact, split_us
 from satchel.daemon.errors import ConfigError
 from satchel.daemon.indexes import Adoption, adopt, is_own_local_index
 
-__all__ = ["NO_INDEX_MESSAGE", "OwnIndex", "adopt_once", "adoption_environ", "readopt"]
+__all__ = [
+    "NO_INDEX_MESSAGE",
+    "DriftCache",
+    "OwnIndex",
+    "adopt_once",
+    "adoption_environ",
+    "readopt",
+]
 
 log = logging.getLogger(__name__)
 
@@ -189,3 +198,35 @@ def readopt(current: Config, environ: Mapping[str, str], own: OwnIndex) -> tuple
     if gone:
         notes.append("no longer adopted: " + ", ".join(gone))
     return msgspec.structs.replace(current, indexes=indexes), notes
+
+
+#: `status` is a hot path (a load test sends it thousands of times a second): pip's and uv's
+#: configuration is re-read for it at most this often, and never by two requests at once.
+DRIFT_TTL = 30.0
+
+
+class DriftCache:
+    """The last `drift` computed for `status`, reused for `DRIFT_TTL` seconds per configuration.
+
+    While one request recomputes it in a worker thread, the others get the previous value
+    rather than queueing threads of their own.
+    """
+
+    def __init__(self) -> None:
+        self.value: list[str] = []
+        self._at = -math.inf
+        self._config: Config | None = None
+        self._busy = False
+
+    async def get(self, config: Config, compute: Callable[[], list[str]]) -> list[str]:
+        now = trio.current_time()
+        fresh = self._config is config and now - self._at < DRIFT_TTL
+        if fresh or self._busy:
+            return self.value
+        self._busy = True
+        try:
+            self.value = await trio.to_thread.run_sync(compute)
+            self._at, self._config = now, config
+        finally:
+            self._busy = False
+        return self.value

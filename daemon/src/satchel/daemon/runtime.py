@@ -29,7 +29,7 @@ from satchel.daemon.catalog import Catalog
 from satchel.daemon.config import Config, LiveConfig
 from satchel.daemon.credentials import redact
 from satchel.daemon.errors import ConfigError, SatchelError
-from satchel.daemon.indexset import NO_INDEX_MESSAGE, OwnIndex, adopt_once
+from satchel.daemon.indexset import NO_INDEX_MESSAGE, DriftCache, OwnIndex, adopt_once
 from satchel.daemon.localindex import configured_port, local_index_state, serve_local_index
 from satchel.daemon.localindex.auth import load_or_create_token
 from satchel.daemon.metadb import MetaDB
@@ -69,6 +69,8 @@ class Runtime:
     own_index: OwnIndex = field(default_factory=OwnIndex)
     #: True when there is no config.toml and nothing could be adopted (see `NO_INDEX_MESSAGE`).
     no_index_set: bool = False
+    #: What `status` shows of pip's/uv's disagreement with config.toml (cached: a hot path).
+    drift: DriftCache = field(default_factory=DriftCache)
 
     def refresh_config(self) -> None:
         """Take the current config.toml (the live reload's last good configuration)."""

@@ -87,8 +87,6 @@ async def status(ctx: RequestContext, params: StatusParams) -> StatusResult:
 
 async def _index_notes(app: App) -> list[str]:
     """No index set, or pip/uv disagreeing with config.toml (see `methods.indexes`)."""
-    import trio
-
     from satchel.daemon.indexset import NO_INDEX_MESSAGE
     from satchel.daemon.methods.indexes import index_drift
 
@@ -97,7 +95,7 @@ async def _index_notes(app: App) -> list[str]:
         return []
     if rt.no_index_set and not rt.live.usable:
         return [NO_INDEX_MESSAGE]
-    return await trio.to_thread.run_sync(index_drift, app, rt, None)
+    return await rt.drift.get(rt.config, lambda: index_drift(app, rt, None))
 
 
 def _local_index(app: App) -> str:
