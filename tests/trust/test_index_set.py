@@ -91,7 +91,9 @@ def test_without_pip_nothing_is_adopted_and_every_command_says_what_to_do(
     assert "no index configured" in result.stderr
     assert "satchel index add NAME URL" in result.stderr
     assert not laptop.config.exists()  # nothing decided: a later start may still adopt
-    assert "no index configured" in laptop.ok("status", env=env).stdout
+    status = laptop.ok("status", env=env).stdout
+    assert "no index configured" in status
+    assert "starting up" not in status
     laptop.ok("index", "add", "internal", laptop.private.url, env=env)
     assert laptop.resolved("internal-tool", env=env) == "1.0.0"
     assert laptop.public.requests == []

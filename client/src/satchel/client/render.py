@@ -67,6 +67,8 @@ def format_status(status: Any) -> str:
     lines = []
     for key in keys:
         text = _status_field(key, status[key], width + 3)
+        if key == "indexes" and not status[key] and status.get("index_notes"):
+            text = "none (see index notes)"  # not "starting up": there is no index set
         lines.append(f"{(_label(key) + ':').ljust(width)} {text}")
     return "\n".join(line.rstrip(" ") for line in "\n".join(lines).split("\n"))
 
