@@ -215,3 +215,18 @@ async def test_add_default_is_written_last_and_there_is_only_one(tmp_path: Path)
         text = (app.paths.config_dir / "config.toml").read_text()
     assert isinstance(again, Error) and "pub is already the default index" in again.message
     assert text.index('name = "two"') < text.index('name = "pub"')
+
+
+async def test_an_unmarked_builtin_default_ahead_of_other_indexes_is_pointed_out(
+    tmp_path: Path,
+) -> None:
+    """Issue 12.1: a config.toml written by an older Satchel lists pip's built-in default
+    without `default = true`, ahead of the private index; `index list` says how to fix it."""
+    from satchel.daemon.indexes import pip_default_index
+
+    builtin = pip_default_index()
+    assert builtin is not None
+    old = f'[[index]]\nname = "default"\nurl = "{builtin}"\n\n' + ONE_INDEX
+    async with running_app(tmp_path, config=old) as app:
+        listing = await call(app, "index.list")
+    assert any("not marked `default = true`" in line for line in listing.drift)

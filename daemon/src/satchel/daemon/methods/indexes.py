@@ -40,7 +40,7 @@ from satchel.daemon.config import (
 )
 from satchel.daemon.credentials import env_prefix, redact, split_userinfo
 from satchel.daemon.errors import ConfigError, NotFound
-from satchel.daemon.indexes import adopt, drift
+from satchel.daemon.indexes import adopt, drift, pip_default_index
 from satchel.daemon.indexset import readopt
 from satchel.daemon.methods import RequestContext, method
 from satchel.daemon.runtime import Runtime, runtime
@@ -116,7 +116,24 @@ def index_drift(app: App, rt: Runtime, environ: dict[str, str] | None) -> list[s
     """
     if not rt.live.usable:
         return []
-    return drift(rt.config, adopt(environ, own=rt.own(app)))
+    return [*unmarked_default(rt.config), *drift(rt.config, adopt(environ, own=rt.own(app)))]
+
+
+def unmarked_default(config: Config) -> list[str]:
+    """Advice for a config.toml written before the default index was marked (issue 12.1): pip's
+    built-in default listed without ``default = true`` is asked before the indexes after it."""
+    builtin = pip_default_index()
+    if builtin is None or any(index.default for index in config.indexes):
+        return []
+    key = builtin.rstrip("/")
+    for index in config.indexes[:-1]:
+        if split_userinfo(index.url)[0].rstrip("/") == key:
+            return [
+                f"{index.name} is pip's default (public) index but is not marked "
+                "`default = true` in config.toml, so it is asked before the indexes listed "
+                "after it: add `default = true` to it (it is then always asked last)"
+            ]
+    return []
 
 
 @method(INDEX_LIST, IndexListParams)
