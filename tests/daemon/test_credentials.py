@@ -10,8 +10,10 @@ import pytest
 from satchel.daemon.credentials import (
     Credentials,
     RedactingFilter,
+    bind_origin,
     env_prefix,
     find_credentials,
+    origin_of,
     redact,
     register_secret,
     split_userinfo,
@@ -19,6 +21,7 @@ from satchel.daemon.credentials import (
 )
 
 URL = "https://127.0.0.1:8443/simple/"
+ORIGIN = ("https", "127.0.0.1", 8443)
 
 
 def test_strip_userinfo_removes_user_and_password() -> None:
@@ -55,7 +58,7 @@ def test_env_prefix_normalises_the_index_name() -> None:
 def test_url_userinfo_wins_over_environment_and_netrc(tmp_path: Path) -> None:
     env = {"SATCHEL_INDEX_MAIN_USERNAME": "env-user", "SATCHEL_INDEX_MAIN_PASSWORD": "env-pw"}
     creds = find_credentials("main", "https://url-user:url-pw@127.0.0.1/simple/", environ=env)
-    assert creds == Credentials("url-user", "url-pw", "url")
+    assert creds == Credentials("url-user", "url-pw", "url", ("https", "127.0.0.1", 443))
 
 
 def test_environment_wins_over_netrc(tmp_path: Path) -> None:
@@ -68,7 +71,7 @@ def test_environment_wins_over_netrc(tmp_path: Path) -> None:
         "SATCHEL_INDEX_MAIN_PASSWORD": "env-pw",
     }
     assert find_credentials("main", URL, environ=env) == Credentials(
-        "env-user", "env-pw", "environment"
+        "env-user", "env-pw", "environment", ORIGIN
     )
 
 
@@ -78,7 +81,7 @@ def test_netrc_from_the_netrc_variable_matches_by_host(tmp_path: Path) -> None:
     netrc.chmod(0o600)
     env = {"NETRC": str(netrc)}
     assert find_credentials("main", URL, environ=env) == Credentials(
-        "n-user", "n-pass-123", "netrc"
+        "n-user", "n-pass-123", "netrc", ORIGIN
     )
     assert find_credentials("main", "https://127.0.0.2/simple/", environ=env) is None
     assert redact("echo n-pass-123") == "echo ***"
@@ -88,7 +91,7 @@ def test_default_netrc_is_in_home(tmp_path: Path) -> None:
     (tmp_path / ".netrc").write_text("default login anyone password any-pass-1\n")
     (tmp_path / ".netrc").chmod(0o600)
     creds = find_credentials("x", URL, environ={"HOME": str(tmp_path)})
-    assert creds == Credentials("anyone", "any-pass-1", "netrc")
+    assert creds == Credentials("anyone", "any-pass-1", "netrc", ORIGIN)
 
 
 def test_broken_netrc_is_ignored_without_echoing_its_content(
@@ -119,3 +122,28 @@ def test_redacting_filter_cleans_messages_args_and_tracebacks(
     assert "pw-in-arg-1" not in caplog.text
     assert "pw-in-exc-2" not in caplog.text
     assert "https://***@127.0.0.1/simple/" in caplog.text
+
+
+def test_every_credential_is_bound_to_the_origin_it_was_found_for() -> None:
+    """Issue 12.9: a credential may be sent to its index's origin (scheme, host, port) only."""
+    env = {"SATCHEL_INDEX_MAIN_PASSWORD": "bound-pw-1"}
+    creds = find_credentials("main", URL, environ=env)
+    assert creds is not None
+    assert creds.origin == origin_of(URL) == ORIGIN
+    assert creds.allows("https://127.0.0.1:8443/files/a.whl")
+    for elsewhere in (
+        "https://127.0.0.2:8443/simple/",  # another host
+        "https://127.0.0.1:8444/simple/",  # another port
+        "http://127.0.0.1:8443/simple/",  # another scheme
+    ):
+        assert not creds.allows(elsewhere), elsewhere
+    assert origin_of("https://h.example/") == origin_of("https://H.example:443/x")
+
+
+def test_adopted_url_credentials_serve_only_their_origin() -> None:
+    """A token in PIP_EXTRA_INDEX_URL is kept in memory for that origin, never by name."""
+    bind_origin("https://tok:adopted-pw-9@127.0.0.1:9443/private/simple/")
+    found = find_credentials("127-0-0-1-9443", "https://127.0.0.1:9443/private/simple/")
+    assert found is not None
+    assert (found.password, found.origin) == ("adopted-pw-9", ("https", "127.0.0.1", 9443))
+    assert find_credentials("127-0-0-1-9443", "https://127.0.0.1:9444/simple/") is None

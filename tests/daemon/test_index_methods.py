@@ -109,8 +109,10 @@ async def test_pinned_index_cannot_be_removed_until_unpinned(tmp_path: Path) -> 
         await call(app, "index.pin", {"project": "internal-tool", "index": None})
         result = await call(app, "index.remove", {"name": "first"})
     assert "first" not in names(result)
-    assert result.adopted is True  # an empty config.toml means: adopt pip's and uv's again
-    assert "adopted again" in result.notes[0]
+    # Changed by issue 12.3: a config.toml without indexes is a decision, not a cue to adopt.
+    assert result.adopted is False
+    assert "now lists no index" in result.notes[0]
+    assert "satchel index adopt" in result.notes[0]
 
 
 async def test_unknown_names_are_not_found(tmp_path: Path) -> None:
@@ -131,9 +133,11 @@ async def test_broken_config_is_not_edited(tmp_path: Path) -> None:
     assert path.read_text() == ONE_INDEX + "oops\n"
 
 
-async def test_first_edit_writes_out_adopted_indexes_without_credentials(
+async def test_first_start_writes_adopted_indexes_without_credentials(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Changed by issue 12.3: adoption happens once, at the first start, into config.toml (it
+    used to happen on every start and be written out by the first edit)."""
     for var in list(os.environ):
         if var.startswith(("PIP_", "UV_")):
             monkeypatch.delenv(var)
@@ -143,19 +147,26 @@ async def test_first_edit_writes_out_adopted_indexes_without_credentials(
     monkeypatch.setenv("UV_NO_CONFIG", "1")
     monkeypatch.setenv("PIP_INDEX_URL", "http://bob:adopted-s3cret@127.0.0.1:7/simple/")
     async with running_app(tmp_path, config=None) as app:
+        path = app.paths.config_dir / "config.toml"
+        written = path.read_text()
         before = await call(app, "index.list")
         assert before.adopted is True
-        assert [(i.name, i.source) for i in before.indexes] == [("pip-index", "pip: PIP_INDEX_URL")]
+        assert [(i.name, i.source, i.default) for i in before.indexes] == [
+            ("127-0-0-1-7", "pip: PIP_INDEX_URL", True)
+        ]
         assert "adopted-s3cret" not in before.indexes[0].url
+        assert any("first start: adopted" in note for note in before.notes)
+        assert any("SATCHEL_INDEX_127_0_0_1_7_USERNAME" in note for note in before.notes)
+        again = await call(app, "index.list")
+        assert not any("first start" in note for note in again.notes)  # shown once
         after = await call(app, "index.add", {"name": "internal", "url": "file:///srv/simple/"})
     # Added indexes rank above the default index (pip's index-url), never below it.
-    assert names(after) == ["internal", "pip-index"]
-    assert after.adopted is False
-    assert any("were written to it first" in note for note in after.notes)
-    assert any("SATCHEL_INDEX_PIP_INDEX_USERNAME" in note for note in after.notes)
-    text = (app.paths.config_dir / "config.toml").read_text()
-    assert "adopted-s3cret" not in text
-    assert 'url = "http://127.0.0.1:7/simple/"' in text
+    assert names(after) == ["internal", "127-0-0-1-7"]
+    assert "adopted-s3cret" not in written
+    assert 'url = "http://127.0.0.1:7/simple/"' in written
+    assert 'adopted-from = "pip: PIP_INDEX_URL"' in written
+    assert "default = true" in written
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
 
 
 # -- end to end ---------------------------------------------------------------------------------
@@ -188,3 +199,34 @@ def test_satchel_index_commands_end_to_end(
         assert "pinned: demo" in listing
         assert "from config.toml" in listing
     assert "internal" in (config_dir / "config.toml").read_text()
+
+
+async def test_add_default_is_written_last_and_there_is_only_one(tmp_path: Path) -> None:
+    """Issue 12.1: the default (public) index is marked and always ranked last."""
+    async with running_app(tmp_path) as app:
+        public = {"name": "pub", "url": "http://127.0.0.1:8/simple/", "default": True}
+        added = await call(app, "index.add", public)
+        assert [(i.name, i.default) for i in added.indexes] == [("first", False), ("pub", True)]
+        later = await call(app, "index.add", {"name": "two", "url": "http://127.0.0.1:7/simple/"})
+        assert names(later) == ["first", "two", "pub"]
+        again = await call(
+            app, "index.add", {"name": "pub2", "url": "http://127.0.0.1:6/simple/", "default": True}
+        )
+        text = (app.paths.config_dir / "config.toml").read_text()
+    assert isinstance(again, Error) and "pub is already the default index" in again.message
+    assert text.index('name = "two"') < text.index('name = "pub"')
+
+
+async def test_an_unmarked_builtin_default_ahead_of_other_indexes_is_pointed_out(
+    tmp_path: Path,
+) -> None:
+    """Issue 12.1: a config.toml written by an older Satchel lists pip's built-in default
+    without `default = true`, ahead of the private index; `index list` says how to fix it."""
+    from satchel.daemon.indexes import pip_default_index
+
+    builtin = pip_default_index()
+    assert builtin is not None
+    old = f'[[index]]\nname = "default"\nurl = "{builtin}"\n\n' + ONE_INDEX
+    async with running_app(tmp_path, config=old) as app:
+        listing = await call(app, "index.list")
+    assert any("not marked `default = true`" in line for line in listing.drift)

@@ -1,4 +1,8 @@
-"""Adoption of the user's pip and uv index configuration, in a temporary HOME and /etc."""
+"""Adoption of the user's pip and uv index configuration, in a temporary HOME and /etc.
+
+Names are derived from the URL (host, port when not the scheme's, path when two share a host),
+never from the position: ``SATCHEL_INDEX_<NAME>_PASSWORD`` is matched by name (issue 12.9).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,14 @@ from urllib.parse import urlsplit
 import pytest
 
 from satchel.daemon.config import Config, IndexConfig
-from satchel.daemon.indexes import adopt_indexes, effective_indexes, pip_default_index
+from satchel.daemon.indexes import (
+    adopt,
+    adopt_indexes,
+    drift,
+    index_name_for,
+    is_own_local_index,
+    pip_default_index,
+)
 
 DEFAULT = "https://default.example.invalid/simple/"
 
@@ -42,8 +53,18 @@ def env(tmp_path: Path) -> _Env:
     return _Env(tmp_path)
 
 
-def test_nothing_configured_adopts_pips_builtin_default(env: _Env) -> None:
-    assert env.adopt() == [("default", DEFAULT, "simple", "pip: built-in default index")]
+def test_nothing_configured_adopts_pips_builtin_default_marked_default(env: _Env) -> None:
+    """Issue 12.1: without `default = true` it was written ahead of the user's next index."""
+    assert env.adopt() == [
+        ("default-example-invalid", DEFAULT, "simple", "pip: built-in default index")
+    ]
+    found = adopt_indexes(env.vars, default_index=lambda: DEFAULT, system_root=env.root)
+    assert found[0].default is True
+
+
+def test_no_pip_and_nothing_configured_adopts_nothing(env: _Env) -> None:
+    """Issue 13.3: without a pip to ask, Satchel does not guess the public index's address."""
+    assert adopt_indexes(env.vars, default_index=lambda: None, system_root=env.root) == ()
 
 
 def test_pip_extra_indexes_come_before_the_index_url(env: _Env) -> None:
@@ -52,9 +73,9 @@ def test_pip_extra_indexes_come_before_the_index_url(env: _Env) -> None:
     env.vars["PIP_INDEX_URL"] = "http://127.0.0.1:1/simple/"
     env.vars["PIP_EXTRA_INDEX_URL"] = "http://127.0.0.1:2/simple/  http://127.0.0.1:3/simple/"
     assert env.adopt() == [
-        ("pip-extra-1", "http://127.0.0.1:2/simple/", "simple", "pip: PIP_EXTRA_INDEX_URL"),
-        ("pip-extra-2", "http://127.0.0.1:3/simple/", "simple", "pip: PIP_EXTRA_INDEX_URL"),
-        ("pip-index", "http://127.0.0.1:1/simple/", "simple", "pip: PIP_INDEX_URL"),
+        ("127-0-0-1-2", "http://127.0.0.1:2/simple/", "simple", "pip: PIP_EXTRA_INDEX_URL"),
+        ("127-0-0-1-3", "http://127.0.0.1:3/simple/", "simple", "pip: PIP_EXTRA_INDEX_URL"),
+        ("127-0-0-1-1", "http://127.0.0.1:1/simple/", "simple", "pip: PIP_INDEX_URL"),
     ]
 
 
@@ -62,12 +83,12 @@ def test_the_adopted_default_index_is_marked_default(env: _Env) -> None:
     env.vars["PIP_INDEX_URL"] = "http://127.0.0.1:1/simple/"
     env.vars["PIP_EXTRA_INDEX_URL"] = "http://127.0.0.1:2/simple/"
     found = adopt_indexes(env.vars, default_index=lambda: DEFAULT, system_root=env.root)
-    assert [(i.name, i.default) for i in found] == [("pip-extra-1", False), ("pip-index", True)]
+    assert [(i.name, i.default) for i in found] == [("127-0-0-1-2", False), ("127-0-0-1-1", True)]
 
 
 def test_extra_index_only_puts_pips_builtin_default_last(env: _Env) -> None:
     env.vars["PIP_EXTRA_INDEX_URL"] = "http://127.0.0.1:2/simple/"
-    assert [name for name, *_ in env.adopt()] == ["pip-extra-1", "default"]
+    assert [name for name, *_ in env.adopt()] == ["127-0-0-1-2", "default-example-invalid"]
 
 
 def test_user_pip_conf_overrides_global_and_install_overrides_global_section(env: _Env) -> None:
@@ -78,14 +99,19 @@ def test_user_pip_conf_overrides_global_and_install_overrides_global_section(env
         "[install]\nindex-url = http://127.0.0.1:3/install/\n",
     )
     assert env.adopt() == [
-        ("pip-index", "http://127.0.0.1:3/install/", "simple", f"pip: {user} [install] index-url")
+        (
+            "127-0-0-1-3",
+            "http://127.0.0.1:3/install/",
+            "simple",
+            f"pip: {user} [install] index-url",
+        )
     ]
 
 
 def test_global_pip_conf_is_read_from_etc(env: _Env) -> None:
     path = env.write("/etc/xdg/pip/pip.conf", "[global]\nextra-index-url = file:///srv/extra\n")
     assert env.adopt()[0] == (
-        "pip-extra-1",
+        "file-extra",
         "file:///srv/extra",
         "simple",
         f"pip: {env.root}/etc/xdg/pip/pip.conf [global] extra-index-url",
@@ -106,9 +132,9 @@ def test_find_links_become_find_links_indexes(env: _Env, tmp_path: Path) -> None
     wheels.mkdir()
     env.vars["PIP_FIND_LINKS"] = f"{wheels} http://127.0.0.1:5/links.html"
     assert env.adopt()[:-1] == [
-        ("pip-find-links-1", wheels.as_uri(), "find-links", "pip: PIP_FIND_LINKS"),
+        ("file-wheels", wheels.as_uri(), "find-links", "pip: PIP_FIND_LINKS"),
         (
-            "pip-find-links-2",
+            "127-0-0-1-5",
             "http://127.0.0.1:5/links.html",
             "find-links",
             "pip: PIP_FIND_LINKS",
@@ -122,15 +148,95 @@ def test_no_index_keeps_only_find_links(env: _Env, tmp_path: Path) -> None:
     assert [kind for _, _, kind, _ in env.adopt()] == ["find-links"]
 
 
+@pytest.mark.parametrize(
+    ("where", "text"),
+    [
+        ("env", ""),
+        (".config/pip/pip.conf", "[global]\nno-index = true\n"),
+        (".config/uv/uv.toml", "no-index = true\n"),
+        ("uvenv", ""),
+    ],
+)
+def test_no_index_alone_adopts_no_index_not_the_public_default(
+    env: _Env, where: str, text: str
+) -> None:
+    """Issue 12.6: `no-index` alone used to adopt pip's built-in default anyway."""
+    if where == "env":
+        env.vars["PIP_NO_INDEX"] = "1"
+    elif where == "uvenv":
+        env.vars["UV_NO_INDEX"] = "true"
+    else:
+        env.write(where, text)
+    result = adopt(env.vars, default_index=lambda: DEFAULT, system_root=env.root)
+    assert result.indexes == ()
+    assert result.no_index is not None
+    assert result.configured
+
+
+def test_satchels_own_local_index_is_never_adopted(env: _Env) -> None:
+    """Issue 12.4: `eval "$(satchel env)"` made the next daemon adopt itself as upstream."""
+    token = "t" * 43
+    own = 7340
+    for url in (
+        f"http://satchel:{token}@127.0.0.1:{own}/simple/",
+        f"http://127.0.0.1:{own}/simple/",
+        f"http://localhost:{own}/simple/",
+        f"http://[::1]:{own}/simple/",
+        f"http://satchel:{token}@127.0.0.1:9/simple/",  # its token on another port: still ours
+    ):
+        env.vars["PIP_INDEX_URL"] = url
+        env.vars["UV_DEFAULT_INDEX"] = url
+        result = adopt(
+            env.vars,
+            default_index=lambda: DEFAULT,
+            system_root=env.root,
+            own=lambda u: is_own_local_index(u, [own], token),
+        )
+        assert result.indexes == (), url
+        assert "Satchel's own local index" in result.notes[0]
+        assert token not in " ".join(result.notes)
+
+
+def test_names_do_not_depend_on_the_order_of_the_environment(env: _Env) -> None:
+    """Issue 12.9: positional names sent one host's password to another host."""
+    a, b = "http://127.0.0.1:2/team/simple/", "http://127.0.0.1:2/other/simple/"
+    env.vars["PIP_EXTRA_INDEX_URL"] = f"{a} {b}"
+    first = {i.url: i.name for i in adopt_indexes(env.vars, default_index=lambda: None)}
+    env.vars["PIP_EXTRA_INDEX_URL"] = f"{b} {a}"
+    second = {i.url: i.name for i in adopt_indexes(env.vars, default_index=lambda: None)}
+    assert first == second == {a: "127-0-0-1-2-team", b: "127-0-0-1-2-other"}
+    assert index_name_for("https://packages.example.com/simple/") == "packages-example-com"
+    assert index_name_for("https://packages.example.com:8443/simple/") == (
+        "packages-example-com-8443"
+    )
+
+
+def test_drift_names_what_pip_adds_and_what_it_no_longer_lists(env: _Env) -> None:
+    """Issue 12.3: the environment never changes the index set; drift only reports."""
+    adopted = IndexConfig(
+        name="private", url="http://127.0.0.1:2/simple/", source="pip: PIP_EXTRA_INDEX_URL"
+    )
+    mine = IndexConfig(name="mine", url="http://127.0.0.1:9/simple/")
+    config = Config(indexes=(mine, adopted))
+    env.vars["PIP_INDEX_URL"] = "http://127.0.0.1:1/simple/"
+    lines = drift(config, adopt(env.vars, default_index=lambda: DEFAULT, system_root=env.root))
+    assert len(lines) == 1
+    assert "http://127.0.0.1:1/simple/ (pip: PIP_INDEX_URL) is not in config.toml" in lines[0]
+    assert "config.toml's private (adopted from pip: PIP_EXTRA_INDEX_URL)" in lines[0]
+    assert "satchel index adopt" in lines[0]
+    del env.vars["PIP_INDEX_URL"]  # nothing configured (cron, an IDE): not a disagreement
+    assert drift(config, adopt(env.vars, default_index=lambda: DEFAULT, system_root=env.root)) == []
+
+
 def test_uv_environment_in_uv_priority_order(env: _Env) -> None:
     env.vars["UV_INDEX"] = "internal=http://127.0.0.1:1/simple/ http://127.0.0.1:2/simple/"
     env.vars["UV_EXTRA_INDEX_URL"] = "http://127.0.0.1:3/simple/"
     env.vars["UV_DEFAULT_INDEX"] = "http://127.0.0.1:4/simple/"
     assert [(name, source) for name, _, _, source in env.adopt()] == [
         ("internal", "uv: UV_INDEX"),
-        ("uv-index-2", "uv: UV_INDEX"),
-        ("uv-extra-1", "uv: UV_EXTRA_INDEX_URL"),
-        ("uv-default", "uv: UV_DEFAULT_INDEX"),
+        ("127-0-0-1-2", "uv: UV_INDEX"),
+        ("127-0-0-1-3", "uv: UV_EXTRA_INDEX_URL"),
+        ("127-0-0-1-4", "uv: UV_DEFAULT_INDEX"),
     ]
 
 
@@ -152,29 +258,21 @@ def test_uv_toml_indexes_with_default_explicit_and_flat(env: _Env) -> None:
 
 def test_system_uv_toml_is_read(env: _Env) -> None:
     env.write("/etc/uv/uv.toml", '[[index]]\nname = "corp"\nurl = "http://127.0.0.1:7/simple/"\n')
-    assert [name for name, *_ in env.adopt()] == ["corp", "default"]
+    assert [name for name, *_ in env.adopt()] == ["corp", "default-example-invalid"]
 
 
 def test_pip_comes_before_uv_and_duplicates_are_dropped(env: _Env) -> None:
     env.vars["PIP_INDEX_URL"] = "http://127.0.0.1:1/simple/"
     env.vars["UV_INDEX"] = "http://127.0.0.1:1/simple http://127.0.0.1:2/simple/"
-    assert [name for name, *_ in env.adopt()] == ["uv-index-2", "pip-index"]
+    assert [name for name, *_ in env.adopt()] == ["127-0-0-1-2", "127-0-0-1-1"]
 
 
 def test_broken_pip_conf_is_ignored_with_a_warning(
     env: _Env, caplog: pytest.LogCaptureFixture
 ) -> None:
     env.write(".config/pip/pip.conf", "index-url = no section header\n")
-    assert [name for name, *_ in env.adopt()] == ["default"]
+    assert [name for name, *_ in env.adopt()] == ["default-example-invalid"]
     assert "ignoring unreadable pip config" in caplog.text
-
-
-def test_effective_indexes_prefer_config_toml(env: _Env) -> None:
-    mine = IndexConfig(name="mine", url="http://127.0.0.1:9/simple/")
-    env.vars["PIP_INDEX_URL"] = "http://127.0.0.1:1/simple/"
-    assert effective_indexes(Config(indexes=(mine,)), env.vars) == (mine,)
-    adopted = effective_indexes(Config(), env.vars, default_index=lambda: DEFAULT)
-    assert [i.name for i in adopted] == ["pip-index"]
 
 
 def test_pip_default_index_is_read_from_the_installed_pip() -> None:
@@ -206,3 +304,11 @@ def test_this_machines_pip_configuration_is_adopted() -> None:
     if not expected:
         expected = [url for url in [pip_default_index()] if url]
     assert [url for url in adopted if url in expected] == expected
+
+
+def test_an_invalid_url_in_pips_configuration_is_skipped_with_a_note(env: _Env) -> None:
+    """Issue 11.10: an adopted URL gets the same validation as config.toml's."""
+    env.vars["PIP_EXTRA_INDEX_URL"] = "http://[::1/simple/ http://127.0.0.1:2/simple/"
+    result = adopt(env.vars, default_index=lambda: DEFAULT, system_root=env.root)
+    assert [i.name for i in result.indexes] == ["127-0-0-1-2", "default-example-invalid"]
+    assert "not a valid index URL" in result.notes[0]

@@ -79,8 +79,8 @@ class World:
 
     def add_index(self, name: str, url: str) -> None:
         self.ok("index", "add", name, url)
-        # On an empty config.toml, `index add` first writes out the adopted indexes (pip's
-        # built-in default among them, ahead of the new one). The tests stay on loopback.
+        # The first daemon start adopted pip's built-in default into config.toml (marked
+        # default, so it ranks after the new one). The tests stay on loopback: remove it.
         listing = json.loads(self.ok("index", "list", "--json").stdout)
         for index in listing["indexes"]:
             if not index["url"].startswith("http://127.0.0.1:"):

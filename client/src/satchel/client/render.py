@@ -34,6 +34,7 @@ STATUS_ORDER = (
     "previous_exit",
     "config_error",
     "indexes",
+    "index_notes",
     "local_index",
 )
 
@@ -66,6 +67,8 @@ def format_status(status: Any) -> str:
     lines = []
     for key in keys:
         text = _status_field(key, status[key], width + 3)
+        if key == "indexes" and not status[key] and status.get("index_notes"):
+            text = "none (see index notes)"  # not "starting up": there is no index set
         lines.append(f"{(_label(key) + ':').ljust(width)} {text}")
     return "\n".join(line.rstrip(" ") for line in "\n".join(lines).split("\n"))
 
@@ -84,6 +87,8 @@ def _status_field(key: str, value: Any, indent: int) -> str:
         return "none"
     if key == "jobs" and isinstance(value, list):
         return "".join(f"\n{' ' * indent}{format_job(job)}" for job in value)
+    if key == "index_notes" and isinstance(value, list):
+        return "".join(f"\n{' ' * indent}{note}" for note in value) if value else "none"
     if key == "previous_exit" and isinstance(value, dict):
         return format_exit(value)
     if key == "previous_exit" and value is None:

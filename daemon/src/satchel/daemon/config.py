@@ -8,6 +8,8 @@ The file lives at ``<config dir>/satchel/config.toml``::
     explicit = true            # optional: used only for projects pinned to it
     kind = "simple"            # optional: "simple" (default) or "find-links"
     max-age = 600              # optional: treat pages as fresh this long (overrides the index)
+    default = true             # optional: the default (public) index, always consulted last
+    adopted-from = "pip: PIP_EXTRA_INDEX_URL"   # written by adoption: where the index came from
 
     [pins]                     # project -> index name: the project comes from that index only
     internal-tool = "internal"
@@ -25,7 +27,13 @@ Every error is a `ConfigError` naming the file and the line (tomllib reports syn
 their line; schema errors are located by `_KeyLines`, a small scan of the source text).
 
 A broken edit must not take the daemon's indexes away, so `LiveConfig` keeps the last good
-configuration and exposes the error (with its line) for ``satchel status``.
+configuration and exposes the error (with its line) for ``satchel status``. A file that is broken
+when the daemon starts has no last good configuration: the runtime then refuses every command
+that needs an index (see `satchel.daemon.runtime`), rather than guessing an index set.
+
+An empty file is an error too: `render_config` always writes a header comment, so an empty
+config.toml is one an editor truncated before writing it (or a mistake), never a decision to
+have no index. Whether the file exists at all is what decides adoption (`config_exists`).
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import tomllib
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 import trio
@@ -50,6 +59,8 @@ __all__ = [
     "LiveConfig",
     "Settings",
     "check_index",
+    "check_url",
+    "config_exists",
     "load_config",
     "parse_config",
     "render_config",
@@ -84,8 +95,13 @@ class IndexConfig(msgspec.Struct, frozen=True, kw_only=True):
     kind: IndexKind = "simple"
     #: Cache policy override: pages are fresh for this many seconds whatever the index says.
     max_age: int | None = None
-    #: Where the index came from: "config.toml", or how it was adopted ("pip: PIP_INDEX_URL").
+    #: Where the index came from: "config.toml" (added by the user), or how it was adopted
+    #: ("pip: PIP_INDEX_URL"), written to the file as ``adopted-from``.
     source: str = "config.toml"
+
+    @property
+    def adopted(self) -> bool:
+        return self.source != "config.toml"
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -189,13 +205,40 @@ def _bool(value: Any) -> bool:
     raise ValueError("expected true or false")
 
 
+#: Characters no index URL may contain: whitespace and controls (a pasted URL with a space or a
+#: newline is a mistake, and httpx would reject it only at the first request).
+_URL_BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
 def _url(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("expected a URL string")
-    scheme = value.split(":", 1)[0].lower() if "://" in value else ""
+    url = value.strip()
+    check_url(url)
+    return url
+
+
+def check_url(url: str) -> None:
+    """Raise `ValueError` naming what is wrong with index URL *url* (scheme, host, port, spaces)."""
+    scheme = url.split(":", 1)[0].lower() if "://" in url else ""
     if scheme not in ("http", "https", "file"):
         raise ValueError("expected an http://, https:// or file:// URL")
-    return value.strip()
+    if _URL_BAD_CHARS.search(url):
+        raise ValueError("a URL must not contain spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port out of range or not a number
+        host = parts.hostname
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL ({exc})") from None
+    if scheme == "file":
+        if not parts.path:
+            raise ValueError("a file:// URL needs a path")
+        return
+    if not host:
+        raise ValueError(f"a {scheme}:// URL needs a host name")
+    if port == 0:
+        raise ValueError("port 0 is not a port an index can listen on")
 
 
 _INDEX_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
@@ -205,7 +248,14 @@ _INDEX_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "default": ("default", _bool),
     "kind": ("kind", lambda v: _choice(v, ("simple", "find-links"))),
     "max-age": ("max_age", _parse_duration),
+    "adopted-from": ("source", lambda v: _provenance(v)),
 }
+
+
+def _provenance(value: Any) -> str:
+    if isinstance(value, str) and value.strip() and not re.search(r"[\x00-\x1f\x7f]", value):
+        return value
+    raise ValueError("expected a one-line description of where the index was adopted from")
 
 
 def _name(value: Any) -> str:
@@ -216,7 +266,7 @@ def _name(value: Any) -> str:
 
 def check_index(index: IndexConfig) -> None:
     """Validate one index built outside a file (``satchel index add``): a `ConfigError` if bad."""
-    for key, value in (("name", index.name), ("url", index.url)):
+    for key, value in (("name", index.name), ("url", index.url.strip())):
         try:
             _INDEX_KEYS[key][1](value)
         except ValueError as exc:
@@ -227,6 +277,14 @@ def check_index(index: IndexConfig) -> None:
 
 def parse_config(text: str, path: Path | str = "config.toml") -> Config:
     """Parse and validate config *text*; errors are `ConfigError` naming *path* and the line."""
+    if not text.strip():
+        raise _error(
+            path,
+            None,
+            "the file is empty (truncated while being written?); satchel writes a header comment "
+            "in every config.toml it writes. Restore your indexes, or delete the file and run "
+            "`satchel index adopt` to adopt pip's and uv's again",
+        )
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -319,8 +377,13 @@ def _error(path: Path | str, line: int | None, message: str) -> ConfigError:
     return ConfigError(redact(f"{where}: {message}"), details={"path": str(path), "line": line})
 
 
+def config_exists(path: Path) -> bool:
+    """Whether config.toml exists: a missing file is the one case where indexes are adopted."""
+    return path.exists() or path.is_symlink()
+
+
 def load_config(path: Path) -> Config:
-    """Read *path*; a missing file is an empty configuration (indexes are then adopted)."""
+    """Read *path*; a missing file is an empty configuration (the runtime then adopts once)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -331,6 +394,14 @@ def load_config(path: Path) -> Config:
 
 
 # -- writing ------------------------------------------------------------------------------------
+
+
+#: Written at the top of every config.toml Satchel writes (see the module docstring: an empty
+#: file is therefore always a truncation or a mistake, never Satchel's own output).
+_HEADER = """\
+# Satchel's indexes (highest priority first; the default index is always asked last), pins and
+# settings. Edited by `satchel index ...`; hand edits are applied live. See docs/indexes.md.
+"""
 
 
 def _toml_string(value: str) -> str:
@@ -344,9 +415,11 @@ def _toml_key(key: str) -> str:
 
 
 def render_config(config: Config) -> str:
-    """The TOML text of *config*: indexes in order, then pins, then non-default settings."""
-    out: list[str] = []
-    for index in config.indexes:
+    """The TOML text of *config*: a header, indexes in order, pins, then non-default settings."""
+    out: list[str] = [_HEADER]
+    if not config.indexes:
+        out += ["# No index: add one with `satchel index add NAME URL`.", ""]
+    for index in order_indexes(config.indexes):
         out.append("[[index]]")
         out.append(f"name = {_toml_string(index.name)}")
         out.append(f"url = {_toml_string(index.url)}")
@@ -358,6 +431,8 @@ def render_config(config: Config) -> str:
             out.append(f"kind = {_toml_string(index.kind)}")
         if index.max_age is not None:
             out.append(f"max-age = {index.max_age}")
+        if index.adopted:
+            out.append(f"adopted-from = {_toml_string(index.source)}")
         out.append("")
     if config.pins:
         out.append("[pins]")
@@ -390,8 +465,10 @@ class LiveConfig:
 
     `config` is always a valid configuration: a broken edit leaves it unchanged and sets `error`
     (a `ConfigError` with file and line) until a later edit fixes the file. A file that is already
-    broken at start gives the empty configuration with `error` set; a daemon that prefers to refuse
-    to start checks `error` right after construction.
+    broken at start gives the empty configuration with `error` set and `usable` False: there is
+    no last good configuration, and the runtime refuses work that needs an index until the file
+    is fixed. A file removed while the daemon runs is an error too (the last good configuration
+    stays): the index set changes only by an edit the user makes, never by a file going away.
     """
 
     def __init__(
@@ -400,6 +477,8 @@ class LiveConfig:
         self.path = path
         self.error: ConfigError | None = None
         self.config: Config = Config()
+        #: Whether `config` came from the file (False: broken or missing since start).
+        self.usable = False
         self._on_error = on_error
         self.reload()
 
@@ -411,7 +490,7 @@ class LiveConfig:
         """
         had_error = self.error is not None
         try:
-            config = load_config(self.path)
+            config = self._read()
         except ConfigError as exc:
             if self.error is None or str(exc) != str(self.error):
                 _log.error("keeping the last good configuration: %s", exc)
@@ -420,9 +499,19 @@ class LiveConfig:
                 self._on_error(exc)
             return False
         self.error = None
-        changed = config != self.config or had_error
+        changed = config != self.config or had_error or not self.usable
         self.config = config
+        self.usable = config_exists(self.path)
         return changed
+
+    def _read(self) -> Config:
+        if self.usable and not config_exists(self.path):
+            raise ConfigError(
+                f"{self.path}: the file was removed; the indexes it listed stay in use until "
+                "it is back or the daemon restarts (which adopts pip's and uv's indexes anew)",
+                details={"path": str(self.path), "line": None},
+            )
+        return load_config(self.path)
 
     async def watch(
         self,

@@ -7,7 +7,19 @@ Sources, first match wins (the same order uv uses, so a user's existing set-up k
    ``<NAME>`` is the index name upper-cased with every non-alphanumeric character replaced by ``_``
    (index ``corp-internal`` -> ``SATCHEL_INDEX_CORP_INTERNAL_PASSWORD``); a password alone is sent
    with an empty user name (no ``__token__`` convention is assumed);
-3. netrc: the file named by ``NETRC``, else ``~/.netrc``, matched by host.
+3. userinfo in the URL pip or uv was configured with when the index was adopted
+   (``PIP_EXTRA_INDEX_URL=https://user:token@host/simple/``): config.toml never holds it, so the
+   daemon keeps it in memory bound to that URL's origin (`bind_origin`), for the index whose URL
+   has the same origin;
+4. netrc: the file named by ``NETRC``, else ``~/.netrc``, matched by host.
+
+**A credential is bound to an origin** (scheme, host, port): the one of the index URL it was
+found for. `Credentials.origin` records it, and the upstream client attaches a credential only to
+a request for that very origin: a redirect to another host, scheme or port goes without it (the
+client follows redirects itself, with no ``Authorization`` carried over). Index names adopted
+from pip and uv are derived from the host (`satchel.daemon.indexes.index_name_for`), so
+``SATCHEL_INDEX_<NAME>_PASSWORD`` names the host it is meant for, whatever the order of the
+indexes in the environment.
 
 Why redaction is central rather than left to each log call: a URL with userinfo reaches error
 messages through exceptions raised deep inside httpx, so every string that may leave the daemon
@@ -30,9 +42,12 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 __all__ = [
     "Credentials",
+    "Origin",
     "RedactingFilter",
+    "bind_origin",
     "env_prefix",
     "find_credentials",
+    "origin_of",
     "redact",
     "register_secret",
     "split_userinfo",
@@ -56,17 +71,59 @@ _secrets_lock = threading.Lock()
 _MIN_SECRET_LENGTH = 4
 
 
+#: (scheme, host, port): what a credential is bound to. The port is the effective one (80/443
+#: when the URL names none), so ``https://h/`` and ``https://h:443/`` are one origin.
+Origin = tuple[str, str, int | None]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> Origin:
+    """The origin of *url* (lower-cased scheme and host, effective port)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
+
+
 @dataclass(frozen=True)
 class Credentials:
     """A user name and password for one index; `repr` never shows the password."""
 
     username: str
     password: str
-    #: Where they came from ("url", "environment", "netrc"), for status and error messages.
+    #: Where they came from ("url", "environment", "pip/uv configuration", "netrc").
     source: str
+    #: The only origin they may be sent to (None until bound by `find_credentials`).
+    origin: Origin | None = None
 
     def __repr__(self) -> str:
-        return f"Credentials(username={self.username!r}, password={MASK!r}, source={self.source!r})"
+        return (
+            f"Credentials(username={self.username!r}, password={MASK!r}, "
+            f"source={self.source!r}, origin={self.origin!r})"
+        )
+
+    def allows(self, url: str) -> bool:
+        """Whether these credentials may be sent with a request for *url*."""
+        return self.origin is not None and origin_of(url) == self.origin
+
+
+#: Credentials from the URLs pip and uv were configured with, by origin (see `bind_origin`).
+_by_origin: dict[Origin, Credentials] = {}
+
+
+def bind_origin(url_with_userinfo: str) -> None:
+    """Remember the credentials in *url_with_userinfo* for its origin only (in memory)."""
+    clean, creds = split_userinfo(url_with_userinfo)
+    if creds is not None:
+        origin = origin_of(clean)
+        with _secrets_lock:
+            _by_origin[origin] = Credentials(
+                creds.username, creds.password, "pip/uv configuration", origin
+            )
 
 
 def register_secret(value: str) -> None:
@@ -152,16 +209,22 @@ def _from_netrc(host: str, environ: Mapping[str, str]) -> Credentials | None:
 def find_credentials(
     index_name: str, url: str, *, environ: Mapping[str, str] | None = None
 ) -> Credentials | None:
-    """The credentials to send to index *index_name* at *url*: URL, then environment, then netrc."""
+    """The credentials for index *index_name* at *url*, bound to the origin of *url*: from the
+    URL, the environment, the adopted pip/uv URL of that origin, or netrc (in that order)."""
     env = os.environ if environ is None else environ
-    _, from_url = split_userinfo(url)
-    if from_url is not None:
-        return from_url
-    from_env = _from_environment(index_name, env)
-    if from_env is not None:
-        return from_env
-    host = urlsplit(url).hostname
-    return _from_netrc(host, env) if host else None
+    clean, found = split_userinfo(url)
+    origin = origin_of(clean)
+    if found is None:
+        found = _from_environment(index_name, env)
+    if found is None:
+        with _secrets_lock:
+            found = _by_origin.get(origin)
+    if found is None:
+        host = urlsplit(clean).hostname
+        found = _from_netrc(host, env) if host else None
+    if found is None:
+        return None
+    return Credentials(found.username, found.password, found.source, origin)
 
 
 class RedactingFilter(logging.Filter):

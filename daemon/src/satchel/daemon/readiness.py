@@ -150,7 +150,8 @@ async def needed_files(
                 needed.add(_lock_files(session, lock, target))
             reqs = unit.inputs.requirements
             if reqs.requirements:
-                outcome = await resolve_request(rt, params, Inputs(requirements=reqs), target)
+                inputs = Inputs(requirements=reqs, project=unit.inputs.project)
+                outcome = await resolve_request(rt, params, inputs, target, background=True)
                 needed.offline |= outcome.session.offline
                 needed.add(pinned_files(outcome.session, outcome.resolution.pins))
         except SatchelError as exc:

@@ -41,11 +41,14 @@ from satchel.daemon.reqfiles import (
     RequirementsFileError,
     parse_requirements,
     read_pyproject,
+    read_toml,
 )
 from satchel.daemon.resolver import Pin, Resolution, resolve
 from satchel.daemon.runtime import Runtime
 from satchel.daemon.scope import ScopedPages
 from satchel.daemon.target import Target, query_interpreter, synthetic_target
+from satchel.daemon.uvproject import ProjectIndexes, read_uv_project
+from satchel.daemon.uvproject import apply as apply_project
 from satchel.protocol.methods.resolve import PinInfo, ResolveParams
 
 __all__ = [
@@ -122,6 +125,8 @@ class Inputs:
     requirements: RequirementSet = field(default_factory=RequirementSet)
     #: pylock.toml inputs: fetched as listed, never re-resolved.
     locks: list[pylock.Lock] = field(default_factory=list)
+    #: A uv project's own indexes and index pins (`satchel.daemon.uvproject`).
+    project: ProjectIndexes | None = None
 
 
 def _read_inputs(params: ResolveParams) -> Inputs:
@@ -138,6 +143,7 @@ def _read_inputs(params: ResolveParams) -> Inputs:
         if path.name == "pyproject.toml":
             for req in read_pyproject(path, extras=params.extras, groups=params.groups):
                 reqs.requirements.append(_parsed(req, str(path)))
+            inputs.project = read_uv_project(path, read_toml(path))
         elif path.name.startswith("pylock") and path.suffix == ".toml":
             inputs.locks.append(pylock.read_pylock(path))
         else:
@@ -206,10 +212,16 @@ async def resolve_request(
     target: Target,
     *,
     installed: dict[str, str] | None = None,
+    background: bool = False,
 ) -> Outcome:
-    """Resolve *inputs* for *target* under the daemon's configuration."""
+    """Resolve *inputs* for *target* under the daemon's configuration (and, for a pyproject.toml
+    with uv index tables, that project's indexes and pins). A *background* resolve (watched
+    projects) leaves the notes meant for the user's next command to that command."""
     started = time.perf_counter()
-    session = rt.catalog.session(offline=params.offline, strategy=params.index_strategy)
+    config = apply_project(rt.config, inputs.project) if inputs.project else None
+    session = rt.catalog.session(
+        offline=params.offline, strategy=params.index_strategy, config=config
+    )
     reqs = inputs.requirements
     roots = [item.requirement for item in reqs.requirements]
     for lock in inputs.locks:
@@ -235,6 +247,12 @@ async def resolve_request(
         ),
         limiter=_resolver_threads(),
     )
+    if not background:
+        session.notes.extend(rt.take_notes())  # what the first start adopted, shown once
+    if rt.live.error is not None:  # a broken edit: say on every command what is in use
+        session.notes.append(
+            f"config.toml is broken, the last good configuration is in use: {rt.live.error}"
+        )
     session.notes.extend(reqs.warnings)
     session.notes.extend(resolution.notes)
     return Outcome(resolution, session, target, time.perf_counter() - started)

@@ -3,13 +3,15 @@
 One task owns them all (`run_runtime`), so their lifetime is a single nursery scope:
 
     open the cache (sweep crash debris, reconcile the metadb with the blobs present)
-      -> load config.toml (a broken file: empty configuration, error shown by `status`)
-      -> effective indexes: config.toml's, else adopted from pip/uv, else pip's default
+      -> no config.toml at all: adopt pip's/uv's indexes ONCE and write them to it
+         (`satchel.daemon.indexset.adopt_once`); an existing file is never touched
+      -> load config.toml (a broken file: no index set at all; every command that needs one
+         fails with the file's error, naming the line, until the file is fixed)
       -> upstream HTTP client, catalog (shared downloads, look-ahead), metadata cache
-      -> READY; then watch config.toml and apply each good edit live
+      -> READY; then watch config.toml and apply each good edit live (a broken edit keeps the
+         last good configuration, and `status` / `index list` show the error)
 
-The effective configuration is computed once per configuration change, not per request:
-adoption reads pip's and uv's files and may ask pip for its default index.
+The index set is config.toml's, never the environment the daemon was started from.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import msgspec
 import trio
 
 from satchel.daemon.candidates import MetadataCache
@@ -27,10 +28,16 @@ from satchel.daemon.catalog import Catalog
 from satchel.daemon.config import Config, LiveConfig
 from satchel.daemon.credentials import redact
 from satchel.daemon.errors import ConfigError, SatchelError
-from satchel.daemon.indexes import effective_indexes
+from satchel.daemon.indexset import NO_INDEX_MESSAGE, DriftCache, OwnIndex, adopt_once
 from satchel.daemon.installer import recover_all
 from satchel.daemon.journal import journal_dir
-from satchel.daemon.localindex import serve_local_index
+from satchel.daemon.localindex import (
+    configured_port,
+    default_port,
+    local_index_state,
+    serve_local_index,
+)
+from satchel.daemon.localindex.auth import load_or_create_token
 from satchel.daemon.metadb import MetaDB
 from satchel.daemon.store import BlobStore, open_cache
 from satchel.daemon.upstream import Upstream
@@ -57,30 +64,72 @@ class Runtime:
     catalog: Catalog = field(init=False)
     #: Parsed metadata shared by every resolve (see `candidates.MetadataCache`).
     metadata_cache: MetadataCache = field(default_factory=MetadataCache)
-    #: config.toml with its indexes replaced by the effective ones (adopted if it lists none).
+    #: config.toml's configuration (the last good one).
     config: Config = field(default_factory=Config)
     #: Where interpreter descriptions are cached on disk.
     interpreters_dir: Path = Path()
+    #: For the next command to show, once (what the first start adopted).
+    notes: list[str] = field(default_factory=list)
+    #: Satchel's own local index, as adoption and `index add` must recognise it.
+    own_index: OwnIndex = field(default_factory=OwnIndex)
+    #: True when there is no config.toml and nothing could be adopted (see `NO_INDEX_MESSAGE`).
+    no_index_set: bool = False
+    #: What `status` shows of pip's/uv's disagreement with config.toml (cached: a hot path).
+    drift: DriftCache = field(default_factory=DriftCache)
 
     def refresh_config(self) -> None:
-        """Recompute the effective configuration from the current config.toml."""
-        base = self.live.config
-        indexes = effective_indexes(base)
-        self.config = msgspec.structs.replace(base, indexes=indexes)
-        for index in indexes:
-            log.info("index %s: %s (%s)", index.name, redact(index.url), index.source)
-        if not indexes:
-            log.warning("no index configured or adoptable: only the cache can answer")
+        """Take the current config.toml (the live reload's last good configuration)."""
+        self.config = self.live.config
+        for index in self.config.indexes:
+            flag = ", default" if index.default else ""
+            log.info("index %s: %s (%s%s)", index.name, redact(index.url), index.source, flag)
+        if self.live.usable and not self.config.indexes:
+            log.warning("config.toml lists no index: only the cache can answer")
+
+    def take_notes(self) -> list[str]:
+        notes, self.notes = self.notes, []
+        return notes
+
+    def check_usable(self) -> None:
+        """Refuse work that needs an index set while there is none to trust (see the module
+        docstring): a config.toml broken since start, or nothing configured and nothing adopted.
+        """
+        if self.live.usable:
+            return
+        if self.live.error is not None:
+            error = self.live.error
+            raise ConfigError(
+                f"{error.message}\nno index set is in use until config.toml is fixed (Satchel "
+                "does not fall back to pip's or uv's indexes)",
+                details=error.details,
+            )
+        if self.no_index_set:
+            raise ConfigError(NO_INDEX_MESSAGE)
+
+    def own(self, app: App) -> OwnIndex:
+        """`own_index` with the port the local index is bound to right now."""
+        bound = local_index_state(app).port
+        wanted = configured_port(self)
+        if wanted is None:
+            wanted = default_port(app.paths.state_dir)
+        ports = self.own_index.ports | ({bound} if bound else set()) | {wanted}
+        return OwnIndex(frozenset(ports), self.own_index.token)
 
 
-async def runtime(app: App) -> Runtime:
-    """The running daemon's services, once started (requests arriving early wait here)."""
+async def runtime(app: App, *, need_indexes: bool = True) -> Runtime:
+    """The running daemon's services, once started (requests arriving early wait here).
+
+    With *need_indexes* (every method but those that show or edit the configuration), a
+    `ConfigError` while there is no index set to trust (`Runtime.check_usable`).
+    """
     services = app.services
     await services.runtime_ready.wait()
     if services.runtime is None:
         raise SatchelError(
             f"the daemon could not open its cache: {services.runtime_error}; see the daemon log"
         )
+    if need_indexes:
+        services.runtime.check_usable()
     return services.runtime
 
 
@@ -121,10 +170,17 @@ async def _run(app: App) -> None:
     def on_error(exc: ConfigError) -> None:
         app.config_error = str(exc)
 
+    try:
+        token: str | None = await trio.to_thread.run_sync(load_or_create_token, app.paths.state_dir)
+    except OSError:
+        token = None  # the local index reports it; its port still identifies it
+    own = OwnIndex(frozenset({default_port(app.paths.state_dir, env=True)}), token)
+    adopted = await trio.to_thread.run_sync(adopt_once, config_path, own)
     live = LiveConfig(config_path, on_error=on_error)
     async with Upstream() as upstream, trio.open_nursery() as nursery:
         rt = Runtime(store=store, metadb=metadb, upstream=upstream, live=live)
         rt.interpreters_dir = cache_dir / "interpreters"
+        rt.own_index, rt.notes, rt.no_index_set = own, adopted.notes, adopted.nothing
         await trio.to_thread.run_sync(rt.refresh_config)
         rt.catalog = Catalog(upstream, store, metadb, nursery, lambda: rt.config)
         app.services.runtime = rt

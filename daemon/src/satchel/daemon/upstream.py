@@ -124,11 +124,6 @@ class Limits:
     find_links_ttl: float = 60.0
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
-
-
 def _max_age(cache_control: str | None) -> int | None:
     if not cache_control:
         return None
@@ -358,7 +353,9 @@ class Upstream:
             known = (index.url, find_credentials(index.name, index.url, environ=self._environ))
             self._credentials[index.name] = known
         creds = known[1]
-        if creds is None or _origin(url) != _origin(self._base_url(index)):
+        # Bound to the index URL's origin: a redirect to another host, port or scheme goes
+        # without (redirects are followed here, by hand, so httpx never carries it over).
+        if creds is None or not creds.allows(url):
             return None
         return httpx.BasicAuth(creds.username, creds.password)
 

@@ -44,6 +44,7 @@ from satchel.daemon.reqfiles import (
     read_toml,
 )
 from satchel.daemon.resolution import Inputs
+from satchel.daemon.uvproject import read_uv_project
 
 __all__ = [
     "STATE_KEY",
@@ -258,6 +259,7 @@ def read_unit(path: Path) -> Unit:
         unit.inputs.requirements = parse_requirements(path)
     elif kind == "pyproject":
         unit.inputs.requirements = _from_strings(_all_of_pyproject(path), str(path))
+        unit.inputs.project = read_uv_project(path, read_toml(path))
     elif kind == "pylock":
         unit.inputs.locks.append(pylock.read_pylock(path))
     elif kind == "uv-lock":

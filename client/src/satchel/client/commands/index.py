@@ -1,15 +1,17 @@
-"""`satchel index add|list|remove|pin`: the indexes the daemon uses, in priority order.
+"""`satchel index add|list|remove|pin|adopt`: the indexes the daemon uses, in priority order.
 
-Indexes live in config.toml (the daemon edits it; hand edits are picked up live). While it lists
-none, the daemon uses the indexes already configured for pip and uv, and `satchel index list`
-says where each came from. With the default strategy (first-index) a project is taken only from
-the first index that has it; `pin` restricts a project to one index.
+Indexes live in config.toml (the daemon edits it; hand edits are picked up live). The first
+daemon start adopts the indexes already configured for pip and uv into it, once; `satchel index
+list` says where each came from and whether pip/uv now disagree, and `satchel index adopt` takes
+their current set. With the default strategy (first-index) a project is taken only from the first
+index that has it, the default index always last; `pin` restricts a project to one index.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add.add_argument(
         "--max-age", type=int, metavar="SECONDS", help="treat its pages as fresh this long"
     )
+    add.add_argument(
+        "--default",
+        action="store_true",
+        help="the default (public) index: always asked last, after every other index",
+    )
     add.add_argument("--json", action="store_true", help="print the answer as JSON")
     remove = actions.add_parser("remove", help="remove an index")
     remove.add_argument("name")
@@ -53,7 +60,26 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     pin.add_argument("index", nargs="?", help="the index name (omit with --remove)")
     pin.add_argument("--remove", action="store_true", help="remove the package's pin")
     pin.add_argument("--json", action="store_true", help="print the answer as JSON")
+    adopt = actions.add_parser(
+        "adopt",
+        help="replace the adopted indexes with those pip and uv configure in this shell",
+    )
+    adopt.add_argument("--json", action="store_true", help="print the answer as JSON")
     parser.set_defaults(handler=run)
+
+
+#: What adoption reads from the environment (`satchel.daemon.indexset.ADOPTION_VARS`): only
+#: these are sent, never the whole environment.
+_ADOPTION_VARS = ("HOME", "XDG_CONFIG_HOME", "XDG_CONFIG_DIRS", "VIRTUAL_ENV", "NETRC")
+
+
+def adoption_environ() -> dict[str, str]:
+    """This shell's pip/uv settings, for the daemon to compare or adopt."""
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if key in _ADOPTION_VARS or key.startswith(("PIP_", "UV_"))
+    }
 
 
 def as_url(value: str) -> str:
@@ -69,7 +95,9 @@ def run(args: argparse.Namespace) -> int:
         return errors.EXIT_USAGE
     with Session.for_args(args) as session:
         if args.action == "list":
-            value = session.call("index.list", {})
+            value = session.call("index.list", {"environ": adoption_environ()})
+        elif args.action == "adopt":
+            value = session.call("index.adopt", {"environ": adoption_environ()})
         elif args.action == "add":
             params: dict[str, Any] = {
                 "name": args.name,
@@ -78,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
                 "kind": "find-links" if args.find_links else "simple",
                 "before": args.before,
                 "max_age": args.max_age,
+                "default": args.default,
             }
             value = session.call("index.add", params)
         elif args.action == "remove":
@@ -88,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(value, indent=2, sort_keys=True))
     else:
         for note in value.get("notes") or []:
-            print(f"note: {note}")
+            print(f"note: {note}", file=sys.stderr)
         print(format_list(value))
     return errors.EXIT_OK
 
@@ -97,21 +126,28 @@ def format_list(value: dict[str, Any]) -> str:
     indexes = value.get("indexes") or []
     lines = []
     if not indexes:
-        lines.append("no index configured: add one with `satchel index add NAME URL`")
+        lines.append(
+            "no index configured: add one with `satchel index add NAME URL` "
+            "(`--default` for the public one), or `satchel index adopt` pip's and uv's"
+        )
     for position, index in enumerate(indexes, start=1):
         flags = [index["kind"]] if index["kind"] != "simple" else []
+        if index.get("default"):
+            flags.append("default: asked last")
         if index.get("explicit"):
             flags.append("explicit")
         if index.get("state") == "offline":
             flags.append(f"offline: {index.get('reason') or 'unreachable'}")
         suffix = f"  [{', '.join(flags)}]" if flags else ""
         lines.append(f"{position}. {index['name']}  {index['url']}{suffix}")
-        lines.append(f"   from {index['source']}")
+        source = index["source"]
+        lines.append(f"   adopted from {source}" if index.get("adopted") else f"   from {source}")
         if index.get("pinned"):
             lines.append(f"   pinned: {', '.join(index['pinned'])}")
     strategy = value.get("index_strategy", "first-index")
-    origin = "adopted from pip/uv" if value.get("adopted") else value.get("config_path", "")
-    lines.append(f"strategy: {strategy}; indexes {origin}")
+    lines.append(f"strategy: {strategy}; indexes from {value.get('config_path', 'config.toml')}")
+    for note in value.get("drift") or []:
+        lines.append(f"note: {note}")
     if value.get("config_error"):
         lines.append(f"config.toml error (last good configuration in use): {value['config_error']}")
     return "\n".join(lines)

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HOST",
     "LocalIndexState",
+    "default_port",
     "local_index_state",
     "serve_local_index",
     "user_port",
@@ -125,6 +126,16 @@ def configured_port(rt: Runtime) -> int | None:
     if fallback.isdigit() and int(fallback) < 65536:
         return int(fallback)
     return None
+
+
+def default_port(state_dir: Path, *, env: bool = False) -> int:
+    """The port the local index asks for when config.toml names none (with *env*, the
+    daemon's `PORT_ENV` first): the one remembered from the first start, else `user_port`."""
+    fallback = os.environ.get(PORT_ENV, "") if env else ""
+    if fallback.isdigit() and int(fallback) < 65536:
+        return int(fallback)
+    remembered = _remembered_port(state_dir)
+    return user_port() if remembered is None else remembered
 
 
 def _remembered_port(state_dir: Path) -> int | None:

@@ -81,7 +81,21 @@ async def status(ctx: RequestContext, params: StatusParams) -> StatusResult:
         config_error=app.config_error,
         indexes=_index_states(app),
         local_index=_local_index(app),
+        index_notes=await _index_notes(app),
     )
+
+
+async def _index_notes(app: App) -> list[str]:
+    """No index set, or pip/uv disagreeing with config.toml (see `methods.indexes`)."""
+    from satchel.daemon.indexset import NO_INDEX_MESSAGE
+    from satchel.daemon.methods.indexes import index_drift
+
+    rt = app.services.runtime
+    if rt is None:
+        return []
+    if rt.no_index_set and not rt.live.usable:
+        return [NO_INDEX_MESSAGE]
+    return await rt.drift.get(rt.config, lambda: index_drift(app, rt, None))
 
 
 def _local_index(app: App) -> str:

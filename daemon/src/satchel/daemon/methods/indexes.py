@@ -1,22 +1,26 @@
-"""Index methods: list, add, remove and pin indexes, by editing config.toml.
+"""Index methods: list, add, remove, pin and adopt indexes, by editing config.toml.
 
 Edits go through the file, not around it: config.toml is the one source of truth the user can
 read and version, and the live-reload watcher applies hand edits the same way. A command edit is
 applied at once (not when the watcher notices), so ``satchel index add`` followed by ``satchel
 prefetch`` uses the new index.
 
-Two decisions worth knowing:
+Decisions worth knowing:
 
-* **Adopted indexes are written out on the first edit.** While config.toml lists no index, the
-  daemon uses those adopted from pip/uv; the first `index.add` (or remove/pin) would otherwise
-  make them vanish silently. So they are written to config.toml first (credential-free: a token
-  in ``PIP_INDEX_URL`` stays in the environment, never in a file) and the answer says so.
+* **Adoption is not done here.** The first daemon start writes pip's/uv's indexes to config.toml
+  (`satchel.daemon.indexset`); `index.list` only compares them with config.toml (``drift``) and
+  `index.adopt` takes pip's/uv's current set on the user's word.
 * **Credentials in URLs are refused.** They would be written to config.toml; netrc or
   ``SATCHEL_INDEX_<NAME>_USERNAME/_PASSWORD`` keep them out of files.
+* **Satchel's own local index is refused as an upstream** (any loopback name, its port, with
+  or without its token): every request would recurse into the daemon itself.
+* **One default index, always last**: ``--default`` marks the public index; config.toml is
+  written with it last whatever the order of the edits.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -36,15 +40,18 @@ from satchel.daemon.config import (
 )
 from satchel.daemon.credentials import env_prefix, redact, split_userinfo
 from satchel.daemon.errors import ConfigError, NotFound
-from satchel.daemon.indexes import effective_indexes
+from satchel.daemon.indexes import adopt, drift, pip_default_index
+from satchel.daemon.indexset import readopt
 from satchel.daemon.methods import RequestContext, method
 from satchel.daemon.runtime import Runtime, runtime
 from satchel.protocol.methods.indexes import (
     INDEX_ADD,
+    INDEX_ADOPT,
     INDEX_LIST,
     INDEX_PIN,
     INDEX_REMOVE,
     IndexAddParams,
+    IndexAdoptParams,
     IndexInfo,
     IndexListParams,
     IndexListResult,
@@ -55,7 +62,7 @@ from satchel.protocol.methods.indexes import (
 if TYPE_CHECKING:
     from satchel.daemon.app import App
 
-__all__ = ["index_add", "index_list", "index_pin", "index_remove"]
+__all__ = ["index_add", "index_adopt", "index_list", "index_pin", "index_remove"]
 
 #: One edit of config.toml at a time (read, change, write must not interleave).
 _edit_lock = trio.Lock()
@@ -63,7 +70,9 @@ _edit_lock = trio.Lock()
 _Change = Callable[[Config], tuple[Config, list[str]]]
 
 
-def _result(app: App, rt: Runtime, notes: list[str] | None = None) -> IndexListResult:
+def _result(
+    app: App, rt: Runtime, notes: list[str] | None = None, drifts: list[str] | None = None
+) -> IndexListResult:
     config = rt.config
     states = rt.upstream.index_states()
     pinned: dict[str, list[str]] = {}
@@ -79,6 +88,8 @@ def _result(app: App, rt: Runtime, notes: list[str] | None = None) -> IndexListR
                 kind=index.kind,
                 explicit=index.explicit,
                 source=redact(index.source),
+                default=index.default,
+                adopted=index.adopted,
                 max_age=index.max_age,
                 pinned=pinned.get(index.name, []),
                 state=state.state if state else "unknown",
@@ -88,23 +99,53 @@ def _result(app: App, rt: Runtime, notes: list[str] | None = None) -> IndexListR
         )
     return IndexListResult(
         indexes=infos,
-        adopted=not rt.live.config.indexes and bool(config.indexes),
+        adopted=any(index.adopted for index in config.indexes),
         config_path=str(rt.live.path),
         index_strategy=config.settings.index_strategy,
         pins=dict(config.pins),
         config_error=app.config_error,
-        notes=notes or [],
+        notes=[*rt.take_notes(), *(notes or [])],
+        drift=drifts or [],
     )
+
+
+def index_drift(app: App, rt: Runtime, environ: dict[str, str] | None) -> list[str]:
+    """How pip/uv (in *environ*, else the daemon's environment) disagree with config.toml.
+
+    Blocking (reads pip's and uv's files): run it in a worker thread.
+    """
+    if not rt.live.usable:
+        return []
+    return [*unmarked_default(rt.config), *drift(rt.config, adopt(environ, own=rt.own(app)))]
+
+
+def unmarked_default(config: Config) -> list[str]:
+    """Advice for a config.toml written before the default index was marked (issue 12.1): pip's
+    built-in default listed without ``default = true`` is asked before the indexes after it."""
+    builtin = pip_default_index()
+    if builtin is None or any(index.default for index in config.indexes):
+        return []
+    key = builtin.rstrip("/")
+    for index in config.indexes[:-1]:
+        if split_userinfo(index.url)[0].rstrip("/") == key:
+            return [
+                f"{index.name} is pip's default (public) index but is not marked "
+                "`default = true` in config.toml, so it is asked before the indexes listed "
+                "after it: add `default = true` to it (it is then always asked last)"
+            ]
+    return []
 
 
 @method(INDEX_LIST, IndexListParams)
 async def index_list(ctx: RequestContext, params: IndexListParams) -> IndexListResult:
-    """The effective indexes in priority order, with their source, pins and reachability."""
-    return _result(ctx.app, await runtime(ctx.app))
+    """The indexes in priority order, with their source, pins, reachability and drift."""
+    rt = await runtime(ctx.app, need_indexes=False)
+    drifts = await trio.to_thread.run_sync(index_drift, ctx.app, rt, params.environ)
+    return _result(ctx.app, rt, drifts=drifts)
 
 
 async def _edit(ctx: RequestContext, change: _Change) -> IndexListResult:
-    rt = await runtime(ctx.app)
+    rt = await runtime(ctx.app, need_indexes=False)
     path = rt.live.path
     async with _edit_lock:
         try:
@@ -114,11 +155,7 @@ async def _edit(ctx: RequestContext, change: _Change) -> IndexListResult:
                 f"{exc.message}\nfix config.toml first: it is not changed while broken",
                 details=exc.details,
             ) from None
-        notes: list[str] = []
-        if not current.indexes:
-            current, notes = await trio.to_thread.run_sync(_write_out_adopted, current)
-        new, more = change(current)
-        notes += more
+        new, notes = change(current)
         parse_config(render_config(new), path)  # what is written must read back
         await trio.to_thread.run_sync(save_config, path, new)
         old = {index.name: index for index in rt.config.indexes}
@@ -132,52 +169,44 @@ async def _edit(ctx: RequestContext, change: _Change) -> IndexListResult:
     return _result(ctx.app, rt, notes)
 
 
-def _write_out_adopted(current: Config) -> tuple[Config, list[str]]:
-    adopted = effective_indexes(current)
-    if not adopted:
-        return current, []
-    written = []
-    notes = []
-    for index in adopted:
-        clean, creds = split_userinfo(index.url)
-        if creds is not None:
-            notes.append(
-                f"index {index.name} ({index.source}) had credentials in its URL; they were "
-                f"not written: set {env_prefix(index.name)}USERNAME/_PASSWORD or use netrc"
-            )
-        written.append(msgspec.structs.replace(index, url=clean, source="config.toml"))
-    names = ", ".join(f"{i.name} ({redact(i.source)})" for i in adopted)
-    notes.insert(
-        0,
-        f"config.toml listed no index, so the adopted ones were written to it first: {names}",
-    )
-    return msgspec.structs.replace(current, indexes=tuple(written)), notes
-
-
 @method(INDEX_ADD, IndexAddParams)
 async def index_add(ctx: RequestContext, params: IndexAddParams) -> IndexListResult:
     """Add an index (last but before the default index, or before another); refuses duplicates
     and URLs with credentials."""
-    if split_userinfo(params.url)[1] is not None:
-        raise ConfigError(
-            f"index {params.name}: credentials in the URL would be written to config.toml; "
-            f"give the URL without them and set {env_prefix(params.name)}USERNAME and "
-            f"{env_prefix(params.name)}PASSWORD, or add the host to your netrc"
-        )
     if params.kind not in ("simple", "find-links"):
         raise ConfigError(f"index kind must be 'simple' or 'find-links', not {params.kind!r}")
     new_index = IndexConfig(
         name=params.name,
         url=params.url,
         explicit=params.explicit,
+        default=params.default,
         kind="find-links" if params.kind == "find-links" else "simple",
         max_age=params.max_age,
     )
-    check_index(new_index)
+    check_index(new_index)  # first: what follows parses the URL
+    rt = await runtime(ctx.app, need_indexes=False)
+    if rt.own(ctx.app)(params.url):
+        raise ConfigError(
+            f"index {params.name}: {redact(params.url)} is Satchel's own local index; as an "
+            "upstream every request would come back to this daemon. Add the index pip and uv "
+            "were using before `satchel env` (see `satchel index list`)"
+        )
+    if split_userinfo(params.url)[1] is not None:
+        raise ConfigError(
+            f"index {params.name}: credentials in the URL would be written to config.toml; "
+            f"give the URL without them and set {env_prefix(params.name)}USERNAME and "
+            f"{env_prefix(params.name)}PASSWORD, or add the host to your netrc"
+        )
 
     def change(config: Config) -> tuple[Config, list[str]]:
         if config.index(params.name) is not None:
             raise ConfigError(f"an index named {params.name!r} already exists")
+        default = next((i for i in config.indexes if i.default), None)
+        if params.default and default is not None:
+            raise ConfigError(
+                f"{default.name} is already the default index: remove it first "
+                f"(`satchel index remove {default.name}`)"
+            )
         indexes = list(config.indexes)
         if params.before is None:
             # Before the default index (always last), so a private index is never shadowed.
@@ -210,8 +239,8 @@ async def index_remove(ctx: RequestContext, params: IndexRemoveParams) -> IndexL
         notes = []
         if not indexes:
             notes.append(
-                "config.toml now lists no index, so the indexes configured for pip and uv "
-                "are adopted again (see the list below)"
+                "config.toml now lists no index: nothing is fetched until you add one "
+                "(`satchel index add`) or take pip's and uv's (`satchel index adopt`)"
             )
         return msgspec.structs.replace(config, indexes=indexes), notes
 
@@ -233,5 +262,19 @@ async def index_pin(ctx: RequestContext, params: IndexPinParams) -> IndexListRes
                 raise NotFound(f"no index named {params.index!r}")
             pins[project] = params.index
         return msgspec.structs.replace(config, pins=pins), []
+
+    return await _edit(ctx, change)
+
+
+@method(INDEX_ADOPT, IndexAdoptParams)
+async def index_adopt(ctx: RequestContext, params: IndexAdoptParams) -> IndexListResult:
+    """Replace config.toml's adopted indexes with what pip and uv configure now (the caller's
+    environment); indexes the user added stay, ahead of the adopted ones."""
+    rt = await runtime(ctx.app, need_indexes=False)
+    own = rt.own(ctx.app)
+    environ = params.environ
+
+    def change(config: Config) -> tuple[Config, list[str]]:
+        return readopt(config, environ if environ is not None else os.environ, own)
 
     return await _edit(ctx, change)

@@ -80,6 +80,8 @@ class StatusResult(msgspec.Struct, frozen=True, kw_only=True):
     #: The local simple index: "serving http://127.0.0.1:20000/simple/" (never the token),
     #: "error: <why>", "starting" or "stopped".
     local_index: str | None = None
+    #: How pip's/uv's configuration disagrees with config.toml, or that no index is configured.
+    index_notes: list[str] = []
 
 
 class IndexState(msgspec.Struct, frozen=True, kw_only=True):

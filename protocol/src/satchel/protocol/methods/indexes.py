@@ -1,8 +1,9 @@
-"""Index methods: `index.list`, `index.add`, `index.remove`, `index.pin`.
+"""Index methods: `index.list`, `index.add`, `index.remove`, `index.pin`, `index.adopt`.
 
 Every method answers with the same `IndexListResult`, so a client always prints the state after
 its change. URLs in answers are redacted (no credentials); `source` says where an index came from
-("config.toml", or how it was adopted from pip or uv when config.toml lists none).
+("config.toml" when the user added it, or how it was adopted from pip or uv, as config.toml's
+``adopted-from`` records it).
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import msgspec
 
 __all__ = [
     "INDEX_ADD",
+    "INDEX_ADOPT",
     "INDEX_LIST",
     "INDEX_PIN",
     "INDEX_REMOVE",
     "IndexAddParams",
+    "IndexAdoptParams",
     "IndexInfo",
     "IndexListParams",
     "IndexListResult",
@@ -26,10 +29,21 @@ INDEX_LIST = "index.list"
 INDEX_ADD = "index.add"
 INDEX_REMOVE = "index.remove"
 INDEX_PIN = "index.pin"
+INDEX_ADOPT = "index.adopt"
 
 
-class IndexListParams(msgspec.Struct, frozen=True):
-    """`index.list` takes nothing."""
+class IndexListParams(msgspec.Struct, frozen=True, kw_only=True):
+    """`index.list`: *environ* is the caller's pip/uv variables (``PIP_*``, ``UV_*``, ``HOME``,
+    ``XDG_CONFIG_*``, ``VIRTUAL_ENV``), to compare with config.toml; None: the daemon's own."""
+
+    environ: dict[str, str] | None = None
+
+
+class IndexAdoptParams(msgspec.Struct, frozen=True, kw_only=True):
+    """`index.adopt`: replace config.toml's adopted indexes with what pip and uv configure in
+    *environ* (the caller's variables, as for `IndexListParams`)."""
+
+    environ: dict[str, str] | None = None
 
 
 class IndexAddParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -43,6 +57,8 @@ class IndexAddParams(msgspec.Struct, frozen=True, kw_only=True):
     #: Insert before this index (default: last, i.e. lowest priority).
     before: str | None = None
     max_age: int | None = None
+    #: The default (public) index: always asked last, after every other index.
+    default: bool = False
 
 
 class IndexRemoveParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,6 +79,10 @@ class IndexInfo(msgspec.Struct, frozen=True, kw_only=True):
     explicit: bool
     #: Where it came from: "config.toml", "pip: PIP_INDEX_URL", "uv: /etc/uv/uv.toml ...".
     source: str
+    #: The default index: asked after every other one (pip's index-url, uv's default index).
+    default: bool = False
+    #: Whether it was adopted from pip/uv (`source` says from where) rather than added.
+    adopted: bool = False
     max_age: int | None = None
     #: Projects pinned to this index.
     pinned: list[str] = []
@@ -76,7 +96,7 @@ class IndexInfo(msgspec.Struct, frozen=True, kw_only=True):
 class IndexListResult(msgspec.Struct, frozen=True, kw_only=True):
     #: In priority order (first-index: a project comes from the first index that has it).
     indexes: list[IndexInfo]
-    #: True when config.toml lists no index and these were adopted from pip/uv.
+    #: True when some index in config.toml was adopted from pip/uv (see each `IndexInfo`).
     adopted: bool
     config_path: str
     index_strategy: str
@@ -86,3 +106,5 @@ class IndexListResult(msgspec.Struct, frozen=True, kw_only=True):
     config_error: str | None = None
     #: Notes for the user about what this change did (e.g. adopted indexes written out).
     notes: list[str] = []
+    #: How pip's/uv's configuration disagrees with config.toml, and how to adopt it.
+    drift: list[str] = []
