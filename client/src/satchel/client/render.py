@@ -33,6 +33,8 @@ STATUS_ORDER = (
     "jobs",
     "previous_exit",
     "config_error",
+    "services",
+    "cache_recovery",
     "indexes",
     "local_index",
 )
@@ -66,6 +68,12 @@ def format_status(status: Any) -> str:
     lines = []
     for key in keys:
         text = _status_field(key, status[key], width + 3)
+        if (
+            key == "indexes"
+            and not status[key]
+            and status.get("services", "starting") != "starting"
+        ):
+            text = "-"  # not starting up: "services" says why there are none
         lines.append(f"{(_label(key) + ':').ljust(width)} {text}")
     return "\n".join(line.rstrip(" ") for line in "\n".join(lines).split("\n"))
 
@@ -80,7 +88,7 @@ def _status_field(key: str, value: Any, indent: int) -> str:
         return "never (stays up)" if value is None else f"after {format_duration(float(value))}"
     if key == "log_file" and value is None:
         return "stderr (service manager)"
-    if key in ("jobs", "config_error") and not value:
+    if key in ("jobs", "config_error", "cache_recovery") and not value:
         return "none"
     if key == "jobs" and isinstance(value, list):
         return "".join(f"\n{' ' * indent}{format_job(job)}" for job in value)

@@ -2,7 +2,8 @@
 
 One task owns them all (`run_runtime`), so their lifetime is a single nursery scope:
 
-    open the cache (sweep crash debris, reconcile the metadb with the blobs present)
+    check the metadata database (a damaged one is moved aside and rebuilt from the store)
+      -> open the cache (sweep crash debris, reconcile the metadb with the blobs present)
       -> load config.toml (a broken file: empty configuration, error shown by `status`)
       -> effective indexes: config.toml's, else adopted from pip/uv, else pip's default
       -> upstream HTTP client, catalog (shared downloads, look-ahead), metadata cache
@@ -26,6 +27,7 @@ from satchel.daemon.candidates import MetadataCache
 from satchel.daemon.catalog import Catalog
 from satchel.daemon.config import Config, LiveConfig
 from satchel.daemon.credentials import redact
+from satchel.daemon.dbrecovery import backfill_provenance, recover
 from satchel.daemon.errors import ConfigError, SatchelError
 from satchel.daemon.indexes import effective_indexes
 from satchel.daemon.localindex import serve_local_index
@@ -104,9 +106,13 @@ async def run_runtime(app: App) -> None:
 
 async def _run(app: App) -> None:
     cache_dir = app.paths.cache_dir
+    rebuilt = await trio.to_thread.run_sync(recover, cache_dir)
+    if rebuilt is not None:
+        app.services.cache_recovery = rebuilt.describe()
     store, metadb, recovery = await trio.to_thread.run_sync(open_cache, cache_dir)
     if recovery.swept or recovery.rows_added or recovery.rows_dropped:
         log.info("cache recovery after an unclean stop: %s", recovery)
+    await trio.to_thread.run_sync(backfill_provenance, store, metadb)
     # Unpacks killed mid-way leave staging directories; safe to sweep only now, under the
     # daemon's single-instance lock and before any unpack can run.
     unpack_debris = await trio.to_thread.run_sync(sweep_temporaries, store.unpacked_dir)

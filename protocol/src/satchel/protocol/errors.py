@@ -24,7 +24,7 @@ status the `satchel` client returns, so scripts can react to the *kind* of failu
     1       the request failed            internal, invalid-params, unknown-method, not-found,
                                           config-error, index-error, hash-mismatch, invalid-wheel,
                                           install-failed, build-failed, disk-full, busy, forbidden,
-                                          and any code this client does not know
+                                          database-damaged, and any code this client does not know
     2       usage                         invalid-requirement (client-side: bad command line)
     3       daemon unavailable            shutting-down, unavailable (client-side: nothing answers)
     4       protocol / incompatible       protocol, incompatible
@@ -42,6 +42,7 @@ __all__ = [
     "BUSY",
     "CANCELLED",
     "CONFIG_ERROR",
+    "DATABASE_DAMAGED",
     "DISK_FULL",
     "EXIT_CANCELLED",
     "EXIT_FAILURE",
@@ -105,6 +106,9 @@ CANCELLED = "cancelled"  # the request was cancelled (Cancel message or client d
 #: A requirement, requirements file, pyproject.toml or lock given as input is malformed or
 #: unreadable: the user's input is wrong, like a bad command line (exit status 2).
 INVALID_REQUIREMENT = "invalid-requirement"
+#: The daemon's metadata database is damaged (found while serving); restarting the daemon moves
+#: it aside and rebuilds it from the stored files.
+DATABASE_DAMAGED = "database-damaged"
 
 # --- client exit statuses ---------------------------------------------------------------------
 

@@ -81,10 +81,23 @@ async def status(ctx: RequestContext, params: StatusParams) -> StatusResult:
         config_error=app.config_error,
         indexes=_index_states(app),
         local_index=_local_index(app),
+        services=_services(app),
+        cache_recovery=app.services.cache_recovery,
     )
 
 
+def _services(app: App) -> str:
+    services = app.services
+    if not services.runtime_ready.is_set():
+        return "starting"
+    if services.runtime is None:
+        return f"failed: {services.runtime_error or 'stopped'}"
+    return "ready"
+
+
 def _local_index(app: App) -> str:
+    if app.services.runtime_ready.is_set() and app.services.runtime is None:
+        return "stopped (the cache and index services did not start)"
     state = local_index_state(app)
     if state.state == "serving":
         return f"serving {state.base_url}"

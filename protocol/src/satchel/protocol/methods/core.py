@@ -80,6 +80,12 @@ class StatusResult(msgspec.Struct, frozen=True, kw_only=True):
     #: The local simple index: "serving http://127.0.0.1:7340/simple/" (never the token),
     #: "error: <why>", "starting" or "stopped".
     local_index: str | None = None
+    #: The cache and index services: "starting", "ready", or "failed: <why>" (a cache the
+    #: daemon cannot open: every request that needs it fails with that reason).
+    services: str | None = None
+    #: What start-up repaired that the user should know (a damaged database moved aside, where
+    #: to, and what was rebuilt from the stored files); None when nothing was.
+    cache_recovery: str | None = None
 
 
 class IndexState(msgspec.Struct, frozen=True, kw_only=True):
