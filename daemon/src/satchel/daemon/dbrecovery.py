@@ -291,4 +291,3 @@ def backfill_provenance(store: BlobStore, metadb: MetaDB) -> int:
     if written:
         log.info("wrote %d provenance records for files stored before they existed", written)
     return written
-

@@ -359,7 +359,7 @@ def _inspect(
     return WheelManifest(
         name=wname,
         version=str(wversion),
-        filename=path.name,
+        filename=filename or path.name,
         dist_info=dist_info,
         root_is_purelib=root_is_purelib,
         files=tuple(files),

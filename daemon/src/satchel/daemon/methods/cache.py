@@ -128,7 +128,7 @@ async def cache_verify(ctx: RequestContext, params: CacheVerifyParams) -> CacheV
             blob.name,
             blob.quarantined_as,
         )
-    trees = await _verify_trees(ctx, store)
+    trees = await _verify_trees(ctx, store, metadb)
     return CacheVerifyResult(
         checked=report.checked,
         bytes=report.bytes,
@@ -149,12 +149,14 @@ async def cache_verify(ctx: RequestContext, params: CacheVerifyParams) -> CacheV
     )
 
 
-async def _verify_trees(ctx: RequestContext, store: BlobStore) -> TreeReport:
+async def _verify_trees(ctx: RequestContext, store: BlobStore, metadb: MetaDB) -> TreeReport:
     """Re-hash the unpacked trees; each damaged one is quarantined and unpacked again."""
 
     def repair(sha256: str, filename: str) -> bool:
         if not store.has(sha256):
             return False
+        if not filename.endswith(".whl"):  # a tree unpacked by an older Satchel: named by sha
+            filename = metadb.blob_filenames([sha256]).get(sha256) or filename
         try:
             unpack_all([(store.path(sha256), sha256)], store.unpacked_dir, filenames=[filename])
         except (SatchelError, OSError) as exc:
