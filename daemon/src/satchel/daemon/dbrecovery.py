@@ -7,16 +7,19 @@ the user their offline installs, nor a trip to the network.
 
 At every start, before the database is opened (`check`):
 
-* a 0-byte file beside stored blobs is damage (SQLite would silently start an empty database,
-  and every stored file would look unknown), as is a header that is not SQLite's;
-* ``PRAGMA quick_check`` must answer ``ok``. It reads every page (O(size), ~30 ms per 10 MB on
-  the dev machine) but skips the index cross-checks of ``integrity_check``, which cost several
-  times more; page-level damage (what bit rot and torn writes produce) is what it finds.
+* a missing or 0-byte file beside stored blobs is damage (SQLite would silently start an empty
+  database, and every stored file would look unknown), as is a header that is not SQLite's or
+  a path that is not a regular file;
+* ``PRAGMA quick_check`` must answer ``ok``. It reads every page but skips the index
+  cross-checks of ``integrity_check``: on the dev machine, a 68 MB database (4,000 pages of 60
+  files) took 35 ms against 80 ms, with the file in the page cache. Page-level damage (what bit
+  rot, torn writes and stray overwrites produce) is what it finds. It runs while ``ping`` and
+  ``status`` already answer; requests that need the cache wait for it.
 
 A damaged database is moved (with its ``-wal`` and ``-shm``) into ``quarantine/`` for the user,
 and `rebuild` writes a new one from the store, in a temporary file renamed into place only when
-complete (a crash mid-rebuild leaves the damage detected again at the next start, never a
-half-filled database that looks healthy):
+complete (a crash mid-rebuild leaves no database beside stored blobs, which the next start
+rebuilds again; never a half-filled database that looks healthy):
 
 * every blob, with its size and file name (from its record, else from its own metadata);
 * every origin in its record, and per (index, project) a page listing the stored files exactly
@@ -37,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import stat
 import time
 import zipfile
 from collections import defaultdict
@@ -71,6 +75,7 @@ class DatabaseRecovery(msgspec.Struct, frozen=True, kw_only=True):
 
     problem: str
     database: str
+    #: Where the damaged files were moved ("" when there was no file to keep).
     moved_to: str
     files: int = 0
     attributed: int = 0
@@ -79,9 +84,10 @@ class DatabaseRecovery(msgspec.Struct, frozen=True, kw_only=True):
     core_metadata: int = 0
 
     def describe(self) -> str:
+        kept = f"it was moved to {self.moved_to} and " if self.moved_to else "it was "
         return (
-            f"the cache database {self.database} was damaged ({self.problem}); it was moved to "
-            f"{self.moved_to} and rebuilt from the stored files without the network: "
+            f"the cache database {self.database} was damaged ({self.problem}); "
+            f"{kept}rebuilt from the stored files without the network: "
             f"{self.files} files ({self.attributed} with the index they came from), "
             f"{self.pages} index pages, {self.built_wheels} built wheels, "
             f"{self.core_metadata} metadata files"
@@ -91,15 +97,20 @@ class DatabaseRecovery(msgspec.Struct, frozen=True, kw_only=True):
 def check(path: Path, *, has_blobs: bool) -> str | None:
     """Why the database at *path* cannot be used, or None when it is sound (or absent)."""
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except FileNotFoundError:
-        return None
-    if size == 0:
+        return "it is missing while the cache holds files" if has_blobs else None
+    if not stat.S_ISREG(st.st_mode):
+        return "it is not a regular file"
+    if st.st_size == 0:
         if not has_blobs:
             return None  # a database created and never written: nothing to lose or rebuild
         return "it is empty (0 bytes) while the cache holds files"
-    with path.open("rb") as handle:
-        header = handle.read(len(_HEADER))
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(_HEADER))
+    except OSError as exc:
+        return f"it cannot be read: {exc.strerror}"
     if header != _HEADER:
         return "it is not an SQLite database: its header is damaged"
     try:
@@ -131,12 +142,16 @@ def recover(cache_dir: Path) -> DatabaseRecovery | None:
     if problem is None:
         return None
     log.error("the cache database %s is damaged: %s", path, problem)
-    moved = _move_aside(path, store.quarantine_dir)
+    moved = _move_aside(path, store.quarantine_dir) if _exists(path) else ""
     started = time.monotonic()
     result = rebuild(path, store, present)
     result = msgspec.structs.replace(result, problem=problem, moved_to=str(moved))
     log.warning("%s (%.1f s)", result.describe(), time.monotonic() - started)
     return result
+
+
+def _exists(path: Path) -> bool:
+    return any(Path(f"{path}{side}").exists() for side in ("", *_SIDE_FILES))
 
 
 def _move_aside(path: Path, quarantine_dir: Path) -> Path:
