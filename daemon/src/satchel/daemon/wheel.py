@@ -548,7 +548,14 @@ def _replace(root: Path, sha256: str, tmp: Path, manifest: WheelManifest) -> Unp
             return current  # another install replaced it meanwhile; *tmp* is discarded
         if current is not None:
             remove_unpacked(root, sha256)
-        os.rename(tmp, root / sha256)
+        try:
+            os.rename(tmp, root / sha256)
+        except OSError as exc:
+            # An unpacker that found no tree (between our removal and rename) won the race.
+            winner = load_unpacked(root, sha256)
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or winner is None:
+                raise
+            return winner
         return UnpackedWheel(sha256, root / sha256, manifest)
 
 
