@@ -17,7 +17,8 @@ under the name its own metadata gives, with no index: it is kept, but no index p
 
 Sidecars are written when an origin is first seen (downloads, and stored files a resolve
 attributes to an index for the first time), not on every use; the database's origins are copied
-to records once by `backfill` for blobs stored before records existed.
+to records once (`dbrecovery.backfill_provenance`) for blobs stored before records existed.
+Garbage collection removes a blob's record with the blob.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import msgspec
@@ -44,7 +45,7 @@ __all__ = [
     "missing",
     "path_for",
     "read",
-    "records",
+    "remove",
 ]
 
 log = logging.getLogger(__name__)
@@ -136,15 +137,14 @@ def add_built(
         _write(cache_root, sha256, msgspec.structs.replace(found, built=(*found.built, built)))
 
 
-def records(cache_root: Path, sha256s: Iterable[str]) -> Iterator[tuple[str, Provenance | None]]:
-    """(sha256, record or None) for each of *sha256s* (blocking)."""
-    for sha in sha256s:
-        yield sha, read(cache_root, sha)
-
-
 def missing(cache_root: Path, sha256s: Iterable[str]) -> list[str]:
     """Which of *sha256s* have no record yet."""
     return [sha for sha in sha256s if not path_for(cache_root, sha).exists()]
+
+
+def remove(cache_root: Path, sha256: str) -> None:
+    """Forget *sha256*'s record (garbage collection removed the blob)."""
+    path_for(cache_root, sha256).unlink(missing_ok=True)
 
 
 def _write(cache_root: Path, sha256: str, record: Provenance) -> None:
