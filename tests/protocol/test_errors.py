@@ -28,6 +28,7 @@ FAILURE_CODES = [
     "disk-full",
     "busy",
     "forbidden",
+    "database-damaged",
 ]
 
 

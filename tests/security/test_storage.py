@@ -207,7 +207,7 @@ def test_a_damaged_database_is_moved_aside_and_rebuilt_so_offline_installs_work(
     assert _module(venv).read_bytes() == ORIGINAL
     status = world.json("status")
     assert status["services"] == "ready"
-    recovery = status["cache_recovery"]
+    recovery = status["repaired"]
     assert "the cache database" in recovery
     assert "was damaged" in recovery
     assert "rebuilt from the stored files without the network" in recovery
@@ -217,7 +217,7 @@ def test_a_damaged_database_is_moved_aside_and_rebuilt_so_offline_installs_work(
     assert (moved / "metadata.sqlite").read_bytes() == damaged
     assert original != damaged
     shown = world.ok("status").stdout
-    assert "cache recovery:" in shown
+    assert "repaired:" in shown
     assert "starting up" not in shown
     info = world.json("cache", "info")
     assert info["files"] == 2
@@ -233,7 +233,7 @@ def test_a_healthy_database_is_left_alone(world: World, tmp_path: Path) -> None:
     world.ok("stop")
     world.ok("install", "--offline", "--venv", str(tmp_path / "venv"), "storedpkg")
     status = world.json("status")
-    assert status["cache_recovery"] is None
+    assert status["repaired"] is None
     assert status["services"] == "ready"
     assert not (world.cache / "quarantine").exists() or not list(
         (world.cache / "quarantine").iterdir()

@@ -34,7 +34,7 @@ STATUS_ORDER = (
     "previous_exit",
     "config_error",
     "services",
-    "cache_recovery",
+    "repaired",
     "indexes",
     "local_index",
 )
@@ -88,7 +88,7 @@ def _status_field(key: str, value: Any, indent: int) -> str:
         return "never (stays up)" if value is None else f"after {format_duration(float(value))}"
     if key == "log_file" and value is None:
         return "stderr (service manager)"
-    if key in ("jobs", "config_error", "cache_recovery") and not value:
+    if key in ("jobs", "config_error", "repaired") and not value:
         return "none"
     if key == "jobs" and isinstance(value, list):
         return "".join(f"\n{' ' * indent}{format_job(job)}" for job in value)

@@ -125,7 +125,7 @@ class Services:
         self.runtime_error: str | None = None
         #: What start-up repaired in the cache that the user should know (a damaged database
         #: moved aside and rebuilt); shown by `status` for the daemon's lifetime.
-        self.cache_recovery: str | None = None
+        self.repaired: str | None = None
 
 
 class App:

@@ -108,7 +108,7 @@ async def _run(app: App) -> None:
     cache_dir = app.paths.cache_dir
     rebuilt = await trio.to_thread.run_sync(recover, cache_dir)
     if rebuilt is not None:
-        app.services.cache_recovery = rebuilt.describe()
+        app.services.repaired = rebuilt.describe()
     store, metadb, recovery = await trio.to_thread.run_sync(open_cache, cache_dir)
     if recovery.swept or recovery.rows_added or recovery.rows_dropped:
         log.info("cache recovery after an unclean stop: %s", recovery)

@@ -82,7 +82,7 @@ async def status(ctx: RequestContext, params: StatusParams) -> StatusResult:
         indexes=_index_states(app),
         local_index=_local_index(app),
         services=_services(app),
-        cache_recovery=app.services.cache_recovery,
+        repaired=app.services.repaired,
     )
 
 

@@ -85,7 +85,7 @@ class StatusResult(msgspec.Struct, frozen=True, kw_only=True):
     services: str | None = None
     #: What start-up repaired that the user should know (a damaged database moved aside, where
     #: to, and what was rebuilt from the stored files); None when nothing was.
-    cache_recovery: str | None = None
+    repaired: str | None = None
 
 
 class IndexState(msgspec.Struct, frozen=True, kw_only=True):
