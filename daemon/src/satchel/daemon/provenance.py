@@ -24,14 +24,16 @@ Garbage collection removes a blob's record with the blob.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import secrets
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 
 import msgspec
 
-from satchel.daemon.fsutil import atomic_write, fsync_dir
+from satchel.daemon.fsutil import TEMP_PREFIX, disk_full_guard, fsync_dir, replace_durably
 from satchel.daemon.model import FileEntry
 
 __all__ = [
@@ -148,6 +150,8 @@ def remove(cache_root: Path, sha256: str) -> None:
 
 
 def _write(cache_root: Path, sha256: str, record: Provenance) -> None:
+    """Write *record* durably: staged in the store's ``tmp/`` (swept at every start, so a crash
+    leaves no debris here), fsynced, renamed into place, directory fsynced."""
     if not _SHA256_RE.fullmatch(sha256):
         raise ValueError(f"not a sha256 hex digest: {sha256!r}")
     path = path_for(cache_root, sha256)
@@ -157,4 +161,18 @@ def _write(cache_root: Path, sha256: str, record: Provenance) -> None:
         except FileExistsError:
             continue
         fsync_dir(directory.parent)  # the new directory must survive a crash with the record
-    atomic_write(path, _encoder.encode(record), mode=0o600)
+    tmp = Path(cache_root) / "tmp" / f"{TEMP_PREFIX}provenance-{secrets.token_hex(8)}"
+    with disk_full_guard(path):
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(_encoder.encode(record))
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            replace_durably(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
