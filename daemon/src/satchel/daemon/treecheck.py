@@ -24,11 +24,13 @@ per file when the machine is quiet. Re-hashing instead would cost more than the 
 far more for large native libraries). A tree that fails the check is unpacked again from its
 blob (atomically, see `wheel.unpack_all`) before anything is linked from it.
 
-What the stamps cannot see: bit rot (no write, so no stamp changes), and a deliberate edit that
-restores size and mtime with ``utime``. Those are what `verify_trees` (``satchel cache verify``)
-is for: it re-hashes every file against the manifest's sha256 (the wheel's RECORD, verified at
-unpack), moves a damaged tree to ``quarantine/`` for inspection and unpacks it again from its
-blob when the blob is intact.
+What the stamps cannot see: bit rot (no write, so no stamp changes), a deliberate edit that
+restores size and mtime with ``utime``, and a same-size edit within the clock tick of the unpack
+(file times come from a coarse clock, 1-10 ms; the install that unpacked a tree links it before
+any environment can be edited, so such an edit would have to race that install). Those are
+what `verify_trees` (``satchel cache verify``) is for: it re-hashes every file against the
+manifest's sha256 (the wheel's RECORD, verified at unpack), moves a damaged tree to
+``quarantine/`` for inspection and unpacks it again from its blob when the blob is intact.
 
 The other design considered, linking with a mode that makes edits visible, already exists (the
 files are 0444/0555) and is not enough: it stops neither root nor a ``chmod``. Copy-on-write
