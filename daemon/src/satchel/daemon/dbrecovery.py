@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import stat
 import time
@@ -137,17 +138,21 @@ def recover(cache_dir: Path) -> DatabaseRecovery | None:
     """
     store = BlobStore(cache_dir)
     path = Path(cache_dir) / METADB_NAME
-    present = store.inventory()
-    problem = check(path, has_blobs=bool(present))
+    problem = check(path, has_blobs=_any_file(store.blobs_dir))
     if problem is None:
         return None
     log.error("the cache database %s is damaged: %s", path, problem)
     moved = _move_aside(path, store.quarantine_dir) if _exists(path) else ""
     started = time.monotonic()
-    result = rebuild(path, store, present)
+    result = rebuild(path, store, store.inventory())
     result = msgspec.structs.replace(result, problem=problem, moved_to=str(moved))
     log.warning("%s (%.1f s)", result.describe(), time.monotonic() - started)
     return result
+
+
+def _any_file(directory: Path) -> bool:
+    """Whether anything is stored (stops at the first file: a healthy start walks no further)."""
+    return any(filenames for _dirpath, _dirnames, filenames in os.walk(directory))
 
 
 def _exists(path: Path) -> bool:
