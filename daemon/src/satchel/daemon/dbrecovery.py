@@ -230,7 +230,7 @@ def _restore_blob(
             )
             db.add_origin(sha, origin)
             hashes = {**entry.hashes, "sha256": sha}
-            pages[(source.index, source.project)].append(
+            pages[(source.index, canonicalize_name(source.project))].append(
                 msgspec.structs.replace(entry, hashes=hashes, size=size)
             )
         for built in record.built:
