@@ -29,6 +29,7 @@ FAILURE_CODES = [
     "busy",
     "forbidden",
     "origin-changed",
+    "database-damaged",
 ]
 
 

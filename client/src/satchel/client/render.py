@@ -33,6 +33,8 @@ STATUS_ORDER = (
     "jobs",
     "previous_exit",
     "config_error",
+    "services",
+    "repaired",
     "indexes",
     "index_notes",
     "local_index",
@@ -69,6 +71,12 @@ def format_status(status: Any) -> str:
         text = _status_field(key, status[key], width + 3)
         if key == "indexes" and not status[key] and status.get("index_notes"):
             text = "none (see index notes)"  # not "starting up": there is no index set
+        elif (
+            key == "indexes"
+            and not status[key]
+            and status.get("services", "starting") != "starting"
+        ):
+            text = "-"  # not starting up: "services" says why there are none
         lines.append(f"{(_label(key) + ':').ljust(width)} {text}")
     return "\n".join(line.rstrip(" ") for line in "\n".join(lines).split("\n"))
 
@@ -83,7 +91,7 @@ def _status_field(key: str, value: Any, indent: int) -> str:
         return "never (stays up)" if value is None else f"after {format_duration(float(value))}"
     if key == "log_file" and value is None:
         return "stderr (service manager)"
-    if key in ("jobs", "config_error") and not value:
+    if key in ("jobs", "config_error", "repaired") and not value:
         return "none"
     if key == "jobs" and isinstance(value, list):
         return "".join(f"\n{' ' * indent}{format_job(job)}" for job in value)

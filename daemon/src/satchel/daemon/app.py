@@ -123,6 +123,9 @@ class Services:
         self.runtime_ready = trio.Event()
         #: Why the runtime could not start (shown to every request that needs it).
         self.runtime_error: str | None = None
+        #: What start-up repaired in the cache that the user should know (a damaged database
+        #: moved aside and rebuilt); shown by `status` for the daemon's lifetime.
+        self.repaired: str | None = None
 
 
 class App:

@@ -53,6 +53,7 @@ from packaging.utils import (
 )
 from pyproject_hooks import BuildBackendHookCaller
 
+from satchel.daemon import provenance
 from satchel.daemon.catalog import Session, metadata_from_file
 from satchel.daemon.errors import BuildError, NotCached, SatchelError
 from satchel.daemon.installer import Scheme
@@ -220,6 +221,8 @@ async def _build_and_keep(
     key = interpreter_key(target)
 
     def record() -> None:
+        # The provenance record first: it is what rebuilds these rows if the metadb is lost.
+        provenance.add_built(rt.store.root, blob.sha256, info, sdist_sha256, key)
         rt.metadb.record_blob(blob.sha256, blob.size, info)
         rt.metadb.put_core_metadata(blob.sha256, metadata, index="(built)", filename=info)
         rt.metadb.put_built_wheel(sdist_sha256, key, blob.sha256, info)

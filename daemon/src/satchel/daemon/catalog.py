@@ -34,6 +34,7 @@ import trio
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from satchel.daemon import provenance
 from satchel.daemon.candidates import (
     ProjectFiles,
     file_version,
@@ -138,10 +139,9 @@ class Catalog:
 
     async def fetch_file(self, index: IndexConfig, project: str, file: FileEntry) -> BlobInfo:
         """Make sure *file*'s bytes are in the store (hash-checked) and record where from."""
-        origin = Origin(index=index.name, project=project, filename=file.filename, url=file.url)
         sha = file.sha256
         if sha is not None and self.store.has(sha):
-            await trio.to_thread.run_sync(self._remember, sha, None, origin)
+            await trio.to_thread.run_sync(self._remember, sha, None, index.name, project, file)
             return BlobInfo(sha, self.store.path(sha).stat().st_size)
 
         async def download() -> BlobInfo:
@@ -152,7 +152,9 @@ class Catalog:
                     expected_size=file.size,
                     label=f"{file.filename} (index {index.name})",
                 )
-            await trio.to_thread.run_sync(self._remember, info.sha256, info.size, origin)
+            await trio.to_thread.run_sync(
+                self._remember, info.sha256, info.size, index.name, project, file
+            )
             return info
 
         return await self._downloads.run(sha or file.url, download)
@@ -177,18 +179,26 @@ class Catalog:
                     "run `satchel prefetch` for it while online",
                     details={"missing": [f"{project} ({file.filename})"]},
                 )
-            origin = Origin(index=index.name, project=project, filename=file.filename, url=file.url)
-            self._remember(sha, None, origin)
+            self._remember(sha, None, index.name, project, file)
             out.append(BlobInfo(sha, size))
         return out
 
-    def _remember(self, sha: str, size: int | None, origin: Origin) -> None:
+    def _remember(
+        self, sha: str, size: int | None, index: str, project: str, file: FileEntry
+    ) -> None:
         """Record a stored file's origin. An already-stored file costs a read, not a durable
         write: installs touch hundreds of stored files, and their origins are nearly always
-        known already (`last_used` is marked once per batch by `resolution.fetch_files`)."""
+        known already (`last_used` is marked once per batch by `resolution.fetch_files`).
+
+        A new origin goes to the blob's provenance record first, then to the metadb: the
+        record is what rebuilds the metadb if it is ever lost (`satchel.daemon.dbrecovery`).
+        """
+        origin = Origin(index=index, project=project, filename=file.filename, url=file.url)
         if size is not None:
+            provenance.add_source(self.store.root, sha, index, project, file)
             self.metadb.record_blob(sha, size, origin.filename, origin=origin)
         elif origin not in self.metadb.origins(sha):
+            provenance.add_source(self.store.root, sha, index, project, file)
             self.metadb.add_origin(sha, origin)
 
     # -- core metadata ----------------------------------------------------------------------

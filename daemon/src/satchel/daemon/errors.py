@@ -16,6 +16,7 @@ client turns into a message and an exit status)::
     ├── InstallError        install-failed         environment unchanged (staged, not committed)
     ├── BuildError          build-failed           a PEP 517 build of an sdist failed
     ├── DiskFull            disk-full              ENOSPC/EDQUOT; the store stays consistent
+    ├── DatabaseDamaged     database-damaged       the metadata database is corrupt (restart)
     ├── Busy                busy                   a resource is held by another request
     └── OriginChanged       origin-changed         a bound project would come from another index
 
@@ -33,6 +34,7 @@ __all__ = [
     "BuildError",
     "Busy",
     "ConfigError",
+    "DatabaseDamaged",
     "DiskFull",
     "HashMismatch",
     "HostileInput",
@@ -108,6 +110,10 @@ class BuildError(SatchelError):
 
 class DiskFull(SatchelError):
     code = "disk-full"
+
+
+class DatabaseDamaged(SatchelError):
+    code = "database-damaged"
 
 
 class Busy(SatchelError):

@@ -12,11 +12,15 @@ ENOSPC and EDQUOT are turned into `DiskFull` naming the path, so a full disk rea
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import functools
 import os
 import secrets
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 from satchel.daemon.errors import DiskFull
 
@@ -25,7 +29,9 @@ __all__ = [
     "atomic_write",
     "disk_full_guard",
     "fsync_dir",
+    "fsync_tree",
     "replace_durably",
+    "syncfs",
     "temp_path_for",
 ]
 
@@ -93,3 +99,39 @@ def atomic_write(dest: Path, data: bytes, *, mode: int = 0o600) -> None:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             raise
+
+
+@functools.cache
+def _libc_syncfs() -> Callable[[int], int] | None:
+    """``syncfs(2)`` from the C library, looked up once (None off Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return cast("Callable[[int], int]", libc.syncfs)
+    except (OSError, AttributeError):
+        return None
+
+
+def syncfs(directory: Path) -> bool:
+    """Flush the whole filesystem holding *directory* in one call; False when unavailable."""
+    call = _libc_syncfs()
+    if call is None:
+        return False
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return call(fd) == 0
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(tree: Path) -> None:
+    """fsync every file and directory under *tree* (where `syncfs` is unavailable)."""
+    for dirpath, _dirnames, filenames in os.walk(tree):
+        for filename in filenames:
+            fd = os.open(Path(dirpath, filename), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(dirpath))

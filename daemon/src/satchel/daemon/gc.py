@@ -35,6 +35,7 @@ from pathlib import Path
 import msgspec
 import trio
 
+from satchel.daemon import provenance
 from satchel.daemon.errors import SatchelError
 from satchel.daemon.metadb import MetaDB
 from satchel.daemon.readiness import needed_files
@@ -205,6 +206,7 @@ def _execute(store: BlobStore, metadb: MetaDB, victims: list[Victim]) -> tuple[i
     for victim in victims:
         store.remove(victim.sha256)
         metadb.forget_blob(victim.sha256)
+        provenance.remove(store.root, victim.sha256)
     try:
         entries = [child.name for child in root.iterdir()]
     except FileNotFoundError:

@@ -2,7 +2,8 @@
 
 One task owns them all (`run_runtime`), so their lifetime is a single nursery scope:
 
-    open the cache (sweep crash debris, reconcile the metadb with the blobs present)
+    check the metadata database (a damaged one is moved aside and rebuilt from the store)
+      -> open the cache (sweep crash debris, reconcile the metadb with the blobs present)
       -> no config.toml at all: adopt pip's/uv's indexes ONCE and write them to it
          (`satchel.daemon.indexset.adopt_once`); an existing file is never touched
       -> load config.toml (a broken file: no index set at all; every command that needs one
@@ -27,6 +28,7 @@ from satchel.daemon.candidates import MetadataCache
 from satchel.daemon.catalog import Catalog
 from satchel.daemon.config import Config, LiveConfig
 from satchel.daemon.credentials import redact
+from satchel.daemon.dbrecovery import backfill_provenance, recover
 from satchel.daemon.errors import ConfigError, SatchelError
 from satchel.daemon.indexset import NO_INDEX_MESSAGE, DriftCache, OwnIndex, adopt_once
 from satchel.daemon.installer import recover_all
@@ -154,9 +156,13 @@ async def run_runtime(app: App) -> None:
 
 async def _run(app: App) -> None:
     cache_dir = app.paths.cache_dir
+    rebuilt = await trio.to_thread.run_sync(recover, cache_dir)
+    if rebuilt is not None:
+        app.services.repaired = rebuilt.describe()
     store, metadb, recovery = await trio.to_thread.run_sync(open_cache, cache_dir)
     if recovery.swept or recovery.rows_added or recovery.rows_dropped:
         log.info("cache recovery after an unclean stop: %s", recovery)
+    await trio.to_thread.run_sync(backfill_provenance, store, metadb)
     # Unpacks killed mid-way leave staging directories; safe to sweep only now, under the
     # daemon's single-instance lock and before any unpack can run.
     unpack_debris = await trio.to_thread.run_sync(sweep_temporaries, store.unpacked_dir)

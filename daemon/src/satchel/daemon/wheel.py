@@ -26,35 +26,37 @@ hard-linked file in an environment fails instead of silently editing every other
 sharing the inode (root ignores modes; see `satchel.daemon.linking`), and no other local user can
 read what a private index served (issue 11.2). A hard link shares the mode: in an environment,
 such a file is readable (and, when executable, runnable) by its owner, the user, only.
+Because root, or a ``chmod``, can still edit one, the manifest records each file's (size, mtime,
+inode) at unpack time and `unpack_all` checks them before a tree is reused: a changed tree is
+unpacked again from its blob and swapped in atomically (`satchel.daemon.treecheck` explains the
+choice).
 """
 
 # Paths are plain strings and os calls on purpose: these loops run per file, 10^4 times per
 # install, where pathlib objects cost several microseconds each.
-# ruff: noqa: PTH103, PTH104, PTH118, PTH208
+# ruff: noqa: PTH103, PTH104, PTH208
 
 from __future__ import annotations
 
 import base64
 import contextlib
 import csv
-import ctypes
 import errno
-import functools
 import hashlib
 import io
+import logging
 import os
 import re
 import secrets
 import shutil
 import stat
-import sys
+import threading
 import unicodedata
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path
-from typing import cast
 
 import msgspec
 from packaging.utils import (
@@ -65,8 +67,9 @@ from packaging.utils import (
 )
 
 from satchel.daemon.errors import InvalidWheel
-from satchel.daemon.fsutil import TEMP_PREFIX, disk_full_guard, fsync_dir
+from satchel.daemon.fsutil import TEMP_PREFIX, disk_full_guard, fsync_dir, fsync_tree, syncfs
 from satchel.daemon.scripts import EntryPoint, parse_entry_points
+from satchel.daemon.treecheck import Stamp, changed_files, stamp_of
 
 __all__ = [
     "MAX_COMPRESSION_RATIO",
@@ -113,6 +116,12 @@ _HASHES = frozenset({"sha256", "sha384", "sha512"})
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _CHUNK = 1024 * 1024
 
+log = logging.getLogger(__name__)
+
+#: Held while a damaged tree is swapped for a fresh one, so two installs that both found it
+#: damaged replace it once (the second sees the first's fresh tree and uses it).
+_replacing = threading.Lock()
+
 
 class ManifestFile(msgspec.Struct, array_like=True, frozen=True):
     """One file of an unpacked wheel: where it is in the tree and where it goes.
@@ -139,6 +148,9 @@ class WheelManifest(msgspec.Struct, frozen=True):
     root_is_purelib: bool
     files: tuple[ManifestFile, ...]
     entry_points: tuple[EntryPoint, ...]
+    #: (size, mtime_ns, inode) of each of `files` right after unpacking, in the same order:
+    #: what `treecheck.changed_files` compares before the tree is linked again.
+    stamps: tuple[Stamp, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -357,7 +369,7 @@ def _inspect(
     return WheelManifest(
         name=wname,
         version=str(wversion),
-        filename=path.name,
+        filename=filename or path.name,
         dist_info=dist_info,
         root_is_purelib=root_is_purelib,
         files=tuple(files),
@@ -421,34 +433,11 @@ def validate_wheel(
     return WheelInfo(path=path, manifest=manifest)
 
 
-@functools.cache
-def _libc_syncfs() -> Callable[[int], int] | None:
-    """``syncfs(2)`` from the C library, looked up once (None off Linux)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return cast("Callable[[int], int]", libc.syncfs)
-    except (OSError, AttributeError):
-        return None
-
-
-def _syncfs(directory: Path) -> bool:
-    """Flush the whole filesystem holding *directory* in one call; False when unavailable."""
-    syncfs = _libc_syncfs()
-    if syncfs is None:
-        return False
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        return syncfs(fd) == 0
-    finally:
-        os.close(fd)
-
-
 def _extract(path: Path, zf: zipfile.ZipFile, manifest: WheelManifest, tree: Path) -> WheelManifest:
     """Write every member under *tree*, hash-checked, read-only; the manifest in sha256."""
     made: set[str] = set()
     files: list[ManifestFile] = []
+    stamps: list[Stamp] = []
     base = os.fspath(tree) + "/"
     for item in manifest.files:
         parent = item.member.rpartition("/")[0]
@@ -459,22 +448,12 @@ def _extract(path: Path, zf: zipfile.ZipFile, manifest: WheelManifest, tree: Pat
         fd = os.open(base + item.member, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             digest = _copy_member(path, zf, item, fd)
-            os.fchmod(fd, mode)
+            os.fchmod(fd, mode)  # changes ctime, not mtime: the stamp below stays valid
+            stamps.append(stamp_of(os.fstat(fd)))
         finally:
             os.close(fd)
         files.append(item if digest == item.hash else msgspec.structs.replace(item, hash=digest))
-    return msgspec.structs.replace(manifest, files=tuple(files))
-
-
-def _fsync_tree(tree: Path) -> None:
-    for dirpath, _dirnames, filenames in os.walk(tree):
-        for filename in filenames:
-            fd = os.open(os.path.join(dirpath, filename), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fsync_dir(Path(dirpath))
+    return msgspec.structs.replace(manifest, files=tuple(files), stamps=tuple(stamps))
 
 
 def load_unpacked(root: Path, sha256: str) -> UnpackedWheel | None:
@@ -507,6 +486,11 @@ def unpack_all(
     else is dirty), so the trees are all staged first, flushed once, then renamed into place.
     Any invalid wheel fails the whole call before anything is published. *filenames* gives each
     wheel's real file name when the paths do not carry it (the store names blobs by sha256).
+
+    An existing tree is reused only when `treecheck.changed_files` finds it as it was unpacked;
+    a changed one is staged afresh like a missing one and swapped in under `_replacing`: the
+    damaged tree is renamed aside (then deleted) and the fresh one renamed into place, so a
+    reader sees the damaged tree, no tree (and unpacks its own), or the fresh one; never a mix.
     """
     names = list(filenames) if filenames is not None else [path.name for path, _sha in wheels]
     if len(names) != len(wheels):
@@ -516,19 +500,33 @@ def unpack_all(
             raise ValueError(f"not a sha256 hex digest: {sha256!r}")
     results: dict[str, UnpackedWheel] = {}
     staged: list[tuple[Path, str, Path, WheelManifest]] = []
+    damaged: set[str] = set()
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         for (wheel_path, sha256), filename in zip(wheels, names, strict=True):
             existing = load_unpacked(root, sha256)
             if existing is not None:
-                results[sha256] = existing
-                continue
+                changed = changed_files(existing)
+                if not changed:
+                    results[sha256] = existing
+                    continue
+                log.warning(
+                    "the unpacked tree of %s (%s) changed since it was unpacked (%s): "
+                    "unpacking it again from the stored file",
+                    filename,
+                    sha256,
+                    ", ".join(changed[:5]) + (", ..." if len(changed) > 5 else ""),
+                )
+                damaged.add(sha256)
             tmp = root / f"{TEMP_PREFIX}{sha256}.{secrets.token_hex(6)}"
             staged.append((wheel_path, sha256, tmp, _stage(wheel_path, tmp, filename)))
-        if staged and not _syncfs(root):
+        if staged and not syncfs(root):
             for _wheel, _sha, tmp, _manifest in staged:
-                _fsync_tree(tmp)
+                fsync_tree(tmp)
         for wheel_path, sha256, tmp, manifest in staged:
+            if sha256 in damaged:
+                results[sha256] = _replace(root, sha256, tmp, manifest)
+                continue
             try:
                 os.rename(tmp, root / sha256)
             except OSError as exc:
@@ -550,6 +548,25 @@ def unpack_all(
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return [results[sha256] for _path, sha256 in wheels]
+
+
+def _replace(root: Path, sha256: str, tmp: Path, manifest: WheelManifest) -> UnpackedWheel:
+    """Swap the damaged tree ``<root>/<sha256>`` for the staged *tmp* (see `unpack_all`)."""
+    with _replacing:
+        current = load_unpacked(root, sha256)
+        if current is not None and not changed_files(current):
+            return current  # another install replaced it meanwhile; *tmp* is discarded
+        if current is not None:
+            remove_unpacked(root, sha256)
+        try:
+            os.rename(tmp, root / sha256)
+        except OSError as exc:
+            # An unpacker that found no tree (between our removal and rename) won the race.
+            winner = load_unpacked(root, sha256)
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or winner is None:
+                raise
+            return winner
+        return UnpackedWheel(sha256, root / sha256, manifest)
 
 
 def _stage(wheel_path: Path, tmp: Path, filename: str) -> WheelManifest:

@@ -24,7 +24,8 @@ status the `satchel` client returns, so scripts can react to the *kind* of failu
     1       the request failed            internal, invalid-params, unknown-method, not-found,
                                           config-error, index-error, hash-mismatch, invalid-wheel,
                                           install-failed, build-failed, disk-full, busy, forbidden,
-                                          origin-changed, and any code this client does not know
+                                          origin-changed, database-damaged, and any code this
+                                          client does not know
     2       usage                         invalid-requirement (client-side: bad command line)
     3       daemon unavailable            shutting-down, unavailable (client-side: nothing answers)
     4       protocol / incompatible       protocol, incompatible
@@ -42,6 +43,7 @@ __all__ = [
     "BUSY",
     "CANCELLED",
     "CONFIG_ERROR",
+    "DATABASE_DAMAGED",
     "DISK_FULL",
     "EXIT_CANCELLED",
     "EXIT_FAILURE",
@@ -109,6 +111,9 @@ INVALID_REQUIREMENT = "invalid-requirement"
 #: A project bound to one index (it came from there first) would now come from another: refused
 #: until the user accepts the change (a pin, `satchel origins trust`). A refusal, not offline: 1.
 ORIGIN_CHANGED = "origin-changed"
+#: The daemon's metadata database is damaged (found while serving); restarting the daemon moves
+#: it aside and rebuilds it from the stored files.
+DATABASE_DAMAGED = "database-damaged"
 
 # --- client exit statuses ---------------------------------------------------------------------
 

@@ -3,11 +3,13 @@
 `info` shows how many files the daemon holds and how big they are, in total and per index (a file
 served by two indexes is stored once, and listed under both). `verify` re-hashes every stored
 file; a file whose bytes no longer match its sha256 is moved to the quarantine directory and
-forgotten, so it is fetched again the next time it is needed. Its exit status is 1 when it found
-corruption, so scripts can tell. `prune` removes least-recently-used files until the cache is
-under a size cap (``--max-size``, else config's ``cache-max-size``) and files unused for longer
-than the age cap, never a file a watched project or a watched lock file needs; ``--dry-run``
-lists what it would free.
+forgotten, so it is fetched again the next time it is needed; then every unpacked tree (what
+installs link from) is re-hashed against its wheel's RECORD, and a damaged one is quarantined
+and unpacked again from its wheel. Its exit status is 1 when it found corruption, so scripts
+can tell. `prune` removes least-recently-used files until the cache is under a size cap
+(``--max-size``, else config's ``cache-max-size``) and files unused for longer than the age cap,
+never a file a watched project or a watched lock file needs; ``--dry-run`` lists what it would
+free.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     info = actions.add_parser("info", help="files, sizes and pages, in total and per index")
     info.add_argument("--json", action="store_true", help="print the answer as JSON")
     verify = actions.add_parser(
-        "verify", help="re-hash every stored file and quarantine corrupt ones (exit 1 if any)"
+        "verify",
+        help="re-hash every stored file and unpacked tree; quarantine and repair (exit 1 if any)",
     )
     verify.add_argument("--json", action="store_true", help="print the answer as JSON")
     prune = actions.add_parser(
@@ -107,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_prune(value))
     else:
         print(format_verify(value))
-    if args.action == "verify" and value.get("corrupt"):
+    if args.action == "verify" and (value.get("corrupt") or value.get("corrupt_trees")):
         return errors.EXIT_FAILURE
     return errors.EXIT_OK
 
@@ -123,8 +126,12 @@ class _Progress:
         if not self.enabled:
             return
         done, total = int(event.get("done") or 0), event.get("total")
-        size = f"{format_size(done)}/{format_size(int(total))}" if total else format_size(done)
-        sys.stderr.write(f"\rverifying: {event.get('message', '')}, {size}\x1b[K")
+        if event.get("unit") == "bytes":
+            size = f"{format_size(done)}/{format_size(int(total))}" if total else format_size(done)
+            line = f"{event.get('message', '')}, {size}"
+        else:  # the unpacked trees, counted
+            line = str(event.get("message", ""))
+        sys.stderr.write(f"\rverifying: {line}\x1b[K")
         sys.stderr.flush()
         self.shown = True
 
@@ -182,17 +189,39 @@ def format_info(value: dict[str, Any]) -> str:
 
 def format_verify(value: dict[str, Any]) -> str:
     checked = f"{value['checked']} files ({format_size(value['bytes'])})"
+    trees = value.get("trees_checked") or 0
+    if trees:
+        checked += f" and {trees} unpacked trees ({format_size(value.get('tree_bytes') or 0)})"
     corrupt = value.get("corrupt") or []
-    if not corrupt:
+    damaged = value.get("corrupt_trees") or []
+    if not corrupt and not damaged:
         return f"verified {checked}: all intact"
-    lines = [f"verified {checked}: {len(corrupt)} corrupt, quarantined and forgotten:"]
+    lines = [f"verified {checked}:"]
+    if corrupt:
+        lines.append(f"{len(corrupt)} corrupt stored files, quarantined and forgotten:")
     for item in corrupt:
         name = item.get("filename") or "unknown file"
         where = ", ".join(item.get("indexes") or []) or "no recorded index"
         lines.append(f"  {name} (sha256 {item['sha256']}, from {where})")
         lines.append(f"    bytes now hash to {item['actual_sha256']}")
         lines.append(f"    moved to {item['quarantined_as']}")
-    lines.append("They are downloaded again from their index the next time they are needed.")
+    if corrupt:
+        lines.append("They are downloaded again from their index the next time they are needed.")
+    if damaged:
+        lines.append(f"{len(damaged)} damaged unpacked trees (files no longer match RECORD):")
+    for tree in damaged:
+        lines.append(f"  {tree.get('filename') or 'unknown wheel'} (sha256 {tree['sha256']})")
+        lines.append(f"    changed: {', '.join(tree.get('files') or [])}")
+        lines.append(f"    moved to {tree['quarantined_as']}")
+        lines.append(
+            "    unpacked again from the stored wheel"
+            if tree.get("repaired")
+            else "    its wheel is gone: the next install of it downloads it again"
+        )
+    if damaged:
+        lines.append(
+            "Environments that linked a damaged file before still share it: recreate them."
+        )
     return "\n".join(lines)
 
 

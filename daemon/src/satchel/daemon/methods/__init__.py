@@ -12,6 +12,8 @@ so handlers never see raw dicts or build `Error` messages:
   message names the field (``Expected `int`, got `str` - at `$.seconds```);
 - unknown names: ``unknown-method``;
 - `SatchelError` (and subclasses): its own code, message and details;
+- an SQLite "malformed"/"not a database" error: ``database-damaged``, saying how to recover
+  (a restart moves the database aside and rebuilds it, `satchel.daemon.dbrecovery`);
 - any other exception: ``internal`` with a short message; the traceback goes to the log only
   (it may name paths or values the client has no business seeing);
 - cancellation (a client `Cancel` or disconnect) arrives as trio cancellation and is not caught
@@ -23,13 +25,14 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from satchel.daemon.errors import SatchelError
+from satchel.daemon.errors import DatabaseDamaged, SatchelError
 from satchel.protocol import errors as codes
 from satchel.protocol.messages import Error, Log, Message, Progress, Request, Result
 
@@ -49,6 +52,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: SQLITE_CORRUPT and SQLITE_NOTADB: the database file itself is damaged (not busy, not full).
+_DAMAGED = frozenset({11, 26})
 
 #: Feature modules imported at start-up, each registering its methods. Add one line per area.
 MODULES = ["core", "cache", "resolve", "install", "indexes", "origins", "watch", "localindex"]
@@ -158,7 +164,15 @@ async def dispatch(ctx: RequestContext, request: Request) -> Result | Error:
         value = await entry.handler(ctx, params)
     except SatchelError as exc:
         return Error(request.id, exc.code, exc.message, exc.details)
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, sqlite3.DatabaseError) and exc.sqlite_errorcode in _DAMAGED:
+            log.error("%s: the cache database is damaged: %s", request.method, exc)  # noqa: TRY400
+            damaged = DatabaseDamaged(
+                f"the cache database is damaged ({exc}); restart the daemon (`satchel stop`) "
+                "to move it aside and rebuild it from the stored files",
+                details={"method": request.method},
+            )
+            return Error(request.id, damaged.code, damaged.message, damaged.details)
         log.exception("method %s (request %d) failed", request.method, request.id)
         return Error(
             request.id,

@@ -1,11 +1,14 @@
 """Cache methods: `cache.info`, `cache.verify` and `cache.prune`, from the store and the metadb.
 
 Both run their blocking parts (SQLite, directory walks, hashing) in worker threads, so the daemon
-keeps answering `ping` while `cache.verify` re-hashes gigabytes.
+keeps answering `ping` while `cache.verify` re-hashes gigabytes. `cache.verify` checks the blobs
+first, then the unpacked trees against their RECORD (`treecheck.verify_trees`), so a damaged tree
+is unpacked again only from a blob just proven intact.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -14,11 +17,14 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from satchel.daemon.errors import SatchelError
 from satchel.daemon.metadb import MetaDB
 from satchel.daemon.methods import RequestContext, method
 from satchel.daemon.refresh import warmer
 from satchel.daemon.runtime import runtime
 from satchel.daemon.store import BlobStore, VerifyProgress
+from satchel.daemon.treecheck import TreeReport, verify_trees
+from satchel.daemon.wheel import unpack_all
 from satchel.protocol.methods.cache import (
     CACHE_INFO,
     CACHE_PRUNE,
@@ -30,6 +36,7 @@ from satchel.protocol.methods.cache import (
     CacheVerifyParams,
     CacheVerifyResult,
     CorruptFile,
+    CorruptTree,
     IndexUsage,
     PrunedFile,
 )
@@ -121,12 +128,65 @@ async def cache_verify(ctx: RequestContext, params: CacheVerifyParams) -> CacheV
             blob.name,
             blob.quarantined_as,
         )
+    trees = await _verify_trees(ctx, store, metadb)
     return CacheVerifyResult(
         checked=report.checked,
         bytes=report.bytes,
         corrupt=corrupt,
         quarantine_dir=str(store.quarantine_dir),
+        trees_checked=trees.checked,
+        tree_bytes=trees.bytes,
+        corrupt_trees=[
+            CorruptTree(
+                sha256=d.sha256,
+                filename=d.filename,
+                files=list(d.files),
+                quarantined_as=str(store.root / d.quarantined_as),
+                repaired=d.repaired,
+            )
+            for d in trees.damaged
+        ],
     )
+
+
+async def _verify_trees(ctx: RequestContext, store: BlobStore, metadb: MetaDB) -> TreeReport:
+    """Re-hash the unpacked trees; each damaged one is quarantined and unpacked again."""
+
+    def repair(sha256: str, filename: str) -> bool:
+        if not store.has(sha256):
+            return False
+        if not filename.endswith(".whl"):  # a tree unpacked by an older Satchel: named by sha
+            filename = metadb.blob_filenames([sha256]).get(sha256) or filename
+        try:
+            unpack_all([(store.path(sha256), sha256)], store.unpacked_dir, filenames=[filename])
+        except (SatchelError, OSError) as exc:
+            log.warning("cache verify: cannot unpack %s (%s) again: %s", filename, sha256, exc)
+            return False
+        return True
+
+    def progress(checked: int, total: int) -> None:
+        trio.from_thread.run(ctx.progress, checked, total, "trees", f"{checked}/{total} trees")
+
+    report = await trio.to_thread.run_sync(
+        functools.partial(
+            verify_trees,
+            store.unpacked_dir,
+            store.quarantine_dir,
+            store.root,
+            repair,
+            progress,
+        )
+    )
+    for damage in report.damaged:
+        log.warning(
+            "cache verify: the unpacked tree of %s (%s) is damaged (%s); quarantined as %s, %s",
+            damage.filename or "unknown wheel",
+            damage.sha256,
+            ", ".join(damage.files[:5]),
+            damage.quarantined_as,
+            "unpacked again" if damage.repaired else "its wheel is gone",
+        )
+    return report
 
 
 @method(CACHE_PRUNE, CachePruneParams)

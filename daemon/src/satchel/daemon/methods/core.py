@@ -82,6 +82,8 @@ async def status(ctx: RequestContext, params: StatusParams) -> StatusResult:
         indexes=_index_states(app),
         local_index=_local_index(app),
         index_notes=await _index_notes(app),
+        services=_services(app),
+        repaired=app.services.repaired,
     )
 
 
@@ -98,7 +100,18 @@ async def _index_notes(app: App) -> list[str]:
     return await rt.drift.get(rt.config, lambda: index_drift(app, rt, None))
 
 
+def _services(app: App) -> str:
+    services = app.services
+    if not services.runtime_ready.is_set():
+        return "starting"
+    if services.runtime is None:
+        return f"failed: {services.runtime_error or 'stopped'}"
+    return "ready"
+
+
 def _local_index(app: App) -> str:
+    if app.services.runtime_ready.is_set() and app.services.runtime is None:
+        return "stopped (the cache and index services did not start)"
     state = local_index_state(app)
     if state.state == "serving":
         return f"serving {state.base_url}"

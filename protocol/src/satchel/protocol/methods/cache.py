@@ -21,6 +21,7 @@ __all__ = [
     "CacheVerifyParams",
     "CacheVerifyResult",
     "CorruptFile",
+    "CorruptTree",
     "IndexUsage",
     "PrunedFile",
 ]
@@ -84,12 +85,31 @@ class CorruptFile(msgspec.Struct, frozen=True, kw_only=True):
     quarantined_as: str
 
 
+class CorruptTree(msgspec.Struct, frozen=True, kw_only=True):
+    """An unpacked wheel (what installs link from) whose files no longer match its RECORD."""
+
+    #: The sha256 of the wheel it was unpacked from.
+    sha256: str
+    filename: str | None = None
+    #: The damaged files (the first few), or why the tree could not be checked.
+    files: list[str] = []
+    #: Where the damaged tree was moved.
+    quarantined_as: str
+    #: Unpacked again from the stored wheel (False: the wheel is gone; the next install of it
+    #: downloads it again).
+    repaired: bool
+
+
 class CacheVerifyResult(msgspec.Struct, frozen=True, kw_only=True):
     #: Files re-hashed and their total size.
     checked: int
     bytes: int
     corrupt: list[CorruptFile]
     quarantine_dir: str
+    #: Unpacked trees re-hashed against their RECORD, and their total size.
+    trees_checked: int = 0
+    tree_bytes: int = 0
+    corrupt_trees: list[CorruptTree] = []
 
 
 class CachePruneParams(msgspec.Struct, frozen=True, kw_only=True):

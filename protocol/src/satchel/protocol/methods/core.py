@@ -82,6 +82,12 @@ class StatusResult(msgspec.Struct, frozen=True, kw_only=True):
     local_index: str | None = None
     #: How pip's/uv's configuration disagrees with config.toml, or that no index is configured.
     index_notes: list[str] = []
+    #: The cache and index services: "starting", "ready", or "failed: <why>" (a cache the
+    #: daemon cannot open: every request that needs it fails with that reason).
+    services: str | None = None
+    #: What start-up repaired that the user should know (a damaged database moved aside, where
+    #: to, and what was rebuilt from the stored files); None when nothing was.
+    repaired: str | None = None
 
 
 class IndexState(msgspec.Struct, frozen=True, kw_only=True):
