@@ -48,6 +48,7 @@ from satchel.daemon.resolution import (
     fetch_files,
     locked_files,
     pinned_files,
+    request_session,
     resolve_request,
 )
 from satchel.daemon.runtime import Runtime
@@ -186,7 +187,7 @@ async def _install_into(
     files: list[tuple[IndexConfig, str, FileEntry]] = []
     kept: list[str] = []
     if lock is not None:
-        session = rt.catalog.session(offline=params.offline, strategy=params.index_strategy)
+        session = request_session(rt, params, inputs)
         # locked_files maps every locked package to a configured index, or refuses the lock.
         index_of = {project: index for index, project, _file in locked_files(session, lock)}
         for package in lock.packages:

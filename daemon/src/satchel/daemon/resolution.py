@@ -16,6 +16,7 @@ the resolver. The event loop never blocks on the resolve itself.
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -29,6 +30,7 @@ from packaging.utils import canonicalize_name
 
 from satchel.daemon import pylock
 from satchel.daemon.builder import sdist_metadata
+from satchel.daemon.buildpolicy import Formats
 from satchel.daemon.candidates import SdistNeedsBuild
 from satchel.daemon.catalog import Catalog, Session
 from satchel.daemon.config import IndexConfig
@@ -48,6 +50,8 @@ from satchel.daemon.scope import ScopedPages
 from satchel.daemon.target import Target, query_interpreter, synthetic_target
 from satchel.protocol.methods.resolve import PinInfo, ResolveParams
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "Fetched",
     "Inputs",
@@ -60,9 +64,12 @@ __all__ = [
     "pinned_files",
     "read_inputs",
     "render",
+    "request_formats",
+    "request_session",
     "require_present",
     "resolve_request",
     "target_for",
+    "yanked_warnings",
 ]
 
 #: Downloads in flight for one prefetch. The upstream limits each index separately; this bounds
@@ -205,10 +212,12 @@ async def resolve_request(
     target: Target,
     *,
     installed: dict[str, str] | None = None,
+    background: bool = False,
 ) -> Outcome:
-    """Resolve *inputs* for *target* under the daemon's configuration."""
+    """Resolve *inputs* for *target* under the daemon's configuration (*background*: for a
+    watched project's prefetch, which builds only where config.toml allows it)."""
     started = time.perf_counter()
-    session = rt.catalog.session(offline=params.offline, strategy=params.index_strategy)
+    session = request_session(rt, params, inputs, background=background)
     reqs = inputs.requirements
     roots = [item.requirement for item in reqs.requirements]
     for lock in inputs.locks:
@@ -231,12 +240,54 @@ async def resolve_request(
             prereleases=reqs.prereleases,
             hashes=reqs.hashes(),
             cache=rt.metadata_cache,
+            policy=session.builds,
         ),
         limiter=_resolver_threads(),
     )
     session.notes.extend(reqs.warnings)
     session.notes.extend(resolution.notes)
+    session.notes.extend(yanked_warnings(session, resolution.pins))
     return Outcome(resolution, session, target, time.perf_counter() - started)
+
+
+def request_formats(params: ResolveParams, inputs: Inputs | None = None) -> Formats:
+    """``--only-binary``/``--no-binary`` of the requirements files, then of the command line
+    (``--only-binary`` last: the stricter word of the user at this command wins)."""
+    formats = inputs.requirements.formats() if inputs is not None else Formats()
+    for value in params.no_binary:
+        formats = formats.update("--no-binary", value, "command line")
+    for value in params.only_binary:
+        formats = formats.update("--only-binary", value, "command line")
+    return formats
+
+
+def request_session(
+    rt: Runtime, params: ResolveParams, inputs: Inputs | None = None, *, background: bool = False
+) -> Session:
+    """The session of a request: offline or not, its index strategy, what it may build."""
+    return rt.catalog.session(
+        offline=params.offline,
+        strategy=params.index_strategy,
+        formats=request_formats(params, inputs),
+        no_build=params.no_build,
+        background=background,
+    )
+
+
+def yanked_warnings(session: Session, pins: Iterable[Pin]) -> list[str]:
+    """PEP 592: a yanked file chosen (only an exact ``==`` pin can choose one) is said loudly,
+    with the index's reason, on every command that resolves it."""
+    out = []
+    for pin in pins:
+        if not pin.file.yanked:
+            continue
+        reason = pin.file.yanked_reason or "no reason given"
+        out.append(
+            f"warning: {pin.name} {pin.version} ({pin.file.filename}) is yanked from index "
+            f"'{pin.index}': {reason}; it was chosen only because it is pinned exactly"
+        )
+        log.warning("%s", out[-1])
+    return out
 
 
 def render(outcome: Outcome, fmt: str) -> str:
