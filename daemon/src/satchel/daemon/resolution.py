@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
 import trio
 from packaging import tags as packaging_tags
 from packaging.requirements import Requirement
@@ -244,9 +245,11 @@ async def resolve_request(
         ),
         limiter=_resolver_threads(),
     )
+    yanked = yanked_warnings(resolution.pins)
+    if yanked:  # in the resolution too: `--format json` output carries its notes
+        resolution = msgspec.structs.replace(resolution, notes=[*resolution.notes, *yanked])
     session.notes.extend(reqs.warnings)
     session.notes.extend(resolution.notes)
-    session.notes.extend(yanked_warnings(session, resolution.pins))
     return Outcome(resolution, session, target, time.perf_counter() - started)
 
 
@@ -274,7 +277,7 @@ def request_session(
     )
 
 
-def yanked_warnings(session: Session, pins: Iterable[Pin]) -> list[str]:
+def yanked_warnings(pins: Iterable[Pin]) -> list[str]:
     """PEP 592: a yanked file chosen (only an exact ``==`` pin can choose one) is said loudly,
     with the index's reason, on every command that resolves it."""
     out = []
