@@ -36,7 +36,7 @@ from satchel.daemon.candidates import SdistNeedsBuild
 from satchel.daemon.catalog import Catalog, Session
 from satchel.daemon.config import IndexConfig
 from satchel.daemon.credentials import strip_userinfo
-from satchel.daemon.errors import NotCached, NotFound, SatchelError
+from satchel.daemon.errors import InvalidParams, NotCached, NotFound, SatchelError
 from satchel.daemon.model import FileEntry, ProjectPage
 from satchel.daemon.reqfiles import (
     ParsedRequirement,
@@ -170,7 +170,12 @@ async def target_for(rt: Runtime, params: ResolveParams) -> Target:
     if params.platforms or params.python_version:
         version = params.python_version or f"{sys.version_info[0]}.{sys.version_info[1]}"
         platforms = params.platforms or list(packaging_tags.platform_tags())
-        return await trio.to_thread.run_sync(synthetic_target, version, platforms)
+        try:
+            return await trio.to_thread.run_sync(synthetic_target, version, platforms)
+        except ValueError as exc:  # the message names the option and what it must look like
+            raise InvalidParams(
+                str(exc), details={"python_version": version, "platforms": platforms}
+            ) from None
     python = params.python or sys.executable
     return await query_interpreter(python, cache_dir=rt.interpreters_dir)
 

@@ -6,7 +6,12 @@ import time
 from pathlib import Path
 
 from satchel.daemon import pylock
-from satchel.daemon.environments import describe, install_into, prepare_environment
+from satchel.daemon.environments import (
+    describe,
+    discard_new_environment,
+    install_into,
+    prepare_environment,
+)
 from satchel.daemon.methods import RequestContext, method
 from satchel.daemon.resolution import read_inputs
 from satchel.daemon.runtime import runtime
@@ -36,19 +41,24 @@ async def install(ctx: RequestContext, params: InstallParams) -> InstallResult:
     rt = await runtime(ctx.app)
     venv = Path(params.venv)
     target, created = await prepare_environment(rt, venv, params.python)
-    lock = pylock.read_pylock(Path(params.lock)) if params.lock else None
-    inputs = await read_inputs(params)
-    done = await install_into(
-        rt,
-        params,
-        inputs,
-        venv,
-        target=target,
-        lock=lock,
-        link_mode=params.link_mode,
-        compile_bytecode=params.compile,
-        progress=ctx.progress,
-    )
+    try:
+        lock = pylock.read_pylock(Path(params.lock)) if params.lock else None
+        inputs = await read_inputs(params)
+        done = await install_into(
+            rt,
+            params,
+            inputs,
+            venv,
+            target=target,
+            lock=lock,
+            link_mode=params.link_mode,
+            compile_bytecode=params.compile,
+            progress=ctx.progress,
+        )
+    except BaseException:
+        if created:  # a venv this request made and could not finish is not left behind
+            await discard_new_environment(venv, target)
+        raise
     installed, removed = describe(done.report)
     return InstallResult(
         venv=str(venv),
