@@ -98,6 +98,17 @@ def test_an_impossible_target_is_invalid_params(
         assert_clear(result, "invalid-params", *words)
 
 
+def test_install_refuses_an_imagined_target(world: World) -> None:
+    """issue 11.17: `install --python-version`/`--platform` used to be accepted and ignored;
+    an install goes into a real environment, so it is a usage error naming the options."""
+    venv = world.root / "v"
+    for option, value in (("--python-version", "3.11"), ("--platform", "win_amd64")):
+        result = world.satchel("install", option, value, "--venv", str(venv), "aa")
+        assert result.returncode == 2, result.stderr
+        assert "--platform/--python-version" in result.stderr
+        assert not venv.exists()
+
+
 # -- full disks -------------------------------------------------------------------------------
 
 

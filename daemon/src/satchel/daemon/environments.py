@@ -301,6 +301,8 @@ async def _wheels(
             built[position] = found
         elif session.offline or target.synthetic:
             raise not_built(project, file, target)
+        else:  # a build the user forbade fails before anything is fetched
+            session.builds.check(project, file.filename)
     pending = [entry for position, entry in enumerate(files) if position not in built]
     result = await fetch_files(session.catalog, pending, progress, offline=session.offline)
     result.raise_failures()

@@ -12,6 +12,7 @@ from satchel.daemon.environments import (
     install_into,
     prepare_environment,
 )
+from satchel.daemon.errors import InvalidParams
 from satchel.daemon.methods import RequestContext, method
 from satchel.daemon.resolution import read_inputs
 from satchel.daemon.runtime import runtime
@@ -39,6 +40,11 @@ __all__ = ["install", "run", "tool_list", "tool_prune", "tool_remove"]
 async def install(ctx: RequestContext, params: InstallParams) -> InstallResult:
     started = time.perf_counter()
     rt = await runtime(ctx.app)
+    if params.platforms or params.python_version:
+        raise InvalidParams(
+            "install: --platform/--python-version describe another machine; an install goes "
+            "into a real environment (choose its interpreter with --python)"
+        )
     venv = Path(params.venv)
     target, created = await prepare_environment(rt, venv, params.python)
     try:
