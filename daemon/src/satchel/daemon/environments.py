@@ -134,9 +134,9 @@ async def prepare_environment(rt: Runtime, venv: Path, python: str | None) -> tu
 
 
 async def discard_new_environment(venv: Path, target: Target) -> None:
-    """Remove the venv at *venv* that this request created and could not finish installing
-    into (a full disk, a resolution that failed), unless something got installed into it
-    meanwhile (another request's install, which then owns it): no empty venv is left behind."""
+    """Remove the venv at *venv* that this request created and could not install into (a full
+    disk), unless something got installed into it meanwhile (another request's install, which
+    then owns it): no empty venv is left behind on a full file system."""
 
     def discard() -> None:
         if installed_distributions(scheme_for(target)):

@@ -223,7 +223,7 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
         allow_sdists: bool,
         prereleases: bool,
         hashes: Mapping[str, frozenset[str]] | None,
-        policy: BuildPolicy,
+        policy: BuildPolicy | None = None,
     ) -> None:
         self.target = target
         #: Computed once: `Target.key` hashes the whole target (every tag) on each access.
@@ -236,7 +236,7 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
         self.allow_sdists = allow_sdists
         self.prereleases = prereleases
         self.hashes = hashes
-        self.policy = policy
+        self.policy = policy or BuildPolicy()
         #: project -> an sdist left out by `policy` where nothing else fitted (for the error).
         self.excluded: dict[str, str] = {}
         self.python = Version(target.python_full_version)

@@ -12,7 +12,7 @@ from satchel.daemon.environments import (
     install_into,
     prepare_environment,
 )
-from satchel.daemon.errors import InvalidParams
+from satchel.daemon.errors import DiskFull, InvalidParams
 from satchel.daemon.methods import RequestContext, method
 from satchel.daemon.resolution import read_inputs
 from satchel.daemon.runtime import runtime
@@ -61,8 +61,10 @@ async def install(ctx: RequestContext, params: InstallParams) -> InstallResult:
             compile_bytecode=params.compile,
             progress=ctx.progress,
         )
-    except BaseException:
-        if created:  # a venv this request made and could not finish is not left behind
+    except DiskFull:
+        # A venv this request made on a disk too full to install into is not left behind
+        # (other failures keep it: it is the environment asked for, and their advice names it).
+        if created:
             await discard_new_environment(venv, target)
         raise
     installed, removed = describe(done.report)
