@@ -26,12 +26,12 @@ index and must not learn how to reach another one.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from packaging.utils import canonicalize_name
 
-from satchel.daemon.errors import BuildForbidden
+from satchel.daemon.errors import BuildForbidden, SatchelError
 
 __all__ = [
     "BUILD_ENV_ALLOWED",
@@ -179,10 +179,19 @@ class BuildPolicy:
                 details={"project": project, "file": filename, "forbidden_by": why},
             )
 
-    def describe_excluded(self, excluded: Iterable[tuple[str, str]]) -> str:
-        """One line per (project, sdist) the resolver left out because of this policy."""
-        return "\n".join(
+    def explain(self, excluded: Mapping[str, str], failure: SatchelError) -> SatchelError:
+        """The error for a resolution that failed while this policy left out the sdists
+        *excluded* (project -> sdist file name) where nothing else fitted: `BuildForbidden`
+        naming them first (what the user forbade is the reason), then *failure*'s explanation;
+        *failure* itself when nothing was left out."""
+        if not excluded:
+            return failure
+        lines = [
             f"{project}: only the sdist {filename} fits, and building it is forbidden by "
             f"{self.why_not(project)}"
-            for project, filename in excluded
+            for project, filename in sorted(excluded.items())
+        ]
+        return BuildForbidden(
+            "\n".join([*lines, failure.message]),
+            details={**failure.details, "sdists": dict(excluded)},
         )

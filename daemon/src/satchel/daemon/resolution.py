@@ -51,8 +51,6 @@ from satchel.daemon.scope import ScopedPages
 from satchel.daemon.target import Target, query_interpreter, synthetic_target
 from satchel.protocol.methods.resolve import PinInfo, ResolveParams
 
-log = logging.getLogger(__name__)
-
 __all__ = [
     "Fetched",
     "Inputs",
@@ -72,6 +70,8 @@ __all__ = [
     "target_for",
     "yanked_warnings",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Downloads in flight for one prefetch. The upstream limits each index separately; this bounds
 #: open temp files and memory for a single request.

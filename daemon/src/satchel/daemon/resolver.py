@@ -59,7 +59,7 @@ from satchel.daemon.candidates import (
     parse_core_metadata,
     specifier,
 )
-from satchel.daemon.errors import BuildForbidden, ResolutionImpossible
+from satchel.daemon.errors import ResolutionImpossible
 from satchel.daemon.model import FileEntry, ProjectPage
 from satchel.daemon.scope import ScopedPages
 from satchel.daemon.target import Target
@@ -569,13 +569,7 @@ def resolve(
         result = resolver.resolve(roots, max_rounds=MAX_ROUNDS)
     except resolvelib.ResolutionImpossible as exc:
         explained = explain.impossible(exc.causes, provider)
-        if provider.excluded:  # what the user forbade is the reason: say that first
-            raise BuildForbidden(
-                f"{policy.describe_excluded(sorted(provider.excluded.items()))}\n"
-                f"{explained.message}",
-                details={**explained.details, "sdists": provider.excluded},
-            ) from None
-        raise explained from None
+        raise policy.explain(provider.excluded, explained) from None
     except resolvelib.ResolutionTooDeep:
         raise ResolutionImpossible(
             f"gave up after {MAX_ROUNDS} rounds of backtracking: the requirements are too "
