@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from satchel.daemon.buildpolicy import BuildPolicy, Formats, build_environ
+from satchel.daemon.buildpolicy import BuildPolicy, Formats, scrubbed_environ
 
 
 def test_formats_follow_pips_rules() -> None:
@@ -36,7 +36,7 @@ def test_policy_names_what_forbids_a_build() -> None:
     assert allowed.why_not("y") is None
 
 
-def test_build_environ_is_an_allow_list() -> None:
+def test_scrubbed_environ_is_an_allow_list() -> None:
     """issue 11.9: credentials never pass, whatever their name; compiler knobs do."""
     base = {
         "PATH": "/usr/bin",
@@ -48,4 +48,4 @@ def test_build_environ_is_an_allow_list() -> None:
         "PYTHONPATH": "/x",
         "SOME_TOKEN": "t",
     }
-    assert build_environ(base) == {"PATH": "/usr/bin", "LC_CTYPE": "C", "CFLAGS": "-O2"}
+    assert scrubbed_environ(base) == {"PATH": "/usr/bin", "LC_CTYPE": "C", "CFLAGS": "-O2"}

@@ -280,3 +280,32 @@ def test_a_build_sees_no_credential_of_the_daemon(world: World) -> None:
     for name, value in KEPT.items():
         assert seen.get(name) == value, name
     assert seen["PATH"].split(os.pathsep)[0].endswith("/bin")  # the build env's own bin first
+
+
+def test_code_an_installed_wheel_runs_in_the_daemons_children_sees_no_credential(
+    world: World,
+) -> None:
+    """issue 11.9 (the same leak by another door): a wheel's ``.pth`` file runs whenever the
+    environment's interpreter starts, and the daemon starts it to byte-compile (`--compile`) and
+    to describe the environment (a later install into it). Those children get the same
+    allow-listed environment as a build: no credential."""
+    trace = world.root / "pth-env.json"
+    line = f"import json, os; open({str(trace)!r}, 'w').write(json.dumps(dict(os.environ)))\n"
+    dist = world.root / "dist"
+    world.index.add(
+        build_wheel(dist, "pthpkg", "1.0", files={"pthpkg.pth": line, "pthpkg/__init__.py": ""})
+    )
+    world.index.add(build_wheel(dist, "other", "1.0"))
+    venv = world.root / "venv"
+    world.ok("install", "--compile", "--venv", str(venv), "pthpkg")
+    assert trace.exists()  # the .pth ran when the daemon byte-compiled
+    seen_at_compile = trace.read_text("utf-8")
+    trace.unlink()
+    world.ok("install", "--venv", str(venv), "other")
+    assert trace.exists()  # ... and when it asked the environment's interpreter about itself
+    for raw in (seen_at_compile, trace.read_text("utf-8")):
+        seen = json.loads(raw)
+        for name, value in SECRETS.items():
+            assert name not in seen, name
+            if name != "SATCHEL_INDEX_INTERNAL_USERNAME":
+                assert value not in raw, name

@@ -11,7 +11,7 @@ online install or run) and its result is kept:
                 with Satchel's own installer, so build dependencies are cached like any others
     build       ``build_wheel`` through ``pyproject-hooks`` in a subprocess, in a worker thread,
                 with a deadline, output captured to a log whose tail names the failure, in a
-                scrubbed environment (`buildpolicy.build_environ`: an allow-list, no credentials)
+                scrubbed environment (`buildpolicy.scrubbed_environ`: an allow-list, no credentials)
     keep        validate the wheel (RECORD, names, tags), ingest it into the blob store under its
                 computed sha256, record (sdist sha256, interpreter key) -> wheel in the metadb
 
@@ -57,7 +57,7 @@ from packaging.utils import (
 )
 from pyproject_hooks import BuildBackendHookCaller
 
-from satchel.daemon.buildpolicy import build_environ
+from satchel.daemon.buildpolicy import scrubbed_environ
 from satchel.daemon.catalog import Session, metadata_from_file
 from satchel.daemon.errors import BuildError, NotCached, SatchelError
 from satchel.daemon.installer import Scheme
@@ -302,7 +302,7 @@ class _Runner:
 
     def environ(self, extra: Mapping[str, str] | None) -> dict[str, str]:
         # An allow-list, never the daemon's whole environment: no credentials reach a backend.
-        env = build_environ()
+        env = scrubbed_environ()
         bin_dir = self.env_dir / "bin"
         env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", os.defpath)])
         env["VIRTUAL_ENV"] = str(self.env_dir)

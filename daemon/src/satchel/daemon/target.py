@@ -39,6 +39,7 @@ import packaging
 import trio
 from packaging import tags as _tags
 
+from satchel.daemon.buildpolicy import scrubbed_environ
 from satchel.daemon.errors import InvalidParams, NotFound
 from satchel.daemon.fsutil import atomic_write
 
@@ -231,7 +232,13 @@ async def query_interpreter(python: str | Path, *, cache_dir: Path | None = None
     try:
         with trio.move_on_after(_QUERY_TIMEOUT) as scope:
             done = await trio.run_process(
-                argv, capture_stdout=True, capture_stderr=True, check=False
+                argv,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                # A venv's interpreter runs the .pth files of what is installed in it: code from
+                # an index, which sees no credential of the daemon.
+                env=scrubbed_environ(),
             )
     except OSError as exc:
         raise InvalidParams(

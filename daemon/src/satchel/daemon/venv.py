@@ -24,6 +24,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from satchel.daemon.buildpolicy import scrubbed_environ
 from satchel.daemon.errors import InstallError, InvalidParams
 from satchel.daemon.fsutil import disk_full_guard
 from satchel.daemon.installer import Scheme
@@ -85,7 +86,7 @@ def query_interpreter(python: Path | str) -> Interpreter:
         cached = _cache.get(key)
     if cached is not None:
         return cached
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env = scrubbed_environ()  # no PYTHON* variables, no credentials (`buildpolicy`)
     try:
         result = subprocess.run(
             [os.fspath(python), "-I", "-S", "-c", _QUERY],
