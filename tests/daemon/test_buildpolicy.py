@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from satchel.daemon.buildpolicy import BuildPolicy, Formats, scrubbed_environ
+from satchel.daemon.config import parse_config, render_config
+from satchel.daemon.errors import ConfigError
 
 
 def test_formats_follow_pips_rules() -> None:
@@ -49,3 +53,14 @@ def test_scrubbed_environ_is_an_allow_list() -> None:
         "SOME_TOKEN": "t",
     }
     assert scrubbed_environ(base) == {"PATH": "/usr/bin", "LC_CTYPE": "C", "CFLAGS": "-O2"}
+
+
+def test_the_builds_setting_is_validated_and_survives_a_rewrite() -> None:
+    """issue 11.9: config.toml `[settings] builds` takes three values; anything else is a
+    config error naming the line; `satchel index add` (which rewrites the file) keeps it."""
+    config = parse_config('[settings]\nbuilds = "never"\n')
+    assert config.settings.builds == "never"
+    assert parse_config(render_config(config)).settings.builds == "never"
+    assert parse_config("").settings.builds == "on-request"
+    with pytest.raises(ConfigError, match=r"config.toml:2: setting 'builds'"):
+        parse_config('[settings]\nbuilds = "sometimes"\n')
