@@ -80,6 +80,13 @@ def test_python_that_is_not_an_interpreter_is_invalid_params(world: World, comma
         assert not (world.root / "v").exists()
 
 
+def test_a_python_that_does_not_exist_is_not_found_by_its_name(world: World) -> None:
+    """issue 11.17: a bare name that is on no PATH is named as given (it used to be read as a
+    path relative to the daemon's working directory, "/python9.9")."""
+    result = world.satchel("resolve", "--python", "python9.9", "aa")
+    assert_clear(result, "not-found", "'python9.9' on PATH")
+
+
 @pytest.mark.parametrize(
     ("option", "value", "words"),
     [

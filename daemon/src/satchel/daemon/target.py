@@ -146,8 +146,8 @@ def clear_memory_cache() -> None:
 def find_interpreter(python: str | Path) -> Path:
     """Turn ``--python`` into an interpreter path.
 
-    ``X.Y`` (or ``pythonX.Y``) is looked up on ``PATH``; a directory is a venv (``bin/python`` or
-    ``Scripts/python.exe``); anything else must be an existing file.
+    ``X.Y`` (or ``pythonX.Y``, or any bare command name) is looked up on ``PATH``; a directory is
+    a venv (``bin/python`` or ``Scripts/python.exe``); anything else must be an executable file.
     """
     text = str(python)
     if re.fullmatch(r"(python)?3(\.\d+)?", text):
@@ -155,6 +155,11 @@ def find_interpreter(python: str | Path) -> Path:
         found = shutil.which(name)
         if found is None:
             raise NotFound(f"no {name} on PATH (asked for --python {text})")
+        return Path(found).absolute()
+    if os.sep not in text and not text.startswith("~"):  # a bare name: a command on PATH
+        found = shutil.which(text)
+        if found is None:
+            raise NotFound(f"no interpreter {text!r} on PATH (asked for --python {text})")
         return Path(found).absolute()
     path = Path(text).expanduser().absolute()
     if path.is_dir():
