@@ -42,7 +42,7 @@ KEPT = {"SOURCE_DATE_EPOCH": "1577836800", "CFLAGS": "-O1", "LC_ALL": "C.UTF-8"}
 
 #: How long a background prefetch may take to show up (a resolve and two downloads on
 #: loopback take well under a second): a deadline for a condition, not a sleep.
-SETTLE = 30.0
+SETTLE = 60.0
 
 BUILD_FORBIDDEN_EXIT = 1
 
@@ -129,7 +129,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float = SETTLE) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
+        time.sleep(0.2)
 
 
 def assert_forbidden(
