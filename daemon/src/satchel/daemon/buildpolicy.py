@@ -13,8 +13,9 @@ want none of that, and three sources decide, strictest first:
   may build, background prefetches of watched projects may not), ``"background"`` (those may
   too), ``"never"`` (nothing is ever built; as ``--no-build`` on every command).
 
-A wheel built earlier from the same sdist for the same interpreter is still used wherever builds
-are forbidden: using it runs no code. A build that is needed but forbidden is `BuildForbidden`,
+An sdist still pinned where builds are forbidden (named by a lock, or resolved in a background
+prefetch) is served by a wheel built from it earlier for the same interpreter when one is stored:
+using it runs no code. A build that is needed but forbidden is `BuildForbidden`,
 naming the project, the sdist and what forbids it.
 
 A build that does run sees a scrubbed environment (`scrubbed_environ`): an allow-list of what
