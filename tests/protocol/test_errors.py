@@ -25,6 +25,7 @@ FAILURE_CODES = [
     "invalid-wheel",
     "install-failed",
     "build-failed",
+    "build-forbidden",
     "disk-full",
     "busy",
     "forbidden",

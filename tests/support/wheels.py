@@ -203,11 +203,13 @@ def build_sdist(
     files: Mapping[str, bytes | str] | None = None,
     build_requires: Iterable[str] = (),
     static_metadata: bool = True,
+    backend_extra: str = "",
 ) -> Path:
     """Write ``<dist>-<version>.tar.gz`` with an in-tree PEP 517 backend and return its path.
 
     With *static_metadata* the PKG-INFO is Metadata-Version 2.2 with no ``Dynamic`` fields (PEP
-    643), so a resolver may trust it without building.
+    643), so a resolver may trust it without building. *backend_extra* is Python appended to the
+    backend module: it runs whenever a build hook is called (tests that watch what a build does).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     dist = _dist_name(name)
@@ -223,6 +225,7 @@ def build_sdist(
         'build-backend = "backend"\nbackend-path = ["."]\n'
     )
     backend = _IN_TREE_BACKEND.format(dist=dist, version=version, metadata=metadata)
+    backend += f"\n{backend_extra}\n" if backend_extra else ""
     root_dir = f"{dist}-{version}"
     members: dict[str, bytes] = {
         f"{root_dir}/PKG-INFO": pkg_info.encode(),

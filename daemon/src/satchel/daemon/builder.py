@@ -10,7 +10,8 @@ online install or run) and its result is kept:
                 the request's own session (same index scope, provenance, store) and installed
                 with Satchel's own installer, so build dependencies are cached like any others
     build       ``build_wheel`` through ``pyproject-hooks`` in a subprocess, in a worker thread,
-                with a deadline, output captured to a log whose tail names the failure
+                with a deadline, output captured to a log whose tail names the failure, in a
+                scrubbed environment (`buildpolicy.scrubbed_environ`: an allow-list, no credentials)
     keep        validate the wheel (RECORD, names, tags), ingest it into the blob store under its
                 computed sha256, record (sdist sha256, interpreter key) -> wheel in the metadb
 
@@ -19,6 +20,9 @@ by one Python is only reused by the same release on the same platform (pure-Pyth
 shared more widely, but a build may also have chosen code paths by version; being strict costs a
 rebuild, being lax a broken install). Offline, an sdist without a wheel for this key is never
 built: the answer is `NotBuilt`, which says which interpreter and how to fix it while online.
+
+Nothing is built where the user forbade it (``--no-build``, ``--only-binary``, config.toml's
+``builds``, background prefetches): `buildpolicy.BuildPolicy.check` raises `BuildForbidden`.
 
 Builds of one (sdist, key) are serialised and re-checked after waiting, so two requests needing
 the same wheel build it once. A build that needs itself (through build requirements) is refused.
@@ -54,6 +58,7 @@ from packaging.utils import (
 from pyproject_hooks import BuildBackendHookCaller
 
 from satchel.daemon import provenance
+from satchel.daemon.buildpolicy import scrubbed_environ
 from satchel.daemon.catalog import Session, metadata_from_file
 from satchel.daemon.errors import BuildError, NotCached, SatchelError
 from satchel.daemon.installer import Scheme
@@ -87,8 +92,6 @@ _LEGACY_REQUIRES = ("setuptools>=40.8.0",)
 _LEGACY_BACKEND = "setuptools.build_meta:__legacy__"
 #: Prefix of the temp directories builds run in (the system's temp dir cleans up after a crash).
 _TMP = "satchel-build-"
-#: Environment variables that would leak the daemon's own interpreter into the build.
-_SCRUBBED = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP", "__PYVENV_LAUNCHER__")
 
 #: sha256 of the sdists being built by this task chain (a cycle would wait on itself forever).
 _building: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
@@ -166,6 +169,7 @@ async def wheel_for(
     found = await trio.to_thread.run_sync(_lookup, rt, sdist_sha256, key)
     if found is not None:
         return found
+    session.builds.check(project, file.filename)  # what the user forbade, before anything
     if session.offline or target.synthetic or target.executable is None:
         raise not_built(project, file, target)
     if sdist_sha256 in _building.get():
@@ -300,7 +304,8 @@ class _Runner:
         self.stop = threading.Event()
 
     def environ(self, extra: Mapping[str, str] | None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+        # An allow-list, never the daemon's whole environment: no credentials reach a backend.
+        env = scrubbed_environ()
         bin_dir = self.env_dir / "bin"
         env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", os.defpath)])
         env["VIRTUAL_ENV"] = str(self.env_dir)
@@ -524,6 +529,7 @@ async def _provide(
                 target,
                 SessionSource(session, hook),
                 cache=rt.metadata_cache,
+                policy=session.builds,
             )
         )
     except SatchelError as exc:

@@ -17,6 +17,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from satchel.daemon.buildpolicy import scrubbed_environ
 from satchel.daemon.errors import InstallError
 
 __all__ = ["compile_files", "remove_bytecode"]
@@ -53,6 +54,9 @@ def compile_files(interpreter: Path, py_files: list[str]) -> list[str]:
         capture_output=True,
         text=True,
         check=False,
+        # The interpreter runs the .pth files just installed (code from an index): it sees an
+        # allow-listed environment, no credential of the daemon (`buildpolicy`).
+        env=scrubbed_environ(),
     )
     tag = result.stdout.strip()
     if result.returncode != 0 or not tag:

@@ -222,11 +222,13 @@ class ProjectFiles:
         python_version: Version,
         *,
         allow_sdists: bool,
+        allow_wheels: bool = True,
     ) -> None:
         self.project = project
         self._ranks = tag_ranks
         self._python = python_version
         self._allow_sdists = allow_sdists
+        self._allow_wheels = allow_wheels
         #: version -> [(page priority, page, file)] in page order
         self._files: dict[Version, list[tuple[int, ProjectPage, FileEntry]]] = {}
         for priority, page in enumerate(pages):
@@ -240,6 +242,16 @@ class ProjectFiles:
 
     def all_files(self, v: Version) -> list[FileEntry]:
         return [file for _, _, file in self._files.get(v, [])]
+
+    def excluded_sdist(self, v: Version, *, allow_yanked: bool) -> FileEntry | None:
+        """The sdist of *v* that would fit if sdists were allowed (to name it in an error)."""
+        if self._allow_sdists:
+            return None
+        for _, _, file in self._files.get(v, []):
+            fits = file.filename.endswith(_SDIST_SUFFIXES) and self._python_ok(file)
+            if fits and (allow_yanked or not file.yanked):
+                return file
+        return None
 
     def choose(
         self, v: Version, *, allow_yanked: bool, hashes: frozenset[str] | None = None
@@ -272,6 +284,8 @@ class ProjectFiles:
             if hashes is not None and file.sha256 not in hashes:
                 continue
             if file.filename.endswith(".whl"):
+                if not self._allow_wheels:  # --no-binary
+                    continue
                 split = _wheel_version_and_tags(file.filename)
                 ranks = [self._ranks[t] for t in split[1] if t in self._ranks] if split else []
                 if not ranks:

@@ -35,6 +35,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from satchel.daemon import provenance
+from satchel.daemon.buildpolicy import BuildPolicy, Formats
 from satchel.daemon.candidates import (
     ProjectFiles,
     file_version,
@@ -98,11 +99,27 @@ class Catalog:
         self.kept: dict[tuple[str, str], str] = {}
 
     def session(
-        self, *, offline: bool = False, strategy: str | None = None, config: Config | None = None
+        self,
+        *,
+        offline: bool = False,
+        strategy: str | None = None,
+        config: Config | None = None,
+        formats: Formats | None = None,
+        no_build: bool = False,
+        background: bool = False,
     ) -> Session:
+        """A request's session; what it may build comes from *formats* and *no_build* (the
+        request's flags), the configuration's ``builds`` and whether it runs in the
+        *background* (`buildpolicy`)."""
         snapshot = config if config is not None else self.config()
         chosen = Strategy(strategy or snapshot.settings.index_strategy)
-        return Session(self, snapshot, offline=offline, strategy=chosen)
+        builds = BuildPolicy.of(
+            formats or Formats(),
+            no_build=no_build,
+            setting=snapshot.settings.builds,
+            background=background,
+        )
+        return Session(self, snapshot, offline=offline, strategy=chosen, builds=builds)
 
     # -- single pages -----------------------------------------------------------------------
 
@@ -301,6 +318,8 @@ class Session:
     config: Config
     offline: bool
     strategy: Strategy
+    #: What this request may build (flags, config.toml's ``builds``, background or not).
+    builds: BuildPolicy = field(default_factory=BuildPolicy)
     #: Why this session is offline when it was not asked to be (every index unreachable).
     offline_reason: str | None = None
     #: Human-readable notes for the client (stale pages used, indexes that failed).

@@ -20,6 +20,7 @@ The file lives at ``<config dir>/satchel/config.toml``::
     cache-max-size = "20 GiB"         # garbage collection caps (bytes, or with a unit)
     cache-max-age = "90d"             # seconds, or with a unit s/m/h/d
     refresh-interval = "6h"
+    builds = "on-request"             # or "background" (watched projects too), "never"
 
 Unknown keys are an error, not a warning: a misspelt ``explict = true`` silently ignored would
 send a private project's name to every index, which is exactly what the option exists to prevent.
@@ -72,6 +73,7 @@ _log = logging.getLogger(__name__)
 
 IndexKind = Literal["simple", "find-links"]
 IndexStrategy = Literal["first-index", "unsafe-best-match"]
+BuildSetting = Literal["on-request", "background", "never"]
 
 #: Index names appear in commands, env variable names and status output: keep them plain.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -110,6 +112,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cache_max_size: int | None = None
     cache_max_age: int | None = None
     refresh_interval: int | None = None
+    #: Which commands may build sdists: "on-request", "background" or "never" (`buildpolicy`).
+    builds: BuildSetting = "on-request"
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True):
@@ -190,6 +194,7 @@ _SETTINGS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "cache-max-size": ("cache_max_size", _parse_size),
     "cache-max-age": ("cache_max_age", _parse_duration),
     "refresh-interval": ("refresh_interval", _parse_duration),
+    "builds": ("builds", lambda v: _choice(v, ("on-request", "background", "never"))),
 }
 
 

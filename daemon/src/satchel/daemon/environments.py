@@ -18,7 +18,9 @@ install never blocks the event loop.
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -48,10 +50,11 @@ from satchel.daemon.resolution import (
     fetch_files,
     locked_files,
     pinned_files,
+    request_session,
     resolve_request,
 )
 from satchel.daemon.runtime import Runtime
-from satchel.daemon.target import Target, query_interpreter
+from satchel.daemon.target import Target, find_interpreter, query_interpreter
 from satchel.daemon.venv import create_venv
 from satchel.daemon.wheel import unpack_all
 from satchel.protocol.methods.resolve import ResolveParams
@@ -59,11 +62,14 @@ from satchel.protocol.methods.resolve import ResolveParams
 __all__ = [
     "Installed",
     "describe",
+    "discard_new_environment",
     "install_files",
     "install_into",
     "prepare_environment",
     "scheme_for",
 ]
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int | None, str, str], Awaitable[None]]
 
@@ -92,7 +98,8 @@ def _ensure_venv(venv: Path, python: str | None) -> Scheme | None:
         return None
     if python is None:
         raise InstallError(f"{venv} is not a virtual environment and no interpreter was given")
-    return create_venv(venv, python)  # refuses a non-empty directory that is not a venv
+    # find_interpreter: `--python` means the same here as for resolve (X.Y on PATH, a venv).
+    return create_venv(venv, find_interpreter(python))  # refuses a non-empty non-venv directory
 
 
 #: One lock per environment (by real path) around resolve + install: the installer's flock only
@@ -124,6 +131,22 @@ async def prepare_environment(rt: Runtime, venv: Path, python: str | None) -> tu
         "include": base.paths.get("include", ""),
     }
     return base.for_venv(venv, paths, str(scheme.interpreter)), True
+
+
+async def discard_new_environment(venv: Path, target: Target) -> None:
+    """Remove the venv at *venv* that this request created and could not install into (a full
+    disk), unless something got installed into it meanwhile (another request's install, which
+    then owns it): no empty venv is left behind on a full file system."""
+
+    def discard() -> None:
+        if installed_distributions(scheme_for(target)):
+            return
+        log.info("removing %s: created by a failed install, and empty", venv)
+        shutil.rmtree(venv, ignore_errors=True)
+
+    with trio.CancelScope(shield=True):
+        async with _env_lock(venv):
+            await trio.to_thread.run_sync(discard)
 
 
 @dataclass
@@ -186,7 +209,7 @@ async def _install_into(
     files: list[tuple[IndexConfig, str, FileEntry]] = []
     kept: list[str] = []
     if lock is not None:
-        session = rt.catalog.session(offline=params.offline, strategy=params.index_strategy)
+        session = request_session(rt, params, inputs)
         # locked_files maps every locked package to a configured index, or refuses the lock.
         index_of = {project: index for index, project, _file in locked_files(session, lock)}
         for package in lock.packages:
@@ -283,6 +306,8 @@ async def _wheels(
             built[position] = found
         elif session.offline or target.synthetic:
             raise not_built(project, file, target)
+        else:  # a build the user forbade fails before anything is fetched
+            session.builds.check(project, file.filename)
     pending = [entry for position, entry in enumerate(files) if position not in built]
     result = await fetch_files(session.catalog, pending, progress, offline=session.offline)
     result.raise_failures()

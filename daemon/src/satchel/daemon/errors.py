@@ -15,6 +15,8 @@ client turns into a message and an exit status)::
     ├── InvalidWheel        invalid-wheel          failed validation before anything was written
     ├── InstallError        install-failed         environment unchanged (staged, not committed)
     ├── BuildError          build-failed           a PEP 517 build of an sdist failed
+    ├── BuildForbidden      build-forbidden        a build is needed, the user forbade it
+    ├── InvalidParams       invalid-params         a parameter no request can use (--python)
     ├── DiskFull            disk-full              ENOSPC/EDQUOT; the store stays consistent
     ├── DatabaseDamaged     database-damaged       the metadata database is corrupt (restart)
     ├── Busy                busy                   a resource is held by another request
@@ -32,6 +34,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "BuildError",
+    "BuildForbidden",
     "Busy",
     "ConfigError",
     "DatabaseDamaged",
@@ -40,6 +43,7 @@ __all__ = [
     "HostileInput",
     "IndexUnreachable",
     "InstallError",
+    "InvalidParams",
     "InvalidWheel",
     "NotCached",
     "NotFound",
@@ -106,6 +110,19 @@ class InstallError(SatchelError):
 
 class BuildError(SatchelError):
     code = "build-failed"
+
+
+class BuildForbidden(SatchelError):
+    """Only an sdist fits and building it is forbidden (names project, sdist, flag/setting)."""
+
+    code = "build-forbidden"
+
+
+class InvalidParams(SatchelError):
+    """A parameter no request could use: an interpreter that is none, a Python version that
+    does not exist (the message names the parameter and why)."""
+
+    code = "invalid-params"
 
 
 class DiskFull(SatchelError):

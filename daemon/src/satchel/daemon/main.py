@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import stat
@@ -123,8 +124,11 @@ def _checked_fd(parser: argparse.ArgumentParser, fd: int | None) -> int | None:
 def _run(args: argparse.Namespace, channel: StartupChannel, notifier: SystemdNotifier) -> int:
     lock: InstanceLock | None = None
     recorder: ExitRecorder | None = None
+    #: Which directory the step under way writes to, for a message naming it.
+    where: tuple[str, Path] | None = None
     try:
         paths = Paths.from_env(args.socket)
+        where = ("state directory", paths.state_dir)
         _make_state_dir(paths.state_dir)
         lock = InstanceLock(paths.lock_file)
         lock.acquire()
@@ -134,9 +138,10 @@ def _run(args: argparse.Namespace, channel: StartupChannel, notifier: SystemdNot
         raise_open_file_limit()
         recorder = ExitRecorder(paths.state_dir)
         recorder.start(time.time())
+        where = ("runtime directory", paths.socket.parent)
         listeners = open_listeners(paths, autostarted=args.notify_fd is not None)
     except (StartupError, OSError) as exc:
-        message = str(exc) if isinstance(exc, StartupError) else f"start-up failed: {exc}"
+        message = str(exc) if isinstance(exc, StartupError) else _startup_failure(exc, where)
         log.error("%s", message)  # noqa: TRY400 -- the message says it all; no traceback
         channel.error(message)
         notifier.send(f"STATUS=start-up failed: {message}")
@@ -182,6 +187,19 @@ def _run(args: argparse.Namespace, channel: StartupChannel, notifier: SystemdNot
         lock.release()
     log.info("satcheld exited: %s", app.exit_message)
     return exit_code
+
+
+def _startup_failure(exc: OSError, where: tuple[str, Path] | None) -> str:
+    """What to say when start-up fails with *exc*: a full disk names the directory."""
+    if where is None:
+        return f"start-up failed: {exc}"
+    what, directory = where
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"start-up failed: no space left on device in the {what} {directory}; "
+            "free space there (or move it: XDG_STATE_HOME, XDG_RUNTIME_DIR)"
+        )
+    return f"start-up failed in the {what} {directory}: {exc}"
 
 
 def _make_state_dir(path: Path) -> None:

@@ -131,9 +131,15 @@ def _lock_files(session: Session, lock: pylock.Lock, target: Target) -> list[Fil
 
 
 async def needed_files(
-    rt: Runtime, project: WatchedProject, *, offline: bool, target: Target | None = None
+    rt: Runtime,
+    project: WatchedProject,
+    *,
+    offline: bool,
+    target: Target | None = None,
+    background: bool = False,
 ) -> Needed:
-    """Resolve every unit of *project* (online or strictly offline) into the files it needs."""
+    """Resolve every unit of *project* (online or strictly offline) into the files it needs;
+    *background*: for a prefetch no command asked for (builds only where config.toml says)."""
     if target is None:
         target = await project_target(rt, project)
     needed = Needed(target)
@@ -151,7 +157,7 @@ async def needed_files(
             reqs = unit.inputs.requirements
             if reqs.requirements:
                 inputs = Inputs(requirements=reqs, project=unit.inputs.project)
-                outcome = await resolve_request(rt, params, inputs, target, background=True)
+                outcome = await resolve_request(rt, params, inputs, target, background=background)
                 needed.offline |= outcome.session.offline
                 needed.add(pinned_files(outcome.session, outcome.resolution.pins))
         except SatchelError as exc:
@@ -167,12 +173,14 @@ def missing_files(rt: Runtime, files: list[FileRef]) -> list[str]:
     ]
 
 
-async def _build_sdists(rt: Runtime, needed: Needed, stored: dict[str, str]) -> list[str]:
+async def _build_sdists(
+    rt: Runtime, needed: Needed, stored: dict[str, str], *, background: bool
+) -> list[str]:
     """Build every stored sdist the project pins for its target, as `satchel prefetch` does, so
     that it is ready offline; one failure per sdist, the others still built."""
     if needed.target is None or needed.offline:
         return []
-    session = rt.catalog.session()
+    session = rt.catalog.session(background=background)
     failures = []
     for _index, project, file in needed.files:
         if file.is_wheel or file.url not in stored:
@@ -185,17 +193,26 @@ async def _build_sdists(rt: Runtime, needed: Needed, stored: dict[str, str]) -> 
 
 
 async def prefetch_project(
-    rt: Runtime, project: WatchedProject, progress: Progress | None = None
+    rt: Runtime,
+    project: WatchedProject,
+    progress: Progress | None = None,
+    *,
+    background: bool = False,
 ) -> Record:
-    """Resolve *project* online and store every file it needs; the outcome as a `Record`."""
+    """Resolve *project* online and store every file it needs; the outcome as a `Record`.
+
+    *background* (watch add, a changed file, a refresh: no command asked for it) builds sdists
+    only where config.toml's ``builds = "background"`` allows it; otherwise each unbuilt sdist
+    is a problem of the record saying how to build it.
+    """
     started = time.time()
     try:
-        needed = await needed_files(rt, project, offline=False)
+        needed = await needed_files(rt, project, offline=False, background=background)
     except SatchelError as exc:  # the target interpreter itself is unusable
         return Record(at=started, ok=False, message=redact(exc.message), missing=[exc.message])
     fetched = await fetch_files(rt.catalog, needed.files, progress)
     failures = [f"{what}: {redact(exc.message)}" for what, exc in fetched.failures]
-    failures += await _build_sdists(rt, needed, fetched.stored)
+    failures += await _build_sdists(rt, needed, fetched.stored, background=background)
     downloaded, total = fetched.downloaded, fetched.total_bytes
     needed_shas = list(fetched.stored.values())
     missing = needed.errors + failures

@@ -223,7 +223,7 @@ class Warmer:
             async with limiter:
                 project = self.projects.get(key)
                 if project is not None:
-                    await self.prefetch(project)
+                    await self.prefetch(project, background=True)
         except Exception:
             # A bug here must not take the runtime (and every request) down with it.
             log.exception("background prefetch of %s failed", key)
@@ -231,11 +231,14 @@ class Warmer:
             self.running.discard(key)
             self._work.set()
 
-    async def prefetch(self, project: WatchedProject, progress: Progress | None = None) -> Record:
-        """Prefetch one project now and remember the outcome."""
+    async def prefetch(
+        self, project: WatchedProject, progress: Progress | None = None, *, background: bool
+    ) -> Record:
+        """Prefetch one project now and remember the outcome (*background*: no command asked
+        for it, so sdists are built only where config.toml's ``builds`` allows it)."""
         with self._job("watch", f"prefetching {project.path}"):
             try:
-                record = await prefetch_project(self.rt, project, progress)
+                record = await prefetch_project(self.rt, project, progress, background=background)
             except SatchelError as exc:
                 record = Record(at=time.time(), ok=False, message=redact(exc.message))
         if not record.ok and not self.reachable():

@@ -11,6 +11,8 @@ Requirements files follow pip's format where it makes sense for a cache daemon:
   listed hash. Only sha256 is accepted: it is what indexes publish and what the store is keyed on.
 * Environment markers are kept on the requirement; the resolver evaluates them for the target.
 * ``--pre`` allows pre-releases.
+* ``--only-binary`` / ``--no-binary`` (``:all:``, ``:none:``, comma-separated names), with pip's
+  semantics (`buildpolicy.Formats`): a project that may only come as a wheel is never built.
 
 Refused (`RequirementsFileError`, naming file and line), because Satchel cannot cache them:
 ``-e``/``--editable``, direct references (``name @ URL``), bare URLs and local paths, ``-r``/``-c``
@@ -20,8 +22,8 @@ Ignored with a warning (naming file and line), because index choice belongs to t
 configuration (that is the product: the user never repeats index URLs, and a requirements file
 must not be able to pull a package from an index outside the configured scope):
 ``-i``/``--index-url``, ``--extra-index-url``, ``-f``/``--find-links``, ``--no-index``,
-``--trusted-host``, and installer tuning (``--only-binary``, ``--no-binary``, ``--prefer-binary``,
-``--use-feature``, ``--config-settings``, ``--global-option``). Unknown options are errors.
+``--trusted-host``, and installer tuning (``--prefer-binary``, ``--use-feature``,
+``--config-settings``, ``--global-option``). Unknown options are errors.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Any, ClassVar
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from satchel.daemon.buildpolicy import Formats
 from satchel.daemon.errors import SatchelError
 
 __all__ = [
@@ -76,6 +79,16 @@ class RequirementSet:
     warnings: list[str] = field(default_factory=list)
     prereleases: bool = False
     require_hashes: bool = False
+    #: ``(--only-binary|--no-binary, value, "file:line")`` in the order read (pip applies them
+    #: in order: a later statement about a project overrides an earlier one).
+    format_options: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def formats(self) -> Formats:
+        """What this set's ``--only-binary``/``--no-binary`` say, in the order given."""
+        formats = Formats()
+        for option, value, origin in self.format_options:
+            formats = formats.update(option, value, origin)
+        return formats
 
     def hash_mode(self) -> bool:
         every = (*self.requirements, *self.constraints)
@@ -94,6 +107,7 @@ class RequirementSet:
         self.requirements.extend(other.requirements)
         self.constraints.extend(other.constraints)
         self.warnings.extend(other.warnings)
+        self.format_options.extend(other.format_options)
         self.prereleases |= other.prereleases
         self.require_hashes |= other.require_hashes
 
@@ -103,7 +117,7 @@ _ENV_VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")
 _IGNORED_WITH_VALUE = {
     "-i": "index", "--index-url": "index", "--extra-index-url": "index",
     "-f": "index", "--find-links": "index", "--trusted-host": "index",
-    "--only-binary": "tuning", "--no-binary": "tuning", "--use-feature": "tuning",
+    "--use-feature": "tuning",
     "--config-settings": "tuning", "--global-option": "tuning",
 }  # fmt: skip
 _IGNORED_FLAGS = {"--no-index": "index", "--prefer-binary": "tuning"}
@@ -246,6 +260,13 @@ def _option_line(
                 stack=stack,
             )
             result.extend(nested)
+            continue
+        if name in ("--only-binary", "--no-binary"):
+            if not value:
+                raise RequirementsFileError(
+                    f"{where}: {name} needs a value (:all:, :none: or project names)"
+                )
+            result.format_options.append((name, value, where))
             continue
         if name in _IGNORED_WITH_VALUE:
             why = _WHY_IGNORED[_IGNORED_WITH_VALUE[name]]

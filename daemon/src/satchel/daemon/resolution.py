@@ -16,12 +16,14 @@ the resolver. The event loop never blocks on the resolve itself.
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
 import trio
 from packaging import tags as packaging_tags
 from packaging.requirements import Requirement
@@ -29,11 +31,12 @@ from packaging.utils import canonicalize_name
 
 from satchel.daemon import pylock
 from satchel.daemon.builder import sdist_metadata
+from satchel.daemon.buildpolicy import Formats
 from satchel.daemon.candidates import SdistNeedsBuild
 from satchel.daemon.catalog import Catalog, Session
 from satchel.daemon.config import IndexConfig
 from satchel.daemon.credentials import strip_userinfo
-from satchel.daemon.errors import NotCached, NotFound, SatchelError
+from satchel.daemon.errors import InvalidParams, NotCached, NotFound, SatchelError
 from satchel.daemon.model import FileEntry, ProjectPage
 from satchel.daemon.reqfiles import (
     ParsedRequirement,
@@ -63,10 +66,15 @@ __all__ = [
     "pinned_files",
     "read_inputs",
     "render",
+    "request_formats",
+    "request_session",
     "require_present",
     "resolve_request",
     "target_for",
+    "yanked_warnings",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Downloads in flight for one prefetch. The upstream limits each index separately; this bounds
 #: open temp files and memory for a single request.
@@ -168,7 +176,12 @@ async def target_for(rt: Runtime, params: ResolveParams) -> Target:
     if params.platforms or params.python_version:
         version = params.python_version or f"{sys.version_info[0]}.{sys.version_info[1]}"
         platforms = params.platforms or list(packaging_tags.platform_tags())
-        return await trio.to_thread.run_sync(synthetic_target, version, platforms)
+        try:
+            return await trio.to_thread.run_sync(synthetic_target, version, platforms)
+        except ValueError as exc:  # the message names the option and what it must look like
+            raise InvalidParams(
+                str(exc), details={"python_version": version, "platforms": platforms}
+            ) from None
     python = params.python or sys.executable
     return await query_interpreter(python, cache_dir=rt.interpreters_dir)
 
@@ -215,13 +228,11 @@ async def resolve_request(
     background: bool = False,
 ) -> Outcome:
     """Resolve *inputs* for *target* under the daemon's configuration (and, for a pyproject.toml
-    with uv index tables, that project's indexes and pins). A *background* resolve (watched
-    projects) leaves the notes meant for the user's next command to that command."""
+    with uv index tables, that project's indexes and pins). A *background* resolve (a watched
+    project's prefetch) builds only where config.toml allows it, and leaves the notes meant for
+    the user's next command to that command."""
     started = time.perf_counter()
-    config = apply_project(rt.config, inputs.project) if inputs.project else None
-    session = rt.catalog.session(
-        offline=params.offline, strategy=params.index_strategy, config=config
-    )
+    session = request_session(rt, params, inputs, background=background)
     reqs = inputs.requirements
     roots = [item.requirement for item in reqs.requirements]
     for lock in inputs.locks:
@@ -244,6 +255,7 @@ async def resolve_request(
             prereleases=reqs.prereleases,
             hashes=reqs.hashes(),
             cache=rt.metadata_cache,
+            policy=session.builds,
         ),
         limiter=_resolver_threads(),
     )
@@ -253,9 +265,55 @@ async def resolve_request(
         session.notes.append(
             f"config.toml is broken, the last good configuration is in use: {rt.live.error}"
         )
+    yanked = yanked_warnings(resolution.pins)
+    if yanked:  # in the resolution too: `--format json` output carries its notes
+        resolution = msgspec.structs.replace(resolution, notes=[*resolution.notes, *yanked])
     session.notes.extend(reqs.warnings)
     session.notes.extend(resolution.notes)
     return Outcome(resolution, session, target, time.perf_counter() - started)
+
+
+def request_formats(params: ResolveParams, inputs: Inputs | None = None) -> Formats:
+    """``--only-binary``/``--no-binary`` of the requirements files, then of the command line
+    (``--only-binary`` last: the stricter word of the user at this command wins)."""
+    formats = inputs.requirements.formats() if inputs is not None else Formats()
+    for value in params.no_binary:
+        formats = formats.update("--no-binary", value, "command line")
+    for value in params.only_binary:
+        formats = formats.update("--only-binary", value, "command line")
+    return formats
+
+
+def request_session(
+    rt: Runtime, params: ResolveParams, inputs: Inputs | None = None, *, background: bool = False
+) -> Session:
+    """The session of a request: offline or not, its index strategy, what it may build, and
+    for a uv project, its own indexes and pins."""
+    project = inputs.project if inputs is not None else None
+    return rt.catalog.session(
+        offline=params.offline,
+        strategy=params.index_strategy,
+        config=apply_project(rt.config, project) if project else None,
+        formats=request_formats(params, inputs),
+        no_build=params.no_build,
+        background=background,
+    )
+
+
+def yanked_warnings(pins: Iterable[Pin]) -> list[str]:
+    """PEP 592: a yanked file chosen (only an exact ``==`` pin can choose one) is said loudly,
+    with the index's reason, on every command that resolves it."""
+    out = []
+    for pin in pins:
+        if not pin.file.yanked:
+            continue
+        reason = pin.file.yanked_reason or "no reason given"
+        out.append(
+            f"warning: {pin.name} {pin.version} ({pin.file.filename}) is yanked from index "
+            f"'{pin.index}': {reason}; it was chosen only because it is pinned exactly"
+        )
+        log.warning("%s", out[-1])
+    return out
 
 
 def render(outcome: Outcome, fmt: str) -> str:

@@ -49,6 +49,7 @@ from packaging.version import Version
 from resolvelib.structs import RequirementInformation
 
 from satchel.daemon import explain
+from satchel.daemon.buildpolicy import BuildPolicy
 from satchel.daemon.candidates import (
     CoreMetadata,
     MetadataCache,
@@ -222,6 +223,7 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
         allow_sdists: bool,
         prereleases: bool,
         hashes: Mapping[str, frozenset[str]] | None,
+        policy: BuildPolicy | None = None,
     ) -> None:
         self.target = target
         #: Computed once: `Target.key` hashes the whole target (every tag) on each access.
@@ -234,6 +236,9 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
         self.allow_sdists = allow_sdists
         self.prereleases = prereleases
         self.hashes = hashes
+        self.policy = policy or BuildPolicy()
+        #: project -> an sdist left out by `policy` where nothing else fitted (for the error).
+        self.excluded: dict[str, str] = {}
         self.python = Version(target.python_full_version)
         self.ranks = target.tag_ranks()
         self.scoped: dict[str, ScopedPages] = {}
@@ -254,11 +259,18 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
             scoped = self.source.pages(name)
             self.scoped[name] = scoped
             signature = page_signature(scoped.pages)
-            key: tuple[object, ...] = (self.target_key, self.allow_sdists, name, signature)
+            sdists = self.allow_sdists and self.policy.sdist_allowed(name)
+            wheels = self.policy.wheel_allowed(name)
+            key: tuple[object, ...] = (self.target_key, sdists, wheels, name, signature)
             files = self.cache.projects.get(key)
             if files is None:
                 files = ProjectFiles(
-                    name, scoped.pages, self.ranks, self.python, allow_sdists=self.allow_sdists
+                    name,
+                    scoped.pages,
+                    self.ranks,
+                    self.python,
+                    allow_sdists=sdists,
+                    allow_wheels=wheels,
                 )
                 self.cache.remember_project(key, files)
             self.projects[name] = files
@@ -408,6 +420,12 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
                 out.insert(0, candidate)
             else:
                 out.append(candidate)
+        if not out and name not in self.excluded and not self.policy.sdist_allowed(name):
+            for v in allowed:
+                sdist = project.excluded_sdist(v, allow_yanked=allow_yanked)
+                if sdist is not None:
+                    self.excluded[name] = sdist.filename
+                    break
         return out
 
     def is_satisfied_by(self, requirement: _Req, candidate: _Candidate) -> bool:
@@ -484,6 +502,7 @@ def resolve(
     prereleases: bool = False,
     hashes: Mapping[str, Collection[str]] | None = None,
     cache: MetadataCache | None = None,
+    policy: BuildPolicy | None = None,
 ) -> Resolution:
     """Pin *requirements* (within *constraints*) for *target*, reading from *source*.
 
@@ -492,8 +511,10 @@ def resolve(
     acceptable sha256 digests. Pass a long-lived *cache* to make repeated resolves cheap.
 
     Raises `ResolutionImpossible` (explained), `NotCached`/`NotFound` (a project missing from
-    the scope, with hints), `SdistNeedsBuild`, or whatever the source raises.
+    the scope, with hints), `SdistNeedsBuild`, `BuildForbidden` (only an sdist fits where
+    *policy* allows no sdist), or whatever the source raises.
     """
+    policy = policy or BuildPolicy()
     started = time.perf_counter()
     store = cache if cache is not None else MetadataCache()
     target_key = target.key
@@ -510,6 +531,7 @@ def resolve(
         allow_sdists,
         prereleases,
         None if hash_sets is None else tuple(sorted(hash_sets.items(), key=lambda kv: kv[0])),
+        policy,
     )
     hit = store.results.get(memo_key)
     if hit is not None:
@@ -538,6 +560,7 @@ def resolve(
         allow_sdists=allow_sdists,
         prereleases=prereleases,
         hashes=hash_sets,
+        policy=policy,
     )
     provider.roots = {root.name for root in roots}
     reporter = _Reporter()
@@ -545,7 +568,8 @@ def resolve(
     try:
         result = resolver.resolve(roots, max_rounds=MAX_ROUNDS)
     except resolvelib.ResolutionImpossible as exc:
-        raise explain.impossible(exc.causes, provider) from None
+        explained = explain.impossible(exc.causes, provider)
+        raise policy.explain(provider.excluded, explained) from None
     except resolvelib.ResolutionTooDeep:
         raise ResolutionImpossible(
             f"gave up after {MAX_ROUNDS} rounds of backtracking: the requirements are too "

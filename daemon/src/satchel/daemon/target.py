@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 from collections.abc import Iterable
@@ -38,7 +39,8 @@ import packaging
 import trio
 from packaging import tags as _tags
 
-from satchel.daemon.errors import NotFound, SatchelError
+from satchel.daemon.buildpolicy import scrubbed_environ
+from satchel.daemon.errors import InvalidParams, NotFound
 from satchel.daemon.fsutil import atomic_write
 
 __all__ = [
@@ -144,8 +146,8 @@ def clear_memory_cache() -> None:
 def find_interpreter(python: str | Path) -> Path:
     """Turn ``--python`` into an interpreter path.
 
-    ``X.Y`` (or ``pythonX.Y``) is looked up on ``PATH``; a directory is a venv (``bin/python`` or
-    ``Scripts/python.exe``); anything else must be an existing file.
+    ``X.Y`` (or ``pythonX.Y``, or any bare command name) is looked up on ``PATH``; a directory is
+    a venv (``bin/python`` or ``Scripts/python.exe``); anything else must be an executable file.
     """
     text = str(python)
     if re.fullmatch(r"(python)?3(\.\d+)?", text):
@@ -153,6 +155,11 @@ def find_interpreter(python: str | Path) -> Path:
         found = shutil.which(name)
         if found is None:
             raise NotFound(f"no {name} on PATH (asked for --python {text})")
+        return Path(found).absolute()
+    if os.sep not in text and not text.startswith("~"):  # a bare name: a command on PATH
+        found = shutil.which(text)
+        if found is None:
+            raise NotFound(f"no interpreter {text!r} on PATH (asked for --python {text})")
         return Path(found).absolute()
     path = Path(text).expanduser().absolute()
     if path.is_dir():
@@ -162,6 +169,11 @@ def find_interpreter(python: str | Path) -> Path:
         raise NotFound(f"{path} is a directory but not a virtual environment (no bin/python)")
     if not path.exists():
         raise NotFound(f"no interpreter at {path}")
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise InvalidParams(
+            f"--python {text}: {path} is not an executable file, so not an interpreter",
+            details={"python": text},
+        )
     return path
 
 
@@ -219,24 +231,45 @@ async def query_interpreter(python: str | Path, *, cache_dir: Path | None = None
             _memory[key] = cached
             return cached
     argv = [str(interpreter), "-I", "-c", _SCRIPT, _PACKAGING_PARENT, str(_SCHEMA)]
-    with trio.move_on_after(_QUERY_TIMEOUT) as scope:
-        done = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False)
+    # Whatever --python names is the user's input: a file that is no interpreter, or one that
+    # cannot describe itself, is `InvalidParams` naming it, never an internal error.
+    details = {"python": str(python)}
+    try:
+        with trio.move_on_after(_QUERY_TIMEOUT) as scope:
+            done = await trio.run_process(
+                argv,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                # A venv's interpreter runs the .pth files of what is installed in it: code from
+                # an index, which sees no credential of the daemon.
+                env=scrubbed_environ(),
+            )
+    except OSError as exc:
+        raise InvalidParams(
+            f"--python {python}: {interpreter} is not an interpreter Satchel can run "
+            f"({exc.strerror or exc})",
+            details=details,
+        ) from exc
     if scope.cancelled_caught:
-        raise SatchelError(
-            f"interpreter {interpreter} did not answer within {_QUERY_TIMEOUT:.0f} s"
+        raise InvalidParams(
+            f"--python {python}: {interpreter} did not answer within {_QUERY_TIMEOUT:.0f} s",
+            details=details,
         )
     if done.returncode != 0:
         tail = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
-        raise SatchelError(
-            f"interpreter {interpreter} failed to describe itself (exit {done.returncode}): "
-            + " | ".join(tail)
+        raise InvalidParams(
+            f"--python {python}: {interpreter} is not a Python interpreter Satchel can use "
+            f"(it failed to describe itself, exit {done.returncode}): " + " | ".join(tail),
+            details=details,
         )
     try:
         answer = json.loads(done.stdout)
         target = _from_answer(answer)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise SatchelError(
-            f"interpreter {interpreter} gave an unreadable description: {exc}"
+        raise InvalidParams(
+            f"--python {python}: {interpreter} gave an unreadable description of itself: {exc}",
+            details=details,
         ) from exc
     _memory[key] = target
     if disk is not None:

@@ -15,14 +15,18 @@ activate templates from the target's own ``venv`` package), so pip (``--python``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from satchel.daemon.errors import InstallError
+from satchel.daemon.buildpolicy import scrubbed_environ
+from satchel.daemon.errors import InstallError, InvalidParams
+from satchel.daemon.fsutil import disk_full_guard
 from satchel.daemon.installer import Scheme
 
 __all__ = ["Interpreter", "create_venv", "query_interpreter", "venv_scheme"]
@@ -82,7 +86,7 @@ def query_interpreter(python: Path | str) -> Interpreter:
         cached = _cache.get(key)
     if cached is not None:
         return cached
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env = scrubbed_environ()  # no PYTHON* variables, no credentials (`buildpolicy`)
     try:
         result = subprocess.run(
             [os.fspath(python), "-I", "-S", "-c", _QUERY],
@@ -93,16 +97,29 @@ def query_interpreter(python: Path | str) -> Interpreter:
             env=env,
         )
     except OSError as exc:
-        raise InstallError(f"cannot run interpreter {python}: {exc}") from exc
+        raise InvalidParams(
+            f"--python {python} is not an interpreter Satchel can run: {exc.strerror or exc}",
+            details={"python": str(python)},
+        ) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise InvalidParams(f"--python {python}: the interpreter did not answer in 30 s") from exc
     if result.returncode != 0:
-        raise InstallError(
-            f"interpreter {python} failed to describe itself: {result.stderr[-300:]}"
+        raise InvalidParams(
+            f"--python {python} is not a Python interpreter Satchel can use (it failed to "
+            f"describe itself, exit {result.returncode}): {result.stderr[-300:].strip()}",
+            details={"python": str(python)},
         )
-    raw = json.loads(result.stdout)
-    relative = {
-        key: os.path.relpath(value, _PLACEHOLDER) for key, value in raw.pop("paths").items()
-    }
-    info = Interpreter(paths=relative, **raw)
+    try:
+        raw = json.loads(result.stdout)
+        relative = {
+            key: os.path.relpath(value, _PLACEHOLDER) for key, value in raw.pop("paths").items()
+        }
+        info = Interpreter(paths=relative, **raw)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise InvalidParams(
+            f"--python {python} gave an unreadable description of itself: {exc}",
+            details={"python": str(python)},
+        ) from exc
     with _cache_lock:
         _cache[key] = info
     return info
@@ -157,11 +174,42 @@ def create_venv(path: Path, python: Path | str) -> Scheme:
     """Create a venv at *path* for *python* (no pip) and return its install scheme.
 
     Refuses to overwrite anything but an empty directory, so a typo never clobbers a project.
+    A venv that cannot be finished (a full disk) is removed again: the directory when this call
+    created it, its contents when it was an empty directory before. ENOSPC/EDQUOT is `DiskFull`
+    naming the venv; any other failure to write it is an `InstallError` naming it.
     """
     interpreter = query_interpreter(python)
     root = Path(os.path.abspath(path))  # noqa: PTH100 - normalise, never resolve symlinks
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+    existed = root.exists()
+    if existed and (not root.is_dir() or any(root.iterdir())):
         raise InstallError(f"{root} exists and is not an empty directory")
+    top = root  # the outermost directory this call creates (parents of the venv included)
+    while not existed and not top.parent.exists():
+        top = top.parent
+    try:
+        with disk_full_guard(root):
+            return _write_venv(root, interpreter)
+    except BaseException as exc:
+        _discard(root if existed else top, keep_dir=existed)
+        if isinstance(exc, OSError):
+            raise InstallError(f"cannot create the virtual environment {root}: {exc}") from exc
+        raise
+
+
+def _discard(root: Path, *, keep_dir: bool) -> None:
+    """Remove what `create_venv` wrote: *root* itself, or only its contents (*keep_dir*)."""
+    if not keep_dir:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    for child in list(root.iterdir()) if root.is_dir() else []:
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                child.unlink()
+
+
+def _write_venv(root: Path, interpreter: Interpreter) -> Scheme:
     scheme = venv_scheme(root, interpreter)
     bin_dir = scheme.scripts
     for directory in (bin_dir, scheme.purelib, scheme.platlib, root / "include"):

@@ -24,8 +24,8 @@ status the `satchel` client returns, so scripts can react to the *kind* of failu
     1       the request failed            internal, invalid-params, unknown-method, not-found,
                                           config-error, index-error, hash-mismatch, invalid-wheel,
                                           install-failed, build-failed, disk-full, busy, forbidden,
-                                          origin-changed, database-damaged, and any code this
-                                          client does not know
+                                          build-forbidden, origin-changed, database-damaged,
+                                          and any code this client does not know
     2       usage                         invalid-requirement (client-side: bad command line)
     3       daemon unavailable            shutting-down, unavailable (client-side: nothing answers)
     4       protocol / incompatible       protocol, incompatible
@@ -40,6 +40,7 @@ from __future__ import annotations
 
 __all__ = [
     "BUILD_FAILED",
+    "BUILD_FORBIDDEN",
     "BUSY",
     "CANCELLED",
     "CONFIG_ERROR",
@@ -93,6 +94,8 @@ HASH_MISMATCH = "hash-mismatch"  # downloaded bytes differ from what the index p
 INVALID_WHEEL = "invalid-wheel"  # a wheel failed validation before anything was written
 INSTALL_FAILED = "install-failed"  # an install failed; the environment is unchanged
 BUILD_FAILED = "build-failed"  # a PEP 517 build of an sdist failed
+#: A build is needed but the user forbade it (--no-build, --only-binary, config.toml `builds`).
+BUILD_FORBIDDEN = "build-forbidden"
 DISK_FULL = "disk-full"  # ENOSPC/EDQUOT; the store stays consistent
 BUSY = "busy"  # a resource is held by another request (or too many connections)
 FORBIDDEN = "forbidden"  # the peer may not use this daemon (another uid)

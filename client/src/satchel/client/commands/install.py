@@ -63,6 +63,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def build_params(args: Namespace) -> dict[str, Any]:
     """The `install` request's params; `ParamsError` for options that clash."""
+    if args.platform or args.python_version:
+        raise ParamsError(
+            "--platform/--python-version describe another machine; an install goes into a "
+            "real environment (choose its interpreter with --python)"
+        )
     params = requirement_params(args, allow_empty=bool(args.lock))
     params["venv"] = os.path.abspath(args.venv)  # noqa: PTH100 -- no pathlib on this path
     # The environment's own interpreter is the target; --python only says what to create it with.

@@ -25,9 +25,11 @@ if TYPE_CHECKING:
     from satchel.client.args import Namespace
 
 __all__ = [
+    "BUILD_OPTIONS",
     "REQUIREMENTS",
     "REQUIREMENT_OPTIONS",
     "ParamsError",
+    "build_params",
     "requirement_params",
     "show_notes",
 ]
@@ -40,6 +42,23 @@ class ParamsError(Exception):
 #: The positional requirements (PEP 508 strings).
 REQUIREMENTS = Positional(
     "requirements", nargs=ZERO_OR_MORE, metavar="REQ", help="PEP 508 requirements"
+)
+
+#: What may be built (pip's syntax: `:all:`, `:none:` or comma-separated project names).
+BUILD_OPTIONS = (
+    Option(
+        "--only-binary",
+        kind=APPEND,
+        metavar="NAMES",
+        help="wheels only for these projects (:all:, :none:, or names): never build them",
+    ),
+    Option(
+        "--no-binary",
+        kind=APPEND,
+        metavar="NAMES",
+        help="sdists only for these projects (:all:, :none:, or names): build them",
+    ),
+    Option("--no-build", kind=FLAG, help="never build an sdist (earlier builds are still used)"),
 )
 
 REQUIREMENT_OPTIONS = (
@@ -68,6 +87,7 @@ REQUIREMENT_OPTIONS = (
         help="where a project may come from (default: the configuration's, first-index)",
     ),
     Option("--pre", kind=FLAG, help="allow pre-releases"),
+    *BUILD_OPTIONS,
 )
 
 
@@ -92,13 +112,28 @@ def requirement_params(args: Namespace, *, allow_empty: bool = False) -> dict[st
         "python": None if synthetic else (python or sys.executable),
         "offline": bool(args.offline),
         "prereleases": bool(args.pre),
+        **build_params(args),
     }
     if args.index_strategy:
         params["index_strategy"] = args.index_strategy
     return params
 
 
+def build_params(args: Namespace) -> dict[str, Any]:
+    """The `BUILD_OPTIONS` part of the request's params (only what was given)."""
+    params: dict[str, Any] = {}
+    if args.only_binary:
+        params["only_binary"] = list(args.only_binary)
+    if args.no_binary:
+        params["no_binary"] = list(args.no_binary)
+    if args.no_build:
+        params["no_build"] = True
+    return params
+
+
 def show_notes(value: dict[str, Any]) -> None:
-    """Print the daemon's notes (offline fallback, stale pages) to stderr."""
+    """Print the daemon's notes (offline fallback, stale pages) to stderr; a note that is a
+    warning (a yanked release) says so itself."""
     for note in value.get("notes") or []:
-        sys.stderr.write(f"note: {note}\n")
+        prefix = "" if note.startswith("warning: ") else "note: "
+        sys.stderr.write(f"{prefix}{note}\n")

@@ -24,7 +24,8 @@ from satchel.client.args import (
     Positional,
     add_to_argparse,
 )
-from satchel.client.commands.requirements import show_notes
+from satchel.client.commands.requirements import BUILD_OPTIONS, show_notes
+from satchel.client.commands.requirements import build_params as build_options
 from satchel.client.session import Session
 from satchel.protocol import errors
 
@@ -52,6 +53,7 @@ SPEC = Command(
         ),
         Option("--python", metavar="PYTHON", help="interpreter for the environment"),
         Option("--offline", kind=FLAG, help="never touch the network"),
+        *BUILD_OPTIONS,
     ),
     positionals=(
         Positional("command", nargs=ONE, metavar="COMMAND", help="the tool's command"),
@@ -71,6 +73,7 @@ def build_params(args: Namespace) -> dict[str, Any]:
         "requirements": [args.spec or args.command, *args.extra],
         "python": args.python or sys.executable,
         "offline": bool(args.offline),
+        **build_options(args),
     }
 
 

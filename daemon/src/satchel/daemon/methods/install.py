@@ -6,7 +6,13 @@ import time
 from pathlib import Path
 
 from satchel.daemon import pylock
-from satchel.daemon.environments import describe, install_into, prepare_environment
+from satchel.daemon.environments import (
+    describe,
+    discard_new_environment,
+    install_into,
+    prepare_environment,
+)
+from satchel.daemon.errors import DiskFull, InvalidParams
 from satchel.daemon.methods import RequestContext, method
 from satchel.daemon.resolution import read_inputs
 from satchel.daemon.runtime import runtime
@@ -34,21 +40,33 @@ __all__ = ["install", "run", "tool_list", "tool_prune", "tool_remove"]
 async def install(ctx: RequestContext, params: InstallParams) -> InstallResult:
     started = time.perf_counter()
     rt = await runtime(ctx.app)
+    if params.platforms or params.python_version:
+        raise InvalidParams(
+            "install: --platform/--python-version describe another machine; an install goes "
+            "into a real environment (choose its interpreter with --python)"
+        )
     venv = Path(params.venv)
     target, created = await prepare_environment(rt, venv, params.python)
-    lock = pylock.read_pylock(Path(params.lock)) if params.lock else None
-    inputs = await read_inputs(params)
-    done = await install_into(
-        rt,
-        params,
-        inputs,
-        venv,
-        target=target,
-        lock=lock,
-        link_mode=params.link_mode,
-        compile_bytecode=params.compile,
-        progress=ctx.progress,
-    )
+    try:
+        lock = pylock.read_pylock(Path(params.lock)) if params.lock else None
+        inputs = await read_inputs(params)
+        done = await install_into(
+            rt,
+            params,
+            inputs,
+            venv,
+            target=target,
+            lock=lock,
+            link_mode=params.link_mode,
+            compile_bytecode=params.compile,
+            progress=ctx.progress,
+        )
+    except DiskFull:
+        # A venv this request made on a disk too full to install into is not left behind
+        # (other failures keep it: it is the environment asked for, and their advice names it).
+        if created:
+            await discard_new_environment(venv, target)
+        raise
     installed, removed = describe(done.report)
     return InstallResult(
         venv=str(venv),

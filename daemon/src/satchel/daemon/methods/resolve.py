@@ -22,6 +22,7 @@ from satchel.daemon.resolution import (
     pinned_files,
     read_inputs,
     render,
+    request_session,
     resolve_request,
     target_for,
 )
@@ -62,7 +63,7 @@ async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult
     target = await target_for(rt, params)
     files: list[tuple[IndexConfig, str, FileEntry]] = []
     outcome: Outcome | None = None
-    session = rt.catalog.session(offline=params.offline, strategy=params.index_strategy)
+    session = request_session(rt, params, inputs)
     inputs_locks = list(inputs.locks)
     for lock in inputs_locks:
         files += locked_files(session, lock)

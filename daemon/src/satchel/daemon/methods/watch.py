@@ -120,7 +120,7 @@ async def watch_prefetch(ctx: RequestContext, params: WatchPrefetchParams) -> Wa
         async def progress(done: int, total: int | None, unit: str, message: str) -> None:
             await ctx.progress(done, total, unit, prefix + message)  # noqa: B023 (awaited now)
 
-        record = await warm.prefetch(project, progress)
+        record = await warm.prefetch(project, progress, background=False)
         results.append(
             ProjectPrefetch(
                 path=project.path,

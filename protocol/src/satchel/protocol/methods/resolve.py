@@ -41,6 +41,12 @@ class ResolveParams(msgspec.Struct, frozen=True, kw_only=True):
     #: ``first-index`` (default from the configuration) or ``unsafe-best-match``.
     index_strategy: str | None = None
     prereleases: bool = False
+    #: ``--only-binary`` / ``--no-binary`` values as pip takes them (``:all:``, ``:none:``,
+    #: comma-separated names); applied after the requirements files' own, ``--only-binary`` last.
+    only_binary: list[str] = []
+    no_binary: list[str] = []
+    #: ``--no-build``: no sdist is a candidate and nothing is built (earlier builds still used).
+    no_build: bool = False
     #: ``requirements`` | ``pylock`` | ``json``: what `ResolveResult.output` holds.
     format: str = "requirements"
 
