@@ -61,6 +61,6 @@ def test_the_builds_setting_is_validated_and_survives_a_rewrite() -> None:
     config = parse_config('[settings]\nbuilds = "never"\n')
     assert config.settings.builds == "never"
     assert parse_config(render_config(config)).settings.builds == "never"
-    assert parse_config("").settings.builds == "on-request"
+    assert parse_config("[settings]\n").settings.builds == "on-request"
     with pytest.raises(ConfigError, match=r"config.toml:2: setting 'builds'"):
         parse_config('[settings]\nbuilds = "sometimes"\n')
