@@ -447,7 +447,10 @@ class Session:
                 break
         # Cached pages of indexes not asked (shadowed, explicit, unconfigured) can only ever be
         # reported as out of scope, which is what makes "cached under X" hints possible.
-        for page in await trio.to_thread.run_sync(catalog.metadb.pages_for_project, project):
+        others = await trio.to_thread.run_sync(
+            catalog.metadb.pages_for_project, project, queried | available.keys()
+        )
+        for page in others:
             if page.index not in queried and page.index not in available:
                 available[page.index] = page
         return select_pages(project, available, self._scope_indexes(), self._pins(), self.strategy)

@@ -289,14 +289,19 @@ class MetaDB:
         )
         return _decode_page(rows[0]) if rows else None
 
-    def pages_for_project(self, project: str) -> list[ProjectPage]:
-        """Every index's page for *project*, ordered by index name (callers apply priority)."""
-        rows = self._read(
-            "SELECT page, fetched_at, etag, last_modified, max_age FROM pages "
-            "WHERE project = ? ORDER BY idx",
-            (project,),
-        )
-        return [_decode_page(row) for row in rows]
+    def pages_for_project(self, project: str, skip: Iterable[str] = ()) -> list[ProjectPage]:
+        """Every index's page for *project*, ordered by index name (callers apply priority),
+        except those of the indexes in *skip* (pages the caller holds already: a big page is
+        not decoded twice)."""
+        skipped = set(skip)
+        pages: list[ProjectPage] = []
+        for (index,) in self._read(
+            "SELECT idx FROM pages WHERE project = ? ORDER BY idx", (project,)
+        ):
+            page = self.get_page(index, project) if index not in skipped else None
+            if page is not None:
+                pages.append(page)
+        return pages
 
     def pages_for_projects(self, projects: Iterable[str]) -> dict[str, list[ProjectPage]]:
         """`pages_for_project` for many projects in one call (one thread hop for a resolve)."""
