@@ -8,8 +8,8 @@ second connection pings it. Asserted, without timing anything:
 * the parse runs in a worker thread: the event-loop (main) thread spends a small share of the
   daemon's CPU time meanwhile (CPU time from ``/proc``, which a loaded machine does not skew);
 * pings are answered while the prefetch runs (many of them, not just before and after);
-* peak resident memory (``VmHWM``) stays under `PEAK_LIMIT_MIB`; what is kept afterwards is
-  printed (the issue's "back near the baseline" is not met yet, see docs of `PEAK_LIMIT_MIB`).
+* peak resident memory (``VmHWM``) stays under `PEAK_LIMIT_MIB`, and what is kept afterwards
+  under `KEPT_LIMIT_MIB` (both above the issue's targets: see their comments).
 
 Ping latencies are printed for docs/reliability.md, not asserted.
 """
@@ -34,9 +34,14 @@ PAGE = "/simple/demo/"
 WHEEL = "demo-1.0-py3-none-any.whl"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 #: Bound on the daemon's peak resident memory while it takes a 60 MB page. The issue asks for
-#: 200 MiB; measured now: ~305 MiB (503 MiB before issue 11.6), of which ~100 MiB is the parsed
-#: page itself (90,000 `FileEntry` objects) and the rest the resolver's candidates built from it.
-PEAK_LIMIT_MIB = 400
+#: 200 MiB; measured now ~300 MiB (503 MiB before issue 11.6): ~60 MiB of body, ~100 MiB of
+#: parsed page (90,000 `FileEntry` objects), the rest the resolver's candidates built from it.
+PEAK_LIMIT_MIB = 350
+#: What the daemon may keep once done with the page. The issue asks for "near the baseline";
+#: measured now ~170 MiB above it (400 before): no object of the page survives, but the
+#: few objects created meanwhile that do pin Python's allocator arenas (pymalloc returns an
+#: arena only when it is entirely empty).
+KEPT_LIMIT_MIB = 220
 
 
 def _status(pid: int, field: str) -> float:
@@ -140,6 +145,11 @@ def test_60_mb_json_page_is_parsed_off_the_event_loop_in_bounded_memory(
     pinger.join(60)
     peak = _status(pid, "VmHWM")
     settled = _status(pid, "VmRSS")
+    for _ in range(50):  # freed memory goes back within moments, not at once
+        if settled - baseline < KEPT_LIMIT_MIB:
+            break
+        time.sleep(0.1)
+        settled = _status(pid, "VmRSS")
 
     during = [answered - sent for sent, answered in pinger.answered if start < sent < end]
     during.sort()
@@ -156,6 +166,7 @@ def test_60_mb_json_page_is_parsed_off_the_event_loop_in_bounded_memory(
     assert main_cpu < whole_cpu / 4, "the page was parsed on the event loop"
     assert len(during) >= 20, "pings were not answered while the page was being taken"
     assert peak < PEAK_LIMIT_MIB, f"peak resident {peak:.0f} MiB for a 60 MB page"
+    assert settled - baseline < KEPT_LIMIT_MIB, f"{settled - baseline:.0f} MiB kept after"
     satchel.ok("ping")
 
 
