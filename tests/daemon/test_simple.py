@@ -239,3 +239,30 @@ def test_many_bad_entries_log_a_bounded_number_of_warnings(
         _parse_html(body)
     assert len(caplog.records) == 11
     assert "100 invalid entries skipped" in caplog.records[-1].getMessage()
+
+
+def test_json_entry_of_the_wrong_shape_is_skipped_not_the_page(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Entries are decoded one by one into Structs: a non-object or a non-string filename costs
+    that entry only (issue 11.6 changed the decoding, not this)."""
+    good = _file("demo-2.0-py3-none-any.whl")
+    with caplog.at_level(logging.WARNING, logger="satchel.daemon.simple"):
+        page = _parse_json(_json([7, {**_file(), "filename": 3}, good]))
+    assert [f.filename for f in page.files] == ["demo-2.0-py3-none-any.whl"]
+    assert len(caplog.records) == 2
+    assert "Expected `str`, got `int` - at `$.filename`" in caplog.records[1].getMessage()
+
+
+def test_json_page_nested_too_deeply_is_an_upstream_error() -> None:
+    """issue 11.10: 100,000 levels of nesting, once a RecursionError and "internal error"."""
+    data = b'{"files": [], "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(UpstreamError, match="nested too deeply"):
+        _parse_json(data)
+
+
+def test_json_page_with_too_many_values_is_refused_before_decoding() -> None:
+    """issue 11.6: millions of tiny values are counted, not decoded into gigabytes."""
+    data = b'{"files": [' + b"{}," * 3_000_000 + b"{}]}"
+    with pytest.raises(UpstreamError, match="more than the 2500000 accepted"):
+        _parse_json(data)

@@ -34,6 +34,7 @@ from satchel.daemon.errors import BuildError, UpstreamError
 from satchel.daemon.model import FileEntry, ProjectPage
 
 __all__ = [
+    "MAX_CACHED_PROJECT_FILES",
     "Choice",
     "CoreMetadata",
     "MetadataCache",
@@ -70,6 +71,13 @@ class CoreMetadata:
     provides_extra: frozenset[NormalizedName]
 
 
+#: Projects listing more files than this are not kept in `MetadataCache.projects`: a page of
+#: 90,000 files (a hostile or enormous index page) held ~250 MB there for good; real projects
+#: stay far below (the largest list some thousands of files per index).
+MAX_CACHED_PROJECT_FILES = 20_000
+#: Parsed versions kept by `version`; past this the memo starts over (bounded, like the others).
+MAX_CACHED_VERSIONS = 50_000
+
 _requirement_cache: dict[str, Requirement] = {}
 _specifier_cache: dict[str, SpecifierSet] = {}
 _version_cache: dict[str, Version | None] = {}
@@ -95,14 +103,23 @@ def specifier(text: str) -> SpecifierSet:
     return found
 
 
-def version(text: str) -> Version | None:
-    """A parsed version, or None for a legacy (non-PEP 440) version, which is ignored."""
+def version(text: str, *, memo: bool = True) -> Version | None:
+    """A parsed version, or None for a legacy (non-PEP 440) version, which is ignored.
+
+    ``memo=False`` for the versions of an enormous page: they are not kept, since objects
+    kept for good from a burst of millions scatter over the allocator's arenas and pin them
+    (the daemon stayed at 280 MB after a 60 MB page: issue 11.6).
+    """
     if text in _version_cache:
         return _version_cache[text]
     try:
         parsed: Version | None = Version(text)
     except InvalidVersion:
         parsed = None
+    if not memo:
+        return parsed
+    if len(_version_cache) >= MAX_CACHED_VERSIONS:
+        _version_cache.clear()
     _version_cache[text] = parsed
     return parsed
 
@@ -162,6 +179,8 @@ class MetadataCache:
     max_results: int = 256
 
     def remember_project(self, key: tuple[object, ...], files: ProjectFiles) -> None:
+        if files.file_count > MAX_CACHED_PROJECT_FILES:
+            return  # rebuilt per resolve rather than pinned for the daemon's life (issue 11.6)
         if len(self.projects) >= self.max_projects:
             self.projects.clear()  # crude but bounded: a daemon-wide set is rarely this large
         self.projects[key] = files
@@ -198,17 +217,18 @@ def _sdist_version(filename: str, project: str) -> str | None:
     return None
 
 
-def file_version(filename: str, project: str) -> Version | None:
+def file_version(filename: str, project: str, *, memo: bool = True) -> Version | None:
     """The version a distribution file of normalised *project* is of, by its name alone.
 
-    None for a name no version can be read from (or a legacy, non-PEP 440 version).
+    None for a name no version can be read from (or a legacy, non-PEP 440 version). *memo*:
+    see `version`.
     """
     if filename.endswith(".whl"):
         # Only the version is needed; tags are read when a version is chosen.
         text = filename.split("-", 2)[1] if filename.count("-") in (4, 5) else None
     else:
         text = _sdist_version(filename, project)
-    return version(text) if text else None
+    return version(text, memo=memo) if text else None
 
 
 class ProjectFiles:
@@ -231,9 +251,11 @@ class ProjectFiles:
         self._allow_wheels = allow_wheels
         #: version -> [(page priority, page, file)] in page order
         self._files: dict[Version, list[tuple[int, ProjectPage, FileEntry]]] = {}
+        self.file_count = sum(len(page.files) for page in pages)
+        memo = self.file_count <= MAX_CACHED_PROJECT_FILES
         for priority, page in enumerate(pages):
             for file in page.files:
-                parsed = file_version(file.filename, project)
+                parsed = file_version(file.filename, project, memo=memo)
                 if parsed is not None:
                     self._files.setdefault(parsed, []).append((priority, page, file))
         #: Newest first, the order a resolver tries them in.

@@ -37,6 +37,7 @@ from packaging.version import Version
 from satchel.daemon import provenance
 from satchel.daemon.buildpolicy import BuildPolicy, Formats
 from satchel.daemon.candidates import (
+    MAX_CACHED_PROJECT_FILES,
     ProjectFiles,
     file_version,
     parse_core_metadata,
@@ -298,7 +299,8 @@ def _with_unstored(scoped: ScopedPages, full: dict[str, ProjectPage]) -> ScopedP
     project = scoped.project
 
     def versions(page: ProjectPage) -> set[Version]:
-        found = (file_version(file.filename, project) for file in page.files)
+        memo = len(page.files) <= MAX_CACHED_PROJECT_FILES
+        found = (file_version(file.filename, project, memo=memo) for file in page.files)
         return {v for v in found if v is not None}
 
     listed: set[Version] = set()

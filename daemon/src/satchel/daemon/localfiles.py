@@ -76,18 +76,24 @@ async def file_index_page(
     etag = f'"file-{stat.st_mtime_ns}-{stat.st_size}"'
     if cached is not None and cached.etag == etag:
         return msgspec.structs.replace(cached, fetched_at=clock())
-    data = await trio.to_thread.run_sync(read_local, path, cap, what)
-    parser = HTMLPageParser(index=index.name, project=project, url=page_url)
-    parser.feed_bytes(data)
-    page = parser.result()
+    page = await trio.to_thread.run_sync(_read_page, path, cap, what, index.name, project, page_url)
     return msgspec.structs.replace(page, fetched_at=clock(), etag=etag)
 
 
 async def local_links_page(index: IndexConfig, url: str, cap: int, what: str) -> ProjectPage:
     """A find-links page on disk: every link on it, for any project."""
-    data = await trio.to_thread.run_sync(read_local, local_path(url), cap, what)
-    parser = HTMLPageParser(index=index.name, project=None, url=url)
-    parser.feed_bytes(data)
+    return await trio.to_thread.run_sync(
+        _read_page, local_path(url), cap, what, index.name, None, url
+    )
+
+
+def _read_page(
+    path: Path, cap: int, what: str, index: str, project: str | None, url: str
+) -> ProjectPage:
+    """Read and parse a page file, both in the calling worker thread: a large page is seconds
+    of parsing, which must not hold the event loop (issue 11.6)."""
+    parser = HTMLPageParser(index=index, project=project, url=url)
+    parser.feed_bytes(read_local(path, cap, what))
     return parser.result()
 
 

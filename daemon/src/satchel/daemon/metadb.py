@@ -58,6 +58,10 @@ __all__ = [
     "PageKey",
 ]
 
+_PUT_PAGE = "INSERT OR REPLACE INTO pages VALUES (?, ?, ?, ?, ?, ?, ?)"
+#: Encoded pages above this size are not left bound to the cached statement (see `put_page`).
+_RELEASE_BINDING_ABOVE = 1 * 2**20
+
 #: Migration N (0-based) takes the schema from version N to N+1.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -287,19 +291,26 @@ class MetaDB:
 
     def put_page(self, page: ProjectPage) -> None:
         """Store (or replace) the page of (page.index, page.project)."""
+        data = _page_encoder.encode(page)
         with self._write() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO pages VALUES (?, ?, ?, ?, ?, ?, ?)",
+                _PUT_PAGE,
                 (
                     page.index,
                     page.project,
-                    _page_encoder.encode(page),
+                    data,
                     page.fetched_at,
                     page.etag,
                     page.last_modified,
                     page.max_age,
                 ),
             )
+            if len(data) > _RELEASE_BINDING_ABOVE:
+                # SQLite keeps a copy of a statement's bound values until they are rebound, and
+                # sqlite3 caches the statement: a 45 MB page stayed resident until the next
+                # put_page. Rebinding NULLs (refused by NOT NULL, nothing written) frees it.
+                with contextlib.suppress(sqlite3.IntegrityError):
+                    conn.execute(_PUT_PAGE, (None,) * 7)
 
     def get_page(self, index: str, project: str) -> ProjectPage | None:
         rows = self._read(
@@ -309,14 +320,19 @@ class MetaDB:
         )
         return _decode_page(rows[0]) if rows else None
 
-    def pages_for_project(self, project: str) -> list[ProjectPage]:
-        """Every index's page for *project*, ordered by index name (callers apply priority)."""
-        rows = self._read(
-            "SELECT page, fetched_at, etag, last_modified, max_age FROM pages "
-            "WHERE project = ? ORDER BY idx",
-            (project,),
-        )
-        return [_decode_page(row) for row in rows]
+    def pages_for_project(self, project: str, skip: Iterable[str] = ()) -> list[ProjectPage]:
+        """Every index's page for *project*, ordered by index name (callers apply priority),
+        except those of the indexes in *skip* (pages the caller holds already: a big page is
+        not decoded twice)."""
+        skipped = set(skip)
+        pages: list[ProjectPage] = []
+        for (index,) in self._read(
+            "SELECT idx FROM pages WHERE project = ? ORDER BY idx", (project,)
+        ):
+            page = self.get_page(index, project) if index not in skipped else None
+            if page is not None:
+                pages.append(page)
+        return pages
 
     def pages_for_projects(self, projects: Iterable[str]) -> dict[str, list[ProjectPage]]:
         """`pages_for_project` for many projects in one call (one thread hop for a resolve)."""

@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import stat
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -173,6 +174,44 @@ def _looks_like_path_or_url(text: str) -> bool:
     )
 
 
+#: Largest input file the daemon reads (requirements, constraints, pyproject.toml, pylock.toml,
+#: uv.lock). The largest real ones are lock files of big monorepos, a few MB; 16 MiB is far
+#: above that and still a bounded cost for a daemon that reads whatever path a client names
+#: (``-r /dev/zero`` once grew it to 23.5 GB: issue 11.13).
+MAX_INPUT_BYTES = 16 * 2**20
+
+
+def read_input(path: Path, what: str = "file") -> str:
+    """The UTF-8 text of the user's input file *path*, read with a bounded read (blocking).
+
+    Refuses, naming the file, anything but a regular file (``/dev/zero``, a FIFO, a directory)
+    and files over `MAX_INPUT_BYTES`, checked on the bytes actually read, not on a size the
+    file claims (it can grow while being read).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise RequirementsFileError(f"cannot read {what} {path}: {exc.strerror}") from exc
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise RequirementsFileError(f"cannot read {what} {path}: {kind}")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            data = handle.read(MAX_INPUT_BYTES + 1)
+        except OSError as exc:
+            raise RequirementsFileError(f"cannot read {what} {path}: {exc.strerror}") from exc
+    if len(data) > MAX_INPUT_BYTES:
+        raise RequirementsFileError(
+            f"{what} {path} is larger than the {MAX_INPUT_BYTES // 2**20} MiB input limit"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequirementsFileError(f"{path} is not UTF-8 text: {exc}") from exc
+
+
 def parse_requirements(path: Path, *, constraint: bool = False) -> RequirementSet:
     """Parse the requirements file at *path* (and everything it includes)."""
     return _parse_file(path.absolute(), constraint=constraint, stack=())
@@ -187,12 +226,7 @@ def _parse_file(path: Path, *, constraint: bool, stack: tuple[Path, ...]) -> Req
     if path in stack:
         chain = " -> ".join(str(p) for p in (*stack, path))
         raise RequirementsFileError(f"requirements files include each other in a cycle: {chain}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RequirementsFileError(f"cannot read requirements file {path}: {exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise RequirementsFileError(f"{path} is not UTF-8 text: {exc}") from exc
+    text = read_input(path, "constraints file" if constraint else "requirements file")
     return _parse(text, path, constraint=constraint, stack=(*stack, path))
 
 
@@ -351,10 +385,9 @@ def _group(
 def read_toml(path: Path) -> dict[str, Any]:
     """The TOML document at *path* (pyproject.toml, pylock.toml, uv.lock); a file that cannot be
     read or parsed is the user's input being wrong: `RequirementsFileError` naming it."""
+    text = read_input(path)
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RequirementsFileError(f"cannot read {path}: {exc}") from exc
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RequirementsFileError(f"{path} is not valid TOML: {exc}") from exc
 

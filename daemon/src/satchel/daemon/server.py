@@ -22,6 +22,8 @@ Why each of these:
 - Writes to one connection are serialised by a `trio.Lock` (several request tasks may answer at
   once; frames must not interleave), and a peer that stops reading is cut after `SEND_TIMEOUT`
   instead of pinning its requests forever.
+- Answers waiting for a peer that does not read them are bounded: past `PAUSE_READING_BYTES` its
+  requests are no longer read (backpressure), past `MAX_UNSENT_BYTES` it is closed.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HANDSHAKE_TIMEOUT",
     "MAX_REQUESTS_PER_CONNECTION",
+    "MAX_UNSENT_BYTES",
     "SEND_TIMEOUT",
     "Server",
     "peer_credentials",
@@ -83,6 +86,15 @@ MAX_REQUESTS_PER_CONNECTION = 256
 
 #: Bytes asked of the socket per read.
 RECV_SIZE = 65536
+
+#: Encoded answers one connection may have waiting for the socket (the peer not reading them)
+#: before it is closed; an answer alone is always let through, however large (up to the
+#: 16 MiB frame cap). 20 clients pipelining requests without reading once took the daemon to
+#: 1.27 GB (issue 11.13); now each costs at most this much, plus one frame.
+MAX_UNSENT_BYTES = 4 * 2**20
+#: Above this many waiting bytes the connection's requests are no longer read: a peer that
+#: does not read its answers gets no new work done for it (backpressure), its socket fills.
+PAUSE_READING_BYTES = 1 * 2**20
 
 #: accept() failures that mean "out of resources for now", not "the listener is broken".
 _TRANSIENT_ACCEPT_ERRNOS = frozenset(
@@ -231,6 +243,9 @@ class _Peer:
         #: Set once the peer broke the protocol: answers still being computed for its earlier
         #: requests are dropped (the state machine would refuse them; nobody will read them).
         self.peer_broke = False
+        #: Bytes encoded for this peer and not yet written (`MAX_UNSENT_BYTES`).
+        self.unsent = 0
+        self._drained = trio.lowlevel.ParkingLot()
 
     async def run(self) -> None:
         try:
@@ -294,6 +309,8 @@ class _Peer:
 
     async def _read_requests(self, nursery: trio.Nursery) -> None:
         while True:
+            while self.unsent > PAUSE_READING_BYTES:
+                await self._drained.park()
             try:
                 event = await self._next_event()
             except ProtocolError as exc:
@@ -336,26 +353,29 @@ class _Peer:
 
     async def _run_request(self, request: Request, running: _InFlight) -> None:
         try:
-            reply: Message | None = None
-            ctx = RequestContext(
-                self.app, request.id, request.method, self.send_event, self.protocol
-            )
-            with running.scope:
-                reply = await dispatch(ctx, request)
-            if reply is None:  # our own scope was cancelled: Cancel or shutdown
-                reply = Error(request.id, running.cancel_code, running.cancel_message)
-            log.debug(
-                "%s (request %d, pid %s): %s in %.1f ms",
-                request.method,
-                request.id,
-                self.pid,
-                reply.code if isinstance(reply, Error) else "ok",
-                (time.time() - running.job.started_at) * 1000,
-            )
-            await self.send(reply)
+            # The reply is passed straight on: `send` holds the only reference, and frees it
+            # once encoded (answers waiting for a slow reader are held as bytes only).
+            await self.send(await self._reply(request, running))
         finally:
             self.requests.pop(request.id, None)
             self.app.remove_job(running.job)
+
+    async def _reply(self, request: Request, running: _InFlight) -> Message:
+        reply: Message | None = None
+        ctx = RequestContext(self.app, request.id, request.method, self.send_event, self.protocol)
+        with running.scope:
+            reply = await dispatch(ctx, request)
+        if reply is None:  # our own scope was cancelled: Cancel or shutdown
+            reply = Error(request.id, running.cancel_code, running.cancel_message)
+        log.debug(
+            "%s (request %d, pid %s): %s in %.1f ms",
+            request.method,
+            request.id,
+            self.pid,
+            reply.code if isinstance(reply, Error) else "ok",
+            (time.time() - running.job.started_at) * 1000,
+        )
+        return reply
 
     async def send_event(self, message: Message) -> None:
         """Send a Progress/Log event; a client that has gone simply misses it."""
@@ -363,27 +383,50 @@ class _Peer:
             await self.send(message)
 
     async def send(self, message: Message) -> None:
-        """Encode and write one message; frames of concurrent senders never interleave."""
-        async with self.send_lock:
-            if self.conn.closed or self.peer_broke:
-                return  # the client went away (EOF or a connection-level Error): drop answers
-            try:
-                data = self.conn.send(message)
-            except ProtocolError:
-                log.exception("refusing to send an invalid message %r", type(message).__name__)
-                self._scope.cancel()
-                return
-            with trio.move_on_after(SEND_TIMEOUT) as timeout:
-                try:
-                    await self.stream.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    self._scope.cancel()  # the reader will see EOF too; stop everything now
-                    return
-            if timeout.cancelled_caught:
+        """Encode and write one message; frames of concurrent senders never interleave.
+
+        The message is encoded at once (the answer's objects are freed while it waits for the
+        socket) and counted in `unsent`; a peer past `MAX_UNSENT_BYTES` is not reading its
+        answers, and is closed.
+        """
+        if self.conn.closed or self.peer_broke:
+            return  # the client went away (EOF or a connection-level Error): drop answers
+        try:
+            data = self.conn.send(message)
+        except ProtocolError:
+            log.exception("refusing to send an invalid message %r", type(message).__name__)
+            self._scope.cancel()
+            return
+        del message
+        self.unsent += len(data)
+        try:
+            if self.unsent > MAX_UNSENT_BYTES and self.unsent > len(data):
                 log.warning(
-                    "client pid %s stopped reading for %g s; closing", self.pid, SEND_TIMEOUT
+                    "client pid %s is not reading its answers (%d bytes waiting); closing",
+                    self.pid,
+                    self.unsent,
                 )
                 self._scope.cancel()
+                return
+            async with self.send_lock:
+                if self.peer_broke:
+                    return
+                await self._write(data)
+        finally:
+            self.unsent -= len(data)
+            if self.unsent <= PAUSE_READING_BYTES:
+                self._drained.unpark_all()
+
+    async def _write(self, data: bytes) -> None:
+        with trio.move_on_after(SEND_TIMEOUT) as timeout:
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._scope.cancel()  # the reader will see EOF too; stop everything now
+                return
+        if timeout.cancelled_caught:
+            log.warning("client pid %s stopped reading for %g s; closing", self.pid, SEND_TIMEOUT)
+            self._scope.cancel()
 
     async def _protocol_error(self, exc: ProtocolError) -> None:
         log.info("protocol error from client pid %s: %s", self.pid, exc)

@@ -23,8 +23,10 @@ large legacy page is never held twice in memory and the size cap can be enforced
 from __future__ import annotations
 
 import codecs
+import functools
 import logging
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from html.parser import HTMLParser
 from typing import Any
@@ -175,13 +177,14 @@ def _hashes(raw: Any) -> dict[str, str]:
         raise _Skip("hashes is not a mapping")
     result: dict[str, str] = {}
     for name, digest in raw.items():
-        algorithm = str(name).lower()
+        name = str(name)
+        algorithm = sys.intern(name if name.islower() else name.lower())
         if not _HASH_NAME.match(algorithm) or not isinstance(digest, str):
             raise _Skip(f"malformed hash entry {str(name)[:20]!r}")
         expected = _DIGEST_LENGTHS.get(algorithm)
         if not _HEX.match(digest) or (expected is not None and len(digest) != expected):
             raise _Skip(f"malformed {algorithm} hash {digest[:80]!r}")
-        result[algorithm] = digest.lower()
+        result[algorithm] = digest if digest.islower() else digest.lower()
     return result
 
 
@@ -214,10 +217,20 @@ def _requires_python(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise _Skip("requires-python is not a string")
+    checked = _checked_specifier(value)
+    if checked is None:
+        raise _Skip(f"invalid requires-python {value[:80]!r}")
+    return checked
+
+
+@functools.lru_cache(maxsize=256)
+def _checked_specifier(value: str) -> str | None:
+    """*value* if it parses as a specifier set, else None. Cached: a page repeats a handful of
+    values over thousands of entries, and every entry then shares one string object."""
     try:
         SpecifierSet(value)
     except InvalidSpecifier:
-        raise _Skip(f"invalid requires-python {value[:80]!r}") from None
+        return None
     return value
 
 
@@ -265,90 +278,155 @@ def _unique(entries: Iterable[FileEntry], reporter: _Reporter) -> tuple[FileEntr
 # -- PEP 691 JSON -------------------------------------------------------------------------------
 
 
-def _json_entry(raw: Any, project: str, page_url: str) -> FileEntry:
-    if not isinstance(raw, dict):
-        raise _Skip("entry is not an object")
-    filename, href = raw.get("filename"), raw.get("url")
-    if not isinstance(filename, str) or not isinstance(href, str):
-        raise _Skip("entry lacks a string filename or url")
-    validate_filename(filename, project)
-    url, fragment = resolve_file_url(href, page_url)
-    yanked_raw = raw.get("yanked", False)
-    if isinstance(yanked_raw, str):
-        yanked, reason = True, (yanked_raw or None)
-    elif isinstance(yanked_raw, bool):
-        yanked, reason = yanked_raw, None
+#: Files one JSON page may list. The largest projects on public indexes list some tens of
+#: thousands of files (nightly builds times platforms); a parsed entry costs about 1 KB resident,
+#: so this bounds one page at ~100 MB of objects, whatever a hostile index sends.
+MAX_PAGE_FILES = 100_000
+#: JSON values one page may hold, counted before decoding as an upper bound (commas, ``{`` and
+#: ``[``: every value after the first of a container follows a comma). A real entry holds ~16, so
+#: this admits `MAX_PAGE_FILES` real entries; it refuses, before anything is allocated, a page of
+#: millions of tiny values that would decode into gigabytes of objects (issue 11.6).
+MAX_PAGE_VALUES = 25 * MAX_PAGE_FILES
+
+
+class _JsonFile(msgspec.Struct):
+    """One ``files`` entry as sent: decoded straight into a Struct (unknown keys are skipped
+    without being allocated), then validated by `_json_entry`."""
+
+    filename: str
+    url: str
+    hashes: dict[str, str] | None = None
+    requires_python: str | None = msgspec.field(default=None, name="requires-python")
+    yanked: bool | str | None = False
+    core_metadata: bool | dict[str, str] | None = msgspec.field(default=None, name="core-metadata")
+    #: The PEP 691 name before PEP 714, and the older spelling some indexes still send.
+    data_dist_info_metadata: bool | dict[str, str] | None = msgspec.field(
+        default=None, name="data-dist-info-metadata"
+    )
+    dist_info_metadata: bool | dict[str, str] | None = msgspec.field(
+        default=None, name="dist-info-metadata"
+    )
+    size: int | None = None
+    upload_time: str | None = msgspec.field(default=None, name="upload-time")
+
+
+class _JsonMeta(msgspec.Struct):
+    api_version: str | None = msgspec.field(default=None, name="api-version")
+
+
+class _JsonPage(msgspec.Struct):
+    #: Each entry is kept undecoded (a view of the body) and decoded on its own: one bad entry
+    #: is skipped, not the page, and no single C call holds the GIL for the whole page.
+    files: list[msgspec.Raw]
+    meta: _JsonMeta | None = None
+    name: str | None = None
+    versions: list[str] | None = None
+
+
+_json_page_decoder = msgspec.json.Decoder(_JsonPage)
+_json_file_decoder = msgspec.json.Decoder(_JsonFile)
+
+
+def _json_entry(raw: _JsonFile, project: str, page_url: str) -> FileEntry:
+    validate_filename(raw.filename, project)
+    url, fragment = resolve_file_url(raw.url, page_url)
+    if isinstance(raw.yanked, str):
+        yanked, reason = True, (raw.yanked or None)
     else:
-        raise _Skip("yanked is neither a boolean nor a string")
-    metadata_raw = raw.get("core-metadata", raw.get("dist-info-metadata"))
+        yanked, reason = bool(raw.yanked), None
+    metadata_raw = raw.core_metadata
+    if metadata_raw is None:
+        metadata_raw = raw.data_dist_info_metadata
+    if metadata_raw is None:
+        metadata_raw = raw.dist_info_metadata
     if metadata_raw is None or metadata_raw is False:
         core_metadata = None
     elif metadata_raw is True:
         core_metadata = {}
     else:
         core_metadata = _hashes(metadata_raw)
-    size = raw.get("size")
-    upload_time = raw.get("upload-time")
+    size = raw.size
     return FileEntry(
-        filename=filename,
+        filename=raw.filename,
         url=url,
         # PEP 691 says `hashes`; some indexes only put a hash in the URL fragment, as in HTML.
-        hashes=_hashes(raw.get("hashes")) or _fragment_hashes(fragment),
-        requires_python=_requires_python(raw.get("requires-python")),
+        hashes=_hashes(raw.hashes) or _fragment_hashes(fragment),
+        requires_python=_requires_python(raw.requires_python),
         yanked=yanked,
         yanked_reason=reason,
-        size=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
-        upload_time=upload_time if isinstance(upload_time, str) else None,
+        size=size if size is not None and size >= 0 else None,
+        upload_time=raw.upload_time,
         core_metadata=core_metadata,
     )
 
 
-def parse_json_page(data: bytes, *, index: str, project: str, url: str) -> ProjectPage:
-    """Parse a PEP 691 JSON project page fetched from *url* (credential-free)."""
-    project = canonicalize_name(project)
-    try:
-        doc = msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
-        raise UpstreamError(
-            f"index {index}: project {project}: page is not valid JSON ({exc})",
-            details={"index": index, "project": project},
-        ) from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("files"), list):
-        raise UpstreamError(
-            f"index {index}: project {project}: JSON page has no 'files' list",
+def _decode_json_page(data: bytes | bytearray, *, index: str, project: str) -> _JsonPage:
+    def refuse(reason: str) -> UpstreamError:
+        return UpstreamError(
+            f"index {index}: project {project}: {reason}",
             details={"index": index, "project": project},
         )
-    meta = doc.get("meta")
+
+    values = data.count(b",") + data.count(b"{") + data.count(b"[")
+    if values > MAX_PAGE_VALUES:
+        raise refuse(
+            f"JSON page holds up to {values} values, more than the {MAX_PAGE_VALUES} accepted "
+            f"({MAX_PAGE_FILES} files)"
+        )
+    try:
+        doc = _json_page_decoder.decode(data)
+    except RecursionError:
+        raise refuse("JSON page is nested too deeply to be a simple-API page") from None
+    except msgspec.ValidationError as exc:
+        raise refuse(f"JSON page is not a simple-API page ({exc})") from None
+    except msgspec.DecodeError as exc:
+        raise refuse(f"page is not valid JSON ({exc})") from None
+    if len(doc.files) > MAX_PAGE_FILES:
+        raise refuse(
+            f"JSON page lists {len(doc.files)} files, more than the {MAX_PAGE_FILES} accepted"
+        )
+    return doc
+
+
+def parse_json_page(data: bytes | bytearray, *, index: str, project: str, url: str) -> ProjectPage:
+    """Parse a PEP 691 JSON project page fetched from *url* (credential-free).
+
+    CPU-bound for a large page (seconds for 60 MB): call it from a worker thread.
+    """
+    project = canonicalize_name(project)
+    doc = _decode_json_page(data, index=index, project=project)
     api_version = check_api_version(
-        meta.get("api-version") if isinstance(meta, dict) else None, index=index, project=project
+        doc.meta.api_version if doc.meta is not None else None, index=index, project=project
     )
-    name = doc.get("name")
-    if isinstance(name, str) and canonicalize_name(name) != project:
+    if doc.name is not None and canonicalize_name(doc.name) != project:
         raise UpstreamError(
-            f"index {index}: project {project}: page describes another project {name[:80]!r}",
+            f"index {index}: project {project}: page describes another project {doc.name[:80]!r}",
             details={"index": index, "project": project},
         )
     reporter = _Reporter(index, project)
     entries: list[FileEntry] = []
-    for raw in doc["files"]:
+    raws, doc.files = doc.files, []
+    raws.reverse()
+    while raws:  # each entry is released as soon as it is converted
+        try:
+            raw = _json_file_decoder.decode(raws.pop())
+        except msgspec.ValidationError as exc:
+            reporter.skip("an entry", str(exc).replace(" - at `$`", ""))
+            continue
+        except (msgspec.DecodeError, RecursionError):
+            reporter.skip("an entry", "nested too deeply")
+            continue
         try:
             entries.append(_json_entry(raw, project, url))
         except _Skip as exc:
-            what = repr(raw.get("filename")) if isinstance(raw, dict) else "an entry"
-            reporter.skip(what, str(exc), quiet=exc.quiet)
+            reporter.skip(repr(raw.filename), str(exc), quiet=exc.quiet)
     reporter.finish()
-    versions_raw = doc.get("versions")
-    versions = (
-        tuple(v for v in versions_raw if isinstance(v, str))
-        if isinstance(versions_raw, list)
-        else ()
-    )
     return ProjectPage(
         index=index,
         project=project,
         url=strip_userinfo(url),
         files=_unique(entries, reporter),
-        versions=versions,
+        versions=tuple(doc.versions or ()),
         api_version=api_version,
     )
 

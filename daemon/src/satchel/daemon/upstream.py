@@ -76,6 +76,7 @@ from satchel.daemon.localfiles import (
     scan_directory,
     wheel_metadata,
 )
+from satchel.daemon.memory import release_free_memory
 from satchel.daemon.model import FileEntry, ProjectPage
 from satchel.daemon.simple import (
     HTMLPageParser,
@@ -427,17 +428,24 @@ class Upstream:
             response.headers.get("Content-Encoding", ""), self.limits.max_page_bytes, what
         )
         if media in (JSON_V1, "application/json") and project is not None:
-            parts: list[bytes] = []
+            # One growing buffer (not a list of chunks joined at the end: that held the page
+            # twice), parsed in a worker thread: a 60 MB page takes seconds of CPU (issue 11.6).
+            body = bytearray()
             async for raw in response.aiter_raw(CHUNK):
-                parts.extend(decoder.decode(raw))
-            return parse_json_page(b"".join(parts), index=index.name, project=project, url=url)
+                for piece in decoder.decode(raw):
+                    body += piece
+            return await trio.to_thread.run_sync(_parse_json_body, body, index.name, project, url)
         if media not in (HTML_V1, "text/html"):
             raise UpstreamError(f"{what}: unexpected content type {media[:60]!r}")
         parser = HTMLPageParser(index=index.name, project=project, url=url, encoding=charset)
         async for raw in response.aiter_raw(CHUNK):
-            for piece in decoder.decode(raw):
-                parser.feed_bytes(piece)
-        return parser.result()
+            # Each chunk is parsed in a worker thread too: a large legacy page must not hold
+            # the event loop either, and its anchors are parsed as they arrive.
+            await trio.to_thread.run_sync(_feed, parser, decoder.decode(raw))
+        page = await trio.to_thread.run_sync(parser.result)
+        if decoder.total > _TRIM_AFTER:
+            await trio.to_thread.run_sync(release_free_memory)
+        return page
 
     # -- file:// and find-links -----------------------------------------------------------------
 
@@ -479,6 +487,28 @@ class Upstream:
 @asynccontextmanager
 async def _nothing() -> AsyncIterator[None]:
     yield
+
+
+#: A page body above this size is followed by `release_free_memory`: parsing it churned tens of
+#: MB through malloc, which glibc would otherwise keep mapped (issue 11.6). Below it the trim
+#: is not worth its cost (it walks the heap).
+_TRIM_AFTER = 4 * 2**20
+
+
+def _parse_json_body(body: bytearray, index: str, project: str, url: str) -> ProjectPage:
+    """`parse_json_page` in a worker thread; then the body is freed and free memory returned."""
+    try:
+        return parse_json_page(body, index=index, project=project, url=url)
+    finally:
+        size = len(body)
+        body.clear()
+        if size > _TRIM_AFTER:
+            release_free_memory()
+
+
+def _feed(parser: HTMLPageParser, pieces: list[bytes]) -> None:
+    for piece in pieces:
+        parser.feed_bytes(piece)
 
 
 def _check_hashes(data: bytes, expected: dict[str, str], what: str) -> None:

@@ -40,6 +40,7 @@ from satchel.daemon.reqfiles import (
     RequirementSet,
     RequirementsFileError,
     parse_requirements,
+    read_input,
     read_pyproject,
     read_toml,
 )
@@ -240,10 +241,7 @@ def _from_strings(values: list[Requirement], origin: str) -> RequirementSet:
 
 
 def _all_of_pyproject(path: Path) -> list[Requirement]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise RequirementsFileError(f"cannot read {path}: {exc}") from exc
+    data = read_toml(path)
     project = data.get("project", {})
     extras = list(project.get("optional-dependencies", {}))
     groups = list(data.get("dependency-groups", {}))
@@ -272,10 +270,10 @@ def read_unit(path: Path) -> Unit:
 def read_script_metadata(path: Path) -> list[Requirement] | None:
     """The ``dependencies`` of a PEP 723 ``script`` block; None when the file has no block."""
     try:
-        if path.stat().st_size > MAX_SCRIPT_BYTES:
-            return None
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        text = read_input(path, "script")  # bounded, and never /dev/zero or a FIFO
+    except RequirementsFileError:
+        return None
+    if len(text) > MAX_SCRIPT_BYTES:
         return None
     blocks = [m for m in _SCRIPT_BLOCK.finditer(text) if m.group("type") == "script"]
     if not blocks:

@@ -113,6 +113,12 @@ _RATIO_FLOOR = 64 * 1024 * 1024
 _UNHASHED = ("RECORD", "RECORD.jws", "RECORD.p7s")
 #: Hash algorithms accepted in RECORD; md5/sha1 are not evidence of anything any more.
 _HASHES = frozenset({"sha256", "sha384", "sha512"})
+#: Longest path component a member may have: NAME_MAX of every common filesystem (ext4, xfs,
+#: btrfs, APFS, NTFS); a longer one fails at write time, deep inside an install (issue 11.10).
+MAX_NAME_COMPONENT = 255
+#: Longest member path. Real wheels stay under ~300 bytes; this leaves any environment prefix
+#: room under Linux's PATH_MAX (4096) so that an accepted member can always be installed.
+MAX_MEMBER_PATH = 1024
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _CHUNK = 1024 * 1024
 
@@ -196,6 +202,29 @@ def _check_member_name(wheel: Path, name: str) -> None:
     parts = name.rstrip("/").split("/")
     if any(part in ("", ".", "..") for part in parts):
         raise _bad(wheel, f"member {name!r} has an empty, '.' or '..' path component")
+    shown = name if len(name) <= 100 else name[:100] + "..."
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_MEMBER_PATH:
+        raise _bad(wheel, f"member {shown!r} has a path longer than {MAX_MEMBER_PATH} bytes")
+    if any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_COMPONENT for part in parts):
+        raise _bad(
+            wheel,
+            f"member {shown!r} has a path component longer than {MAX_NAME_COMPONENT} bytes",
+        )
+
+
+def _check_tree_shape(wheel: Path, files: Sequence[str], where: str) -> None:
+    """Refuse a path that is a file and, for another member, a directory (``a`` and ``a/b``):
+    they cannot both be written, and the failure would come mid-install."""
+    present = set(files)
+    for name in files:
+        parts = name.split("/")
+        for end in range(1, len(parts)):
+            parent = "/".join(parts[:end])
+            if parent in present:
+                raise _bad(
+                    wheel,
+                    f"{parent!r} is both a file and a directory ({name!r} is below it){where}",
+                )
 
 
 def _record_digest(wheel: Path, value: str, member: str) -> tuple[str, str]:
@@ -304,6 +333,7 @@ def _inspect(
     if len(dist_infos) != 1:
         found = ", ".join(sorted(dist_infos)) or "none"
         raise _bad(path, f"needs exactly one .dist-info directory, found {found}")
+    _check_tree_shape(path, [info.filename for info in infos if not info.is_dir()], "")
     dist_info = dist_infos.pop()
     di_name, _, di_version = dist_info[: -len(".dist-info")].rpartition("-")
     if canonicalize_name(di_name) != wname or canonicalize_version(
@@ -358,6 +388,13 @@ def _inspect(
         # everything in .data/scripts is (as pip does), since bin/ is where it will be run.
         executable = scheme == "scripts" or bool(stat.S_ISREG(mode) and mode & 0o111)
         files.append(ManifestFile(member, scheme, dest, hash_value, size, executable))
+
+    # Installed places: purelib and platlib are one directory in an environment.
+    for scheme in SCHEMES - {"platlib"}:
+        same = {scheme, "platlib"} if scheme == "purelib" else {scheme}
+        _check_tree_shape(
+            path, [f.path for f in files if f.scheme in same], f" once installed ({scheme})"
+        )
 
     entry_points: tuple[EntryPoint, ...] = ()
     ep_name = f"{dist_info}/entry_points.txt"

@@ -13,7 +13,7 @@ import trio
 from satchel.daemon.errors import Busy
 from satchel.daemon.methods import RequestContext, method
 
-__all__ = ["SleepParams", "SleepResult", "fail", "sleep"]
+__all__ = ["BlobParams", "BlobResult", "SleepParams", "SleepResult", "blob", "fail", "sleep"]
 
 
 class SleepParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -24,6 +24,14 @@ class SleepParams(msgspec.Struct, frozen=True, kw_only=True):
 
 class SleepResult(msgspec.Struct, frozen=True):
     slept: float
+
+
+class BlobParams(msgspec.Struct, frozen=True, kw_only=True):
+    size: int
+
+
+class BlobResult(msgspec.Struct, frozen=True):
+    data: str
 
 
 class FailParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,6 +52,12 @@ async def sleep(ctx: RequestContext, params: SleepParams) -> SleepResult:
     else:
         await trio.sleep(params.seconds)
     return SleepResult(slept=trio.current_time() - start)
+
+
+@method("debug.blob", BlobParams)
+async def blob(ctx: RequestContext, params: BlobParams) -> BlobResult:
+    """An answer of *size* bytes (at most 8 MiB), to test how answers nobody reads are held."""
+    return BlobResult(data="x" * max(0, min(params.size, 8 * 2**20)))
 
 
 @method("debug.fail", FailParams)
