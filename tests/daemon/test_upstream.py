@@ -33,7 +33,7 @@ from tests.support.index_server import IndexServer
 from tests.support.wheels import build_sdist, build_wheel, file_sha256, wheel_metadata
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
-FAST = Limits(backoff=0.01, connect_timeout=1.0, read_timeout=5.0)
+FAST = Limits(backoff=0.01, connect_timeout=1.0, timeout=15.0)
 
 
 class _Clock:
@@ -431,7 +431,7 @@ async def test_slow_drip_page_is_bounded_by_the_request_deadline() -> None:
         except OSError:
             pass  # the client gave up, as it should
 
-    limits = Limits(request_deadline=0.3, attempts=1, read_timeout=5.0)
+    limits = Limits(request_deadline=0.3, attempts=1, timeout=15.0)
     with _hostile(respond) as base:
         async with Upstream(limits=limits) as up:
             with trio.fail_after(3), pytest.raises(IndexUnreachable, match=r"within 0\.3s"):

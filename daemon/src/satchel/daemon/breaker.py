@@ -16,8 +16,10 @@ the index answered, so it is online). Every text that leaves this module goes th
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Literal, TypeVar
 
@@ -39,6 +41,7 @@ __all__ = [
     "ServerError",
     "check_status",
     "describe",
+    "retry_after",
 ]
 
 #: The upstream client's logger: "index X is unreachable" keeps the name operators know.
@@ -62,11 +65,37 @@ class ConnectFailure(Exception):
 
 
 class ServerError(Exception):
-    """The index answered 5xx or 429: retry, but the index is reachable."""
+    """The index answered 5xx or 429: retry, but the index is reachable.
 
-    def __init__(self, status: int) -> None:
+    *retry_after* is the pause the index asked for (``Retry-After`` on 429/503), in seconds.
+    """
+
+    def __init__(self, status: int, retry_after: float | None = None) -> None:
         super().__init__(f"HTTP {status}")
         self.status = status
+        self.retry_after = retry_after
+
+    def pause(self, backoff: float, cap: float) -> float:
+        """The pause before the next attempt: the index's ``Retry-After`` (at most *cap*) when
+        it gave one, else *backoff*."""
+        return backoff if self.retry_after is None else min(self.retry_after, cap)
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds (RFC 9110 10.2.3: a delay or an HTTP date); None if absent
+    or unreadable."""
+    value = (response.headers.get("Retry-After") or "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value[:9])
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def check_status(response: httpx.Response, what: str) -> None:
@@ -75,7 +104,8 @@ def check_status(response: httpx.Response, what: str) -> None:
     if status == 200:
         return
     if status >= 500 or status == 429:
-        raise ServerError(status)
+        wait = retry_after(response) if status in (429, 503) else None
+        raise ServerError(status, wait)
     if status in (404, 410):
         raise NotFound(f"{what}: not found on the index (HTTP {status})")
     if status in (401, 403):
@@ -127,7 +157,10 @@ class Breaker:
             for attempt in range(1, limits.attempts + 1):
                 if attempt > 1:
                     delay = limits.backoff * 2 ** (attempt - 2)
-                    await trio.sleep(delay * (0.5 + random.random()))  # noqa: S311 (jitter)
+                    delay *= 0.5 + random.random()  # noqa: S311 (jitter)
+                    if isinstance(last, ServerError):
+                        delay = last.pause(delay, limits.max_retry_after)
+                    await trio.sleep(delay)
                 try:
                     with trio.fail_after(limits.request_deadline):
                         result = await call()
@@ -182,15 +215,24 @@ class Breaker:
 
     def fail_fast(self, index: IndexConfig, what: str) -> None:
         """Raise `IndexUnreachable` while *index* is in its offline cool-down."""
+        if self.state == "offline" and self._clock() < self.retry_at:
+            raise self.offline_error(index, what)
+
+    def offline_error(self, index: IndexConfig, what: str) -> IndexUnreachable:
+        """The error for a request not sent because *index* is marked offline."""
         now = self._clock()
-        if self.state == "offline" and now < self.retry_at:
-            raise IndexUnreachable(
-                redact(
-                    f"{what}: index offline since {_ago(self.offline_since, now)}"
-                    f" ({self.reason}); next try in {max(0, self.retry_at - now):.0f}s"
-                ),
-                details={"index": index.name, "reason": self.reason},
-            )
+        later = (
+            f"next try in {self.retry_at - now:.0f}s"
+            if now < self.retry_at
+            else "checking again in the background"
+        )
+        return IndexUnreachable(
+            redact(
+                f"{what}: index offline since {_ago(self.offline_since, now)}"
+                f" ({self.reason}); {later}"
+            ),
+            details={"index": index.name, "reason": self.reason},
+        )
 
     def mark_online(self) -> None:
         self.state = "online"

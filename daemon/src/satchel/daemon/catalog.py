@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import tarfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,6 +44,7 @@ from satchel.daemon.candidates import (
 )
 from satchel.daemon.config import Config, IndexConfig
 from satchel.daemon.credentials import redact, strip_userinfo
+from satchel.daemon.digests import Digests, require_checkable
 from satchel.daemon.errors import (
     IndexUnreachable,
     NotCached,
@@ -174,15 +175,43 @@ class Catalog:
                 await trio.to_thread.run_sync(self.metadb.put_page, page)
             return page
 
-        return await self._pages.run((index.name, project), fetch)
+        key = (index.name, project)
+        down = self.upstream.offline_error(index, f"index {index.name}: project {project}")
+        if down is not None and await trio.to_thread.run_sync(
+            lambda: self.metadb.get_page(index.name, project) is not None
+        ):
+            # Known down, and a cached page can answer: no request waits on the index again
+            # (a hung one would cost `Limits.timeout` each time); the next probe runs in the
+            # background, and its page is used once the index answers (issue 11.8).
+            if not self._pages.in_flight(key):
+                self.nursery.start_soon(self._probe, key, fetch)
+            raise down
+        return await self._pages.run(key, fetch)
+
+    async def _probe(
+        self, key: tuple[str, str], fetch: Callable[[], Awaitable[ProjectPage | None]]
+    ) -> None:
+        """`fetch_page` in the background: a failure is already known (the index is down)."""
+        try:
+            await self._pages.run(key, fetch)
+        except SatchelError as exc:
+            log.debug("background probe of %s: %s", key[0], redact(exc))
 
     # -- files ------------------------------------------------------------------------------
 
     async def fetch_file(self, index: IndexConfig, project: str, file: FileEntry) -> BlobInfo:
         """Make sure *file*'s bytes are in the store (hash-checked) and record where from."""
         origin = Origin(index=index.name, project=project, filename=file.filename, url=file.url)
+        label = f"{file.filename} (index {index.name})"
+        # Every digest the index promised is checked, not only the sha256 (issue 11.4).
+        others = require_checkable(file.hashes, label)
+        others.pop("sha256", None)
         sha = file.sha256
         if sha is not None and self.store.has(sha):
+            if others:  # stored from elsewhere: this index's other promises still hold or not
+                await trio.to_thread.run_sync(
+                    Digests(others).check_file, self.store.path(sha), label
+                )
             await trio.to_thread.run_sync(self._remember, sha, None, origin)
             return BlobInfo(sha, self.store.path(sha).stat().st_size)
 
@@ -192,7 +221,8 @@ class Catalog:
                     stream,
                     expected_sha256=sha,
                     expected_size=file.size,
-                    label=f"{file.filename} (index {index.name})",
+                    digests=Digests(others),
+                    label=label,
                 )
             await trio.to_thread.run_sync(self._remember, info.sha256, info.size, origin)
             return info

@@ -15,6 +15,7 @@ adoption reads pip's and uv's files and may ask pip for its default index.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +33,7 @@ from satchel.daemon.localindex import serve_local_index
 from satchel.daemon.metadb import MetaDB
 from satchel.daemon.pending import pending_dir, recover_pending
 from satchel.daemon.store import BlobStore, open_cache
-from satchel.daemon.upstream import Upstream
+from satchel.daemon.upstream import Limits, Upstream
 from satchel.daemon.wheel import sweep_temporaries
 
 if TYPE_CHECKING:
@@ -121,7 +122,8 @@ async def _run(app: App) -> None:
         app.config_error = str(exc)
 
     live = LiveConfig(config_path, on_error=on_error)
-    async with Upstream() as upstream, trio.open_nursery() as nursery:
+    limits = Limits.from_environ(os.environ)
+    async with Upstream(limits=limits) as upstream, trio.open_nursery() as nursery:
         rt = Runtime(store=store, metadb=metadb, upstream=upstream, live=live)
         rt.interpreters_dir = cache_dir / "interpreters"
         await trio.to_thread.run_sync(rt.refresh_config)

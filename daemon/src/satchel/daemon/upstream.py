@@ -36,9 +36,9 @@ indexes and find-links directories).
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
@@ -58,9 +58,9 @@ from satchel.daemon.breaker import (
 )
 from satchel.daemon.config import IndexConfig
 from satchel.daemon.credentials import Credentials, find_credentials, redact, split_userinfo
+from satchel.daemon.digests import Digests, checkable
 from satchel.daemon.downloads import CHUNK, Decoder, Download, FileDownload
 from satchel.daemon.errors import (
-    HashMismatch,
     HostileInput,
     IndexUnreachable,
     NotFound,
@@ -84,7 +84,7 @@ from satchel.daemon.simple import (
     validate_filename,
 )
 
-__all__ = ["ACCEPT", "FileDownload", "IndexState", "Limits", "Upstream"]
+__all__ = ["ACCEPT", "TIMEOUT_ENV", "FileDownload", "IndexState", "Limits", "Upstream"]
 
 _T = TypeVar("_T")
 
@@ -93,6 +93,11 @@ HTML_V1 = "application/vnd.pypi.simple.v1+html"
 #: PEP 691 negotiation: JSON preferred, the versioned HTML next, legacy HTML last.
 ACCEPT = f"{JSON_V1}, {HTML_V1};q=0.2, text/html;q=0.01"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: Overrides `Limits.timeout` (seconds) for the daemon's life; read once at start.
+TIMEOUT_ENV = "SATCHEL_UPSTREAM_TIMEOUT"
+#: A longer wait for a silent index is the minutes-long hang this setting exists to prevent.
+MAX_TIMEOUT = 600.0
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -104,9 +109,20 @@ class Limits:
     max_file_bytes: int = 16 * 2**30
     #: Short: a dead host should cost seconds, not minutes, before the index is marked offline.
     connect_timeout: float = 3.0
-    read_timeout: float = 30.0
+    #: The longest an index that does not answer holds a request, all `attempts` included: each
+    #: attempt may stay silent (no byte received) for ``timeout / attempts`` seconds. 12 s is
+    #: under pip's own 15 s socket timeout, so pip going through the local index gets the cached
+    #: page (with a note) from a hung index instead of timing out itself; 4 s of silence per
+    #: attempt is still ample for a slow private index to start a large page. A hung index then
+    #: costs this once: it is marked offline, and while cached pages exist they answer at once
+    #: and the next probe runs in the background. ``SATCHEL_UPSTREAM_TIMEOUT`` (seconds, read at
+    #: daemon start) overrides it: `from_environ`.
+    timeout: float = 12.0
     per_index_concurrency: int = 16
     attempts: int = 3
+    #: The longest ``Retry-After`` (429/503) honoured before a retry: an index asking for more
+    #: would hold the request for minutes, so it gets this pause and its answer counts as failed.
+    max_retry_after: float = 30.0
     #: Delay before the first retry, doubled for each further one (with jitter).
     backoff: float = 0.25
     max_redirects: int = 5
@@ -122,6 +138,32 @@ class Limits:
     offline_cooldown: float = 30.0
     #: How long a find-links page over http is reused for other projects.
     find_links_ttl: float = 60.0
+
+    @property
+    def silence(self) -> float:
+        """How long one attempt may wait without receiving a byte (`timeout` split evenly)."""
+        return self.timeout / max(1, self.attempts)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Limits:
+        """The defaults, with `timeout` from ``SATCHEL_UPSTREAM_TIMEOUT`` when it is set."""
+        raw = environ.get(TIMEOUT_ENV, "").strip()
+        if not raw:
+            return cls()
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not 0 < value <= MAX_TIMEOUT:
+            _log.warning(
+                "%s=%r is not a number of seconds in (0, %g]: using the default %gs",
+                TIMEOUT_ENV,
+                raw[:40],
+                MAX_TIMEOUT,
+                cls.timeout,
+            )
+            return cls()
+        return cls(timeout=value)
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -167,7 +209,8 @@ class Upstream:
         self.limits = limits or Limits()
         self._clock = clock
         self._environ = environ
-        timeout = httpx.Timeout(self.limits.read_timeout, connect=self.limits.connect_timeout)
+        silence = self.limits.silence
+        timeout = httpx.Timeout(silence, connect=min(silence, self.limits.connect_timeout))
         self._client = httpx.AsyncClient(
             http1=True,
             http2=False,
@@ -199,6 +242,15 @@ class Upstream:
     def is_offline(self, index_name: str) -> bool:
         breaker = self._breakers.get(index_name)
         return breaker is not None and breaker.state == "offline"
+
+    def offline_error(self, index: IndexConfig, what: str) -> IndexUnreachable | None:
+        """The error to answer with, without a request, while *index* is marked offline
+        (None while it is not): a caller with a cached answer uses that instead of waiting on a
+        probe, and probes in the background."""
+        breaker = self._breakers.get(index.name)
+        if breaker is None or breaker.state != "offline":
+            return None
+        return breaker.offline_error(index, what)
 
     def reset(self, index_name: str) -> None:
         """Forget what is known about *index_name* (e.g. after its URL changed)."""
@@ -289,6 +341,11 @@ class Upstream:
             if file.is_wheel and is_local(file.url):
                 return await trio.to_thread.run_sync(wheel_metadata, local_path(file.url), what)
             raise NotFound(f"{what}: the index offers no core metadata for this file")
+        digests = checkable(file.core_metadata)
+        if file.core_metadata and not digests:
+            # Unverifiable: the caller reads the metadata from the (verified) file instead.
+            offered = ", ".join(sorted(file.core_metadata))
+            raise NotFound(f"{what}: only {offered} digest(s), none of which can be checked")
         url = file.url + ".metadata"
         if is_local(url):
             data = await trio.to_thread.run_sync(
@@ -300,7 +357,9 @@ class Upstream:
                 what,
                 lambda: self._get_bytes(index, url, what, self.limits.max_metadata_bytes),
             )
-        _check_hashes(data, file.core_metadata, what)
+        check = Digests(digests)
+        check.update((data,))
+        check.check(what)
         return data
 
     @asynccontextmanager
@@ -310,9 +369,11 @@ class Upstream:
         """Stream *file*: ``async with up.open_file(i, f) as dl: async for chunk in dl: ...``.
 
         The caller hashes and stores; this enforces the size cap (announced and actual). The
-        opening is retried on 5xx/429; a body that breaks off mid-way is resumed with a Range
-        request (`satchel.daemon.downloads.Download`), so the caller sees one stream; one slower
-        than `Limits.min_rate` is cut.
+        opening is retried on transport failures and 5xx/429; a body that breaks off mid-way is
+        resumed with a Range request (`satchel.daemon.downloads.Download`), so the caller sees
+        one stream; one slower than `Limits.min_rate` is cut. A file on the index's own host
+        that cannot be reached marks the index offline; one on another host (the index's file
+        host) is an `UpstreamError` naming that host, and the index stays as it was.
         """
         cap = self.limits.max_file_bytes if max_bytes is None else max_bytes
         project = file_project(file.filename) or "?"
@@ -322,7 +383,11 @@ class Upstream:
             yield local_download(file, cap, what)
             return
         breaker = self._breaker(index)
-        breaker.fail_fast(index, what)
+        # Files on a host of their own (a CDN, object storage) say nothing about the index:
+        # an unreachable file host neither waits on nor marks the index's breaker.
+        own_host = _origin(file.url) == _origin(self._base_url(index))
+        if own_host:
+            breaker.fail_fast(index, what)
         async with self._limiter(index):
             download = Download(
                 lambda headers: self._get(index, file.url, headers, what, limiter=False),
@@ -332,13 +397,26 @@ class Upstream:
             )
             try:
                 await download.open(0)
-                breaker.mark_online()
+                if own_host:
+                    breaker.mark_online()
                 length = download.response.headers.get("Content-Length")
                 announced = int(length) if length and length.isdigit() else None
                 if announced is not None and announced > cap:
                     raise HostileInput(f"{what}: announced {announced} bytes, over {cap}")
                 yield FileDownload(file.url, file.filename, announced, download.chunks())
             except ConnectFailure as exc:
+                if not own_host:
+                    parts = urlsplit(file.url)
+                    host = parts.hostname or "?"
+                    host = f"{host}:{parts.port}" if parts.port else host
+                    raise UpstreamError(
+                        redact(
+                            f"{what}: the file host {host} did not answer "
+                            f"({exc}; {self.limits.attempts} attempts); the index itself is "
+                            "not affected: retry later, or ask the index's operators"
+                        ),
+                        details={"index": index.name, "host": host, "reason": str(exc)},
+                    ) from None
                 breaker.mark_offline(index, str(exc))
                 raise IndexUnreachable(
                     redact(f"{what}: index unreachable ({exc}); marked offline"),
@@ -482,15 +560,3 @@ class Upstream:
 @asynccontextmanager
 async def _nothing() -> AsyncIterator[None]:
     yield
-
-
-def _check_hashes(data: bytes, expected: dict[str, str], what: str) -> None:
-    for name, digest in expected.items():
-        if name not in hashlib.algorithms_guaranteed:
-            continue
-        actual = hashlib.new(name, data).hexdigest()
-        if actual != digest:
-            raise HashMismatch(
-                f"{what}: {name} mismatch: the index promised {digest}, got {actual}",
-                details={"expected": digest, "actual": actual, "algorithm": name},
-            )
