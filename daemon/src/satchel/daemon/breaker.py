@@ -38,6 +38,7 @@ __all__ = [
     "Breaker",
     "ConnectFailure",
     "IndexState",
+    "Retries",
     "ServerError",
     "check_status",
     "describe",
@@ -74,11 +75,6 @@ class ServerError(Exception):
         super().__init__(f"HTTP {status}")
         self.status = status
         self.retry_after = retry_after
-
-    def pause(self, backoff: float, cap: float) -> float:
-        """The pause before the next attempt: the index's ``Retry-After`` (at most *cap*) when
-        it gave one, else *backoff*."""
-        return backoff if self.retry_after is None else min(self.retry_after, cap)
 
 
 def retry_after(response: httpx.Response) -> float | None:
@@ -122,6 +118,47 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if str(exc) else text
 
 
+#: Retries a request may spend on ``Retry-After`` answers (429/503) beyond `Limits.attempts`, as
+#: long as their pauses add up to at most `Limits.max_retry_after`: an index that says when to
+#: come back is busy, not broken, and three "try again in 1 s" must not fail a download; the
+#: count bounds an index answering ``Retry-After: 0`` forever.
+MAX_POLITE_RETRIES = 10
+
+
+class Retries:
+    """One request's retry budget: `pause` says how long to wait before the next try, or None
+    when no try is left.
+
+    A failure counts against `Limits.attempts` and is followed by exponential backoff (with
+    jitter). An answer carrying ``Retry-After`` is waited for as asked (capped at
+    `Limits.max_retry_after`) without counting, while those pauses add up to at most that cap
+    and number at most `MAX_POLITE_RETRIES`; past that it counts like any failure.
+    """
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self.failures = 0
+        self.tries = 1
+        self._asked = 0.0
+        self._polite = 0
+
+    def pause(self, failure: BaseException | None) -> float | None:
+        limits = self._limits
+        self.tries += 1
+        if isinstance(failure, ServerError) and failure.retry_after is not None:
+            wait = min(failure.retry_after, limits.max_retry_after)
+            if self._polite < MAX_POLITE_RETRIES and self._asked + wait <= limits.max_retry_after:
+                self._polite += 1
+                self._asked += wait
+                return wait
+        self.failures += 1
+        if self.failures >= limits.attempts:
+            self.tries -= 1
+            return None
+        backoff = limits.backoff * 2.0 ** (self.failures - 1)
+        return backoff * (0.5 + random.random())  # noqa: S311 (jitter, not secrecy)
+
+
 class Breaker:
     """One index's circuit breaker (see the module docstring); the clock is the daemon's."""
 
@@ -153,14 +190,9 @@ class Breaker:
         limits = self._limits
         probe = await self._enter(index, what)
         last: Exception | None = None
+        retries = Retries(limits)
         try:
-            for attempt in range(1, limits.attempts + 1):
-                if attempt > 1:
-                    delay = limits.backoff * 2 ** (attempt - 2)
-                    delay *= 0.5 + random.random()  # noqa: S311 (jitter)
-                    if isinstance(last, ServerError):
-                        delay = last.pause(delay, limits.max_retry_after)
-                    await trio.sleep(delay)
+            while True:
                 try:
                     with trio.fail_after(limits.request_deadline):
                         result = await call()
@@ -174,21 +206,23 @@ class Breaker:
                         if self.state == "online":
                             self.state = "unknown"
                         probe = await self._enter(index, what)
-                    continue
                 except ServerError as exc:
                     last = exc
                     self.mark_online()
-                    continue
                 except (NotFound, HashMismatch, UpstreamError) as exc:
                     if not isinstance(exc, IndexUnreachable):
                         self.mark_online()  # it answered, if unhelpfully
                     raise
-                self.mark_online()
-                return result
+                else:
+                    self.mark_online()
+                    return result
+                pause = retries.pause(last)
+                if pause is None:
+                    break
+                await trio.sleep(pause)
             if isinstance(last, ServerError):
                 raise UpstreamError(
-                    f"{what}: the index answered HTTP {last.status} "
-                    f"{limits.attempts} times in a row",
+                    f"{what}: the index answered HTTP {last.status} {retries.tries} times in a row",
                     details={"index": index.name, "status": last.status},
                 )
             reason = str(last)

@@ -161,6 +161,13 @@ class MetadataCache:
     max_projects: int = 4096
     max_results: int = 256
 
+    def forget_metadata(self, sha256: str, url: str) -> None:
+        """Drop the parsed metadata of one file (its cached bytes were replaced) and every
+        resolution, any of which may have used it."""
+        self.metadata.pop(sha256, None)
+        self.metadata.pop(url, None)
+        self.results.clear()
+
     def remember_project(self, key: tuple[object, ...], files: ProjectFiles) -> None:
         if len(self.projects) >= self.max_projects:
             self.projects.clear()  # crude but bounded: a daemon-wide set is rarely this large

@@ -47,6 +47,7 @@ from satchel.daemon.credentials import redact, strip_userinfo
 from satchel.daemon.digests import Digests, require_checkable
 from satchel.daemon.errors import (
     IndexUnreachable,
+    MetadataMismatch,
     NotCached,
     NotFound,
     SatchelError,
@@ -62,7 +63,13 @@ from satchel.daemon.upstream import Upstream
 if TYPE_CHECKING:
     from satchel.daemon.target import Target
 
-__all__ = ["Catalog", "Session", "likely_candidate", "metadata_from_file"]
+__all__ = [
+    "Catalog",
+    "Session",
+    "likely_candidate",
+    "metadata_differences",
+    "metadata_from_file",
+]
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +133,34 @@ def metadata_from_file(path: Path, filename: str) -> bytes:
     raise UpstreamError(f"{filename}: no usable core metadata inside the file")
 
 
+def metadata_differences(used: bytes, own: bytes, filename: str) -> list[str]:
+    """What resolving reads (name, version, Requires-Dist, Requires-Python) that differs
+    between the metadata *used* and the wheel's *own*; empty when only the form differs."""
+    where = f"the core metadata of {filename}"
+    try:
+        before = parse_core_metadata(used, sdist=False, where=where)
+    except SatchelError:
+        return ["the index's metadata is unreadable"]
+    after = parse_core_metadata(own, sdist=False, where=f"the METADATA in {filename}")
+    out: list[str] = []
+    if (before.name, before.version) != (after.name, after.version):
+        out.append(
+            f"the index says {before.name} {before.version}, the wheel {after.name} {after.version}"
+        )
+    was = {str(r) for r in before.requires_dist}
+    now = {str(r) for r in after.requires_dist}
+    if now - was:
+        out.append(f"Requires-Dist missing from the index's: {', '.join(sorted(now - was))}")
+    if was - now:
+        out.append(f"Requires-Dist not in the wheel's: {', '.join(sorted(was - now))}")
+    if str(before.requires_python or "") != str(after.requires_python or ""):
+        out.append(
+            f"Requires-Python {before.requires_python or '(none)'} in the index's, "
+            f"{after.requires_python or '(none)'} in the wheel's"
+        )
+    return out
+
+
 class Catalog:
     """Long-lived: owns the shared downloads and the parsed-metadata memo of the daemon."""
 
@@ -149,6 +184,9 @@ class Catalog:
             nursery, name="page"
         )
         self._metadata: SingleFlight[str, bytes] = SingleFlight(nursery, name="metadata")
+        #: Called with (sha256, url) of a wheel whose cached core metadata was replaced by the
+        #: wheel's own: whoever derived something from the old bytes forgets it.
+        self.metadata_listeners: list[Callable[[str, str], None]] = []
 
     def session(
         self, *, offline: bool = False, strategy: str | None = None, config: Config | None = None
@@ -225,9 +263,48 @@ class Catalog:
                     label=label,
                 )
             await trio.to_thread.run_sync(self._remember, info.sha256, info.size, origin)
+            if file.is_wheel:
+                await self._check_metadata(index, file, info.sha256, label)
             return info
 
         return await self._downloads.run(sha or file.url, download)
+
+    async def _check_metadata(
+        self, index: IndexConfig, file: FileEntry, sha: str, label: str
+    ) -> None:
+        """The wheel just stored must agree with the core metadata the cache holds for it
+        (PEP 658, fetched before the wheel and used to resolve): issue 11.5.
+
+        The cache keeps the wheel's own METADATA from now on (what the local index serves and
+        the next resolve reads), and the listeners forget what they derived from the old one.
+        When name, version, Requires-Dist or Requires-Python differ, the resolution that used
+        the index's file was wrong: `MetadataMismatch`, naming the file and what differs.
+        """
+        used = await trio.to_thread.run_sync(
+            lambda: self.metadb.get_core_metadata(sha, index=index.name, filename=file.filename)
+        )
+        if used is None:
+            return  # nothing was read ahead of the wheel: its metadata is its own
+        own = await trio.to_thread.run_sync(metadata_from_file, self.store.path(sha), file.filename)
+        if own == used:
+            return
+        differences = metadata_differences(used, own, file.filename)
+        await trio.to_thread.run_sync(
+            lambda: self.metadb.put_core_metadata(
+                sha, own, index=index.name, filename=file.filename
+            )
+        )
+        for listener in self.metadata_listeners:
+            listener(sha, file.url)
+        if not differences:
+            log.info("%s: PEP 658 metadata differs from the wheel's in form only", label)
+            return
+        raise MetadataMismatch(
+            f"{label}: the index's core metadata (PEP 658) disagrees with the wheel's own "
+            f"METADATA: {'; '.join(differences)}. The resolution used the index's version; "
+            "Satchel now keeps the wheel's own: resolve again",
+            details={"file": file.filename, "index": index.name, "differences": differences},
+        )
 
     def confirm_stored(self, files: list[tuple[IndexConfig, str, FileEntry]]) -> list[BlobInfo]:
         """`fetch_file` for files already in the store, all in the calling (worker) thread.

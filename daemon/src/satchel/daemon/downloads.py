@@ -32,7 +32,13 @@ from typing import TYPE_CHECKING
 import httpx
 import trio
 
-from satchel.daemon.breaker import ConnectFailure, ServerError, check_status, describe
+from satchel.daemon.breaker import (
+    ConnectFailure,
+    Retries,
+    ServerError,
+    check_status,
+    describe,
+)
 from satchel.daemon.credentials import redact
 from satchel.daemon.errors import HostileInput, UpstreamError
 
@@ -128,8 +134,8 @@ class Download:
         `chunks` skips what was already delivered. The last transport failure is re-raised as
         `ConnectFailure`, for the caller's breaker.
         """
-        limits = self._limits
-        for attempt in range(1, limits.attempts + 1):
+        retries = Retries(self._limits)
+        while True:
             headers = {"Accept-Encoding": "identity"}
             if offset:
                 headers["Range"] = f"bytes={offset}-"
@@ -138,28 +144,32 @@ class Download:
             try:
                 response, _ = await self._stack.enter_async_context(self._opener(headers))
             except ConnectFailure as exc:
-                if attempt == limits.attempts:
+                pause = retries.pause(exc)
+                if pause is None:
                     raise
                 _log.info("%s: opening failed (%s): retrying", self._what, exc)
-                await trio.sleep(self._backoff(attempt))
+                await trio.sleep(pause)
                 continue
             if offset and response.status_code == 416:
                 _log.info("%s: resume at byte %d refused (416): restarting", self._what, offset)
                 offset = 0
+                pause = retries.pause(None)
+                if pause is None:
+                    raise UpstreamError(f"{self._what}: the index refused every resume (416)")
                 continue
             try:
                 if not (offset and response.status_code == 206):
                     check_status(response, self._what)
             except ServerError as exc:
-                if attempt == limits.attempts:
+                pause = retries.pause(exc)
+                if pause is None:
                     raise UpstreamError(
-                        f"{self._what}: the index answered {exc} {attempt} times in a row"
+                        f"{self._what}: the index answered {exc} {retries.tries} times in a row"
                     ) from None
-                await trio.sleep(exc.pause(self._backoff(attempt), limits.max_retry_after))
+                await trio.sleep(pause)
                 continue
             self.response = response
             return
-        raise UpstreamError(f"{self._what}: could not be opened in {limits.attempts} attempts")
 
     def _backoff(self, attempt: int) -> float:
         """The pause after failed attempt number *attempt* (exponential, with jitter)."""

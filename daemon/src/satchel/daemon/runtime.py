@@ -128,6 +128,7 @@ async def _run(app: App) -> None:
         rt.interpreters_dir = cache_dir / "interpreters"
         await trio.to_thread.run_sync(rt.refresh_config)
         rt.catalog = Catalog(upstream, store, metadb, nursery, lambda: rt.config)
+        rt.catalog.metadata_listeners.append(rt.metadata_cache.forget_metadata)
         app.services.runtime = rt
 
         async def on_change(_config: Config) -> None:
