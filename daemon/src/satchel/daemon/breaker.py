@@ -184,11 +184,19 @@ class Breaker:
         )
 
     async def retrying(
-        self, index: IndexConfig, what: str, call: Callable[[], Awaitable[_T]]
+        self,
+        index: IndexConfig,
+        what: str,
+        call: Callable[[], Awaitable[_T]],
+        *,
+        background: bool = False,
     ) -> _T:
-        """Run *call* with retries, backoff and this circuit breaker."""
+        """Run *call* with retries, backoff and this circuit breaker.
+
+        *background*: the probe `claim_probe` granted, which goes out despite the cool-down.
+        """
         limits = self._limits
-        probe = await self._enter(index, what)
+        probe = await self._enter(index, what, background=background)
         last: Exception | None = None
         retries = Retries(limits)
         try:
@@ -236,12 +244,13 @@ class Breaker:
                 self._probe.set()
                 self._probe = None
 
-    async def _enter(self, index: IndexConfig, what: str) -> bool:
+    async def _enter(self, index: IndexConfig, what: str, *, background: bool = False) -> bool:
         """Wait until a request may go out; True when this request is the probe."""
         while True:
             if self.state == "online":
                 return False
-            self.fail_fast(index, what)
+            if not background:
+                self.fail_fast(index, what)
             if self._probe is None:
                 self._probe = trio.Event()
                 return True
@@ -251,6 +260,17 @@ class Breaker:
         """Raise `IndexUnreachable` while *index* is in its offline cool-down."""
         if self.state == "offline" and self._clock() < self.retry_at:
             raise self.offline_error(index, what)
+
+    def claim_probe(self) -> bool:
+        """While offline with the cool-down over: start the next cool-down now and return True;
+        the caller then probes in the background (``retrying(background=True)``). Requests meet
+        the new cool-down meanwhile (they fail fast, and a cached answer is used) instead of
+        each waiting on an index that may still hang; the probe's success ends it."""
+        now = self._clock()
+        if self.state != "offline" or now < self.retry_at:
+            return False
+        self.retry_at = now + self._limits.offline_cooldown
+        return True
 
     def offline_error(self, index: IndexConfig, what: str) -> IndexUnreachable:
         """The error for a request not sent because *index* is marked offline."""

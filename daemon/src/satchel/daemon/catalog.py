@@ -203,10 +203,10 @@ class Catalog:
         Shared between concurrent requests. Raises `IndexUnreachable` or `UpstreamError`.
         """
 
-        async def fetch() -> ProjectPage | None:
+        async def fetch(probe: bool = False) -> ProjectPage | None:
             cached = await trio.to_thread.run_sync(self.metadb.get_page, index.name, project)
             try:
-                page = await self.upstream.fetch_page(index, project, cached)
+                page = await self.upstream.fetch_page(index, project, cached, probe=probe)
             except NotFound:
                 return None
             if page is not cached:
@@ -219,10 +219,11 @@ class Catalog:
             lambda: self.metadb.get_page(index.name, project) is not None
         ):
             # Known down, and a cached page can answer: no request waits on the index again
-            # (a hung one would cost `Limits.timeout` each time); the next probe runs in the
-            # background, and its page is used once the index answers (issue 11.8).
-            if not self._pages.in_flight(key):
-                self.nursery.start_soon(self._probe, key, fetch)
+            # (a hung one would cost `Limits.timeout` each time); once the cool-down is over
+            # the next probe runs in the background, and the index's pages are used again as
+            # soon as it answers (issue 11.8).
+            if self.upstream.claim_probe(index):
+                self.nursery.start_soon(self._probe, key, lambda: fetch(probe=True))
             raise down
         return await self._pages.run(key, fetch)
 

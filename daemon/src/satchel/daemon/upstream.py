@@ -265,10 +265,20 @@ class Upstream:
         return breaker
 
     async def _retrying(
-        self, index: IndexConfig, what: str, call: Callable[[], Awaitable[_T]]
+        self,
+        index: IndexConfig,
+        what: str,
+        call: Callable[[], Awaitable[_T]],
+        *,
+        background: bool = False,
     ) -> _T:
         """Run *call* with retries, backoff and the index's circuit breaker."""
-        return await self._breaker(index).retrying(index, what, call)
+        return await self._breaker(index).retrying(index, what, call, background=background)
+
+    def claim_probe(self, index: IndexConfig) -> bool:
+        """Whether the caller should probe *index* now, in the background: it is offline and
+        its cool-down is over (`Breaker.claim_probe`); then ``fetch_page(..., probe=True)``."""
+        return self._breaker(index).claim_probe()
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -279,11 +289,13 @@ class Upstream:
         cached: ProjectPage | None = None,
         *,
         force: bool = False,
+        probe: bool = False,
     ) -> ProjectPage:
         """The project page of *project* on *index*, revalidating *cached* when given.
 
         Raises `NotFound` when the index does not have the project, `IndexUnreachable` when it
-        cannot be reached (or is in its offline cool-down), `UpstreamError` otherwise.
+        cannot be reached (or is in its offline cool-down), `UpstreamError` otherwise. *probe*:
+        the background probe `claim_probe` granted (it goes out despite the cool-down).
         """
         project = canonicalize_name(project)
         if index.kind == "find-links":
@@ -326,7 +338,7 @@ class Upstream:
                 max_age=_max_age(response.headers.get("Cache-Control")),
             )
 
-        return await self._retrying(index, what, attempt)
+        return await self._retrying(index, what, attempt, background=probe)
 
     async def fetch_core_metadata(self, index: IndexConfig, file: FileEntry) -> bytes:
         """The file's core metadata: PEP 658 ``<url>.metadata``, hash-checked.
