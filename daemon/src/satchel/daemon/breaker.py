@@ -8,6 +8,9 @@ timeout, not one per package: while the state is unknown, the first request is a
 others wait for its outcome; once the index is offline every request fails fast with
 `IndexUnreachable` until the cool-down ends and the next request probes again.
 
+`Retries` is one request's budget: failures use up `Limits.attempts` (with backoff), while
+``Retry-After`` answers are waited for as asked within `Limits.max_retry_after`.
+
 The outcome classes live here too, because they are what the breaker decides on:
 `ConnectFailure` (no usable answer: retried, then the index goes offline), `ServerError` (5xx or
 429: retried, but the index is reachable), and everything else (`NotFound`, `UpstreamError`:

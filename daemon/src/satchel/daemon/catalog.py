@@ -24,11 +24,8 @@ network roughly once per dependency level, not once per project.
 from __future__ import annotations
 
 import logging
-import tarfile
-import zipfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -38,11 +35,11 @@ from packaging.version import Version
 
 from satchel.daemon.candidates import (
     ProjectFiles,
-    SdistNeedsBuild,
     file_version,
     parse_core_metadata,
 )
 from satchel.daemon.config import Config, IndexConfig
+from satchel.daemon.coremetadata import metadata_differences, metadata_from_file
 from satchel.daemon.credentials import redact, strip_userinfo
 from satchel.daemon.digests import Digests, require_checkable
 from satchel.daemon.errors import (
@@ -51,7 +48,6 @@ from satchel.daemon.errors import (
     NotCached,
     NotFound,
     SatchelError,
-    UpstreamError,
 )
 from satchel.daemon.metadb import MetaDB
 from satchel.daemon.model import FileEntry, Origin, ProjectPage
@@ -73,92 +69,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Upper bound for METADATA/PKG-INFO read out of a stored file: real ones are a few KiB, the
-#: largest seen in the wild are under 1 MiB; more is an archive trying to exhaust memory.
-MAX_METADATA_BYTES = 16 * 2**20
-
 #: Concurrent look-ahead page fetches per request: enough to overlap a dependency level's
 #: round trips, few enough not to starve the foreground requests of the per-index limiter.
 WARM_CONCURRENCY = 32
-
-
-def metadata_from_file(path: Path, filename: str) -> bytes:
-    """METADATA of a wheel, or PKG-INFO of an sdist, read from the stored file (blocking).
-
-    An sdist without PKG-INFO (old or hand-made archives) is not broken, merely silent about
-    its metadata until built: `SdistNeedsBuild`, so a resolver builds it as it would one whose
-    PKG-INFO declares its dependencies dynamic. A wheel without METADATA is unusable.
-    """
-    oversize = False
-    try:
-        if filename.endswith(".whl"):
-            with zipfile.ZipFile(path) as zf:
-                for info in zf.infolist():
-                    parts = info.filename.split("/")
-                    if (
-                        len(parts) == 2
-                        and parts[0].endswith(".dist-info")
-                        and parts[1] == "METADATA"
-                    ):
-                        if info.file_size > MAX_METADATA_BYTES:
-                            break
-                        return zf.read(info)
-        elif filename.endswith(".zip"):
-            with zipfile.ZipFile(path) as zf:
-                for info in zf.infolist():
-                    parts = info.filename.split("/")
-                    if len(parts) == 2 and parts[1] == "PKG-INFO":
-                        if info.file_size > MAX_METADATA_BYTES:
-                            oversize = True
-                            break
-                        return zf.read(info)
-        elif filename.endswith(".tar.gz"):
-            with tarfile.open(path, "r:gz") as tf:
-                for member in tf:
-                    parts = member.name.split("/")
-                    if len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():
-                        if member.size > MAX_METADATA_BYTES:
-                            oversize = True
-                            break
-                        handle = tf.extractfile(member)
-                        if handle is not None:
-                            return handle.read()
-    except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
-        raise UpstreamError(f"{filename}: unreadable archive ({exc})") from None
-    if not oversize and filename.endswith((".zip", ".tar.gz")):
-        raise SdistNeedsBuild(
-            f"{filename} is an sdist without PKG-INFO, so its dependencies are only known "
-            "after building it"
-        )
-    raise UpstreamError(f"{filename}: no usable core metadata inside the file")
-
-
-def metadata_differences(used: bytes, own: bytes, filename: str) -> list[str]:
-    """What resolving reads (name, version, Requires-Dist, Requires-Python) that differs
-    between the metadata *used* and the wheel's *own*; empty when only the form differs."""
-    where = f"the core metadata of {filename}"
-    try:
-        before = parse_core_metadata(used, sdist=False, where=where)
-    except SatchelError:
-        return ["the index's metadata is unreadable"]
-    after = parse_core_metadata(own, sdist=False, where=f"the METADATA in {filename}")
-    out: list[str] = []
-    if (before.name, before.version) != (after.name, after.version):
-        out.append(
-            f"the index says {before.name} {before.version}, the wheel {after.name} {after.version}"
-        )
-    was = {str(r) for r in before.requires_dist}
-    now = {str(r) for r in after.requires_dist}
-    if now - was:
-        out.append(f"Requires-Dist missing from the index's: {', '.join(sorted(now - was))}")
-    if was - now:
-        out.append(f"Requires-Dist not in the wheel's: {', '.join(sorted(was - now))}")
-    if str(before.requires_python or "") != str(after.requires_python or ""):
-        out.append(
-            f"Requires-Python {before.requires_python or '(none)'} in the index's, "
-            f"{after.requires_python or '(none)'} in the wheel's"
-        )
-    return out
 
 
 class Catalog:

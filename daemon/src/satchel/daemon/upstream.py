@@ -13,7 +13,9 @@ What it guarantees, and why:
   first request to an index in an unknown state is a probe and the others wait for its outcome;
   when the probe fails (after bounded retries with exponential backoff) the index is marked
   offline once, and every request fails fast with `IndexUnreachable` until the cool-down ends and
-  the next request probes again. `index_states()` feeds ``satchel status``.
+  the next request probes again (or, when the caller has a cached answer, `claim_probe` lets it
+  probe in the background instead of waiting). A hung index costs `Limits.timeout` once, all
+  attempts together. `index_states()` feeds ``satchel status``.
 * **Bounded everything.** Per-index concurrency (`trio.CapacityLimiter`), short connect timeout,
   page/metadata/file size caps counted on *decompressed* bytes (the gzip decoder is driven with
   ``max_length``, so a gzip bomb never inflates past the cap), at most a few redirects and never to
