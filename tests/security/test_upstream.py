@@ -290,13 +290,19 @@ def _dead_port() -> int:
 def test_an_unreachable_file_host_does_not_mark_the_index_offline(index: Index) -> None:
     """issue 11.8: a files host other than the index's own is not the index."""
     port = _dead_port()
-    name = index.add("demo", url=f"http://127.0.0.1:{port}/files/demo-1.0-py3-none-any.whl")
+    host = f"http://127.0.0.1:{port}/files"
+    name = index.add("demo", url=f"{host}/demo-1.0-py3-none-any.whl")
+    own = wheel_metadata(build_wheel(index.rig.root / "own", "meta", "1.0"))
+    meta = index.add("meta", url=f"{host}/meta-1.0-py3-none-any.whl", metadata=own)
     index.add("other")
-    result = index.rig.satchel("prefetch", "demo", timeout=60)
-    assert result.returncode not in (0, 5), result.stderr  # 5: "offline / not cached"
-    assert name in result.stderr and f"127.0.0.1:{port}" in result.stderr, result.stderr
-    assert "offline" not in result.stderr.lower(), result.stderr
-    assert index.index_state() == "online"
+    # The file itself on the dead host (no PEP 658: the resolve downloads it), then the PEP 658
+    # file (which lives beside the wheel, on the dead host too).
+    for project, filename in (("demo", name), ("meta", meta)):
+        result = index.rig.satchel("prefetch", project, timeout=60)
+        assert result.returncode not in (0, 5), result.stderr  # 5: "offline / not cached"
+        assert filename in result.stderr and f"127.0.0.1:{port}" in result.stderr, result.stderr
+        assert "offline" not in result.stderr.lower(), result.stderr
+        assert index.index_state() == "online"
     index.rig.ok("prefetch", "other")
 
 

@@ -55,6 +55,8 @@ from satchel.daemon.breaker import (
     Breaker,
     ConnectFailure,
     IndexState,
+    Retries,
+    ServerError,
     check_status,
     describe,
 )
@@ -366,11 +368,14 @@ class Upstream:
                 read_local, local_path(url), self.limits.max_metadata_bytes, what
             )
         else:
-            data = await self._retrying(
-                index,
-                what,
-                lambda: self._get_bytes(index, url, what, self.limits.max_metadata_bytes),
-            )
+
+            async def get() -> bytes:
+                return await self._get_bytes(index, url, what, self.limits.max_metadata_bytes)
+
+            if self._own_host(index, url):
+                data = await self._retrying(index, what, get)
+            else:
+                data = await self._from_file_host(index, url, what, get)
         check = Digests(digests)
         check.update((data,))
         check.check(what)
@@ -399,7 +404,7 @@ class Upstream:
         breaker = self._breaker(index)
         # Files on a host of their own (a CDN, object storage) say nothing about the index:
         # an unreachable file host neither waits on nor marks the index's breaker.
-        own_host = _origin(file.url) == _origin(self._base_url(index))
+        own_host = self._own_host(index, file.url)
         if own_host:
             breaker.fail_fast(index, what)
         async with self._limiter(index):
@@ -420,17 +425,7 @@ class Upstream:
                 yield FileDownload(file.url, file.filename, announced, download.chunks())
             except ConnectFailure as exc:
                 if not own_host:
-                    parts = urlsplit(file.url)
-                    host = parts.hostname or "?"
-                    host = f"{host}:{parts.port}" if parts.port else host
-                    raise UpstreamError(
-                        redact(
-                            f"{what}: the file host {host} did not answer "
-                            f"({exc}; {self.limits.attempts} attempts); the index itself is "
-                            "not affected: retry later, or ask the index's operators"
-                        ),
-                        details={"index": index.name, "host": host, "reason": str(exc)},
-                    ) from None
+                    raise self._file_host_error(index, file.url, what, exc) from None
                 breaker.mark_offline(index, str(exc))
                 raise IndexUnreachable(
                     redact(f"{what}: index unreachable ({exc}); marked offline"),
@@ -438,6 +433,45 @@ class Upstream:
                 ) from None
             finally:
                 await download.aclose()
+
+    # -- file hosts -----------------------------------------------------------------------------
+
+    def _own_host(self, index: IndexConfig, url: str) -> bool:
+        """Whether *url* is on the index's own origin (else: a file host, e.g. a CDN)."""
+        return _origin(url) == _origin(self._base_url(index))
+
+    async def _from_file_host(
+        self, index: IndexConfig, url: str, what: str, call: Callable[[], Awaitable[_T]]
+    ) -> _T:
+        """*call* with the usual retries but without the index's breaker: a file host that
+        cannot be reached says nothing about the index (issue 11.8)."""
+        retries = Retries(self.limits)
+        while True:
+            try:
+                with trio.fail_after(self.limits.request_deadline):
+                    return await call()
+            except (ConnectFailure, ServerError, trio.TooSlowError) as exc:
+                pause = retries.pause(exc)
+                if pause is None:
+                    raise self._file_host_error(index, url, what, exc) from None
+                await trio.sleep(pause)
+
+    def _file_host_error(
+        self, index: IndexConfig, url: str, what: str, exc: Exception
+    ) -> UpstreamError:
+        """A file host failed: the error names it, and says the index itself is not at fault."""
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        host = f"{host}:{parts.port}" if parts.port else host
+        reason = str(exc) or type(exc).__name__
+        return UpstreamError(
+            redact(
+                f"{what}: the file host {host} did not answer usably ({reason}; "
+                f"{self.limits.attempts} attempts); the index itself answers and is not "
+                "affected: retry later, or ask the index's operators"
+            ),
+            details={"index": index.name, "host": host, "reason": redact(reason)},
+        )
 
     # -- http machinery -------------------------------------------------------------------------
 
