@@ -22,8 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
+import trio
 
+from satchel.daemon.catalog import Catalog
+from satchel.daemon.config import Config, IndexConfig
+from satchel.daemon.errors import IndexUnreachable
+from satchel.daemon.store import open_cache
+from satchel.daemon.upstream import Limits, Upstream
 from tests.reliability.harness import Rig, rig_for
 from tests.reliability.hostile_server import Handler, HostileServer, reply, reset
 from tests.support.wheels import build_wheel, wheel_metadata
@@ -279,6 +286,75 @@ def test_a_hung_index_costs_one_bounded_wait_then_cached_pages_answer_with_a_not
     # The second resolve and the page did not wait on the index: at most a background probe
     # asked it again (after the 30 s cool-down, on a slow machine).
     assert index.server.count("/simple/demo/") <= asked + 1
+
+
+class _Clock:
+    """The daemon's clock, moved by the test: the 30 s cool-down passes without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_after_the_cool_down_a_cached_page_answers_at_once_while_the_probe_runs_behind(
+    tmp_path: Path,
+) -> None:
+    """issue 11.8: a hung index is not waited on again after each cool-down (it was: 90 s
+    every 30 s). In process, with the daemon's own catalog and a clock the test moves."""
+    release = threading.Event()
+    hung = [False]
+    wheel = build_wheel(tmp_path / "dist", "demo", "1.0")
+    doc = {
+        "meta": {"api-version": "1.0"},
+        "name": "demo",
+        "files": [{"filename": wheel.name, "url": f"/files/{wheel.name}", "hashes": {}}],
+    }
+
+    def page(handler: Handler) -> None:
+        if hung[0]:
+            release.wait(60)
+            return
+        reply(handler, 200, json.dumps(doc).encode(), Content_Type=JSON_V1)
+
+    clock = _Clock()
+    limits = Limits(timeout=1.5, backoff=0.01)
+    store, metadb, _ = open_cache(tmp_path / "cache")
+    with HostileServer({"/simple/demo/": page}) as server:
+        index = msgspec.convert({"name": "test", "url": server.url("/simple/")}, IndexConfig)
+        config = Config(indexes=(index,))
+        try:
+            async with Upstream(limits=limits, clock=clock) as up, trio.open_nursery() as nursery:
+                catalog = Catalog(up, store, metadb, nursery, lambda: config)
+                assert await catalog.fetch_page(index, "demo") is not None  # now cached
+                hung[0] = True
+                with pytest.raises(IndexUnreachable, match="marked offline"):
+                    await catalog.fetch_page(index, "demo")  # the one bounded wait
+                asked = server.count("/simple/demo/")
+                with pytest.raises(IndexUnreachable, match="next try in"):
+                    await catalog.fetch_page(index, "demo")  # cool-down: not asked
+                assert server.count("/simple/demo/") == asked
+
+                clock.now += limits.offline_cooldown + 1
+                # Had this request been the probe, it would fail with "marked offline" after
+                # another bounded wait on the hung page; it is answered at once instead.
+                with pytest.raises(IndexUnreachable, match="checking again in the background"):
+                    await catalog.fetch_page(index, "demo")
+                with pytest.raises(IndexUnreachable, match="next try in"):
+                    await catalog.fetch_page(index, "demo")  # one probe, not one per request
+
+                hung[0] = False
+                release.set()  # the index answers again: the background probe finds it back
+                with trio.fail_after(60):
+                    while up.is_offline("test"):  # noqa: ASYNC110 (the probe is not ours)
+                        await trio.sleep(0.05)
+                fresh = await catalog.fetch_page(index, "demo")
+                assert fresh is not None and fresh.fetched_at == clock.now
+                nursery.cancel_scope.cancel()
+        finally:
+            release.set()
+            metadb.close()
 
 
 def _dead_port() -> int:
