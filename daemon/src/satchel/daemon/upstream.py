@@ -303,7 +303,7 @@ class Upstream:
         """
         project = canonicalize_name(project)
         if index.kind == "find-links":
-            return await self._find_links_page(index, project)
+            return await self._find_links_page(index, project, probe=probe)
         page_url = self._base_url(index).rstrip("/") + f"/{project}/"
         now = self._clock()
         if cached is not None and (cached.index != index.name or cached.url != page_url):
@@ -570,13 +570,15 @@ class Upstream:
 
     # -- file:// and find-links -----------------------------------------------------------------
 
-    async def _find_links_page(self, index: IndexConfig, project: str) -> ProjectPage:
+    async def _find_links_page(
+        self, index: IndexConfig, project: str, *, probe: bool = False
+    ) -> ProjectPage:
         what = f"index {index.name}: project {project}"
         base = self._base_url(index)
         if is_local(base) and local_path(base).is_dir():
             files = await trio.to_thread.run_sync(scan_directory, local_path(base), project)
         else:
-            links = await self._links_page(index, base)
+            links = await self._links_page(index, base, probe=probe)
             files = tuple(f for f in links.files if file_project(f.filename) == project)
         if not files:
             raise NotFound(f"{what}: no distribution of this project among the find-links")
@@ -584,7 +586,9 @@ class Upstream:
             index=index.name, project=project, url=base, files=files, fetched_at=self._clock()
         )
 
-    async def _links_page(self, index: IndexConfig, url: str) -> ProjectPage:
+    async def _links_page(
+        self, index: IndexConfig, url: str, *, probe: bool = False
+    ) -> ProjectPage:
         known = self._links.get(index.name)
         ttl = index.max_age if index.max_age is not None else self.limits.find_links_ttl
         if known is not None and self._clock() - known[0] < ttl:
@@ -600,7 +604,7 @@ class Upstream:
                     check_status(response, what)
                     return await self._read_page(response, index, None, final_url, what)
 
-            page = await self._retrying(index, what, attempt)
+            page = await self._retrying(index, what, attempt, background=probe)
         self._links[index.name] = (self._clock(), page)
         return page
 
