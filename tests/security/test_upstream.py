@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -286,6 +288,39 @@ def test_a_hung_index_costs_one_bounded_wait_then_cached_pages_answer_with_a_not
     # The second resolve and the page did not wait on the index: at most a background probe
     # asked it again (after the 30 s cool-down, on a slow machine).
     assert index.server.count("/simple/demo/") <= asked + 1
+
+
+def test_pip_through_the_local_index_gets_the_cached_page_of_a_hung_index(
+    index: Index, tmp_path: Path
+) -> None:
+    """issue 11.8: pip's first request through the local index met the hung index (92 s)."""
+    name = index.add("demo")
+    index.rig.ok("prefetch", "demo")
+    index.server.routes["/simple/demo/"] = index.hang
+    url = index.rig.ok("index-url").stdout.strip()
+    pip = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "--index-url",
+            url,
+            "--dest",
+            str(tmp_path / "got"),
+            "demo",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,  # pip's own 15 s socket timeout and retries would take minutes
+        check=False,
+    )
+    assert pip.returncode == 0, pip.stdout + pip.stderr
+    assert (tmp_path / "got" / name).read_bytes() == index.wheels[name]
+    assert index.index_state() == "offline"
 
 
 class _Clock:
