@@ -93,6 +93,19 @@ class Index:
 
         return route
 
+    def serve_html(self, project: str) -> None:
+        """Serve *project*'s page as PEP 503 HTML: one digest per link, in the URL fragment."""
+
+        def route(handler: Handler) -> None:
+            links = []
+            for entry in self.files[project]:
+                fragment = "".join(f"#{k}={v}" for k, v in list(entry["hashes"].items())[:1])
+                links.append(f'<a href="{entry["url"]}{fragment}">{entry["filename"]}</a>')
+            body = f"<!DOCTYPE html><html><body>{''.join(links)}</body></html>"
+            reply(handler, 200, body.encode(), Content_Type="text/html")
+
+        self.server.routes[f"/simple/{project}/"] = route
+
     def first_then(self, path: str, faults: list[Route]) -> None:
         """Answer the first requests of *path* with *faults*, in order; then as before."""
         good = self.server.routes[path]
@@ -140,9 +153,10 @@ def _digest(name: str) -> Callable[[bytes], str]:
 def test_a_wrong_md5_is_refused_naming_the_file_the_algorithm_and_both_digests(
     index: Index,
 ) -> None:
-    """issue 11.4: a link with only a wrong md5 no longer installs."""
+    """issue 11.4: a link with only a wrong ``#md5=`` no longer installs."""
     wrong = "0" * 32
     name = index.add("demo", hashes=lambda _data: {"md5": wrong})
+    index.serve_html("demo")
     result = index.rig.satchel("prefetch", "demo")
     assert result.returncode != 0
     real = _digest("md5")(index.wheels[name])
