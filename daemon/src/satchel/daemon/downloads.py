@@ -142,8 +142,13 @@ class Download:
             await self._stack.aclose()
             self._stack = AsyncExitStack()
             try:
-                response, _ = await self._stack.enter_async_context(self._opener(headers))
-            except ConnectFailure as exc:
+                # The answer's head must come within `Limits.silence` (the body may pause for
+                # longer: the opener's read timeout is `Limits.read_timeout`).
+                with trio.fail_after(self._limits.silence):
+                    response, _ = await self._stack.enter_async_context(self._opener(headers))
+            except (ConnectFailure, trio.TooSlowError) as exc:
+                if isinstance(exc, trio.TooSlowError):
+                    exc = ConnectFailure(f"no answer within {self._limits.silence:g}s")
                 pause = retries.pause(exc)
                 if pause is None:
                     raise

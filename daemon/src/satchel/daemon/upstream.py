@@ -122,6 +122,10 @@ class Limits:
     #: and the next probe runs in the background. ``SATCHEL_UPSTREAM_TIMEOUT`` (seconds, read at
     #: daemon start) overrides it: `from_environ`.
     timeout: float = 12.0
+    #: The longest pause in the middle of a file's body (pages and the opening of a download
+    #: use `silence`): a large download over a slow link stalls for seconds at times, and a
+    #: body that does break off resumes with a Range request anyway.
+    read_timeout: float = 30.0
     per_index_concurrency: int = 16
     attempts: int = 3
     #: The longest ``Retry-After`` (429/503) honoured before a retry: an index asking for more
@@ -214,7 +218,9 @@ class Upstream:
         self._clock = clock
         self._environ = environ
         silence = self.limits.silence
-        timeout = httpx.Timeout(silence, connect=min(silence, self.limits.connect_timeout))
+        connect = min(silence, self.limits.connect_timeout)
+        timeout = httpx.Timeout(silence, connect=connect)
+        self._file_timeout = httpx.Timeout(self.limits.read_timeout, connect=connect)
         self._client = httpx.AsyncClient(
             http1=True,
             http2=False,
@@ -409,7 +415,9 @@ class Upstream:
             breaker.fail_fast(index, what)
         async with self._limiter(index):
             download = Download(
-                lambda headers: self._get(index, file.url, headers, what, limiter=False),
+                lambda headers: self._get(
+                    index, file.url, headers, what, limiter=False, file_body=True
+                ),
                 what,
                 cap,
                 self.limits,
@@ -504,11 +512,16 @@ class Upstream:
         what: str,
         *,
         limiter: bool = True,
+        file_body: bool = False,
     ) -> AsyncIterator[tuple[httpx.Response, str]]:
-        """GET *url* following at most `max_redirects` same-scheme redirects; streams the body."""
+        """GET *url* following at most `max_redirects` same-scheme redirects; streams the body.
+
+        *file_body*: reads may pause up to `Limits.read_timeout`, not just `Limits.silence`
+        (the caller bounds the wait for the answer's head itself)."""
+        timeout = self._file_timeout if file_body else self._client.timeout
         async with self._limiter(index) if limiter else _nothing():
             for _hop in range(self.limits.max_redirects + 1):
-                request = self._client.build_request("GET", url, headers=headers)
+                request = self._client.build_request("GET", url, headers=headers, timeout=timeout)
                 try:
                     response = await self._client.send(
                         request, stream=True, auth=self._auth(index, url)
