@@ -15,10 +15,12 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
 import trio
 
+from satchel.daemon.breaker import Retries, ServerError, retry_after
 from satchel.daemon.config import IndexConfig
 from satchel.daemon.errors import (
     HashMismatch,
@@ -28,12 +30,12 @@ from satchel.daemon.errors import (
     UpstreamError,
 )
 from satchel.daemon.model import ProjectPage
-from satchel.daemon.upstream import Limits, Upstream
+from satchel.daemon.upstream import TIMEOUT_ENV, Limits, Upstream
 from tests.support.index_server import IndexServer
 from tests.support.wheels import build_sdist, build_wheel, file_sha256, wheel_metadata
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
-FAST = Limits(backoff=0.01, connect_timeout=1.0, read_timeout=5.0)
+FAST = Limits(backoff=0.01, connect_timeout=1.0, timeout=15.0)
 
 
 class _Clock:
@@ -431,7 +433,7 @@ async def test_slow_drip_page_is_bounded_by_the_request_deadline() -> None:
         except OSError:
             pass  # the client gave up, as it should
 
-    limits = Limits(request_deadline=0.3, attempts=1, read_timeout=5.0)
+    limits = Limits(request_deadline=0.3, attempts=1, timeout=15.0)
     with _hostile(respond) as base:
         async with Upstream(limits=limits) as up:
             with trio.fail_after(3), pytest.raises(IndexUnreachable, match=r"within 0\.3s"):
@@ -514,3 +516,37 @@ async def test_find_links_http_page(index: IndexServer) -> None:
     async with Upstream(limits=FAST) as up:
         page: ProjectPage = await up.fetch_page(config, "demo")
     assert {f.filename for f in page.files} == {"demo-1.0-py3-none-any.whl", "demo-1.0.tar.gz"}
+
+
+# -- bounded waits and Retry-After (issue 11.8, 11.14) ---------------------------------------
+
+
+def test_the_bounded_wait_comes_from_the_environment_and_bad_values_keep_the_default() -> None:
+    assert Limits.from_environ({}).timeout == Limits().timeout
+    assert Limits.from_environ({TIMEOUT_ENV: "4.5"}).timeout == 4.5
+    assert Limits.from_environ({TIMEOUT_ENV: "4.5"}).silence == 1.5  # three attempts share it
+    for bad in ("soon", "0", "-1", "1e9", "nan"):
+        assert Limits.from_environ({TIMEOUT_ENV: bad}).timeout == Limits().timeout, bad
+
+
+def test_retry_after_is_read_as_seconds_or_an_http_date() -> None:
+    def answer(value: str) -> httpx.Response:
+        return httpx.Response(503, headers={"Retry-After": value})
+
+    assert retry_after(answer("7")) == 7.0
+    assert retry_after(answer("Wed, 21 Oct 2015 07:28:00 GMT")) == 0.0  # in the past
+    assert retry_after(answer("tomorrow-ish")) is None
+    assert retry_after(httpx.Response(503)) is None
+
+
+def test_retry_after_answers_do_not_use_up_attempts_but_their_waits_are_capped() -> None:
+    limits = Limits(attempts=3, max_retry_after=30.0)
+    retries = Retries(limits)
+    polite = ServerError(429, retry_after=1.0)
+    assert [retries.pause(polite) for _ in range(5)] == [1.0] * 5
+    greedy = Retries(limits)
+    assert greedy.pause(ServerError(503, retry_after=3600.0)) == 30.0  # capped
+    # the budget is spent: from now on each answer counts as a failure
+    assert greedy.pause(ServerError(503, retry_after=1.0)) is not None
+    assert greedy.pause(ServerError(503, retry_after=1.0)) is not None
+    assert greedy.pause(ServerError(503, retry_after=1.0)) is None

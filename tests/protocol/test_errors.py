@@ -22,6 +22,7 @@ FAILURE_CODES = [
     "config-error",
     "index-error",
     "hash-mismatch",
+    "metadata-mismatch",
     "invalid-wheel",
     "install-failed",
     "build-failed",

@@ -8,6 +8,9 @@ timeout, not one per package: while the state is unknown, the first request is a
 others wait for its outcome; once the index is offline every request fails fast with
 `IndexUnreachable` until the cool-down ends and the next request probes again.
 
+`Retries` is one request's budget: failures use up `Limits.attempts` (with backoff), while
+``Retry-After`` answers are waited for as asked within `Limits.max_retry_after`.
+
 The outcome classes live here too, because they are what the breaker decides on:
 `ConnectFailure` (no usable answer: retried, then the index goes offline), `ServerError` (5xx or
 429: retried, but the index is reachable), and everything else (`NotFound`, `UpstreamError`:
@@ -16,8 +19,10 @@ the index answered, so it is online). Every text that leaves this module goes th
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Literal, TypeVar
 
@@ -36,9 +41,11 @@ __all__ = [
     "Breaker",
     "ConnectFailure",
     "IndexState",
+    "Retries",
     "ServerError",
     "check_status",
     "describe",
+    "retry_after",
 ]
 
 #: The upstream client's logger: "index X is unreachable" keeps the name operators know.
@@ -62,11 +69,32 @@ class ConnectFailure(Exception):
 
 
 class ServerError(Exception):
-    """The index answered 5xx or 429: retry, but the index is reachable."""
+    """The index answered 5xx or 429: retry, but the index is reachable.
 
-    def __init__(self, status: int) -> None:
+    *retry_after* is the pause the index asked for (``Retry-After`` on 429/503), in seconds.
+    """
+
+    def __init__(self, status: int, retry_after: float | None = None) -> None:
         super().__init__(f"HTTP {status}")
         self.status = status
+        self.retry_after = retry_after
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds (RFC 9110 10.2.3: a delay or an HTTP date); None if absent
+    or unreadable."""
+    value = (response.headers.get("Retry-After") or "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value[:9])
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def check_status(response: httpx.Response, what: str) -> None:
@@ -75,7 +103,8 @@ def check_status(response: httpx.Response, what: str) -> None:
     if status == 200:
         return
     if status >= 500 or status == 429:
-        raise ServerError(status)
+        wait = retry_after(response) if status in (429, 503) else None
+        raise ServerError(status, wait)
     if status in (404, 410):
         raise NotFound(f"{what}: not found on the index (HTTP {status})")
     if status in (401, 403):
@@ -90,6 +119,47 @@ def describe(exc: BaseException) -> str:
     """A transport error as reason text: its type, and its message when it has one."""
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if str(exc) else text
+
+
+#: Retries a request may spend on ``Retry-After`` answers (429/503) beyond `Limits.attempts`, as
+#: long as their pauses add up to at most `Limits.max_retry_after`: an index that says when to
+#: come back is busy, not broken, and three "try again in 1 s" must not fail a download; the
+#: count bounds an index answering ``Retry-After: 0`` forever.
+MAX_POLITE_RETRIES = 10
+
+
+class Retries:
+    """One request's retry budget: `pause` says how long to wait before the next try, or None
+    when no try is left.
+
+    A failure counts against `Limits.attempts` and is followed by exponential backoff (with
+    jitter). An answer carrying ``Retry-After`` is waited for as asked (capped at
+    `Limits.max_retry_after`) without counting, while those pauses add up to at most that cap
+    and number at most `MAX_POLITE_RETRIES`; past that it counts like any failure.
+    """
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self.failures = 0
+        self.tries = 1
+        self._asked = 0.0
+        self._polite = 0
+
+    def pause(self, failure: BaseException | None) -> float | None:
+        limits = self._limits
+        self.tries += 1
+        if isinstance(failure, ServerError) and failure.retry_after is not None:
+            wait = min(failure.retry_after, limits.max_retry_after)
+            if self._polite < MAX_POLITE_RETRIES and self._asked + wait <= limits.max_retry_after:
+                self._polite += 1
+                self._asked += wait
+                return wait
+        self.failures += 1
+        if self.failures >= limits.attempts:
+            self.tries -= 1
+            return None
+        backoff = limits.backoff * 2.0 ** (self.failures - 1)
+        return backoff * (0.5 + random.random())  # noqa: S311 (jitter, not secrecy)
 
 
 class Breaker:
@@ -117,17 +187,23 @@ class Breaker:
         )
 
     async def retrying(
-        self, index: IndexConfig, what: str, call: Callable[[], Awaitable[_T]]
+        self,
+        index: IndexConfig,
+        what: str,
+        call: Callable[[], Awaitable[_T]],
+        *,
+        background: bool = False,
     ) -> _T:
-        """Run *call* with retries, backoff and this circuit breaker."""
+        """Run *call* with retries, backoff and this circuit breaker.
+
+        *background*: the probe `claim_probe` granted, which goes out despite the cool-down.
+        """
         limits = self._limits
-        probe = await self._enter(index, what)
+        probe = await self._enter(index, what, background=background)
         last: Exception | None = None
+        retries = Retries(limits)
         try:
-            for attempt in range(1, limits.attempts + 1):
-                if attempt > 1:
-                    delay = limits.backoff * 2 ** (attempt - 2)
-                    await trio.sleep(delay * (0.5 + random.random()))  # noqa: S311 (jitter)
+            while True:
                 try:
                     with trio.fail_after(limits.request_deadline):
                         result = await call()
@@ -141,21 +217,23 @@ class Breaker:
                         if self.state == "online":
                             self.state = "unknown"
                         probe = await self._enter(index, what)
-                    continue
                 except ServerError as exc:
                     last = exc
                     self.mark_online()
-                    continue
                 except (NotFound, HashMismatch, UpstreamError) as exc:
                     if not isinstance(exc, IndexUnreachable):
                         self.mark_online()  # it answered, if unhelpfully
                     raise
-                self.mark_online()
-                return result
+                else:
+                    self.mark_online()
+                    return result
+                pause = retries.pause(last)
+                if pause is None:
+                    break
+                await trio.sleep(pause)
             if isinstance(last, ServerError):
                 raise UpstreamError(
-                    f"{what}: the index answered HTTP {last.status} "
-                    f"{limits.attempts} times in a row",
+                    f"{what}: the index answered HTTP {last.status} {retries.tries} times in a row",
                     details={"index": index.name, "status": last.status},
                 )
             reason = str(last)
@@ -169,12 +247,13 @@ class Breaker:
                 self._probe.set()
                 self._probe = None
 
-    async def _enter(self, index: IndexConfig, what: str) -> bool:
+    async def _enter(self, index: IndexConfig, what: str, *, background: bool = False) -> bool:
         """Wait until a request may go out; True when this request is the probe."""
         while True:
             if self.state == "online":
                 return False
-            self.fail_fast(index, what)
+            if not background:
+                self.fail_fast(index, what)
             if self._probe is None:
                 self._probe = trio.Event()
                 return True
@@ -182,15 +261,35 @@ class Breaker:
 
     def fail_fast(self, index: IndexConfig, what: str) -> None:
         """Raise `IndexUnreachable` while *index* is in its offline cool-down."""
+        if self.state == "offline" and self._clock() < self.retry_at:
+            raise self.offline_error(index, what)
+
+    def claim_probe(self) -> bool:
+        """While offline with the cool-down over: start the next cool-down now and return True;
+        the caller then probes in the background (``retrying(background=True)``). Requests meet
+        the new cool-down meanwhile (they fail fast, and a cached answer is used) instead of
+        each waiting on an index that may still hang; the probe's success ends it."""
         now = self._clock()
-        if self.state == "offline" and now < self.retry_at:
-            raise IndexUnreachable(
-                redact(
-                    f"{what}: index offline since {_ago(self.offline_since, now)}"
-                    f" ({self.reason}); next try in {max(0, self.retry_at - now):.0f}s"
-                ),
-                details={"index": index.name, "reason": self.reason},
-            )
+        if self.state != "offline" or now < self.retry_at:
+            return False
+        self.retry_at = now + self._limits.offline_cooldown
+        return True
+
+    def offline_error(self, index: IndexConfig, what: str) -> IndexUnreachable:
+        """The error for a request not sent because *index* is marked offline."""
+        now = self._clock()
+        later = (
+            f"next try in {self.retry_at - now:.0f}s"
+            if now < self.retry_at
+            else "checking again in the background"
+        )
+        return IndexUnreachable(
+            redact(
+                f"{what}: index offline since {_ago(self.offline_since, now)}"
+                f" ({self.reason}); {later}"
+            ),
+            details={"index": index.name, "reason": self.reason},
+        )
 
     def mark_online(self) -> None:
         self.state = "online"

@@ -178,6 +178,13 @@ class MetadataCache:
     max_projects: int = 4096
     max_results: int = 256
 
+    def forget_metadata(self, sha256: str, url: str) -> None:
+        """Drop the parsed metadata of one file (its cached bytes were replaced) and every
+        resolution, any of which may have used it."""
+        self.metadata.pop(sha256, None)
+        self.metadata.pop(url, None)
+        self.results.clear()
+
     def remember_project(self, key: tuple[object, ...], files: ProjectFiles) -> None:
         if files.file_count > MAX_CACHED_PROJECT_FILES:
             return  # rebuilt per resolve rather than pinned for the daemon's life (issue 11.6)

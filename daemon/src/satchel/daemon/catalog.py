@@ -25,7 +25,7 @@ network roughly once per dependency level, not once per project.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -43,10 +43,12 @@ from satchel.daemon.candidates import (
     parse_core_metadata,
 )
 from satchel.daemon.config import Config, IndexConfig
+from satchel.daemon.coremetadata import metadata_differences, metadata_from_file
 from satchel.daemon.credentials import redact, strip_userinfo
-from satchel.daemon.distmetadata import metadata_from_file
+from satchel.daemon.digests import Digests, require_checkable
 from satchel.daemon.errors import (
     IndexUnreachable,
+    MetadataMismatch,
     NotCached,
     NotFound,
     SatchelError,
@@ -62,7 +64,14 @@ from satchel.daemon.upstream import Upstream
 if TYPE_CHECKING:
     from satchel.daemon.target import Target
 
-__all__ = ["Catalog", "Session", "degrades", "likely_candidate", "metadata_from_file"]
+__all__ = [
+    "Catalog",
+    "Session",
+    "degrades",
+    "likely_candidate",
+    "metadata_differences",
+    "metadata_from_file",
+]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +107,9 @@ class Catalog:
         #: (index, project) -> why a fresh page was not stored (`degrades`); read by sessions
         #: for their notes, cleared when a page that may replace the stored one arrives.
         self.kept: dict[tuple[str, str], str] = {}
+        #: Called with (sha256, url) of a wheel whose cached core metadata was replaced by the
+        #: wheel's own: whoever derived something from the old bytes forgets it.
+        self.metadata_listeners: list[Callable[[str, str], None]] = []
 
     def session(
         self,
@@ -130,10 +142,10 @@ class Catalog:
         Shared between concurrent requests. Raises `IndexUnreachable` or `UpstreamError`.
         """
 
-        async def fetch() -> ProjectPage | None:
+        async def fetch(probe: bool = False) -> ProjectPage | None:
             cached = await trio.to_thread.run_sync(self.metadb.get_page, index.name, project)
             try:
-                page = await self.upstream.fetch_page(index, project, cached)
+                page = await self.upstream.fetch_page(index, project, cached, probe=probe)
             except NotFound:
                 return None
             if page is cached:
@@ -151,14 +163,43 @@ class Catalog:
             await trio.to_thread.run_sync(self.metadb.put_page, page)
             return page
 
-        return await self._pages.run((index.name, project), fetch)
+        key = (index.name, project)
+        down = self.upstream.offline_error(index, f"index {index.name}: project {project}")
+        if down is not None and await trio.to_thread.run_sync(
+            lambda: self.metadb.get_page(index.name, project) is not None
+        ):
+            # Known down, and a cached page can answer: no request waits on the index again
+            # (a hung one would cost `Limits.timeout` each time); once the cool-down is over
+            # the next probe runs in the background, and the index's pages are used again as
+            # soon as it answers (issue 11.8).
+            if self.upstream.claim_probe(index):
+                self.nursery.start_soon(self._probe, key, lambda: fetch(probe=True))
+            raise down
+        return await self._pages.run(key, fetch)
+
+    async def _probe(
+        self, key: tuple[str, str], fetch: Callable[[], Awaitable[ProjectPage | None]]
+    ) -> None:
+        """`fetch_page` in the background: a failure is already known (the index is down)."""
+        try:
+            await self._pages.run(key, fetch)
+        except SatchelError as exc:
+            log.debug("background probe of %s: %s", key[0], redact(exc))
 
     # -- files ------------------------------------------------------------------------------
 
     async def fetch_file(self, index: IndexConfig, project: str, file: FileEntry) -> BlobInfo:
         """Make sure *file*'s bytes are in the store (hash-checked) and record where from."""
+        label = f"{file.filename} (index {index.name})"
+        # Every digest the index promised is checked, not only the sha256 (issue 11.4).
+        others = require_checkable(file.hashes, label)
+        others.pop("sha256", None)
         sha = file.sha256
         if sha is not None and self.store.has(sha):
+            if others:  # stored from elsewhere: this index's other promises still hold or not
+                await trio.to_thread.run_sync(
+                    Digests(others).check_file, self.store.path(sha), label
+                )
             await trio.to_thread.run_sync(self._remember, sha, None, index.name, project, file)
             return BlobInfo(sha, self.store.path(sha).stat().st_size)
 
@@ -168,14 +209,54 @@ class Catalog:
                     stream,
                     expected_sha256=sha,
                     expected_size=file.size,
-                    label=f"{file.filename} (index {index.name})",
+                    digests=Digests(others),
+                    label=label,
                 )
             await trio.to_thread.run_sync(
                 self._remember, info.sha256, info.size, index.name, project, file
             )
+            if file.is_wheel:
+                await self._check_metadata(index, file, info.sha256, label)
             return info
 
         return await self._downloads.run(sha or file.url, download)
+
+    async def _check_metadata(
+        self, index: IndexConfig, file: FileEntry, sha: str, label: str
+    ) -> None:
+        """The wheel just stored must agree with the core metadata the cache holds for it
+        (PEP 658, fetched before the wheel and used to resolve): issue 11.5.
+
+        The cache keeps the wheel's own METADATA from now on (what the local index serves and
+        the next resolve reads), and the listeners forget what they derived from the old one.
+        When name, version, Requires-Dist or Requires-Python differ, the resolution that used
+        the index's file was wrong: `MetadataMismatch`, naming the file and what differs.
+        """
+        used = await trio.to_thread.run_sync(
+            lambda: self.metadb.get_core_metadata(sha, index=index.name, filename=file.filename)
+        )
+        if used is None:
+            return  # nothing was read ahead of the wheel: its metadata is its own
+        own = await trio.to_thread.run_sync(metadata_from_file, self.store.path(sha), file.filename)
+        if own == used:
+            return
+        differences = metadata_differences(used, own, file.filename)
+        await trio.to_thread.run_sync(
+            lambda: self.metadb.put_core_metadata(
+                sha, own, index=index.name, filename=file.filename
+            )
+        )
+        for listener in self.metadata_listeners:
+            listener(sha, file.url)
+        if not differences:
+            log.info("%s: PEP 658 metadata differs from the wheel's in form only", label)
+            return
+        raise MetadataMismatch(
+            f"{label}: the index's core metadata (PEP 658) disagrees with the wheel's own "
+            f"METADATA: {'; '.join(differences)}. The resolution used the index's version; "
+            "Satchel now keeps the wheel's own: resolve again",
+            details={"file": file.filename, "index": index.name, "differences": differences},
+        )
 
     def confirm_stored(self, files: list[tuple[IndexConfig, str, FileEntry]]) -> list[BlobInfo]:
         """`fetch_file` for files already in the store, all in the calling (worker) thread.

@@ -5,11 +5,13 @@ from deciding what to request:
 
 * `Decoder` undoes ``Content-Encoding`` while counting *decompressed* bytes, and drives zlib with
   ``max_length`` so a gzip bomb never inflates past the cap (pages, metadata and files all use it).
-* `Download` reads one file over HTTP: opening it retries 5xx/429 with backoff; a body slower
-  than `Limits.min_rate` over `Limits.min_rate_window` is cut (a slow-drip server resets the read
-  timeout with every byte, and a file has no size-independent deadline); a body that breaks off
-  (reset, truncated) is resumed with a ``Range`` request where it stopped, and bytes already
-  delivered are skipped if the index ignores the range. The consumer sees one stream.
+* `Download` reads one file over HTTP: opening it retries transport failures and 5xx/429 with
+  backoff (honouring a bounded ``Retry-After``), and restarts from byte 0 when a resume is
+  answered 416; a body slower than `Limits.min_rate` over `Limits.min_rate_window` is cut (a
+  slow-drip server resets the read timeout with every byte, and a file has no size-independent
+  deadline); a body that breaks off (reset, truncated) is resumed with a ``Range`` request where
+  it stopped, and bytes already delivered are skipped if the index ignores the range (or after a
+  restart). The consumer sees one stream.
 
 Whether the index is reachable at all is `satchel.daemon.breaker`'s business: a transport
 failure while (re)opening surfaces here as `ConnectFailure`, for the caller to hand to the
@@ -30,7 +32,13 @@ from typing import TYPE_CHECKING
 import httpx
 import trio
 
-from satchel.daemon.breaker import ServerError, check_status, describe
+from satchel.daemon.breaker import (
+    ConnectFailure,
+    Retries,
+    ServerError,
+    check_status,
+    describe,
+)
 from satchel.daemon.credentials import redact
 from satchel.daemon.errors import HostileInput, UpstreamError
 
@@ -117,21 +125,53 @@ class Download:
         await self._stack.aclose()
 
     async def open(self, offset: int = 0) -> None:
-        """Open the file from byte *offset* into `response`; 5xx and 429 are retried."""
-        headers = {"Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-        for attempt in range(1, self._limits.attempts + 1):
+        """Open the file from byte *offset* into `response`, retrying what is transient.
+
+        A transport failure (refused, reset, no answer within `Limits.silence`) and a 5xx/429
+        are retried up to `Limits.attempts` times with backoff, honouring ``Retry-After`` (at
+        most `Limits.max_retry_after`). A resume the index answers 416 (the range starts past
+        its end: a Content-Length that promised more than the file has) restarts from byte 0;
+        `chunks` skips what was already delivered. The last transport failure is re-raised as
+        `ConnectFailure`, for the caller's breaker.
+        """
+        retries = Retries(self._limits)
+        while True:
+            headers = {"Accept-Encoding": "identity"}
+            if offset:
+                headers["Range"] = f"bytes={offset}-"
             await self._stack.aclose()
             self._stack = AsyncExitStack()
-            response, _ = await self._stack.enter_async_context(self._opener(headers))
+            try:
+                # The answer's head must come within `Limits.silence` (the body may pause for
+                # longer: the opener's read timeout is `Limits.read_timeout`).
+                with trio.fail_after(self._limits.silence):
+                    response, _ = await self._stack.enter_async_context(self._opener(headers))
+            except (ConnectFailure, trio.TooSlowError) as exc:
+                if isinstance(exc, trio.TooSlowError):
+                    exc = ConnectFailure(f"no answer within {self._limits.silence:g}s")
+                pause = retries.pause(exc)
+                if pause is None:
+                    raise
+                _log.info("%s: opening failed (%s): retrying", self._what, exc)
+                await trio.sleep(pause)
+                continue
+            if offset and response.status_code == 416:
+                _log.info("%s: resume at byte %d refused (416): restarting", self._what, offset)
+                offset = 0
+                pause = retries.pause(None)
+                if pause is None:
+                    raise UpstreamError(f"{self._what}: the index refused every resume (416)")
+                continue
             try:
                 if not (offset and response.status_code == 206):
                     check_status(response, self._what)
             except ServerError as exc:
-                if attempt == self._limits.attempts:
-                    raise UpstreamError(f"{self._what}: the index answered {exc}") from None
-                await trio.sleep(self._backoff(attempt))
+                pause = retries.pause(exc)
+                if pause is None:
+                    raise UpstreamError(
+                        f"{self._what}: the index answered {exc} {retries.tries} times in a row"
+                    ) from None
+                await trio.sleep(pause)
                 continue
             self.response = response
             return

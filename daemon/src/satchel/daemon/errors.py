@@ -10,6 +10,7 @@ client turns into a message and an exit status)::
     │   ├── HostileInput    index-error            traversal, scheme switch, oversize page or file
     │   └── IndexUnreachable index-unreachable     no answer (DNS, refused, timeout, circuit open)
     ├── HashMismatch        hash-mismatch          bytes differ from what the index promised
+    ├── MetadataMismatch    metadata-mismatch      METADATA disagrees with the PEP 658 file
     ├── NotCached           not-cached             offline and missing (what, and when last seen)
     ├── ResolutionImpossible resolution-impossible conflict, explained (who wants what)
     ├── InvalidWheel        invalid-wheel          failed validation before anything was written
@@ -45,6 +46,7 @@ __all__ = [
     "InstallError",
     "InvalidParams",
     "InvalidWheel",
+    "MetadataMismatch",
     "NotCached",
     "NotFound",
     "OriginChanged",
@@ -90,6 +92,10 @@ class IndexUnreachable(UpstreamError):
 
 class HashMismatch(SatchelError):
     code = "hash-mismatch"
+
+
+class MetadataMismatch(SatchelError):
+    code = "metadata-mismatch"
 
 
 class NotCached(SatchelError):

@@ -18,6 +18,7 @@ The index set is config.toml's, never the environment the daemon was started fro
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,7 +43,7 @@ from satchel.daemon.localindex import (
 from satchel.daemon.localindex.auth import load_or_create_token
 from satchel.daemon.metadb import MetaDB
 from satchel.daemon.store import BlobStore, open_cache
-from satchel.daemon.upstream import Upstream
+from satchel.daemon.upstream import Limits, Upstream
 from satchel.daemon.wheel import sweep_temporaries
 
 if TYPE_CHECKING:
@@ -183,12 +184,14 @@ async def _run(app: App) -> None:
     own = OwnIndex(frozenset({default_port(app.paths.state_dir, env=True)}), token)
     adopted = await trio.to_thread.run_sync(adopt_once, config_path, own)
     live = LiveConfig(config_path, on_error=on_error)
-    async with Upstream() as upstream, trio.open_nursery() as nursery:
+    limits = Limits.from_environ(os.environ)
+    async with Upstream(limits=limits) as upstream, trio.open_nursery() as nursery:
         rt = Runtime(store=store, metadb=metadb, upstream=upstream, live=live)
         rt.interpreters_dir = cache_dir / "interpreters"
         rt.own_index, rt.notes, rt.no_index_set = own, adopted.notes, adopted.nothing
         await trio.to_thread.run_sync(rt.refresh_config)
         rt.catalog = Catalog(upstream, store, metadb, nursery, lambda: rt.config)
+        rt.catalog.metadata_listeners.append(rt.metadata_cache.forget_metadata)
         app.services.runtime = rt
 
         async def on_change(_config: Config) -> None:

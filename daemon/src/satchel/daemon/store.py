@@ -37,6 +37,7 @@ from typing import BinaryIO, NoReturn
 import msgspec
 import trio
 
+from satchel.daemon.digests import Digests
 from satchel.daemon.errors import HashMismatch, HostileInput, NotFound
 from satchel.daemon.fsutil import TEMP_PREFIX, disk_full_guard, fsync_dir
 from satchel.daemon.metadb import MetaDB
@@ -140,16 +141,20 @@ class _TempWriter:
     to do and every syscall happens off the event loop.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, digests: Digests | None = None) -> None:
         self.path = path
         self.size = 0
         self._hasher = hashlib.sha256()
+        #: The other digests the index promised, computed in the same pass.
+        self.digests = digests
         self._fd: int | None = os.open(
             path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
         )
 
     def write(self, chunks: list[bytes]) -> None:
         assert self._fd is not None
+        if self.digests:
+            self.digests.update(chunks)
         for chunk in chunks:
             self._hasher.update(chunk)
             view = memoryview(chunk)
@@ -232,6 +237,7 @@ class BlobStore:
         expected_sha256: str | None,
         expected_size: int | None = None,
         max_size: int | None = None,
+        digests: Digests | None = None,
         label: str,
     ) -> BlobInfo:
         """Stream *chunks* into the store and return the committed blob.
@@ -240,12 +246,14 @@ class BlobStore:
         is given the bytes must hash to it, or `HashMismatch` names the file and both digests and
         nothing is kept; with None (a find-links file without a hash, a wheel we built) the
         computed digest is the identity. *expected_size* (PEP 700) and *max_size* (a hostile-input
-        cap) abort the stream as soon as they are exceeded. `DiskFull` on ENOSPC/EDQUOT.
+        cap) abort the stream as soon as they are exceeded. *digests* are the index's other
+        promises (md5, sha512, ...): computed in the same pass and checked before the commit.
+        `DiskFull` on ENOSPC/EDQUOT.
         """
         expected = None if expected_sha256 is None else _checked_digest(expected_sha256, label)
         limit = _size_limit(expected_size, max_size)
         with disk_full_guard(self._where(label)):
-            writer = _TempWriter(self.tmp_dir / f"{TEMP_PREFIX}{secrets.token_hex(8)}")
+            writer = _TempWriter(self.tmp_dir / f"{TEMP_PREFIX}{secrets.token_hex(8)}", digests)
         try:
             batch: list[bytes] = []
             pending = 0
@@ -265,6 +273,8 @@ class BlobStore:
             with disk_full_guard(self._where(label)):
                 actual = await trio.to_thread.run_sync(writer.finish)
             _check_digest(label, expected, expected_size, actual, writer.size)
+            if digests:
+                digests.check(label)
             with disk_full_guard(self._where(label)):  # new aa/bb directories need inodes
                 await trio.to_thread.run_sync(self._commit, writer.path, actual)
             return BlobInfo(actual, writer.size)

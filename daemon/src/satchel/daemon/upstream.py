@@ -13,7 +13,9 @@ What it guarantees, and why:
   first request to an index in an unknown state is a probe and the others wait for its outcome;
   when the probe fails (after bounded retries with exponential backoff) the index is marked
   offline once, and every request fails fast with `IndexUnreachable` until the cool-down ends and
-  the next request probes again. `index_states()` feeds ``satchel status``.
+  the next request probes again (or, when the caller has a cached answer, `claim_probe` lets it
+  probe in the background instead of waiting). A hung index costs `Limits.timeout` once, all
+  attempts together. `index_states()` feeds ``satchel status``.
 * **Bounded everything.** Per-index concurrency (`trio.CapacityLimiter`), short connect timeout,
   page/metadata/file size caps counted on *decompressed* bytes (the gzip decoder is driven with
   ``max_length``, so a gzip bomb never inflates past the cap), at most a few redirects and never to
@@ -36,9 +38,9 @@ indexes and find-links directories).
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
@@ -53,14 +55,22 @@ from satchel.daemon.breaker import (
     Breaker,
     ConnectFailure,
     IndexState,
+    Retries,
+    ServerError,
     check_status,
     describe,
 )
 from satchel.daemon.config import IndexConfig
-from satchel.daemon.credentials import Credentials, find_credentials, redact, split_userinfo
+from satchel.daemon.credentials import (
+    Credentials,
+    find_credentials,
+    origin_of,
+    redact,
+    split_userinfo,
+)
+from satchel.daemon.digests import Digests, checkable
 from satchel.daemon.downloads import CHUNK, Decoder, Download, FileDownload
 from satchel.daemon.errors import (
-    HashMismatch,
     HostileInput,
     IndexUnreachable,
     NotFound,
@@ -85,7 +95,7 @@ from satchel.daemon.simple import (
     validate_filename,
 )
 
-__all__ = ["ACCEPT", "FileDownload", "IndexState", "Limits", "Upstream"]
+__all__ = ["ACCEPT", "TIMEOUT_ENV", "FileDownload", "IndexState", "Limits", "Upstream"]
 
 _T = TypeVar("_T")
 
@@ -94,6 +104,11 @@ HTML_V1 = "application/vnd.pypi.simple.v1+html"
 #: PEP 691 negotiation: JSON preferred, the versioned HTML next, legacy HTML last.
 ACCEPT = f"{JSON_V1}, {HTML_V1};q=0.2, text/html;q=0.01"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: Overrides `Limits.timeout` (seconds) for the daemon's life; read once at start.
+TIMEOUT_ENV = "SATCHEL_UPSTREAM_TIMEOUT"
+#: A longer wait for a silent index is the minutes-long hang this setting exists to prevent.
+MAX_TIMEOUT = 600.0
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,9 +120,24 @@ class Limits:
     max_file_bytes: int = 16 * 2**30
     #: Short: a dead host should cost seconds, not minutes, before the index is marked offline.
     connect_timeout: float = 3.0
+    #: The longest an index that does not answer holds a request, all `attempts` included: each
+    #: attempt may stay silent (no byte received) for ``timeout / attempts`` seconds. 12 s is
+    #: under pip's own 15 s socket timeout, so pip going through the local index gets the cached
+    #: page (with a note) from a hung index instead of timing out itself; 4 s of silence per
+    #: attempt is still ample for a slow private index to start a large page. A hung index then
+    #: costs this once: it is marked offline, and while cached pages exist they answer at once
+    #: and the next probe runs in the background. ``SATCHEL_UPSTREAM_TIMEOUT`` (seconds, read at
+    #: daemon start) overrides it: `from_environ`.
+    timeout: float = 12.0
+    #: The longest pause in the middle of a file's body (pages and the opening of a download
+    #: use `silence`): a large download over a slow link stalls for seconds at times, and a
+    #: body that does break off resumes with a Range request anyway.
     read_timeout: float = 30.0
     per_index_concurrency: int = 16
     attempts: int = 3
+    #: The longest ``Retry-After`` (429/503) honoured before a retry: an index asking for more
+    #: would hold the request for minutes, so it gets this pause and its answer counts as failed.
+    max_retry_after: float = 30.0
     #: Delay before the first retry, doubled for each further one (with jitter).
     backoff: float = 0.25
     max_redirects: int = 5
@@ -123,6 +153,32 @@ class Limits:
     offline_cooldown: float = 30.0
     #: How long a find-links page over http is reused for other projects.
     find_links_ttl: float = 60.0
+
+    @property
+    def silence(self) -> float:
+        """How long one attempt may wait without receiving a byte (`timeout` split evenly)."""
+        return self.timeout / max(1, self.attempts)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Limits:
+        """The defaults, with `timeout` from ``SATCHEL_UPSTREAM_TIMEOUT`` when it is set."""
+        raw = environ.get(TIMEOUT_ENV, "").strip()
+        if not raw:
+            return cls()
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not 0 < value <= MAX_TIMEOUT:
+            _log.warning(
+                "%s=%r is not a number of seconds in (0, %g]: using the default %gs",
+                TIMEOUT_ENV,
+                raw[:40],
+                MAX_TIMEOUT,
+                cls.timeout,
+            )
+            return cls()
+        return cls(timeout=value)
 
 
 def _max_age(cache_control: str | None) -> int | None:
@@ -163,7 +219,10 @@ class Upstream:
         self.limits = limits or Limits()
         self._clock = clock
         self._environ = environ
-        timeout = httpx.Timeout(self.limits.read_timeout, connect=self.limits.connect_timeout)
+        silence = self.limits.silence
+        connect = min(silence, self.limits.connect_timeout)
+        timeout = httpx.Timeout(silence, connect=connect)
+        self._file_timeout = httpx.Timeout(self.limits.read_timeout, connect=connect)
         self._client = httpx.AsyncClient(
             http1=True,
             http2=False,
@@ -196,6 +255,15 @@ class Upstream:
         breaker = self._breakers.get(index_name)
         return breaker is not None and breaker.state == "offline"
 
+    def offline_error(self, index: IndexConfig, what: str) -> IndexUnreachable | None:
+        """The error to answer with, without a request, while *index* is marked offline
+        (None while it is not): a caller with a cached answer uses that instead of waiting on a
+        probe, and probes in the background."""
+        breaker = self._breakers.get(index.name)
+        if breaker is None or breaker.state != "offline":
+            return None
+        return breaker.offline_error(index, what)
+
     def reset(self, index_name: str) -> None:
         """Forget what is known about *index_name* (e.g. after its URL changed)."""
         self._breakers.pop(index_name, None)
@@ -209,10 +277,20 @@ class Upstream:
         return breaker
 
     async def _retrying(
-        self, index: IndexConfig, what: str, call: Callable[[], Awaitable[_T]]
+        self,
+        index: IndexConfig,
+        what: str,
+        call: Callable[[], Awaitable[_T]],
+        *,
+        background: bool = False,
     ) -> _T:
         """Run *call* with retries, backoff and the index's circuit breaker."""
-        return await self._breaker(index).retrying(index, what, call)
+        return await self._breaker(index).retrying(index, what, call, background=background)
+
+    def claim_probe(self, index: IndexConfig) -> bool:
+        """Whether the caller should probe *index* now, in the background: it is offline and
+        its cool-down is over (`Breaker.claim_probe`); then ``fetch_page(..., probe=True)``."""
+        return self._breaker(index).claim_probe()
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -223,15 +301,17 @@ class Upstream:
         cached: ProjectPage | None = None,
         *,
         force: bool = False,
+        probe: bool = False,
     ) -> ProjectPage:
         """The project page of *project* on *index*, revalidating *cached* when given.
 
         Raises `NotFound` when the index does not have the project, `IndexUnreachable` when it
-        cannot be reached (or is in its offline cool-down), `UpstreamError` otherwise.
+        cannot be reached (or is in its offline cool-down), `UpstreamError` otherwise. *probe*:
+        the background probe `claim_probe` granted (it goes out despite the cool-down).
         """
         project = canonicalize_name(project)
         if index.kind == "find-links":
-            return await self._find_links_page(index, project)
+            return await self._find_links_page(index, project, probe=probe)
         page_url = self._base_url(index).rstrip("/") + f"/{project}/"
         now = self._clock()
         if cached is not None and (cached.index != index.name or cached.url != page_url):
@@ -270,7 +350,7 @@ class Upstream:
                 max_age=_max_age(response.headers.get("Cache-Control")),
             )
 
-        return await self._retrying(index, what, attempt)
+        return await self._retrying(index, what, attempt, background=probe)
 
     async def fetch_core_metadata(self, index: IndexConfig, file: FileEntry) -> bytes:
         """The file's core metadata: PEP 658 ``<url>.metadata``, hash-checked.
@@ -285,18 +365,28 @@ class Upstream:
             if file.is_wheel and is_local(file.url):
                 return await trio.to_thread.run_sync(wheel_metadata, local_path(file.url), what)
             raise NotFound(f"{what}: the index offers no core metadata for this file")
+        digests = checkable(file.core_metadata)
+        if file.core_metadata and not digests:
+            # Unverifiable: the caller reads the metadata from the (verified) file instead.
+            offered = ", ".join(sorted(file.core_metadata))
+            raise NotFound(f"{what}: only {offered} digest(s), none of which can be checked")
         url = file.url + ".metadata"
         if is_local(url):
             data = await trio.to_thread.run_sync(
                 read_local, local_path(url), self.limits.max_metadata_bytes, what
             )
         else:
-            data = await self._retrying(
-                index,
-                what,
-                lambda: self._get_bytes(index, url, what, self.limits.max_metadata_bytes),
-            )
-        _check_hashes(data, file.core_metadata, what)
+
+            async def get() -> bytes:
+                return await self._get_bytes(index, url, what, self.limits.max_metadata_bytes)
+
+            if self._own_host(index, url):
+                data = await self._retrying(index, what, get)
+            else:
+                data = await self._from_file_host(index, url, what, get)
+        check = Digests(digests)
+        check.update((data,))
+        check.check(what)
         return data
 
     @asynccontextmanager
@@ -306,9 +396,11 @@ class Upstream:
         """Stream *file*: ``async with up.open_file(i, f) as dl: async for chunk in dl: ...``.
 
         The caller hashes and stores; this enforces the size cap (announced and actual). The
-        opening is retried on 5xx/429; a body that breaks off mid-way is resumed with a Range
-        request (`satchel.daemon.downloads.Download`), so the caller sees one stream; one slower
-        than `Limits.min_rate` is cut.
+        opening is retried on transport failures and 5xx/429; a body that breaks off mid-way is
+        resumed with a Range request (`satchel.daemon.downloads.Download`), so the caller sees
+        one stream; one slower than `Limits.min_rate` is cut. A file on the index's own host
+        that cannot be reached marks the index offline; one on another host (the index's file
+        host) is an `UpstreamError` naming that host, and the index stays as it was.
         """
         cap = self.limits.max_file_bytes if max_bytes is None else max_bytes
         project = file_project(file.filename) or "?"
@@ -318,23 +410,32 @@ class Upstream:
             yield local_download(file, cap, what)
             return
         breaker = self._breaker(index)
-        breaker.fail_fast(index, what)
+        # Files on a host of their own (a CDN, object storage) say nothing about the index:
+        # an unreachable file host neither waits on nor marks the index's breaker.
+        own_host = self._own_host(index, file.url)
+        if own_host:
+            breaker.fail_fast(index, what)
         async with self._limiter(index):
             download = Download(
-                lambda headers: self._get(index, file.url, headers, what, limiter=False),
+                lambda headers: self._get(
+                    index, file.url, headers, what, limiter=False, file_body=True
+                ),
                 what,
                 cap,
                 self.limits,
             )
             try:
                 await download.open(0)
-                breaker.mark_online()
+                if own_host:
+                    breaker.mark_online()
                 length = download.response.headers.get("Content-Length")
                 announced = int(length) if length and length.isdigit() else None
                 if announced is not None and announced > cap:
                     raise HostileInput(f"{what}: announced {announced} bytes, over {cap}")
                 yield FileDownload(file.url, file.filename, announced, download.chunks())
             except ConnectFailure as exc:
+                if not own_host:
+                    raise self._file_host_error(index, file.url, what, exc) from None
                 breaker.mark_offline(index, str(exc))
                 raise IndexUnreachable(
                     redact(f"{what}: index unreachable ({exc}); marked offline"),
@@ -342,6 +443,45 @@ class Upstream:
                 ) from None
             finally:
                 await download.aclose()
+
+    # -- file hosts -----------------------------------------------------------------------------
+
+    def _own_host(self, index: IndexConfig, url: str) -> bool:
+        """Whether *url* is on the index's own origin (else: a file host, e.g. a CDN)."""
+        return origin_of(url) == origin_of(self._base_url(index))
+
+    async def _from_file_host(
+        self, index: IndexConfig, url: str, what: str, call: Callable[[], Awaitable[_T]]
+    ) -> _T:
+        """*call* with the usual retries but without the index's breaker: a file host that
+        cannot be reached says nothing about the index (issue 11.8)."""
+        retries = Retries(self.limits)
+        while True:
+            try:
+                with trio.fail_after(self.limits.request_deadline):
+                    return await call()
+            except (ConnectFailure, ServerError, trio.TooSlowError) as exc:
+                pause = retries.pause(exc)
+                if pause is None:
+                    raise self._file_host_error(index, url, what, exc) from None
+                await trio.sleep(pause)
+
+    def _file_host_error(
+        self, index: IndexConfig, url: str, what: str, exc: Exception
+    ) -> UpstreamError:
+        """A file host failed: the error names it, and says the index itself is not at fault."""
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        host = f"{host}:{parts.port}" if parts.port else host
+        reason = str(exc) or type(exc).__name__
+        return UpstreamError(
+            redact(
+                f"{what}: the file host {host} did not answer usably ({reason}; "
+                f"{self.limits.attempts} attempts); the index itself answers and is not "
+                "affected: retry later, or ask the index's operators"
+            ),
+            details={"index": index.name, "host": host, "reason": redact(reason)},
+        )
 
     # -- http machinery -------------------------------------------------------------------------
 
@@ -376,11 +516,16 @@ class Upstream:
         what: str,
         *,
         limiter: bool = True,
+        file_body: bool = False,
     ) -> AsyncIterator[tuple[httpx.Response, str]]:
-        """GET *url* following at most `max_redirects` same-scheme redirects; streams the body."""
+        """GET *url* following at most `max_redirects` same-scheme redirects; streams the body.
+
+        *file_body*: reads may pause up to `Limits.read_timeout`, not just `Limits.silence`
+        (the caller bounds the wait for the answer's head itself)."""
+        timeout = self._file_timeout if file_body else self._client.timeout
         async with self._limiter(index) if limiter else _nothing():
             for _hop in range(self.limits.max_redirects + 1):
-                request = self._client.build_request("GET", url, headers=headers)
+                request = self._client.build_request("GET", url, headers=headers, timeout=timeout)
                 try:
                     response = await self._client.send(
                         request, stream=True, auth=self._auth(index, url)
@@ -449,13 +594,15 @@ class Upstream:
 
     # -- file:// and find-links -----------------------------------------------------------------
 
-    async def _find_links_page(self, index: IndexConfig, project: str) -> ProjectPage:
+    async def _find_links_page(
+        self, index: IndexConfig, project: str, *, probe: bool = False
+    ) -> ProjectPage:
         what = f"index {index.name}: project {project}"
         base = self._base_url(index)
         if is_local(base) and local_path(base).is_dir():
             files = await trio.to_thread.run_sync(scan_directory, local_path(base), project)
         else:
-            links = await self._links_page(index, base)
+            links = await self._links_page(index, base, probe=probe)
             files = tuple(f for f in links.files if file_project(f.filename) == project)
         if not files:
             raise NotFound(f"{what}: no distribution of this project among the find-links")
@@ -463,7 +610,9 @@ class Upstream:
             index=index.name, project=project, url=base, files=files, fetched_at=self._clock()
         )
 
-    async def _links_page(self, index: IndexConfig, url: str) -> ProjectPage:
+    async def _links_page(
+        self, index: IndexConfig, url: str, *, probe: bool = False
+    ) -> ProjectPage:
         known = self._links.get(index.name)
         ttl = index.max_age if index.max_age is not None else self.limits.find_links_ttl
         if known is not None and self._clock() - known[0] < ttl:
@@ -479,7 +628,7 @@ class Upstream:
                     check_status(response, what)
                     return await self._read_page(response, index, None, final_url, what)
 
-            page = await self._retrying(index, what, attempt)
+            page = await self._retrying(index, what, attempt, background=probe)
         self._links[index.name] = (self._clock(), page)
         return page
 
@@ -509,15 +658,3 @@ def _parse_json_body(body: bytearray, index: str, project: str, url: str) -> Pro
 def _feed(parser: HTMLPageParser, pieces: list[bytes]) -> None:
     for piece in pieces:
         parser.feed_bytes(piece)
-
-
-def _check_hashes(data: bytes, expected: dict[str, str], what: str) -> None:
-    for name, digest in expected.items():
-        if name not in hashlib.algorithms_guaranteed:
-            continue
-        actual = hashlib.new(name, data).hexdigest()
-        if actual != digest:
-            raise HashMismatch(
-                f"{what}: {name} mismatch: the index promised {digest}, got {actual}",
-                details={"expected": digest, "actual": actual, "algorithm": name},
-            )

@@ -24,8 +24,8 @@ status the `satchel` client returns, so scripts can react to the *kind* of failu
     1       the request failed            internal, invalid-params, unknown-method, not-found,
                                           config-error, index-error, hash-mismatch, invalid-wheel,
                                           install-failed, build-failed, disk-full, busy, forbidden,
-                                          build-forbidden, origin-changed, database-damaged,
-                                          and any code this client does not know
+                                          metadata-mismatch, build-forbidden, origin-changed,
+                                          database-damaged, and any code this client does not know
     2       usage                         invalid-requirement (client-side: bad command line)
     3       daemon unavailable            shutting-down, unavailable (client-side: nothing answers)
     4       protocol / incompatible       protocol, incompatible
@@ -65,6 +65,7 @@ __all__ = [
     "INVALID_PARAMS",
     "INVALID_REQUIREMENT",
     "INVALID_WHEEL",
+    "METADATA_MISMATCH",
     "NOT_CACHED",
     "NOT_FOUND",
     "OFFLINE",
@@ -92,6 +93,9 @@ CONFIG_ERROR = "config-error"  # config.toml unreadable or invalid (details name
 INDEX_ERROR = "index-error"  # an index answered, but not usably (or hostile input)
 HASH_MISMATCH = "hash-mismatch"  # downloaded bytes differ from what the index promised
 INVALID_WHEEL = "invalid-wheel"  # a wheel failed validation before anything was written
+#: A wheel's own METADATA disagrees with the PEP 658 metadata its index served (and the
+#: resolution used): the cache now holds the wheel's own, so resolving again is correct.
+METADATA_MISMATCH = "metadata-mismatch"
 INSTALL_FAILED = "install-failed"  # an install failed; the environment is unchanged
 BUILD_FAILED = "build-failed"  # a PEP 517 build of an sdist failed
 #: A build is needed but the user forbade it (--no-build, --only-binary, config.toml `builds`).

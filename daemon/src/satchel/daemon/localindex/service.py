@@ -48,6 +48,7 @@ from satchel.daemon.credentials import redact
 from satchel.daemon.errors import (
     HashMismatch,
     IndexUnreachable,
+    MetadataMismatch,
     NotCached,
     NotFound,
     OriginChanged,
@@ -163,6 +164,13 @@ class LocalIndex:
         self._metadata_absent: dict[str, float] = {}
         #: Blobs served since the last flush (their last_used is bumped in one batch).
         self.used: set[str] = set()
+        rt.catalog.metadata_listeners.append(self._forget_metadata)
+
+    def _forget_metadata(self, sha: str, _url: str) -> None:
+        """The cache replaced *sha*'s core metadata with the wheel's own (issue 11.5): the
+        digest advertised on pages is taken afresh from it."""
+        self._metadata_hashes.pop(sha, None)
+        self._metadata_absent.pop(sha, None)
 
     # -- entry point ----------------------------------------------------------------------------
 
@@ -465,7 +473,7 @@ class LocalIndex:
             return await self._file(request, sha, dist)
         except IndexUnreachable as exc:
             return _text(503, redact(exc.message), [("Retry-After", "30")])
-        except (HashMismatch, UpstreamError) as exc:
+        except (HashMismatch, MetadataMismatch, UpstreamError) as exc:
             return _text(502, redact(exc.message))
         except (NotFound, NotCached) as exc:
             return _text(404, redact(exc.message))

@@ -1,4 +1,9 @@
-"""Core metadata read out of a stored distribution: a wheel's METADATA, an sdist's PKG-INFO."""
+"""Core metadata read out of stored distribution files, and compared with what an index said.
+
+Split out of `satchel.daemon.catalog`: reading an archive's METADATA/PKG-INFO under a size cap,
+and deciding whether a wheel's own METADATA agrees with the PEP 658 file its index served (issue
+11.5), are jobs of their own, with no network and no state.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,10 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from satchel.daemon.candidates import SdistNeedsBuild
-from satchel.daemon.errors import UpstreamError
+from satchel.daemon.candidates import SdistNeedsBuild, parse_core_metadata
+from satchel.daemon.errors import SatchelError, UpstreamError
 
-__all__ = ["MAX_METADATA_BYTES", "metadata_from_file"]
+__all__ = ["MAX_METADATA_BYTES", "metadata_differences", "metadata_from_file"]
 
 #: Upper bound for METADATA/PKG-INFO read out of a stored file: real ones are a few KiB, the
 #: largest seen in the wild are under 1 MiB; more is an archive trying to exhaust memory.
@@ -65,3 +70,31 @@ def metadata_from_file(path: Path, filename: str) -> bytes:
             "after building it"
         )
     raise UpstreamError(f"{filename}: no usable core metadata inside the file")
+
+
+def metadata_differences(used: bytes, own: bytes, filename: str) -> list[str]:
+    """What resolving reads (name, version, Requires-Dist, Requires-Python) that differs
+    between the metadata *used* and the wheel's *own*; empty when only the form differs."""
+    where = f"the core metadata of {filename}"
+    try:
+        before = parse_core_metadata(used, sdist=False, where=where)
+    except SatchelError:
+        return ["the index's metadata is unreadable"]
+    after = parse_core_metadata(own, sdist=False, where=f"the METADATA in {filename}")
+    out: list[str] = []
+    if (before.name, before.version) != (after.name, after.version):
+        out.append(
+            f"the index says {before.name} {before.version}, the wheel {after.name} {after.version}"
+        )
+    was = {str(r) for r in before.requires_dist}
+    now = {str(r) for r in after.requires_dist}
+    if now - was:
+        out.append(f"Requires-Dist missing from the index's: {', '.join(sorted(now - was))}")
+    if was - now:
+        out.append(f"Requires-Dist not in the wheel's: {', '.join(sorted(was - now))}")
+    if str(before.requires_python or "") != str(after.requires_python or ""):
+        out.append(
+            f"Requires-Python {before.requires_python or '(none)'} in the index's, "
+            f"{after.requires_python or '(none)'} in the wheel's"
+        )
+    return out
