@@ -23,7 +23,7 @@ from satchel.daemon.errors import InstallError, NotFound
 from satchel.daemon.installer import InstallItem, Scheme, env_lock, installed_distributions
 from satchel.daemon.venv import create_venv
 from satchel.daemon.wheel import UnpackedWheel, unpack
-from tests.support.installing import install, journals_of, recover, uninstall
+from tests.support.installing import install, journals_of, kill_mid_install, recover, uninstall
 from tests.support.wheels import build_wheel
 
 RICH = {
@@ -229,47 +229,12 @@ def test_two_wheels_writing_one_path_are_refused(tmp_path: Path, scheme: Scheme)
     assert _snapshot(scheme.data) == before
 
 
-_KILLER = """
-import os, sys
-from pathlib import Path
-from satchel.daemon import linking
-from satchel.daemon.installer import InstallItem, Scheme, install
-from satchel.daemon.wheel import load_unpacked
-
-original = linking.Linker.place_all
-def place_half_then_die(self, pairs):
-    pairs = list(pairs)
-    original(self, pairs[: len(pairs) // 2])
-    os._exit(9)
-linking.Linker.place_all = place_half_then_die
-venv, root, sha, journals = sys.argv[1:]
-v = Path(venv)
-site = next(v.glob("lib/python*/site-packages"))
-scheme = Scheme(site, site, v / "bin", v, v / "include", v / "bin" / "python")
-install(scheme, [InstallItem(load_unpacked(Path(root), sha))], journal_dir=Path(journals))
-"""
-
-
 def test_killed_install_is_recovered_to_the_old_state(tmp_path: Path, scheme: Scheme) -> None:
     install(scheme, [InstallItem(_unpack(tmp_path, "pkg", "1.0", files={"pkg/a.py": "1"}))])
     before = _snapshot(scheme.data)
     files = {f"pkg/m{i:02}.py": str(i) for i in range(20)}
     new = _unpack(tmp_path, "pkg", "2.0", files=files)
-    child = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _KILLER,
-            str(scheme.data),
-            str(tmp_path / "unpacked"),
-            new.sha256,
-            str(journals_of(scheme)),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert child.returncode == 9, child.stderr
+    kill_mid_install(scheme, tmp_path / "unpacked", new.sha256)
     assert list(journals_of(scheme).glob("*.json"))  # it died mid-way
     assert not list(scheme.data.glob(".satchel-trash-*/*.json"))  # no journal in the venv
     assert recover(scheme)

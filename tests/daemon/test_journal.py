@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,29 +15,8 @@ from satchel.daemon.installer import InstallItem, Scheme, installed_distribution
 from satchel.daemon.journal import JournalError, load, recover_all, write
 from satchel.daemon.venv import create_venv
 from satchel.daemon.wheel import UnpackedWheel, unpack
-from tests.support.installing import install, journals_of, recover
+from tests.support.installing import install, journals_of, kill_mid_install, recover
 from tests.support.wheels import build_wheel
-
-#: A daemon's install, killed after linking half of the new files (as kill -9 would).
-_KILLED_INSTALL = """
-import os, sys
-from pathlib import Path
-from satchel.daemon import linking
-from satchel.daemon.installer import InstallItem, Scheme, install
-from satchel.daemon.wheel import load_unpacked
-
-original = linking.Linker.place_all
-def place_half_then_die(self, pairs):
-    pairs = list(pairs)
-    original(self, pairs[: len(pairs) // 2])
-    os._exit(9)
-linking.Linker.place_all = place_half_then_die
-venv, root, sha, journals = sys.argv[1:]
-v = Path(venv)
-site = next(v.glob("lib/python*/site-packages"))
-scheme = Scheme(site, site, v / "bin", v, v / "include", v / "bin" / "python")
-install(scheme, [InstallItem(load_unpacked(Path(root), sha))], journal_dir=Path(journals))
-"""
 
 
 def _unpack(tmp_path: Path, version: str, files: dict[str, str]) -> UnpackedWheel:
@@ -68,21 +46,7 @@ def test_an_install_killed_mid_way_is_rolled_back_at_start_and_its_journal_remov
     before = _snapshot(scheme.data)
     new = _unpack(tmp_path, "2.0", {f"pkg/m{i:02}.py": str(i) for i in range(20)})
     journals = journals_of(scheme)
-    child = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _KILLED_INSTALL,
-            str(scheme.data),
-            str(tmp_path / "unpacked"),
-            new.sha256,
-            str(journals),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert child.returncode == 9, child.stderr
+    kill_mid_install(scheme, tmp_path / "unpacked", new.sha256)
     assert _snapshot(scheme.data) != before  # half-applied, as a user would find it
     assert len(list(journals.iterdir())) == 1
     assert not any(name.endswith(".json") for name in _snapshot(scheme.data))

@@ -43,6 +43,15 @@ __all__ = [
 FULL = os.environ.get("SATCHEL_RELIABILITY_FULL") == "1"
 
 
+def memory_mib(pid: int, field: str = "VmHWM") -> float:
+    """A memory figure of process *pid* from ``/proc/<pid>/status``, in MiB: ``VmHWM`` (its
+    peak resident set) by default, or ``VmRSS`` (resident now)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {field} for pid {pid}")
+
+
 def scaled(default: int, full: int) -> int:
     """*full* when the full-size suite was asked for, else *default*."""
     return full if FULL else default

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.harness import Rig, rig_for
+from tests.reliability.harness import Rig, memory_mib, rig_for
 from tests.reliability.hostile_server import Handler, HostileServer, reply, reset
 from tests.support.wheels import build_wheel
 
@@ -68,14 +68,6 @@ def hostile(tmp_path: Path) -> Iterator[Hostile]:
     with HostileServer() as server:
         for rig in rig_for(tmp_path):
             yield Hostile(rig, server)
-
-
-def peak_rss_mib(pid: int) -> float:
-    """The process's peak resident set size (``VmHWM``), in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
 
 
 def _once_then(fault: object, hostile: Hostile, path: str) -> None:
@@ -224,9 +216,9 @@ def test_50_mb_html_page_is_handled_in_bounded_memory(hostile: Hostile) -> None:
     body = hostile.page.replace(b"<body>", b"<body>" + filler * (50 * 2**20 // len(filler)))
     hostile.server.routes[PAGE] = lambda h: reply(h, 200, body, Content_Type="text/html")
     pid = hostile.rig.daemon_pid()
-    before = peak_rss_mib(pid)
+    before = memory_mib(pid)
     code, err, seconds = hostile.prefetch()
-    after = peak_rss_mib(pid)
+    after = memory_mib(pid)
     print(
         f"\n50 MB page: exit {code} in {seconds:.1f} s, "
         f"daemon peak RSS {before:.0f} -> {after:.0f} MiB"
@@ -242,9 +234,9 @@ def test_gzip_bomb_page_is_capped_in_bounded_memory(hostile: Hostile) -> None:
         h, 200, bomb, Content_Type="text/html", Content_Encoding="gzip"
     )
     pid = hostile.rig.daemon_pid()
-    before = peak_rss_mib(pid)
+    before = memory_mib(pid)
     code, err, seconds = hostile.prefetch()
-    after = peak_rss_mib(pid)
+    after = memory_mib(pid)
     print(
         f"\ngzip bomb: exit {code} in {seconds:.1f} s, "
         f"daemon peak RSS {before:.0f} -> {after:.0f} MiB"

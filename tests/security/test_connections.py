@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.harness import Rig, rig_for
+from tests.reliability.harness import Rig, memory_mib, rig_for
 from tests.support.daemon import Client, call
 
 CLIENTS = 20
@@ -29,13 +29,6 @@ PEAK_LIMIT_MIB = 200
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[Rig]:
     yield from rig_for(tmp_path)
-
-
-def _peak_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
 
 
 def _flood(client: Client) -> int:
@@ -68,7 +61,7 @@ def test_clients_that_never_read_their_answers_are_bounded_and_closed(rig: Rig) 
     """issue 11.13: per-connection answer buffers are bounded; such peers are closed."""
     pid = rig.daemon_pid()
     path = str(rig.env.socket)
-    before = _peak_mib(pid)
+    before = memory_mib(pid)
     clients = [Client(path) for _ in range(CLIENTS)]
     try:
         for client in clients:
@@ -80,7 +73,7 @@ def test_clients_that_never_read_their_answers_are_bounded_and_closed(rig: Rig) 
     finally:
         for client in clients:
             client.close()
-    peak = _peak_mib(pid)
+    peak = memory_mib(pid)
     full = REQUESTS * ANSWER
     print(
         f"\n{CLIENTS} clients pipelining {REQUESTS} x {ANSWER // 1024} KiB answers unread: "

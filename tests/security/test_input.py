@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.harness import Rig, rig_for
+from tests.reliability.harness import Rig, memory_mib, rig_for
 
 #: The daemon's cap (satchel.daemon.reqfiles.MAX_INPUT_BYTES).
 LIMIT = 16 * 2**20
@@ -28,13 +28,6 @@ PEAK_LIMIT_MIB = 150
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[Rig]:
     yield from rig_for(tmp_path)
-
-
-def _peak_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
 
 
 def _make(kind: str, directory: Path, name: str) -> Path:
@@ -85,7 +78,7 @@ def test_hostile_input_files_are_refused_naming_the_file(rig: Rig, kind: str) ->
         assert str(path) in result.stderr, result.stderr
         assert KINDS[kind] in result.stderr, result.stderr
         assert "internal" not in result.stderr
-    peak = _peak_mib(pid)
+    peak = memory_mib(pid)
     print(f"\n{kind}: daemon peak {peak:.0f} MiB\n  " + "\n  ".join(outcomes))
     assert peak < PEAK_LIMIT_MIB
     assert rig.daemon_pid() == pid, "the daemon was replaced"

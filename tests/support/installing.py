@@ -7,6 +7,8 @@ to the environment's prefix, outside it, as the daemon's do.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,48 @@ from typing import Any
 from satchel.daemon import installer
 from satchel.daemon.installer import InstallItem, InstallReport, Scheme
 
-__all__ = ["install", "journals_of", "recover", "uninstall"]
+__all__ = ["install", "journals_of", "kill_mid_install", "recover", "uninstall"]
+
+#: A daemon's install in a child process, killed (``os._exit(9)``) after linking half of the new
+#: files, as kill -9 would leave it. Arguments: venv, unpacked root, sha256, journal directory.
+_KILLED_INSTALL = """
+import os, sys
+from pathlib import Path
+from satchel.daemon import linking
+from satchel.daemon.installer import InstallItem, Scheme, install
+from satchel.daemon.wheel import load_unpacked
+
+original = linking.Linker.place_all
+def place_half_then_die(self, pairs):
+    pairs = list(pairs)
+    original(self, pairs[: len(pairs) // 2])
+    os._exit(9)
+linking.Linker.place_all = place_half_then_die
+venv, root, sha, journals = sys.argv[1:]
+v = Path(venv)
+site = next(v.glob("lib/python*/site-packages"))
+scheme = Scheme(site, site, v / "bin", v, v / "include", v / "bin" / "python")
+install(scheme, [InstallItem(load_unpacked(Path(root), sha))], journal_dir=Path(journals))
+"""
+
+
+def kill_mid_install(scheme: Scheme, unpacked_root: Path, sha256: str) -> None:
+    """Install the unpacked wheel *sha256* into *scheme* in a child killed half-way through."""
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _KILLED_INSTALL,
+            str(scheme.data),
+            str(unpacked_root),
+            sha256,
+            str(journals_of(scheme)),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert child.returncode == 9, child.stderr
 
 
 def journals_of(scheme: Scheme) -> Path:
