@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import trio
@@ -84,10 +85,10 @@ async def locked_files(session: Session, lock: Lock, target: Target | None = Non
             chosen.append((package, (best,)))
     out: list[FileRef] = []
     for package, files in chosen:
-        candidates = await _candidates(session, lock, package)
+        scope = await _candidates(session, lock, package)
         used: dict[str, IndexConfig] = {}
         for file in files:
-            index, trusted = await _vouched(session, lock, package, candidates, file)
+            index, trusted = await _vouched(session, lock, package, scope, file)
             out.append((index, package.name, trusted))
             used[index.name] = index
         if len(used) == 1:
@@ -106,7 +107,17 @@ def unsupported_notes(lock: Lock) -> list[str]:
     return notes
 
 
-async def _candidates(session: Session, lock: Lock, package: LockedPackage) -> list[IndexConfig]:
+@dataclass(frozen=True)
+class Scope:
+    """The indexes a locked package may come from, and why those (for messages)."""
+
+    indexes: list[IndexConfig]
+    why: str
+    #: The command that accepts another index for the package (None: `satchel index add`).
+    accept: str | None = None
+
+
+async def _candidates(session: Session, lock: Lock, package: LockedPackage) -> Scope:
     project = package.name
     binding = await trio.to_thread.run_sync(session.catalog.origins.get, project)
     if session.strategy is Strategy.UNSAFE_BEST_MATCH:
@@ -123,7 +134,7 @@ async def _candidates(session: Session, lock: Lock, package: LockedPackage) -> l
             )
         if binding is not None and binding.url != index_identity(index.url):
             raise _refusal(lock, project, binding, index)
-        return [index]
+        return Scope([index], "the index the lock names")
     if binding is not None:
         index = configured.get(binding.url)
         if index is None:
@@ -134,13 +145,17 @@ async def _candidates(session: Session, lock: Lock, package: LockedPackage) -> l
                 f"accept another with `satchel origins trust {project} INDEX`",
                 details={"project": project, "reason": "not-configured", "bound": binding.url},
             )
-        return [index]
+        return Scope(
+            [index],
+            f"{project} came from it before",
+            accept=f"satchel origins trust {project} INDEX",
+        )
     pins: dict[str, str] = {canonicalize_name(k): v for k, v in session.config.pins.items()}
     pinned = pins.get(project)
     if pinned is not None:
         index = session.index(pinned)
-        return [index] if index is not None else []
-    return [i for i in session.indexes if not i.explicit]
+        return Scope([index] if index is not None else [], f"{project} is pinned to it")
+    return Scope([i for i in session.indexes if not i.explicit], "every non-explicit index")
 
 
 def _refusal(lock: Lock, project: str, binding: Binding, index: IndexConfig) -> OriginChanged:
@@ -164,11 +179,11 @@ async def _vouched(
     session: Session,
     lock: Lock,
     package: LockedPackage,
-    candidates: Sequence[IndexConfig],
+    scope: Scope,
     file: FileEntry,
 ) -> tuple[IndexConfig, FileEntry]:
-    """The first of *candidates* that vouches for *file*, and the entry to fetch it by."""
-    catalog, project, sha = session.catalog, package.name, file.sha256
+    """The first index of *scope* that vouches for *file*, and the entry to fetch it by."""
+    catalog, project, sha, candidates = session.catalog, package.name, file.sha256, scope.indexes
     if sha is not None:
         served = await trio.to_thread.run_sync(catalog.metadb.origins, sha)
         for index in candidates:
@@ -200,7 +215,7 @@ async def _vouched(
             listed = _listing(fresh.files, sha) if fresh is not None else None
             if listed is not None:
                 return index, listed
-    raise _unvouched(session, lock, package, candidates, file, unreachable)
+    raise _unvouched(session, lock, package, scope, file, unreachable)
 
 
 def _listing(files: Sequence[FileEntry], sha: str) -> FileEntry | None:
@@ -211,30 +226,36 @@ def _unvouched(
     session: Session,
     lock: Lock,
     package: LockedPackage,
-    candidates: Sequence[IndexConfig],
+    scope: Scope,
     file: FileEntry,
     unreachable: list[str],
 ) -> NotCached | NotFound:
     what = f"{lock.path}: {package.name} {package.version or ''} ({file.filename})".replace(
         "  ", " "
     )
-    names = ", ".join(f"'{i.name}'" for i in candidates) or "none"
-    host = _origin(file.url)[1] or file.url
+    names = ", ".join(f"'{i.name}'" for i in scope.indexes) or "none"
+    details = {"package": package.name, "file": file.filename, "indexes": names}
     if session.offline:
         return NotCached(
-            f"{what}: offline, and no index in scope ({names}) is recorded as having served "
-            f"sha256 {file.sha256}: it is not in the cache under any of them; run `satchel "
-            "prefetch` with this lock while online",
-            details={"package": package.name, "file": file.filename, "indexes": names},
+            f"{what}: offline, and no index in scope for {package.name} ({names}: {scope.why}) "
+            f"is recorded as having served sha256 {file.sha256}: it is not in the cache; run "
+            "`satchel prefetch` with this lock while online",
+            details=details,
         )
-    down = f"; unreachable: {', '.join(unreachable)}" if unreachable else ""
+    scheme, host, port = _origin(file.url)
+    where = f"{scheme}://{host}:{port}" if host else file.url
+    down = f" (unreachable: {', '.join(unreachable)})" if unreachable else ""
+    accept = (
+        f"if the change is intended, accept the index it comes from with `{scope.accept}`"
+        if scope.accept
+        else "add the index it comes from with `satchel index add NAME URL`"
+    )
     return NotFound(
-        f"{what}: no configured index in scope for {package.name} ({names}) serves this file: "
-        f"its URL is on {host}, which is no configured index's host, and no index's page for "
-        f"{package.name} lists sha256 {file.sha256}{down}. Satchel does not fetch a file "
-        "because a lock names its URL; add the index it comes from with `satchel index add "
-        "NAME URL`",
-        details={"package": package.name, "file": file.filename, "indexes": names},
+        f"{what}: no index in scope for {package.name} ({names}: {scope.why}) serves this "
+        f"file{down}: none lists sha256 {file.sha256} on its page for {package.name}, and its "
+        f"URL is on {where}, none of their origins. Satchel does not fetch a file because a "
+        f"lock names its URL; {accept}",
+        details=details,
     )
 
 
