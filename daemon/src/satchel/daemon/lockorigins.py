@@ -38,7 +38,13 @@ from packaging.utils import canonicalize_name
 from satchel.daemon.catalog import Session
 from satchel.daemon.config import IndexConfig
 from satchel.daemon.credentials import strip_userinfo
-from satchel.daemon.errors import IndexUnreachable, NotCached, NotFound, OriginChanged
+from satchel.daemon.errors import (
+    IndexUnreachable,
+    NotCached,
+    NotFound,
+    OriginChanged,
+    SatchelError,
+)
 from satchel.daemon.model import FileEntry
 from satchel.daemon.origins import Binding, How, Verdict, index_identity
 from satchel.daemon.pylock import Lock, LockedPackage
@@ -52,6 +58,12 @@ __all__ = ["FileRef", "locked_files", "unsupported_notes"]
 FileRef = tuple[IndexConfig, str, FileEntry]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+#: Packages of one lock tied at a time. Tying a package costs database reads and, for files on
+#: a host other than the index's (a CDN) whose page is not cached yet, one page request: a lock
+#: of a few hundred packages then waits on the network a few dozen times, not a few hundred.
+#: The upstream's per-index limit still bounds what one index sees.
+CONCURRENCY = 16
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -83,16 +95,39 @@ async def locked_files(session: Session, lock: Lock, target: Target | None = Non
                     details={"package": package.name},
                 )
             chosen.append((package, (best,)))
+    results: list[list[FileRef] | SatchelError] = [[] for _ in chosen]
+    limiter = trio.CapacityLimiter(CONCURRENCY)
+
+    async def tie(number: int, package: LockedPackage, files: tuple[FileEntry, ...]) -> None:
+        async with limiter:
+            try:
+                results[number] = await _tie_package(session, lock, package, files)
+            except SatchelError as exc:  # raised below, in the lock's order, not as a group
+                results[number] = exc
+
+    async with trio.open_nursery() as nursery:
+        for number, (package, files) in enumerate(chosen):
+            nursery.start_soon(tie, number, package, files)
     out: list[FileRef] = []
-    for package, files in chosen:
-        scope = await _candidates(session, lock, package)
-        used: dict[str, IndexConfig] = {}
-        for file in files:
-            index, trusted = await _vouched(session, lock, package, scope, file)
-            out.append((index, package.name, trusted))
-            used[index.name] = index
-        if len(used) == 1:
-            await _bind(session, package.name, *used.values())
+    for result in results:
+        if isinstance(result, SatchelError):
+            raise result
+        out.extend(result)
+    return out
+
+
+async def _tie_package(
+    session: Session, lock: Lock, package: LockedPackage, files: tuple[FileEntry, ...]
+) -> list[FileRef]:
+    scope = await _candidates(session, lock, package)
+    out: list[FileRef] = []
+    used: dict[str, IndexConfig] = {}
+    for file in files:
+        index, trusted = await _vouched(session, lock, package, scope, file)
+        out.append((index, package.name, trusted))
+        used[index.name] = index
+    if len(used) == 1 and not scope.bound:
+        await _bind(session, package.name, *used.values())
     return out
 
 
@@ -115,6 +150,8 @@ class Scope:
     why: str
     #: The command that accepts another index for the package (None: `satchel index add`).
     accept: str | None = None
+    #: Whether the package's project is bound to an index already (nothing to bind).
+    bound: bool = False
 
 
 async def _candidates(session: Session, lock: Lock, package: LockedPackage) -> Scope:
@@ -134,7 +171,7 @@ async def _candidates(session: Session, lock: Lock, package: LockedPackage) -> S
             )
         if binding is not None and binding.url != index_identity(index.url):
             raise _refusal(lock, project, binding, index)
-        return Scope([index], "the index the lock names")
+        return Scope([index], "the index the lock names", bound=binding is not None)
     if binding is not None:
         index = configured.get(binding.url)
         if index is None:
@@ -149,6 +186,7 @@ async def _candidates(session: Session, lock: Lock, package: LockedPackage) -> S
             [index],
             f"{project} came from it before",
             accept=f"satchel origins trust {project} INDEX",
+            bound=True,
         )
     pins: dict[str, str] = {canonicalize_name(k): v for k, v in session.config.pins.items()}
     pinned = pins.get(project)
