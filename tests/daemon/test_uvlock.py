@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from satchel.daemon.reqfiles import RequirementsFileError
+from satchel.daemon.resolution import is_lock, read_lock
 from satchel.daemon.target import synthetic_target
 from satchel.daemon.uvlock import read_uv_lock
 
@@ -110,3 +111,19 @@ def test_a_broken_uv_lock_is_refused_naming_the_package(
     path.write_text(body)
     with pytest.raises(RequirementsFileError, match=message):
         read_uv_lock(path)
+
+
+def test_a_renamed_uv_lock_given_to_install_lock_is_still_read_as_uv_lock(tmp_path: Path) -> None:
+    """``-r`` goes by name (uv.lock, pylock*.toml); ``--lock`` of another name by content."""
+    renamed = tmp_path / "deps.lock"
+    renamed.write_text(LOCK)
+    lock = read_lock(renamed)
+    assert lock.roots is not None
+    assert sorted(p.name for p in lock.applicable(LINUX)) == [
+        "click",
+        "ipywidgets",
+        "pytest",
+        "rich",
+    ]
+    assert is_lock(tmp_path / "uv.lock") and is_lock(tmp_path / "pylock.dev.toml")
+    assert not is_lock(renamed)

@@ -212,3 +212,17 @@ def test_a_git_dependency_in_uv_lock_is_refused_naming_it(world: World) -> None:
     assert "fromgit comes from the git repository https://127.0.0.1:9/fromgit.git" in result.stderr
     assert "not from an index" in result.stderr
     assert not (venv / "lib").exists() or "alpha" not in world.pip_list(venv)
+
+
+def test_a_lock_and_other_requirements_in_one_install_are_refused(world: World) -> None:
+    """A lock installs exactly what it lists: requirements beside it would be silently
+    re-resolved or dropped, so the install says so instead (and installs nothing)."""
+    lock = world.root / "pylock.toml"
+    world.ok("resolve", "beta", "--format", "pylock", "-o", str(lock))
+    venv = world.root / "venv"
+
+    result = world.satchel("install", "--lock", str(lock), "alpha", "--venv", str(venv))
+
+    assert result.returncode == 1, result.stderr
+    assert "installs exactly what it lists" in result.stderr
+    assert "[invalid-params]" in result.stderr

@@ -172,8 +172,17 @@ def is_lock(path: Path) -> bool:
 
 
 def read_lock(path: Path) -> pylock.Lock:
-    """A uv.lock or a PEP 751 lock (blocking); `RequirementsFileError` naming what is wrong."""
-    return read_uv_lock(path) if path.name == "uv.lock" else pylock.read_pylock(path)
+    """A uv.lock or a PEP 751 lock (blocking); `RequirementsFileError` naming what is wrong.
+
+    By name, else (``--lock`` of a renamed file) by content: uv.lock has ``[[package]]`` and
+    no ``lock-version``."""
+    if path.name == "uv.lock":
+        return read_uv_lock(path)
+    if not is_lock(path):
+        data = read_toml(path)
+        if "lock-version" not in data and "package" in data:
+            return read_uv_lock(path)
+    return pylock.read_pylock(path)
 
 
 def _parsed(req: Requirement, origin: str) -> ParsedRequirement:
