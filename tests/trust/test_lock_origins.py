@@ -197,3 +197,23 @@ def test_an_unbound_project_is_bound_to_the_index_that_served_its_locked_file(
     bound = {item["project"]: item for item in listing}
     assert bound["evil"]["index"] == "public"
     assert bound["evil"]["how"] == "first-use"
+
+
+def test_a_lock_never_overrides_a_pin(world: World) -> None:
+    """``evil`` is pinned to ``internal`` (the user's word); a lock taking it from ``public`` is
+    refused naming the pin and the command that changes it, and nothing is fetched."""
+    world.ok("index", "pin", "evil", "internal")
+    world.public.reset_log()
+    evil = "evil-1.0-py3-none-any.whl"
+    lock = pylock(
+        world.root / "pylock.toml",
+        ("evil", "1.0", world.public.file_url(evil), world.public.sha256(evil)),
+        index=world.public.url,
+    )
+
+    stderr, details = install_fails(world, lock, "not-found")
+
+    assert details == {"package": "evil", "index": "public", "pinned": "internal"}
+    assert "evil is pinned to index 'internal'" in stderr
+    assert "satchel index pin evil public" in stderr
+    assert files_fetched(world.public) == []

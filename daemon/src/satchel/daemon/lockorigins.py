@@ -160,6 +160,8 @@ async def _candidates(session: Session, lock: Lock, package: LockedPackage) -> S
     if session.strategy is Strategy.UNSAFE_BEST_MATCH:
         binding = None  # the documented opt-out: bindings are neither checked nor made
     configured = {index_identity(i.url): i for i in session.indexes}
+    pins: dict[str, str] = {canonicalize_name(k): v for k, v in session.config.pins.items()}
+    pinned = pins.get(project)
     if package.index is not None:
         index = configured.get(index_identity(package.index))
         if index is None:
@@ -171,6 +173,13 @@ async def _candidates(session: Session, lock: Lock, package: LockedPackage) -> S
             )
         if binding is not None and binding.url != index_identity(index.url):
             raise _refusal(lock, project, binding, index)
+        if binding is None and pinned is not None and pinned != index.name:
+            raise NotFound(
+                f"{lock.path}: {project} is pinned to index '{pinned}' in config.toml; the lock "
+                f"takes it from index '{index.name}'. Refused: the pin is your word; change it "
+                f"with `satchel index pin {project} {index.name}` if the lock is right",
+                details={"package": project, "index": index.name, "pinned": pinned},
+            )
         return Scope([index], "the index the lock names", bound=binding is not None)
     if binding is not None:
         index = configured.get(binding.url)
@@ -188,8 +197,6 @@ async def _candidates(session: Session, lock: Lock, package: LockedPackage) -> S
             accept=f"satchel origins trust {project} INDEX",
             bound=True,
         )
-    pins: dict[str, str] = {canonicalize_name(k): v for k, v in session.config.pins.items()}
-    pinned = pins.get(project)
     if pinned is not None:
         index = session.index(pinned)
         return Scope([index] if index is not None else [], f"{project} is pinned to it")
