@@ -154,9 +154,9 @@ def test_lock_marker_and_best_file_for_a_target(tmp_path: Path) -> None:
         ('lock-version = "2.0"\n', "unsupported lock-version"),
         ('lock-version = "1.0"\n[[packages]]\nname = "x"\n', "no wheels and no sdist"),
         (
-            'lock-version = "1.0"\n[[packages]]\nname = "x"\n'
+            'lock-version = "1.0"\n[[packages]]\nname = "x"\nmarker = "os_name =="\n'
             'vcs = { type = "git", url = "http://127.0.0.1/x.git" }\n',
-            "vcs sources are not supported",
+            "Expected a marker variable",
         ),
         (
             'lock-version = "1.0"\n[[packages]]\nname = "x"\n'
@@ -173,3 +173,37 @@ def test_bad_locks_are_refused(tmp_path: Path, body: str, message: str) -> None:
     path.write_text(body)
     with pytest.raises(RequirementsFileError, match=message):
         read_pylock(path)
+
+
+def test_a_lock_without_index_is_read_and_non_index_sources_are_kept_as_unsupported(
+    tmp_path: Path,
+) -> None:
+    """Issue 13.6: uv and pip write no ``index``; ``uv export`` writes the project itself as an
+    editable directory (skipped), and git or path dependencies as vcs/directory packages
+    (kept, with a message naming the package and its source, refused where they are needed)."""
+    path = tmp_path / "pylock.toml"
+    path.write_text(
+        'lock-version = "1.0"\ncreated-by = "uv"\n'
+        '[[packages]]\nname = "alpha"\nversion = "1.0"\n'
+        'wheels = [{ url = "http://127.0.0.1/files/alpha-1.0-py3-none-any.whl", '
+        'hashes = { sha256 = "' + "a" * 64 + '" } }]\n'
+        '[[packages]]\nname = "gitdep"\nversion = "0.3"\n'
+        'vcs = { type = "git", url = "file:///src/gitdep", commit-id = "abc" }\n'
+        '[[packages]]\nname = "localdep"\ndirectory = { path = "../localdep", editable = false }\n'
+        '[[packages]]\nname = "myproj"\ndirectory = { path = ".", editable = true }\n'
+    )
+    lock = read_pylock(path)
+    assert [(p.name, p.index) for p in lock.packages] == [
+        ("alpha", None),
+        ("gitdep", None),
+        ("localdep", None),
+    ]
+    alpha, gitdep, localdep = lock.packages
+    assert alpha.unsupported is None
+    assert alpha.wheels[0].filename == "alpha-1.0-py3-none-any.whl"
+    assert gitdep.unsupported is not None
+    assert "gitdep comes from the git repository file:///src/gitdep" in gitdep.unsupported
+    assert localdep.unsupported is not None
+    assert "the local directory ../localdep" in localdep.unsupported
+    assert lock.skipped == ("myproj (editable, the local directory .)",)
+    assert [p.name for p in lock.applicable(LINUX)] == ["alpha", "gitdep", "localdep"]

@@ -163,7 +163,11 @@ def test_uv_lock_keeps_registry_packages_with_their_files_and_index(tmp_path: Pa
     path = tmp_path / "uv.lock"
     path.write_text(UV_LOCK)
     lock = read_uv_lock(path)
-    assert [p.name for p in lock.packages] == ["alpha"]
+    assert [(p.name, p.unsupported is None) for p in lock.packages] == [
+        ("alpha", True),
+        ("from-git", False),  # kept, without files, to be refused where it is needed
+    ]
+    assert lock.skipped == ("myproject (editable, .)",)
     alpha = lock.packages[0]
     assert alpha.index == "http://127.0.0.1:9/simple"
     assert alpha.version == "1.0"

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import trio
-from packaging.utils import canonicalize_name
 
 from satchel.daemon import pylock
 from satchel.daemon.builder import cached_wheel, not_built, wheel_for
@@ -43,12 +42,12 @@ from satchel.daemon.installer import (
 )
 from satchel.daemon.journal import journal_dir
 from satchel.daemon.linking import LinkMode
+from satchel.daemon.lockorigins import locked_files
 from satchel.daemon.metadb import BuiltWheel
 from satchel.daemon.model import FileEntry
 from satchel.daemon.resolution import (
     Inputs,
     fetch_files,
-    locked_files,
     pinned_files,
     request_session,
     resolve_request,
@@ -164,7 +163,7 @@ async def install_into(
     venv: Path,
     *,
     target: Target | None = None,
-    lock: pylock.Lock | None = None,
+    locks: Sequence[pylock.Lock] = (),
     link_mode: str = "auto",
     compile_bytecode: bool = False,
     progress: Progress | None = None,
@@ -182,7 +181,7 @@ async def install_into(
             inputs,
             venv,
             target=target,
-            lock=lock,
+            locks=locks,
             link_mode=link_mode,
             compile_bytecode=compile_bytecode,
             progress=progress,
@@ -196,7 +195,7 @@ async def _install_into(
     venv: Path,
     *,
     target: Target | None,
-    lock: pylock.Lock | None,
+    locks: Sequence[pylock.Lock],
     link_mode: str,
     compile_bytecode: bool,
     progress: Progress | None,
@@ -208,18 +207,18 @@ async def _install_into(
     requested: set[str] = set()
     files: list[tuple[IndexConfig, str, FileEntry]] = []
     kept: list[str] = []
-    if lock is not None:
+    if locks:
         session = request_session(rt, params, inputs)
-        # locked_files maps every locked package to a configured index, or refuses the lock.
-        index_of = {project: index for index, project, _file in locked_files(session, lock)}
-        for package in lock.packages:
-            if not package.applies_to(target):
-                continue
-            best = package.best_file(target)
-            if best is None:
-                raise InstallError(f"{lock.path}: no file of {package.name} fits this environment")
-            files.append((index_of[canonicalize_name(package.name)], package.name, best))
-            requested.add(package.name)
+        for lock in locks:
+            # Every file the target needs, tied to a configured index, or the lock is refused.
+            chosen = await locked_files(session, lock, target)
+            files += chosen
+            requested.update(project for _index, project, _file in chosen)
+            if lock.skipped:
+                session.notes.append(
+                    f"{lock.path}: not installed from the lock (install the project's own code "
+                    f"with pip or uv): {', '.join(lock.skipped)}"
+                )
     else:
         outcome = await resolve_request(rt, params, inputs, target, installed=installed_versions)
         session = outcome.session

@@ -33,12 +33,14 @@ from satchel.daemon.resolver import Pin, Resolution
 from satchel.daemon.target import Target
 
 __all__ = [
+    "Edge",
     "Lock",
     "LockedPackage",
     "dumps_json",
     "dumps_pylock",
     "dumps_requirements",
     "read_pylock",
+    "unsupported_message",
 ]
 
 
@@ -148,15 +150,35 @@ def dumps_json(resolution: Resolution) -> bytes:
 # --- reading --------------------------------------------------------------------------------
 
 
+class Edge(msgspec.Struct, frozen=True, kw_only=True):
+    """A dependency edge of a uv.lock: which package (and version, when the lock holds several),
+    under which marker, with which extras."""
+
+    name: str
+    version: str | None = None
+    marker: str | None = None
+    extras: tuple[str, ...] = ()
+
+    def holds(self, target: Target) -> bool:
+        return self.marker is None or Marker(self.marker).evaluate({**target.markers, "extra": ""})
+
+
 class LockedPackage(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     version: str | None
-    #: Base URL of the index the lock says the files came from (None: not recorded).
+    #: Base URL of the index the lock says the files came from (None: not recorded; the
+    #: configuration and the recorded origins decide, `satchel.daemon.lockorigins`).
     index: str | None
     marker: str | None = None
     requires_python: str | None = None
     wheels: tuple[FileEntry, ...] = ()
     sdist: FileEntry | None = None
+    #: Why the package cannot come from Satchel (a git, path or URL source), for a message;
+    #: such a package has no files.
+    unsupported: str | None = None
+    #: uv.lock only: the package's dependencies, and those of each of its extras.
+    dependencies: tuple[Edge, ...] = ()
+    optional: tuple[tuple[str, tuple[Edge, ...]], ...] = ()
 
     def applies_to(self, target: Target) -> bool:
         """Whether the package's marker and requires-python hold on *target*."""
@@ -181,19 +203,79 @@ class LockedPackage(msgspec.Struct, frozen=True, kw_only=True):
                 return choice.file
         return self.sdist
 
+    def files(self) -> tuple[FileEntry, ...]:
+        return (*self.wheels, *([self.sdist] if self.sdist else []))
+
 
 class Lock(msgspec.Struct, frozen=True, kw_only=True):
     path: str
     requires_python: str | None
     environments: tuple[str, ...]
     packages: tuple[LockedPackage, ...]
+    #: uv.lock only: the dependency edges out of the project and its workspace members (their
+    #: dependencies and ``dev`` group, what ``uv sync`` installs). None: a PEP 751 lock, whose
+    #: packages carry their own markers.
+    roots: tuple[Edge, ...] | None = None
+    #: What the lock lists that is not installed from it (the project itself, editables), for
+    #: notes.
+    skipped: tuple[str, ...] = ()
 
     def files(self) -> list[FileEntry]:
         """Every file the lock lists (what ``prefetch`` of a lock fetches)."""
-        return [f for p in self.packages for f in (*p.wheels, *([p.sdist] if p.sdist else []))]
+        return [f for p in self.packages for f in p.files()]
+
+    def applicable(self, target: Target) -> list[LockedPackage]:
+        """The packages *target* needs: those whose marker holds (PEP 751), or for a uv.lock,
+        those reachable from its roots through edges whose markers hold on *target*."""
+        if self.roots is None:
+            return [p for p in self.packages if p.applies_to(target)]
+        by_name: dict[str, list[LockedPackage]] = {}
+        for package in self.packages:
+            by_name.setdefault(package.name, []).append(package)
+        chosen: dict[tuple[str, str | None], LockedPackage] = {}
+        seen: set[tuple[str, str | None, str]] = set()
+        queue = list(self.roots)
+        while queue:
+            edge = queue.pop()
+            if not edge.holds(target):
+                continue
+            name = canonicalize_name(edge.name)
+            for package in by_name.get(name, []):
+                if edge.version is not None and package.version != edge.version:
+                    continue
+                key = (name, package.version)
+                for extra in ("", *edge.extras):
+                    if (*key, extra) in seen:
+                        continue
+                    seen.add((*key, extra))
+                    chosen[key] = package
+                    if not extra:
+                        queue.extend(package.dependencies)
+                    else:
+                        queue.extend(dict(package.optional).get(extra, ()))
+        return [p for p in self.packages if (p.name, p.version) in chosen]
 
 
-_UNSUPPORTED_SOURCES = ("vcs", "directory", "archive")
+def _source_of(item: dict[str, object]) -> str | None:
+    """What a non-index source of a PEP 751 package is, for messages (None: wheels or sdist)."""
+    vcs, directory, archive = item.get("vcs"), item.get("directory"), item.get("archive")
+    if isinstance(vcs, dict):
+        return f"the {vcs.get('type', 'vcs')} repository {vcs.get('url') or vcs.get('path')}"
+    if isinstance(directory, dict):
+        return f"the local directory {directory.get('path')}"
+    if isinstance(archive, dict):
+        return f"the archive {archive.get('url') or archive.get('path')}"
+    for key in ("vcs", "directory", "archive"):
+        if key in item:
+            return f"a {key} source"
+    return None
+
+
+def unsupported_message(name: str, source: str) -> str:
+    return (
+        f"{name} comes from {source}, not from an index: Satchel caches and installs index "
+        "files only; install it with pip or uv"
+    )
 
 
 def _locked_file(table: object, where: str, *, requires_python: str | None) -> FileEntry:
@@ -221,8 +303,16 @@ def _locked_file(table: object, where: str, *, requires_python: str | None) -> F
 
 
 def read_pylock(path: Path) -> Lock:
-    """Read a PEP 751 lock file; wheel and sdist sources only (no VCS, directory, archive)."""
+    """Read a PEP 751 lock file (as pip, uv and Satchel write them).
+
+    Packages from wheels and sdists are installable; ``index`` is optional (uv and pip often omit
+    it). An editable ``directory`` package (the project itself, as ``uv export`` writes it) is
+    skipped; a VCS, non-editable directory or archive package is kept as `unsupported`, and
+    refused by whoever would need it on a target.
+    """
     data = read_toml(path)
+    skipped: list[str] = []
+    unsupported: list[LockedPackage] = []
     version = str(data.get("lock-version", ""))
     if not re.fullmatch(r"1(\.\d+)?", version):
         raise RequirementsFileError(f"{path}: unsupported lock-version {version!r} (want 1.x)")
@@ -231,12 +321,6 @@ def read_pylock(path: Path) -> Lock:
         where = f"{path} packages[{number}]"
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise RequirementsFileError(f"{where}: a package needs a name")
-        for source in _UNSUPPORTED_SOURCES:
-            if source in item:
-                raise RequirementsFileError(
-                    f"{where} ({item['name']}): {source} sources are not supported; Satchel "
-                    "caches files from indexes"
-                )
         marker, rp = item.get("marker"), item.get("requires-python")
         try:
             if marker is not None:
@@ -245,6 +329,24 @@ def read_pylock(path: Path) -> Lock:
                 SpecifierSet(str(rp))
         except (InvalidMarker, InvalidSpecifier) as exc:
             raise RequirementsFileError(f"{where}: {exc}") from exc
+        source = _source_of(item)
+        if source is not None:
+            directory = item.get("directory")
+            if isinstance(directory, dict) and directory.get("editable") is True:
+                # The project itself or a workspace member, as uv export writes it: the user's
+                # own code, installed editable by pip or uv, never from an index.
+                skipped.append(f"{item['name']} (editable, {source})")
+                continue
+            unsupported.append(
+                LockedPackage(
+                    name=canonicalize_name(item["name"]),
+                    version=str(item["version"]) if "version" in item else None,
+                    index=None,
+                    marker=str(marker) if marker is not None else None,
+                    unsupported=unsupported_message(str(item["name"]), source),
+                )
+            )
+            continue
         wheels = tuple(
             _locked_file(w, f"{where}.wheels", requires_python=rp) for w in item.get("wheels", [])
         )
@@ -270,5 +372,6 @@ def read_pylock(path: Path) -> Lock:
         path=str(path),
         requires_python=data.get("requires-python"),
         environments=tuple(str(e) for e in data.get("environments", [])),
-        packages=tuple(packages),
+        packages=(*packages, *unsupported),
+        skipped=tuple(skipped),
     )

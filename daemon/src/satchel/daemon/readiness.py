@@ -5,7 +5,7 @@ Both questions go through the same steps as `satchel prefetch`, one input file (
     target   --python, else the project's .venv, else the daemon's interpreter   (resolution)
     units    each input file read on its own                                          (watch)
     files    requirements resolved (resolution.resolve_request); locks taken as listed, the
-             file that fits the target per package (pylock.best_file, resolution.locked_files)
+             file that fits the target per package (pylock.best_file, lockorigins.locked_files)
     then     prefetch: fetch each file into the store (catalog.fetch_file)
              ready:    nothing is fetched; the resolve runs OFFLINE, where the catalog lists only
                        files whose bytes are stored, so a unit that resolves offline also installs
@@ -32,11 +32,11 @@ from satchel.daemon.catalog import Session
 from satchel.daemon.config import IndexConfig
 from satchel.daemon.credentials import redact
 from satchel.daemon.errors import SatchelError
+from satchel.daemon.lockorigins import locked_files
 from satchel.daemon.model import FileEntry
 from satchel.daemon.resolution import (
     Inputs,
     fetch_files,
-    locked_files,
     pinned_files,
     resolve_request,
     target_for,
@@ -115,19 +115,18 @@ def describe_target(target: Target | None) -> str:
     return target.executable or f"Python {target.python_version}"
 
 
-def _lock_files(session: Session, lock: pylock.Lock, target: Target) -> list[FileRef]:
-    """The file of each package that applies to *target* (the best wheel, else the sdist)."""
+async def _lock_files(session: Session, lock: pylock.Lock, target: Target) -> list[FileRef]:
+    """The file of each package *target* needs (the best wheel, else the sdist); a package
+    with no file that fits, or none from an index, is left out."""
     chosen = []
-    for package in lock.packages:
-        if not package.applies_to(target):
-            continue
+    for package in lock.applicable(target):
         best = package.best_file(target)
         if best is None:
             continue
         wheels = (best,) if best.is_wheel else ()
         sdist = None if best.is_wheel else best
         chosen.append(msgspec.structs.replace(package, wheels=wheels, sdist=sdist))
-    return locked_files(session, msgspec.structs.replace(lock, packages=tuple(chosen)))
+    return await locked_files(session, msgspec.structs.replace(lock, packages=tuple(chosen)))
 
 
 async def needed_files(
@@ -153,7 +152,7 @@ async def needed_files(
         try:
             unit = await trio.to_thread.run_sync(read_unit, path)
             for lock in unit.inputs.locks:
-                needed.add(_lock_files(session, lock, target))
+                needed.add(await _lock_files(session, lock, target))
             reqs = unit.inputs.requirements
             if reqs.requirements:
                 inputs = Inputs(requirements=reqs, project=unit.inputs.project)

@@ -2,7 +2,7 @@
 
 The steps, each behind its own module's seam:
 
-    inputs   requirement strings, -r/-c files, pyproject.toml, pylock.toml   (reqfiles, pylock)
+    inputs   requirement strings, -r/-c files, pyproject.toml, locks  (reqfiles, pylock, uvlock)
     target   the interpreter asked for (queried once, cached) or a synthetic one        (target)
     session  one configuration snapshot, online or offline                              (catalog)
     resolve  resolvelib in a worker thread, calling back into trio for pages/metadata (resolver)
@@ -27,7 +27,6 @@ import msgspec
 import trio
 from packaging import tags as packaging_tags
 from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 
 from satchel.daemon import pylock
 from satchel.daemon.builder import sdist_metadata
@@ -50,6 +49,7 @@ from satchel.daemon.resolver import Pin, Resolution, resolve
 from satchel.daemon.runtime import Runtime
 from satchel.daemon.scope import ScopedPages
 from satchel.daemon.target import Target, query_interpreter, synthetic_target
+from satchel.daemon.uvlock import read_uv_lock
 from satchel.daemon.uvproject import ProjectIndexes, read_uv_project
 from satchel.daemon.uvproject import apply as apply_project
 from satchel.protocol.methods.resolve import PinInfo, ResolveParams
@@ -61,10 +61,11 @@ __all__ = [
     "SessionSource",
     "combine_failures",
     "fetch_files",
-    "locked_files",
+    "is_lock",
     "pin_info",
     "pinned_files",
     "read_inputs",
+    "read_lock",
     "render",
     "request_formats",
     "request_session",
@@ -131,7 +132,7 @@ class Inputs:
     """What to resolve, read from the request's strings and files."""
 
     requirements: RequirementSet = field(default_factory=RequirementSet)
-    #: pylock.toml inputs: fetched as listed, never re-resolved.
+    #: pylock.toml and uv.lock inputs: fetched as listed (`lockorigins`), never re-resolved.
     locks: list[pylock.Lock] = field(default_factory=list)
     #: A uv project's own indexes and index pins (`satchel.daemon.uvproject`).
     project: ProjectIndexes | None = None
@@ -152,8 +153,8 @@ def _read_inputs(params: ResolveParams) -> Inputs:
             for req in read_pyproject(path, extras=params.extras, groups=params.groups):
                 reqs.requirements.append(_parsed(req, str(path)))
             inputs.project = read_uv_project(path, read_toml(path))
-        elif path.name.startswith("pylock") and path.suffix == ".toml":
-            inputs.locks.append(pylock.read_pylock(path))
+        elif is_lock(path):
+            inputs.locks.append(read_lock(path))
         else:
             reqs.extend(parse_requirements(path))
     for name in params.constraint_files:
@@ -161,6 +162,27 @@ def _read_inputs(params: ResolveParams) -> Inputs:
     if params.prereleases:
         reqs.prereleases = True
     return inputs
+
+
+def is_lock(path: Path) -> bool:
+    """Whether *path* is a lock by its name: ``uv.lock``, or ``pylock*.toml`` (PEP 751's
+    ``pylock.toml`` and ``pylock.NAME.toml``). Every other ``-r`` file is a requirements file."""
+    name = path.name
+    return name == "uv.lock" or (name.startswith("pylock") and name.endswith(".toml"))
+
+
+def read_lock(path: Path) -> pylock.Lock:
+    """A uv.lock or a PEP 751 lock (blocking); `RequirementsFileError` naming what is wrong.
+
+    By name, else (``--lock`` of a renamed file) by content: uv.lock has ``[[package]]`` and
+    no ``lock-version``."""
+    if path.name == "uv.lock":
+        return read_uv_lock(path)
+    if not is_lock(path):
+        data = read_toml(path)
+        if "lock-version" not in data and "package" in data:
+            return read_uv_lock(path)
+    return pylock.read_pylock(path)
 
 
 def _parsed(req: Requirement, origin: str) -> ParsedRequirement:
@@ -236,8 +258,10 @@ async def resolve_request(
     reqs = inputs.requirements
     roots = [item.requirement for item in reqs.requirements]
     for lock in inputs.locks:
-        for package in lock.packages:
-            if package.version is not None and package.applies_to(target):
+        for package in lock.applicable(target):
+            if package.unsupported is not None:
+                raise RequirementsFileError(f"{lock.path}: {package.unsupported}")
+            if package.version is not None:
                 roots.append(Requirement(f"{package.name}=={package.version}"))
     if not roots:
         raise NotFound("nothing to resolve: the inputs list no requirements for this target")
@@ -333,28 +357,6 @@ def pinned_files(session: Session, pins: Iterable[Pin]) -> list[tuple[IndexConfi
         if index is None:  # the configuration changed while the request ran
             raise NotFound(f"{pin.name}: index {pin.index} is no longer configured")
         out.append((index, pin.name, pin.file))
-    return out
-
-
-def locked_files(session: Session, lock: pylock.Lock) -> list[tuple[IndexConfig, str, FileEntry]]:
-    """(index, project, file) for every file a pylock.toml lists, mapped to configured indexes.
-
-    A lock naming an index URL that is not configured is refused rather than fetched blindly:
-    where files may come from is the configuration's decision, not the lock file's.
-    """
-    by_url = {strip_userinfo(i.url).rstrip("/"): i for i in session.indexes}
-    out: list[tuple[IndexConfig, str, FileEntry]] = []
-    for package in lock.packages:
-        project = canonicalize_name(package.name)
-        index = by_url.get((package.index or "").rstrip("/"))
-        if index is None:
-            raise NotCached(
-                f"{lock.path}: {package.name} is locked to index {package.index or '(none)'}, "
-                "which is not configured; add it with `satchel index add NAME URL`",
-                details={"package": package.name, "index": package.index},
-            )
-        for file in (*package.wheels, *([package.sdist] if package.sdist else [])):
-            out.append((index, project, file))
     return out
 
 

@@ -10,7 +10,7 @@ the common place for split requirements files. Input files are:
                         PEP 735 dependency group: a watched project should be workable offline
                         whatever the user installs next (tests, docs, extras)      (reqfiles)
     pylock.toml, pylock.*.toml   PEP 751 locks                                           (pylock)
-    uv.lock             uv's lock: each registry package's file for the target       (here)
+    uv.lock             uv's lock: each registry package's file for the target     (uvlock)
     *.py                PEP 723 inline script metadata (``# /// script``)             (here)
 
 Each input file is one *unit*, resolved on its own: two scripts or a dev requirements file may
@@ -26,15 +26,12 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import msgspec
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
 
 from satchel.daemon import pylock
 from satchel.daemon.metadb import MetaDB
-from satchel.daemon.model import FileEntry
 from satchel.daemon.reqfiles import (
     ParsedRequirement,
     RequirementSet,
@@ -45,6 +42,7 @@ from satchel.daemon.reqfiles import (
     read_toml,
 )
 from satchel.daemon.resolution import Inputs
+from satchel.daemon.uvlock import read_uv_lock
 from satchel.daemon.uvproject import read_uv_project
 
 __all__ = [
@@ -300,66 +298,3 @@ def read_script_metadata(path: Path) -> list[Requirement] | None:
         except InvalidRequirement as exc:
             raise RequirementsFileError(f"{path}: invalid requirement {value!r}: {exc}") from exc
     return out
-
-
-# -- uv.lock -----------------------------------------------------------------------------------
-
-
-def _uv_file(table: object, where: str) -> FileEntry:
-    if not isinstance(table, dict) or not isinstance(table.get("url"), str):
-        raise RequirementsFileError(f"{where}: a file needs a url")
-    url = str(table["url"])
-    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-    algorithm, _, digest = str(table.get("hash", "")).partition(":")
-    if algorithm != "sha256" or not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
-        raise RequirementsFileError(f"{where}: {name} has no sha256 hash")
-    if not name or "/" in name or "\\" in name or name in (".", ".."):
-        raise RequirementsFileError(f"{where}: file name {name!r} is not a plain file name")
-    size = table.get("size")
-    return FileEntry(
-        filename=name,
-        url=url,
-        hashes={"sha256": digest.lower()},
-        size=size if isinstance(size, int) else None,
-    )
-
-
-def read_uv_lock(path: Path) -> pylock.Lock:
-    """uv's lock as a `pylock.Lock`: registry packages with their files and index URL.
-
-    Packages from other sources (the project itself, editable or path dependencies, git, URLs)
-    are not on any index and are left out: Satchel caches index files only. uv.lock carries no
-    per-package markers (they live on dependency edges), so every registry package is kept and
-    the target picks the file that fits it; a package only another platform needs costs at most
-    one extra file, or none when no file fits the target.
-    """
-    data = read_toml(path)
-    packages: list[pylock.LockedPackage] = []
-    for number, item in enumerate(data.get("package", []), start=1):
-        where = f"{path} package[{number}]"
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            raise RequirementsFileError(f"{where}: a package needs a name")
-        source = item.get("source", {})
-        registry = source.get("registry") if isinstance(source, dict) else None
-        if not isinstance(registry, str):
-            continue
-        wheels = tuple(_uv_file(w, f"{where}.wheels") for w in item.get("wheels", []))
-        sdist = _uv_file(item["sdist"], f"{where}.sdist") if "sdist" in item else None
-        if not wheels and sdist is None:
-            continue
-        packages.append(
-            pylock.LockedPackage(
-                name=canonicalize_name(item["name"]),
-                version=str(item["version"]) if "version" in item else None,
-                index=registry,
-                wheels=wheels,
-                sdist=sdist,
-            )
-        )
-    rp = data.get("requires-python")
-    return pylock.Lock(
-        path=str(path),
-        requires_python=str(rp) if rp is not None else None,
-        environments=(),
-        packages=tuple(packages),
-    )

@@ -43,7 +43,7 @@ SPEC = Command(
     options=(
         *REQUIREMENT_OPTIONS,
         Option("--venv", required=True, metavar="PATH", help="the environment"),
-        Option("--lock", metavar="FILE", help="install exactly this pylock.toml"),
+        Option("--lock", metavar="FILE", help="install exactly this pylock.toml or uv.lock"),
         Option(
             "--link-mode",
             choices=("auto", "clone", "hardlink", "copy"),

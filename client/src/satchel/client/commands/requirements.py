@@ -67,7 +67,7 @@ REQUIREMENT_OPTIONS = (
         "--requirement",
         kind=APPEND,
         metavar="FILE",
-        help="requirements file, pyproject.toml or pylock.toml (repeatable)",
+        help="requirements file, pyproject.toml, pylock.toml or uv.lock (repeatable)",
     ),
     Option("-c", "--constraint", kind=APPEND, metavar="FILE", help="constraints file (repeatable)"),
     Option("--extra", kind=APPEND, help="extra of a pyproject.toml input"),

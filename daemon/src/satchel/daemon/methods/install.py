@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from satchel.daemon import pylock
+import trio
+
 from satchel.daemon.environments import (
     describe,
     discard_new_environment,
@@ -14,7 +15,7 @@ from satchel.daemon.environments import (
 )
 from satchel.daemon.errors import DiskFull, InvalidParams
 from satchel.daemon.methods import RequestContext, method
-from satchel.daemon.resolution import read_inputs
+from satchel.daemon.resolution import read_inputs, read_lock
 from satchel.daemon.runtime import runtime
 from satchel.daemon.tools import list_tools, prepare_tool, remove_tools
 from satchel.protocol.methods.install import (
@@ -48,15 +49,22 @@ async def install(ctx: RequestContext, params: InstallParams) -> InstallResult:
     venv = Path(params.venv)
     target, created = await prepare_environment(rt, venv, params.python)
     try:
-        lock = pylock.read_pylock(Path(params.lock)) if params.lock else None
         inputs = await read_inputs(params)
+        locks = list(inputs.locks)
+        if params.lock:
+            locks.insert(0, await trio.to_thread.run_sync(read_lock, Path(params.lock)))
+        if locks and inputs.requirements.requirements:
+            raise InvalidParams(
+                "install: a lock (--lock, or -r pylock.toml / uv.lock) installs exactly what it "
+                "lists; give other requirements in an install of their own"
+            )
         done = await install_into(
             rt,
             params,
             inputs,
             venv,
             target=target,
-            lock=lock,
+            locks=locks,
             link_mode=params.link_mode,
             compile_bytecode=params.compile,
             progress=ctx.progress,

@@ -12,12 +12,12 @@ import time
 
 from satchel.daemon.builder import build_sdists
 from satchel.daemon.config import IndexConfig
+from satchel.daemon.lockorigins import locked_files, unsupported_notes
 from satchel.daemon.methods import RequestContext, method
 from satchel.daemon.model import FileEntry
 from satchel.daemon.resolution import (
     Outcome,
     fetch_files,
-    locked_files,
     pin_info,
     pinned_files,
     read_inputs,
@@ -66,18 +66,20 @@ async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult
     session = request_session(rt, params, inputs)
     inputs_locks = list(inputs.locks)
     for lock in inputs_locks:
-        files += locked_files(session, lock)
+        files += await locked_files(session, lock)
+        session.notes.extend(unsupported_notes(lock))
     if inputs.requirements.requirements:
         inputs.locks = []  # already taken file by file above
         outcome = await resolve_request(rt, params, inputs, target)
+        outcome.session.notes[:0] = session.notes
         session = outcome.session
         files += pinned_files(session, outcome.resolution.pins)
     fetched = await fetch_files(rt.catalog, files, ctx.progress, offline=session.offline)
     fetched.raise_failures()
     sdists = [(pin.name, pin.file) for pin in outcome.resolution.pins] if outcome else []
     for lock in inputs_locks:
-        for package in lock.packages:
-            best = package.best_file(target) if package.applies_to(target) else None
+        for package in lock.applicable(target):
+            best = package.best_file(target)
             if best is not None:
                 sdists.append((package.name, best))
     began = time.time() - (time.perf_counter() - started)
