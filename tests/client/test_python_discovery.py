@@ -232,3 +232,25 @@ def test_a_relative_venv_given_as_python_is_the_callers(
         assert result.returncode == 0, result.stderr
         assert (tmp_path / "second" / "pyvenv.cfg").is_file()
         assert list((tmp_path / "second").glob("lib/python*/site-packages/aa-1.0.dist-info"))
+
+
+def test_a_candidate_that_is_no_python_is_skipped(
+    world: World, pythons: Pythons, tmp_path: Path
+) -> None:
+    """issue 13.2: as in uv, a `python3.Y` on PATH that cannot describe itself (a script, a
+    broken install) is passed over for the next candidate, not sent to the daemon."""
+    broken = tmp_path / "broken-bin"
+    broken.mkdir()
+    for name in (f"python{XY}", "python3", "python"):
+        script = broken / name
+        script.write_text("#!/bin/sh\necho 'not python' >&2\nexit 1\n", "utf-8")
+        script.chmod(0o755)
+    env = {
+        "PATH": f"{broken}{os.pathsep}{pythons.path_dir}",
+        "UV_PYTHON_INSTALL_DIR": str(tmp_path / "none"),
+    }
+    venv = tmp_path / "venv"
+    with DaemonProcess(service_env(world)):
+        code, output = install(world, venv, env, "--python", XY)
+    assert code == 0, output
+    assert created_with(venv) == str(pythons.path_python)

@@ -23,7 +23,8 @@ What ``--python`` may be (uv's request forms, as far as they name one interprete
   Every candidate is asked for its version (one short subprocess each, only for a version
   request), and what is sent is the interpreter's own ``sys.executable``: a pyenv shim on
   ``PATH`` picks its Python by the caller's working directory and variables, which the daemon
-  does not share. Free-threaded and pre-release builds are not chosen for a plain version.
+  does not share. A free-threaded build is never chosen for a plain version, a pre-release only
+  when no release matches (as uv does).
 - a path (contains ``/`` or starts with ``~``), or an existing file or directory: made absolute;
   the daemon checks it (a venv directory, an executable interpreter) and names what is wrong;
 - any other bare name (``pypy3``): looked up on the caller's ``PATH``.
@@ -47,13 +48,13 @@ __all__ = ["InterpreterNotFound", "find_version", "resolve_python"]
 #: (a cold interpreter start on a loaded machine takes well under a second).
 _QUERY_TIMEOUT = 10.0
 
-#: Printed by a candidate: its version, whether it is a release build with the GIL (what a plain
-#: version request selects), and its own executable. `-I -S`: no user site, no .pth files.
+#: Printed by a candidate: its version, whether it is a final release, whether it is a
+#: free-threaded build, and its own executable. `-I -S`: no user site, no .pth files.
 _QUERY = (
     "import sys, sysconfig\n"
     "print('%d.%d.%d' % sys.version_info[:3])\n"
-    "gil = not sysconfig.get_config_var('Py_GIL_DISABLED')\n"
-    "print(int(sys.version_info.releaselevel == 'final' and gil))\n"
+    "print(int(sys.version_info.releaselevel == 'final'))\n"
+    "print(int(bool(sysconfig.get_config_var('Py_GIL_DISABLED'))))\n"
     "print(sys.executable)\n"
 )
 
@@ -106,10 +107,15 @@ def find_version(version: tuple[int, ...], asked: str) -> str:
         *_path_candidates(path_dirs, version),
         *_pyenv_candidates(pyenv, version),
     ]
+    prerelease = None
     for candidate in candidates:
         found = _ask(candidate, version)
-        if found is not None:
-            return found
+        if found is not None and found[1]:
+            return found[0]
+        if found is not None and prerelease is None:
+            prerelease = found[0]
+    if prerelease is not None:  # as uv: a pre-release only when no release matches
+        return prerelease
     wanted = ".".join(map(str, version))
     raise InterpreterNotFound(
         f"no Python {wanted} found (asked for --python {asked}); looked in uv-managed installs "
@@ -216,8 +222,9 @@ def _which(name: str) -> str | None:
     return None
 
 
-def _ask(candidate: str, version: tuple[int, ...]) -> str | None:
-    """*candidate*'s own executable if it runs and is a release of *version*, else None."""
+def _ask(candidate: str, version: tuple[int, ...]) -> tuple[str, bool] | None:
+    """(*candidate*'s own executable, whether it is a final release) if it runs and is a
+    *version* with the GIL (a free-threaded build is asked for as ``3.13t``, as in uv)."""
     if not (os.path.isfile(candidate) and os.access(candidate, os.X_OK)):
         return None
     import subprocess
@@ -234,11 +241,13 @@ def _ask(candidate: str, version: tuple[int, ...]) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None  # not runnable here: uv skips such a candidate too
     lines = done.stdout.splitlines()
-    if done.returncode != 0 or len(lines) != 3:
+    if done.returncode != 0 or len(lines) != 4:
         return None
     release = _release(lines[0])
-    if release is None or not _matches(release, version) or lines[1] != "1":
+    if release is None or not _matches(release, version) or lines[2] != "0":
         return None
-    executable = lines[2]
+    executable = lines[3]
     # An interpreter that cannot name itself (embedded, odd argv[0]) is used by the path we found.
-    return executable if os.path.isabs(executable) else os.path.abspath(candidate)
+    if not os.path.isabs(executable):
+        executable = os.path.abspath(candidate)
+    return executable, lines[1] == "1"
