@@ -91,7 +91,9 @@ def _version_request(value: str) -> tuple[int, ...] | None:
     """``(3,)``, ``(3, 12)`` or ``(3, 12, 1)`` for a version request, else None."""
     text = value.removeprefix("python")
     parts = text.split(".")
-    if not 1 <= len(parts) <= 3 or not all(p.isdigit() and len(p) <= 4 for p in parts):
+    if not 1 <= len(parts) <= 3 or not all(
+        p.isascii() and p.isdigit() and len(p) <= 4 for p in parts
+    ):
         return None
     version = tuple(int(p) for p in parts)
     return version if version[0] == 3 else None
@@ -162,7 +164,7 @@ def _matches(found: tuple[int, ...], version: tuple[int, ...]) -> bool:
 def _release(text: str) -> tuple[int, ...] | None:
     """``(3, 12, 1)`` for ``"3.12.1"``; None for anything else (``3.13.0+freethreaded``)."""
     parts = text.split(".")
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts):
         return None
     return tuple(int(p) for p in parts)
 
