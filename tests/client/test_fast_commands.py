@@ -176,6 +176,20 @@ def test_warm_offline_install_loads_none_of_the_heavy_modules(world: World, tmp_
     assert result.returncode == 0, result.stderr
     assert "kept 2" in result.stdout
     assert "satchel.client.progress" in modules
+    # The --python discovery (issue 13.2) is on this path; it asks no interpreter without X.Y.
+    assert "satchel.client.interpreters" in modules
+    assert forbidden_in(modules) == set()
+
+
+def test_warm_install_with_a_python_path_loads_none_of_the_heavy_modules(
+    world: World, tmp_path: Path
+) -> None:
+    venv = tmp_path / "venv"
+    args = ("install", "--offline", "--python", sys.executable, "--venv", str(venv), "helper")
+    world.ok(*args)
+    result, modules = importtime(world.env, *args)
+    assert result.returncode == 0, result.stderr
+    assert "kept 1" in result.stdout
     assert forbidden_in(modules) == set()
 
 

@@ -148,6 +148,11 @@ def find_interpreter(python: str | Path) -> Path:
 
     ``X.Y`` (or ``pythonX.Y``, or any bare command name) is looked up on ``PATH``; a directory is
     a venv (``bin/python`` or ``Scripts/python.exe``); anything else must be an executable file.
+
+    The ``satchel`` client resolves ``X.Y`` and bare names itself, in the caller's environment
+    (`satchel.client.interpreters`: uv-managed installs, the caller's ``PATH``, pyenv), and
+    sends a path: the daemon's own ``PATH`` (a service's is minimal) decides only for a request
+    written by another program.
     """
     text = str(python)
     if re.fullmatch(r"(python)?3(\.\d+)?", text):

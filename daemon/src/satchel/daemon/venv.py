@@ -70,18 +70,23 @@ class Interpreter:
         return ".".join(self.version.split(".")[:2])
 
 
-_cache: dict[tuple[str, int, int], Interpreter] = {}
+_cache: dict[tuple[str, str, int, int], Interpreter] = {}
 _cache_lock = threading.Lock()
 
 
 def query_interpreter(python: Path | str) -> Interpreter:
-    """Identity and venv scheme of *python*; one subprocess per binary, then memoised."""
+    """Identity and venv scheme of *python*; one subprocess per path, then memoised.
+
+    Keyed by the path as given as well as the binary it names: a symlink's ``base_executable``
+    is the link itself, so a venv made from ``~/.pyenv/versions/X.Y.Z/bin/python`` links to
+    that path, never to another alias of the same binary that happened to be asked first.
+    """
     resolved = os.path.realpath(python)
     try:
         st = Path(resolved).stat()
     except OSError as exc:
         raise InstallError(f"no interpreter at {python}: {exc.strerror}") from exc
-    key = (resolved, st.st_size, st.st_mtime_ns)
+    key = (str(Path(python).absolute()), resolved, st.st_size, st.st_mtime_ns)
     with _cache_lock:
         cached = _cache.get(key)
     if cached is not None:

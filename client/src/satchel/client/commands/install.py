@@ -70,8 +70,8 @@ def build_params(args: Namespace) -> dict[str, Any]:
         )
     params = requirement_params(args, allow_empty=bool(args.lock))
     params["venv"] = os.path.abspath(args.venv)  # noqa: PTH100 -- no pathlib on this path
-    # The environment's own interpreter is the target; --python only says what to create it with.
-    params["python"] = args.python or sys.executable
+    # params["python"] (--python resolved to a path, else this interpreter): what a missing
+    # environment is created with; an existing environment's own interpreter is the target.
     params["link_mode"] = args.link_mode
     params["compile"] = bool(args.compile)
     if args.lock:

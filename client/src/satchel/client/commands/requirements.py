@@ -17,6 +17,7 @@ import os
 import sys
 
 from satchel.client.args import APPEND, FLAG, ZERO_OR_MORE, Option, Positional
+from satchel.client.interpreters import resolve_python
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -98,9 +99,6 @@ def requirement_params(args: Namespace, *, allow_empty: bool = False) -> dict[st
     synthetic = bool(args.platform or args.python_version)
     if synthetic and args.python:
         raise ParamsError("--python cannot be combined with --platform/--python-version")
-    python = args.python
-    if python is not None and ("/" in python or os.path.exists(python)):  # noqa: PTH110
-        python = os.path.abspath(python)  # noqa: PTH100 -- pathlib costs ~2.6 ms to import
     params: dict[str, Any] = {
         "requirements": list(args.requirements),
         "requirement_files": [os.path.abspath(p) for p in args.requirement],  # noqa: PTH100
@@ -109,7 +107,8 @@ def requirement_params(args: Namespace, *, allow_empty: bool = False) -> dict[st
         "groups": list(args.group),
         "platforms": list(args.platform),
         "python_version": args.python_version,
-        "python": None if synthetic else (python or sys.executable),
+        # Resolved here, in the caller's environment: a service daemon has another PATH.
+        "python": None if synthetic else resolve_python(args.python),
         "offline": bool(args.offline),
         "prereleases": bool(args.pre),
         **build_params(args),

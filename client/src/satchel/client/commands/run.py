@@ -26,6 +26,7 @@ from satchel.client.args import (
 )
 from satchel.client.commands.requirements import BUILD_OPTIONS, show_notes
 from satchel.client.commands.requirements import build_params as build_options
+from satchel.client.interpreters import resolve_python
 from satchel.client.session import Session
 from satchel.protocol import errors
 
@@ -71,7 +72,7 @@ def build_params(args: Namespace) -> dict[str, Any]:
     return {
         "command": args.command,
         "requirements": [args.spec or args.command, *args.extra],
-        "python": args.python or sys.executable,
+        "python": resolve_python(args.python),
         "offline": bool(args.offline),
         **build_options(args),
     }

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from satchel.client.interpreters import resolve_python
 from satchel.client.progress import call_with_progress, format_bytes
 from satchel.client.session import Session
 from satchel.protocol import errors
@@ -51,9 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     with Session.for_args(args) as session:
         if args.action == "add":
-            python = args.python
-            if python is not None and ("/" in python or Path(python).exists()):
-                python = str(Path(python).absolute())
+            python = None if args.python is None else resolve_python(args.python)
             params = {"path": str(Path(args.path).absolute()), "python": python}
             value = session.call("watch.add", params)
         elif args.action == "remove":
