@@ -98,11 +98,17 @@ def _wheels(world: World, prefix: str, count: int, size: int) -> dict[str, str]:
     return out
 
 
-def _wait_for_partial_download(tmp: Path, seconds: float = 20) -> None:
+#: A temp file past this size is one of the big wheels (the small ones are 1000 bytes), which the
+#: relay's rate keeps in flight for seconds: the kill that follows lands mid-download even when a
+#: loaded machine delays it (a small file seen half-written could be committed before the kill).
+_IN_FLIGHT = 64 * 1024
+
+
+def _wait_for_partial_download(tmp: Path, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         with contextlib.suppress(FileNotFoundError):
-            if any(entry.stat().st_size > 0 for entry in tmp.iterdir()):
+            if any(entry.stat().st_size > _IN_FLIGHT for entry in tmp.iterdir()):
                 return
         time.sleep(0.005)
     raise AssertionError("no download reached the store's tmp/ in time")
@@ -112,7 +118,7 @@ def test_kill_9_during_prefetch_leaves_no_partial_blob_and_a_rerun_completes(
     world: World,
 ) -> None:
     wheels = _wheels(world, "small", 3, 1000) | _wheels(world, "big", 3, 5 << 19)
-    proxy = ThrottledProxy(world.internal.port, rate=2 << 20)
+    proxy = ThrottledProxy(world.internal.port, rate=1 << 19)  # a big wheel: 5 s in flight
     try:
         world.ok("index", "remove", "internal")
         world.ok("index", "add", "internal", proxy.url, "--before", "public")
