@@ -88,6 +88,7 @@ from satchel.daemon.localfiles import (
 )
 from satchel.daemon.memory import release_free_memory
 from satchel.daemon.model import FileEntry, ProjectPage
+from satchel.daemon.remotezip import Ranged, RangesUnsupported, parse_content_range
 from satchel.daemon.simple import (
     HTMLPageParser,
     file_project,
@@ -235,6 +236,8 @@ class Upstream:
         self._limiters: dict[str, trio.CapacityLimiter] = {}
         self._credentials: dict[str, tuple[str, Credentials | None]] = {}
         self._links: dict[str, tuple[float, ProjectPage]] = {}
+        #: Origins that ignored or refused a range request: their wheels are read whole.
+        self._no_ranges: set[tuple[str, str, int | None]] = set()
 
     async def __aenter__(self) -> Upstream:
         return self
@@ -443,6 +446,54 @@ class Upstream:
                 ) from None
             finally:
                 await download.aclose()
+
+    async def read_range(self, index: IndexConfig, file: FileEntry, spec: str, cap: int) -> Ranged:
+        """One ``Range: bytes=<spec>`` GET of *file* (`remotezip.ReadRange`), retried like a
+        metadata request; credentials go only to the index's own origin (`_get`).
+
+        A 200 (the range ignored) or 416 (refused) raises `RangesUnsupported`, for the whole
+        file instead: the 200's body is not read. An origin that ignored a range is not asked
+        for one again (`ranges_ignored`)."""
+        project = file_project(file.filename) or "?"
+        what = f"index {index.name}: project {project}: file {file.filename}"
+        headers = {"Range": f"bytes={spec}", "Accept-Encoding": "identity"}
+
+        async def get() -> Ranged:
+            async with self._get(index, file.url, headers, what) as (response, _):
+                status = response.status_code
+                if status in (200, 416):
+                    length = response.headers.get("Content-Length", "")
+                    # A file smaller than the tail asked for may come whole: says nothing.
+                    wide = status == 416 or not (length.isdigit() and int(length) <= cap)
+                    if wide:
+                        self._no_ranges.add(origin_of(file.url))
+                    raise RangesUnsupported(
+                        f"{what}: the server answered a range request with HTTP {status}"
+                    )
+                if status != 206:
+                    check_status(response, what)
+                    raise UpstreamError(f"{what}: unexpected HTTP {status}")
+                first, last, total = parse_content_range(
+                    response.headers.get("Content-Range"), what
+                )
+                if last - first + 1 > cap:
+                    raise HostileInput(f"{what}: a range of {last - first + 1} bytes, over {cap}")
+                decoder = Decoder("", cap, what)
+                parts: list[bytes] = []
+                async for raw in response.aiter_raw(CHUNK):
+                    parts.extend(decoder.decode(raw))
+                data = b"".join(parts)
+                if len(data) != last - first + 1:
+                    raise RangesUnsupported(f"{what}: a 206 body of another length than its range")
+                return Ranged(first, data, total)
+
+        if self._own_host(index, file.url):
+            return await self._retrying(index, what, get)
+        return await self._from_file_host(index, file.url, what, get)
+
+    def ranges_ignored(self, url: str) -> bool:
+        """Whether *url*'s origin answered a range request with the whole file before."""
+        return origin_of(url) in self._no_ranges
 
     # -- file hosts -----------------------------------------------------------------------------
 
