@@ -115,11 +115,15 @@ def _project_of(filename: str) -> str | None:
 
 
 def _wheel_metadata(path: Path) -> bytes | None:
-    with zipfile.ZipFile(path) as zf:
-        for member in zf.namelist():
-            parts = member.split("/")
-            if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "METADATA":
-                return zf.read(member)
+    """The wheel's METADATA; None for a broken archive (served as it is, for tests of it)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for member in zf.namelist():
+                parts = member.split("/")
+                if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "METADATA":
+                    return zf.read(member)
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return None
     return None
 
 
