@@ -75,7 +75,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-__all__ = ["IndexServer", "RequestRecord"]
+__all__ = ["IndexServer", "RequestRecord", "byte_range"]
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
@@ -343,7 +343,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(416, b"", "text/plain", head=head, extra=extra)
             return
         if owner.ranges == "honour":
-            span = _byte_range(wanted, len(body)) if wanted else None
+            span = byte_range(wanted, len(body)) if wanted else None
             if span == "unsatisfiable":
                 extra = {"Content-Range": f"bytes */{len(body)}", "Accept-Ranges": "bytes"}
                 self._send(416, b"", "text/plain", head=head, extra=extra)
@@ -721,7 +721,7 @@ class IndexServer:
         return _html_document(f"Links for {project}", "".join(anchors))
 
 
-def _byte_range(header: str, size: int) -> tuple[int, int] | str | None:
+def byte_range(header: str, size: int) -> tuple[int, int] | str | None:
     """(first, last) of a single-range ``Range`` header, "unsatisfiable", or None (not a byte
     range this server serves: the whole file is answered, as RFC 9110 allows)."""
     unit, _, spec = header.strip().partition("=")

@@ -6,7 +6,7 @@ the whole file made one resolve download gigabytes (issue 13.7). A wheel is a zi
 ``async_http_range_reader`` crate), three small reads suffice:
 
 1. the tail, ``Range: bytes=-TAIL``: the end-of-central-directory record (ZIP64 too) and, for
-   most wheels, the whole central directory;
+   most wheels, the whole central directory (a wheel smaller than the tail costs nothing more);
 2. the rest of the central directory, when it starts before the tail (a wheel of many files);
 3. the ``*.dist-info/METADATA`` member: its local header and compressed bytes, inflated here
    (stored or deflated; its CRC-32 and sizes checked against the directory).
@@ -50,7 +50,7 @@ __all__ = [
 
 #: The first read: the last 64 KiB. The end record is 22 bytes plus a comment of at most
 #: 65535 bytes (real wheels have none), and a wheel of a few hundred files has its whole
-#: central directory in it too, so most wheels cost two requests.
+#: central directory in it too, so most wheels cost two requests (and one under 64 KiB, one).
 TAIL = 64 * 1024
 #: The largest central directory read. A directory entry is ~100 bytes, so this is a wheel of
 #: about 160,000 files, beyond any seen in the wild; more is a directory that lies.
@@ -149,6 +149,8 @@ class _Reader:
         self.requests = 0
         self.received = 0
         self.total: int | None = None
+        #: The tail, once read: a span inside it costs no request (a small wheel is all tail).
+        self.tail: Ranged | None = None
 
     async def get(self, spec: str, cap: int) -> Ranged:
         if self.requests >= MAX_RANGE_REQUESTS:
@@ -169,6 +171,9 @@ class _Reader:
 
     async def span(self, start: int, end: int) -> bytes:
         """Bytes ``start`` .. ``end - 1``, exactly."""
+        tail = self.tail
+        if tail is not None and start >= tail.start:
+            return tail.data[start - tail.start : end - tail.start]
         answer = await self.get(f"{start}-{end - 1}", end - start)
         if answer.start != start or len(answer.data) != end - start:
             raise RangesUnsupported(f"{self.what}: the server answered another range")
@@ -186,6 +191,7 @@ async def read_wheel_metadata(
     total = tail.total
     if tail.start + len(tail.data) != total:
         raise RangesUnsupported(f"{what}: the server answered another range than the tail")
+    reader.tail = tail
     directory = _end_records(tail.data, tail.start, total, what)
     if directory.offset >= tail.start:
         begin = directory.offset - tail.start
