@@ -373,6 +373,8 @@ class Catalog:
                 return data, PEP658
         ranges = file.is_wheel and not file.url.startswith("file:")
         if ranges and not self.upstream.ranges_ignored(file.url):
+            # A file that could never be verified is not read in part either (issue 11.4).
+            require_checkable(file.hashes, f"{file.filename} (index {index.name})")
             try:
                 read = await read_wheel_metadata(
                     functools.partial(self.upstream.read_range, index, file),
