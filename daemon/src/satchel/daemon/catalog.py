@@ -17,9 +17,10 @@ a prefetch learns passes through here, so that:
 
 A `Session` is one request's view: one configuration snapshot, one online/offline decision
 (automatic when every index is unreachable, and reported), and a memo so a page is fetched at
-most once per request. Pages of likely dependencies, and the PEP 658 metadata of each one's
-likely candidate, are fetched ahead of the resolver (`warm`, `aim`), so a resolve waits on the
-network roughly once per dependency level, not once per project.
+most once per request. Pages of likely dependencies, and the cheap metadata (PEP 658, or byte
+ranges from a host that serves them) of each one's likely candidate, are fetched ahead of the
+resolver (`warm`, `aim`), so a resolve waits on the network roughly once per dependency level,
+not once per project.
 """
 
 from __future__ import annotations
@@ -733,7 +734,12 @@ class Session:
                 return
             ranks, python = self._aim
             likely = await trio.to_thread.run_sync(
-                likely_candidate, project, scoped.pages, ranks, python
+                likely_candidate,
+                project,
+                scoped.pages,
+                ranks,
+                python,
+                self.catalog.upstream.ranges_served,
             )
             if likely is None:
                 return
@@ -744,21 +750,26 @@ class Session:
 
 
 def likely_candidate(
-    project: str, pages: tuple[ProjectPage, ...], ranks: dict[str, int], python: Version
+    project: str,
+    pages: tuple[ProjectPage, ...],
+    ranks: dict[str, int],
+    python: Version,
+    ranged: Callable[[str], bool] = lambda _url: False,
 ) -> tuple[ProjectPage, FileEntry] | None:
     """The (page, wheel) a resolver most likely pins for *project*, if its metadata is cheap.
 
     The newest non-prerelease version with a wheel for the target (what resolvelib tries first
-    when nothing constrains it). Only wheels with PEP 658 metadata qualify: without it the
-    metadata is inside the file, and a look-ahead must not download whole distributions on a
-    guess.
+    when nothing constrains it). Only wheels whose metadata is cheap qualify: a PEP 658 file, or
+    byte ranges from a host that served them already (*ranged*, by file URL: a wrong guess
+    then costs a range read of some KiB). Otherwise the metadata is inside the file, and a
+    look-ahead must not download whole distributions on a guess.
     """
     files = ProjectFiles(project, pages, ranks, python, allow_sdists=False)
     versions = [v for v in files.versions if not v.is_prerelease] or files.versions
     for version in versions[:3]:
         choice = files.choose(version, allow_yanked=False)
         if choice is not None:
-            if choice.file.core_metadata is None:
+            if choice.file.core_metadata is None and not ranged(choice.file.url):
                 return None
             return choice.page, choice.file
     return None

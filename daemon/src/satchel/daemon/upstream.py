@@ -238,6 +238,8 @@ class Upstream:
         self._links: dict[str, tuple[float, ProjectPage]] = {}
         #: Origins that ignored or refused a range request: their wheels are read whole.
         self._no_ranges: set[tuple[str, str, int | None]] = set()
+        #: Origins that answered a range request with a range.
+        self._ranges_ok: set[tuple[str, str, int | None]] = set()
 
     async def __aenter__(self) -> Upstream:
         return self
@@ -485,11 +487,18 @@ class Upstream:
                 data = b"".join(parts)
                 if len(data) != last - first + 1:
                     raise RangesUnsupported(f"{what}: a 206 body of another length than its range")
+                self._ranges_ok.add(origin_of(file.url))
                 return Ranged(first, data, total)
 
         if self._own_host(index, file.url):
             return await self._retrying(index, what, get)
         return await self._from_file_host(index, file.url, what, get)
+
+    def ranges_served(self, url: str) -> bool:
+        """Whether *url*'s origin answered a range request with a range before (so the
+        resolver's look-ahead may read metadata from its wheels on a guess)."""
+        origin = origin_of(url)
+        return origin in self._ranges_ok and origin not in self._no_ranges
 
     def ranges_ignored(self, url: str) -> bool:
         """Whether *url*'s origin answered a range request with the whole file before."""
