@@ -344,7 +344,7 @@ class Catalog:
                     details={"file": file.filename, "index": page.index},
                 )
             else:
-                await counts.begin()
+                counts.begin()
                 how: str | None = None
                 try:
                     data, how = await self._fetch_metadata(index, page, file, counts)

@@ -7,9 +7,9 @@ counted as one, so a prefetch on a fresh cache no longer says "0 downloaded" aft
 wheel during its resolve (issue 13.7); the others are metadata requests.
 
 A `Traffic` belongs to one request's session. When the request streams progress, every metadata
-read from the network is reported as it starts and ends, as
-``metadata 12/31 (range requests)``: *31* is the reads started so far (a resolver discovers its
-work as it goes, so there is no total to announce in advance).
+read from the network is reported as it ends, as ``metadata 12/31 (range requests)``: *31* is
+the reads started so far (a resolver discovers its work as it goes, so there is no total to
+announce in advance).
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ class Traffic:
     finished: int = 0
     ways: dict[str, int] = field(default_factory=dict)
 
-    async def begin(self) -> None:
+    def begin(self) -> None:
+        """A read starts: counted, reported with the next end (one line per read in a log)."""
         self.started += 1
-        await self._report()
 
     async def end(self, how: str | None) -> None:
         """A read ended (*how* None: it failed)."""
