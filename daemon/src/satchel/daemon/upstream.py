@@ -453,46 +453,57 @@ class Upstream:
         """One ``Range: bytes=<spec>`` GET of *file* (`remotezip.ReadRange`), retried like a
         metadata request; credentials go only to the index's own origin (`_get`).
 
-        A 200 (the range ignored) or 416 (refused) raises `RangesUnsupported`, for the whole
-        file instead: the 200's body is not read. An origin that ignored a range is not asked
-        for one again (`ranges_ignored`)."""
+        A 200 (the range ignored), a 416 (refused) or an unusable 206 raises
+        `RangesUnsupported`, for the whole file instead (a 200's body is not read), and the
+        origin is not asked for a range again (`ranges_ignored`)."""
         project = file_project(file.filename) or "?"
         what = f"index {index.name}: project {project}: file {file.filename}"
         headers = {"Range": f"bytes={spec}", "Accept-Encoding": "identity"}
+        origin = origin_of(file.url)
 
         async def get() -> Ranged:
             async with self._get(index, file.url, headers, what) as (response, _):
                 status = response.status_code
-                if status in (200, 416):
+                if status == 200:
                     length = response.headers.get("Content-Length", "")
-                    # A file smaller than the tail asked for may come whole: says nothing.
-                    wide = status == 416 or not (length.isdigit() and int(length) <= cap)
-                    if wide:
-                        self._no_ranges.add(origin_of(file.url))
-                    raise RangesUnsupported(
-                        f"{what}: the server answered a range request with HTTP {status}"
-                    )
+                    if not (length.isdigit() and int(length) <= cap):
+                        self._no_ranges.add(origin)  # a small file may come whole: no verdict
+                    raise RangesUnsupported(f"{what}: the server ignored a range request (200)")
+                if status == 416:
+                    self._no_ranges.add(origin)
+                    raise RangesUnsupported(f"{what}: the server refused a range request (416)")
                 if status != 206:
                     check_status(response, what)
                     raise UpstreamError(f"{what}: unexpected HTTP {status}")
-                first, last, total = parse_content_range(
-                    response.headers.get("Content-Range"), what
-                )
-                if last - first + 1 > cap:
-                    raise HostileInput(f"{what}: a range of {last - first + 1} bytes, over {cap}")
-                decoder = Decoder("", cap, what)
-                parts: list[bytes] = []
-                async for raw in response.aiter_raw(CHUNK):
-                    parts.extend(decoder.decode(raw))
-                data = b"".join(parts)
-                if len(data) != last - first + 1:
-                    raise RangesUnsupported(f"{what}: a 206 body of another length than its range")
-                self._ranges_ok.add(origin_of(file.url))
-                return Ranged(first, data, total)
+                try:
+                    return await self._read_partial(response, what, cap)
+                except RangesUnsupported:
+                    self._no_ranges.add(origin)
+                    raise
 
         if self._own_host(index, file.url):
-            return await self._retrying(index, what, get)
-        return await self._from_file_host(index, file.url, what, get)
+            ranged = await self._retrying(index, what, get)
+        else:
+            ranged = await self._from_file_host(index, file.url, what, get)
+        self._ranges_ok.add(origin)
+        return ranged
+
+    async def _read_partial(self, response: httpx.Response, what: str, cap: int) -> Ranged:
+        """A 206 answer's range: its Content-Range, and a body of exactly that length."""
+        encoding = response.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in ("", "identity"):
+            raise RangesUnsupported(f"{what}: a range sent with {encoding[:40]!r} encoding")
+        first, last, total = parse_content_range(response.headers.get("Content-Range"), what)
+        if last - first + 1 > cap:
+            raise HostileInput(f"{what}: a range of {last - first + 1} bytes, over {cap}")
+        decoder = Decoder("", cap, what)
+        parts: list[bytes] = []
+        async for raw in response.aiter_raw(CHUNK):
+            parts.extend(decoder.decode(raw))
+        data = b"".join(parts)
+        if len(data) != last - first + 1:
+            raise RangesUnsupported(f"{what}: a 206 body of another length than its range")
+        return Ranged(first, data, total)
 
     def ranges_served(self, url: str) -> bool:
         """Whether *url*'s origin answered a range request with a range before (so the
