@@ -26,10 +26,11 @@ __all__ = ["World", "listing", "record_problems", "site_packages"]
 class World:
     """One private daemon environment with the index ``internal`` configured."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, **index_options: Any) -> None:
+        """*index_options* go to the `IndexServer` (``metadata=False``, ``ranges=...``)."""
         self.root = root
         self.dist = root / "dist"
-        self.index = IndexServer(root / "index").start()
+        self.index = IndexServer(root / "index", **index_options).start()
         self.env = ClientEnv(root / "client")
         config = Path(self.env.env["XDG_CONFIG_HOME"]) / "satchel"
         config.mkdir(parents=True, exist_ok=True)

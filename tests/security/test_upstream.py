@@ -434,9 +434,17 @@ def test_an_unreachable_file_host_does_not_mark_the_index_offline(index: Index) 
 # -- 11.14: transient failures when a download opens ---------------------------------------------
 
 
+def _add_with_metadata(index: Index, project: str) -> str:
+    """*project* 1.0 with its true PEP 658 file: resolving never touches the wheel, so every
+    request for it below is the download's (without one, the resolve would first read its
+    METADATA by range requests: issue 13.7)."""
+    own = wheel_metadata(build_wheel(index.rig.root / "own", project, "1.0"))
+    return index.add(project, metadata=own)
+
+
 def test_a_reset_when_the_download_opens_is_retried(index: Index) -> None:
     """issue 11.14: one connection reset before any byte no longer fails the prefetch."""
-    name = index.add("demo")
+    name = _add_with_metadata(index, "demo")
     index.first_then(f"/files/{name}", [reset])
     index.rig.ok("prefetch", "demo", timeout=60)
     assert index.server.count(f"/files/{name}") == 2
@@ -446,7 +454,7 @@ def test_a_reset_when_the_download_opens_is_retried(index: Index) -> None:
 
 def test_a_stall_when_the_download_opens_is_retried(index: Index) -> None:
     """issue 11.14: a request that gets no answer is retried within the bounded wait."""
-    name = index.add("demo")
+    name = _add_with_metadata(index, "demo")
     index.first_then(f"/files/{name}", [index.hang])
     index.rig.ok("prefetch", "demo", timeout=60)
     assert index.server.count(f"/files/{name}") == 2
@@ -459,7 +467,7 @@ def _busy(status: int, after: str) -> Route:
 
 def test_three_429_with_retry_after_are_waited_for(index: Index) -> None:
     """issue 11.14: `Retry-After` is honoured (capped) and does not use up the attempts."""
-    name = index.add("demo")
+    name = _add_with_metadata(index, "demo")
     index.first_then(f"/files/{name}", [_busy(429, "1"), _busy(429, "1"), _busy(503, "0")])
     index.rig.ok("prefetch", "demo", timeout=60)
     assert index.server.count(f"/files/{name}") == 4
@@ -470,7 +478,7 @@ def test_an_index_that_always_says_retry_after_0_gets_a_bounded_number_of_tries(
     index: Index,
 ) -> None:
     """issue 11.14: honouring Retry-After is bounded (in count, and in time by a 30 s cap)."""
-    name = index.add("demo")
+    name = _add_with_metadata(index, "demo")
     index.server.routes[f"/files/{name}"] = _busy(429, "0")
     result = index.rig.satchel("prefetch", "demo", timeout=60)
     assert result.returncode != 0
@@ -481,7 +489,7 @@ def test_an_index_that_always_says_retry_after_0_gets_a_bounded_number_of_tries(
 
 def test_an_over_long_content_length_restarts_from_byte_0(index: Index) -> None:
     """issue 11.14: the resume past the real end gets 416; a restart from 0 succeeds."""
-    name = index.add("demo")
+    name = _add_with_metadata(index, "demo")
     data = index.wheels[name]
     path = f"/files/{name}"
     good = index.server.routes[path]

@@ -31,6 +31,11 @@ Routes:
 * Pages and files carry an ``ETag``; a matching ``If-None-Match`` gets ``304``. ``max_age`` adds
   ``Cache-Control: max-age=N`` to pages (default: no Cache-Control header).
 * HEAD works on every route.
+* Byte ranges of files (``ranges=``): ``"ignore"`` (the default, as many simple servers do: a
+  ``Range`` header is ignored and the whole file answered with 200, no ``Accept-Ranges``),
+  ``"honour"`` (one range per request, ``bytes=a-b``, ``bytes=a-`` or ``bytes=-n``: 206 with
+  ``Content-Range``, 416 when unsatisfiable, ``Accept-Ranges: bytes``), ``"refuse"`` (every
+  ``Range`` request is answered 416). `body_bytes` counts the body bytes sent per path.
 
 Knobs for tests (all thread-safe, all changeable while serving): `add`, `remove`, `yank`, `corrupt`
 (serve other bytes than the advertised hash), `fail_next` (the next N requests answer 5xx),
@@ -70,7 +75,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-__all__ = ["IndexServer", "RequestRecord"]
+__all__ = ["IndexServer", "RequestRecord", "byte_range"]
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
@@ -110,11 +115,15 @@ def _project_of(filename: str) -> str | None:
 
 
 def _wheel_metadata(path: Path) -> bytes | None:
-    with zipfile.ZipFile(path) as zf:
-        for member in zf.namelist():
-            parts = member.split("/")
-            if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "METADATA":
-                return zf.read(member)
+    """The wheel's METADATA; None for a broken archive (served as it is, for tests of it)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for member in zf.namelist():
+                parts = member.split("/")
+                if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "METADATA":
+                    return zf.read(member)
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return None
     return None
 
 
@@ -328,7 +337,33 @@ class _Handler(BaseHTTPRequestHandler):
         if dist.filename in owner._corrupted:
             body = bytes([body[0] ^ 0xFF]) + body[1:] if body else b"corrupt"
             digest = None
-        self._send_validated(body, "application/octet-stream", head=head, digest=digest)
+        wanted = self.headers.get("Range")
+        if wanted and owner.ranges == "refuse":
+            extra = {"Content-Range": f"bytes */{len(body)}"}
+            self._send(416, b"", "text/plain", head=head, extra=extra)
+            return
+        if owner.ranges == "honour":
+            span = byte_range(wanted, len(body)) if wanted else None
+            if span == "unsatisfiable":
+                extra = {"Content-Range": f"bytes */{len(body)}", "Accept-Ranges": "bytes"}
+                self._send(416, b"", "text/plain", head=head, extra=extra)
+                return
+            if span is not None:
+                first, last = span
+                extra = {
+                    "Content-Range": f"bytes {first}-{last}/{len(body)}",
+                    "Accept-Ranges": "bytes",
+                }
+                part = body[first : last + 1]
+                self._send(206, part, "application/octet-stream", head=head, extra=extra)
+                return
+        self._send_validated(
+            body,
+            "application/octet-stream",
+            head=head,
+            digest=digest,
+            extra={"Accept-Ranges": "bytes"} if owner.ranges == "honour" else None,
+        )
 
     def _send_validated(
         self,
@@ -371,6 +406,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if not head and status != 304:
+            self.server.owner._count(unquote(urlsplit(self.path).path), len(body))
             with contextlib.suppress(OSError):
                 self.wfile.write(body)
 
@@ -389,6 +425,7 @@ class IndexServer:
         max_age: int | None = None,
         yanked: Mapping[str, str] | None = None,
         port: int = 0,
+        ranges: str = "ignore",
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -397,6 +434,11 @@ class IndexServer:
         self.delay = delay
         self.metadata = metadata
         self.max_age = max_age
+        if ranges not in ("ignore", "honour", "refuse"):
+            raise ValueError(f"ranges must be ignore, honour or refuse, not {ranges!r}")
+        #: How a ``Range`` request for a file is answered (see the module docstring).
+        self.ranges = ranges
+        self._body_bytes: dict[str, int] = {}
         self._port = port
         self._lock = threading.Lock()
         self._in_flight = 0
@@ -556,8 +598,19 @@ class IndexServer:
     def reset_log(self) -> None:
         with self._lock:
             self._records.clear()
+            self._body_bytes.clear()
+
+    @property
+    def body_bytes(self) -> dict[str, int]:
+        """Body bytes sent so far, per path (``/files/<name>`` ...), since the last reset."""
+        with self._lock:
+            return dict(self._body_bytes)
 
     # -- internals used by the handler -------------------------------------------------------
+
+    def _count(self, path: str, sent: int) -> None:
+        with self._lock:
+            self._body_bytes[path] = self._body_bytes.get(path, 0) + sent
 
     def _record(self, record: RequestRecord) -> None:
         with self._lock:
@@ -666,6 +719,29 @@ class IndexServer:
                 attrs.append(f'data-dist-info-metadata="{meta_attr}"')
             anchors.append(f"<a {' '.join(attrs)}>{html.escape(dist.filename)}</a><br/>\n")
         return _html_document(f"Links for {project}", "".join(anchors))
+
+
+def byte_range(header: str, size: int) -> tuple[int, int] | str | None:
+    """(first, last) of a single-range ``Range`` header, "unsatisfiable", or None (not a byte
+    range this server serves: the whole file is answered, as RFC 9110 allows)."""
+    unit, _, spec = header.strip().partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    start, dash, end = spec.strip().partition("-")
+    if not dash or not (start.isdigit() or end.isdigit()):
+        return None
+    if not start:  # a suffix: the last N bytes
+        length = int(end)
+        if length == 0:
+            return "unsatisfiable"
+        return (max(0, size - length), size - 1) if size else "unsatisfiable"
+    first = int(start)
+    last = int(end) if end.isdigit() else size - 1
+    if last < first:
+        return None
+    if first >= size:
+        return "unsatisfiable"
+    return first, min(last, size - 1)
 
 
 def _version_of(filename: str) -> str:

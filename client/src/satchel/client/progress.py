@@ -65,6 +65,8 @@ class ProgressDisplay:
         if unit == "B":
             amount = format_bytes(done) + (f"/{format_bytes(int(total))}" if total else "")
             rate = f" {format_bytes(done / elapsed)}/s"
+        elif not unit and not total and not done:  # the message says it all ("metadata 3/9")
+            return f"{self.label}: {message}"[:200]
         else:
             amount = f"{done}/{total}" if total else str(done)
             rate = ""

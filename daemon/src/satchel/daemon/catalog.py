@@ -17,13 +17,15 @@ a prefetch learns passes through here, so that:
 
 A `Session` is one request's view: one configuration snapshot, one online/offline decision
 (automatic when every index is unreachable, and reported), and a memo so a page is fetched at
-most once per request. Pages of likely dependencies, and the PEP 658 metadata of each one's
-likely candidate, are fetched ahead of the resolver (`warm`, `aim`), so a resolve waits on the
-network roughly once per dependency level, not once per project.
+most once per request. Pages of likely dependencies, and the cheap metadata (PEP 658, or byte
+ranges from a host that serves them) of each one's likely candidate, are fetched ahead of the
+resolver (`warm`, `aim`), so a resolve waits on the network roughly once per dependency level,
+not once per project.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -56,9 +58,11 @@ from satchel.daemon.errors import (
 from satchel.daemon.metadb import MetaDB
 from satchel.daemon.model import FileEntry, Origin, ProjectPage
 from satchel.daemon.origins import Binding, Origins, index_identity, judge
+from satchel.daemon.remotezip import RangesUnsupported, read_wheel_metadata
 from satchel.daemon.scope import ScopedPages, Strategy, select_pages
 from satchel.daemon.singleflight import SingleFlight
 from satchel.daemon.store import BlobInfo, BlobStore
+from satchel.daemon.traffic import PEP658, RANGES, WHOLE, Traffic
 from satchel.daemon.upstream import Upstream
 
 if TYPE_CHECKING:
@@ -225,7 +229,8 @@ class Catalog:
         self, index: IndexConfig, file: FileEntry, sha: str, label: str
     ) -> None:
         """The wheel just stored must agree with the core metadata the cache holds for it
-        (PEP 658, fetched before the wheel and used to resolve): issue 11.5.
+        (PEP 658, or read by range requests, before the wheel and used to resolve): issue
+        11.5, 13.7.
 
         The cache keeps the wheel's own METADATA from now on (what the local index serves and
         the next resolve reads), and the listeners forget what they derived from the old one.
@@ -248,11 +253,14 @@ class Catalog:
         )
         for listener in self.metadata_listeners:
             listener(sha, file.url)
+        # Without a PEP 658 file, what was read ahead came by range requests into the wheel
+        # (`remotezip`): a claim of the server's all the same, until the whole file is checked.
+        source = "PEP 658" if file.core_metadata is not None else "read by range requests"
         if not differences:
-            log.info("%s: PEP 658 metadata differs from the wheel's in form only", label)
+            log.info("%s: %s metadata differs from the wheel's in form only", label, source)
             return
         raise MetadataMismatch(
-            f"{label}: the index's core metadata (PEP 658) disagrees with the wheel's own "
+            f"{label}: the index's core metadata ({source}) disagrees with the wheel's own "
             f"METADATA: {'; '.join(differences)}. The resolution used the index's version; "
             "Satchel now keeps the wheel's own: resolve again",
             details={"file": file.filename, "index": index.name, "differences": differences},
@@ -303,10 +311,19 @@ class Catalog:
     # -- core metadata ----------------------------------------------------------------------
 
     async def core_metadata(
-        self, index: IndexConfig | None, page: ProjectPage, file: FileEntry, *, offline: bool
+        self,
+        index: IndexConfig | None,
+        page: ProjectPage,
+        file: FileEntry,
+        *,
+        offline: bool,
+        traffic: Traffic | None = None,
     ) -> bytes:
-        """METADATA (wheel) or PKG-INFO (sdist) of *file*: cached, PEP 658, or from the file."""
+        """METADATA (wheel) or PKG-INFO (sdist) of *file*: cached, PEP 658, by range requests
+        into the wheel (`remotezip`), or from the whole file. What the network cost is counted
+        in *traffic* (the request's, `satchel.daemon.traffic`)."""
         key = file.sha256 or f"{page.index}\0{file.filename}"
+        counts = traffic if traffic is not None else Traffic()
 
         async def load() -> bytes:
             cached = await trio.to_thread.run_sync(
@@ -327,7 +344,12 @@ class Catalog:
                     details={"file": file.filename, "index": page.index},
                 )
             else:
-                data = await self._fetch_metadata(index, page, file)
+                counts.begin()
+                how: str | None = None
+                try:
+                    data, how = await self._fetch_metadata(index, page, file, counts)
+                finally:
+                    await counts.end(how)
             await trio.to_thread.run_sync(
                 lambda: self.metadb.put_core_metadata(
                     file.sha256, data, index=page.index, filename=file.filename
@@ -338,19 +360,44 @@ class Catalog:
         return await self._metadata.run(key, load)
 
     async def _fetch_metadata(
-        self, index: IndexConfig, page: ProjectPage, file: FileEntry
-    ) -> bytes:
+        self, index: IndexConfig, page: ProjectPage, file: FileEntry, traffic: Traffic
+    ) -> tuple[bytes, str]:
+        """The metadata and how it was read (`traffic.PEP658`, `RANGES` or `WHOLE`)."""
         if file.core_metadata is not None or file.url.startswith("file:"):
             try:
-                return await self.upstream.fetch_core_metadata(index, file)
+                data = await self.upstream.fetch_core_metadata(index, file)
             except NotFound:
                 pass
-        # No PEP 658 file: the metadata is inside the distribution, so download it (it will be
-        # needed anyway if it wins) and read it from the store.
+            else:
+                if not file.url.startswith("file:"):
+                    traffic.count_metadata(1, len(data))
+                return data, PEP658
+        ranges = file.is_wheel and not file.url.startswith("file:")
+        if ranges and not self.upstream.ranges_ignored(file.url):
+            # A file that could never be verified is not read in part either (issue 11.4).
+            require_checkable(file.hashes, f"{file.filename} (index {index.name})")
+            try:
+                read = await read_wheel_metadata(
+                    functools.partial(self.upstream.read_range, index, file),
+                    file.filename,
+                    expected_size=file.size,
+                    what=f"index {index.name}: project {page.project}: file {file.filename}",
+                )
+            except RangesUnsupported as exc:
+                log.info("%s: reading the whole file", redact(exc))
+            else:
+                traffic.count_metadata(read.requests, read.received)
+                return read.data, RANGES
+        # No PEP 658 file and no ranges: the metadata is inside the distribution, so download
+        # it (it will be needed anyway if it wins) and read it from the store.
+        present = file.sha256 is not None and self.store.has(file.sha256)
         info = await self.fetch_file(index, page.project, file)
-        return await trio.to_thread.run_sync(
+        if not present:
+            traffic.count_download(info.sha256, info.size)
+        data = await trio.to_thread.run_sync(
             metadata_from_file, self.store.path(info.sha256), file.filename
         )
+        return data, WHOLE
 
 
 def degrades(stored: ProjectPage, fresh: ProjectPage) -> bool:
@@ -407,6 +454,8 @@ class Session:
     offline_reason: str | None = None
     #: Human-readable notes for the client (stale pages used, indexes that failed).
     notes: list[str] = field(default_factory=list)
+    #: What this request fetched for metadata, and its progress events (`traffic`).
+    traffic: Traffic = field(default_factory=Traffic)
     _scoped: dict[str, ScopedPages] = field(default_factory=dict)
     #: Project -> how it is bound to the index it comes from ("first-use", "pin", "trust").
     bound: dict[str, str] = field(default_factory=dict)
@@ -646,7 +695,9 @@ class Session:
 
     async def core_metadata(self, page: ProjectPage, file: FileEntry) -> bytes:
         index = self.index(page.index)
-        data = await self.catalog.core_metadata(index, page, file, offline=self.offline)
+        data = await self.catalog.core_metadata(
+            index, page, file, offline=self.offline, traffic=self.traffic
+        )
         if not self.offline:
             self._warm_dependencies(data, file)
         return data
@@ -683,7 +734,12 @@ class Session:
                 return
             ranks, python = self._aim
             likely = await trio.to_thread.run_sync(
-                likely_candidate, project, scoped.pages, ranks, python
+                likely_candidate,
+                project,
+                scoped.pages,
+                ranks,
+                python,
+                self.catalog.upstream.ranges_served,
             )
             if likely is None:
                 return
@@ -694,21 +750,26 @@ class Session:
 
 
 def likely_candidate(
-    project: str, pages: tuple[ProjectPage, ...], ranks: dict[str, int], python: Version
+    project: str,
+    pages: tuple[ProjectPage, ...],
+    ranks: dict[str, int],
+    python: Version,
+    ranged: Callable[[str], bool] = lambda _url: False,
 ) -> tuple[ProjectPage, FileEntry] | None:
     """The (page, wheel) a resolver most likely pins for *project*, if its metadata is cheap.
 
     The newest non-prerelease version with a wheel for the target (what resolvelib tries first
-    when nothing constrains it). Only wheels with PEP 658 metadata qualify: without it the
-    metadata is inside the file, and a look-ahead must not download whole distributions on a
-    guess.
+    when nothing constrains it). Only wheels whose metadata is cheap qualify: a PEP 658 file, or
+    byte ranges from a host that served them already (*ranged*, by file URL: a wrong guess
+    then costs a range read of some KiB). Otherwise the metadata is inside the file, and a
+    look-ahead must not download whole distributions on a guess.
     """
     files = ProjectFiles(project, pages, ranks, python, allow_sdists=False)
     versions = [v for v in files.versions if not v.is_prerelease] or files.versions
     for version in versions[:3]:
         choice = files.choose(version, allow_yanked=False)
         if choice is not None:
-            if choice.file.core_metadata is None:
+            if choice.file.core_metadata is None and not ranged(choice.file.url):
                 return None
             return choice.page, choice.file
     return None

@@ -220,7 +220,9 @@ async def _install_into(
                     f"with pip or uv): {', '.join(lock.skipped)}"
                 )
     else:
-        outcome = await resolve_request(rt, params, inputs, target, installed=installed_versions)
+        outcome = await resolve_request(
+            rt, params, inputs, target, installed=installed_versions, progress=progress
+        )
         session = outcome.session
         kept = [f"{p.name} {p.version}" for p in outcome.resolution.pins if p.installed]
         changing = [p for p in outcome.resolution.pins if not p.installed]

@@ -248,13 +248,16 @@ async def resolve_request(
     *,
     installed: dict[str, str] | None = None,
     background: bool = False,
+    progress: Progress | None = None,
 ) -> Outcome:
     """Resolve *inputs* for *target* under the daemon's configuration (and, for a pyproject.toml
     with uv index tables, that project's indexes and pins). A *background* resolve (a watched
     project's prefetch) builds only where config.toml allows it, and leaves the notes meant for
-    the user's next command to that command."""
+    the user's next command to that command. *progress* hears of every metadata read from the
+    network (`satchel.daemon.traffic`)."""
     started = time.perf_counter()
     session = request_session(rt, params, inputs, background=background)
+    session.traffic.progress = progress
     reqs = inputs.requirements
     roots = [item.requirement for item in reqs.requirements]
     for lock in inputs.locks:

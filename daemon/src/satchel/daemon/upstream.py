@@ -88,6 +88,7 @@ from satchel.daemon.localfiles import (
 )
 from satchel.daemon.memory import release_free_memory
 from satchel.daemon.model import FileEntry, ProjectPage
+from satchel.daemon.remotezip import Ranged, RangesUnsupported, parse_content_range
 from satchel.daemon.simple import (
     HTMLPageParser,
     file_project,
@@ -235,6 +236,10 @@ class Upstream:
         self._limiters: dict[str, trio.CapacityLimiter] = {}
         self._credentials: dict[str, tuple[str, Credentials | None]] = {}
         self._links: dict[str, tuple[float, ProjectPage]] = {}
+        #: Origins that ignored or refused a range request: their wheels are read whole.
+        self._no_ranges: set[tuple[str, str, int | None]] = set()
+        #: Origins that answered a range request with a range.
+        self._ranges_ok: set[tuple[str, str, int | None]] = set()
 
     async def __aenter__(self) -> Upstream:
         return self
@@ -443,6 +448,72 @@ class Upstream:
                 ) from None
             finally:
                 await download.aclose()
+
+    async def read_range(self, index: IndexConfig, file: FileEntry, spec: str, cap: int) -> Ranged:
+        """One ``Range: bytes=<spec>`` GET of *file* (`remotezip.ReadRange`), retried like a
+        metadata request; credentials go only to the index's own origin (`_get`).
+
+        A 200 (the range ignored), a 416 (refused) or an unusable 206 raises
+        `RangesUnsupported`, for the whole file instead (a 200's body is not read), and the
+        origin is not asked for a range again (`ranges_ignored`)."""
+        project = file_project(file.filename) or "?"
+        what = f"index {index.name}: project {project}: file {file.filename}"
+        headers = {"Range": f"bytes={spec}", "Accept-Encoding": "identity"}
+        origin = origin_of(file.url)
+
+        async def get() -> Ranged:
+            async with self._get(index, file.url, headers, what) as (response, _):
+                status = response.status_code
+                if status == 200:
+                    length = response.headers.get("Content-Length", "")
+                    if not (length.isdigit() and int(length) <= cap):
+                        self._no_ranges.add(origin)  # a small file may come whole: no verdict
+                    raise RangesUnsupported(f"{what}: the server ignored a range request (200)")
+                if status == 416:
+                    self._no_ranges.add(origin)
+                    raise RangesUnsupported(f"{what}: the server refused a range request (416)")
+                if status != 206:
+                    check_status(response, what)
+                    raise UpstreamError(f"{what}: unexpected HTTP {status}")
+                try:
+                    return await self._read_partial(response, what, cap)
+                except RangesUnsupported:
+                    self._no_ranges.add(origin)
+                    raise
+
+        if self._own_host(index, file.url):
+            ranged = await self._retrying(index, what, get)
+        else:
+            ranged = await self._from_file_host(index, file.url, what, get)
+        self._ranges_ok.add(origin)
+        return ranged
+
+    async def _read_partial(self, response: httpx.Response, what: str, cap: int) -> Ranged:
+        """A 206 answer's range: its Content-Range, and a body of exactly that length."""
+        encoding = response.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in ("", "identity"):
+            raise RangesUnsupported(f"{what}: a range sent with {encoding[:40]!r} encoding")
+        first, last, total = parse_content_range(response.headers.get("Content-Range"), what)
+        if last - first + 1 > cap:
+            raise HostileInput(f"{what}: a range of {last - first + 1} bytes, over {cap}")
+        decoder = Decoder("", cap, what)
+        parts: list[bytes] = []
+        async for raw in response.aiter_raw(CHUNK):
+            parts.extend(decoder.decode(raw))
+        data = b"".join(parts)
+        if len(data) != last - first + 1:
+            raise RangesUnsupported(f"{what}: a 206 body of another length than its range")
+        return Ranged(first, data, total)
+
+    def ranges_served(self, url: str) -> bool:
+        """Whether *url*'s origin answered a range request with a range before (so the
+        resolver's look-ahead may read metadata from its wheels on a guess)."""
+        origin = origin_of(url)
+        return origin in self._ranges_ok and origin not in self._no_ranges
+
+    def ranges_ignored(self, url: str) -> bool:
+        """Whether *url*'s origin answered a range request with the whole file before."""
+        return origin_of(url) in self._no_ranges
 
     # -- file hosts -----------------------------------------------------------------------------
 

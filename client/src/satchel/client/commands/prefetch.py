@@ -73,9 +73,17 @@ def run(args: Namespace) -> int:
         return errors.EXIT_OK
     for pin in value["pins"]:
         print(f"{pin['name']}=={pin['version']}  ({pin['index']})")
+    cached = value.get("cached")
+    if cached is None:  # a daemon of an older build
+        cached = value["files"] - value["downloaded"]
     print(
         f"prefetched {value['files']} files ({format_bytes(value['total_bytes'])}): "
         f"{value['downloaded']} downloaded ({format_bytes(value['downloaded_bytes'])}), "
-        f"{value['files'] - value['downloaded']} already cached, in {value['elapsed']:.2f} s"
+        f"{cached} already cached, in {value['elapsed']:.2f} s"
     )
+    if value.get("metadata_requests"):
+        print(
+            f"metadata while resolving: {value['metadata_requests']} request(s) "
+            f"({format_bytes(value.get('metadata_bytes') or 0)})"
+        )
     return errors.EXIT_OK

@@ -21,6 +21,7 @@ from satchel.client.commands.requirements import (
     requirement_params,
     show_notes,
 )
+from satchel.client.progress import ProgressDisplay, format_bytes
 from satchel.client.session import Session
 from satchel.protocol import errors
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
     from satchel.client.args import Namespace
 
-__all__ = ["SPEC", "add_parser", "build_params", "run"]
+__all__ = ["SPEC", "add_parser", "build_params", "fetched_summary", "run"]
 
 SPEC = Command(
     "resolve",
@@ -62,17 +63,41 @@ def build_params(args: Namespace) -> dict[str, Any]:
     return params
 
 
+def fetched_summary(value: dict[str, Any]) -> str:
+    """What the resolve fetched from the indexes ("" when nothing: a warm or offline resolve)."""
+    parts = []
+    requests = value.get("metadata_requests") or 0
+    if requests:
+        received = format_bytes(value.get("metadata_bytes") or 0)
+        parts.append(f"{requests} metadata request(s) ({received})")
+    downloaded = value.get("downloaded") or 0
+    if downloaded:
+        size = format_bytes(value.get("downloaded_bytes") or 0)
+        parts.append(f"{downloaded} whole file(s) downloaded for their metadata ({size}), stored")
+    return "; ".join(parts)
+
+
 def run(args: Namespace) -> int:
     try:
         params = build_params(args)
     except ParamsError as exc:
         sys.stderr.write(f"satchel resolve: {exc}\n")
         return errors.EXIT_USAGE
-    with Session.for_args(args) as session:
-        # Offline, a resolve only reads the cache: safe to send with the Hello (one round trip
-        # less). Online it may fetch for a while, which a skewed daemon would do for nothing.
-        value = session.call("resolve", params, pipeline=bool(params["offline"]))
+    progress = ProgressDisplay("resolve")
+    try:
+        with Session.for_args(args) as session:
+            # Offline, a resolve only reads the cache: safe to send with the Hello (one round
+            # trip less). Online it may fetch for a while, which a skewed daemon would do for
+            # nothing; its metadata reads are shown as they go ("metadata 12/31").
+            value = session.call(
+                "resolve", params, on_progress=progress, pipeline=bool(params["offline"])
+            )
+    finally:
+        progress.finish()
     show_notes(value)
+    summary = fetched_summary(value)
+    if summary:
+        sys.stderr.write(f"resolve: {summary}\n")
     if args.format == "json":
         import json
 

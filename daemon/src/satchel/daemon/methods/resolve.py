@@ -43,7 +43,8 @@ async def resolve(ctx: RequestContext, params: ResolveParams) -> ResolveResult:
     rt = await runtime(ctx.app)
     inputs = await read_inputs(params)
     target = await target_for(rt, params)
-    outcome = await resolve_request(rt, params, inputs, target)
+    outcome = await resolve_request(rt, params, inputs, target, progress=ctx.progress)
+    traffic = outcome.session.traffic
     return ResolveResult(
         pins=[pin_info(outcome.session, pin) for pin in outcome.resolution.pins],
         output=render(outcome, params.format),
@@ -52,6 +53,10 @@ async def resolve(ctx: RequestContext, params: ResolveParams) -> ResolveResult:
         notes=outcome.session.notes,
         target=outcome.describe_target(),
         elapsed=outcome.elapsed,
+        downloaded=traffic.downloaded,
+        downloaded_bytes=traffic.downloaded_bytes,
+        metadata_requests=traffic.metadata_requests,
+        metadata_bytes=traffic.metadata_bytes,
     )
 
 
@@ -70,12 +75,16 @@ async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult
         session.notes.extend(unsupported_notes(lock))
     if inputs.requirements.requirements:
         inputs.locks = []  # already taken file by file above
-        outcome = await resolve_request(rt, params, inputs, target)
+        outcome = await resolve_request(rt, params, inputs, target, progress=ctx.progress)
         outcome.session.notes[:0] = session.notes
         session = outcome.session
         files += pinned_files(session, outcome.resolution.pins)
     fetched = await fetch_files(rt.catalog, files, ctx.progress, offline=session.offline)
     fetched.raise_failures()
+    # Wheels downloaded while resolving (read whole for their metadata) are downloads of this
+    # request, not files it found cached (issue 13.7).
+    traffic = session.traffic
+    early = sum(1 for sha in fetched.stored.values() if sha in traffic.downloaded_shas)
     sdists = [(pin.name, pin.file) for pin in outcome.resolution.pins] if outcome else []
     for lock in inputs_locks:
         for package in lock.applicable(target):
@@ -91,8 +100,11 @@ async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult
     return PrefetchResult(
         pins=[pin_info(session, pin) for pin in outcome.resolution.pins] if outcome else [],
         files=len(files),
-        downloaded=fetched.downloaded,
-        downloaded_bytes=fetched.downloaded_bytes,
+        downloaded=fetched.downloaded + traffic.downloaded,
+        downloaded_bytes=fetched.downloaded_bytes + traffic.downloaded_bytes,
+        cached=len(files) - fetched.downloaded - early,
+        metadata_requests=traffic.metadata_requests,
+        metadata_bytes=traffic.metadata_bytes,
         total_bytes=fetched.total_bytes,
         offline=session.offline,
         offline_reason=session.offline_reason,

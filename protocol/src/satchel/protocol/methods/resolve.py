@@ -82,11 +82,20 @@ class ResolveResult(msgspec.Struct, frozen=True, kw_only=True):
     #: The target resolved for: interpreter path, or the synthetic platform/version.
     target: str = ""
     elapsed: float = 0.0
+    #: Whole files downloaded (and stored) while resolving, to read their metadata (an index
+    #: with neither PEP 658 files nor byte ranges), and their bytes.
+    downloaded: int = 0
+    downloaded_bytes: int = 0
+    #: Requests for core metadata while resolving (PEP 658 files, byte ranges of wheels) and
+    #: the bytes they received.
+    metadata_requests: int = 0
+    metadata_bytes: int = 0
 
 
 class PrefetchResult(msgspec.Struct, frozen=True, kw_only=True):
     pins: list[PinInfo]
-    #: Files in the result, files that had to be downloaded, and their bytes.
+    #: Files in the result; files downloaded by this request (while resolving, for their
+    #: metadata, or afterwards), and their bytes.
     files: int
     downloaded: int
     downloaded_bytes: int
@@ -97,3 +106,8 @@ class PrefetchResult(msgspec.Struct, frozen=True, kw_only=True):
     notes: list[str] = []
     target: str = ""
     elapsed: float = 0.0
+    #: Files of the result that were stored before this request (None: not said).
+    cached: int | None = None
+    #: As in `ResolveResult`.
+    metadata_requests: int = 0
+    metadata_bytes: int = 0
