@@ -63,6 +63,8 @@ class World:
     #: Everything a tool may write: the project, HOME, caches, config.
     work: Path
     env: dict[str, str]
+    #: The names `satchel env` exported.
+    exported: frozenset[str]
 
     def run(self, *argv: str, cwd: Path | None = None, **extra: str) -> str:
         env = dict(self.env, **extra)
@@ -155,12 +157,14 @@ def world(tmp_path: Path) -> Iterator[World]:
                 "UV_PYTHON": sys.executable,
             }
             # `eval "$(satchel env)"`, as the user does.
+            exported = set()
             for line in exports.splitlines():
                 name, _, value = line.removeprefix("export ").partition("=")
                 env[name] = value.strip("'")
+                exported.add(name)
             for directory in ("home", "cache", "config", "data", "state", "project"):
                 (work / directory).mkdir(parents=True)
-            yield World(tmp_path, index, daemon, info["url"], token, work, env)
+            yield World(tmp_path, index, daemon, info["url"], token, work, env, frozenset(exported))
 
 
 def installed(python: Path) -> dict[str, str]:
@@ -239,7 +243,7 @@ def test_uv_pip_uses_the_index_from_uv_toml_and_uv_lock_keeps_the_projects_index
     # shell that evaluated `satchel env`.
     pyproject(world, f'[[tool.uv.index]]\nname = "company"\nurl = "{world.index.url}"\n'
               "default = true\n")  # fmt: skip
-    bare = {k: v for k, v in world.env.items() if not k.startswith(("PIP_", "PDM_", "POETRY_"))}
+    bare = {k: v for k, v in world.env.items() if k not in world.exported}
     subprocess.run([uv, "lock"], cwd=world.project, env=bare, check=True, capture_output=True)
     before = (world.project / "uv.lock").read_text()
     assert f'registry = "{world.index.url}' in before
