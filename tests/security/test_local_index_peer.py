@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from satchel.daemon.localindex.peer import peer_is_owner, peer_uid
+from satchel.daemon.localindex.peer import _netlink_uid, lookup_uid, peer_is_owner, peer_uid
 from tests.client.clientenv import ClientEnv
 from tests.security.otheruser import Child, as_intruder, intruder, start_as_intruder
 from tests.support.daemon import DaemonProcess, call
@@ -59,10 +59,14 @@ def test_the_peer_of_an_own_connection_is_the_owner_and_not_our_end() -> None:
         with client, accepted:
             ours = accepted.getsockname()
             assert peer == client.getsockname()
+            # Both ways of asking: the /proc table and the netlink exact lookup.
             assert peer_uid(ours, peer) == os.geteuid()
+            assert _netlink_uid(ours, peer) == os.geteuid()
             assert peer_is_owner(ours, peer)
             # A peer address no socket has: nothing matches, and that is a refusal.
             assert peer_uid(ours, ("127.0.0.1", 1)) is None
+            assert _netlink_uid(ours, ("127.0.0.1", 1)) is None
+            assert lookup_uid(ours, ("127.0.0.1", 1)) is None
             assert not peer_is_owner(ours, ("127.0.0.1", 1))
 
 
@@ -83,10 +87,12 @@ def test_another_users_connection_is_not_the_owner() -> None:
         attacker.wait_ready()
         accepted, peer = server.accept()
         with accepted:
-            uid = peer_uid(accepted.getsockname(), peer)
-            owner = peer_is_owner(accepted.getsockname(), peer)
+            ours = accepted.getsockname()
+            uids = (peer_uid(ours, peer), _netlink_uid(ours, peer), lookup_uid(ours, peer))
+            owner = peer_is_owner(ours, peer)
         assert attacker.finish() == "done"
-    assert uid == user.uid
+    # Matching the 4-tuple the wrong way round would find our own end (our uid) instead.
+    assert uids == (user.uid, user.uid, user.uid)
     assert not owner
 
 

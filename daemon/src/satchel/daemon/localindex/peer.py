@@ -2,10 +2,19 @@
 
 Why (issue 13.5): a token in the index URL ends up in every file a tool writes the URL into
 (pip-compile's requirements.txt, poetry.lock, uv.lock). A Unix socket tells its server the peer's
-uid (``SO_PEERCRED``); loopback TCP does not, but on Linux the kernel lists every TCP socket of
-the network namespace in ``/proc/net/tcp`` with the uid that created it. The connection's peer
-socket is the one whose *local* address is our accepted socket's *remote* address and whose
-*remote* address is our local one: an exact 4-tuple, unique while the connection is open.
+uid (``SO_PEERCRED``); loopback TCP does not, but on Linux the kernel knows the uid that created
+every TCP socket of the network namespace. The connection's peer socket is the one whose *local*
+address is our accepted socket's *remote* address and whose *remote* address is our local one:
+an exact 4-tuple, unique while the connection is open.
+
+Two ways to ask, the first preferred:
+
+* ``NETLINK_SOCK_DIAG`` (what ``ss`` uses), an exact lookup of that 4-tuple: one request and
+  one answer, ~20 µs, whatever the number of sockets. The answer is checked to be that exact
+  4-tuple, established, before its uid is believed.
+* ``/proc/net/tcp``, scanned to the matching line, when netlink is not available (a sandbox
+  that forbids it) or finds nothing (the ``tcp_diag`` module missing): the kernel formats the
+  whole table on read, ~4 ms per lookup with 600 sockets (measured), so only a fallback.
 
 Why this is sound:
 
@@ -20,9 +29,8 @@ Why this is sound:
   direction would accept everyone, so the match is on (local == peer, remote == ours) only
   (`tests/security/test_local_index_peer.py` connects as a second user and is refused).
 
-Cost: one read of ``/proc/net/tcp`` per connection that sends no credentials (not per request),
-in a worker thread, stopping at the matching line; the file holds one ~150-byte line per TCP
-socket of the namespace, so a few hundred microseconds on a workstation.
+Cost: one lookup per connection that sends no credentials (not per request), in a worker
+thread.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ import struct
 import sys
 from pathlib import Path
 
-__all__ = ["PROC_NET_TCP", "peer_is_owner", "peer_uid", "supported"]
+__all__ = ["PROC_NET_TCP", "lookup_uid", "peer_is_owner", "peer_uid", "supported"]
 
 PROC_NET_TCP = Path("/proc/net/tcp")
 #: Lines read at most before giving up (fails closed): a bound against a pathological table.
@@ -83,6 +91,68 @@ def peer_uid(
     return None
 
 
+#: NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, NLMSG_ERROR (linux/netlink.h,
+#: linux/sock_diag.h): spelled out because the socket module does not define them.
+_NETLINK_SOCK_DIAG = 4
+_SOCK_DIAG_BY_FAMILY = 20
+_NLM_F_REQUEST = 1
+_NLMSG_ERROR = 2
+_TCP_ESTABLISHED = 1
+#: INET_DIAG_NOCOOKIE: "any socket with this 4-tuple".
+_NO_COOKIE = 0xFFFFFFFF
+#: Largest answer read: one nlmsghdr + inet_diag_msg (88 bytes) plus attributes we did not ask
+#: for; an error answer echoes the request (16 + 4 + 72).
+_ANSWER_BYTES = 8192
+#: A hang guard only: the kernel answers a sock_diag request synchronously.
+_NETLINK_TIMEOUT = 5.0
+
+
+def _sockid(peer: tuple[str, int], ours: tuple[str, int]) -> bytes:
+    """``struct inet_diag_sockid`` for the socket at *peer* connected to *ours* (48 bytes:
+    ports big-endian, addresses in network order, interface 0, no cookie)."""
+    return (
+        struct.pack("!HH", peer[1], ours[1])
+        + socket.inet_aton(peer[0]).ljust(16, b"\0")
+        + socket.inet_aton(ours[0]).ljust(16, b"\0")
+        + struct.pack("=III", 0, _NO_COOKIE, _NO_COOKIE)
+    )
+
+
+def _netlink_uid(ours: tuple[str, int], peer: tuple[str, int]) -> int | None:
+    """The uid from an exact sock_diag lookup; None when not found. Raises OSError when
+    netlink cannot be used at all."""
+    sockid = _sockid(peer, ours)
+    request = struct.pack("=BBBBI", socket.AF_INET, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + sockid
+    header = struct.pack("=IHHII", 16 + len(request), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST, 1, 0)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as nl:
+        nl.settimeout(_NETLINK_TIMEOUT)
+        nl.sendto(header + request, (0, 0))
+        answer = nl.recv(_ANSWER_BYTES)
+    if len(answer) < 16:
+        return None
+    _length, kind = struct.unpack_from("=IH", answer)
+    if kind == _NLMSG_ERROR or kind != _SOCK_DIAG_BY_FAMILY or len(answer) < 16 + 72:
+        return None
+    # struct inet_diag_msg: family, state, timer, retrans, sockid (48), expires, rqueue,
+    # wqueue, uid, inode. The cookie the kernel fills in is not compared.
+    family, state = answer[16], answer[17]
+    if family != socket.AF_INET or state != _TCP_ESTABLISHED:
+        return None
+    if answer[20 : 20 + 40] != sockid[:40]:
+        return None  # not the socket asked about (a listener, say): believe nothing
+    (uid,) = struct.unpack_from("=I", answer, 16 + 4 + 48 + 12)
+    return int(uid)
+
+
+def lookup_uid(ours: tuple[str, int], peer: tuple[str, int]) -> int | None:
+    """The uid of the peer socket: netlink first, ``/proc/net/tcp`` when it cannot say."""
+    try:
+        uid = _netlink_uid(ours, peer)
+    except (OSError, AttributeError, struct.error, ValueError):
+        uid = None  # no AF_NETLINK here, or forbidden: the table
+    return uid if uid is not None else peer_uid(ours, peer)
+
+
 def peer_is_owner(ours: tuple[str, int], peer: tuple[str, int]) -> bool:
     """Whether the peer of a loopback connection runs as this process's own (effective) uid."""
-    return peer_uid(ours, peer) == os.geteuid()
+    return lookup_uid(ours, peer) == os.geteuid()
