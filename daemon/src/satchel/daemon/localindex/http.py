@@ -17,7 +17,8 @@ What a hostile or sloppy local peer meets, and why:
   user holding ~600 idle connections made the owner wait 5-30 s). Every connection is accepted at
   once and starts *unauthenticated*: its first request head must be complete within
   `FIRST_REQUEST_TIMEOUT` of the accept, and is checked by the server's *authorize* callback
-  before any other work; a refusal is answered and the connection closed. At most
+  before any other work (a first request without credentials is first attributed to a uid by
+  *identify*, see `peer`); a refusal is answered and the connection closed. At most
   `MAX_UNAUTHENTICATED` connections wait for their first request; one more drops the oldest of
   them (the oldest that has sent nothing, if any), so idle strangers pin a bounded number of
   descriptors and never a serving slot.
