@@ -11,6 +11,7 @@ import hashlib
 import json
 import socket
 import stat
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,6 +42,14 @@ async def test_token_file_is_private_and_stable(tmp_path: Path) -> None:
         assert again.token == local.token
 
 
+@pytest.fixture
+def no_peer_auth(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon as on an OS where it cannot tell who a loopback peer is (not Linux): every
+    request needs the token."""
+    monkeypatch.setattr("satchel.daemon.localindex.supported", lambda: False)
+
+
+@pytest.mark.usefixtures("no_peer_auth")
 async def test_missing_token_is_401_without_project_names(tmp_path: Path) -> None:
     async with local_index(tmp_path) as local, httpx.AsyncClient() as anonymous:
         await local.get("/simple/alpha/")  # the cache now knows alpha
@@ -486,6 +495,26 @@ async def test_changing_the_configured_port_moves_the_listener(tmp_path: Path) -
             await httpx.AsyncClient().get(f"http://127.0.0.1:{old_port}/simple/")
 
 
+async def test_localindex_info_gives_a_url_without_credentials_on_linux(tmp_path: Path) -> None:
+    """issue 13.5: where the kernel names a loopback peer's uid, tools get no secret."""
+    from satchel.daemon.methods import RequestContext
+    from satchel.daemon.methods.localindex import localindex_info
+    from satchel.protocol.methods.localindex import LocalIndexInfoParams
+
+    async def send(message: object) -> None:
+        return None
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("peer identification is Linux-only")
+    async with local_index(tmp_path) as local:
+        ctx = RequestContext(local.app, 1, "localindex.info", send)
+        info = await localindex_info(ctx, LocalIndexInfoParams())
+        port = local_index_state(local.app).port
+        assert info.peer_auth
+        assert info.url == info.base_url == f"http://127.0.0.1:{port}/simple/"
+
+
+@pytest.mark.usefixtures("no_peer_auth")
 async def test_localindex_info_gives_the_token_url(tmp_path: Path) -> None:
     from satchel.daemon.methods import RequestContext
     from satchel.daemon.methods.localindex import localindex_info

@@ -1,8 +1,9 @@
 """The local index with the real installers: pip and uv install through Satchel, online and offline.
 
 A real `satcheld` (subprocess) is configured with one loopback upstream (`IndexServer`) holding a
-small dependency tree of real wheels. pip and uv are pointed at Satchel exactly as a user would
-do it: with the exports printed by `satchel env`. Then the upstream goes away, and both must still
+small dependency tree of real wheels. pip and uv are pointed at Satchel exactly as
+docs/local-index.md tells a user to: pip with the exports printed by `satchel env`, `uv pip` with
+the ``[pip]`` table of the user's uv.toml. Then the upstream goes away, and both must still
 install from the cache; uv's own offline mode must work with the Satchel URL and no other flag.
 """
 
@@ -66,6 +67,10 @@ class Setup:
             env[name] = value.strip("'")
         env.pop("PIP_CONFIG_FILE", None)
         env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+        # uv: the user's uv.toml, `[pip]` table (only `uv pip` reads it; see the docs).
+        uv_toml = Path(env["XDG_CONFIG_HOME"]) / "uv" / "uv.toml"
+        uv_toml.parent.mkdir(parents=True, exist_ok=True)
+        uv_toml.write_text(f'[pip]\nindex-url = "{env["PIP_INDEX_URL"]}"\n')
         self._installer = env
         return dict(env)
 
@@ -145,14 +150,16 @@ def uv_install(
     )
 
 
-def test_index_url_prints_the_token_url(setup: Setup) -> None:
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="peer identification: Linux")
+def test_index_url_prints_a_url_without_a_secret(setup: Setup) -> None:
+    """issue 13.5: the daemon identifies its own user's connections, so the URL tools are given
+    carries no token."""
     result = setup.satchel("index-url")
     assert result.returncode == 0, result.stderr
     url = result.stdout.strip()
-    assert url.startswith("http://satchel:")
-    assert "@127.0.0.1:" in url and url.endswith("/simple/")
-    plain = setup.satchel("index-url", "--no-token").stdout.strip()
-    assert plain.startswith("http://127.0.0.1:") and "satchel:" not in plain
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/simple/")
+    assert "@" not in url
+    assert setup.satchel("index-url", "--no-token").stdout.strip() == url
 
 
 def test_pip_installs_online_then_with_the_upstream_stopped(setup: Setup) -> None:
@@ -196,9 +203,10 @@ def test_satchel_env_exports_for_each_shell(setup: Setup) -> None:
     url = setup.satchel("index-url").stdout.strip()
     bash = setup.satchel("env", "--shell", "bash").stdout
     assert f"export PIP_INDEX_URL='{url}'" in bash
-    assert f"export UV_DEFAULT_INDEX='{url}'" in bash
+    assert f"export PDM_PYPI_URL='{url}'" in bash
+    assert "UV_" not in bash  # uv would write the URL into uv.lock (docs/local-index.md)
     fish = setup.satchel("env", "--shell", "fish").stdout
-    assert f"set -gx UV_INDEX_URL '{url}';" in fish
+    assert f"set -gx POETRY_PYPI_MIRROR_URL '{url}';" in fish
     powershell = setup.satchel("env", "--shell", "powershell").stdout
     assert f"$Env:PIP_INDEX_URL = '{url}'" in powershell
     assert os.environ.get("SHELL") is None or setup.satchel("env").returncode == 0

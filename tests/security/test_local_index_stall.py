@@ -68,9 +68,7 @@ def _index(owner: ClientEnv, daemon: DaemonProcess) -> tuple[int, str]:
     """The local index's port and token, from the daemon's own `localindex.info`."""
     _wait_for_log(daemon, r"local index serving on")
     info = call(str(owner.socket), "localindex.info")
-    match = re.match(r"http://[^:]+:([^@]+)@127\.0\.0\.1:(\d+)/", info["url"])
-    assert match, info
-    return int(match.group(2)), match.group(1)
+    return int(info["port"]), Path(info["token_file"]).read_text().strip()
 
 
 def _owner_get(port: int, token: str) -> int:

@@ -195,7 +195,8 @@ def test_satchel_env_never_makes_the_daemon_its_own_upstream(laptop: Laptop) -> 
     notes = laptop.listing(env=after_eval)
     assert notes["indexes"] == []
     assert any("Satchel's own local index" in note for note in notes["notes"])
-    assert exports["PIP_INDEX_URL"].split("@")[0] not in json.dumps(notes)  # no token shown
+    token_file = Path(laptop.client.env["XDG_STATE_HOME"]) / "satchel" / "local-index-token"
+    assert token_file.read_text().strip() not in json.dumps(notes)  # no token shown
 
 
 # -- 12.6 ---------------------------------------------------------------------------------------

@@ -106,12 +106,14 @@ def versions(w: World, *args: str) -> dict[str, str]:
 
 
 def local_index_get(w: World, path: str) -> tuple[int, str]:
-    """GET *path* (``/simple/...``) from the daemon's local index, as pip would (with its token)."""
+    """GET *path* (``/simple/...``) from the daemon's local index, as pip would (with the URL
+    `satchel index-url` prints: with the token only where it carries one)."""
     url = urlsplit(w.ok("index-url").stdout.strip())
-    token = base64.b64encode(f"{url.username}:{url.password}".encode()).decode()
-    request = urllib.request.Request(
-        f"http://{url.hostname}:{url.port}{path}", headers={"Authorization": f"Basic {token}"}
-    )
+    headers = {}
+    if url.password is not None:
+        token = base64.b64encode(f"{url.username}:{url.password}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    request = urllib.request.Request(f"http://{url.hostname}:{url.port}{path}", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, response.read().decode()

@@ -1,13 +1,24 @@
-"""`satchel env [--shell bash|zsh|fish|powershell]`: shell exports that point pip and uv at Satchel.
+"""`satchel env [--shell bash|zsh|fish|powershell]`: shell exports that point pip, pip-tools, pdm
+and poetry at Satchel.
 
 ``eval "$(satchel env)"`` (bash, zsh), ``satchel env --shell fish | source``, or
-``satchel env --shell powershell | Invoke-Expression``. Afterwards pip and uv use the local index,
-and only it: the extra-index and find-links variables are set empty, so an index configured in
-pip.conf or uv.toml cannot be consulted beside Satchel (that is what scoping is for). The shell is
-guessed from ``$SHELL`` when not given.
+``satchel env --shell powershell | Invoke-Expression``. The shell is guessed from ``$SHELL``.
 
-pip needs no ``trusted-host`` for this URL: it treats 127.0.0.0/8 as a secure origin, plain
-HTTP included.
+Only variables that tools read without writing their value into a project file (issue 13.5):
+
+* pip and pip-tools: ``PIP_INDEX_URL`` (the extra-index and find-links variables set empty, so
+  nothing from pip.conf is consulted beside Satchel; scoping is the daemon's). pip-compile copies
+  the index URL into requirements.txt unless given ``--no-emit-index-url`` (docs/local-index.md).
+* pdm: ``PDM_PYPI_URL``, the URL of its default source; pdm.lock records file names and hashes,
+  never the index URL.
+* poetry: ``POETRY_PYPI_MIRROR_URL``, read by the ``poetry-plugin-pypi-mirror`` plugin, which
+  fetches PyPI's packages through the mirror and keeps it out of poetry.lock.
+* uv: nothing. uv records the index it resolved from in uv.lock, so an index set in the
+  environment would rewrite a project's lock to this machine's loopback URL; ``uv pip`` takes the
+  URL from the ``[pip]`` table of the user's uv.toml instead (docs/local-index.md).
+
+The URL carries no token where the daemon identifies its own user's connections (Linux); pip
+needs no ``trusted-host`` for it: 127.0.0.0/8 is a secure origin to pip, plain HTTP included.
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ SHELLS = ("bash", "zsh", "fish", "powershell")
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "env",
-        help="print shell exports that make pip and uv use the local index",
+        help="print shell exports that make pip, pip-tools, pdm and poetry use the local index",
         description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
     )
     parser.add_argument("--shell", choices=SHELLS, help="the shell syntax (default: from $SHELL)")
@@ -40,12 +51,8 @@ def exports(url: str) -> list[tuple[str, str]]:
         ("PIP_INDEX_URL", url),
         ("PIP_EXTRA_INDEX_URL", ""),
         ("PIP_FIND_LINKS", ""),
-        # uv's current name and its older alias: a uv of either age reads one of them.
-        ("UV_DEFAULT_INDEX", url),
-        ("UV_INDEX_URL", url),
-        ("UV_INDEX", ""),
-        ("UV_EXTRA_INDEX_URL", ""),
-        ("UV_FIND_LINKS", ""),
+        ("PDM_PYPI_URL", url),
+        ("POETRY_PYPI_MIRROR_URL", url),
     ]
 
 

@@ -1,9 +1,11 @@
 """`satchel index-url [--no-token]`: print the URL of the daemon's local simple index.
 
-The URL carries the access token as basic-auth userinfo
-(``http://satchel:<token>@127.0.0.1:PORT/simple/``), which pip, uv, poetry and pdm all accept, so
-it can be pasted anywhere an index URL goes: ``pip install --index-url "$(satchel index-url)"``.
-``--no-token`` prints it without credentials (for showing, not for installing).
+On Linux the daemon tells its own user's connections from other users' by asking the kernel, so
+the URL carries no secret (``http://127.0.0.1:PORT/simple/``) and a tool may write it into a file
+without leaking anything (issue 13.5). Where the daemon cannot (other systems) it carries the
+access token as basic-auth userinfo (``http://satchel:<token>@127.0.0.1:PORT/simple/``): then
+keep it out of files (docs/local-index.md says how, per tool). ``--no-token`` always prints it
+without credentials.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ __all__ = ["add_parser", "fetch_info", "run"]
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "index-url",
-        help="print the local simple index URL (with its token) for pip, uv and others",
+        help="print the local simple index URL for pip, uv, poetry, pdm and pip-tools",
         description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
     )
     parser.add_argument("--no-token", action="store_true", help="print the URL without the token")

@@ -7,6 +7,7 @@ its index scoping. Modules, one job each:
 * `http`: an HTTP/1.1 server on trio over h11 (limits, timeouts, keep-alive, file streaming);
 * `pages`: PEP 503/691 documents and content negotiation (pure);
 * `auth`: the per-user token file and the basic-auth check;
+* `peer`: the uid of a loopback peer, from the kernel (token-less access for the owner);
 * `service`: the routes, over the daemon's catalog and store.
 
 `serve_local_index` is started by the runtime once the catalog exists. Failing to listen (the
@@ -37,6 +38,7 @@ import trio
 from satchel.daemon.fsutil import atomic_write
 from satchel.daemon.localindex.auth import TOKEN_FILE, load_or_create_token
 from satchel.daemon.localindex.http import LISTEN_BACKLOG, HttpServer
+from satchel.daemon.localindex.peer import peer_is_owner, supported
 from satchel.daemon.localindex.service import LocalIndex
 
 if TYPE_CHECKING:
@@ -88,6 +90,9 @@ class LocalIndexState:
     #: The port being served (the bound one when the configuration says 0), or the one wanted.
     port: int | None = None
     token: str | None = None
+    #: Whether requests without the token are let in when the kernel says the peer is our own
+    #: user (`peer`: Linux), so tools can be given a URL without a secret in it.
+    peer_auth: bool = False
     error: str | None = None
     since: float = 0.0
 
@@ -150,7 +155,7 @@ async def serve_local_index(
     app: App, rt: Runtime, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Serve the local index until cancelled; never raises for a bind or token problem."""
-    state = LocalIndexState(since=time.time())
+    state = LocalIndexState(since=time.time(), peer_auth=supported())
     _STATES[app] = state
     try:
         state.token = await trio.to_thread.run_sync(load_or_create_token, app.paths.state_dir)
@@ -177,7 +182,12 @@ async def serve_local_index(
                 listeners = await _bind_wanted(state, port, state_dir)
                 continue
             delay = RETRY_FIRST
-            server = HttpServer(service.route, authorize=service.authorize, hold=app.activity.hold)
+            server = HttpServer(
+                service.route,
+                authorize=service.authorize,
+                identify=peer_is_owner if state.peer_auth else None,
+                hold=app.activity.hold,
+            )
             with trio.CancelScope() as scope:
                 nursery.start_soon(_cancel_on_port_change, rt, port, scope)
                 await server.serve(listeners)

@@ -3,9 +3,11 @@
 Why a token at all on a loopback port: 127.0.0.1 is reachable by every local user (and by any
 process a browser tricks into a request), and the cache holds what private indexes served. The
 Unix socket is protected by its directory's permissions and a peer-uid check; TCP has neither, so
-the HTTP side carries a secret that only the owner can read. pip and uv both accept credentials
-in the index URL (``http://satchel:<token>@127.0.0.1:PORT/simple/``) and send them as HTTP basic
-auth, so nothing else has to be configured.
+the HTTP side carries a secret that only the owner can read, sent as HTTP basic auth. On Linux
+the owner's own connections need no token (`peer` asks the kernel whose they are), so tools get a
+URL without it and cannot write it into a lock or requirements file (issue 13.5); the token
+remains for other systems (``http://satchel:<token>@127.0.0.1:PORT/simple/``) and for clients
+the owner hands it to.
 
 The token is created on first start with `atomic_write` (temp + fsync + rename, mode 0600), so
 two daemons racing, or a crash mid-write, never leave a half-written or world-readable token. A

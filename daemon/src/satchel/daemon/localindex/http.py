@@ -17,7 +17,8 @@ What a hostile or sloppy local peer meets, and why:
   user holding ~600 idle connections made the owner wait 5-30 s). Every connection is accepted at
   once and starts *unauthenticated*: its first request head must be complete within
   `FIRST_REQUEST_TIMEOUT` of the accept, and is checked by the server's *authorize* callback
-  before any other work; a refusal is answered and the connection closed. At most
+  before any other work (a first request without credentials is first attributed to a uid by
+  *identify*, see `peer`); a refusal is answered and the connection closed. At most
   `MAX_UNAUTHENTICATED` connections wait for their first request; one more drops the oldest of
   them (the oldest that has sent nothing, if any), so idle strangers pin a bounded number of
   descriptors and never a serving slot.
@@ -44,7 +45,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from pathlib import Path
 from typing import BinaryIO, Literal, cast
@@ -67,6 +68,7 @@ __all__ = [
     "FileBody",
     "Handler",
     "HttpServer",
+    "Identify",
     "Request",
     "Response",
     "byte_range",
@@ -121,6 +123,9 @@ class Request:
     target: str
     #: Lower-case header name -> value (repeated headers joined with ", ").
     headers: dict[str, str]
+    #: Whether the kernel says the connection's peer runs as the server's own user (see
+    #: `HttpServer`'s *identify*; only asked for a first request without credentials).
+    peer_is_owner: bool = False
 
     @property
     def head(self) -> bool:
@@ -156,6 +161,9 @@ Handler = Callable[[Request], Awaitable[Response]]
 #: Checks a request before any work: None lets it through, a `Response` refuses it (sent, then
 #: the connection is closed).
 Authorize = Callable[[Request], Response | None]
+#: Whether the peer of a connection (our address, the peer's address) runs as our own user.
+#: Blocking: called in a worker thread.
+Identify = Callable[[tuple[str, int], tuple[str, int]], bool]
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | Literal[False] | None:
@@ -213,7 +221,9 @@ class _PeerGone(Exception):
 class HttpServer:
     """Serve *handler* on trio listeners; one `_Connection` per accepted stream.
 
-    *authorize* checks every request before *handler* sees it (module docstring);
+    *authorize* checks every request before *handler* sees it (module docstring); *identify*,
+    when given, is asked once per connection whose first request carries no ``Authorization``
+    header whether the peer is our own user (the answer is `Request.peer_is_owner`);
     *first_request_timeout* and *max_unauthenticated* default to the module's constants (read
     when the server is made, so a test may change them).
     """
@@ -223,6 +233,7 @@ class HttpServer:
         handler: Handler,
         *,
         authorize: Authorize | None = None,
+        identify: Identify | None = None,
         server_name: str = "satchel",
         hold: Callable[[], AbstractContextManager[None]] | None = None,
         first_request_timeout: float | None = None,
@@ -230,6 +241,7 @@ class HttpServer:
     ) -> None:
         self.handler = handler
         self.authorize = authorize
+        self.identify = identify
         self.server_name = server_name
         #: Entered for the life of each connection (the daemon's activity counter: an installer
         #: using the index keeps an autostarted daemon from idling out under it).
@@ -320,6 +332,8 @@ class _Connection:
         #: Whether any byte arrived; whether the first request authenticated and took a slot.
         self.started = False
         self.has_slot = False
+        #: Whether the peer is our own user (asked at most once, see `HttpServer`).
+        self.peer_is_owner: bool | None = None
         #: When the first request head must be complete (set by `run`).
         self._first_deadline = 0.0
 
@@ -330,6 +344,7 @@ class _Connection:
                 request = await self._read_request()
                 if request is None:
                     return
+                request = await self._identified(request)
                 authorize = self.server.authorize
                 refusal = authorize(request) if authorize is not None else None
                 if refusal is not None:
@@ -360,6 +375,21 @@ class _Connection:
                 self.conn.start_next_cycle()
         except _PeerGone:
             return
+
+    async def _identified(self, request: Request) -> Request:
+        """*request*, with `Request.peer_is_owner` from the kernel when it sent no credentials."""
+        identify = self.server.identify
+        if identify is None or request.header("authorization") is not None:
+            return request
+        if self.peer_is_owner is None:
+            try:
+                ours, peer = self.stream.socket.getsockname(), self.stream.socket.getpeername()
+            except OSError:
+                raise _PeerGone from None
+            self.peer_is_owner = await trio.to_thread.run_sync(
+                identify, (ours[0], ours[1]), (peer[0], peer[1])
+            )
+        return replace(request, peer_is_owner=self.peer_is_owner)
 
     async def _handle(self, request: Request) -> Response:
         try:

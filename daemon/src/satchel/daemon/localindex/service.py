@@ -1,6 +1,6 @@
 """The local index's routes: Satchel's cache and catalog as a simple index over HTTP.
 
-Routes (every one behind the token, see `auth`)::
+Routes (every one behind the token or the peer's uid, see `auth` and `peer`)::
 
     /simple/                         cached projects (PEP 503/691 root)
     /simple/<project>/               the project page, as the daemon's index strategy scopes it
@@ -92,6 +92,11 @@ MAX_REMEMBERED_FILES = 200_000
 #: prefetch may have stored it since); until then the page does not advertise it.
 METADATA_RECHECK = 10.0
 _LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost"})
+#: Headers every current browser sends (Fetch Metadata on every request to a trustworthy origin,
+#: which loopback is; ``Origin`` on cross-origin ones) and no installer does. A web page runs as
+#: the user too, so a token-less request that the kernel attributes to the user is refused when
+#: it carries one: a page must not make the daemon fetch, or probe what the cache holds.
+_BROWSER_HEADERS = ("origin", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest")
 _HEX = frozenset("0123456789abcdef")
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 _MAX_NAME = 200
@@ -181,11 +186,18 @@ class LocalIndex:
     def authorize(self, request: Request) -> Response | None:
         """The refusal of a request without the token (or for a foreign Host), else None.
 
+        A request without credentials passes when the kernel says its connection's peer runs
+        as the daemon's own user (`peer`, Linux; issue 13.5), unless a browser sent it.
+
         The HTTP server calls this before any other work on every request, and closes the
         connection after a refusal (see `http`)."""
         host = (request.header("host") or "127.0.0.1").rsplit(":", 1)[0].strip("[]").lower()
         if host not in _LOCAL_HOSTS:
             return _text(400, "unexpected Host header: use 127.0.0.1")
+        if request.peer_is_owner and request.header("authorization") is None:
+            if any(request.header(name) is not None for name in _BROWSER_HEADERS):
+                return _text(403, "requests from a web browser need the token")
+            return None
         if not check_basic_auth(
             (request.header("authorization") or "").encode("latin-1") or None, self.token
         ):

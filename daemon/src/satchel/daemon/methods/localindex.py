@@ -19,13 +19,16 @@ __all__ = ["localindex_info"]
 async def localindex_info(
     ctx: RequestContext, params: LocalIndexInfoParams
 ) -> LocalIndexInfoResult:
-    """The URL (with the token) when serving; otherwise the state and why."""
+    """The URL for tools when serving (the token in it only where peers cannot be identified);
+    otherwise the state and why."""
     app = ctx.app
     await runtime(app)  # the index starts with the runtime; its failure is reported there
     state = local_index_state(app)
     base = state.base_url
     url = None
-    if base is not None and state.token is not None:
+    if base is not None and state.peer_auth:
+        url = base
+    elif base is not None and state.token is not None:
         url = base.replace("http://", f"http://satchel:{state.token}@", 1)
     return LocalIndexInfoResult(
         state=state.state,
@@ -36,4 +39,5 @@ async def localindex_info(
         error=state.error,
         token_file=str(app.paths.state_dir / TOKEN_FILE),
         since=state.since,
+        peer_auth=state.peer_auth,
     )

@@ -1,9 +1,11 @@
 """Local index methods: `localindex.info`: where the loopback simple index is, and its state.
 
-The URL returned carries the user's token as basic-auth userinfo
-(``http://satchel:<token>@127.0.0.1:PORT/simple/``): the answer travels only over the daemon's
-Unix socket, which admits the owning user alone, and it is what `satchel index-url` and
-`satchel env` print for pip and uv.
+The URL returned is what `satchel index-url` and `satchel env` give to pip, uv, poetry, pdm and
+pip-tools. Where the daemon can tell from the kernel that a loopback connection is its own user's
+(`peer_auth`: Linux) it carries no credentials, so no tool writes a secret into a lock or
+requirements file (issue 13.5); elsewhere it carries the token as basic-auth userinfo
+(``http://satchel:<token>@127.0.0.1:PORT/simple/``). The answer travels only over the daemon's
+Unix socket, which admits the owning user alone.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ class LocalIndexInfoParams(msgspec.Struct, frozen=True):
 class LocalIndexInfoResult(msgspec.Struct, frozen=True, kw_only=True):
     #: "serving", "starting", "error" (e.g. the port is taken; retried) or "stopped".
     state: str
-    #: The index URL with the token as userinfo; None unless serving.
+    #: The index URL for tools (no credentials when `peer_auth`, else the token as userinfo);
+    #: None unless serving.
     url: str | None = None
     #: The same URL without credentials (safe to show); None unless serving.
     base_url: str | None = None
@@ -35,3 +38,5 @@ class LocalIndexInfoResult(msgspec.Struct, frozen=True, kw_only=True):
     token_file: str | None = None
     #: Unix time of the last state change.
     since: float = 0.0
+    #: Whether the daemon admits its own user's connections without the token (Linux).
+    peer_auth: bool = False
