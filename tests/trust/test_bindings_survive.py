@@ -161,6 +161,9 @@ def test_the_local_index_refuses_a_stored_impostor_file(world: World) -> None:
     assert "satchel origins trust internal-tool public" in body
     status_code, _ = local_index_get(w, f"/files/{impostor}/{IMPOSTOR}.metadata")
     assert status_code == 403
+    # Nor under another project's name (the file name in the URL is the client's to choose):
+    # evil is public's, but these bytes were never served as evil.
+    assert _file_status(w, f"/files/{impostor}/evil-1.0-py3-none-any.whl") == 403
 
     private = _sha(w, "internal", PRIVATE)
     assert _file_status(w, f"/files/{private}/{PRIVATE}") == 200

@@ -99,6 +99,8 @@ def test_the_own_local_index_typed_into_config_toml_is_refused_naming_the_line(
         assert f"{laptop.config}:{line}:" in result.stderr, result.stderr
         assert "Satchel's own local index" in result.stderr
         assert "does not fall back" in result.stderr
+    laptop.ok("index", "remove", "loop", env=shell)  # the way out works on the broken file
+    assert laptop.resolved("internal-tool", env=shell) == "1.0.0"
     assert not laptop.impostor_asked()
 
 

@@ -18,11 +18,8 @@ comes from the metadb, lists only files whose bytes are in the store, and says s
 ``X-Satchel-Stale`` (when it was last fetched) and a ``Warning: 110`` header.
 
 File URLs contain the sha256, so a URL's bytes never change: files are served with long-lived
-immutable caching, and a file already in the store is answered without consulting any index. It
-still obeys its project's binding as the page does (`satchel.daemon.origins`): the index that
-served the stored file (its provenance) must be the one the project is bound to (or pinned to),
-else the request is refused with 403 naming both, however the client learnt the URL (an old
-lock file, a page of an opted-out resolve).
+immutable caching, and a file already in the store is answered without consulting any index,
+but held to its project's binding as pages are (`satchel.daemon.localindex.binding`: 403).
 """
 
 from __future__ import annotations
@@ -61,6 +58,7 @@ from satchel.daemon.errors import (
     UpstreamError,
 )
 from satchel.daemon.localindex.auth import check_basic_auth
+from satchel.daemon.localindex.binding import stored_file_refusal
 from satchel.daemon.localindex.http import FileBody, Request, Response, byte_range
 from satchel.daemon.localindex.pages import (
     HTML_V1,
@@ -73,9 +71,7 @@ from satchel.daemon.localindex.pages import (
     render_project,
     render_root,
 )
-from satchel.daemon.model import FileEntry, Origin, ProjectPage
-from satchel.daemon.origins import Binding, How, index_identity
-from satchel.daemon.scope import Strategy
+from satchel.daemon.model import FileEntry, ProjectPage
 from satchel.daemon.simple import file_project
 
 if TYPE_CHECKING:
@@ -551,56 +547,11 @@ class LocalIndex:
         headers.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
         return Response(206, headers, FileBody(store.path(sha), start, end - start))
 
-    def _provenance(self, project: str, sha: str) -> tuple[Binding | None, list[Origin]]:
-        return self.rt.catalog.origins.get(project), self.rt.metadb.origins(sha)
-
     async def _origin_refusal(self, sha: str, filename: str) -> Response | None:
-        """The 403 for a stored file its project's binding does not allow, else None.
-
-        Allowed: a file one of whose origins is the index the project is pinned to, or bound to
-        (by URL, whatever its name now); a project never bound is first looked up as its page
-        would be (which binds it online), then held to that. ``unsafe-best-match`` without a pin
-        checks nothing, as for pages (the documented opt-out)."""
-        project = file_project(filename)
-        if project is None:
+        """403 for a stored file its project's binding does not allow (`stored_file_refusal`)."""
+        message = await stored_file_refusal(self.rt, sha, filename)
+        if message is None:
             return None
-        session = self.rt.catalog.session()
-        config = session.config
-        pinned = next((i for p, i in config.pins.items() if canonicalize_name(p) == project), None)
-        if session.strategy is Strategy.UNSAFE_BEST_MATCH and pinned is None:
-            return None
-        binding, origins = await trio.to_thread.run_sync(self._provenance, project, sha)
-        allowed: set[str]
-        if pinned is not None:
-            allowed, wanted = {pinned}, f"pinned to index '{pinned}'"
-        else:
-            scoped_indexes: set[str] = set()
-            if binding is None:
-                scoped = await session.scoped_pages(project)  # may bind it; OriginChanged: 403
-                scoped_indexes = {page.index for page in scoped.pages}
-                binding = await trio.to_thread.run_sync(self.rt.catalog.origins.get, project)
-            if binding is None:
-                allowed = scoped_indexes
-                wanted = "never bound to an index, and listed by " + (
-                    ", ".join(f"'{name}'" for name in sorted(allowed)) or "no index in scope"
-                )
-            elif binding.how is How.CONTESTED:
-                allowed, wanted = set(), f"contested after a database rebuild ({binding.index})"
-            else:
-                allowed = {i.name for i in config.indexes if index_identity(i.url) == binding.url}
-                wanted = f"bound to index '{binding.index}' ({binding.url})"
-        served = sorted({origin.index for origin in origins})
-        if any(name in allowed for name in served):
-            return None
-        urls = {i.name: index_identity(i.url) for i in config.indexes}
-        came = ", ".join(f"'{name}' ({urls.get(name, 'not configured')})" for name in served)
-        way_out = f"satchel origins trust {project} {served[0]}" if served else ""
-        message = (
-            f"{filename}: this stored file came from index {came or 'unknown'}, but {project} "
-            f"is {wanted}. Refused: a project is never taken from another index without your "
-            "word (it may be an impostor)"
-            + (f". If the change is intended, accept it with `{way_out}`" if way_out else "")
-        )
         log.warning("local index: %s", message)
         return _text(403, redact(message))
 
