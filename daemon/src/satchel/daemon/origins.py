@@ -18,8 +18,11 @@ bound to the public index, which the private index said it did not serve, may be
 it; a project never seen is still refused (it may be the private one).
 
 Storage: two tables in the metadb (its migration 2 creates them from `SCHEMA`), read and written
-through the metadb's own short transactions. `judge` is pure: the session calls it with what it
-fetched and the stored binding, and applies the verdict.
+through the metadb's own short transactions (bindings durably). They are state, not cache:
+garbage collection never touches them, and when a damaged metadb is rebuilt they are restored
+from the stored files' provenance records (`satchel.daemon.dbrecovery`, `Origins.restore`).
+`judge` is pure: the session calls it with what it fetched and the stored binding, and applies
+the verdict.
 """
 
 from __future__ import annotations
@@ -162,7 +165,9 @@ class Origins:
         if verdict.refuse is not None or (verdict.bind is None and not verdict.absent):
             return
         now = time.time()
-        with self.db._write() as conn:
+        # A binding is state, not cache: committed durably (a power cut must not lose it and
+        # let the next answer bind the project afresh); "not here" records need not be.
+        with self.db._write(durable=verdict.bind is not None) as conn:
             bind = verdict.bind
             if bind is not None:
                 # A first use never overwrites a binding another request made meanwhile (the
@@ -215,7 +220,7 @@ class Origins:
 
     def forget(self, project: str) -> bool:
         """Drop *project*'s binding and records; whether there was one."""
-        with self.db._write() as conn:
+        with self.db._write(durable=True) as conn:
             gone = conn.execute("DELETE FROM project_origins WHERE project = ?", (project,))
             conn.execute("DELETE FROM project_absent WHERE project = ?", (project,))
             return gone.rowcount > 0
