@@ -12,17 +12,23 @@ import base64
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import trio
 
-from satchel.daemon.store import METADB_NAME
+from satchel.daemon import provenance
+from satchel.daemon.dbrecovery import recover
+from satchel.daemon.metadb import MetaDB
+from satchel.daemon.model import FileEntry
+from satchel.daemon.origins import How, Origins
+from satchel.daemon.store import METADB_NAME, BlobStore
 from tests.client.clientenv import wait_gone
 from tests.e2e.twoindexes import EXIT_FAILURE, World
-from tests.support.wheels import file_sha256
+from tests.support.wheels import build_wheel, file_sha256
 from tests.trust.test_origins import local_index_get, open_world, refused
 
 PRIVATE = "internal_tool-1.0.0-py3-none-any.whl"
@@ -111,6 +117,9 @@ def test_a_project_served_by_two_indexes_is_contested_after_a_rebuild(world: Wor
     _damage_the_database(w)
 
     assert _origins(w)["internal-tool"]["how"] == "contested"
+    listed = w.ok("origins", "list").stdout
+    assert "internal-tool  contested: served by internal (" in listed
+    assert "refused until `satchel origins trust internal-tool INDEX`" in listed
     status = w.ok("status").stdout
     assert "Not restored, because their stored files came from several indexes" in status
     assert "internal-tool (internal (" in status and "public (" in status
@@ -174,3 +183,59 @@ def test_the_local_index_refuses_a_stored_impostor_file(world: World) -> None:
     w.ok("origins", "trust", "internal-tool", "public")
     assert _file_status(w, f"/files/{impostor}/{IMPOSTOR}") == 200
     assert _file_status(w, f"/files/{private}/{PRIVATE}") == 403
+
+
+def test_the_rebuild_rule_for_records_without_an_index_url(tmp_path: Path) -> None:
+    """issue 12 (gap 1), the rule itself: a record written before records kept the index URL is
+    bound through config.toml's name -> URL; one whose index name config.toml no longer knows,
+    or a project served by two URLs, is contested; a file with no record binds nothing."""
+    cache = tmp_path / "cache"
+    store = BlobStore(cache)
+    dist = tmp_path / "dist"
+    private = "http://127.0.0.1:1/simple/"
+    files = {
+        name: _ingest(store, build_wheel(dist / name, name, "1.0"))
+        for name in ("old-one", "gone-index", "two-urls", "no-record")
+    }
+
+    def served(project: str, index: str, url: str = "", where: str = "a") -> None:
+        wheel = f"{project.replace('-', '_')}-1.0-py3-none-any.whl"
+        entry = FileEntry(filename=wheel, url=f"http://127.0.0.1:1/{where}/{wheel}")
+        provenance.add_source(cache, files[project], index, project, entry, index_url=url)
+
+    served("old-one", "internal")  # an older record: the name only
+    served("gone-index", "renamed-away")
+    served("two-urls", "internal", private)
+    served("two-urls", "public", "http://127.0.0.1:2/simple/", where="b")
+    (cache / METADB_NAME).write_bytes(b"")
+
+    result = recover(cache, {"internal": private})
+
+    assert result is not None
+    assert result.bindings == 1
+    assert result.contested == (
+        "gone-index (renamed-away (URL unknown))",
+        f"two-urls (internal ({private}), public (http://127.0.0.1:2/simple/))",
+    )
+    db = MetaDB(cache / METADB_NAME)
+    try:
+        bound = {b.project: b for b in Origins(db).all()}
+    finally:
+        db.close()
+    assert (bound["old-one"].url, bound["old-one"].how) == (private, How.RESTORED)
+    assert bound["two-urls"].how is How.CONTESTED and bound["two-urls"].url == ""
+    assert "no-record" not in bound
+    assert "refused until you say which index" in result.describe()
+
+
+def _ingest(store: BlobStore, path: Path) -> str:
+    data = path.read_bytes()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield data
+
+    async def go() -> str:
+        info = await store.ingest(chunks(), expected_sha256=None, label=path.name)
+        return info.sha256
+
+    return trio.run(go)
