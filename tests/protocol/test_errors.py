@@ -32,6 +32,7 @@ FAILURE_CODES = [
     "forbidden",
     "origin-changed",
     "database-damaged",
+    "credential-withheld",
 ]
 
 

@@ -204,7 +204,7 @@ class Catalog:
                 await trio.to_thread.run_sync(
                     Digests(others).check_file, self.store.path(sha), label
                 )
-            await trio.to_thread.run_sync(self._remember, sha, None, index.name, project, file)
+            await trio.to_thread.run_sync(self._remember, sha, None, index, project, file)
             return BlobInfo(sha, self.store.path(sha).stat().st_size)
 
         async def download() -> BlobInfo:
@@ -217,7 +217,7 @@ class Catalog:
                     label=label,
                 )
             await trio.to_thread.run_sync(
-                self._remember, info.sha256, info.size, index.name, project, file
+                self._remember, info.sha256, info.size, index, project, file
             )
             if file.is_wheel:
                 await self._check_metadata(index, file, info.sha256, label)
@@ -286,12 +286,12 @@ class Catalog:
                     "run `satchel prefetch` for it while online",
                     details={"missing": [f"{project} ({file.filename})"]},
                 )
-            self._remember(sha, None, index.name, project, file)
+            self._remember(sha, None, index, project, file)
             out.append(BlobInfo(sha, size))
         return out
 
     def _remember(
-        self, sha: str, size: int | None, index: str, project: str, file: FileEntry
+        self, sha: str, size: int | None, index: IndexConfig, project: str, file: FileEntry
     ) -> None:
         """Record a stored file's origin. An already-stored file costs a read, not a durable
         write: installs touch hundreds of stored files, and their origins are nearly always
@@ -300,12 +300,13 @@ class Catalog:
         A new origin goes to the blob's provenance record first, then to the metadb: the
         record is what rebuilds the metadb if it is ever lost (`satchel.daemon.dbrecovery`).
         """
-        origin = Origin(index=index, project=project, filename=file.filename, url=file.url)
+        origin = Origin(index=index.name, project=project, filename=file.filename, url=file.url)
+        url = index_identity(index.url)
         if size is not None:
-            provenance.add_source(self.store.root, sha, index, project, file)
+            provenance.add_source(self.store.root, sha, index.name, project, file, index_url=url)
             self.metadb.record_blob(sha, size, origin.filename, origin=origin)
         elif origin not in self.metadb.origins(sha):
-            provenance.add_source(self.store.root, sha, index, project, file)
+            provenance.add_source(self.store.root, sha, index.name, project, file, index_url=url)
             self.metadb.add_origin(sha, origin)
 
     # -- core metadata ----------------------------------------------------------------------

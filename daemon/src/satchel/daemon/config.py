@@ -280,8 +280,19 @@ def check_index(index: IndexConfig) -> None:
         raise ConfigError("index max-age must not be negative")
 
 
-def parse_config(text: str, path: Path | str = "config.toml") -> Config:
-    """Parse and validate config *text*; errors are `ConfigError` naming *path* and the line."""
+#: Whether a URL is Satchel's own local index, given the port config.toml asks for (None: the
+#: default one): `satchel.daemon.indexset.OwnIndex.matches`.
+OwnCheck = Callable[[str, "int | None"], bool]
+
+
+def parse_config(
+    text: str, path: Path | str = "config.toml", *, own: OwnCheck | None = None
+) -> Config:
+    """Parse and validate config *text*; errors are `ConfigError` naming *path* and the line.
+
+    With *own*, an index whose URL is Satchel's own local index (typed in by hand: `index add`
+    and adoption refuse it already) is an error too: as an upstream every request would come
+    back to the daemon itself."""
     if not text.strip():
         raise _error(
             path,
@@ -359,7 +370,20 @@ def parse_config(text: str, path: Path | str = "config.toml") -> Config:
             settings[attr] = convert(value)
         except ValueError as exc:
             raise fail(f"setting {key!r}: {exc}", "settings", key) from None
-    return Config(indexes=order_indexes(indexes), pins=pins, settings=Settings(**settings))
+    parsed = Settings(**settings)
+    if own is not None:
+        for position, index in enumerate(indexes):
+            if own(index.url, parsed.local_index_port):
+                raise fail(
+                    f"index {index.name!r}: {redact(index.url)} is Satchel's own local index; "
+                    "as an upstream every request would come back to this daemon. Remove it "
+                    f"(`satchel index remove {index.name}`, or edit the file) and add the index "
+                    "pip and uv were using before `satchel env` (`satchel index add NAME URL`)",
+                    "index",
+                    position,
+                    "url",
+                )
+    return Config(indexes=order_indexes(indexes), pins=pins, settings=parsed)
 
 
 def order_indexes(indexes: Iterable[IndexConfig]) -> tuple[IndexConfig, ...]:
@@ -387,15 +411,16 @@ def config_exists(path: Path) -> bool:
     return path.exists() or path.is_symlink()
 
 
-def load_config(path: Path) -> Config:
-    """Read *path*; a missing file is an empty configuration (the runtime then adopts once)."""
+def load_config(path: Path, *, own: OwnCheck | None = None) -> Config:
+    """Read *path*; a missing file is an empty configuration (the runtime then adopts once).
+    *own*: see `parse_config`."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return Config()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}", details={"path": str(path)}) from exc
-    return parse_config(text, path)
+    return parse_config(text, path, own=own)
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -477,9 +502,15 @@ class LiveConfig:
     """
 
     def __init__(
-        self, path: Path, *, on_error: Callable[[ConfigError], None] | None = None
+        self,
+        path: Path,
+        *,
+        on_error: Callable[[ConfigError], None] | None = None,
+        own: OwnCheck | None = None,
     ) -> None:
         self.path = path
+        #: Recognises Satchel's own local index (refused as an index: `parse_config`).
+        self.own = own
         self.error: ConfigError | None = None
         self.config: Config = Config()
         #: Whether `config` came from the file (False: broken or missing since start).
@@ -516,7 +547,7 @@ class LiveConfig:
                 "it is back or the daemon restarts (which adopts pip's and uv's indexes anew)",
                 details={"path": str(self.path), "line": None},
             )
-        return load_config(self.path)
+        return load_config(self.path, own=self.own)
 
     async def watch(
         self,

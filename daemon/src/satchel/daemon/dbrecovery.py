@@ -26,10 +26,18 @@ rebuilds again; never a half-filled database that looks healthy):
   as that index listed them, marked as fetched at time 0, so online it is revalidated at once
   and offline it lets a resolve choose among the stored files;
 * the built-wheel links (sdist, interpreter tag -> wheel) from the records;
-* the core metadata (METADATA / PKG-INFO) read from each blob.
+* the core metadata (METADATA / PKG-INFO) read from each blob;
+* each project's binding to its index (`satchel.daemon.origins`), which is state, not cache:
+  lost, the next online answer would bind the project afresh, possibly to an impostor. A project
+  whose stored files all came from one index (by URL; a record written before URLs were kept
+  names the index, looked up in config.toml) is bound to it again (how: ``restored``). A project
+  whose files came from several indexes, or from an index that cannot be identified, is not
+  guessed: it is marked ``contested``, listed in the rebuild report, and every answer for it is
+  refused until the user says which index it comes from (`satchel origins trust`, or a pin).
 
 What is lost: pages of projects none of whose files are stored, metadata fetched without its
-file, usage times (all files count as used now) and daemon state (watch history).
+file, usage times (all files count as used now), the "not here" records of bindings, and daemon
+state (watch history).
 
 A damage found later, while serving (`DatabaseDamaged`), is reported with its own error code and
 the advice to restart the daemon, which then finds it here.
@@ -45,6 +53,7 @@ import stat
 import time
 import zipfile
 from collections import defaultdict
+from collections.abc import Mapping
 from email.parser import BytesHeaderParser
 from pathlib import Path
 
@@ -57,6 +66,7 @@ from satchel.daemon.errors import SatchelError
 from satchel.daemon.fsutil import fsync_dir
 from satchel.daemon.metadb import MetaDB
 from satchel.daemon.model import FileEntry, Origin, ProjectPage
+from satchel.daemon.origins import Binding, How, Origins
 from satchel.daemon.store import METADB_NAME, BlobStore
 
 __all__ = ["DatabaseRecovery", "backfill_provenance", "check", "rebuild", "recover"]
@@ -83,16 +93,30 @@ class DatabaseRecovery(msgspec.Struct, frozen=True, kw_only=True):
     pages: int = 0
     built_wheels: int = 0
     core_metadata: int = 0
+    #: Projects bound again to the one index their stored files came from.
+    bindings: int = 0
+    #: "project (index, index)" for each project whose files came from several indexes (or an
+    #: unidentifiable one): refused until `satchel origins trust`.
+    contested: tuple[str, ...] = ()
 
     def describe(self) -> str:
         kept = f"it was moved to {self.moved_to} and " if self.moved_to else "it was "
-        return (
+        text = (
             f"the cache database {self.database} was damaged ({self.problem}); "
             f"{kept}rebuilt from the stored files without the network: "
             f"{self.files} files ({self.attributed} with the index they came from), "
             f"{self.pages} index pages, {self.built_wheels} built wheels, "
-            f"{self.core_metadata} metadata files"
+            f"{self.core_metadata} metadata files, {self.bindings} project origins"
         )
+        if self.contested:
+            shown = "; ".join(self.contested[:10])
+            more = f" and {len(self.contested) - 10} more" if len(self.contested) > 10 else ""
+            text += (
+                f". Not restored, because their stored files came from several indexes: "
+                f"{shown}{more}; each is refused until you say which index it comes from "
+                "(`satchel origins trust PROJECT INDEX`)"
+            )
+        return text
 
 
 def check(path: Path, *, has_blobs: bool) -> str | None:
@@ -130,8 +154,11 @@ def check(path: Path, *, has_blobs: bool) -> str | None:
     return "PRAGMA quick_check: " + "; ".join(found[:3])[:300]
 
 
-def recover(cache_dir: Path) -> DatabaseRecovery | None:
+def recover(cache_dir: Path, known: Mapping[str, str] | None = None) -> DatabaseRecovery | None:
     """Check the database of the cache at *cache_dir*; move it aside and rebuild when damaged.
+
+    *known* maps configured index names to their identities (`index_identity`), for records
+    written before they held the index URL.
 
     Blocking: the daemon runs it in a worker thread before `store.open_cache`, under its
     single-instance lock.
@@ -144,7 +171,7 @@ def recover(cache_dir: Path) -> DatabaseRecovery | None:
     log.error("the cache database %s is damaged: %s", path, problem)
     moved = _move_aside(path, store.quarantine_dir) if _exists(path) else ""
     started = time.monotonic()
-    result = rebuild(path, store, store.inventory())
+    result = rebuild(path, store, store.inventory(), known or {})
     result = msgspec.structs.replace(result, problem=problem, moved_to=str(moved))
     log.warning("%s (%.1f s)", result.describe(), time.monotonic() - started)
     return result
@@ -176,8 +203,11 @@ def _move_aside(path: Path, quarantine_dir: Path) -> Path:
     return dest
 
 
-def rebuild(path: Path, store: BlobStore, present: dict[str, int]) -> DatabaseRecovery:
-    """Write a new database at *path* from the blobs *present* and their records."""
+def rebuild(
+    path: Path, store: BlobStore, present: dict[str, int], known: Mapping[str, str] | None = None
+) -> DatabaseRecovery:
+    """Write a new database at *path* from the blobs *present* and their records (*known*: see
+    `recover`)."""
     tmp = store.tmp_dir / f"rebuild-{path.name}"
     for side in ("", *_SIDE_FILES):
         with contextlib.suppress(FileNotFoundError):
@@ -185,12 +215,16 @@ def rebuild(path: Path, store: BlobStore, present: dict[str, int]) -> DatabaseRe
     db = MetaDB(tmp)
     counts = {"attributed": 0, "built": 0, "metadata": 0}
     pages: dict[tuple[str, str], list[FileEntry]] = defaultdict(list)
+    #: project -> {index identity, or "" when unknown: index name}
+    served: dict[str, dict[str, str]] = defaultdict(dict)
     try:
         with db.batch():
             for sha, size in sorted(present.items()):
-                _restore_blob(db, store, sha, size, pages, counts)
+                _restore_blob(db, store, sha, size, pages, counts, served, known or {})
             for (index, project), entries in sorted(pages.items()):
                 db.put_page(ProjectPage(index=index, project=project, url="", files=tuple(entries)))
+            bindings = _bindings(served)
+            Origins(db).restore(bindings)
     finally:
         db.close()
     Path(tmp).replace(path)  # closed cleanly: the WAL was checkpointed into the file
@@ -204,7 +238,30 @@ def rebuild(path: Path, store: BlobStore, present: dict[str, int]) -> DatabaseRe
         pages=len(pages),
         built_wheels=counts["built"],
         core_metadata=counts["metadata"],
+        bindings=sum(1 for b in bindings if b.how is How.RESTORED),
+        contested=tuple(f"{b.project} ({b.index})" for b in bindings if b.how is How.CONTESTED),
     )
+
+
+def _bindings(served: Mapping[str, Mapping[str, str]]) -> list[Binding]:
+    """Per project, the binding its stored files' origins support (see the module docstring).
+
+    *served*: project -> {index identity (or "?name" when unidentifiable) -> index name}."""
+    now = time.time()
+    out = []
+    for project, origins in sorted(served.items()):
+        if len(origins) == 1 and not next(iter(origins)).startswith("?"):
+            url, name = next(iter(origins.items()))
+            how, label = How.RESTORED, name
+        else:
+            url = ""
+            how = How.CONTESTED
+            label = ", ".join(
+                f"{name} ({key})" if not key.startswith("?") else f"{name} (URL unknown)"
+                for key, name in sorted(origins.items(), key=lambda item: item[1])
+            )
+        out.append(Binding(project=project, url=url, index=label, how=how, bound_at=now))
+    return out
 
 
 def _restore_blob(
@@ -214,6 +271,8 @@ def _restore_blob(
     size: int,
     pages: dict[tuple[str, str], list[FileEntry]],
     counts: dict[str, int],
+    served: dict[str, dict[str, str]],
+    known: Mapping[str, str],
 ) -> None:
     record = provenance.read(store.root, sha)
     filename = record.filename if record is not None else _filename_from_blob(store.path(sha))
@@ -229,6 +288,8 @@ def _restore_blob(
                 index=source.index, project=source.project, filename=entry.filename, url=entry.url
             )
             db.add_origin(sha, origin)
+            identity = source.index_url or known.get(source.index) or f"?{source.index}"
+            served[canonicalize_name(source.project)][identity] = source.index
             hashes = {**entry.hashes, "sha256": sha}
             pages[(source.index, canonicalize_name(source.project))].append(
                 msgspec.structs.replace(entry, hashes=hashes, size=size)

@@ -21,7 +21,8 @@ client turns into a message and an exit status)::
     ├── DiskFull            disk-full              ENOSPC/EDQUOT; the store stays consistent
     ├── DatabaseDamaged     database-damaged       the metadata database is corrupt (restart)
     ├── Busy                busy                   a resource is held by another request
-    └── OriginChanged       origin-changed         a bound project would come from another index
+    ├── OriginChanged       origin-changed         a bound project would come from another index
+    └── CredentialWithheld  credential-withheld    a name-given credential's index moved host
 
 Why one flat module: handlers in every area raise these, the request dispatcher maps them to a
 protocol `Error(code, message, details)` in one place, and a reader can see every failure a user
@@ -38,6 +39,7 @@ __all__ = [
     "BuildForbidden",
     "Busy",
     "ConfigError",
+    "CredentialWithheld",
     "DatabaseDamaged",
     "DiskFull",
     "HashMismatch",
@@ -145,3 +147,7 @@ class Busy(SatchelError):
 
 class OriginChanged(SatchelError):
     code = "origin-changed"
+
+
+class CredentialWithheld(SatchelError):
+    code = "credential-withheld"

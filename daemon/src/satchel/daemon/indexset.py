@@ -84,6 +84,11 @@ class OwnIndex:
     def __call__(self, url: str) -> bool:
         return is_own_local_index(url, self.ports, self.token)
 
+    def matches(self, url: str, port: int | None = None) -> bool:
+        """`__call__`, with *port* (config.toml's ``local-index-port``) as one of its ports."""
+        ports = self.ports if port is None else self.ports | {port}
+        return is_own_local_index(url, ports, self.token)
+
 
 @dataclass
 class Adopted:

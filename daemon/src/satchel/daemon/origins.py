@@ -18,8 +18,11 @@ bound to the public index, which the private index said it did not serve, may be
 it; a project never seen is still refused (it may be the private one).
 
 Storage: two tables in the metadb (its migration 2 creates them from `SCHEMA`), read and written
-through the metadb's own short transactions. `judge` is pure: the session calls it with what it
-fetched and the stored binding, and applies the verdict.
+through the metadb's own short transactions (bindings durably). They are state, not cache:
+garbage collection never touches them, and when a damaged metadb is rebuilt they are restored
+from the stored files' provenance records (`satchel.daemon.dbrecovery`, `Origins.restore`).
+`judge` is pure: the session calls it with what it fetched and the stored binding, and applies
+the verdict.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ __all__ = [
     "How",
     "Origins",
     "Verdict",
+    "contested",
     "index_identity",
     "judge",
     "refusal",
@@ -93,6 +97,12 @@ class How(enum.StrEnum):
     FIRST_USE = "first-use"  # the first index in scope that served the project
     PIN = "pin"  # the project is pinned to the index (the pin is the user's word)
     TRUST = "trust"  # `satchel origins trust PROJECT INDEX`
+    #: Restored from the stored files' provenance records when the metadb was rebuilt.
+    RESTORED = "restored"
+    #: After a rebuild, the project's stored files came from several indexes: which one it was
+    #: bound to is unknown, so every answer is refused until the user says (trust or pin).
+    #: ``url`` is then "" and ``index`` lists the candidates.
+    CONTESTED = "contested"
 
 
 class Binding(msgspec.Struct, frozen=True, kw_only=True):
@@ -155,7 +165,9 @@ class Origins:
         if verdict.refuse is not None or (verdict.bind is None and not verdict.absent):
             return
         now = time.time()
-        with self.db._write() as conn:
+        # A binding is state, not cache: committed durably (a power cut must not lose it and
+        # let the next answer bind the project afresh); "not here" records need not be.
+        with self.db._write(durable=verdict.bind is not None) as conn:
             bind = verdict.bind
             if bind is not None:
                 # A first use never overwrites a binding another request made meanwhile (the
@@ -175,6 +187,14 @@ class Origins:
                     "INSERT OR REPLACE INTO project_absent VALUES (?, ?, ?)",
                     (project, origin, now),
                 )
+
+    def restore(self, bindings: Sequence[Binding]) -> None:
+        """Write bindings recovered by a rebuild (`satchel.daemon.dbrecovery`)."""
+        with self.db._write(durable=True) as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO project_origins VALUES (?, ?, ?, ?, ?)",
+                [(b.project, b.url, b.index, str(b.how), b.bound_at) for b in bindings],
+            )
 
     def stored_files(self, project: str) -> list[tuple[str, str, str]]:
         """(sha256, index, filename) of every file recorded as served for *project* (provenance,
@@ -200,7 +220,7 @@ class Origins:
 
     def forget(self, project: str) -> bool:
         """Drop *project*'s binding and records; whether there was one."""
-        with self.db._write() as conn:
+        with self.db._write(durable=True) as conn:
             gone = conn.execute("DELETE FROM project_origins WHERE project = ?", (project,))
             conn.execute("DELETE FROM project_absent WHERE project = ?", (project,))
             return gone.rowcount > 0
@@ -230,6 +250,8 @@ def judge(
     chosen = next((i for i in indexes if i.name == page.index), None)
     if chosen is None:
         return Verdict()
+    if binding is not None and binding.how is How.CONTESTED and scoped.pinned_to is None:
+        return Verdict(refuse=contested(scoped, binding, chosen, page))
     identity = index_identity(chosen.url)
     absent = _absent(project, missing, indexes, binding)
     if scoped.pinned_to is not None:
@@ -310,6 +332,43 @@ def refusal(
                 "how": str(binding.how),
                 "bound_at": binding.bound_at,
                 "versions": list(old_versions),
+            },
+            "offered": {
+                "index": chosen.name,
+                "url": index_identity(chosen.url),
+                "versions": list(new_versions),
+            },
+            "accept": trust,
+        },
+    )
+
+
+def contested(
+    scoped: ScopedPages, binding: Binding, chosen: IndexLike, page: ProjectPage
+) -> OriginChanged:
+    """The error for a project whose binding a database rebuild could not restore."""
+    project = scoped.project
+    new_versions = page_versions(page)
+    trust = f"satchel origins trust {project} {chosen.name}"
+    message = (
+        f"{project}: the cache database was rebuilt after damage, and the stored files of "
+        f"{project} came from several indexes ({binding.index}), so Satchel cannot tell which "
+        f"one it was bound to; it would now come from index '{chosen.name}' "
+        f"({index_identity(chosen.url)}{_offered(new_versions)}). Refused until you say which "
+        f"index {project} comes from: `satchel origins trust {project} <index>` (e.g. "
+        f"`{trust}`), or pin it: `satchel index pin {project} <index>`"
+    )
+    return OriginChanged(
+        message,
+        details={
+            "project": project,
+            "reason": "contested",
+            "bound": {
+                "index": binding.index,
+                "url": binding.url,
+                "how": str(binding.how),
+                "bound_at": binding.bound_at,
+                "versions": [],
             },
             "offered": {
                 "index": chosen.name,

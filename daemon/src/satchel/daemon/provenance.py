@@ -9,11 +9,13 @@ record, written (atomically, durably) before the database row that mentions it::
 
     <cache>/provenance/<aa>/<sha256>.json
 
-holding the file name and every (index, project, page entry) that served it, and for a wheel
-Satchel built, the sdist and interpreter tag it was built from. `satchel.daemon.dbrecovery`
-rebuilds the database from the blobs and these records, without the network. A blob without a
-record (stored by an older Satchel and never seen since, or added from a local path) is restored
-under the name its own metadata gives, with no index: it is kept, but no index page lists it.
+holding the file name and every (index name and URL, project, page entry) that served it, and
+for a wheel Satchel built, the sdist and interpreter tag it was built from.
+`satchel.daemon.dbrecovery` rebuilds the database from the blobs and these records, without the
+network (and each project's binding to its index: the URL is what it is bound to). A blob without
+a record (stored by an older Satchel and never seen since, or added from a local path) is
+restored under the name its own metadata gives, with no index: it is kept, but no index page
+lists it.
 
 Sidecars are written when an origin is first seen (downloads, and stored files a resolve
 attributes to an index for the first time), not on every use; the database's origins are copied
@@ -67,6 +69,10 @@ class Source(msgspec.Struct, frozen=True, kw_only=True):
     index: str
     project: str
     entry: FileEntry
+    #: The index's identity (`satchel.daemon.origins.index_identity`: its URL without
+    #: credentials) when it served the file: names can be reused for another host, and a
+    #: rebuild restores project bindings by URL. "" in records written before it was kept.
+    index_url: str = ""
 
 
 class Built(msgspec.Struct, frozen=True, kw_only=True):
@@ -113,15 +119,27 @@ def read(cache_root: Path, sha256: str) -> Provenance | None:
         return None
 
 
-def add_source(cache_root: Path, sha256: str, index: str, project: str, entry: FileEntry) -> None:
-    """Remember that *index* served *sha256* as *entry* of *project* (no-op when known)."""
-    source = Source(index=index, project=project, entry=entry)
+def add_source(
+    cache_root: Path,
+    sha256: str,
+    index: str,
+    project: str,
+    entry: FileEntry,
+    *,
+    index_url: str = "",
+) -> None:
+    """Remember that *index* (at *index_url*) served *sha256* as *entry* of *project* (no-op
+    when known)."""
+    source = Source(index=index, project=project, entry=entry, index_url=index_url)
     with _lock:
         found = read(cache_root, sha256)
         if found is None:
             _write(cache_root, sha256, Provenance(filename=entry.filename, sources=(source,)))
             return
-        if any(s.index == index and s.entry.url == entry.url for s in found.sources):
+        if any(
+            s.index == index and s.entry.url == entry.url and s.index_url == index_url
+            for s in found.sources
+        ):
             return
         updated = msgspec.structs.replace(found, sources=(*found.sources, source))
         _write(cache_root, sha256, updated)

@@ -27,7 +27,9 @@ import trio
 
 from satchel.daemon.candidates import MetadataCache
 from satchel.daemon.catalog import Catalog
-from satchel.daemon.config import Config, LiveConfig
+from satchel.daemon.config import Config, LiveConfig, load_config
+from satchel.daemon.credbinding import FILENAME as CREDENTIALS_FILE
+from satchel.daemon.credbinding import CredentialBindings
 from satchel.daemon.credentials import redact
 from satchel.daemon.dbrecovery import backfill_provenance, recover
 from satchel.daemon.errors import ConfigError, SatchelError
@@ -42,6 +44,7 @@ from satchel.daemon.localindex import (
 )
 from satchel.daemon.localindex.auth import load_or_create_token
 from satchel.daemon.metadb import MetaDB
+from satchel.daemon.origins import index_identity
 from satchel.daemon.store import BlobStore, open_cache
 from satchel.daemon.upstream import Limits, Upstream
 from satchel.daemon.wheel import sweep_temporaries
@@ -155,9 +158,20 @@ async def run_runtime(app: App) -> None:
         app.services.runtime_ready.set()
 
 
+def _known_indexes(config_path: Path) -> dict[str, str]:
+    """Configured index name -> identity, for a rebuild's records that name no URL (an
+    unreadable config.toml gives none: those projects are then not guessed, see `dbrecovery`)."""
+    try:
+        config = load_config(config_path)
+    except ConfigError:
+        return {}
+    return {index.name: index_identity(index.url) for index in config.indexes}
+
+
 async def _run(app: App) -> None:
     cache_dir = app.paths.cache_dir
-    rebuilt = await trio.to_thread.run_sync(recover, cache_dir)
+    config_path = app.paths.config_dir / CONFIG_NAME
+    rebuilt = await trio.to_thread.run_sync(recover, cache_dir, _known_indexes(config_path))
     if rebuilt is not None:
         app.services.repaired = rebuilt.describe()
     store, metadb, recovery = await trio.to_thread.run_sync(open_cache, cache_dir)
@@ -172,7 +186,6 @@ async def _run(app: App) -> None:
     # Environments a killed daemon was installing into have a journal: replay it now, so the
     # user sees the old state again rather than a half-applied one until the next install.
     await trio.to_thread.run_sync(recover_all, journal_dir(store.root))
-    config_path = app.paths.config_dir / CONFIG_NAME
 
     def on_error(exc: ConfigError) -> None:
         app.config_error = str(exc)
@@ -183,9 +196,16 @@ async def _run(app: App) -> None:
         token = None  # the local index reports it; its port still identifies it
     own = OwnIndex(frozenset({default_port(app.paths.state_dir, env=True)}), token)
     adopted = await trio.to_thread.run_sync(adopt_once, config_path, own)
-    live = LiveConfig(config_path, on_error=on_error)
+
+    def own_check(url: str, port: int | None) -> bool:
+        # Once running, with the port the local index is actually bound to as well.
+        rt = app.services.runtime
+        return (rt.own(app) if rt is not None else own).matches(url, port)
+
+    live = LiveConfig(config_path, on_error=on_error, own=own_check)
     limits = Limits.from_environ(os.environ)
     async with Upstream(limits=limits) as upstream, trio.open_nursery() as nursery:
+        upstream.credential_bindings = CredentialBindings(app.paths.state_dir / CREDENTIALS_FILE)
         rt = Runtime(store=store, metadb=metadb, upstream=upstream, live=live)
         rt.interpreters_dir = cache_dir / "interpreters"
         rt.own_index, rt.notes, rt.no_index_set = own, adopted.notes, adopted.nothing

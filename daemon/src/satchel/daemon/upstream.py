@@ -61,6 +61,7 @@ from satchel.daemon.breaker import (
     describe,
 )
 from satchel.daemon.config import IndexConfig
+from satchel.daemon.credbinding import CredentialBindings
 from satchel.daemon.credentials import (
     Credentials,
     find_credentials,
@@ -235,6 +236,8 @@ class Upstream:
         self._breakers: dict[str, Breaker] = {}
         self._limiters: dict[str, trio.CapacityLimiter] = {}
         self._credentials: dict[str, tuple[str, Credentials | None]] = {}
+        #: Name-given credentials' first origins (`credbinding`); None: not checked (tests).
+        self.credential_bindings: CredentialBindings | None = None
         self._links: dict[str, tuple[float, ProjectPage]] = {}
         #: Origins that ignored or refused a range request: their wheels are read whole.
         self._no_ranges: set[tuple[str, str, int | None]] = set()
@@ -565,6 +568,10 @@ class Upstream:
             known = (index.url, find_credentials(index.name, index.url, environ=self._environ))
             self._credentials[index.name] = known
         creds = known[1]
+        if creds is not None and self.credential_bindings is not None:
+            # A credential given by index name goes to the origin it was first used for only
+            # (records it on first use: one small write per index name, ever).
+            self.credential_bindings.check(index.name, creds)
         # Bound to the index URL's origin: a redirect to another host, port or scheme goes
         # without (redirects are followed here, by hand, so httpx never carries it over).
         if creds is None or not creds.allows(url):

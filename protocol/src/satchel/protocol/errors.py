@@ -25,7 +25,8 @@ status the `satchel` client returns, so scripts can react to the *kind* of failu
                                           config-error, index-error, hash-mismatch, invalid-wheel,
                                           install-failed, build-failed, disk-full, busy, forbidden,
                                           metadata-mismatch, build-forbidden, origin-changed,
-                                          database-damaged, and any code this client does not know
+                                          database-damaged, credential-withheld, and any code
+                                          this client does not know
     2       usage                         invalid-requirement (client-side: bad command line)
     3       daemon unavailable            shutting-down, unavailable (client-side: nothing answers)
     4       protocol / incompatible       protocol, incompatible
@@ -44,6 +45,7 @@ __all__ = [
     "BUSY",
     "CANCELLED",
     "CONFIG_ERROR",
+    "CREDENTIAL_WITHHELD",
     "DATABASE_DAMAGED",
     "DISK_FULL",
     "EXIT_CANCELLED",
@@ -121,6 +123,9 @@ ORIGIN_CHANGED = "origin-changed"
 #: The daemon's metadata database is damaged (found while serving); restarting the daemon moves
 #: it aside and rebuilds it from the stored files.
 DATABASE_DAMAGED = "database-damaged"
+#: A credential given by index name (SATCHEL_INDEX_<NAME>_PASSWORD) is withheld: the index's URL
+#: now points at another origin than the one it was first used for (re-add the index to confirm).
+CREDENTIAL_WITHHELD = "credential-withheld"
 
 # --- client exit statuses ---------------------------------------------------------------------
 

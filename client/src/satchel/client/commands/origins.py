@@ -68,6 +68,12 @@ def format_origins(value: dict[str, Any]) -> str:
         return "no project origin remembered yet"
     lines = []
     for item in origins:
+        if item["how"] == "contested":  # a rebuilt database could not tell (docs/indexes.md)
+            lines.append(
+                f"{item['project']}  contested: served by {item['bound_name']}; refused until "
+                f"`satchel origins trust {item['project']} INDEX`"
+            )
+            continue
         index = item.get("index")
         where = f"index {index}" if index else f"index {item['bound_name']} (not configured)"
         when = time.strftime("%Y-%m-%d", time.localtime(item["bound_at"]))

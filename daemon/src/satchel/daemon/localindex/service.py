@@ -18,7 +18,8 @@ comes from the metadb, lists only files whose bytes are in the store, and says s
 ``X-Satchel-Stale`` (when it was last fetched) and a ``Warning: 110`` header.
 
 File URLs contain the sha256, so a URL's bytes never change: files are served with long-lived
-immutable caching, and a file already in the store is answered without consulting any index.
+immutable caching, and a file already in the store is answered without consulting any index,
+but held to its project's binding as pages are (`satchel.daemon.localindex.binding`: 403).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from packaging.utils import (
 from satchel.daemon.catalog import Session, metadata_from_file
 from satchel.daemon.credentials import redact
 from satchel.daemon.errors import (
+    CredentialWithheld,
     HashMismatch,
     IndexUnreachable,
     MetadataMismatch,
@@ -56,6 +58,7 @@ from satchel.daemon.errors import (
     UpstreamError,
 )
 from satchel.daemon.localindex.auth import check_basic_auth
+from satchel.daemon.localindex.binding import stored_file_refusal
 from satchel.daemon.localindex.http import FileBody, Request, Response, byte_range
 from satchel.daemon.localindex.pages import (
     HTML_V1,
@@ -297,9 +300,9 @@ class LocalIndex:
             return _text(503, redact(exc.message), [("Retry-After", "30")])
         except UpstreamError as exc:
             return _text(502, redact(exc.message))
-        except OriginChanged as exc:
-            # The project's index changed: refused (the message names the way out), never a 404
-            # that an installer would read as "look elsewhere".
+        except (OriginChanged, CredentialWithheld) as exc:
+            # The project's index changed (or its credential is withheld): refused, the message
+            # names the way out, never a 404 that an installer would read as "look elsewhere".
             return _text(403, redact(exc.message))
         except SatchelError as exc:
             return _text(404, redact(exc.message))
@@ -489,7 +492,7 @@ class LocalIndex:
             return _text(502, redact(exc.message))
         except (NotFound, NotCached) as exc:
             return _text(404, redact(exc.message))
-        except OriginChanged as exc:
+        except (OriginChanged, CredentialWithheld) as exc:
             return _text(403, redact(exc.message))
 
     async def _find(self, sha: str, filename: str) -> tuple[Session, _Listed] | None:
@@ -526,6 +529,9 @@ class LocalIndex:
             if index is None or session.offline:
                 return _text(404, f"{filename} is not in the cache and its index is unreachable")
             await self.rt.catalog.fetch_file(index, listed.page.project, listed.entry)
+        refusal = await self._origin_refusal(sha, filename)
+        if refusal is not None:
+            return refusal
         try:
             size = store.path(sha).stat().st_size
         except FileNotFoundError:
@@ -553,9 +559,21 @@ class LocalIndex:
         headers.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
         return Response(206, headers, FileBody(store.path(sha), start, end - start))
 
+    async def _origin_refusal(self, sha: str, filename: str) -> Response | None:
+        """403 for a stored file its project's binding does not allow (`stored_file_refusal`)."""
+        message = await stored_file_refusal(self.rt, sha, filename)
+        if message is None:
+            return None
+        log.warning("local index: %s", message)
+        return _text(403, redact(message))
+
     async def _metadata(self, request: Request, sha: str, filename: str) -> Response:
         """PEP 658 metadata: the bytes the cache holds, byte-identical to the wheel's METADATA."""
         rt = self.rt
+        if rt.store.has(sha):
+            refusal = await self._origin_refusal(sha, filename)
+            if refusal is not None:
+                return refusal
         data = await trio.to_thread.run_sync(lambda: rt.metadb.get_core_metadata(sha))
         if data is None and rt.store.has(sha):
             data = await trio.to_thread.run_sync(metadata_from_file, rt.store.path(sha), filename)

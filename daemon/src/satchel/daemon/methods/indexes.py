@@ -43,6 +43,7 @@ from satchel.daemon.errors import ConfigError, NotFound
 from satchel.daemon.indexes import adopt, drift, pip_default_index
 from satchel.daemon.indexset import readopt
 from satchel.daemon.methods import RequestContext, method
+from satchel.daemon.origins import index_identity
 from satchel.daemon.runtime import Runtime, runtime
 from satchel.protocol.methods.indexes import (
     INDEX_ADD,
@@ -144,7 +145,9 @@ async def index_list(ctx: RequestContext, params: IndexListParams) -> IndexListR
     return _result(ctx.app, rt, drifts=drifts)
 
 
-async def _edit(ctx: RequestContext, change: _Change) -> IndexListResult:
+async def _edit(
+    ctx: RequestContext, change: _Change, bound_to_removed: list[str] | None = None
+) -> IndexListResult:
     rt = await runtime(ctx.app, need_indexes=False)
     path = rt.live.path
     async with _edit_lock:
@@ -166,7 +169,10 @@ async def _edit(ctx: RequestContext, change: _Change) -> IndexListResult:
                 rt.upstream.reset(index.name)
         if rt.live.error is None:
             ctx.app.config_error = None
-    return _result(ctx.app, rt, notes)
+    result = _result(ctx.app, rt, notes)
+    if bound_to_removed:
+        result = msgspec.structs.replace(result, bound_to_removed=bound_to_removed)
+    return result
 
 
 @method(INDEX_ADD, IndexAddParams)
@@ -219,15 +225,28 @@ async def index_add(ctx: RequestContext, params: IndexAddParams) -> IndexListRes
             indexes.insert(names.index(params.before), new_index)
         return msgspec.structs.replace(config, indexes=tuple(indexes)), []
 
-    return await _edit(ctx, change)
+    result = await _edit(ctx, change)
+    # The user typed this URL for this name: the name-given credential may go there now.
+    await trio.to_thread.run_sync(_forget_credential_origin, rt, params.name)
+    return result
+
+
+def _forget_credential_origin(rt: Runtime, name: str) -> None:
+    if rt.upstream.credential_bindings is not None:
+        rt.upstream.credential_bindings.forget(name)
 
 
 @method(INDEX_REMOVE, IndexRemoveParams)
 async def index_remove(ctx: RequestContext, params: IndexRemoveParams) -> IndexListResult:
-    """Remove an index; refused while projects are pinned to it (unpin them first)."""
+    """Remove an index; refused while projects are pinned to it (unpin them first). Says how
+    many projects are bound to it, and what becomes of them (`bound_to_removed`)."""
+    rt = await runtime(ctx.app, need_indexes=False)
+    bindings = await trio.to_thread.run_sync(rt.catalog.origins.all)
+    orphaned: list[str] = []
 
     def change(config: Config) -> tuple[Config, list[str]]:
-        if config.index(params.name) is None:
+        removed = config.index(params.name)
+        if removed is None:
             raise NotFound(f"no index named {params.name!r}")
         pinned = sorted(p for p, i in config.pins.items() if i == params.name)
         if pinned:
@@ -237,6 +256,18 @@ async def index_remove(ctx: RequestContext, params: IndexRemoveParams) -> IndexL
             )
         indexes = tuple(i for i in config.indexes if i.name != params.name)
         notes = []
+        gone = index_identity(removed.url)
+        if all(index_identity(i.url) != gone for i in indexes):  # no other name for that URL
+            orphaned[:] = sorted(b.project for b in bindings if b.url == gone)
+        if orphaned:
+            shown = ", ".join(orphaned[:10]) + (" ..." if len(orphaned) > 10 else "")
+            count = f"{len(orphaned)} project{'s are' if len(orphaned) > 1 else ' is'}"
+            notes.append(
+                f"{count} bound to index {params.name} ({gone}): {shown}. They are refused "
+                "(online and from the cache) until the index is back (`satchel index add "
+                f"{params.name} URL`) or you accept another index for each: "
+                "`satchel origins trust PROJECT INDEX`"
+            )
         if not indexes:
             notes.append(
                 "config.toml now lists no index: nothing is fetched until you add one "
@@ -244,7 +275,9 @@ async def index_remove(ctx: RequestContext, params: IndexRemoveParams) -> IndexL
             )
         return msgspec.structs.replace(config, indexes=indexes), notes
 
-    return await _edit(ctx, change)
+    result = await _edit(ctx, change, orphaned)
+    await trio.to_thread.run_sync(_forget_credential_origin, rt, params.name)
+    return result
 
 
 @method(INDEX_PIN, IndexPinParams)

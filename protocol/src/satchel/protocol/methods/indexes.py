@@ -108,3 +108,6 @@ class IndexListResult(msgspec.Struct, frozen=True, kw_only=True):
     notes: list[str] = []
     #: How pip's/uv's configuration disagrees with config.toml, and how to adopt it.
     drift: list[str] = []
+    #: `index remove`: the projects bound to the removed index (by URL). They are refused
+    #: (origin-changed) until the index is back or another is accepted (`satchel origins trust`).
+    bound_to_removed: list[str] = []
