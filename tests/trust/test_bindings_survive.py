@@ -66,10 +66,11 @@ def _damage_the_database(w: World) -> None:
 def _file_status(w: World, path: str) -> int:
     """The status of a local-index file request (the body of a wheel is not text)."""
     url = urlsplit(w.ok("index-url").stdout.strip())
-    token = base64.b64encode(f"{url.username}:{url.password}".encode()).decode()
-    request = urllib.request.Request(
-        f"http://{url.hostname}:{url.port}{path}", headers={"Authorization": f"Basic {token}"}
-    )
+    headers = {}
+    if url.password is not None:  # elsewhere than Linux the URL carries the token
+        token = base64.b64encode(f"{url.username}:{url.password}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    request = urllib.request.Request(f"http://{url.hostname}:{url.port}{path}", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             response.read()

@@ -70,20 +70,23 @@ def test_the_own_local_index_typed_into_config_toml_is_refused_naming_the_line(
     port = str(_free_port())
     shell = {**laptop.shell(), "SATCHEL_LOCAL_INDEX_PORT": port}
     laptop.ok("index", "list", env=shell)  # the first start adopts the two indexes
-    token_url = _exports(laptop.ok("env", "--shell", "bash", env=shell).stdout)["PIP_INDEX_URL"]
-    assert f"127.0.0.1:{port}" in token_url
+    plain_url = _exports(laptop.ok("env", "--shell", "bash", env=shell).stdout)["PIP_INDEX_URL"]
+    assert f"127.0.0.1:{port}" in plain_url
+    token = (laptop.client.state_dir / "local-index-token").read_text().strip()
+    token_url = plain_url.replace("http://", f"http://satchel:{token}@")
     good = laptop.config.read_text()
 
     for url in (
         f"http://localhost:{port}/simple/",
         f"http://[::1]:{port}/simple/",
+        plain_url,
         token_url,
     ):
         text, line = _with_loop(good, url)
         laptop.config.write_text(text)
         status = laptop.wait_status(f"{laptop.config}:{line}:", env=shell)
         assert "Satchel's own local index" in status, status
-        assert token_url.split("@")[0] not in status  # the token is never shown
+        assert token not in status  # the token is never shown
         kept = laptop.ok("resolve", "internal-tool", env=shell)
         assert "internal-tool==1.0.0" in kept.stdout
         assert "the last good configuration is in use" in kept.stderr
