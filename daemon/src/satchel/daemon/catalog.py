@@ -681,6 +681,10 @@ class Session:
                 return
             if self._aim is None or self.offline or not scoped.pages:
                 return
+            if sum(len(page.files) for page in scoped.pages) > MAX_CACHED_PROJECT_FILES:
+                # Grouping an enormous page (90,000 files) costs seconds and ~100 MB: the
+                # resolver does it anyway, and a guess is not worth doing it twice (issue 11.6).
+                return
             ranks, python = self._aim
             likely = await trio.to_thread.run_sync(
                 likely_candidate, project, scoped.pages, ranks, python
