@@ -334,6 +334,11 @@ class MetaDB:
             ).fetchall()
             return self._decode_page(rows[0]) if rows else None
 
+    def has_page(self, index: str, project: str) -> bool:
+        """Whether a page of (index, project) is stored (without reading it)."""
+        query = "SELECT 1 FROM pages WHERE idx = ? AND project = ?"
+        return bool(self._read(query, (index, project)))
+
     def pages_for_project(self, project: str, skip: Iterable[str] = ()) -> list[ProjectPage]:
         """Every index's page for *project*, ordered by index name (callers apply priority),
         except those of the indexes in *skip* (pages the caller holds already: a big page is
