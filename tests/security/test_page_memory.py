@@ -3,13 +3,16 @@
 A hostile (or merely enormous) index page of 60 MB, under the daemon's 64 MiB page cap, once
 held the event loop for 13 s and left the daemon at 0.5-1.8 GB resident. Here a real daemon
 prefetches from a loopback index serving such a page (90,000 well-formed entries) while a
-second connection pings it. Asserted, without timing anything:
+second connection pings it; then prefetches again, the index answering 304, so the stored page
+is read back. Asserted, without timing anything:
 
-* the parse runs in a worker thread: the event-loop (main) thread spends a small share of the
-  daemon's CPU time meanwhile (CPU time from ``/proc``, which a loaded machine does not skew);
-* pings are answered while the prefetch runs (many of them, not just before and after);
-* peak resident memory (``VmHWM``) stays under `PEAK_LIMIT_MIB`, and what is kept afterwards
-  under `KEPT_LIMIT_MIB` (both above the issue's targets: see their comments).
+* the page is parsed outside the daemon (in its child process, whose CPU time the daemon
+  collects), and the event-loop (main) thread spends a small share of all that CPU time (from
+  ``/proc``, which a loaded machine does not skew);
+* pings are answered while each prefetch runs (many of them, not just before and after);
+* peak resident memory (``VmHWM``, reset before each prefetch) stays under `PEAK_LIMIT_MIB`,
+  and what is kept afterwards under `KEPT_LIMIT_MIB` (both above the issue's targets: see
+  their comments).
 
 Ping latencies are printed for docs/reliability.md, not asserted.
 """
@@ -35,13 +38,15 @@ PAGE = "/simple/demo/"
 WHEEL = "demo-1.0-py3-none-any.whl"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 #: Bound on the daemon's peak resident memory while it takes a 60 MB page. The issue asks for
-#: 200 MiB; measured now ~300 MiB (503 MiB before issue 11.6): ~60 MiB of body, ~100 MiB of
-#: parsed page (90,000 `FileEntry` objects), the rest the resolver's candidates built from it.
-PEAK_LIMIT_MIB = 350
+#: 200 MiB; measured ~250 MiB when the page is fetched (503 MiB before issue 11.6, 300 with the
+#: parse in a thread) and 280-300 when the stored page is read back: ~100 MiB of parsed page
+#: (90,000 `FileEntry`, ~1.1 KB each: two hash dicts apiece), ~60 MiB of the resolver's versions
+#: and candidates built from it, the rest the baseline and allocator slack.
+PEAK_LIMIT_MIB = 320
 #: What the daemon may keep once done with the page. The issue asks for "near the baseline";
-#: measured now ~170 MiB above it (400 before): no object of the page survives, but the
-#: few objects created meanwhile that do pin Python's allocator arenas (pymalloc returns an
-#: arena only when it is entirely empty).
+#: measured 50-150 MiB above it (400 before, ~170 with the parse in a thread): no object of the
+#: page survives, but the few objects created meanwhile that do pin Python's allocator arenas
+#: (pymalloc returns a 1 MiB arena only when it is entirely empty).
 KEPT_LIMIT_MIB = 220
 
 
@@ -129,6 +134,7 @@ class Taken:
     peak: float
     main_cpu: float
     whole_cpu: float
+    children_cpu: float
     pings: list[float]  # seconds each ping answered during the prefetch took
 
     def p99(self) -> float:
@@ -147,11 +153,13 @@ def _take_page(satchel: Rig, pid: int) -> Taken:
         time.sleep(0.01)
     main_before = _cpu_seconds(main_thread)
     whole_before = _cpu_seconds(whole, children=True)
+    own_before = _cpu_seconds(whole)
     start = time.monotonic()
     result = satchel.satchel("prefetch", "demo", timeout=300)
     end = time.monotonic()
     main_cpu = _cpu_seconds(main_thread) - main_before
     whole_cpu = _cpu_seconds(whole, children=True) - whole_before
+    children_cpu = whole_cpu - (_cpu_seconds(whole) - own_before)
     pinger.stop.set()
     pinger.join(60)
     assert pinger.failures == []
@@ -162,6 +170,7 @@ def _take_page(satchel: Rig, pid: int) -> Taken:
         _status(pid, "VmHWM"),
         main_cpu,
         whole_cpu,
+        children_cpu,
         [answered - sent for sent, answered in pinger.answered if start < sent < end],
     )
 
@@ -202,11 +211,14 @@ def test_60_mb_json_page_is_parsed_off_the_event_loop_in_bounded_memory(
             f"\n60 MB JSON page ({len(body) / 2**20:.0f} MiB, 90,001 files) {what}: prefetch "
             f"exit {taken.returncode} in {taken.seconds:.1f} s; daemon RSS {baseline:.0f} MiB "
             f"before, peak {taken.peak:.0f} MiB, {settled:.0f} MiB after; CPU: event-loop "
-            f"thread {taken.main_cpu:.0f} of {taken.whole_cpu:.0f} ticks (parser included); "
+            f"thread {taken.main_cpu:.0f} of {taken.whole_cpu:.0f} ticks "
+            f"({taken.children_cpu:.0f} in the parser); "
             f"{len(taken.pings)} pings answered during it, p99 {taken.p99():.1f} ms, "
             f"max {max(taken.pings, default=float('nan')) * 1000:.1f} ms"
         )
         assert taken.returncode == 0, taken.stderr
+        if what == "fetched and parsed":
+            assert taken.children_cpu > 0, "the page was not parsed in a child process"
         assert taken.main_cpu < taken.whole_cpu / 4, "the page was handled on the event loop"
         assert len(taken.pings) >= 20, "pings were not answered while the page was handled"
         assert taken.peak < PEAK_LIMIT_MIB, f"peak resident {taken.peak:.0f} MiB, {what}"

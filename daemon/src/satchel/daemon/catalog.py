@@ -436,6 +436,8 @@ class Session:
     #: Project -> how it is bound to the index it comes from ("first-use", "pin", "trust").
     bound: dict[str, str] = field(default_factory=dict)
     _warming: set[str] = field(default_factory=set)
+    #: Projects whose scope is being computed (`scoped_pages`), set when it is done.
+    _pending: dict[str, trio.Event] = field(default_factory=dict)
     #: Indexes that answered during this request (no need to probe them again).
     _reachable: set[str] = field(default_factory=set)
     _warm_limit: trio.CapacityLimiter = field(
@@ -473,21 +475,33 @@ class Session:
     async def scoped_pages(self, project: str) -> ScopedPages:
         """The pages *project* may come from, per the configuration; memoised per request."""
         project = canonicalize_name(project)
-        found = self._scoped.get(project)
+        while (found := self._scoped.get(project)) is None:
+            # One computation per project at a time: the resolver and the look-ahead asking
+            # together read a stored page of 90,000 files twice at once (issue 11.6).
+            pending = self._pending.get(project)
+            if pending is None:
+                break
+            await pending.wait()  # then it is memoised, or that attempt failed: try again
         if found is not None:
             return found
+        self._pending[project] = done = trio.Event()
+        try:
+            scoped = await self._compute_scope(project)
+        finally:
+            del self._pending[project]
+            done.set()
+        self._scoped[project] = scoped
+        return scoped
+
+    async def _compute_scope(self, project: str) -> ScopedPages:
         if not self.offline:
             try:
-                scoped = await self._online_pages(project)
+                return await self._online_pages(project)
             except IndexUnreachable:
                 if not self._all_unreachable():
                     raise
                 self._go_offline()
-                scoped = await self._offline_pages(project)
-        else:
-            scoped = await self._offline_pages(project)
-        self._scoped[project] = scoped
-        return scoped
+        return await self._offline_pages(project)
 
     def _all_unreachable(self) -> bool:
         names = [index.name for index in self.indexes]

@@ -63,9 +63,9 @@ __all__ = [
 
 _PUT_PAGE = "INSERT OR REPLACE INTO pages VALUES (?, ?, ?, ?, ?, ?, ?)"
 _PAGE_FILES = "SELECT files FROM page_files WHERE idx = ? AND project = ? ORDER BY seq"
-#: Files per ``page_files`` row: ~0.5 MB, encoded or decoded in a millisecond or two, so a
+#: Files per ``page_files`` row: ~120 KB, encoded or decoded in under a millisecond, so a
 #: thread storing or reading a huge page lets the event loop run between rows (issue 11.6).
-PAGE_BATCH = 1000
+PAGE_BATCH = 250
 
 #: Migration N (0-based) takes the schema from version N to N+1.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (

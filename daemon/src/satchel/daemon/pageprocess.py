@@ -38,9 +38,9 @@ __all__ = ["BATCH_FILES", "parse_in_child"]
 
 log = logging.getLogger(__name__)
 
-#: Entries per frame the child sends: ~0.5 MB, decoded in about a millisecond, so the daemon's
+#: Entries per frame the child sends: ~120 KB, decoded in under a millisecond, so the daemon's
 #: event loop never waits long on the thread decoding them, and the frames in flight stay small.
-BATCH_FILES = 1000
+BATCH_FILES = 250
 _LENGTH = struct.Struct(">I")
 #: The largest frame either side accepts: a batch of `BATCH_FILES` entries of at most a few KB.
 _MAX_FRAME = 64 * 2**20

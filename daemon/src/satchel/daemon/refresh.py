@@ -352,7 +352,9 @@ class Warmer:
             async with limiter:
                 before = await trio.to_thread.run_sync(rt.metadb.get_page, index_name, project)
                 try:
-                    page = await rt.catalog.fetch_page(index, project)
+                    # The page just read is the one to revalidate: not decoded a second time.
+                    stored = {index_name: before} if before is not None else {}
+                    page = await rt.catalog.fetch_page(index, project, stored)
                 except UpstreamError as exc:
                     log.debug("refresh of %s on %s failed: %s", project, index_name, redact(exc))
                     return
