@@ -174,6 +174,7 @@ class Catalog:
                     )
                 )
                 if touched:
+                    self.kept.pop((index.name, project), None)
                     return page
             if cached is not None and degrades(cached, page):
                 why = (
