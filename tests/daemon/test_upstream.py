@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import logging
+import resource
 import socket
 import threading
 import time
@@ -30,6 +31,7 @@ from satchel.daemon.errors import (
     UpstreamError,
 )
 from satchel.daemon.model import ProjectPage
+from satchel.daemon.simple import parse_json_page
 from satchel.daemon.upstream import TIMEOUT_ENV, Limits, Upstream
 from tests.support.index_server import IndexServer
 from tests.support.wheels import build_sdist, build_wheel, file_sha256, wheel_metadata
@@ -405,6 +407,68 @@ async def test_gzip_encoded_page_is_decoded() -> None:
         async with Upstream(limits=FAST) as up:
             page = await up.fetch_page(_config(base + "/simple/"), "demo")
     assert [f.url for f in page.files] == [base + "/f/demo-1.0.tar.gz"]
+
+
+def _big_json_page(base: str, count: int) -> bytes:
+    """A PEP 691 page of *count* wheels (~100 bytes each) plus entries the parser must skip."""
+    files: list[dict[str, object]] = [
+        {
+            "filename": f"demo-0.{i}-py3-none-any.whl",
+            "url": f"{base}/f/{'x' * 300}/demo-0.{i}-py3-none-any.whl",
+            "hashes": {"sha256": f"{i:064x}"},
+            "requires-python": ">=3.8",
+            "core-metadata": {"sha256": f"{i + 1:064x}"},
+            "yanked": "broken" if i % 1000 == 0 else False,
+        }
+        for i in range(count)
+    ]
+    files.append({"filename": "../escape-1.0.tar.gz", "url": "/f/escape-1.0.tar.gz"})
+    files.append({"filename": "other-1.0.tar.gz", "url": "/f/other-1.0.tar.gz"})
+    files.append({"filename": "demo-2.0.tar.gz", "url": "file:///etc/passwd"})
+    doc = {"meta": {"api-version": "1.1"}, "name": "demo", "files": files, "versions": ["0.1"]}
+    return json.dumps(doc).encode()
+
+
+async def test_a_large_json_page_is_parsed_in_a_child_process_as_in_a_thread() -> None:
+    """issue 11.6: a page over 4 MiB (gzip-encoded here) streams into a child process, which
+    validates it exactly as the in-thread parser does: same entries, same skips."""
+    body_holder: list[bytes] = []
+
+    def respond(handler: BaseHTTPRequestHandler) -> None:
+        _reply(handler, 200, body_holder[0], Content_Type=JSON_V1, Content_Encoding="gzip")
+
+    with _hostile(respond) as base:
+        body = _big_json_page(base, 12_000)
+        assert len(body) > 5 * 2**20
+        body_holder.append(gzip.compress(body, compresslevel=1))
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        async with Upstream(limits=FAST) as up:
+            page = await up.fetch_page(_config(base + "/simple/"), "demo")
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    url = base + "/simple/demo/"
+    expected = parse_json_page(body, index="test", project="demo", url=url)
+    assert page.files == expected.files and len(page.files) == 12_000
+    assert (page.versions, page.api_version, page.url) == (("0.1",), "1.1", url)
+    assert page.files[1000].yanked_reason == "broken"
+    assert page.files[0].core_metadata == {"sha256": f"{1:064x}"}
+    # A child was reaped, and it did the parsing (seconds of CPU are not needed to prove it).
+    cpu = (children_after.ru_utime + children_after.ru_stime) - (
+        children_before.ru_utime + children_before.ru_stime
+    )
+    assert cpu > 0
+
+
+async def test_a_large_json_page_refused_in_the_child_is_the_same_clear_error() -> None:
+    """issue 11.6: what the child refuses comes back as the parser's own index-error."""
+    body = b'{"name": "demo", "files": [' + b'{"filename": "a"},' * 400_000 + b'{"x": 1}]}'
+
+    def respond(handler: BaseHTTPRequestHandler) -> None:
+        _reply(handler, 200, body, Content_Type=JSON_V1)
+
+    with _hostile(respond) as base:
+        async with Upstream(limits=FAST) as up:
+            with pytest.raises(UpstreamError, match="lists 400001 files, more than the 100000"):
+                await up.fetch_page(_config(base + "/simple/"), "demo")
 
 
 async def test_gzip_bomb_page_is_stopped_at_the_cap() -> None:

@@ -3,13 +3,16 @@
 A hostile (or merely enormous) index page of 60 MB, under the daemon's 64 MiB page cap, once
 held the event loop for 13 s and left the daemon at 0.5-1.8 GB resident. Here a real daemon
 prefetches from a loopback index serving such a page (90,000 well-formed entries) while a
-second connection pings it. Asserted, without timing anything:
+second connection pings it; then prefetches again, the index answering 304, so the stored page
+is read back. Asserted, without timing anything:
 
-* the parse runs in a worker thread: the event-loop (main) thread spends a small share of the
-  daemon's CPU time meanwhile (CPU time from ``/proc``, which a loaded machine does not skew);
-* pings are answered while the prefetch runs (many of them, not just before and after);
-* peak resident memory (``VmHWM``) stays under `PEAK_LIMIT_MIB`, and what is kept afterwards
-  under `KEPT_LIMIT_MIB` (both above the issue's targets: see their comments).
+* the page is parsed outside the daemon (in its child process, whose CPU time the daemon
+  collects), and the event-loop (main) thread spends a small share of all that CPU time (from
+  ``/proc``, which a loaded machine does not skew);
+* pings are answered while each prefetch runs (many of them, not just before and after);
+* peak resident memory (``VmHWM``, reset before each prefetch) stays under `PEAK_LIMIT_MIB`,
+  and what is kept afterwards under `KEPT_LIMIT_MIB` (both above the issue's targets: see
+  their comments).
 
 Ping latencies are printed for docs/reliability.md, not asserted.
 """
@@ -21,12 +24,13 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.reliability.harness import Rig, rig_for
-from tests.reliability.hostile_server import HostileServer, reply
+from tests.reliability.hostile_server import Handler, HostileServer, reply
 from tests.support.daemon import Client
 from tests.support.wheels import build_wheel
 
@@ -34,13 +38,15 @@ PAGE = "/simple/demo/"
 WHEEL = "demo-1.0-py3-none-any.whl"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 #: Bound on the daemon's peak resident memory while it takes a 60 MB page. The issue asks for
-#: 200 MiB; measured now ~300 MiB (503 MiB before issue 11.6): ~60 MiB of body, ~100 MiB of
-#: parsed page (90,000 `FileEntry` objects), the rest the resolver's candidates built from it.
-PEAK_LIMIT_MIB = 350
+#: 200 MiB; measured ~250 MiB when the page is fetched (503 MiB before issue 11.6, 300 with the
+#: parse in a thread) and 280-300 when the stored page is read back: ~100 MiB of parsed page
+#: (90,000 `FileEntry`, ~1.1 KB each: two hash dicts apiece), ~60 MiB of the resolver's versions
+#: and candidates built from it, the rest the baseline and allocator slack.
+PEAK_LIMIT_MIB = 320
 #: What the daemon may keep once done with the page. The issue asks for "near the baseline";
-#: measured now ~170 MiB above it (400 before): no object of the page survives, but the
-#: few objects created meanwhile that do pin Python's allocator arenas (pymalloc returns an
-#: arena only when it is entirely empty).
+#: measured 50-150 MiB above it (400 before, ~170 with the parse in a thread): no object of the
+#: page survives, but the few objects created meanwhile that do pin Python's allocator arenas
+#: (pymalloc returns a 1 MiB arena only when it is entirely empty).
 KEPT_LIMIT_MIB = 220
 
 
@@ -51,10 +57,14 @@ def _status(pid: int, field: str) -> float:
     raise AssertionError(f"no {field}")
 
 
-def _cpu_seconds(stat_path: Path) -> float:
-    """utime + stime of a process or thread (``/proc/.../stat``), in clock ticks."""
+def _cpu_seconds(stat_path: Path, *, children: bool = False) -> float:
+    """utime + stime of a process or thread (``/proc/.../stat``), in clock ticks; *children*:
+    plus those of its children it has waited for (the page parser's)."""
     fields = stat_path.read_text().rsplit(")", 1)[1].split()
-    return float(int(fields[11]) + int(fields[12]))
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return float(ticks)
 
 
 def _json_page(base: str, wheel: bytes, count: int) -> bytes:
@@ -114,59 +124,105 @@ def rig(tmp_path: Path) -> Iterator[tuple[Rig, HostileServer]]:
             yield rig, server
 
 
+@dataclass
+class Taken:
+    """What one prefetch of the big page cost the daemon."""
+
+    returncode: int
+    stderr: str
+    seconds: float
+    peak: float
+    main_cpu: float
+    whole_cpu: float
+    children_cpu: float
+    pings: list[float]  # seconds each ping answered during the prefetch took
+
+    def p99(self) -> float:
+        ordered = sorted(self.pings)
+        return ordered[int(0.99 * (len(ordered) - 1))] * 1000 if ordered else float("nan")
+
+
+def _take_page(satchel: Rig, pid: int) -> Taken:
+    """``satchel prefetch demo`` while a `Pinger` pings; VmHWM is reset first (clear_refs)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to the current VmRSS
+    main_thread = Path(f"/proc/{pid}/task/{pid}/stat")
+    whole = Path(f"/proc/{pid}/stat")
+    pinger = Pinger(str(satchel.env.socket))
+    pinger.start()
+    while not pinger.answered:
+        time.sleep(0.01)
+    main_before = _cpu_seconds(main_thread)
+    whole_before = _cpu_seconds(whole, children=True)
+    own_before = _cpu_seconds(whole)
+    start = time.monotonic()
+    result = satchel.satchel("prefetch", "demo", timeout=300)
+    end = time.monotonic()
+    main_cpu = _cpu_seconds(main_thread) - main_before
+    whole_cpu = _cpu_seconds(whole, children=True) - whole_before
+    children_cpu = whole_cpu - (_cpu_seconds(whole) - own_before)
+    pinger.stop.set()
+    pinger.join(60)
+    assert pinger.failures == []
+    return Taken(
+        result.returncode,
+        result.stderr,
+        end - start,
+        _status(pid, "VmHWM"),
+        main_cpu,
+        whole_cpu,
+        children_cpu,
+        [answered - sent for sent, answered in pinger.answered if start < sent < end],
+    )
+
+
 def test_60_mb_json_page_is_parsed_off_the_event_loop_in_bounded_memory(
     rig: tuple[Rig, HostileServer],
 ) -> None:
-    """issue 11.6: a 60 MB PEP 691 page does not block the daemon nor keep its memory."""
+    """issue 11.6: a 60 MB PEP 691 page does not block the daemon nor keep its memory, when
+    it is fetched and parsed, nor when the stored page is read back (a 304 revalidation)."""
     satchel, server = rig
     wheel = build_wheel(satchel.root / "dist", "demo", "1.0").read_bytes()
     body = _json_page(server.url("").rstrip("/"), wheel, 90_000)
     assert 55 * 2**20 < len(body) < 64 * 2**20
-    server.routes[PAGE] = lambda h: reply(h, 200, body, Content_Type=JSON_TYPE)
+    etag = '"v1"'
+
+    def page(handler: Handler) -> None:
+        if handler.headers.get("If-None-Match") == etag:
+            reply(handler, 304, ETag=etag)
+        else:
+            reply(handler, 200, body, Content_Type=JSON_TYPE, ETag=etag)
+
+    server.routes[PAGE] = page
     server.routes[f"/files/{WHEEL}"] = lambda h: reply(h, 200, wheel)
     satchel.configure(server.url("/simple/"))
     pid = satchel.daemon_pid()
     satchel.ok("status")
     baseline = _status(pid, "VmRSS")
-    main_thread = Path(f"/proc/{pid}/task/{pid}/stat")
-    whole = Path(f"/proc/{pid}/stat")
 
-    pinger = Pinger(str(satchel.env.socket))
-    pinger.start()
-    while not pinger.answered:
-        time.sleep(0.01)
-    main_before, whole_before = _cpu_seconds(main_thread), _cpu_seconds(whole)
-    start = time.monotonic()
-    result = satchel.satchel("prefetch", "demo", timeout=300)
-    end = time.monotonic()
-    main_cpu = _cpu_seconds(main_thread) - main_before
-    whole_cpu = _cpu_seconds(whole) - whole_before
-    pinger.stop.set()
-    pinger.join(60)
-    peak = _status(pid, "VmHWM")
-    settled = _status(pid, "VmRSS")
-    for _ in range(50):  # freed memory goes back within moments, not at once
-        if settled - baseline < KEPT_LIMIT_MIB:
-            break
-        time.sleep(0.1)
+    for what in ("fetched and parsed", "read back from the cache"):
+        taken = _take_page(satchel, pid)
         settled = _status(pid, "VmRSS")
-
-    during = [answered - sent for sent, answered in pinger.answered if start < sent < end]
-    during.sort()
-    p99 = during[int(0.99 * (len(during) - 1))] * 1000 if during else float("nan")
-    print(
-        f"\n60 MB JSON page ({len(body) / 2**20:.0f} MiB, 90,001 files): prefetch exit "
-        f"{result.returncode} in {end - start:.1f} s; daemon RSS {baseline:.0f} MiB before, "
-        f"peak {peak:.0f} MiB, {settled:.0f} MiB after; CPU: event-loop thread "
-        f"{main_cpu:.0f} of {whole_cpu:.0f} ticks; {len(during)} pings answered during it, "
-        f"p99 {p99:.1f} ms, max {during[-1] * 1000 if during else float('nan'):.1f} ms"
-    )
-    assert result.returncode == 0, result.stderr
-    assert pinger.failures == []
-    assert main_cpu < whole_cpu / 4, "the page was parsed on the event loop"
-    assert len(during) >= 20, "pings were not answered while the page was being taken"
-    assert peak < PEAK_LIMIT_MIB, f"peak resident {peak:.0f} MiB for a 60 MB page"
-    assert settled - baseline < KEPT_LIMIT_MIB, f"{settled - baseline:.0f} MiB kept after"
+        for _ in range(50):  # freed memory goes back within moments, not at once
+            if settled - baseline < KEPT_LIMIT_MIB:
+                break
+            time.sleep(0.1)
+            settled = _status(pid, "VmRSS")
+        print(
+            f"\n60 MB JSON page ({len(body) / 2**20:.0f} MiB, 90,001 files) {what}: prefetch "
+            f"exit {taken.returncode} in {taken.seconds:.1f} s; daemon RSS {baseline:.0f} MiB "
+            f"before, peak {taken.peak:.0f} MiB, {settled:.0f} MiB after; CPU: event-loop "
+            f"thread {taken.main_cpu:.0f} of {taken.whole_cpu:.0f} ticks "
+            f"({taken.children_cpu:.0f} in the parser); "
+            f"{len(taken.pings)} pings answered during it, p99 {taken.p99():.1f} ms, "
+            f"max {max(taken.pings, default=float('nan')) * 1000:.1f} ms"
+        )
+        assert taken.returncode == 0, taken.stderr
+        if what == "fetched and parsed":
+            assert taken.children_cpu > 0, "the page was not parsed in a child process"
+        assert taken.main_cpu < taken.whole_cpu / 4, "the page was handled on the event loop"
+        assert len(taken.pings) >= 20, "pings were not answered while the page was handled"
+        assert taken.peak < PEAK_LIMIT_MIB, f"peak resident {taken.peak:.0f} MiB, {what}"
+        assert settled - baseline < KEPT_LIMIT_MIB, f"{settled - baseline:.0f} MiB kept after"
     satchel.ok("ping")
 
 

@@ -19,6 +19,7 @@ neither Requires-Dist nor Requires-Python listed as Dynamic); otherwise `SdistNe
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from satchel.daemon.errors import BuildError, UpstreamError
+from satchel.daemon.memory import long_lived_burst
 from satchel.daemon.model import FileEntry, ProjectPage
 
 __all__ = [
@@ -259,15 +261,22 @@ class ProjectFiles:
         #: version -> [(page priority, page, file)] in page order
         self._files: dict[Version, list[tuple[int, ProjectPage, FileEntry]]] = {}
         self.file_count = sum(len(page.files) for page in pages)
-        memo = self.file_count <= MAX_CACHED_PROJECT_FILES
-        for priority, page in enumerate(pages):
-            for file in page.files:
-                parsed = file_version(file.filename, project, memo=memo)
-                if parsed is not None:
-                    self._files.setdefault(parsed, []).append((priority, page, file))
-        #: Newest first, the order a resolver tries them in.
-        self.versions: list[Version] = sorted(self._files, reverse=True)
+        memo = self.memoised
+        with contextlib.nullcontext() if memo else long_lived_burst():
+            for priority, page in enumerate(pages):
+                for file in page.files:
+                    parsed = file_version(file.filename, project, memo=memo)
+                    if parsed is not None:
+                        self._files.setdefault(parsed, []).append((priority, page, file))
+            #: Newest first, the order a resolver tries them in.
+            self.versions: list[Version] = sorted(self._files, reverse=True)
         self._choices: dict[tuple[Version, bool, frozenset[str] | None], Choice | None] = {}
+
+    @property
+    def memoised(self) -> bool:
+        """Whether this project is small enough to be kept between resolves (its versions and
+        choices are memoised); an enormous one is rebuilt each time (issue 11.6)."""
+        return self.file_count <= MAX_CACHED_PROJECT_FILES
 
     def all_files(self, v: Version) -> list[FileEntry]:
         return [file for _, _, file in self._files.get(v, [])]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -140,20 +140,46 @@ class Catalog:
 
     # -- single pages -----------------------------------------------------------------------
 
-    async def fetch_page(self, index: IndexConfig, project: str) -> ProjectPage | None:
+    async def fetch_page(
+        self,
+        index: IndexConfig,
+        project: str,
+        stored: Mapping[str, ProjectPage] | None = None,
+    ) -> ProjectPage | None:
         """The page of *project* on *index*, revalidated; None when the index lacks it.
 
+        *stored*: the stored pages of *project* by index, when the caller has read them
+        already (a stored page of 90,000 files is then not decoded a second time: issue 11.6).
         Shared between concurrent requests. Raises `IndexUnreachable` or `UpstreamError`.
         """
 
         async def fetch(probe: bool = False) -> ProjectPage | None:
-            cached = await trio.to_thread.run_sync(self.metadb.get_page, index.name, project)
+            if stored is not None:
+                cached = stored.get(index.name)
+            else:
+                cached = await trio.to_thread.run_sync(self.metadb.get_page, index.name, project)
             try:
                 page = await self.upstream.fetch_page(index, project, cached, probe=probe)
             except NotFound:
                 return None
             if page is cached:
                 return page
+            if cached is not None and page.files and page.files is cached.files:
+                # A 304: the stored files stand, only the validators change (rewriting a page
+                # of 90,000 files for that cost seconds: issue 11.6).
+                touched = await trio.to_thread.run_sync(
+                    lambda: self.metadb.touch_page(
+                        index.name,
+                        project,
+                        page.fetched_at,
+                        page.etag,
+                        page.last_modified,
+                        page.max_age,
+                    )
+                )
+                if touched:
+                    self.kept.pop((index.name, project), None)
+                    return page
             if cached is not None and degrades(cached, page):
                 why = (
                     f"index {index.name} answered a page for {project} that lists none of the "
@@ -170,7 +196,7 @@ class Catalog:
         key = (index.name, project)
         down = self.upstream.offline_error(index, f"index {index.name}: project {project}")
         if down is not None and await trio.to_thread.run_sync(
-            lambda: self.metadb.get_page(index.name, project) is not None
+            self.metadb.has_page, index.name, project
         ):
             # Known down, and a cached page can answer: no request waits on the index again
             # (a hung one would cost `Limits.timeout` each time); once the cool-down is over
@@ -461,6 +487,8 @@ class Session:
     #: Project -> how it is bound to the index it comes from ("first-use", "pin", "trust").
     bound: dict[str, str] = field(default_factory=dict)
     _warming: set[str] = field(default_factory=set)
+    #: Projects whose scope is being computed (`scoped_pages`), set when it is done.
+    _pending: dict[str, trio.Event] = field(default_factory=dict)
     #: Indexes that answered during this request (no need to probe them again).
     _reachable: set[str] = field(default_factory=set)
     _warm_limit: trio.CapacityLimiter = field(
@@ -498,21 +526,33 @@ class Session:
     async def scoped_pages(self, project: str) -> ScopedPages:
         """The pages *project* may come from, per the configuration; memoised per request."""
         project = canonicalize_name(project)
-        found = self._scoped.get(project)
+        while (found := self._scoped.get(project)) is None:
+            # One computation per project at a time: the resolver and the look-ahead asking
+            # together read a stored page of 90,000 files twice at once (issue 11.6).
+            pending = self._pending.get(project)
+            if pending is None:
+                break
+            await pending.wait()  # then it is memoised, or that attempt failed: try again
         if found is not None:
             return found
+        self._pending[project] = done = trio.Event()
+        try:
+            scoped = await self._compute_scope(project)
+        finally:
+            del self._pending[project]
+            done.set()
+        self._scoped[project] = scoped
+        return scoped
+
+    async def _compute_scope(self, project: str) -> ScopedPages:
         if not self.offline:
             try:
-                scoped = await self._online_pages(project)
+                return await self._online_pages(project)
             except IndexUnreachable:
                 if not self._all_unreachable():
                     raise
                 self._go_offline()
-                scoped = await self._offline_pages(project)
-        else:
-            scoped = await self._offline_pages(project)
-        self._scoped[project] = scoped
-        return scoped
+        return await self._offline_pages(project)
 
     def _all_unreachable(self) -> bool:
         names = [index.name for index in self.indexes]
@@ -583,6 +623,7 @@ class Session:
         catalog = self.catalog
         pinned = self._pins().get(project)
         binding, cached = await trio.to_thread.run_sync(self._known, project)
+        stored = {page.index: page for page in cached}
         available: dict[str, ProjectPage] = {}
         queried: set[str] = set()
         missing: list[str] = []  # indexes that answered "not here" (404, 410)
@@ -593,7 +634,7 @@ class Session:
                 continue
             queried.add(index.name)
             try:
-                page = await catalog.fetch_page(index, project)
+                page = await catalog.fetch_page(index, project, stored)
                 if page is None:
                     missing.append(index.name)
                 elif (kept := catalog.kept.get((index.name, project))) is not None:
@@ -732,6 +773,10 @@ class Session:
                 self._scoped.pop(project, None)
                 return
             if self._aim is None or self.offline or not scoped.pages:
+                return
+            if sum(len(page.files) for page in scoped.pages) > MAX_CACHED_PROJECT_FILES:
+                # Grouping an enormous page (90,000 files) costs seconds and ~100 MB: the
+                # resolver does it anyway, and a guess is not worth doing it twice (issue 11.6).
                 return
             ranks, python = self._aim
             likely = await trio.to_thread.run_sync(

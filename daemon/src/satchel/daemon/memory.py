@@ -16,15 +16,29 @@ it at start-up, and a user who set it meant it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+import gc
 import logging
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from typing import ParamSpec, TypeVar
 
-__all__ = ["ARENA_MAX", "ARENA_MAX_ENV", "limit_malloc_arenas", "release_free_memory"]
+__all__ = [
+    "ARENA_MAX",
+    "ARENA_MAX_ENV",
+    "freeze_survivors",
+    "limit_malloc_arenas",
+    "long_lived_burst",
+    "release_free_memory",
+    "settles_long_lived",
+]
 
 log = logging.getLogger(__name__)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 #: Malloc arenas the daemon allows (the main one and one shared by every worker thread).
 ARENA_MAX = 2
@@ -77,3 +91,75 @@ def limit_malloc_arenas(limit: int = ARENA_MAX) -> bool:
     applied = bool(mallopt(ctypes.c_int(_M_ARENA_MAX), ctypes.c_int(limit)))
     log.debug("malloc arenas capped at %d: %s", limit, applied)
     return applied
+
+
+_gc_lock = threading.Lock()
+#: Threads inside `long_lived_burst`, and whether the collector was enabled before the first.
+_bursts = 0
+_gc_was_enabled = True
+#: Whether a burst froze objects since the last `freeze_survivors`.
+_froze_burst = False
+
+
+@contextlib.contextmanager
+def long_lived_burst() -> Iterator[None]:
+    """Build hundreds of thousands of objects that outlive the block, without collector pauses.
+
+    Why: the resolver groups an enormous page (90,000 files) into as many `Version` objects and
+    choices. Each full collection of CPython's collector walks every tracked object while it
+    holds the GIL, so as they piled up it ran about ten times, for up to 300 ms each, and the
+    event loop answered pings that late (issue 11.6); it found nothing to free. Inside the block
+    automatic collection is off; at its end `gc.freeze` moves every tracked object to the
+    permanent generation, which no collection walks (the move walks nothing either), and they
+    are freed by reference counting as usual. The work is wrapped in `settles_long_lived`, so
+    cyclic garbage frozen meanwhile is collected after all.
+    Thread-safe: the collector is re-enabled when the last concurrent block ends.
+    """
+    global _bursts, _gc_was_enabled, _froze_burst
+    with _gc_lock:
+        if _bursts == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _bursts += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _bursts -= 1
+            if _bursts == 0:
+                gc.freeze()
+                _froze_burst = True
+                if _gc_was_enabled:
+                    gc.enable()
+
+
+def freeze_survivors() -> None:
+    """Collect everything once, then freeze what survives (`gc.freeze`).
+
+    At start-up: the daemon's modules, classes and long-lived state (~100,000 objects) are then
+    never walked again by a full collection, each of which cost 45-90 ms on a loaded machine
+    with them (issue 11.6). Call from a worker thread once running: the collection is one
+    pause of that length.
+    """
+    global _froze_burst
+    with _gc_lock:
+        _froze_burst = False
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
+def settles_long_lived(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Decorate work that may use `long_lived_burst`: once it has returned (its frame, and the
+    objects it built, gone), `freeze_survivors` runs if a burst froze anything, so what was
+    frozen and has become garbage since is collected."""
+
+    @functools.wraps(function)
+    def settling(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return function(*args, **kwargs)
+        finally:
+            if _froze_burst:
+                freeze_survivors()
+
+    return settling

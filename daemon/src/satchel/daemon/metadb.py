@@ -2,9 +2,12 @@
 
 SQLite (stdlib `sqlite3`) in WAL mode, one file beside the blob store. It holds:
 
-- ``pages``: each parsed `ProjectPage` per (index, project), stored whole as msgspec JSON so a page
-  read back is exactly the page parsed, plus its validators (fetched_at, etag, last_modified,
-  max_age) as columns so a 304 revalidation updates a few bytes instead of re-encoding the page;
+- ``pages``: each parsed `ProjectPage` per (index, project), as msgspec JSON so a page read back
+  is exactly the page parsed, plus its validators (fetched_at, etag, last_modified, max_age) as
+  columns so a 304 revalidation updates a few bytes instead of re-encoding the page. Its files
+  are in ``page_files``, `PAGE_BATCH` per row (msgpack), so that a page of 90,000 files is never
+  one 50 MB value: encoding or decoding that held the GIL for 50-200 ms at a time, and SQLite
+  copied it whole (issue 11.6). Pages stored before then keep their files in ``pages``;
 - ``core_metadata`` / ``core_metadata_names``: PEP 658 metadata files, keyed by the distribution
   file's sha256, and reachable by (index, filename) when the index gave no hash;
 - ``origins``: provenance, sha256 -> every (index, project, filename, url) that served it, with
@@ -44,7 +47,7 @@ from typing import Any
 import msgspec
 
 from satchel.daemon.errors import DiskFull, SatchelError
-from satchel.daemon.model import Origin, ProjectPage
+from satchel.daemon.model import FileEntry, Origin, ProjectPage
 from satchel.daemon.origins import SCHEMA as ORIGINS_SCHEMA
 
 __all__ = [
@@ -59,8 +62,10 @@ __all__ = [
 ]
 
 _PUT_PAGE = "INSERT OR REPLACE INTO pages VALUES (?, ?, ?, ?, ?, ?, ?)"
-#: Encoded pages above this size are not left bound to the cached statement (see `put_page`).
-_RELEASE_BINDING_ABOVE = 1 * 2**20
+_PAGE_FILES = "SELECT files FROM page_files WHERE idx = ? AND project = ? ORDER BY seq"
+#: Files per ``page_files`` row: ~120 KB, encoded or decoded in under a millisecond, so a
+#: thread storing or reading a huge page lets the event loop run between rows (issue 11.6).
+PAGE_BATCH = 250
 
 #: Migration N (0-based) takes the schema from version N to N+1.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -121,6 +126,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID""",
     ),
     ORIGINS_SCHEMA,
+    (
+        """CREATE TABLE page_files (
+            idx TEXT NOT NULL,
+            project TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            files BLOB NOT NULL,
+            PRIMARY KEY (idx, project, seq)
+        ) WITHOUT ROWID""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -131,6 +145,8 @@ _BUSY_TIMEOUT_S = 5.0
 
 _page_encoder = msgspec.json.Encoder()
 _page_decoder = msgspec.json.Decoder(ProjectPage)
+_files_encoder = msgspec.msgpack.Encoder()
+_files_decoder = msgspec.msgpack.Decoder(list[FileEntry])
 
 
 class PageKey(msgspec.Struct, frozen=True):
@@ -291,34 +307,37 @@ class MetaDB:
 
     def put_page(self, page: ProjectPage) -> None:
         """Store (or replace) the page of (page.index, page.project)."""
-        data = _page_encoder.encode(page)
+        key = (page.index, page.project)
         with self._write() as conn:
             conn.execute(
                 _PUT_PAGE,
                 (
-                    page.index,
-                    page.project,
-                    data,
+                    *key,
+                    _page_encoder.encode(msgspec.structs.replace(page, files=())),
                     page.fetched_at,
                     page.etag,
                     page.last_modified,
                     page.max_age,
                 ),
             )
-            if len(data) > _RELEASE_BINDING_ABOVE:
-                # SQLite keeps a copy of a statement's bound values until they are rebound, and
-                # sqlite3 caches the statement: a 45 MB page stayed resident until the next
-                # put_page. Rebinding NULLs (refused by NOT NULL, nothing written) frees it.
-                with contextlib.suppress(sqlite3.IntegrityError):
-                    conn.execute(_PUT_PAGE, (None,) * 7)
+            conn.execute("DELETE FROM page_files WHERE idx = ? AND project = ?", key)
+            for seq, start in enumerate(range(0, len(page.files), PAGE_BATCH)):
+                files = _files_encoder.encode(page.files[start : start + PAGE_BATCH])
+                conn.execute("INSERT INTO page_files VALUES (?, ?, ?, ?)", (*key, seq, files))
 
     def get_page(self, index: str, project: str) -> ProjectPage | None:
-        rows = self._read(
-            "SELECT page, fetched_at, etag, last_modified, max_age FROM pages "
-            "WHERE idx = ? AND project = ?",
-            (index, project),
-        )
-        return _decode_page(rows[0]) if rows else None
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT idx, project, page, fetched_at, etag, last_modified, max_age FROM pages "
+                "WHERE idx = ? AND project = ?",
+                (index, project),
+            ).fetchall()
+            return self._decode_page(rows[0]) if rows else None
+
+    def has_page(self, index: str, project: str) -> bool:
+        """Whether a page of (index, project) is stored (without reading it)."""
+        query = "SELECT 1 FROM pages WHERE idx = ? AND project = ?"
+        return bool(self._read(query, (index, project)))
 
     def pages_for_project(self, project: str, skip: Iterable[str] = ()) -> list[ProjectPage]:
         """Every index's page for *project*, ordered by index name (callers apply priority),
@@ -340,12 +359,29 @@ class MetaDB:
         with self._lock:
             for project in dict.fromkeys(projects):
                 rows = self._conn.execute(
-                    "SELECT page, fetched_at, etag, last_modified, max_age FROM pages "
-                    "WHERE project = ? ORDER BY idx",
+                    "SELECT idx, project, page, fetched_at, etag, last_modified, max_age "
+                    "FROM pages WHERE project = ? ORDER BY idx",
                     (project,),
                 ).fetchall()
-                found[project] = [_decode_page(row) for row in rows]
+                found[project] = [self._decode_page(row) for row in rows]
         return found
+
+    def _decode_page(self, row: Any) -> ProjectPage:
+        """The stored page with its validator columns, which `touch_page` may have updated, and
+        its files, read `PAGE_BATCH` at a time (call with the lock held)."""
+        index, project, data, fetched_at, etag, last_modified, max_age = row
+        page = _page_decoder.decode(data)
+        files: list[FileEntry] = list(page.files)
+        for (batch,) in self._conn.execute(_PAGE_FILES, (index, project)):
+            files.extend(_files_decoder.decode(batch))
+        return msgspec.structs.replace(
+            page,
+            files=tuple(files),
+            fetched_at=fetched_at,
+            etag=etag,
+            last_modified=last_modified,
+            max_age=max_age,
+        )
 
     def page_keys(self, index: str | None = None) -> list[PageKey]:
         """(index, project, fetched_at) of stored pages, oldest first: what to revalidate."""
@@ -379,6 +415,7 @@ class MetaDB:
     def delete_page(self, index: str, project: str) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM pages WHERE idx = ? AND project = ?", (index, project))
+            conn.execute("DELETE FROM page_files WHERE idx = ? AND project = ?", (index, project))
 
     # -- core metadata (PEP 658) ------------------------------------------------------------
 
@@ -646,19 +683,6 @@ class MetaDB:
             for index in sorted(per_blob.keys() | per_page.keys())
         )
         return CacheStats(blobs, size, pages, core, built, unattributed, indexes)
-
-
-def _decode_page(row: Any) -> ProjectPage:
-    """The stored page with its validator columns, which `touch_page` may have updated."""
-    data, fetched_at, etag, last_modified, max_age = row
-    page = _page_decoder.decode(data)
-    return msgspec.structs.replace(
-        page,
-        fetched_at=fetched_at,
-        etag=etag,
-        last_modified=last_modified,
-        max_age=max_age,
-    )
 
 
 def _upsert_origin(conn: sqlite3.Connection, sha256: str, origin: Origin, now: float) -> None:

@@ -15,7 +15,7 @@ import msgspec
 __all__ = ["FileEntry", "Origin", "ProjectPage"]
 
 
-class FileEntry(msgspec.Struct, frozen=True, kw_only=True):
+class FileEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One distribution file listed on a project page (PEP 503/691/592/658/700/714)."""
 
     #: Validated basename (no separators, no ``..``; parsed with packaging.utils).
@@ -41,7 +41,7 @@ class FileEntry(msgspec.Struct, frozen=True, kw_only=True):
         return self.filename.endswith(".whl")
 
 
-class ProjectPage(msgspec.Struct, frozen=True, kw_only=True):
+class ProjectPage(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A parsed project page from one index, with what is needed to revalidate it."""
 
     #: Name of the configured index that served it.

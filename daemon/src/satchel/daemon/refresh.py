@@ -186,6 +186,11 @@ class Warmer:
 
     # -- online or not ---------------------------------------------------------------------
 
+    def _offline_indexes(self) -> set[str]:
+        return {
+            n for n, state in self.rt.upstream.index_states().items() if state.state == "offline"
+        }
+
     def reachable(self) -> bool:
         """Whether some configured index may be asked now (not in its offline cool-down)."""
         now = time.time()
@@ -236,13 +241,16 @@ class Warmer:
     ) -> Record:
         """Prefetch one project now and remember the outcome (*background*: no command asked
         for it, so sdists are built only where config.toml's ``builds`` allows it)."""
+        down = self._offline_indexes()
         with self._job("watch", f"prefetching {project.path}"):
             try:
                 record = await prefetch_project(self.rt, project, progress, background=background)
             except SatchelError as exc:
                 record = Record(at=time.time(), ok=False, message=redact(exc.message))
-        if not record.ok and not self.reachable():
-            self.pending.add(project.path)  # again once an index is back
+        # Again once an index is back, or at once if one came back meanwhile (a background
+        # probe may answer while this prefetch was failing for want of it).
+        if not record.ok and (not self.reachable() or down - self._offline_indexes()):
+            self.pending.add(project.path)
         if self.projects.get(project.path) is project:
             project.last = record
             await self.save()
@@ -352,7 +360,9 @@ class Warmer:
             async with limiter:
                 before = await trio.to_thread.run_sync(rt.metadb.get_page, index_name, project)
                 try:
-                    page = await rt.catalog.fetch_page(index, project)
+                    # The page just read is the one to revalidate: not decoded a second time.
+                    stored = {index_name: before} if before is not None else {}
+                    page = await rt.catalog.fetch_page(index, project, stored)
                 except UpstreamError as exc:
                     log.debug("refresh of %s on %s failed: %s", project, index_name, redact(exc))
                     return

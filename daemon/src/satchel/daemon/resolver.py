@@ -35,6 +35,7 @@ interned, so a repeated resolve of a warm set does no parsing at all.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -60,6 +61,7 @@ from satchel.daemon.candidates import (
     specifier,
 )
 from satchel.daemon.errors import ResolutionImpossible
+from satchel.daemon.memory import long_lived_burst, settles_long_lived
 from satchel.daemon.model import FileEntry, ProjectPage
 from satchel.daemon.scope import ScopedPages
 from satchel.daemon.target import Target
@@ -393,9 +395,23 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
             spec &= req.specifier
         for constraint in self.constraints.get(name, ()):
             spec &= constraint.specifier
-        allow_yanked = _is_exact(spec)
         hashes = None if self.hashes is None else self.hashes.get(name, frozenset())
         project = self.project(name)
+        # An enormous project's candidates are built without collector pauses (issue 11.6).
+        with contextlib.nullcontext() if project.memoised else long_lived_burst():
+            return self._candidates(identifier, name, extras, spec, bad, hashes, project)
+
+    def _candidates(
+        self,
+        identifier: str,
+        name: str,
+        extras: frozenset[NormalizedName],
+        spec: SpecifierSet,
+        bad: set[Version],
+        hashes: frozenset[str] | None,
+        project: ProjectFiles,
+    ) -> list[_Candidate]:
+        allow_yanked = _is_exact(spec)
         prereleases = True if self.prereleases or spec.prereleases else None
         allowed = list(spec.filter(project.versions, prereleases=prereleases))
         if prereleases is None and any(not v.is_prerelease for v in allowed):
@@ -490,6 +506,7 @@ def _group_constraints(constraints: Iterable[Requirement]) -> dict[str, list[Req
     return grouped
 
 
+@settles_long_lived
 def resolve(
     requirements: Sequence[Requirement],
     constraints: Sequence[Requirement],

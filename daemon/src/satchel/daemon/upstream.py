@@ -89,6 +89,7 @@ from satchel.daemon.localfiles import (
 )
 from satchel.daemon.memory import release_free_memory
 from satchel.daemon.model import FileEntry, ProjectPage
+from satchel.daemon.pageprocess import parse_in_child
 from satchel.daemon.remotezip import Ranged, RangesUnsupported, parse_content_range
 from satchel.daemon.simple import (
     HTMLPageParser,
@@ -652,11 +653,21 @@ class Upstream:
         )
         if media in (JSON_V1, "application/json") and project is not None:
             # One growing buffer (not a list of chunks joined at the end: that held the page
-            # twice), parsed in a worker thread: a 60 MB page takes seconds of CPU (issue 11.6).
+            # twice), parsed in a worker thread; a page that grows past `_CHILD_ABOVE` streams
+            # on into a child process that parses it (issue 11.6: `pageprocess`).
             body = bytearray()
-            async for raw in response.aiter_raw(CHUNK):
+            raws = response.aiter_raw(CHUNK)
+            async for raw in raws:
                 for piece in decoder.decode(raw):
                     body += piece
+                if len(body) > _CHILD_ABOVE:
+                    return await parse_in_child(
+                        bytes(body),
+                        _pieces(raws, decoder),
+                        index=index.name,
+                        project=project,
+                        url=url,
+                    )
             return await trio.to_thread.run_sync(_parse_json_body, body, index.name, project, url)
         if media not in (HTML_V1, "text/html"):
             raise UpstreamError(f"{what}: unexpected content type {media[:60]!r}")
@@ -731,6 +742,17 @@ def _parse_json_body(body: bytearray, index: str, project: str, url: str) -> Pro
         body.clear()
         if size > _TRIM_AFTER:
             release_free_memory()
+
+
+#: A JSON page body above this size is parsed in a child process (`pageprocess`), below it in
+#: a worker thread: starting the child costs ~0.1 s, which a page of a few MB (parsed in a
+#: fraction of a second, with a few MB of garbage) is not worth.
+_CHILD_ABOVE = 4 * 2**20
+
+
+async def _pieces(raws: AsyncIterator[bytes], decoder: Decoder) -> AsyncIterator[list[bytes]]:
+    async for raw in raws:
+        yield decoder.decode(raw)
 
 
 def _feed(parser: HTMLPageParser, pieces: list[bytes]) -> None:
