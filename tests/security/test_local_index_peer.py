@@ -16,8 +16,6 @@ import socket
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -29,14 +27,6 @@ from tests.support.daemon import DaemonProcess, call
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="peer identification reads Linux's /proc/net/tcp"
 )
-
-
-@pytest.fixture
-def owner(tmp_path: Path) -> Iterator[ClientEnv]:
-    env = ClientEnv(tmp_path)
-    env.env["SATCHEL_NO_AUTOSTART"] = "1"
-    yield env
-    env.cleanup()
 
 
 def _get(url: str, **headers: str) -> int:

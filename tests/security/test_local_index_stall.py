@@ -17,10 +17,7 @@ import socket
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.client.clientenv import ClientEnv
 from tests.security.otheruser import Child, Intruder, intruder, start_as_intruder
@@ -43,14 +40,6 @@ def daemon_command(*patches: str) -> list[str]:
 HOUR_TO_AUTHENTICATE = (
     "import satchel.daemon.localindex.http as http; http.FIRST_REQUEST_TIMEOUT = 3600.0"
 )
-
-
-@pytest.fixture
-def owner(tmp_path: Path) -> Iterator[ClientEnv]:
-    env = ClientEnv(tmp_path)
-    env.env["SATCHEL_NO_AUTOSTART"] = "1"
-    yield env
-    env.cleanup()
 
 
 def _wait_for_log(daemon: DaemonProcess, pattern: str) -> re.Match[str]:
