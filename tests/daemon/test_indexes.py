@@ -312,3 +312,24 @@ def test_an_invalid_url_in_pips_configuration_is_skipped_with_a_note(env: _Env) 
     result = adopt(env.vars, default_index=lambda: DEFAULT, system_root=env.root)
     assert [i.name for i in result.indexes] == ["127-0-0-1-2", "default-example-invalid"]
     assert "not a valid index URL" in result.notes[0]
+
+
+def test_pips_default_index_is_read_from_the_pip_wheel_python_bundles(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 13.3: a tool install of Satchel has no pip, nor need a python3 on PATH have one;
+    the pip wheel `ensurepip` bundles with the daemon's interpreter still says pip's default
+    index (read at run time: no registry's host name is written into the repository)."""
+    from satchel.daemon import indexes
+
+    if indexes._bundled_pip() is None:
+        pytest.skip("this interpreter bundles no pip wheel (ensurepip removed)")
+    monkeypatch.setitem(sys.modules, "pip._internal.models.index", None)  # no pip in-process
+    monkeypatch.setattr(indexes, "_pythons_on_path", list)  # and none on PATH
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    indexes.pip_default_index.cache_clear()
+    try:
+        url = indexes.pip_default_index()
+    finally:
+        indexes.pip_default_index.cache_clear()
+    assert url is not None and url.startswith("https://") and url.rstrip("/").endswith("/simple")

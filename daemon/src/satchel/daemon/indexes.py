@@ -61,6 +61,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -138,10 +139,12 @@ class Adoption:
 
 @functools.cache
 def pip_default_index() -> str | None:
-    """pip's built-in default index URL, asked of an installed pip (None when there is none).
+    """pip's built-in default index URL, asked of a pip (None when there is none).
 
     The daemon's own interpreter is tried first (in-process when pip is importable), then the
-    ``python3`` / ``python`` on PATH, in a subprocess so that a broken pip cannot hurt the daemon.
+    ``python3`` / ``python`` on PATH, in a subprocess so that a broken pip cannot hurt the daemon,
+    then the pip wheel bundled with the daemon's interpreter (`ensurepip`): a tool install of
+    Satchel carries no pip, and the URL is never written into this repository.
     """
     try:
         from pip._internal.models.index import PyPI
@@ -149,16 +152,17 @@ def pip_default_index() -> str | None:
         return str(PyPI.simple_url)
     except Exception as exc:  # pip absent, or its internals moved: ask another pip
         _log.debug("pip not importable in the daemon (%s); asking the pip on PATH", exc)
-    for python in (shutil.which("python3"), shutil.which("python")):
-        if not python:
-            continue
+    probes = [[python, "-c", _DEFAULT_INDEX_PROBE] for python in _pythons_on_path()]
+    bundled = _bundled_pip()
+    if bundled is not None:
+        # -S: the daemon's own site-packages were tried in-process; appended, not prepended, so
+        # a `pip` on PYTHONPATH still comes first, as it would for any pip command.
+        probe = f"import sys; sys.path.append({bundled!r}); {_DEFAULT_INDEX_PROBE}"
+        probes.append([sys.executable, "-S", "-c", probe])
+    for command in probes:
         try:
             result = subprocess.run(
-                [python, "-c", _DEFAULT_INDEX_PROBE],
-                capture_output=True,
-                text=True,
-                timeout=20,
-                check=False,
+                command, capture_output=True, text=True, timeout=20, check=False
             )
         except (OSError, subprocess.SubprocessError):
             continue
@@ -167,6 +171,21 @@ def pip_default_index() -> str | None:
             return url
     _log.warning("no pip found to read its default index from; no index adopted")
     return None
+
+
+def _pythons_on_path() -> list[str]:
+    return [python for python in (shutil.which("python3"), shutil.which("python")) if python]
+
+
+def _bundled_pip() -> str | None:
+    """The pip wheel `ensurepip` ships with this interpreter (Debian's python3 without
+    python3-venv has none)."""
+    try:
+        import ensurepip
+    except ImportError:
+        return None
+    wheels = sorted(Path(ensurepip.__file__).with_name("_bundled").glob("pip-*.whl"))
+    return str(wheels[-1]) if wheels else None
 
 
 def _split(value: str) -> list[str]:
