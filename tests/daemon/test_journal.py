@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from satchel.daemon.fsutil import TEMP_PREFIX
 from satchel.daemon.installer import InstallItem, Scheme, installed_distributions
 from satchel.daemon.journal import JournalError, load, recover_all, write
 from satchel.daemon.venv import create_venv
@@ -67,6 +68,14 @@ def test_a_finished_install_leaves_no_journal(tmp_path: Path, scheme: Scheme) ->
 def test_a_journal_is_private_to_the_user(tmp_path: Path, scheme: Scheme) -> None:
     journal = write(tmp_path / "journals", scheme.fields(), "0123456789ab", [], [], [])
     assert journal.file.stat().st_mode & 0o077 == 0
+
+
+def test_a_journal_torn_before_its_rename_is_swept_at_start(tmp_path: Path) -> None:
+    journals = tmp_path / "installing"
+    journals.mkdir()
+    (journals / f"{TEMP_PREFIX}{'0' * 32}-{'a' * 12}.json.0123456789ab").write_text('{"pre')
+    assert recover_all(journals) == []
+    assert list(journals.iterdir()) == []
 
 
 def test_an_unreadable_journal_is_dropped(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from satchel.daemon.fsutil import atomic_write
+from satchel.daemon.fsutil import TEMP_PREFIX, atomic_write
 from satchel.daemon.layout import SCHEME_FIELDS, Scheme, env_lock
 from satchel.daemon.removal import Inside
 
@@ -297,9 +297,15 @@ def recover_all(journal_dir: Path) -> list[str]:
 
     Call at start-up, before any install can run. An unreadable or unsound journal is dropped
     with a warning (nothing it says can be trusted); an environment that no longer exists has
-    nothing to repair.
+    nothing to repair. A journal's temporary file, left by a kill before its rename, is removed:
+    its install had not begun.
     """
     repaired: list[str] = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.listdir(journal_dir):
+            if entry.startswith(TEMP_PREFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(journal_dir / entry)
     for file in journals(journal_dir):
         try:
             journal = load(file)
