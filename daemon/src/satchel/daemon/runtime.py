@@ -113,12 +113,12 @@ class Runtime:
             raise ConfigError(NO_INDEX_MESSAGE)
 
     def own(self, app: App) -> OwnIndex:
-        """`own_index` with the port the local index is bound to right now."""
+        """`own_index` with the port the local index is bound to right now, and the configured
+        one. The default port (remembered, or the user's) is in `own_index` from the start, and
+        a port probed past it at the first start is the bound one: no file is read here."""
         bound = local_index_state(app).port
         wanted = configured_port(self)
-        if wanted is None:
-            wanted = default_port(app.paths.state_dir)
-        ports = self.own_index.ports | ({bound} if bound else set()) | {wanted}
+        ports = self.own_index.ports | {port for port in (bound, wanted) if port}
         return OwnIndex(frozenset(ports), self.own_index.token)
 
 
