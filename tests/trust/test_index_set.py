@@ -24,15 +24,6 @@ from tests.support.index_server import IndexServer
 from tests.trust.laptop import Laptop
 
 
-@pytest.fixture
-def laptop(tmp_path: Path) -> Iterator[Laptop]:
-    machine = Laptop(tmp_path)
-    try:
-        yield machine
-    finally:
-        machine.close()
-
-
 def _indexes(value: dict[str, Any]) -> list[tuple[str, bool]]:
     return [(index["url"], index["default"]) for index in value["indexes"]]
 
