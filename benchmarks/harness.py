@@ -162,7 +162,8 @@ class SatchelInstance:
         return execute([self.cmd(*args)], self.env, self.root)
 
     def write_config(self, index_url: str) -> None:
-        """``config.toml`` in the documented format (``satchel.daemon.config``), before start.
+        """``config.toml`` in the documented format (``satchel.daemon.settings.config``), before
+        start.
 
         Written directly rather than with `satchel index add`: on an empty configuration the
         daemon first adopts the user's pip/uv indexes (and pip's built-in default) and writes

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.harness import SatchelInstance, classify, tool_env
-from satchel.daemon.config import load_config
+from satchel.daemon.settings.config import load_config
 
 
 def test_unknown_command_is_classified_as_not_implemented() -> None:
@@ -17,7 +17,9 @@ def test_unknown_command_is_classified_as_not_implemented() -> None:
 
 
 def test_missing_daemon_module_is_classified_as_not_implemented() -> None:
-    assert classify("ModuleNotFoundError: No module named 'satchel.daemon.main'")[0] == "n/a"
+    assert (
+        classify("ModuleNotFoundError: No module named 'satchel.daemon.process.main'")[0] == "n/a"
+    )
 
 
 def test_other_failures_keep_their_last_line() -> None:

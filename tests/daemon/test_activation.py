@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from satchel.daemon.activation import bind_unix, launchd_sockets, systemd_sockets
-from satchel.daemon.paths import StartupError
+from satchel.daemon.process.activation import bind_unix, launchd_sockets, systemd_sockets
+from satchel.daemon.services.paths import StartupError
 from tests.support.daemon import CallError, call, isolated_env
 
 SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
@@ -52,7 +52,7 @@ def test_systemd_activation_serves_the_passed_socket_and_notifies_ready(tmp_path
             "--fdname=satchel",
             sys.executable,
             "-m",
-            "satchel.daemon.main",
+            "satchel.daemon.process.main",
         ],
         env=env,
         stderr=subprocess.PIPE,

@@ -7,7 +7,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from satchel.daemon.app import App, _watch_idle
+from satchel.daemon.process.app import App, _watch_idle
 from tests.support.daemon import in_process_app
 
 

@@ -1,4 +1,5 @@
-"""PEP 517 builds of sdists (`satchel.daemon.builder`), in process, against a loopback index.
+"""PEP 517 builds of sdists (`satchel.daemon.requests.builder`), in process, against a
+loopback index.
 
 Each test runs the daemon's real runtime (store, metadb, upstream, catalog) with one configured
 index: an `IndexServer` on 127.0.0.1 serving real sdists (with an in-tree backend, so builds need
@@ -20,13 +21,13 @@ from pathlib import Path
 import pytest
 import trio
 
-from satchel.daemon.builder import NotBuilt, interpreter_key, sdist_metadata, wheel_for
-from satchel.daemon.catalog import Session
 from satchel.daemon.errors import BuildError
-from satchel.daemon.model import FileEntry, ProjectPage
-from satchel.daemon.resolution import Inputs, read_inputs, resolve_request
-from satchel.daemon.runtime import Runtime, run_runtime, runtime
-from satchel.daemon.target import Target, query_interpreter
+from satchel.daemon.indexes.catalog import Session
+from satchel.daemon.requests.builder import NotBuilt, interpreter_key, sdist_metadata, wheel_for
+from satchel.daemon.requests.resolution import Inputs, read_inputs, resolve_request
+from satchel.daemon.requests.runtime import Runtime, run_runtime, runtime
+from satchel.daemon.resolver.target import Target, query_interpreter
+from satchel.daemon.storage.model import FileEntry, ProjectPage
 from satchel.protocol.methods.resolve import ResolveParams
 from tests.support.daemon import in_process_app
 from tests.support.index_server import IndexServer

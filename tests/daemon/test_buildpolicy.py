@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from satchel.daemon.buildpolicy import BuildPolicy, Formats, scrubbed_environ
-from satchel.daemon.config import parse_config, render_config
 from satchel.daemon.errors import ConfigError
+from satchel.daemon.resolver.buildpolicy import BuildPolicy, Formats, scrubbed_environ
+from satchel.daemon.settings.config import parse_config, render_config
 
 
 def test_formats_follow_pips_rules() -> None:

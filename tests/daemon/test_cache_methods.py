@@ -14,15 +14,15 @@ import trio
 
 from satchel.client.commands import cache as cache_command
 from satchel.client.main import main as client_main
-from satchel.daemon.app import App
-from satchel.daemon.metadb import MetaDB
-from satchel.daemon.methods import RequestContext, dispatch
-from satchel.daemon.methods import cache as cache_methods
-from satchel.daemon.model import Origin
-from satchel.daemon.paths import Paths
-from satchel.daemon.runtime import run_runtime, runtime
-from satchel.daemon.state import ExitRecorder
-from satchel.daemon.store import BlobStore, open_cache
+from satchel.daemon.api import RequestContext, dispatch
+from satchel.daemon.api import cache as cache_methods
+from satchel.daemon.process.app import App
+from satchel.daemon.requests.runtime import run_runtime, runtime
+from satchel.daemon.services.paths import Paths
+from satchel.daemon.services.state import ExitRecorder
+from satchel.daemon.storage.metadb import MetaDB
+from satchel.daemon.storage.model import Origin
+from satchel.daemon.storage.store import BlobStore, open_cache
 from satchel.protocol.messages import Message, Progress, Request, Result
 from tests.support.daemon import DaemonProcess, isolated_env
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from satchel.daemon.candidates import SdistNeedsBuild
-from satchel.daemon.catalog import metadata_from_file
 from satchel.daemon.errors import UpstreamError
+from satchel.daemon.indexes.catalog import metadata_from_file
+from satchel.daemon.resolver.candidates import SdistNeedsBuild
 from tests.support.wheels import build_sdist, build_wheel
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from satchel.daemon.config import (
+from satchel.daemon.errors import ConfigError
+from satchel.daemon.settings.config import (
     Config,
     IndexConfig,
     LiveConfig,
@@ -18,7 +19,6 @@ from satchel.daemon.config import (
     save_config,
     watch_config,
 )
-from satchel.daemon.errors import ConfigError
 
 GOOD = """\
 [[index]]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from satchel.daemon.credentials import (
+from satchel.daemon.settings.credentials import (
     Credentials,
     RedactingFilter,
     bind_origin,

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import trio
 
-from satchel.daemon import provenance
-from satchel.daemon.dbrecovery import UNATTRIBUTED, check, recover
-from satchel.daemon.metadb import MetaDB
-from satchel.daemon.methods import RequestContext, dispatch, method
-from satchel.daemon.model import FileEntry, Origin
-from satchel.daemon.store import METADB_NAME, BlobStore
+from satchel.daemon.api import RequestContext, dispatch, method
+from satchel.daemon.indexes.dbrecovery import UNATTRIBUTED, check, recover
+from satchel.daemon.storage import provenance
+from satchel.daemon.storage.metadb import MetaDB
+from satchel.daemon.storage.model import FileEntry, Origin
+from satchel.daemon.storage.store import METADB_NAME, BlobStore
 from satchel.protocol.messages import Error, Message, Request
 from tests.support.daemon import in_process_app
 from tests.support.wheels import build_sdist, build_wheel

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from satchel.daemon.catalog import Session
-from satchel.daemon.config import IndexConfig
 from satchel.daemon.errors import HashMismatch, NotCached
-from satchel.daemon.model import FileEntry
-from satchel.daemon.resolution import fetch_files
+from satchel.daemon.indexes.catalog import Session
+from satchel.daemon.requests.resolution import fetch_files
+from satchel.daemon.settings.config import IndexConfig
+from satchel.daemon.storage.model import FileEntry
 from tests.support.index_server import IndexServer
 from tests.support.warm import running_warmer
 from tests.support.wheels import build_wheel

@@ -8,9 +8,9 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from satchel.daemon import gc
-from satchel.daemon.refresh import Warmer
-from satchel.daemon.watch import WatchedProject
+from satchel.daemon.requests import gc
+from satchel.daemon.requests.watch import WatchedProject
+from satchel.daemon.services.refresh import Warmer
 from tests.support.index_server import IndexServer
 from tests.support.warm import running_warmer
 from tests.support.wheels import build_wheel, file_sha256

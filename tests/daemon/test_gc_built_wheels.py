@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from satchel.daemon import gc
-from satchel.daemon.builder import wheel_for
-from satchel.daemon.metadb import BuiltWheel
-from satchel.daemon.readiness import project_target
-from satchel.daemon.refresh import Warmer
-from satchel.daemon.watch import WatchedProject
+from satchel.daemon.requests import gc
+from satchel.daemon.requests.builder import wheel_for
+from satchel.daemon.requests.readiness import project_target
+from satchel.daemon.requests.watch import WatchedProject
+from satchel.daemon.services.refresh import Warmer
+from satchel.daemon.storage.metadb import BuiltWheel
 from tests.support.index_server import IndexServer
 from tests.support.warm import running_warmer
 from tests.support.wheels import build_sdist, build_wheel, file_sha256

@@ -13,10 +13,10 @@ import pytest
 import trio
 
 from satchel.client.main import main as client_main
-from satchel.daemon.app import App
-from satchel.daemon.config import load_config
-from satchel.daemon.methods import RequestContext, dispatch, load_methods
-from satchel.daemon.runtime import run_runtime, runtime
+from satchel.daemon.api import RequestContext, dispatch, load_methods
+from satchel.daemon.process.app import App
+from satchel.daemon.requests.runtime import run_runtime, runtime
+from satchel.daemon.settings.config import load_config
 from satchel.protocol.messages import Error, Message, Request, Result
 from tests.support.daemon import DaemonProcess, in_process_app, isolated_env
 from tests.support.index_server import IndexServer
@@ -222,7 +222,7 @@ async def test_an_unmarked_builtin_default_ahead_of_other_indexes_is_pointed_out
 ) -> None:
     """Issue 12.1: a config.toml written by an older Satchel lists pip's built-in default
     without `default = true`, ahead of the private index; `index list` says how to fix it."""
-    from satchel.daemon.indexes import pip_default_index
+    from satchel.daemon.settings.toolsettings import pip_default_index
 
     builtin = pip_default_index()
     assert builtin is not None

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from satchel.daemon.config import Config, IndexConfig
-from satchel.daemon.indexes import (
+from satchel.daemon.settings.config import Config, IndexConfig
+from satchel.daemon.settings.toolsettings import (
     adopt,
     adopt_indexes,
     drift,
@@ -320,7 +320,7 @@ def test_pips_default_index_is_read_from_the_pip_wheel_python_bundles(
     """Issue 13.3: a tool install of Satchel has no pip, nor need a python3 on PATH have one;
     the pip wheel `ensurepip` bundles with the daemon's interpreter still says pip's default
     index (read at run time: no registry's host name is written into the repository)."""
-    from satchel.daemon import indexes
+    from satchel.daemon.settings import toolsettings as indexes
 
     if indexes._bundled_pip() is None:
         pytest.skip("this interpreter bundles no pip wheel (ensurepip removed)")

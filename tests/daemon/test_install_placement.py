@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from satchel.daemon import installer
 from satchel.daemon.errors import InstallError
-from satchel.daemon.installer import InstallItem, Scheme
-from satchel.daemon.venv import create_venv
-from satchel.daemon.wheel import UnpackedWheel, unpack
+from satchel.daemon.installing import installer
+from satchel.daemon.installing.installer import InstallItem, Scheme
+from satchel.daemon.installing.venv import create_venv
+from satchel.daemon.installing.wheel import UnpackedWheel, unpack
 from tests.support.installing import install
 from tests.support.wheels import build_wheel
 

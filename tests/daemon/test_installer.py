@@ -20,9 +20,14 @@ from installer.destinations import SchemeDictionaryDestination
 from installer.sources import WheelFile
 
 from satchel.daemon.errors import InstallError, NotFound
-from satchel.daemon.installer import InstallItem, Scheme, env_lock, installed_distributions
-from satchel.daemon.venv import create_venv
-from satchel.daemon.wheel import UnpackedWheel, unpack
+from satchel.daemon.installing.installer import (
+    InstallItem,
+    Scheme,
+    env_lock,
+    installed_distributions,
+)
+from satchel.daemon.installing.venv import create_venv
+from satchel.daemon.installing.wheel import UnpackedWheel, unpack
 from tests.support.installing import install, journals_of, kill_mid_install, recover, uninstall
 from tests.support.wheels import build_wheel
 
@@ -442,8 +447,8 @@ def test_failed_compile_rolls_back_bytecode_too(
     install(scheme, [InstallItem(_unpack(tmp_path, "first", "1.0", files={"top1.py": "A = 1"}))])
     before = _snapshot(scheme.data)
     unpacked = _unpack(tmp_path, "second", "1.0", files={"top2.py": "B = 2"})
-    import satchel.daemon.installer as installer_module
-    from satchel.daemon.bytecode import compile_files as real_compile
+    import satchel.daemon.installing.installer as installer_module
+    from satchel.daemon.installing.bytecode import compile_files as real_compile
 
     def compile_then_fail(interpreter: Path, py_files: list[str]) -> list[str]:
         real_compile(interpreter, py_files)

@@ -77,7 +77,7 @@ def test_second_daemon_on_the_same_state_exits_naming_the_running_pid(
     with DaemonProcess(env) as daemon:
         other_socket = os.path.join(env["XDG_RUNTIME_DIR"], "other.sock")
         result = subprocess.run(
-            [sys.executable, "-m", "satchel.daemon.main", "--socket", other_socket],
+            [sys.executable, "-m", "satchel.daemon.process.main", "--socket", other_socket],
             env=env,
             capture_output=True,
             text=True,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from satchel.daemon.linking import Linker, clone_file
+from satchel.daemon.installing.linking import Linker, clone_file
 
 
 def _source(tmp_path: Path, name: str = "src.py", data: bytes = b"x = 1\n") -> Path:

@@ -21,7 +21,7 @@ import trio
 
 from satchel.daemon.localindex import local_index_state
 from satchel.daemon.localindex.auth import TOKEN_FILE
-from satchel.daemon.runtime import run_runtime, runtime
+from satchel.daemon.requests.runtime import run_runtime, runtime
 from tests.support.daemon import in_process_app
 from tests.support.localindex import local_index, two_indexes, write_config
 from tests.support.wheels import build_wheel, file_sha256, wheel_metadata
@@ -497,8 +497,8 @@ async def test_changing_the_configured_port_moves_the_listener(tmp_path: Path) -
 
 async def test_localindex_info_gives_a_url_without_credentials_on_linux(tmp_path: Path) -> None:
     """issue 13.5: where the kernel names a loopback peer's uid, tools get no secret."""
-    from satchel.daemon.methods import RequestContext
-    from satchel.daemon.methods.localindex import localindex_info
+    from satchel.daemon.api import RequestContext
+    from satchel.daemon.api.localindex import localindex_info
     from satchel.protocol.methods.localindex import LocalIndexInfoParams
 
     async def send(message: object) -> None:
@@ -516,8 +516,8 @@ async def test_localindex_info_gives_a_url_without_credentials_on_linux(tmp_path
 
 @pytest.mark.usefixtures("no_peer_auth")
 async def test_localindex_info_gives_the_token_url(tmp_path: Path) -> None:
-    from satchel.daemon.methods import RequestContext
-    from satchel.daemon.methods.localindex import localindex_info
+    from satchel.daemon.api import RequestContext
+    from satchel.daemon.api.localindex import localindex_info
     from satchel.protocol.methods.localindex import LocalIndexInfoParams
 
     async def send(message: object) -> None:

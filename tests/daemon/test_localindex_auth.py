@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from satchel.daemon.credentials import redact
 from satchel.daemon.localindex.auth import TOKEN_FILE, check_basic_auth, load_or_create_token
+from satchel.daemon.settings.credentials import redact
 
 
 def basic(user: str, password: str) -> bytes:

@@ -15,7 +15,7 @@ from tests.support.daemon import DaemonProcess, call, isolated_env
 
 def _satcheld(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "satchel.daemon.main", *args],
+        [sys.executable, "-m", "satchel.daemon.process.main", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -1,4 +1,5 @@
-"""satchel.daemon.memory: the malloc arena cap, checked in real processes with real threads."""
+"""satchel.daemon.storage.memory: the malloc arena cap, checked in real processes with real
+threads."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 
 import pytest
 
-from satchel.daemon import memory
+from satchel.daemon.storage import memory
 
 try:
     _GLIBC = (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
@@ -21,7 +22,7 @@ needs_glibc = pytest.mark.skipif(not _GLIBC, reason="malloc arenas are glibc's")
 # glibc's malloc_stats() prints one "Arena N:" block per arena to stderr.
 _PROBE = """
 import ctypes, sys, threading
-from satchel.daemon.memory import limit_malloc_arenas
+from satchel.daemon.storage.memory import limit_malloc_arenas
 if sys.argv[1] == "cap":
     assert limit_malloc_arenas()
 barrier = threading.Barrier(8)
@@ -74,7 +75,7 @@ def test_the_daemon_caps_arenas_before_anything_else() -> None:
     probe = (
         "import sys\n"
         "from unittest import mock\n"
-        "from satchel.daemon import main as m\n"
+        "from satchel.daemon.process import main as m\n"
         "calls = []\n"
         "with mock.patch.object(m, 'limit_malloc_arenas', lambda: calls.append(1) or True):\n"
         "    try:\n"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from satchel.daemon import metadb
 from satchel.daemon.errors import DiskFull, SatchelError
-from satchel.daemon.metadb import (
+from satchel.daemon.storage import metadb
+from satchel.daemon.storage.metadb import (
     MIGRATIONS,
     SCHEMA_VERSION,
     BuiltWheel,
@@ -21,7 +21,7 @@ from satchel.daemon.metadb import (
     MetaDB,
     PageKey,
 )
-from satchel.daemon.model import FileEntry, Origin, ProjectPage
+from satchel.daemon.storage.model import FileEntry, Origin, ProjectPage
 from tests.support.tmpfs import small_tmpfs
 
 SHA_A = "a" * 64

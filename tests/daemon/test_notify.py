@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from satchel.daemon.notify import StartupChannel, SystemdNotifier
+from satchel.daemon.process.notify import StartupChannel, SystemdNotifier
 from tests.support.daemon import call, isolated_env, socket_path
 
 
@@ -57,7 +57,7 @@ def test_startup_channel_writes_one_line_and_closes() -> None:
 def _spawn_with_notify_fd(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[bytes], bytes]:
     read_end, write_end = os.pipe()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "satchel.daemon.main", "--notify-fd", str(write_end), *args],
+        [sys.executable, "-m", "satchel.daemon.process.main", "--notify-fd", str(write_end), *args],
         env=env,
         pass_fds=[write_end],
         stderr=subprocess.DEVNULL,

@@ -15,8 +15,8 @@ import pytest
 import trio
 
 from satchel.daemon.errors import NotCached
-from satchel.daemon.resolution import SessionSource, fetch_files
-from satchel.daemon.scope import ScopedPages
+from satchel.daemon.requests.resolution import SessionSource, fetch_files
+from satchel.daemon.resolver.scope import ScopedPages
 from tests.support.index_server import IndexServer
 from tests.support.warm import running_warmer
 from tests.support.wheels import build_wheel

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from satchel.daemon.catalog import degrades
-from satchel.daemon.metadb import SCHEMA_VERSION, MetaDB
-from satchel.daemon.model import FileEntry, ProjectPage
-from satchel.daemon.origins import Binding, How, Origins, Verdict, index_identity, judge
-from satchel.daemon.scope import ScopedPages, Strategy, select_pages
+from satchel.daemon.indexes.catalog import degrades
+from satchel.daemon.indexes.origins import Binding, How, Origins, Verdict, index_identity, judge
+from satchel.daemon.resolver.scope import ScopedPages, Strategy, select_pages
+from satchel.daemon.storage.metadb import SCHEMA_VERSION, MetaDB
+from satchel.daemon.storage.model import FileEntry, ProjectPage
 
 
 @dataclass(frozen=True)

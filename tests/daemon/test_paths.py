@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from satchel.daemon.paths import Paths, StartupError, ensure_private_dir
+from satchel.daemon.services.paths import Paths, StartupError, ensure_private_dir
 from tests.support.daemon import DaemonProcess, call, isolated_env
 
 
 def _run_daemon(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "satchel.daemon.main", *args],
+        [sys.executable, "-m", "satchel.daemon.process.main", *args],
         env=env,
         capture_output=True,
         text=True,

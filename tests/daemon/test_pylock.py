@@ -10,16 +10,16 @@ import msgspec
 import pytest
 from packaging.requirements import Requirement
 
-from satchel.daemon.model import FileEntry
-from satchel.daemon.pylock import (
+from satchel.daemon.resolver.provider import Resolution, resolve
+from satchel.daemon.resolver.pylock import (
     dumps_json,
     dumps_pylock,
     dumps_requirements,
     read_pylock,
 )
-from satchel.daemon.reqfiles import RequirementsFileError, parse_requirements
-from satchel.daemon.resolver import Resolution, resolve
-from satchel.daemon.target import synthetic_target
+from satchel.daemon.resolver.reqfiles import RequirementsFileError, parse_requirements
+from satchel.daemon.resolver.target import synthetic_target
+from satchel.daemon.storage.model import FileEntry
 from tests.support.memindex import MemoryIndex
 
 LINUX = synthetic_target("3.11.4", ["manylinux_2_28_x86_64"])

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import msgspec
 
-from satchel.daemon.readiness import (
+from satchel.daemon.requests.readiness import (
     check_project,
     check_tools,
     needed_files,
     prefetch_project,
     python_for,
 )
-from satchel.daemon.tools import RECORD_NAME, ToolRecord, tools_dir
-from satchel.daemon.watch import WatchedProject
+from satchel.daemon.requests.tools import RECORD_NAME, ToolRecord, tools_dir
+from satchel.daemon.requests.watch import WatchedProject
 from tests.support.index_server import IndexServer
 from tests.support.warm import running_warmer
 from tests.support.wheels import build_wheel, file_sha256

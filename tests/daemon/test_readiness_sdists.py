@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from satchel.daemon.builder import wheel_for
-from satchel.daemon.readiness import (
+from satchel.daemon.requests.builder import wheel_for
+from satchel.daemon.requests.readiness import (
     check_project,
     needed_files,
     prefetch_project,
     project_target,
 )
-from satchel.daemon.resolution import fetch_files
-from satchel.daemon.watch import WatchedProject
+from satchel.daemon.requests.resolution import fetch_files
+from satchel.daemon.requests.watch import WatchedProject
 from tests.support.index_server import IndexServer
 from tests.support.warm import running_warmer
 from tests.support.wheels import build_sdist, build_wheel, file_sha256

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import trio
 
-from satchel.daemon.refresh import Timing, Warmer
-from satchel.daemon.watch import WatchedProject
+from satchel.daemon.requests.watch import WatchedProject
+from satchel.daemon.services.refresh import Timing, Warmer
 from tests.support.index_server import IndexServer
 from tests.support.warm import running_warmer
 from tests.support.wheels import build_wheel, file_sha256

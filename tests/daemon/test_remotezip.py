@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from satchel.daemon.coremetadata import metadata_from_file
 from satchel.daemon.errors import HostileInput, UpstreamError
-from satchel.daemon.remotezip import (
+from satchel.daemon.resolver.coremetadata import metadata_from_file
+from satchel.daemon.upstream.remotezip import (
     MAX_RANGE_REQUESTS,
     TAIL,
     Ranged,

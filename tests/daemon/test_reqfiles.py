@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from satchel.daemon.reqfiles import (
+from satchel.daemon.resolver.reqfiles import (
     ParsedRequirement,
     RequirementsFileError,
     parse_requirements,

@@ -10,12 +10,12 @@ import pytest
 import trio
 from packaging.requirements import Requirement
 
-from satchel.daemon.candidates import MetadataCache, SdistNeedsBuild, parse_core_metadata
 from satchel.daemon.errors import NotCached, NotFound, ResolutionImpossible
-from satchel.daemon.model import FileEntry, ProjectPage
-from satchel.daemon.resolver import Resolution, resolve
-from satchel.daemon.scope import ScopedPages, Strategy
-from satchel.daemon.target import Target, synthetic_target
+from satchel.daemon.resolver.candidates import MetadataCache, SdistNeedsBuild, parse_core_metadata
+from satchel.daemon.resolver.provider import Resolution, resolve
+from satchel.daemon.resolver.scope import ScopedPages, Strategy
+from satchel.daemon.resolver.target import Target, synthetic_target
+from satchel.daemon.storage.model import FileEntry, ProjectPage
 from tests.support.memindex import Index, MemoryIndex
 
 LINUX = synthetic_target("3.11.4", ["manylinux_2_28_x86_64"])

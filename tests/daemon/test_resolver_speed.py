@@ -12,11 +12,11 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 from resolvelib.structs import RequirementInformation
 
-from satchel.daemon.candidates import MetadataCache
-from satchel.daemon.model import FileEntry, ProjectPage
-from satchel.daemon.resolver import _Candidate, _Provider, _Req
-from satchel.daemon.scope import ScopedPages
-from satchel.daemon.target import synthetic_target
+from satchel.daemon.resolver.candidates import MetadataCache
+from satchel.daemon.resolver.provider import _Candidate, _Provider, _Req
+from satchel.daemon.resolver.scope import ScopedPages
+from satchel.daemon.resolver.target import synthetic_target
+from satchel.daemon.storage.model import FileEntry, ProjectPage
 
 LINUX = synthetic_target("3.11.4", ["manylinux_2_28_x86_64"])
 WINDOWS = synthetic_target("3.11.4", ["win_amd64"])

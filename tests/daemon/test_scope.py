@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from hypothesis import given
 from hypothesis import strategies as st
 
-from satchel.daemon.model import FileEntry, ProjectPage
-from satchel.daemon.scope import Reason, Strategy, describe_out_of_scope, select_pages
+from satchel.daemon.resolver.scope import Reason, Strategy, describe_out_of_scope, select_pages
+from satchel.daemon.storage.model import FileEntry, ProjectPage
 
 
 @dataclass(frozen=True)

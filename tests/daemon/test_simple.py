@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from satchel.daemon.errors import UpstreamError
-from satchel.daemon.simple import HTMLPageParser, parse_html_page, parse_json_page
+from satchel.daemon.upstream.simple import HTMLPageParser, parse_html_page, parse_json_page
 
 PAGE = "http://127.0.0.1:8000/simple/demo/"
 SHA = "a" * 64
@@ -91,7 +91,7 @@ def test_json_api_major_2_is_refused() -> None:
 
 def test_json_newer_minor_is_accepted_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     data = json.dumps({"meta": {"api-version": "1.7"}, "name": "demo", "files": []}).encode()
-    with caplog.at_level(logging.INFO, logger="satchel.daemon.simple"):
+    with caplog.at_level(logging.INFO, logger="satchel.daemon.upstream.simple"):
         assert _parse_json(data).api_version == "1.7"
         _parse_json(data)
     assert sum("1.7" in r.getMessage() for r in caplog.records) == 1
@@ -126,7 +126,7 @@ def test_json_hostile_entries_are_skipped_with_a_warning(
     entry: dict[str, Any], reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     good = _file("demo-2.0-py3-none-any.whl")
-    with caplog.at_level(logging.WARNING, logger="satchel.daemon.simple"):
+    with caplog.at_level(logging.WARNING, logger="satchel.daemon.upstream.simple"):
         page = _parse_json(_json([entry, good]))
     assert [f.filename for f in page.files] == ["demo-2.0-py3-none-any.whl"]
     (record,) = caplog.records
@@ -142,7 +142,7 @@ def test_legacy_formats_are_skipped_without_a_warning(
 ) -> None:
     """Real indexes list hundreds of pre-wheel files; they are unusable, not hostile."""
     good = _file("demo-2.0-py3-none-any.whl")
-    with caplog.at_level(logging.WARNING, logger="satchel.daemon.simple"):
+    with caplog.at_level(logging.WARNING, logger="satchel.daemon.upstream.simple"):
         page = _parse_json(_json([_file(filename), good]))
     assert [f.filename for f in page.files] == ["demo-2.0-py3-none-any.whl"]
     assert caplog.records == []
@@ -203,7 +203,7 @@ def test_html_percent_encoded_separator_in_name_is_refused() -> None:
 
 
 def test_html_file_link_from_http_page_is_refused(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="satchel.daemon.simple"):
+    with caplog.at_level(logging.WARNING, logger="satchel.daemon.upstream.simple"):
         assert _parse_html(f'<a href="file:///tmp/{WHEEL}">x</a>').files == ()
     assert "switches scheme from http: to file:" in caplog.text
 
@@ -235,7 +235,7 @@ def test_many_bad_entries_log_a_bounded_number_of_warnings(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     body = "".join(f'<a href="file:///x/demo-1.{i}.tar.gz">x</a>' for i in range(100))
-    with caplog.at_level(logging.WARNING, logger="satchel.daemon.simple"):
+    with caplog.at_level(logging.WARNING, logger="satchel.daemon.upstream.simple"):
         _parse_html(body)
     assert len(caplog.records) == 11
     assert "100 invalid entries skipped" in caplog.records[-1].getMessage()
@@ -247,7 +247,7 @@ def test_json_entry_of_the_wrong_shape_is_skipped_not_the_page(
     """Entries are decoded one by one into Structs: a non-object or a non-string filename costs
     that entry only (issue 11.6 changed the decoding, not this)."""
     good = _file("demo-2.0-py3-none-any.whl")
-    with caplog.at_level(logging.WARNING, logger="satchel.daemon.simple"):
+    with caplog.at_level(logging.WARNING, logger="satchel.daemon.upstream.simple"):
         page = _parse_json(_json([7, {**_file(), "filename": 3}, good]))
     assert [f.filename for f in page.files] == ["demo-2.0-py3-none-any.whl"]
     assert len(caplog.records) == 2

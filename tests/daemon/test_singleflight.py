@@ -7,7 +7,7 @@ import trio
 import trio.testing
 
 from satchel.daemon.errors import HashMismatch, SatchelError
-from satchel.daemon.singleflight import SingleFlight
+from satchel.daemon.storage.singleflight import SingleFlight
 
 
 class Work:

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from satchel.daemon.state import CRASHED, ExitRecorder
+from satchel.daemon.services.state import CRASHED, ExitRecorder
 
 
 def test_clean_exit_is_reported_once_by_the_next_run(tmp_path: Path) -> None:

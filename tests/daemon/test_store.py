@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 import trio
 
-from satchel.daemon import store as store_module
 from satchel.daemon.errors import DiskFull, HashMismatch, HostileInput, NotFound
-from satchel.daemon.fsutil import TEMP_PREFIX
-from satchel.daemon.singleflight import SingleFlight
-from satchel.daemon.store import (
+from satchel.daemon.storage import store as store_module
+from satchel.daemon.storage.fsutil import TEMP_PREFIX
+from satchel.daemon.storage.singleflight import SingleFlight
+from satchel.daemon.storage.store import (
     METADB_NAME,
     WRITE_BATCH,
     BlobInfo,
@@ -357,7 +357,7 @@ CHILD = textwrap.dedent(
     """
     import sys, trio
     from pathlib import Path
-    from satchel.daemon.store import BlobStore, WRITE_BATCH
+    from satchel.daemon.storage.store import BlobStore, WRITE_BATCH
 
     async def body():
         for i in range(64):

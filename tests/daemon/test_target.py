@@ -12,9 +12,9 @@ import pytest
 from packaging import tags
 from packaging.markers import default_environment
 
-from satchel.daemon import target as target_mod
 from satchel.daemon.errors import NotFound
-from satchel.daemon.target import (
+from satchel.daemon.resolver import target as target_mod
+from satchel.daemon.resolver.target import (
     find_interpreter,
     query_interpreter,
     synthetic_target,

@@ -21,8 +21,6 @@ import msgspec
 import pytest
 import trio
 
-from satchel.daemon.breaker import Retries, ServerError, retry_after
-from satchel.daemon.config import IndexConfig
 from satchel.daemon.errors import (
     HashMismatch,
     HostileInput,
@@ -30,9 +28,11 @@ from satchel.daemon.errors import (
     NotFound,
     UpstreamError,
 )
-from satchel.daemon.model import ProjectPage
-from satchel.daemon.simple import parse_json_page
-from satchel.daemon.upstream import TIMEOUT_ENV, Limits, Upstream
+from satchel.daemon.settings.config import IndexConfig
+from satchel.daemon.storage.model import ProjectPage
+from satchel.daemon.upstream.breaker import Retries, ServerError, retry_after
+from satchel.daemon.upstream.client import TIMEOUT_ENV, Limits, Upstream
+from satchel.daemon.upstream.simple import parse_json_page
 from tests.support.index_server import IndexServer
 from tests.support.wheels import build_sdist, build_wheel, file_sha256, wheel_metadata
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from satchel.daemon.config import IndexConfig
-from satchel.daemon.model import FileEntry
-from satchel.daemon.remotezip import TAIL, RangesUnsupported, read_wheel_metadata
-from satchel.daemon.upstream import Limits, Upstream
+from satchel.daemon.settings.config import IndexConfig
+from satchel.daemon.storage.model import FileEntry
+from satchel.daemon.upstream.client import Limits, Upstream
+from satchel.daemon.upstream.remotezip import TAIL, RangesUnsupported, read_wheel_metadata
 from tests.support.index_server import IndexServer
 from tests.support.wheels import build_wheel, wheel_metadata
 

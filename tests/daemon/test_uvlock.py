@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from satchel.daemon.reqfiles import RequirementsFileError
-from satchel.daemon.resolution import is_lock, read_lock
-from satchel.daemon.target import synthetic_target
-from satchel.daemon.uvlock import read_uv_lock
+from satchel.daemon.requests.resolution import is_lock, read_lock
+from satchel.daemon.resolver.reqfiles import RequirementsFileError
+from satchel.daemon.resolver.target import synthetic_target
+from satchel.daemon.resolver.uvlock import read_uv_lock
 
 LINUX = synthetic_target("3.11.4", ["manylinux_2_28_x86_64"])
 WINDOWS = synthetic_target("3.11.4", ["win_amd64"])

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from satchel.daemon.config import Config, IndexConfig
-from satchel.daemon.reqfiles import RequirementsFileError
-from satchel.daemon.uvproject import apply, read_uv_project
+from satchel.daemon.resolver.reqfiles import RequirementsFileError
+from satchel.daemon.settings.config import Config, IndexConfig
+from satchel.daemon.settings.uvproject import apply, read_uv_project
 
 PUBLIC = IndexConfig(name="public", url="http://127.0.0.1:1/simple/", default=True)
 MINE = IndexConfig(name="mine", url="http://127.0.0.1:2/simple/")

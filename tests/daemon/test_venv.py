@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from satchel.daemon.errors import InstallError
-from satchel.daemon.venv import create_venv, query_interpreter
+from satchel.daemon.installing.venv import create_venv, query_interpreter
 
 
 def _python(venv: Path, code: str) -> str:

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from satchel.daemon.metadb import MetaDB
-from satchel.daemon.reqfiles import RequirementsFileError
-from satchel.daemon.watch import (
+from satchel.daemon.requests.watch import (
     Record,
     WatchedProject,
     discover,
@@ -21,6 +19,8 @@ from satchel.daemon.watch import (
     read_uv_lock,
     save_projects,
 )
+from satchel.daemon.resolver.reqfiles import RequirementsFileError
+from satchel.daemon.storage.metadb import MetaDB
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64

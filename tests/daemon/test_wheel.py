@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from satchel.daemon.errors import InvalidWheel
-from satchel.daemon.wheel import (
+from satchel.daemon.installing.wheel import (
     load_unpacked,
     remove_unpacked,
     sweep_temporaries,

@@ -136,7 +136,7 @@ class Rig:
 
 
 def _manifest_files(manifest: Any) -> list[tuple[str, int | None]]:
-    """(tree path, size) of each file a `satchel.daemon.wheel` manifest lists (rows are
+    """(tree path, size) of each file a `satchel.daemon.installing.wheel` manifest lists (rows are
     ``[tree path, scheme, destination, hash, size, executable]``)."""
     files = manifest.get("files") if isinstance(manifest, dict) else None
     out: list[tuple[str, int | None]] = []

@@ -8,8 +8,9 @@ What must hold after every kill, once a new daemon has started (issue 7):
 * the interrupted command, rerun, completes;
 * an environment the daemon was installing into is the old state or the new one: either the
   kill came after the commit (new), or before any change (old), or in between, where the
-  install journal is present and the documented recovery (`satchel.daemon.installer.recover`,
-  which every later install runs first) brings back exactly the old state.
+  install journal is present and the documented recovery
+  (`satchel.daemon.installing.installer.recover`, which every later install runs first) brings
+  back exactly the old state.
 
 Kill points are random times drawn over the measured length of an uninterrupted run (seeded,
 printed, so a failure can be replayed with ``SATCHEL_CRASH_SEED``). Each kill uses a fresh
@@ -139,8 +140,8 @@ def _package(rig: Rig, name: str, version: str, files: int) -> None:
 def _recover(rig: Rig, venv: Path) -> bool:
     """The documented recovery of a killed install (what the next install runs first), with
     the journals the daemon keeps in its cache."""
-    from satchel.daemon.installer import Scheme, recover
-    from satchel.daemon.journal import journal_dir
+    from satchel.daemon.installing.installer import Scheme, recover
+    from satchel.daemon.installing.journal import journal_dir
 
     site = next((venv / "lib").glob("python*/site-packages"))
     scheme = Scheme(site, site, venv / "bin", venv, venv / "include", venv / "bin" / "python")

@@ -7,7 +7,8 @@ consistent, and no file may appear outside: every place a ``..`` or absolute mem
 (resolved from each directory the daemon writes into, at every depth) is checked, and a sentinel
 tree next to the environment is compared before and after.
 
-Unit tests of `satchel.daemon.wheel` check the validator member by member; this suite checks the
+Unit tests of `satchel.daemon.installing.wheel` check the validator member by member; this suite
+checks the
 whole path a user takes (index -> store -> unpack -> link) with the real daemon.
 """
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from satchel.daemon.config import parse_config
 from satchel.daemon.errors import ConfigError
+from satchel.daemon.settings.config import parse_config
 from tests.client.clientenv import ClientEnv
 
 #: (what is wrong, the URL, what the error must say)

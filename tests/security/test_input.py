@@ -19,7 +19,7 @@ import pytest
 
 from tests.reliability.harness import Rig, memory_mib, rig_for
 
-#: The daemon's cap (satchel.daemon.reqfiles.MAX_INPUT_BYTES).
+#: The daemon's cap (satchel.daemon.resolver.reqfiles.MAX_INPUT_BYTES).
 LIMIT = 16 * 2**20
 #: Peak resident memory the daemon may reach while refusing all of them.
 PEAK_LIMIT_MIB = 150

@@ -30,7 +30,7 @@ def daemon_command(*patches: str) -> list[str]:
         [
             "import sys, resource",
             *patches,
-            "from satchel.daemon.main import main",
+            "from satchel.daemon.process.main import main",
             "sys.exit(main())",
         ]
     )
@@ -177,7 +177,7 @@ def test_out_of_descriptors_is_logged_once_and_the_daemon_recovers(owner: Client
     daemon accepts and answers again and says so."""
     patches = (
         "resource.setrlimit(resource.RLIMIT_NOFILE, (160, 160))",
-        "import satchel.daemon.server as server; server.HANDSHAKE_TIMEOUT = 3600.0",
+        "import satchel.daemon.process.server as server; server.HANDSHAKE_TIMEOUT = 3600.0",
     )
     with DaemonProcess(owner.env, command=daemon_command(*patches)) as daemon:
         idle = []

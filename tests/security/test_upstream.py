@@ -28,11 +28,11 @@ import msgspec
 import pytest
 import trio
 
-from satchel.daemon.catalog import Catalog
-from satchel.daemon.config import Config, IndexConfig
 from satchel.daemon.errors import IndexUnreachable
-from satchel.daemon.store import open_cache
-from satchel.daemon.upstream import Limits, Upstream
+from satchel.daemon.indexes.catalog import Catalog
+from satchel.daemon.settings.config import Config, IndexConfig
+from satchel.daemon.storage.store import open_cache
+from satchel.daemon.upstream.client import Limits, Upstream
 from tests.reliability.harness import Rig, rig_for
 from tests.reliability.hostile_server import Handler, HostileServer, reply, reset
 from tests.support.wheels import build_wheel, wheel_metadata

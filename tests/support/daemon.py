@@ -16,7 +16,8 @@ Stable API (used by every area's tests; change only by adding):
     Where a daemon started with *env* listens.
 
 `DaemonProcess(env, *args, socket=None, command=None)` (context manager)
-    Starts ``python -m satchel.daemon.main *args`` (or ``*command, *args``) with *env*, its output
+    Starts ``python -m satchel.daemon.process.main *args`` (or ``*command, *args``) with *env*, its
+    output
     going to the file ``.stderr_path``; `start()` (called by ``__enter__``)
     returns once the socket answers a ping (or raises with the daemon's stderr). Exposes
     ``.pid``, ``.env``, ``.socket``, ``.returncode``, ``.stderr()`` (everything it logged so far),
@@ -39,7 +40,7 @@ Stable API (used by every area's tests; change only by adding):
 `kill_and_wait(pid, timeout=10.0)`
     SIGKILL *pid* and return once it has released its descriptors (asserts it did in time).
 
-`in_process_app(directory) -> satchel.daemon.app.App`
+`in_process_app(directory) -> satchel.daemon.process.app.App`
     An `App` whose locations all live under *directory*, for trio tests that run daemon code
     (handlers, the server) inside the test process.
 
@@ -70,7 +71,7 @@ from satchel.protocol.locations import UnixAddress
 from satchel.protocol.version import PROTOCOL_MAJOR, PROTOCOL_MINOR, __version__
 
 if TYPE_CHECKING:
-    from satchel.daemon.app import App
+    from satchel.daemon.process.app import App
 
 __all__ = [
     "CallError",
@@ -269,7 +270,7 @@ class DaemonProcess:
         command: list[str] | None = None,
     ) -> None:
         self.env = env
-        self.command = command or [sys.executable, "-m", "satchel.daemon.main"]
+        self.command = command or [sys.executable, "-m", "satchel.daemon.process.main"]
         self.args = list(args)
         self.socket = socket or socket_path(env)
         if socket is not None and "--socket" not in self.args:
@@ -398,9 +399,9 @@ def _exited(pidfd: int, timeout: float) -> bool:
 
 def in_process_app(directory: Path, idle_timeout: float | None = None) -> App:
     """An `App` for in-process tests; nothing is created on disk until code asks for it."""
-    from satchel.daemon.app import App
-    from satchel.daemon.paths import Paths
-    from satchel.daemon.state import ExitRecorder
+    from satchel.daemon.process.app import App
+    from satchel.daemon.services.paths import Paths
+    from satchel.daemon.services.state import ExitRecorder
 
     paths = Paths(
         runtime_dir=directory / "run",

@@ -1,6 +1,7 @@
 """The installer's entry points with the journal directory a test keeps beside the venv.
 
-`satchel.daemon.installer` keeps its journals in the daemon's private directory (the cache's
+`satchel.daemon.installing.installer` keeps its journals in the daemon's private directory (the
+cache's
 ``installing/``); an in-process test has no daemon, so its journals live in ``journals/`` next
 to the environment's prefix, outside it, as the daemon's do.
 """
@@ -13,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from satchel.daemon import installer
-from satchel.daemon.installer import InstallItem, InstallReport, Scheme
+from satchel.daemon.installing import installer
+from satchel.daemon.installing.installer import InstallItem, InstallReport, Scheme
 
 __all__ = ["install", "journals_of", "kill_mid_install", "recover", "uninstall"]
 
@@ -23,9 +24,9 @@ __all__ = ["install", "journals_of", "kill_mid_install", "recover", "uninstall"]
 _KILLED_INSTALL = """
 import os, sys
 from pathlib import Path
-from satchel.daemon import linking
-from satchel.daemon.installer import InstallItem, Scheme, install
-from satchel.daemon.wheel import load_unpacked
+from satchel.daemon.installing import linking
+from satchel.daemon.installing.installer import InstallItem, Scheme, install
+from satchel.daemon.installing.wheel import load_unpacked
 
 original = linking.Linker.place_all
 def place_half_then_die(self, pairs):

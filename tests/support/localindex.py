@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import trio
 
-from satchel.daemon.app import App
 from satchel.daemon.localindex import local_index_state
-from satchel.daemon.runtime import run_runtime, runtime
+from satchel.daemon.process.app import App
+from satchel.daemon.requests.runtime import run_runtime, runtime
 from tests.support.daemon import in_process_app
 from tests.support.index_server import IndexServer
 from tests.support.wheels import build_wheel

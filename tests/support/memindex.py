@@ -15,8 +15,8 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from satchel.daemon.model import FileEntry, ProjectPage
-from satchel.daemon.scope import ScopedPages, Strategy, select_pages
+from satchel.daemon.resolver.scope import ScopedPages, Strategy, select_pages
+from satchel.daemon.storage.model import FileEntry, ProjectPage
 from tests.support.wheels import build_sdist, build_wheel, wheel_metadata
 
 __all__ = ["Index", "MemoryIndex"]

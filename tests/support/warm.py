@@ -14,12 +14,12 @@ from pathlib import Path
 
 import trio
 
-from satchel.daemon.catalog import Catalog
-from satchel.daemon.config import LiveConfig
-from satchel.daemon.refresh import Timing, Warmer, keep_warm
-from satchel.daemon.runtime import Runtime
-from satchel.daemon.store import open_cache
-from satchel.daemon.upstream import Limits, Upstream
+from satchel.daemon.indexes.catalog import Catalog
+from satchel.daemon.requests.runtime import Runtime
+from satchel.daemon.services.refresh import Timing, Warmer, keep_warm
+from satchel.daemon.settings.config import LiveConfig
+from satchel.daemon.storage.store import open_cache
+from satchel.daemon.upstream.client import Limits, Upstream
 from tests.support.daemon import in_process_app
 
 __all__ = ["FAST_LIMITS", "running_warmer"]

@@ -20,12 +20,12 @@ from urllib.parse import urlsplit
 import pytest
 import trio
 
-from satchel.daemon import provenance
-from satchel.daemon.dbrecovery import recover
-from satchel.daemon.metadb import MetaDB
-from satchel.daemon.model import FileEntry
-from satchel.daemon.origins import How, Origins
-from satchel.daemon.store import METADB_NAME, BlobStore
+from satchel.daemon.indexes.dbrecovery import recover
+from satchel.daemon.indexes.origins import How, Origins
+from satchel.daemon.storage import provenance
+from satchel.daemon.storage.metadb import MetaDB
+from satchel.daemon.storage.model import FileEntry
+from satchel.daemon.storage.store import METADB_NAME, BlobStore
 from tests.client.clientenv import wait_gone
 from tests.e2e.twoindexes import EXIT_FAILURE, World
 from tests.support.wheels import build_wheel, file_sha256

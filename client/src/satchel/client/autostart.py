@@ -74,7 +74,7 @@ def daemon_command() -> list[str]:
     return [
         sys.executable,
         "-c",
-        "import sys; from satchel.daemon.main import main; sys.exit(main())",
+        "import sys; from satchel.daemon.process.main import main; sys.exit(main())",
     ]
 
 

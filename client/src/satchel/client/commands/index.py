@@ -68,7 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(handler=run)
 
 
-#: What adoption reads from the environment (`satchel.daemon.indexset.ADOPTION_VARS`): only
+#: What adoption reads from the environment (`satchel.daemon.settings.indexset.ADOPTION_VARS`): only
 #: these are sent, never the whole environment.
 _ADOPTION_VARS = ("HOME", "XDG_CONFIG_HOME", "XDG_CONFIG_DIRS", "VIRTUAL_ENV", "NETRC")
 

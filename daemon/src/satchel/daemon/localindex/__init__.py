@@ -35,15 +35,15 @@ from typing import TYPE_CHECKING, Literal
 
 import trio
 
-from satchel.daemon.fsutil import atomic_write
 from satchel.daemon.localindex.auth import TOKEN_FILE, load_or_create_token
 from satchel.daemon.localindex.http import LISTEN_BACKLOG, HttpServer
 from satchel.daemon.localindex.peer import peer_is_owner, supported
 from satchel.daemon.localindex.service import LocalIndex
+from satchel.daemon.storage.fsutil import atomic_write
 
 if TYPE_CHECKING:
-    from satchel.daemon.app import App
-    from satchel.daemon.runtime import Runtime
+    from satchel.daemon.process.app import App
+    from satchel.daemon.requests.runtime import Runtime
 
 __all__ = [
     "HOST",

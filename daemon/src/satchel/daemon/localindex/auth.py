@@ -25,8 +25,8 @@ import secrets
 import stat
 from pathlib import Path
 
-from satchel.daemon.credentials import register_secret
-from satchel.daemon.fsutil import atomic_write
+from satchel.daemon.settings.credentials import register_secret
+from satchel.daemon.storage.fsutil import atomic_write
 
 __all__ = ["TOKEN_FILE", "TOKEN_MODE", "check_basic_auth", "load_or_create_token"]
 

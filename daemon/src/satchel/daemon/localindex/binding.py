@@ -5,7 +5,8 @@ index to be served. But a client can hold a URL the current scope would never li
 file, a page rendered during an opted-out resolve, a hand-made request. So before a stored file
 (or its ``.metadata``) is served, the index that served it (its provenance, the metadb's
 ``origins``) must be the index its project is pinned to, or bound to (by URL, whatever that
-index is named now; `satchel.daemon.origins`). A project never bound is first looked up as its
+index is named now; `satchel.daemon.indexes.origins`). A project never bound is first looked up as
+its
 page would be, which binds it online, and held to that. A project left ``contested`` by a
 database rebuild is refused until the user says. ``unsafe-best-match`` without a pin checks
 nothing, as for pages: it is the documented opt-out.
@@ -21,13 +22,13 @@ from typing import TYPE_CHECKING
 import trio
 from packaging.utils import canonicalize_name
 
-from satchel.daemon.model import Origin
-from satchel.daemon.origins import Binding, How, index_identity
-from satchel.daemon.scope import Strategy
-from satchel.daemon.simple import file_project
+from satchel.daemon.indexes.origins import Binding, How, index_identity
+from satchel.daemon.resolver.scope import Strategy
+from satchel.daemon.storage.model import Origin
+from satchel.daemon.upstream.simple import file_project
 
 if TYPE_CHECKING:
-    from satchel.daemon.runtime import Runtime
+    from satchel.daemon.requests.runtime import Runtime
 
 __all__ = ["stored_file_refusal"]
 

@@ -53,7 +53,7 @@ from typing import BinaryIO, Literal, cast
 import h11
 import trio
 
-from satchel.daemon.fdlimit import AcceptFailures
+from satchel.daemon.process.fdlimit import AcceptFailures
 
 __all__ = [
     "FIRST_REQUEST_TIMEOUT",

@@ -44,8 +44,6 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-from satchel.daemon.catalog import Session, metadata_from_file
-from satchel.daemon.credentials import redact
 from satchel.daemon.errors import (
     CredentialWithheld,
     HashMismatch,
@@ -57,6 +55,7 @@ from satchel.daemon.errors import (
     SatchelError,
     UpstreamError,
 )
+from satchel.daemon.indexes.catalog import Session, metadata_from_file
 from satchel.daemon.localindex.auth import check_basic_auth
 from satchel.daemon.localindex.binding import stored_file_refusal
 from satchel.daemon.localindex.http import FileBody, Request, Response, byte_range
@@ -71,11 +70,12 @@ from satchel.daemon.localindex.pages import (
     render_project,
     render_root,
 )
-from satchel.daemon.model import FileEntry, ProjectPage
-from satchel.daemon.simple import file_project
+from satchel.daemon.settings.credentials import redact
+from satchel.daemon.storage.model import FileEntry, ProjectPage
+from satchel.daemon.upstream.simple import file_project
 
 if TYPE_CHECKING:
-    from satchel.daemon.runtime import Runtime
+    from satchel.daemon.requests.runtime import Runtime
 
 __all__ = ["FILE_CACHE_CONTROL", "PAGE_CACHE_CONTROL", "LocalIndex"]
 

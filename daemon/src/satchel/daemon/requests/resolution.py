@@ -1,0 +1,496 @@
+"""Resolve and prefetch requests: from `ResolveParams` to pins, lock text and stored files.
+
+The steps, each behind its own module's seam:
+
+    inputs   requirement strings, -r/-c files, pyproject.toml, locks  (reqfiles, pylock, uvlock)
+    target   the interpreter asked for (queried once, cached) or a synthetic one        (target)
+    session  one configuration snapshot, online or offline                              (catalog)
+    resolve  resolvelib in a worker thread, calling back into trio for pages/metadata (resolver)
+    fetch    every pinned file, hash-checked into the store with its origin    (catalog, store)
+
+The resolver thread reaches trio only through `SessionSource`, whose two methods hop back to the
+event loop with ``trio.from_thread.run``; a cancelled request cancels those hops, which unwinds
+the resolver. The event loop never blocks on the resolve itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import trio
+from packaging import tags as packaging_tags
+from packaging.requirements import Requirement
+
+from satchel.daemon.errors import InvalidParams, NotCached, NotFound, SatchelError
+from satchel.daemon.indexes.catalog import Catalog, Session
+from satchel.daemon.requests.builder import sdist_metadata
+from satchel.daemon.requests.runtime import Runtime
+from satchel.daemon.resolver import pylock
+from satchel.daemon.resolver.buildpolicy import Formats
+from satchel.daemon.resolver.candidates import SdistNeedsBuild
+from satchel.daemon.resolver.provider import Pin, Resolution, resolve
+from satchel.daemon.resolver.reqfiles import (
+    ParsedRequirement,
+    RequirementSet,
+    RequirementsFileError,
+    parse_requirements,
+    read_pyproject,
+    read_toml,
+)
+from satchel.daemon.resolver.scope import ScopedPages
+from satchel.daemon.resolver.target import Target, query_interpreter, synthetic_target
+from satchel.daemon.resolver.uvlock import read_uv_lock
+from satchel.daemon.settings.config import IndexConfig
+from satchel.daemon.settings.credentials import strip_userinfo
+from satchel.daemon.settings.uvproject import ProjectIndexes, read_uv_project
+from satchel.daemon.settings.uvproject import apply as apply_project
+from satchel.daemon.storage.model import FileEntry, ProjectPage
+from satchel.protocol.methods.resolve import PinInfo, ResolveParams
+
+__all__ = [
+    "Fetched",
+    "Inputs",
+    "Outcome",
+    "SessionSource",
+    "combine_failures",
+    "fetch_files",
+    "is_lock",
+    "pin_info",
+    "pinned_files",
+    "read_inputs",
+    "read_lock",
+    "render",
+    "request_formats",
+    "request_session",
+    "require_present",
+    "resolve_request",
+    "target_for",
+    "yanked_warnings",
+]
+
+log = logging.getLogger(__name__)
+
+#: Downloads in flight for one prefetch. The upstream limits each index separately; this bounds
+#: open temp files and memory for a single request.
+DOWNLOAD_CONCURRENCY = 8
+
+#: Resolver threads come from a pool of their own. A resolve thread hops back into trio for
+#: pages and metadata, and those hops read SQLite through ``trio.to_thread`` with the default
+#: limiter (40 threads): were resolves allowed every default token, 40 concurrent resolves
+#: would wait forever on their own hops (the 100-client load test hung that way).
+RESOLVE_THREADS = 8
+_resolve_limiter: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar(
+    "satchel_resolve_limiter"
+)
+
+
+def _resolver_threads() -> trio.CapacityLimiter:
+    """This trio run's resolver thread pool (a RunVar: limiters must not outlive their run)."""
+    try:
+        return _resolve_limiter.get()
+    except LookupError:
+        limiter = trio.CapacityLimiter(RESOLVE_THREADS)
+        _resolve_limiter.set(limiter)
+        return limiter
+
+
+#: Async METADATA of the wheel built from an sdist whose own metadata is dynamic (`builder`).
+BuiltMetadata = Callable[[ProjectPage, FileEntry], Awaitable[bytes]]
+
+
+class SessionSource:
+    """`resolver.MetadataSource` for a worker thread: every call hops back into trio."""
+
+    def __init__(self, session: Session, built: BuiltMetadata | None = None) -> None:
+        self.session = session
+        self._built = built
+
+    def pages(self, project: str) -> ScopedPages:
+        if self.session.offline:  # no network, no look-ahead: read in this thread
+            return self.session.offline_pages_sync(project)
+        return trio.from_thread.run(self.session.scoped_pages, project)
+
+    def core_metadata(self, page: ProjectPage, file: FileEntry) -> bytes:
+        return trio.from_thread.run(self.session.core_metadata, page, file)
+
+    def built_metadata(self, page: ProjectPage, file: FileEntry) -> bytes:
+        """METADATA of the wheel built from the sdist *file* (built now if online)."""
+        if self._built is None:
+            raise SdistNeedsBuild(f"{file.filename}: no builder for this resolve")
+        return trio.from_thread.run(self._built, page, file)
+
+
+@dataclass
+class Inputs:
+    """What to resolve, read from the request's strings and files."""
+
+    requirements: RequirementSet = field(default_factory=RequirementSet)
+    #: pylock.toml and uv.lock inputs: fetched as listed (`lockorigins`), never re-resolved.
+    locks: list[pylock.Lock] = field(default_factory=list)
+    #: A uv project's own indexes and index pins (`satchel.daemon.settings.uvproject`).
+    project: ProjectIndexes | None = None
+
+
+def _read_inputs(params: ResolveParams) -> Inputs:
+    inputs = Inputs()
+    reqs = inputs.requirements
+    for number, text in enumerate(params.requirements, start=1):
+        try:
+            parsed = Requirement(text)
+        except ValueError as exc:
+            raise RequirementsFileError(f"requirement {number} ({text!r}): {exc}") from None
+        reqs.requirements.append(_parsed(parsed, f"argument {number}"))
+    for name in params.requirement_files:
+        path = Path(name)
+        if path.name == "pyproject.toml":
+            for req in read_pyproject(path, extras=params.extras, groups=params.groups):
+                reqs.requirements.append(_parsed(req, str(path)))
+            inputs.project = read_uv_project(path, read_toml(path))
+        elif is_lock(path):
+            inputs.locks.append(read_lock(path))
+        else:
+            reqs.extend(parse_requirements(path))
+    for name in params.constraint_files:
+        reqs.extend(parse_requirements(Path(name), constraint=True))
+    if params.prereleases:
+        reqs.prereleases = True
+    return inputs
+
+
+def is_lock(path: Path) -> bool:
+    """Whether *path* is a lock by its name: ``uv.lock``, or ``pylock*.toml`` (PEP 751's
+    ``pylock.toml`` and ``pylock.NAME.toml``). Every other ``-r`` file is a requirements file."""
+    name = path.name
+    return name == "uv.lock" or (name.startswith("pylock") and name.endswith(".toml"))
+
+
+def read_lock(path: Path) -> pylock.Lock:
+    """A uv.lock or a PEP 751 lock (blocking); `RequirementsFileError` naming what is wrong.
+
+    By name, else (``--lock`` of a renamed file) by content: uv.lock has ``[[package]]`` and
+    no ``lock-version``."""
+    if path.name == "uv.lock":
+        return read_uv_lock(path)
+    if not is_lock(path):
+        data = read_toml(path)
+        if "lock-version" not in data and "package" in data:
+            return read_uv_lock(path)
+    return pylock.read_pylock(path)
+
+
+def _parsed(req: Requirement, origin: str) -> ParsedRequirement:
+    return ParsedRequirement(requirement=req, hashes=frozenset(), origin=origin)
+
+
+async def read_inputs(params: ResolveParams) -> Inputs:
+    return await trio.to_thread.run_sync(_read_inputs, params)
+
+
+async def target_for(rt: Runtime, params: ResolveParams) -> Target:
+    """The interpreter to resolve for, or the imagined machine of --platform/--python-version."""
+    if params.platforms or params.python_version:
+        version = params.python_version or f"{sys.version_info[0]}.{sys.version_info[1]}"
+        platforms = params.platforms or list(packaging_tags.platform_tags())
+        try:
+            return await trio.to_thread.run_sync(synthetic_target, version, platforms)
+        except ValueError as exc:  # the message names the option and what it must look like
+            raise InvalidParams(
+                str(exc), details={"python_version": version, "platforms": platforms}
+            ) from None
+    python = params.python or sys.executable
+    return await query_interpreter(python, cache_dir=rt.interpreters_dir)
+
+
+def pin_info(session: Session, pin: Pin) -> PinInfo:
+    index = session.index(pin.index)
+    return PinInfo(
+        name=pin.name,
+        version=pin.version,
+        index=pin.index,
+        index_url=strip_userinfo(index.url) if index is not None else "",
+        filename=pin.file.filename,
+        url=pin.file.url,
+        sha256=pin.file.sha256,
+        size=pin.file.size,
+        requested=pin.requested,
+        dependents=list(pin.dependents),
+        bound=session.bound.get(pin.name),
+    )
+
+
+@dataclass
+class Outcome:
+    """A finished resolve: the resolution and the session that produced it."""
+
+    resolution: Resolution
+    session: Session
+    target: Target
+    elapsed: float
+
+    def describe_target(self) -> str:
+        if self.target.synthetic:
+            return f"Python {self.target.python_version} on {self.target.tags[0].split('-')[-1]}"
+        return self.target.executable or ""
+
+
+async def resolve_request(
+    rt: Runtime,
+    params: ResolveParams,
+    inputs: Inputs,
+    target: Target,
+    *,
+    installed: dict[str, str] | None = None,
+    background: bool = False,
+    progress: Progress | None = None,
+) -> Outcome:
+    """Resolve *inputs* for *target* under the daemon's configuration (and, for a pyproject.toml
+    with uv index tables, that project's indexes and pins). A *background* resolve (a watched
+    project's prefetch) builds only where config.toml allows it, and leaves the notes meant for
+    the user's next command to that command. *progress* hears of every metadata read from the
+    network (`satchel.daemon.upstream.traffic`)."""
+    started = time.perf_counter()
+    session = request_session(rt, params, inputs, background=background)
+    session.traffic.progress = progress
+    reqs = inputs.requirements
+    roots = [item.requirement for item in reqs.requirements]
+    for lock in inputs.locks:
+        for package in lock.applicable(target):
+            if package.unsupported is not None:
+                raise RequirementsFileError(f"{lock.path}: {package.unsupported}")
+            if package.version is not None:
+                roots.append(Requirement(f"{package.name}=={package.version}"))
+    if not roots:
+        raise NotFound("nothing to resolve: the inputs list no requirements for this target")
+    session.aim(target)
+    for root in roots:
+        session.warm(root.name)
+    resolution = await trio.to_thread.run_sync(
+        functools.partial(
+            resolve,
+            roots,
+            [item.requirement for item in reqs.constraints],
+            target,
+            SessionSource(session, functools.partial(sdist_metadata, rt, session, target)),
+            installed=installed,
+            prereleases=reqs.prereleases,
+            hashes=reqs.hashes(),
+            cache=rt.metadata_cache,
+            policy=session.builds,
+        ),
+        limiter=_resolver_threads(),
+    )
+    if not background:
+        session.notes.extend(rt.take_notes())  # what the first start adopted, shown once
+    if rt.live.error is not None:  # a broken edit: say on every command what is in use
+        session.notes.append(
+            f"config.toml is broken, the last good configuration is in use: {rt.live.error}"
+        )
+    yanked = yanked_warnings(resolution.pins)
+    if yanked:  # in the resolution too: `--format json` output carries its notes
+        resolution = msgspec.structs.replace(resolution, notes=[*resolution.notes, *yanked])
+    session.notes.extend(reqs.warnings)
+    session.notes.extend(resolution.notes)
+    return Outcome(resolution, session, target, time.perf_counter() - started)
+
+
+def request_formats(params: ResolveParams, inputs: Inputs | None = None) -> Formats:
+    """``--only-binary``/``--no-binary`` of the requirements files, then of the command line
+    (``--only-binary`` last: the stricter word of the user at this command wins)."""
+    formats = inputs.requirements.formats() if inputs is not None else Formats()
+    for value in params.no_binary:
+        formats = formats.update("--no-binary", value, "command line")
+    for value in params.only_binary:
+        formats = formats.update("--only-binary", value, "command line")
+    return formats
+
+
+def request_session(
+    rt: Runtime, params: ResolveParams, inputs: Inputs | None = None, *, background: bool = False
+) -> Session:
+    """The session of a request: offline or not, its index strategy, what it may build, and
+    for a uv project, its own indexes and pins."""
+    project = inputs.project if inputs is not None else None
+    return rt.catalog.session(
+        offline=params.offline,
+        strategy=params.index_strategy,
+        config=apply_project(rt.config, project) if project else None,
+        formats=request_formats(params, inputs),
+        no_build=params.no_build,
+        background=background,
+    )
+
+
+def yanked_warnings(pins: Iterable[Pin]) -> list[str]:
+    """PEP 592: a yanked file chosen (only an exact ``==`` pin can choose one) is said loudly,
+    with the index's reason, on every command that resolves it."""
+    out = []
+    for pin in pins:
+        if not pin.file.yanked:
+            continue
+        reason = pin.file.yanked_reason or "no reason given"
+        out.append(
+            f"warning: {pin.name} {pin.version} ({pin.file.filename}) is yanked from index "
+            f"'{pin.index}': {reason}; it was chosen only because it is pinned exactly"
+        )
+        log.warning("%s", out[-1])
+    return out
+
+
+def render(outcome: Outcome, fmt: str) -> str:
+    urls = {index.name: strip_userinfo(index.url) for index in outcome.session.config.indexes}
+    if fmt == "pylock":
+        return pylock.dumps_pylock(outcome.resolution, outcome.target, urls)
+    if fmt == "json":
+        return pylock.dumps_json(outcome.resolution).decode()
+    return pylock.dumps_requirements(outcome.resolution, urls)
+
+
+def pinned_files(session: Session, pins: Iterable[Pin]) -> list[tuple[IndexConfig, str, FileEntry]]:
+    """(index, project, file) for each pin: what prefetch, install and run fetch."""
+    out: list[tuple[IndexConfig, str, FileEntry]] = []
+    for pin in pins:
+        index = session.index(pin.index)
+        if index is None:  # the configuration changed while the request ran
+            raise NotFound(f"{pin.name}: index {pin.index} is no longer configured")
+        out.append((index, pin.name, pin.file))
+    return out
+
+
+def require_present(catalog: Catalog, files: Sequence[tuple[IndexConfig, str, FileEntry]]) -> None:
+    """Offline, a batch can only be confirmed: every file must already be stored."""
+    missing = [
+        f"{project} ({file.filename})"
+        for _index, project, file in files
+        if file.sha256 is None or not catalog.store.has(file.sha256)
+    ]
+    if missing:
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise NotCached(
+            f"offline, and {len(missing)} file(s) are not in the cache: "
+            f"{', '.join(missing[:10])}{more}; run `satchel prefetch` for them while online",
+            details={"missing": missing},
+        )
+
+
+Progress = Callable[[int, int | None, str, str], Awaitable[None]]
+
+
+@dataclass
+class Fetched:
+    """What a batch of downloads did. Files that failed are in `failures`, not in `stored`."""
+
+    #: File URL -> sha256 of the stored bytes.
+    stored: dict[str, str] = field(default_factory=dict)
+    downloaded: int = 0
+    downloaded_bytes: int = 0
+    total_bytes: int = 0
+    #: ("project (filename)", error) for every file that could not be stored.
+    failures: list[tuple[str, SatchelError]] = field(default_factory=list)
+
+    def raise_failures(self) -> None:
+        if self.failures:
+            raise combine_failures([exc for _what, exc in self.failures])
+
+
+async def fetch_files(
+    catalog: Catalog,
+    files: Sequence[tuple[IndexConfig, str, FileEntry]],
+    progress: Progress | None = None,
+    *,
+    offline: bool = False,
+) -> Fetched:
+    """Store every file of *files* (hash-checked, with its origin), `DOWNLOAD_CONCURRENCY` at a
+    time; offline, require them present instead (`NotCached` naming what is missing).
+
+    One file failing does not stop the others (what succeeded stays stored and need not be
+    fetched again); the caller decides whether failures are fatal (`Fetched.raise_failures`).
+    Progress counts bytes, the message naming the file that just finished.
+    """
+    if offline:
+        require_present(catalog, files)
+        return await _confirm_present(catalog, files, progress)
+    result = Fetched(total_bytes=sum(file.size or 0 for _, _, file in files))
+    done = finished = 0
+    limiter = trio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
+
+    async def fetch(index: IndexConfig, project: str, file: FileEntry) -> None:
+        nonlocal done, finished
+        async with limiter:
+            present = file.sha256 is not None and catalog.store.has(file.sha256)
+            try:
+                info = await catalog.fetch_file(index, project, file)
+            except SatchelError as exc:
+                result.failures.append((f"{project} ({file.filename})", exc))
+                return
+        result.stored[file.url] = info.sha256
+        if not present:
+            result.downloaded += 1
+            result.downloaded_bytes += info.size
+        done += file.size or info.size
+        finished += 1
+        if progress is not None:
+            verb = "cached" if present else "fetched"
+            message = f"{finished}/{len(files)} {verb} {file.filename}"
+            await progress(done, result.total_bytes or None, "B", message)
+
+    async with trio.open_nursery() as nursery:
+        for index, project, file in files:
+            nursery.start_soon(fetch, index, project, file)
+    result.total_bytes = max(result.total_bytes, done)
+    if result.stored:  # what garbage collection's least-recently-used order goes by
+        await trio.to_thread.run_sync(catalog.metadb.mark_used, list(result.stored.values()))
+    return result
+
+
+async def _confirm_present(
+    catalog: Catalog,
+    files: Sequence[tuple[IndexConfig, str, FileEntry]],
+    progress: Progress | None,
+) -> Fetched:
+    """`fetch_files` offline: every file is stored, so confirm them all in one thread hop.
+
+    The same result and progress events as the online path gives for cached files, without a
+    task and a thread hop per file (an offline install of 112 wheels spent more time on those
+    than on its own bookkeeping).
+    """
+    result = Fetched(total_bytes=sum(file.size or 0 for _, _, file in files))
+    infos = await trio.to_thread.run_sync(catalog.confirm_stored, list(files))
+    done = 0
+    for finished, ((_index, _project, file), info) in enumerate(
+        zip(files, infos, strict=True), start=1
+    ):
+        result.stored[file.url] = info.sha256
+        done += file.size or info.size
+        if progress is not None:
+            message = f"{finished}/{len(files)} cached {file.filename}"
+            await progress(done, result.total_bytes or None, "B", message)
+    result.total_bytes = max(result.total_bytes, done)
+    if result.stored:  # what garbage collection's least-recently-used order goes by
+        await trio.to_thread.run_sync(catalog.metadb.mark_used, list(result.stored.values()))
+    return result
+
+
+def combine_failures(failures: list[SatchelError]) -> SatchelError:
+    """One error for a batch of downloads that failed: the first, counting the others.
+
+    Run the downloads of a batch with each task catching its `SatchelError` into a list (what
+    succeeded stays stored and need not be fetched again), then raise this: the client gets an
+    error of the first failure's kind (a hash mismatch stays a hash mismatch, naming the file
+    and both hashes), not an exception group that the dispatcher can only call internal.
+    """
+    first = failures[0]
+    if len(failures) == 1:
+        return first
+    others = "; ".join(str(exc) for exc in failures[1:4])
+    more = f" and {len(failures) - 4} more" if len(failures) > 4 else ""
+    return type(first)(
+        f"{first.message}\n{len(failures) - 1} other file(s) failed too: {others}{more}",
+        details={**first.details, "failures": len(failures)},
+    )

@@ -1,0 +1,101 @@
+"""Core metadata read out of stored distribution files, and compared with what an index said.
+
+Split out of `satchel.daemon.indexes.catalog`:
+reading an archive's METADATA/PKG-INFO under a size cap,
+and deciding whether a wheel's own METADATA agrees with the PEP 658 file its index served (issue
+11.5), are jobs of their own, with no network and no state.
+"""
+
+from __future__ import annotations
+
+import tarfile
+import zipfile
+from pathlib import Path
+
+from satchel.daemon.errors import SatchelError, UpstreamError
+from satchel.daemon.resolver.candidates import SdistNeedsBuild, parse_core_metadata
+
+__all__ = ["MAX_METADATA_BYTES", "metadata_differences", "metadata_from_file"]
+
+#: Upper bound for METADATA/PKG-INFO read out of a stored file: real ones are a few KiB, the
+#: largest seen in the wild are under 1 MiB; more is an archive trying to exhaust memory.
+MAX_METADATA_BYTES = 16 * 2**20
+
+
+def metadata_from_file(path: Path, filename: str) -> bytes:
+    """METADATA of a wheel, or PKG-INFO of an sdist, read from the stored file (blocking).
+
+    An sdist without PKG-INFO (old or hand-made archives) is not broken, merely silent about
+    its metadata until built: `SdistNeedsBuild`, so a resolver builds it as it would one whose
+    PKG-INFO declares its dependencies dynamic. A wheel without METADATA is unusable.
+    """
+    oversize = False
+    try:
+        if filename.endswith(".whl"):
+            with zipfile.ZipFile(path) as zf:
+                for info in zf.infolist():
+                    parts = info.filename.split("/")
+                    if (
+                        len(parts) == 2
+                        and parts[0].endswith(".dist-info")
+                        and parts[1] == "METADATA"
+                    ):
+                        if info.file_size > MAX_METADATA_BYTES:
+                            break
+                        return zf.read(info)
+        elif filename.endswith(".zip"):
+            with zipfile.ZipFile(path) as zf:
+                for info in zf.infolist():
+                    parts = info.filename.split("/")
+                    if len(parts) == 2 and parts[1] == "PKG-INFO":
+                        if info.file_size > MAX_METADATA_BYTES:
+                            oversize = True
+                            break
+                        return zf.read(info)
+        elif filename.endswith(".tar.gz"):
+            with tarfile.open(path, "r:gz") as tf:
+                for member in tf:
+                    parts = member.name.split("/")
+                    if len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():
+                        if member.size > MAX_METADATA_BYTES:
+                            oversize = True
+                            break
+                        handle = tf.extractfile(member)
+                        if handle is not None:
+                            return handle.read()
+    except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
+        raise UpstreamError(f"{filename}: unreadable archive ({exc})") from None
+    if not oversize and filename.endswith((".zip", ".tar.gz")):
+        raise SdistNeedsBuild(
+            f"{filename} is an sdist without PKG-INFO, so its dependencies are only known "
+            "after building it"
+        )
+    raise UpstreamError(f"{filename}: no usable core metadata inside the file")
+
+
+def metadata_differences(used: bytes, own: bytes, filename: str) -> list[str]:
+    """What resolving reads (name, version, Requires-Dist, Requires-Python) that differs
+    between the metadata *used* and the wheel's *own*; empty when only the form differs."""
+    where = f"the core metadata of {filename}"
+    try:
+        before = parse_core_metadata(used, sdist=False, where=where)
+    except SatchelError:
+        return ["the index's metadata is unreadable"]
+    after = parse_core_metadata(own, sdist=False, where=f"the METADATA in {filename}")
+    out: list[str] = []
+    if (before.name, before.version) != (after.name, after.version):
+        out.append(
+            f"the index says {before.name} {before.version}, the wheel {after.name} {after.version}"
+        )
+    was = {str(r) for r in before.requires_dist}
+    now = {str(r) for r in after.requires_dist}
+    if now - was:
+        out.append(f"Requires-Dist missing from the index's: {', '.join(sorted(now - was))}")
+    if was - now:
+        out.append(f"Requires-Dist not in the wheel's: {', '.join(sorted(was - now))}")
+    if str(before.requires_python or "") != str(after.requires_python or ""):
+        out.append(
+            f"Requires-Python {before.requires_python or '(none)'} in the index's, "
+            f"{after.requires_python or '(none)'} in the wheel's"
+        )
+    return out
