@@ -7,7 +7,8 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from satchel.daemon.process.app import App, _watch_idle
+from satchel.daemon.process.app import _watch_idle
+from satchel.daemon.services.daemon import App
 from tests.support.daemon import in_process_app
 
 

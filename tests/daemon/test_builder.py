@@ -23,10 +23,12 @@ import trio
 
 from satchel.daemon.errors import BuildError
 from satchel.daemon.indexes.catalog import Session
+from satchel.daemon.process.app import run_runtime
 from satchel.daemon.requests.builder import NotBuilt, interpreter_key, sdist_metadata, wheel_for
 from satchel.daemon.requests.resolution import Inputs, read_inputs, resolve_request
-from satchel.daemon.requests.runtime import Runtime, run_runtime, runtime
+from satchel.daemon.requests.runtime import Runtime
 from satchel.daemon.resolver.target import Target, query_interpreter
+from satchel.daemon.services.daemon import runtime
 from satchel.daemon.storage.model import FileEntry, ProjectPage
 from satchel.protocol.methods.resolve import ResolveParams
 from tests.support.daemon import in_process_app

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from satchel.daemon.errors import ConfigError
-from satchel.daemon.resolver.buildpolicy import BuildPolicy, Formats, scrubbed_environ
+from satchel.daemon.installing.childenv import scrubbed_environ
+from satchel.daemon.resolver.buildpolicy import BuildPolicy, Formats
 from satchel.daemon.settings.config import parse_config, render_config
 
 

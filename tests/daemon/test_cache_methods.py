@@ -16,8 +16,8 @@ from satchel.client.commands import cache as cache_command
 from satchel.client.main import main as client_main
 from satchel.daemon.api import RequestContext, dispatch
 from satchel.daemon.api import cache as cache_methods
-from satchel.daemon.process.app import App
-from satchel.daemon.requests.runtime import run_runtime, runtime
+from satchel.daemon.process.app import run_runtime
+from satchel.daemon.services.daemon import App, runtime
 from satchel.daemon.services.paths import Paths
 from satchel.daemon.services.state import ExitRecorder
 from satchel.daemon.storage.metadb import MetaDB

@@ -14,8 +14,8 @@ import trio
 
 from satchel.client.main import main as client_main
 from satchel.daemon.api import RequestContext, dispatch, load_methods
-from satchel.daemon.process.app import App
-from satchel.daemon.requests.runtime import run_runtime, runtime
+from satchel.daemon.process.app import run_runtime
+from satchel.daemon.services.daemon import App, runtime
 from satchel.daemon.settings.config import load_config
 from satchel.protocol.messages import Error, Message, Request, Result
 from tests.support.daemon import DaemonProcess, in_process_app, isolated_env

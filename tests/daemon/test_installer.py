@@ -26,8 +26,9 @@ from satchel.daemon.installing.installer import (
     env_lock,
     installed_distributions,
 )
+from satchel.daemon.installing.manifest import UnpackedWheel
 from satchel.daemon.installing.venv import create_venv
-from satchel.daemon.installing.wheel import UnpackedWheel, unpack
+from satchel.daemon.installing.wheel import unpack
 from tests.support.installing import install, journals_of, kill_mid_install, recover, uninstall
 from tests.support.wheels import build_wheel
 

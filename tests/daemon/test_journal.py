@@ -13,8 +13,9 @@ import pytest
 
 from satchel.daemon.installing.installer import InstallItem, Scheme, installed_distributions
 from satchel.daemon.installing.journal import JournalError, load, recover_all, write
+from satchel.daemon.installing.manifest import UnpackedWheel
 from satchel.daemon.installing.venv import create_venv
-from satchel.daemon.installing.wheel import UnpackedWheel, unpack
+from satchel.daemon.installing.wheel import unpack
 from satchel.daemon.storage.fsutil import TEMP_PREFIX
 from tests.support.installing import install, journals_of, kill_mid_install, recover
 from tests.support.wheels import build_wheel

@@ -20,8 +20,9 @@ import pytest
 import trio
 
 from satchel.daemon.localindex import local_index_state
-from satchel.daemon.localindex.auth import TOKEN_FILE
-from satchel.daemon.requests.runtime import run_runtime, runtime
+from satchel.daemon.process.app import run_runtime
+from satchel.daemon.services.daemon import runtime
+from satchel.daemon.settings.ownindex import TOKEN_FILE
 from tests.support.daemon import in_process_app
 from tests.support.localindex import local_index, two_indexes, write_config
 from tests.support.wheels import build_wheel, file_sha256, wheel_metadata

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from satchel.daemon.localindex.auth import TOKEN_FILE, check_basic_auth, load_or_create_token
+from satchel.daemon.localindex.auth import check_basic_auth
 from satchel.daemon.settings.credentials import redact
+from satchel.daemon.settings.ownindex import TOKEN_FILE, load_or_create_token
 
 
 def basic(user: str, password: str) -> bytes:

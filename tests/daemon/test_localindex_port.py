@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from satchel.daemon.localindex import PORT_BASE, PORT_FILE, PORT_SPAN, user_port
+from satchel.daemon.settings.ownindex import PORT_BASE, PORT_FILE, PORT_SPAN, user_port
 from tests.client.clientenv import ClientEnv
 
 

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from satchel.daemon.process import log as log_module
-from satchel.daemon.process.log import add_redaction, parse_level, redact, setup_logging
+from satchel.daemon.settings import log as log_module
 from satchel.daemon.settings.credentials import register_secret
+from satchel.daemon.settings.log import add_redaction, parse_level, redact, setup_logging
 
 
 def test_url_credentials_are_masked() -> None:

@@ -13,7 +13,8 @@ import pytest
 
 from satchel.daemon.settings.config import IndexConfig
 from satchel.daemon.storage.model import FileEntry
-from satchel.daemon.upstream.client import Limits, Upstream
+from satchel.daemon.upstream.client import Upstream
+from satchel.daemon.upstream.limits import Limits
 from satchel.daemon.upstream.remotezip import TAIL, RangesUnsupported, read_wheel_metadata
 from tests.support.index_server import IndexServer
 from tests.support.wheels import build_wheel, wheel_metadata

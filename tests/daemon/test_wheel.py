@@ -20,8 +20,8 @@ from satchel.daemon.installing.wheel import (
     sweep_temporaries,
     unpack,
     unpack_all,
-    validate_wheel,
 )
+from satchel.daemon.installing.wheelfile import validate_wheel
 from tests.support.wheels import build_wheel, record_hash
 
 pytestmark = pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")

@@ -32,7 +32,8 @@ from satchel.daemon.errors import IndexUnreachable
 from satchel.daemon.indexes.catalog import Catalog
 from satchel.daemon.settings.config import Config, IndexConfig
 from satchel.daemon.storage.store import open_cache
-from satchel.daemon.upstream.client import Limits, Upstream
+from satchel.daemon.upstream.client import Upstream
+from satchel.daemon.upstream.limits import Limits
 from tests.reliability.harness import Rig, rig_for
 from tests.reliability.hostile_server import Handler, HostileServer, reply, reset
 from tests.support.wheels import build_wheel, wheel_metadata

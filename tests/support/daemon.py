@@ -71,7 +71,7 @@ from satchel.protocol.locations import UnixAddress
 from satchel.protocol.version import PROTOCOL_MAJOR, PROTOCOL_MINOR, __version__
 
 if TYPE_CHECKING:
-    from satchel.daemon.process.app import App
+    from satchel.daemon.services.daemon import App
 
 __all__ = [
     "CallError",
@@ -399,7 +399,7 @@ def _exited(pidfd: int, timeout: float) -> bool:
 
 def in_process_app(directory: Path, idle_timeout: float | None = None) -> App:
     """An `App` for in-process tests; nothing is created on disk until code asks for it."""
-    from satchel.daemon.process.app import App
+    from satchel.daemon.services.daemon import App
     from satchel.daemon.services.paths import Paths
     from satchel.daemon.services.state import ExitRecorder
 

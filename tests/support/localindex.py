@@ -18,8 +18,8 @@ import httpx
 import trio
 
 from satchel.daemon.localindex import local_index_state
-from satchel.daemon.process.app import App
-from satchel.daemon.requests.runtime import run_runtime, runtime
+from satchel.daemon.process.app import run_runtime
+from satchel.daemon.services.daemon import App, runtime
 from tests.support.daemon import in_process_app
 from tests.support.index_server import IndexServer
 from tests.support.wheels import build_wheel

@@ -19,7 +19,8 @@ from satchel.daemon.requests.runtime import Runtime
 from satchel.daemon.services.refresh import Timing, Warmer, keep_warm
 from satchel.daemon.settings.config import LiveConfig
 from satchel.daemon.storage.store import open_cache
-from satchel.daemon.upstream.client import Limits, Upstream
+from satchel.daemon.upstream.client import Upstream
+from satchel.daemon.upstream.limits import Limits
 from tests.support.daemon import in_process_app
 
 __all__ = ["FAST_LIMITS", "running_warmer"]

@@ -37,7 +37,7 @@ from satchel.protocol import errors as codes
 from satchel.protocol.messages import Error, Log, Message, Progress, Request, Result
 
 if TYPE_CHECKING:
-    from satchel.daemon.process.app import App
+    from satchel.daemon.services.daemon import App
 
 __all__ = [
     "MODULES",

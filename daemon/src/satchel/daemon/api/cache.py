@@ -21,7 +21,7 @@ from satchel.daemon.api import RequestContext, method
 from satchel.daemon.errors import SatchelError
 from satchel.daemon.installing.treecheck import TreeReport, verify_trees
 from satchel.daemon.installing.wheel import unpack_all
-from satchel.daemon.requests.runtime import runtime
+from satchel.daemon.services.daemon import runtime
 from satchel.daemon.services.refresh import warmer
 from satchel.daemon.storage.metadb import MetaDB
 from satchel.daemon.storage.store import BlobStore, VerifyProgress
@@ -42,7 +42,7 @@ from satchel.protocol.methods.cache import (
 )
 
 if TYPE_CHECKING:
-    from satchel.daemon.process.app import App
+    from satchel.daemon.services.daemon import App
 
 __all__ = ["cache_info", "cache_prune", "cache_services", "cache_verify"]
 

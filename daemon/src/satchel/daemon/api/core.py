@@ -21,7 +21,7 @@ from satchel.protocol.methods.core import (
 )
 
 if TYPE_CHECKING:
-    from satchel.daemon.process.app import App
+    from satchel.daemon.services.daemon import App
 
 __all__ = ["ping", "status", "stop"]
 
@@ -88,7 +88,7 @@ async def status(ctx: RequestContext, params: StatusParams) -> StatusResult:
 
 
 async def _index_notes(app: App) -> list[str]:
-    """No index set, or pip/uv disagreeing with config.toml (see `methods.indexes`)."""
+    """No index set, or pip/uv disagreeing with config.toml (see `satchel.daemon.api.indexes`)."""
     from satchel.daemon.api.indexes import index_drift
     from satchel.daemon.settings.indexset import NO_INDEX_MESSAGE
 

@@ -32,7 +32,8 @@ from packaging.utils import canonicalize_name
 from satchel.daemon.api import RequestContext, method
 from satchel.daemon.errors import ConfigError, NotFound
 from satchel.daemon.indexes.origins import index_identity
-from satchel.daemon.requests.runtime import Runtime, runtime
+from satchel.daemon.requests.runtime import Runtime
+from satchel.daemon.services.daemon import runtime
 from satchel.daemon.settings.config import (
     Config,
     IndexConfig,
@@ -62,7 +63,7 @@ from satchel.protocol.methods.indexes import (
 )
 
 if TYPE_CHECKING:
-    from satchel.daemon.process.app import App
+    from satchel.daemon.services.daemon import App
 
 __all__ = ["index_add", "index_adopt", "index_list", "index_pin", "index_remove"]
 
@@ -118,7 +119,7 @@ def index_drift(app: App, rt: Runtime, environ: dict[str, str] | None) -> list[s
     """
     if not rt.live.usable:
         return []
-    return [*unmarked_default(rt.config), *drift(rt.config, adopt(environ, own=rt.own(app)))]
+    return [*unmarked_default(rt.config), *drift(rt.config, adopt(environ, own=rt.own()))]
 
 
 def unmarked_default(config: Config) -> list[str]:
@@ -192,7 +193,7 @@ async def index_add(ctx: RequestContext, params: IndexAddParams) -> IndexListRes
     )
     check_index(new_index)  # first: what follows parses the URL
     rt = await runtime(ctx.app, need_indexes=False)
-    if rt.own(ctx.app)(params.url):
+    if rt.own()(params.url):
         raise ConfigError(
             f"index {params.name}: {redact(params.url)} is Satchel's own local index; as an "
             "upstream every request would come back to this daemon. Add the index pip and uv "
@@ -305,7 +306,7 @@ async def index_adopt(ctx: RequestContext, params: IndexAdoptParams) -> IndexLis
     """Replace config.toml's adopted indexes with what pip and uv configure now (the caller's
     environment); indexes the user added stay, ahead of the adopted ones."""
     rt = await runtime(ctx.app, need_indexes=False)
-    own = rt.own(ctx.app)
+    own = rt.own()
     environ = params.environ
 
     def change(config: Config) -> tuple[Config, list[str]]:

@@ -16,8 +16,8 @@ from satchel.daemon.requests.environments import (
     prepare_environment,
 )
 from satchel.daemon.requests.resolution import read_inputs, read_lock
-from satchel.daemon.requests.runtime import runtime
 from satchel.daemon.requests.tools import list_tools, prepare_tool, remove_tools
+from satchel.daemon.services.daemon import runtime
 from satchel.protocol.methods.install import (
     INSTALL,
     RUN,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from satchel.daemon.api import RequestContext, method
 from satchel.daemon.localindex import local_index_state
-from satchel.daemon.localindex.auth import TOKEN_FILE
-from satchel.daemon.requests.runtime import runtime
+from satchel.daemon.services.daemon import runtime
+from satchel.daemon.settings.ownindex import TOKEN_FILE
 from satchel.protocol.methods.localindex import (
     LOCALINDEX_INFO,
     LocalIndexInfoParams,

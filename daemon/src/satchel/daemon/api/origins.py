@@ -8,7 +8,8 @@ from packaging.utils import canonicalize_name
 from satchel.daemon.api import RequestContext, method
 from satchel.daemon.errors import NotFound
 from satchel.daemon.indexes.origins import Binding, index_identity
-from satchel.daemon.requests.runtime import Runtime, runtime
+from satchel.daemon.requests.runtime import Runtime
+from satchel.daemon.services.daemon import runtime
 from satchel.protocol.methods.origins import (
     ORIGINS_FORGET,
     ORIGINS_LIST,

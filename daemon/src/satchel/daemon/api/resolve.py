@@ -24,7 +24,7 @@ from satchel.daemon.requests.resolution import (
     resolve_request,
     target_for,
 )
-from satchel.daemon.requests.runtime import runtime
+from satchel.daemon.services.daemon import runtime
 from satchel.daemon.settings.config import IndexConfig
 from satchel.daemon.storage.model import FileEntry
 from satchel.protocol.methods.resolve import (

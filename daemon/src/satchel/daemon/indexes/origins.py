@@ -17,7 +17,8 @@ The "not here" records make half-offline work: when the private index is unreach
 bound to the public index, which the private index said it did not serve, may be looked up past
 it; a project never seen is still refused (it may be the private one).
 
-Storage: two tables in the metadb (its migration 2 creates them from `SCHEMA`), read and written
+Storage: two tables in the metadb (its migration 2 creates them: `satchel.daemon.storage.schema`),
+read and written
 through the metadb's own short transactions (bindings durably). They are state, not cache:
 garbage collection never touches them, and when a damaged metadb is rebuilt they are restored
 from the stored files' provenance records (`satchel.daemon.indexes.dbrecovery`, `Origins.restore`).
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
     from satchel.daemon.storage.metadb import MetaDB
 
 __all__ = [
-    "SCHEMA",
     "Binding",
     "How",
     "Origins",
@@ -53,23 +53,6 @@ __all__ = [
     "judge",
     "refusal",
 ]
-
-#: Created by the metadb's migration 2 (see `satchel.daemon.storage.metadb.MIGRATIONS`).
-SCHEMA: tuple[str, ...] = (
-    """CREATE TABLE project_origins (
-        project TEXT PRIMARY KEY,
-        origin TEXT NOT NULL,
-        idx TEXT NOT NULL,
-        how TEXT NOT NULL,
-        bound_at REAL NOT NULL
-    ) WITHOUT ROWID""",
-    """CREATE TABLE project_absent (
-        project TEXT NOT NULL,
-        origin TEXT NOT NULL,
-        seen_at REAL NOT NULL,
-        PRIMARY KEY (project, origin)
-    ) WITHOUT ROWID""",
-)
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 

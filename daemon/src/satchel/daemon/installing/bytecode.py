@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 
 from satchel.daemon.errors import InstallError
-from satchel.daemon.resolver.buildpolicy import scrubbed_environ
+from satchel.daemon.installing.childenv import scrubbed_environ
 
 __all__ = ["compile_files", "remove_bytecode"]
 
@@ -55,7 +55,7 @@ def compile_files(interpreter: Path, py_files: list[str]) -> list[str]:
         text=True,
         check=False,
         # The interpreter runs the .pth files just installed (code from an index): it sees an
-        # allow-listed environment, no credential of the daemon (`buildpolicy`).
+        # allow-listed environment, no credential of the daemon (`childenv`).
         env=scrubbed_environ(),
     )
     tag = result.stdout.strip()

@@ -76,9 +76,9 @@ from satchel.daemon.installing.layout import (
     reserved_destination,
 )
 from satchel.daemon.installing.linking import Linker, LinkMode
+from satchel.daemon.installing.manifest import UnpackedWheel, WheelManifest
 from satchel.daemon.installing.removal import Inside, prune_empty, removal_paths
 from satchel.daemon.installing.scripts import launcher, rewrite_shebang
-from satchel.daemon.installing.wheel import UnpackedWheel, WheelManifest
 from satchel.daemon.storage.fsutil import disk_full_guard
 
 __all__ = [

@@ -55,28 +55,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import msgspec
 
+from satchel.daemon.installing.manifest import UnpackedWheel, WheelManifest
 from satchel.daemon.storage.fsutil import fsync_dir
 
-if TYPE_CHECKING:
-    from satchel.daemon.installing.wheel import UnpackedWheel, WheelManifest
-
 __all__ = [
-    "Stamp",
     "TreeDamage",
     "TreeReport",
     "changed_files",
     "corrupt_files",
-    "stamp_of",
     "verify_trees",
 ]
 
 #: What is remembered of each unpacked file: (size, mtime_ns, inode).
-Stamp = tuple[int, int, int]
-
 #: At most this many file names are kept per damaged tree (in logs and `cache verify` answers):
 #: enough to see what happened, bounded however large the tree.
 MAX_NAMED = 20
@@ -84,10 +77,6 @@ MAX_NAMED = 20
 _READ = 1 << 20
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _MANIFEST = msgspec.json.Decoder()
-
-
-def stamp_of(st: os.stat_result) -> Stamp:
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 def changed_files(unpacked: UnpackedWheel) -> list[str]:
@@ -188,10 +177,6 @@ def verify_trees(
     any more, and ``repair(sha256, filename)`` is called to unpack it again from its blob
     (it returns False when the blob is gone). *progress* gets (trees checked, trees total).
     """
-    from satchel.daemon.installing.wheel import (
-        WheelManifest,  # not at the top: wheel imports this module
-    )
-
     decoder = msgspec.json.Decoder(WheelManifest)
     report = TreeReport()
     try:

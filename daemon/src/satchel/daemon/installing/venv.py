@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from satchel.daemon.errors import InstallError, InvalidParams
+from satchel.daemon.installing.childenv import scrubbed_environ
 from satchel.daemon.installing.installer import Scheme
-from satchel.daemon.resolver.buildpolicy import scrubbed_environ
 from satchel.daemon.storage.fsutil import disk_full_guard
 
 __all__ = ["Interpreter", "create_venv", "query_interpreter", "venv_scheme"]
@@ -91,7 +91,7 @@ def query_interpreter(python: Path | str) -> Interpreter:
         cached = _cache.get(key)
     if cached is not None:
         return cached
-    env = scrubbed_environ()  # no PYTHON* variables, no credentials (`buildpolicy`)
+    env = scrubbed_environ()  # no PYTHON* variables, no credentials (`childenv`)
     try:
         result = subprocess.run(
             [os.fspath(python), "-I", "-S", "-c", _QUERY],

@@ -10,23 +10,20 @@ its index scoping. Modules, one job each:
 * `peer`: the uid of a loopback peer, from the kernel (token-less access for the owner);
 * `service`: the routes, over the daemon's catalog and store.
 
-`serve_local_index` is started by the runtime once the catalog exists. Failing to listen (the
+`serve_local_index` is handed to the runtime by `satchel.daemon.process.app.serve` and started
+once the catalog exists. Failing to listen (the
 port is taken) never stops the daemon: the error is logged, shown by `localindex.info`, and the
 bind is retried with backoff, so the index appears once the port frees up. A change of
 ``local-index-port`` in config.toml moves the listener without a restart.
 
-The port is per user: several users of one host each run a daemon, and a fixed port would give
-the index to whoever started first. Unless configured, the first start tries `user_port` (one
-port per uid) and the next few after it, and remembers the one it bound in the state directory,
-so the URL survives restarts (uv keys its offline cache by index URL; people paste it into
-config files).
+The port is per user, remembered from the first start, and the token is per user too: where both
+are kept is `satchel.daemon.settings.ownindex`'s (the daemon needs them before this starts).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
 import time
 import weakref
 from dataclasses import dataclass
@@ -35,39 +32,30 @@ from typing import TYPE_CHECKING, Literal
 
 import trio
 
-from satchel.daemon.localindex.auth import TOKEN_FILE, load_or_create_token
 from satchel.daemon.localindex.http import LISTEN_BACKLOG, HttpServer
 from satchel.daemon.localindex.peer import peer_is_owner, supported
 from satchel.daemon.localindex.service import LocalIndex
+from satchel.daemon.settings.ownindex import (
+    PORT_FILE,
+    TOKEN_FILE,
+    configured_port,
+    load_or_create_token,
+    remembered_port,
+    user_port,
+)
 from satchel.daemon.storage.fsutil import atomic_write
 
 if TYPE_CHECKING:
-    from satchel.daemon.process.app import App
     from satchel.daemon.requests.runtime import Runtime
+    from satchel.daemon.services.daemon import App
 
-__all__ = [
-    "HOST",
-    "LocalIndexState",
-    "default_port",
-    "local_index_state",
-    "serve_local_index",
-    "user_port",
-]
+__all__ = ["HOST", "LocalIndexState", "local_index_state", "serve_local_index"]
 
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
-#: Per-user default ports: ``PORT_BASE + uid % PORT_SPAN``. The range [20000, 30000) is
-#: unprivileged, holds nothing a Python developer commonly runs (devpi 3141, proxpi 5000, dev
-#: servers 8000/8080), and lies below every OS's ephemeral range (Linux from 32768, Windows and
-#: macOS from 49152), so an outgoing connection never holds one by chance. Two users share a
-#: candidate only when their uids differ by a multiple of 10,000; then the later one probes on.
-PORT_BASE = 20000
-PORT_SPAN = 10000
 #: How many ports after `user_port` a first start tries before it reports the first as taken.
 PORT_PROBES = 16
-#: The port a first start bound, remembered (state directory) so every later start asks for it.
-PORT_FILE = "local-index-port"
 #: Named in every "cannot listen" error: the way to choose another port.
 PORT_SETTING_HINT = "set [settings] local-index-port in config.toml to use another port"
 #: Bind retries after a failure (port in use): first delay, doubling up to the maximum.
@@ -112,51 +100,13 @@ def local_index_state(app: App) -> LocalIndexState:
     return _STATES.get(app) or LocalIndexState(state="stopped")
 
 
-#: The port used when config.toml sets none (before the per-user default). Test suites set it
-#: to 0, so that their daemons never take the port a user's real daemon serves on.
-PORT_ENV = "SATCHEL_LOCAL_INDEX_PORT"
-
-
-def user_port(uid: int | None = None) -> int:
-    """The first port a daemon of *uid* (default: ours) tries when none is configured."""
-    return PORT_BASE + (os.getuid() if uid is None else uid) % PORT_SPAN
-
-
-def configured_port(rt: Runtime) -> int | None:
-    """The port config.toml (or else the daemon's environment) asks for; None: the default."""
-    port = rt.config.settings.local_index_port
-    if port is not None:
-        return port
-    fallback = os.environ.get(PORT_ENV, "")
-    if fallback.isdigit() and int(fallback) < 65536:
-        return int(fallback)
-    return None
-
-
-def default_port(state_dir: Path, *, env: bool = False) -> int:
-    """The port the local index asks for when config.toml names none (with *env*, the
-    daemon's `PORT_ENV` first): the one remembered from the first start, else `user_port`."""
-    fallback = os.environ.get(PORT_ENV, "") if env else ""
-    if fallback.isdigit() and int(fallback) < 65536:
-        return int(fallback)
-    remembered = _remembered_port(state_dir)
-    return user_port() if remembered is None else remembered
-
-
-def _remembered_port(state_dir: Path) -> int | None:
-    try:
-        text = (state_dir / PORT_FILE).read_text("ascii").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
-
-
 async def serve_local_index(
     app: App, rt: Runtime, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Serve the local index until cancelled; never raises for a bind or token problem."""
     state = LocalIndexState(since=time.time(), peer_auth=supported())
     _STATES[app] = state
+    rt.bound_port = lambda: state.port
     try:
         state.token = await trio.to_thread.run_sync(load_or_create_token, app.paths.state_dir)
     except OSError as exc:
@@ -168,7 +118,7 @@ async def serve_local_index(
     state_dir = app.paths.state_dir
     # The first bind happens before the runtime reports ready, so `localindex.info` never
     # answers "starting" to a client that asks right after start-up.
-    port = configured_port(rt)
+    port = configured_port(rt.config)
     listeners = await _bind_wanted(state, port, state_dir)
     task_status.started()
     async with trio.open_nursery() as nursery:
@@ -178,7 +128,7 @@ async def serve_local_index(
             if listeners is None:
                 await _sleep_or_port_change(rt, port, delay)
                 delay = min(delay * 2, RETRY_MAX)
-                port = configured_port(rt)
+                port = configured_port(rt.config)
                 listeners = await _bind_wanted(state, port, state_dir)
                 continue
             delay = RETRY_FIRST
@@ -192,7 +142,7 @@ async def serve_local_index(
                 nursery.start_soon(_cancel_on_port_change, rt, port, scope)
                 await server.serve(listeners)
             log.info("local index: configured port changed; moving the listener")
-            port = configured_port(rt)
+            port = configured_port(rt.config)
             listeners = await _bind_wanted(state, port, state_dir)
 
 
@@ -203,7 +153,7 @@ async def _bind_wanted(
     (remembered from then on)."""
     if port is not None:
         return await _bind(state, port)
-    remembered = await trio.to_thread.run_sync(_remembered_port, state_dir)
+    remembered = await trio.to_thread.run_sync(remembered_port, state_dir)
     if remembered is not None:
         return await _bind(state, remembered)
     first = user_port()
@@ -249,12 +199,12 @@ def _serving(
 async def _sleep_or_port_change(rt: Runtime, port: int | None, delay: float) -> None:
     with trio.move_on_after(delay):
         # Polled: config.toml reloads have no subscription hook, and a 1 s poll is free.
-        while configured_port(rt) == port:  # noqa: ASYNC110
+        while configured_port(rt.config) == port:  # noqa: ASYNC110
             await trio.sleep(min(CONFIG_POLL, delay))
 
 
 async def _cancel_on_port_change(rt: Runtime, port: int | None, scope: trio.CancelScope) -> None:
-    while configured_port(rt) == port:  # noqa: ASYNC110 (polled, as above)
+    while configured_port(rt.config) == port:  # noqa: ASYNC110 (polled, as above)
         await trio.sleep(CONFIG_POLL)
     scope.cancel()
 

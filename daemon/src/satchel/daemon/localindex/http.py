@@ -53,7 +53,7 @@ from typing import BinaryIO, Literal, cast
 import h11
 import trio
 
-from satchel.daemon.process.fdlimit import AcceptFailures
+from satchel.daemon.services.fdlimit import AcceptFailures
 
 __all__ = [
     "FIRST_REQUEST_TIMEOUT",

@@ -28,23 +28,20 @@ import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
+from satchel.daemon.services.daemon import ActivationMode
 from satchel.daemon.services.paths import SOCKET_MODE, Paths, StartupError, ensure_private_dir
 from satchel.protocol.locations import SocketPathTooLong, UnixAddress
 
 __all__ = [
     "LAUNCHD_SOCKET_NAME",
     "LISTEN_BACKLOG",
-    "ActivationMode",
     "Listeners",
     "bind_unix",
     "launchd_sockets",
     "open_listeners",
     "systemd_sockets",
 ]
-
-ActivationMode = Literal["systemd", "launchd", "autostart", "manual"]
 
 #: Matches the ``Sockets`` dictionary key in the launchd plist.
 LAUNCHD_SOCKET_NAME = "Listeners"

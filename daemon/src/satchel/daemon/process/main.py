@@ -10,7 +10,7 @@ belonging to another daemon is ever touched::
     umask 0o077 (everything created is the user's alone)
     instance lock (state dir)          -> "already running (pid N)" and exit 1 otherwise
     tighten cache/config/state left readable by earlier versions (satchel.daemon.process.privacy)
-    open-file limit: soft raised to hard (satchel.daemon.process.fdlimit)
+    open-file limit: soft raised to hard (satchel.daemon.services.fdlimit)
     exit records: previous run's ending (crash detection), mark us running
     listeners: systemd / launchd / bind (stale socket removed here, under the lock)
     serve (trio) ... READY ... shutdown request ... drain
@@ -37,14 +37,15 @@ from pathlib import Path
 import trio
 
 from satchel.daemon.process.activation import Listeners, open_listeners
-from satchel.daemon.process.app import App, serve
-from satchel.daemon.process.fdlimit import raise_open_file_limit
+from satchel.daemon.process.app import serve
 from satchel.daemon.process.lock import InstanceLock
-from satchel.daemon.process.log import LEVEL_ENV, parse_level, setup_logging
 from satchel.daemon.process.notify import StartupChannel, SystemdNotifier
 from satchel.daemon.process.privacy import set_private_umask, tighten
+from satchel.daemon.services.daemon import App
+from satchel.daemon.services.fdlimit import raise_open_file_limit
 from satchel.daemon.services.paths import Paths, StartupError
 from satchel.daemon.services.state import FATAL_ERROR, STARTUP_ERROR, ExitRecorder
+from satchel.daemon.settings.log import LEVEL_ENV, parse_level, setup_logging
 from satchel.daemon.storage.memory import freeze_survivors, limit_malloc_arenas
 from satchel.protocol.buildid import build_id
 from satchel.protocol.version import __version__

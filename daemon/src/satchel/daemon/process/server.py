@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from satchel.daemon.api import RequestContext, dispatch
-from satchel.daemon.process.fdlimit import AcceptFailures
+from satchel.daemon.services.fdlimit import AcceptFailures
 from satchel.protocol import errors as codes
 from satchel.protocol.codec import StructCodec
 from satchel.protocol.connection import CLOSED, NEED_DATA, Connection
@@ -60,7 +60,7 @@ from satchel.protocol.version import negotiate, protocol_string
 
 if TYPE_CHECKING:
     from satchel.daemon.process.activation import Listeners
-    from satchel.daemon.process.app import App, JobInfo
+    from satchel.daemon.services.daemon import App, JobInfo
 
 __all__ = [
     "HANDSHAKE_TIMEOUT",

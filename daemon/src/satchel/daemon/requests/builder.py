@@ -11,7 +11,7 @@ online install or run) and its result is kept:
                 with Satchel's own installer, so build dependencies are cached like any others
     build       ``build_wheel`` through ``pyproject-hooks`` in a subprocess, in a worker thread,
                 with a deadline, output captured to a log whose tail names the failure, in a
-                scrubbed environment (`buildpolicy.scrubbed_environ`: an allow-list, no credentials)
+                scrubbed environment (`childenv.scrubbed_environ`: an allow-list, no credentials)
     keep        validate the wheel (RECORD, names, tags), ingest it into the blob store under its
                 computed sha256, record (sdist sha256, interpreter key) -> wheel in the metadb
 
@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import (
     InvalidWheelFilename,
     canonicalize_name,
@@ -59,11 +58,11 @@ from pyproject_hooks import BuildBackendHookCaller
 
 from satchel.daemon.errors import BuildError, NotCached, SatchelError
 from satchel.daemon.indexes.catalog import Session, metadata_from_file
+from satchel.daemon.installing.childenv import scrubbed_environ
 from satchel.daemon.installing.installer import Scheme
 from satchel.daemon.installing.venv import create_venv
-from satchel.daemon.installing.wheel import validate_wheel
+from satchel.daemon.installing.wheelfile import validate_wheel
 from satchel.daemon.requests.runtime import Runtime
-from satchel.daemon.resolver.buildpolicy import scrubbed_environ
 from satchel.daemon.resolver.target import Target
 from satchel.daemon.storage import provenance
 from satchel.daemon.storage.metadb import BuiltWheel
@@ -507,44 +506,17 @@ async def _provide(
     filename: str,
     where: str,
 ) -> None:
-    """Resolve *requirements* for the build env and install them with Satchel's installer."""
+    """Have the runtime's provider (`Runtime.build_requirements`) put *requirements* in the
+    build environment."""
     if not requirements:
         return
-    # Imported here: environments and resolution use this module (install, resolver hook).
-    from satchel.daemon.requests.environments import install_files
-    from satchel.daemon.requests.resolution import SessionSource, pinned_files
-    from satchel.daemon.resolver.provider import resolve
-
-    try:
-        roots = [Requirement(text) for text in requirements]
-    except InvalidRequirement as exc:
-        raise BuildError(f"{filename}: invalid build requirement in {where}: {exc}") from exc
-    hook = functools.partial(sdist_metadata, rt, session, target)
-    try:
-        resolution = await trio.to_thread.run_sync(
-            functools.partial(
-                resolve,
-                roots,
-                [],
-                target,
-                SessionSource(session, hook),
-                cache=rt.metadata_cache,
-                policy=session.builds,
-            )
-        )
-    except SatchelError as exc:
+    if rt.build_requirements is None:
         raise BuildError(
             f"{filename}: cannot provide its build requirements ({where}: "
-            f"{', '.join(requirements)}): {exc}",
+            f"{', '.join(requirements)}): this runtime has no build-requirement provider",
             details={"file": filename, "requirements": list(requirements)},
-        ) from exc
-    files = pinned_files(session, resolution.pins)
-    await install_files(rt, session, scheme, target, files, set())
-    log.debug(
-        "build env for %s: %s",
-        filename,
-        ", ".join(f"{p.name} {p.version}" for p in resolution.pins),
-    )
+        )
+    await rt.build_requirements(rt, session, target, scheme, requirements, filename, where)
 
 
 async def build_sdists(

@@ -1,16 +1,10 @@
-"""The daemon's long-lived services, started before it serves and stopped after it drains.
+"""What a request works with: the cache, the metadata database, the upstream client, the catalog
+and the configuration, as one `Runtime`.
 
-One task owns them all (`run_runtime`), so their lifetime is a single nursery scope:
-
-    check the metadata database (a damaged one is moved aside and rebuilt from the store)
-      -> open the cache (sweep crash debris, reconcile the metadb with the blobs present)
-      -> no config.toml at all: adopt pip's/uv's indexes ONCE and write them to it
-         (`satchel.daemon.settings.indexset.adopt_once`); an existing file is never touched
-      -> load config.toml (a broken file: no index set at all; every command that needs one
-         fails with the file's error, naming the line, until the file is fixed)
-      -> upstream HTTP client, catalog (shared downloads, look-ahead), metadata cache
-      -> READY; then watch config.toml and apply each good edit live (a broken edit keeps the
-         last good configuration, and `status` / `index list` show the error)
+`satchel.daemon.services.startup` builds it once per daemon run (opening the cache, adopting the
+index set, loading config.toml) and keeps it for the daemon's life; request handlers reach it with
+`satchel.daemon.services.daemon.runtime`. Everything below this layer is handed the parts it
+needs, never the `Runtime` itself.
 
 The index set is config.toml's, never the environment the daemon was started from.
 """
@@ -18,50 +12,41 @@ The index set is config.toml's, never the environment the daemon was started fro
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import trio
-
-from satchel.daemon.errors import ConfigError, SatchelError
-from satchel.daemon.indexes.catalog import Catalog
-from satchel.daemon.indexes.dbrecovery import backfill_provenance, recover
-from satchel.daemon.indexes.origins import index_identity
-from satchel.daemon.installing.installer import recover_all
-from satchel.daemon.installing.journal import journal_dir
-from satchel.daemon.installing.wheel import sweep_temporaries
-from satchel.daemon.localindex import (
-    configured_port,
-    default_port,
-    local_index_state,
-    serve_local_index,
-)
-from satchel.daemon.localindex.auth import load_or_create_token
+from satchel.daemon.errors import ConfigError
+from satchel.daemon.indexes.catalog import Catalog, Session
+from satchel.daemon.installing.installer import Scheme
 from satchel.daemon.resolver.candidates import MetadataCache
-from satchel.daemon.settings.config import Config, LiveConfig, load_config
-from satchel.daemon.settings.credbinding import FILENAME as CREDENTIALS_FILE
-from satchel.daemon.settings.credbinding import CredentialBindings
+from satchel.daemon.resolver.target import Target
+from satchel.daemon.settings.config import Config, LiveConfig
 from satchel.daemon.settings.credentials import redact
-from satchel.daemon.settings.indexset import NO_INDEX_MESSAGE, DriftCache, OwnIndex, adopt_once
+from satchel.daemon.settings.indexset import NO_INDEX_MESSAGE, DriftCache, OwnIndex
+from satchel.daemon.settings.ownindex import configured_port
 from satchel.daemon.storage.metadb import MetaDB
-from satchel.daemon.storage.store import BlobStore, open_cache
-from satchel.daemon.upstream.client import Limits, Upstream
+from satchel.daemon.storage.store import BlobStore
+from satchel.daemon.upstream.client import Upstream
 
-if TYPE_CHECKING:
-    from satchel.daemon.process.app import App
-
-__all__ = ["CONFIG_NAME", "Runtime", "run_runtime", "runtime"]
+__all__ = ["BuildRequirements", "Runtime"]
 
 log = logging.getLogger(__name__)
 
-CONFIG_NAME = "config.toml"
+
+#: Puts an sdist's build requirements into its build environment: ``(runtime, session, target,
+#: scheme, requirements, sdist filename, where they were declared)``. Providing them resolves
+#: and installs, above building in this layer, so the builder is handed it
+#: (`satchel.daemon.requests.buildenv.provide`, set at start-up).
+BuildRequirements = Callable[
+    ["Runtime", Session, Target, Scheme, Sequence[str], str, str], Awaitable[None]
+]
 
 
 @dataclass
 class Runtime:
-    """What requests beyond ping/status need; reached through `runtime(app)`."""
+    """What requests beyond ping/status need; reached through
+    `satchel.daemon.services.daemon.runtime`."""
 
     store: BlobStore
     metadb: MetaDB
@@ -82,6 +67,11 @@ class Runtime:
     no_index_set: bool = False
     #: What `status` shows of pip's/uv's disagreement with config.toml (cached: a hot path).
     drift: DriftCache = field(default_factory=DriftCache)
+    #: The port the local index is bound to now (None: not serving); set by the local index
+    #: when it starts (`satchel.daemon.localindex.serve_local_index`).
+    bound_port: Callable[[], int | None] = lambda: None
+    #: How the builder gets build requirements installed (see `BuildRequirements`).
+    build_requirements: BuildRequirements | None = None
 
     def refresh_config(self) -> None:
         """Take the current config.toml (the live reload's last good configuration)."""
@@ -112,124 +102,11 @@ class Runtime:
         if self.no_index_set:
             raise ConfigError(NO_INDEX_MESSAGE)
 
-    def own(self, app: App) -> OwnIndex:
+    def own(self) -> OwnIndex:
         """`own_index` with the port the local index is bound to right now, and the configured
         one. The default port (remembered, or the user's) is in `own_index` from the start, and
         a port probed past it at the first start is the bound one: no file is read here."""
-        bound = local_index_state(app).port
-        wanted = configured_port(self)
+        bound = self.bound_port()
+        wanted = configured_port(self.config)
         ports = self.own_index.ports | {port for port in (bound, wanted) if port}
         return OwnIndex(frozenset(ports), self.own_index.token)
-
-
-async def runtime(app: App, *, need_indexes: bool = True) -> Runtime:
-    """The running daemon's services, once started (requests arriving early wait here).
-
-    With *need_indexes* (every method but those that show or edit the configuration), a
-    `ConfigError` while there is no index set to trust (`Runtime.check_usable`).
-    """
-    services = app.services
-    await services.runtime_ready.wait()
-    if services.runtime is None:
-        raise SatchelError(
-            f"the daemon could not open its cache: {services.runtime_error}; see the daemon log"
-        )
-    if need_indexes:
-        services.runtime.check_usable()
-    return services.runtime
-
-
-async def run_runtime(app: App) -> None:
-    """Start the services, then keep config.toml watched until cancelled.
-
-    A failure to start (unreadable cache directory, corrupt database) is logged and reported to
-    every request that needs the runtime, while `ping`, `status` and `stop` keep working.
-    """
-    try:
-        await _run(app)
-    except SatchelError as exc:
-        log.error("cannot start the cache and index services: %s", exc)  # noqa: TRY400
-        app.services.runtime_error = str(exc)
-    except OSError as exc:
-        log.error("cannot start the cache and index services: %s", exc)  # noqa: TRY400
-        app.services.runtime_error = f"{exc.strerror}: {exc.filename}"
-    finally:
-        app.services.runtime = None
-        app.services.runtime_ready.set()
-
-
-def _known_indexes(config_path: Path) -> dict[str, str]:
-    """Configured index name -> identity, for a rebuild's records that name no URL (an
-    unreadable config.toml gives none: those projects are then not guessed, see `dbrecovery`)."""
-    try:
-        config = load_config(config_path)
-    except ConfigError:
-        return {}
-    return {index.name: index_identity(index.url) for index in config.indexes}
-
-
-async def _run(app: App) -> None:
-    cache_dir = app.paths.cache_dir
-    config_path = app.paths.config_dir / CONFIG_NAME
-    rebuilt = await trio.to_thread.run_sync(recover, cache_dir, _known_indexes(config_path))
-    if rebuilt is not None:
-        app.services.repaired = rebuilt.describe()
-    store, metadb, recovery = await trio.to_thread.run_sync(open_cache, cache_dir)
-    if recovery.swept or recovery.rows_added or recovery.rows_dropped:
-        log.info("cache recovery after an unclean stop: %s", recovery)
-    await trio.to_thread.run_sync(backfill_provenance, store, metadb)
-    # Unpacks killed mid-way leave staging directories; safe to sweep only now, under the
-    # daemon's single-instance lock and before any unpack can run.
-    unpack_debris = await trio.to_thread.run_sync(sweep_temporaries, store.unpacked_dir)
-    if unpack_debris:
-        log.info("removed %d interrupted wheel unpack(s)", unpack_debris)
-    # Environments a killed daemon was installing into have a journal: replay it now, so the
-    # user sees the old state again rather than a half-applied one until the next install.
-    await trio.to_thread.run_sync(recover_all, journal_dir(store.root))
-
-    def on_error(exc: ConfigError) -> None:
-        app.config_error = str(exc)
-
-    try:
-        token: str | None = await trio.to_thread.run_sync(load_or_create_token, app.paths.state_dir)
-    except OSError:
-        token = None  # the local index reports it; its port still identifies it
-    own = OwnIndex(frozenset({default_port(app.paths.state_dir, env=True)}), token)
-    adopted = await trio.to_thread.run_sync(adopt_once, config_path, own)
-
-    def own_check(url: str, port: int | None) -> bool:
-        # Once running, with the port the local index is actually bound to as well.
-        rt = app.services.runtime
-        return (rt.own(app) if rt is not None else own).matches(url, port)
-
-    live = LiveConfig(config_path, on_error=on_error, own=own_check)
-    limits = Limits.from_environ(os.environ)
-    async with Upstream(limits=limits) as upstream, trio.open_nursery() as nursery:
-        upstream.credential_bindings = CredentialBindings(app.paths.state_dir / CREDENTIALS_FILE)
-        rt = Runtime(store=store, metadb=metadb, upstream=upstream, live=live)
-        rt.interpreters_dir = cache_dir / "interpreters"
-        rt.own_index, rt.notes, rt.no_index_set = own, adopted.notes, adopted.nothing
-        await trio.to_thread.run_sync(rt.refresh_config)
-        rt.catalog = Catalog(upstream, store, metadb, nursery, lambda: rt.config)
-        rt.catalog.metadata_listeners.append(rt.metadata_cache.forget_metadata)
-        app.services.runtime = rt
-
-        async def on_change(_config: Config) -> None:
-            app.config_error = None
-            old = {index.name: index for index in rt.config.indexes}
-            await trio.to_thread.run_sync(rt.refresh_config)
-            for index in rt.config.indexes:
-                if old.get(index.name) != index:
-                    upstream.reset(index.name)
-            log.info("configuration reloaded from %s", config_path)
-
-        await nursery.start(live.watch, on_change)
-        await nursery.start(serve_local_index, app, rt)
-        from satchel.daemon.services.refresh import keep_warm  # imports this module: not at the top
-
-        await nursery.start(keep_warm, app, rt)
-        app.services.runtime_ready.set()
-        try:
-            await trio.sleep_forever()
-        finally:
-            metadb.close()

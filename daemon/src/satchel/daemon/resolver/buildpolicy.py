@@ -18,7 +18,8 @@ prefetch) is served by a wheel built from it earlier for the same interpreter wh
 using it runs no code. A build that is needed but forbidden is `BuildForbidden`,
 naming the project, the sdist and what forbids it.
 
-A build that does run sees a scrubbed environment (`scrubbed_environ`): an allow-list of what
+A build that does run sees a scrubbed environment
+(`satchel.daemon.installing.childenv.scrubbed_environ`): an allow-list of what
 compilers and locales need, never the daemon's credentials (``SATCHEL_INDEX_*_PASSWORD``,
 ``*_TOKEN``, ``PIP_*``/``UV_*`` with their index URLs, cloud keys): a backend is code from an
 index and must not learn how to reach another one. Every other child process that may run code
@@ -28,7 +29,6 @@ or to byte-compile, runs the ``.pth`` files that installed wheels put in its sit
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -36,43 +36,10 @@ from packaging.utils import canonicalize_name
 
 from satchel.daemon.errors import BuildForbidden, SatchelError
 
-__all__ = [
-    "BUILD_ENV_ALLOWED",
-    "BuildPolicy",
-    "Formats",
-    "scrubbed_environ",
-]
+__all__ = ["BuildPolicy", "Formats"]
 
 ALL = ":all:"
 NONE = ":none:"
-
-#: The only variables of the daemon's environment a build backend inherits: where programs and
-#: temp files are, the locale, reproducible-build time, and the usual compiler and linker knobs
-#: (a C extension builds as it would from a shell, an interpreter linked against a shared
-#: libpython starts). Everything else, and every credential whatever its name, stays in the
-#: daemon.
-BUILD_ENV_ALLOWED = frozenset(
-    {
-        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TZ", "LANG", "LANGUAGE",
-        "TMPDIR", "TEMP", "TMP", "SOURCE_DATE_EPOCH",
-        "CC", "CXX", "CPP", "LD", "AR", "RANLIB", "CFLAGS", "CXXFLAGS", "CPPFLAGS", "LDFLAGS",
-        "LDSHARED", "ARCHFLAGS", "MACOSX_DEPLOYMENT_TARGET", "PKG_CONFIG_PATH", "MAKEFLAGS",
-        "CMAKE_GENERATOR", "CARGO_HOME", "RUSTUP_HOME",
-        "LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH", "LIBRARY_PATH", "CPATH", "C_INCLUDE_PATH",
-    }
-)  # fmt: skip
-#: Locale variables (LC_ALL, LC_CTYPE, ...) pass too.
-_ALLOWED_PREFIXES = ("LC_",)
-
-
-def scrubbed_environ(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The allow-listed part of *base* (default: this process's environment) for a build."""
-    source = os.environ if base is None else base
-    return {
-        key: value
-        for key, value in source.items()
-        if key in BUILD_ENV_ALLOWED or key.startswith(_ALLOWED_PREFIXES)
-    }
 
 
 @dataclass(frozen=True)

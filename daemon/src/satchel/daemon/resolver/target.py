@@ -40,7 +40,7 @@ import trio
 from packaging import tags as _tags
 
 from satchel.daemon.errors import InvalidParams, NotFound
-from satchel.daemon.resolver.buildpolicy import scrubbed_environ
+from satchel.daemon.installing.childenv import scrubbed_environ
 from satchel.daemon.storage.fsutil import atomic_write
 
 __all__ = [

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ import trio
 from satchel.daemon.errors import NotFound, SatchelError, UpstreamError
 from satchel.daemon.requests import gc
 from satchel.daemon.requests.readiness import Progress, prefetch_project
-from satchel.daemon.requests.runtime import Runtime, runtime
+from satchel.daemon.requests.runtime import Runtime
 from satchel.daemon.requests.watch import (
     Record,
     WatchedProject,
@@ -50,10 +51,11 @@ from satchel.daemon.requests.watch import (
     save_projects,
     watch_dirs,
 )
+from satchel.daemon.services.daemon import runtime
 from satchel.daemon.settings.credentials import redact
 
 if TYPE_CHECKING:
-    from satchel.daemon.process.app import App
+    from satchel.daemon.services.daemon import App
 
 __all__ = ["DEFAULT_REFRESH_INTERVAL", "Timing", "Warmer", "keep_warm", "warmer"]
 
@@ -94,10 +96,15 @@ class Timing:
     refresh_interval: float | None = None
 
 
+#: The running `Warmer` of each daemon (one per `App`; kept here, not on the app, so that the
+#: daemon object knows nothing of what hangs off it).
+_WARMERS: weakref.WeakKeyDictionary[App, Warmer] = weakref.WeakKeyDictionary()
+
+
 async def warmer(app: App) -> Warmer:
     """The running daemon's `Warmer` (started with the runtime, so this waits for it)."""
     await runtime(app)
-    found = app.services.warmer
+    found = _WARMERS.get(app)
     if found is None:
         raise SatchelError("the daemon's background maintenance is not running; see its log")
     return found
@@ -113,7 +120,7 @@ async def keep_warm(
     """Run the `Warmer` until cancelled; ``await nursery.start(keep_warm, app, rt)``."""
     projects = await trio.to_thread.run_sync(load_projects, rt.metadb)
     warm = Warmer(app, rt, projects, timing or Timing())
-    app.services.warmer = warm
+    _WARMERS[app] = warm
     try:
         async with trio.open_nursery() as nursery:
             # Not `start`: setting up OS watches must not delay the daemon's first answers.
@@ -123,7 +130,7 @@ async def keep_warm(
             nursery.start_soon(warm.run_gc)
             task_status.started(warm)
     finally:
-        app.services.warmer = None
+        _WARMERS.pop(app, None)
 
 
 class Warmer:

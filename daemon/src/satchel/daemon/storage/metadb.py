@@ -17,7 +17,7 @@ SQLite (stdlib `sqlite3`) in WAL mode, one file beside the blob store. It holds:
 - ``built_wheels``: (sdist sha256, interpreter tag) -> the wheel built from it;
 - ``state``: a small key/value table for daemon state (last prefetch per watched project, ...);
 - ``project_origins`` / ``project_absent``: which index each project is bound to, and which
-  indexes said "not here" for it (schema and code in `satchel.daemon.indexes.origins`).
+  indexes said "not here" for it (code in `satchel.daemon.indexes.origins`).
 
 Threading: the API is synchronous and every method is one short transaction behind a lock, on one
 connection shared by all threads. Call it from trio through ``trio.to_thread.run_sync`` so a slow
@@ -30,8 +30,8 @@ Page and metadata writes use ``synchronous=NORMAL``: losing the last few on powe
 a refetch. `reconcile_blobs` repairs the one window left (crash between blob commit and row
 write, or between blob removal and row deletion) at start-up.
 
-Schema evolution: ``PRAGMA user_version`` is the number of `MIGRATIONS` applied; each migration is a
-list of statements run in one transaction together with the version bump. Append, never edit.
+Schema evolution: ``PRAGMA user_version`` is the number of migrations applied
+(`satchel.daemon.storage.schema`).
 """
 
 from __future__ import annotations
@@ -47,12 +47,10 @@ from typing import Any
 import msgspec
 
 from satchel.daemon.errors import DiskFull, SatchelError
-from satchel.daemon.indexes.origins import SCHEMA as ORIGINS_SCHEMA
 from satchel.daemon.storage.model import FileEntry, Origin, ProjectPage
+from satchel.daemon.storage.schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = [
-    "MIGRATIONS",
-    "SCHEMA_VERSION",
     "BuiltWheel",
     "CacheStats",
     "IndexStats",
@@ -67,77 +65,6 @@ _PAGE_FILES = "SELECT files FROM page_files WHERE idx = ? AND project = ? ORDER 
 #: thread storing or reading a huge page lets the event loop run between rows (issue 11.6).
 PAGE_BATCH = 250
 
-#: Migration N (0-based) takes the schema from version N to N+1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE pages (
-            idx TEXT NOT NULL,
-            project TEXT NOT NULL,
-            page BLOB NOT NULL,
-            fetched_at REAL NOT NULL,
-            etag TEXT,
-            last_modified TEXT,
-            max_age INTEGER,
-            PRIMARY KEY (idx, project)
-        ) WITHOUT ROWID""",
-        "CREATE INDEX pages_by_project ON pages (project)",
-        """CREATE TABLE core_metadata (
-            key TEXT PRIMARY KEY,
-            data BLOB NOT NULL,
-            stored_at REAL NOT NULL
-        ) WITHOUT ROWID""",
-        """CREATE TABLE core_metadata_names (
-            idx TEXT NOT NULL,
-            filename TEXT NOT NULL,
-            key TEXT NOT NULL,
-            PRIMARY KEY (idx, filename)
-        ) WITHOUT ROWID""",
-        """CREATE TABLE origins (
-            sha256 TEXT NOT NULL,
-            idx TEXT NOT NULL,
-            project TEXT NOT NULL,
-            filename TEXT NOT NULL,
-            url TEXT NOT NULL,
-            first_seen REAL NOT NULL,
-            last_seen REAL NOT NULL,
-            PRIMARY KEY (sha256, idx, project, filename, url)
-        ) WITHOUT ROWID""",
-        "CREATE INDEX origins_by_index ON origins (idx, project)",
-        """CREATE TABLE blobs (
-            sha256 TEXT PRIMARY KEY,
-            size INTEGER NOT NULL,
-            filename TEXT NOT NULL,
-            added_at REAL NOT NULL,
-            last_used REAL NOT NULL
-        ) WITHOUT ROWID""",
-        "CREATE INDEX blobs_by_last_used ON blobs (last_used)",
-        """CREATE TABLE built_wheels (
-            sdist_sha256 TEXT NOT NULL,
-            interpreter_tag TEXT NOT NULL,
-            wheel_sha256 TEXT NOT NULL,
-            filename TEXT NOT NULL,
-            built_at REAL NOT NULL,
-            PRIMARY KEY (sdist_sha256, interpreter_tag)
-        ) WITHOUT ROWID""",
-        """CREATE TABLE state (
-            key TEXT PRIMARY KEY,
-            value BLOB NOT NULL,
-            updated_at REAL NOT NULL
-        ) WITHOUT ROWID""",
-    ),
-    ORIGINS_SCHEMA,
-    (
-        """CREATE TABLE page_files (
-            idx TEXT NOT NULL,
-            project TEXT NOT NULL,
-            seq INTEGER NOT NULL,
-            files BLOB NOT NULL,
-            PRIMARY KEY (idx, project, seq)
-        ) WITHOUT ROWID""",
-    ),
-)
-
-SCHEMA_VERSION = len(MIGRATIONS)
 
 #: A writer waits this long for a lock held by another process (e.g. `sqlite3` opened by a user)
 #: before failing; inside the daemon the Python lock already serialises access.

@@ -36,7 +36,7 @@ from satchel.daemon.settings.config import IndexConfig
 from satchel.daemon.settings.credentials import redact, split_userinfo
 
 if TYPE_CHECKING:
-    from satchel.daemon.upstream.client import Limits
+    from satchel.daemon.upstream.limits import Limits
 
 __all__ = [
     "Breaker",

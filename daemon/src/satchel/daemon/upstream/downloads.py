@@ -43,7 +43,7 @@ from satchel.daemon.upstream.breaker import (
 )
 
 if TYPE_CHECKING:
-    from satchel.daemon.upstream.client import Limits
+    from satchel.daemon.upstream.limits import Limits
 
 __all__ = ["CHUNK", "Decoder", "Download", "FileDownload", "Opener"]
 

@@ -159,7 +159,7 @@ async def parse_in_child(
 
 def _main() -> None:
     """The child: read a `Request` and the body from stdin, answer on stdout."""
-    from satchel.daemon.process.log import setup_logging
+    from satchel.daemon.settings.log import setup_logging
     from satchel.daemon.upstream.simple import parse_json_page
 
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
