@@ -11,14 +11,13 @@ from satchel.daemon.errors import ConfigError
 from satchel.daemon.settings.config import (
     Config,
     IndexConfig,
-    LiveConfig,
     Settings,
     check_index,
     load_config,
     parse_config,
     save_config,
-    watch_config,
 )
+from satchel.daemon.settings.liveconfig import LiveConfig, watch_config
 
 GOOD = """\
 [[index]]

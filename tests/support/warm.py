@@ -17,7 +17,7 @@ import trio
 from satchel.daemon.indexes.catalog import Catalog
 from satchel.daemon.requests.runtime import Runtime
 from satchel.daemon.services.refresh import Timing, Warmer, keep_warm
-from satchel.daemon.settings.config import LiveConfig
+from satchel.daemon.settings.liveconfig import LiveConfig
 from satchel.daemon.storage.store import open_cache
 from satchel.daemon.upstream.client import Upstream
 from satchel.daemon.upstream.limits import Limits

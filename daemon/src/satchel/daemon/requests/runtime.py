@@ -21,9 +21,10 @@ from satchel.daemon.indexes.catalog import Catalog, Session
 from satchel.daemon.installing.installer import Scheme
 from satchel.daemon.resolver.candidates import MetadataCache
 from satchel.daemon.resolver.target import Target
-from satchel.daemon.settings.config import Config, LiveConfig
+from satchel.daemon.settings.config import Config
 from satchel.daemon.settings.credentials import redact
 from satchel.daemon.settings.indexset import NO_INDEX_MESSAGE, DriftCache, OwnIndex
+from satchel.daemon.settings.liveconfig import LiveConfig
 from satchel.daemon.settings.ownindex import configured_port
 from satchel.daemon.storage.metadb import MetaDB
 from satchel.daemon.storage.store import BlobStore

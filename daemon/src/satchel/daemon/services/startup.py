@@ -37,10 +37,11 @@ from satchel.daemon.requests import buildenv
 from satchel.daemon.requests.runtime import Runtime
 from satchel.daemon.services.daemon import App
 from satchel.daemon.services.refresh import keep_warm
-from satchel.daemon.settings.config import Config, LiveConfig, load_config
+from satchel.daemon.settings.config import Config, load_config
 from satchel.daemon.settings.credbinding import FILENAME as CREDENTIALS_FILE
 from satchel.daemon.settings.credbinding import CredentialBindings
 from satchel.daemon.settings.indexset import OwnIndex, adopt_once
+from satchel.daemon.settings.liveconfig import LiveConfig
 from satchel.daemon.settings.ownindex import default_port, load_or_create_token
 from satchel.daemon.storage.store import open_cache
 from satchel.daemon.upstream.client import Upstream

@@ -27,8 +27,9 @@ send a private project's name to every index, which is exactly what the option e
 Every error is a `ConfigError` naming the file and the line (tomllib reports syntax errors with
 their line; schema errors are located by `_KeyLines`, a small scan of the source text).
 
-A broken edit must not take the daemon's indexes away, so `LiveConfig` keeps the last good
-configuration and exposes the error (with its line) for ``satchel status``. A file that is broken
+A broken edit must not take the daemon's indexes away, so the live reload
+(`satchel.daemon.settings.liveconfig`) keeps the last good configuration and exposes the error
+(with its line) for ``satchel status``. A file that is broken
 when the daemon starts has no last good configuration: the runtime then refuses every command
 that needs an index (see `satchel.daemon.requests.runtime`), rather than guessing an index set.
 
@@ -39,16 +40,14 @@ have no index. Whether the file exists at all is what decides adoption (`config_
 
 from __future__ import annotations
 
-import logging
 import re
 import tomllib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
-import trio
 
 from satchel.daemon.errors import ConfigError
 from satchel.daemon.settings.credentials import redact
@@ -57,7 +56,6 @@ from satchel.daemon.storage.fsutil import atomic_write
 __all__ = [
     "Config",
     "IndexConfig",
-    "LiveConfig",
     "Settings",
     "check_index",
     "check_url",
@@ -66,10 +64,8 @@ __all__ = [
     "parse_config",
     "render_config",
     "save_config",
-    "watch_config",
 ]
 
-_log = logging.getLogger(__name__)
 
 IndexKind = Literal["simple", "find-links"]
 IndexStrategy = Literal["first-index", "unsafe-best-match"]
@@ -485,130 +481,3 @@ def render_config(config: Config) -> str:
 def save_config(path: Path, config: Config) -> None:
     """Write *config* to *path* atomically (0600: an index URL may carry a token)."""
     atomic_write(path, render_config(config).encode("utf-8"), mode=0o600)
-
-
-# -- live reload --------------------------------------------------------------------------------
-
-
-class LiveConfig:
-    """The current configuration of a running daemon, and the error of the last broken edit.
-
-    `config` is always a valid configuration: a broken edit leaves it unchanged and sets `error`
-    (a `ConfigError` with file and line) until a later edit fixes the file. A file that is already
-    broken at start gives the empty configuration with `error` set and `usable` False: there is
-    no last good configuration, and the runtime refuses work that needs an index until the file
-    is fixed. A file removed while the daemon runs is an error too (the last good configuration
-    stays): the index set changes only by an edit the user makes, never by a file going away.
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        *,
-        on_error: Callable[[ConfigError], None] | None = None,
-        own: OwnCheck | None = None,
-    ) -> None:
-        self.path = path
-        #: Recognises Satchel's own local index (refused as an index: `parse_config`).
-        self.own = own
-        self.error: ConfigError | None = None
-        self.config: Config = Config()
-        #: Whether `config` came from the file (False: broken or missing since start).
-        self.usable = False
-        self._on_error = on_error
-        self.reload()
-
-    def reload(self) -> bool:
-        """Re-read the file; True when the configuration changed or a previous error cleared.
-
-        (A fixed file that restores the last good configuration is still news: whoever shows
-        the error must learn it is gone.)
-        """
-        had_error = self.error is not None
-        try:
-            config = self._read()
-        except ConfigError as exc:
-            if self.error is None or str(exc) != str(self.error):
-                _log.error("keeping the last good configuration: %s", exc)
-            self.error = exc
-            if self._on_error is not None:
-                self._on_error(exc)
-            return False
-        self.error = None
-        changed = config != self.config or had_error or not self.usable
-        self.config = config
-        self.usable = config_exists(self.path)
-        return changed
-
-    def _read(self) -> Config:
-        if self.usable and not config_exists(self.path):
-            raise ConfigError(
-                f"{self.path}: the file was removed; the indexes it listed stay in use until "
-                "it is back or the daemon restarts (which adopts pip's and uv's indexes anew)",
-                details={"path": str(self.path), "line": None},
-            )
-        return load_config(self.path, own=self.own)
-
-    async def watch(
-        self,
-        on_change: Callable[[Config], Awaitable[None] | None] | None = None,
-        *,
-        debounce_ms: int = 100,
-        task_status: trio.TaskStatus[LiveConfig] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Reload on every change of the file until cancelled; call *on_change* with new configs.
-
-        ``await nursery.start(live.watch)`` returns at once (see the comment below). The parent
-        directory is watched, not the file: editors and `save_config` replace the file by renaming,
-        which a watch on the old inode would miss.
-        """
-        import watchfiles
-
-        directory = self.path.parent
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        target = str(self.path.resolve())
-
-        def only_config(_change: watchfiles.Change, changed: str) -> bool:
-            return str(Path(changed).resolve()) == target
-
-        watcher = watchfiles.awatch(
-            directory,
-            watch_filter=only_config,
-            debounce=debounce_ms,
-            step=20,
-            recursive=False,
-            yield_on_timeout=True,
-            rust_timeout=200,
-        )
-        # Started at once, so the daemon's start-up never waits for the OS watch. An edit made
-        # before the watch is registered is not lost: the first wake-up (an event, or the poll
-        # timeout) reloads unconditionally.
-        task_status.started(self)
-        first = True
-        async for changes in watcher:
-            if first:
-                first = False
-                changes = {(watchfiles.Change.modified, target)}
-            if not changes:
-                continue
-            if self.reload() and on_change is not None:
-                result = on_change(self.config)
-                if result is not None:
-                    await result
-
-
-async def watch_config(
-    path: Path,
-    on_change: Callable[[Config], Awaitable[None] | None],
-    *,
-    on_error: Callable[[ConfigError], None] | None = None,
-    task_status: trio.TaskStatus[LiveConfig] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Watch *path* forever: *on_change* gets each new valid config, *on_error* each broken edit.
-
-    Started with ``await nursery.start(watch_config, path, on_change)`` it returns the
-    `LiveConfig`, whose `config` is the last good configuration and whose `error` the status
-    method shows.
-    """
-    live = LiveConfig(path, on_error=on_error)
-    await live.watch(on_change, task_status=task_status)
