@@ -1,1 +1,9 @@
-"""indexes"""
+"""What the indexes said, kept and trusted: the catalog over upstream and storage.
+
+`catalog` (scoped project pages online and offline, core metadata, shared downloads, look-ahead),
+`origins` (project -> index bindings, trust on first use), `lockorigins` (the configured index
+that vouches for each locked file), `dbrecovery` (a damaged database rebuilt from the store and
+the provenance records, bindings restored).
+
+Imports upstream and below; never requests or anything above.
+"""

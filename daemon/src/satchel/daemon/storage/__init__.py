@@ -1,1 +1,9 @@
-"""storage"""
+"""What is kept on disk, and how it is kept safe.
+
+`store` (sha256-addressed blobs), `metadb` (SQLite: pages, metadata, provenance, built wheels,
+state), `schema` (its migrations), `provenance` (per-blob origin records beside the blobs),
+`model` (page structs), `digests`, `fsutil` (durable writes), `singleflight`, `memory` (malloc
+arenas and trims).
+
+The bottom layer: it imports only `satchel.daemon.errors`.
+"""
