@@ -98,7 +98,7 @@ def test_launchd_plist_parses_and_keeps_the_daemon_alive_only_after_a_crash() ->
 
 
 def test_launchd_socket_key_matches_the_name_the_daemon_activates() -> None:
-    activation = pytest.importorskip("satchel.daemon.process.activation")
+    activation = pytest.importorskip("satchel.daemon.process._activation")
     plist = plistlib.loads(
         service_units.render_launchd(["/x"], "/s", "/l")[
             f"{service_units.LAUNCHD_LABEL}.plist"

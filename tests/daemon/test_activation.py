@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from satchel.daemon.process.activation import bind_unix, launchd_sockets, systemd_sockets
+from satchel.daemon.process._activation import bind_unix, launchd_sockets, systemd_sockets
 from satchel.daemon.services.paths import StartupError
 from tests.support.daemon import CallError, call, isolated_env
 

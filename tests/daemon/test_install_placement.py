@@ -15,8 +15,8 @@ import pytest
 
 from satchel.daemon.errors import InstallError
 from satchel.daemon.installing import installer
+from satchel.daemon.installing._manifest import UnpackedWheel
 from satchel.daemon.installing.installer import InstallItem, Scheme
-from satchel.daemon.installing.manifest import UnpackedWheel
 from satchel.daemon.installing.venv import create_venv
 from satchel.daemon.installing.wheel import unpack
 from tests.support.installing import install

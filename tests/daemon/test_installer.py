@@ -20,13 +20,13 @@ from installer.destinations import SchemeDictionaryDestination
 from installer.sources import WheelFile
 
 from satchel.daemon.errors import InstallError, NotFound
+from satchel.daemon.installing._manifest import UnpackedWheel
 from satchel.daemon.installing.installer import (
     InstallItem,
     Scheme,
     env_lock,
     installed_distributions,
 )
-from satchel.daemon.installing.manifest import UnpackedWheel
 from satchel.daemon.installing.venv import create_venv
 from satchel.daemon.installing.wheel import unpack
 from tests.support.installing import install, journals_of, kill_mid_install, recover, uninstall
@@ -449,7 +449,7 @@ def test_failed_compile_rolls_back_bytecode_too(
     before = _snapshot(scheme.data)
     unpacked = _unpack(tmp_path, "second", "1.0", files={"top2.py": "B = 2"})
     import satchel.daemon.installing.installer as installer_module
-    from satchel.daemon.installing.bytecode import compile_files as real_compile
+    from satchel.daemon.installing._bytecode import compile_files as real_compile
 
     def compile_then_fail(interpreter: Path, py_files: list[str]) -> list[str]:
         real_compile(interpreter, py_files)

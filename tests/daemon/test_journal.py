@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from satchel.daemon.installing._manifest import UnpackedWheel
 from satchel.daemon.installing.installer import InstallItem, Scheme, installed_distributions
 from satchel.daemon.installing.journal import JournalError, load, recover_all, write
-from satchel.daemon.installing.manifest import UnpackedWheel
 from satchel.daemon.installing.venv import create_venv
 from satchel.daemon.installing.wheel import unpack
 from satchel.daemon.storage.fsutil import TEMP_PREFIX

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from satchel.daemon.localindex.auth import check_basic_auth
+from satchel.daemon.localindex._auth import check_basic_auth
 from satchel.daemon.settings.credentials import redact
 from satchel.daemon.settings.ownindex import TOKEN_FILE, load_or_create_token
 

@@ -16,9 +16,9 @@ import pytest
 import trio
 import trio.testing
 
-from satchel.daemon.localindex import http
-from satchel.daemon.localindex.http import FileBody, HttpServer, Request, Response, byte_range
-from satchel.daemon.localindex.pages import (
+from satchel.daemon.localindex import _http as http
+from satchel.daemon.localindex._http import FileBody, HttpServer, Request, Response, byte_range
+from satchel.daemon.localindex._pages import (
     HTML_V1,
     JSON_V1,
     TEXT_HTML,

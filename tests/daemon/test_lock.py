@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from satchel.daemon.process.lock import AlreadyRunning, InstanceLock
+from satchel.daemon.process._lock import AlreadyRunning, InstanceLock
 
 
 def test_lock_records_the_holder_pid(tmp_path: Path) -> None:
@@ -29,7 +29,7 @@ def test_second_holder_is_refused_with_the_first_pid(tmp_path: Path) -> None:
             "-c",
             "import sys, time\n"
             "from pathlib import Path\n"
-            "from satchel.daemon.process.lock import InstanceLock\n"
+            "from satchel.daemon.process._lock import InstanceLock\n"
             f"InstanceLock(Path({str(path)!r})).acquire()\n"
             "print('held', flush=True)\n"
             "time.sleep(30)\n",

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from satchel.daemon.process.notify import StartupChannel, SystemdNotifier
+from satchel.daemon.process._notify import StartupChannel, SystemdNotifier
 from tests.support.daemon import call, isolated_env, socket_path
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from satchel.daemon.process.privacy import MARKER, tighten
+from satchel.daemon.process._privacy import MARKER, tighten
 
 
 def mode(path: Path) -> int:

@@ -10,7 +10,7 @@ from typing import Literal
 import pytest
 from installer.scripts import Script
 
-from satchel.daemon.installing.scripts import (
+from satchel.daemon.installing._scripts import (
     EntryPoint,
     build_shebang,
     launcher,

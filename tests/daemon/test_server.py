@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from satchel.daemon.process import server as server_module
-from satchel.daemon.process.activation import Listeners, bind_unix
+from satchel.daemon.process import _server as server_module
+from satchel.daemon.process._activation import Listeners, bind_unix
 from satchel.protocol import CLOSED
 from satchel.protocol.codec import DictCodec
 from satchel.protocol.framing import frame

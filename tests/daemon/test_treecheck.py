@@ -13,7 +13,7 @@ from pathlib import Path
 
 import msgspec
 
-from satchel.daemon.installing.manifest import UnpackedWheel
+from satchel.daemon.installing._manifest import UnpackedWheel
 from satchel.daemon.installing.treecheck import changed_files, corrupt_files, verify_trees
 from satchel.daemon.installing.wheel import load_unpacked, unpack_all
 from tests.support.wheels import build_wheel, file_sha256

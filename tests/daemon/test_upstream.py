@@ -30,7 +30,7 @@ from satchel.daemon.errors import (
 )
 from satchel.daemon.settings.config import IndexConfig
 from satchel.daemon.storage.model import ProjectPage
-from satchel.daemon.upstream.breaker import Retries, ServerError, retry_after
+from satchel.daemon.upstream._breaker import Retries, ServerError, retry_after
 from satchel.daemon.upstream.client import Upstream
 from satchel.daemon.upstream.limits import TIMEOUT_ENV, Limits
 from satchel.daemon.upstream.simple import parse_json_page

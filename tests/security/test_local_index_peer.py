@@ -2,7 +2,7 @@
 
 Tools are given a URL without credentials (so none writes a secret into a lock or requirements
 file); the daemon instead asks the kernel who owns the other end of each loopback connection
-(`satchel.daemon.localindex.peer`). These tests hold that check to its promise with real sockets
+(`satchel.daemon.localindex._peer`). These tests hold that check to its promise with real sockets
 and a real second uid (``satchel-intruder``): the owner is let in, another user is not, a web page
 (which runs as the owner) is not, and the lookup never matches the daemon's own end of the
 connection.
@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from satchel.daemon.localindex.peer import _netlink_uid, lookup_uid, peer_is_owner, peer_uid
+from satchel.daemon.localindex._peer import _netlink_uid, lookup_uid, peer_is_owner, peer_uid
 from tests.client.clientenv import ClientEnv
 from tests.security.otheruser import Child, as_intruder, intruder, start_as_intruder
 from tests.support.daemon import DaemonProcess, call

@@ -38,7 +38,7 @@ def daemon_command(*patches: str) -> list[str]:
 
 
 HOUR_TO_AUTHENTICATE = (
-    "import satchel.daemon.localindex.http as http; http.FIRST_REQUEST_TIMEOUT = 3600.0"
+    "import satchel.daemon.localindex._http as http; http.FIRST_REQUEST_TIMEOUT = 3600.0"
 )
 
 
@@ -128,7 +128,7 @@ def test_unauthenticated_connections_are_closed_without_any_work(owner: ClientEn
     connection that sends nothing is closed at the first-request deadline (0.2 s here); a
     request with a wrong token on a keep-alive connection cannot stay either."""
     user = intruder()
-    patch = "import satchel.daemon.localindex.http as http; http.FIRST_REQUEST_TIMEOUT = 0.2"
+    patch = "import satchel.daemon.localindex._http as http; http.FIRST_REQUEST_TIMEOUT = 0.2"
     with DaemonProcess(owner.env, command=daemon_command(patch)) as daemon:
         port, _token = _index(owner, daemon)
 
@@ -177,7 +177,7 @@ def test_out_of_descriptors_is_logged_once_and_the_daemon_recovers(owner: Client
     daemon accepts and answers again and says so."""
     patches = (
         "resource.setrlimit(resource.RLIMIT_NOFILE, (160, 160))",
-        "import satchel.daemon.process.server as server; server.HANDSHAKE_TIMEOUT = 3600.0",
+        "import satchel.daemon.process._server as server; server.HANDSHAKE_TIMEOUT = 3600.0",
     )
     with DaemonProcess(owner.env, command=daemon_command(*patches)) as daemon:
         idle = []

@@ -17,7 +17,7 @@ The "not here" records make half-offline work: when the private index is unreach
 bound to the public index, which the private index said it did not serve, may be looked up past
 it; a project never seen is still refused (it may be the private one).
 
-Storage: two tables in the metadb (its migration 2 creates them: `satchel.daemon.storage.schema`),
+Storage: two tables in the metadb (its migration 2 creates them: `satchel.daemon.storage._schema`),
 read and written
 through the metadb's own short transactions (bindings durably). They are state, not cache:
 garbage collection never touches them, and when a damaged metadb is rebuilt they are restored

@@ -17,7 +17,7 @@ The resolver decides *what*; this module decides *how*, fast and correctly:
    (`satchel.daemon.installing.linking`), launchers, INSTALLER, REQUESTED, direct_url.json and
    RECORD are
    written; with ``compile_bytecode`` the target interpreter compiles the new files
-   (`satchel.daemon.installing.bytecode`), still inside the transaction.
+   (`satchel.daemon.installing._bytecode`), still inside the transaction.
 4. **Commit** by deleting the journal; then the trash is emptied and emptied directories pruned.
 
 Any failure before the commit replays the journal backwards, so the environment is exactly its
@@ -33,7 +33,7 @@ different environments proceed in parallel. Everything here blocks: the daemon c
 ``trio.to_thread.run_sync`` (the wait for the lock is not cancellable). POSIX only, like the
 launchers it writes.
 
-No destination may be a name Satchel or the venv owns (`satchel.daemon.installing.layout`).
+No destination may be a name Satchel or the venv owns (`satchel.daemon.installing._layout`).
 """
 
 # Paths are plain strings and os calls on purpose: these loops run per file, 10^4 times per
@@ -59,7 +59,16 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from satchel.daemon.errors import InstallError, NotFound, SatchelError
-from satchel.daemon.installing.bytecode import compile_files, remove_bytecode
+from satchel.daemon.installing._bytecode import compile_files, remove_bytecode
+from satchel.daemon.installing._layout import (
+    Scheme,
+    env_lock,
+    reserved_candidates,
+    reserved_destination,
+)
+from satchel.daemon.installing._manifest import UnpackedWheel, WheelManifest
+from satchel.daemon.installing._removal import Inside, prune_empty, removal_paths
+from satchel.daemon.installing._scripts import launcher, rewrite_shebang
 from satchel.daemon.installing.journal import (
     Journal,
     recover,
@@ -69,16 +78,7 @@ from satchel.daemon.installing.journal import (
     roll_back,
 )
 from satchel.daemon.installing.journal import write as write_journal
-from satchel.daemon.installing.layout import (
-    Scheme,
-    env_lock,
-    reserved_candidates,
-    reserved_destination,
-)
 from satchel.daemon.installing.linking import Linker, LinkMode
-from satchel.daemon.installing.manifest import UnpackedWheel, WheelManifest
-from satchel.daemon.installing.removal import Inside, prune_empty, removal_paths
-from satchel.daemon.installing.scripts import launcher, rewrite_shebang
 from satchel.daemon.storage.fsutil import disk_full_guard
 
 __all__ = [

@@ -15,7 +15,7 @@ anywhere the daemon may write. So a journal is found only in the daemon's privat
 which no wheel writes to, and is tied to the install that wrote it: the file name carries the
 digest of the prefix and the trash token, and `load` refuses a journal whose prefix, trash or
 name disagree. Even then every path it names is proven to lie inside the environment, symlinks
-resolved (`satchel.daemon.installing.removal.Inside`), before anything is undone: a journal is a
+resolved (`satchel.daemon.installing._removal.Inside`), before anything is undone: a journal is a
 claim to
 check, like a RECORD.
 
@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from satchel.daemon.installing.layout import SCHEME_FIELDS, Scheme, env_lock
-from satchel.daemon.installing.removal import Inside
+from satchel.daemon.installing._layout import SCHEME_FIELDS, Scheme, env_lock
+from satchel.daemon.installing._removal import Inside
 from satchel.daemon.storage.fsutil import TEMP_PREFIX, atomic_write
 
 __all__ = [

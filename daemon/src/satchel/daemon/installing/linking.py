@@ -147,7 +147,7 @@ class Linker:
 
     *mode* for each file is the mode a copy or clone gets (0644 / 0755); a hard link shares the
     cached inode's read-only, owner-only mode instead (0400 / 0500: the user who owns the
-    environment reads and runs it; see `satchel.daemon.process.privacy`).
+    environment reads and runs it; see `satchel.daemon.process._privacy`).
     """
 
     def __init__(self, mode: LinkMode = "auto") -> None:

@@ -58,7 +58,7 @@ from pathlib import Path
 
 import msgspec
 
-from satchel.daemon.installing.manifest import UnpackedWheel, WheelManifest
+from satchel.daemon.installing._manifest import UnpackedWheel, WheelManifest
 from satchel.daemon.storage.fsutil import fsync_dir
 
 __all__ = [

@@ -55,7 +55,7 @@ from pathlib import Path
 import msgspec
 
 from satchel.daemon.errors import InvalidWheel
-from satchel.daemon.installing.manifest import (
+from satchel.daemon.installing._manifest import (
     ManifestFile,
     Stamp,
     UnpackedWheel,

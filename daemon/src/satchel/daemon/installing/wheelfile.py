@@ -32,8 +32,8 @@ from packaging.utils import (
 )
 
 from satchel.daemon.errors import InvalidWheel
-from satchel.daemon.installing.manifest import ManifestFile, WheelInfo, WheelManifest
-from satchel.daemon.installing.scripts import EntryPoint, parse_entry_points
+from satchel.daemon.installing._manifest import ManifestFile, WheelInfo, WheelManifest
+from satchel.daemon.installing._scripts import EntryPoint, parse_entry_points
 
 __all__ = [
     "MAX_COMPRESSION_RATIO",

@@ -4,11 +4,11 @@ pip, uv, poetry and pdm cannot speak the daemon's Unix socket, and uv keys its o
 index URL; one stable loopback URL that works online and offline gives them Satchel's cache and
 its index scoping. Modules, one job each:
 
-* `http`: an HTTP/1.1 server on trio over h11 (limits, timeouts, keep-alive, file streaming);
-* `pages`: PEP 503/691 documents and content negotiation (pure);
-* `auth`: the per-user token file and the basic-auth check;
-* `peer`: the uid of a loopback peer, from the kernel (token-less access for the owner);
-* `service`: the routes, over the daemon's catalog and store.
+* `_http`: an HTTP/1.1 server on trio over h11 (limits, timeouts, keep-alive, file streaming);
+* `_pages`: PEP 503/691 documents and content negotiation (pure);
+* `_auth`: the per-user token file and the basic-auth check;
+* `_peer`: the uid of a loopback peer, from the kernel (token-less access for the owner);
+* `_service`: the routes, over the daemon's catalog and store.
 
 `serve_local_index` is handed to the runtime by `satchel.daemon.process.app.serve` and started
 once the catalog exists. Failing to listen (the
@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Literal
 
 import trio
 
-from satchel.daemon.localindex.http import LISTEN_BACKLOG, HttpServer
-from satchel.daemon.localindex.peer import peer_is_owner, supported
-from satchel.daemon.localindex.service import LocalIndex
+from satchel.daemon.localindex._http import LISTEN_BACKLOG, HttpServer
+from satchel.daemon.localindex._peer import peer_is_owner, supported
+from satchel.daemon.localindex._service import LocalIndex
 from satchel.daemon.settings.ownindex import (
     PORT_FILE,
     TOKEN_FILE,
@@ -79,7 +79,7 @@ class LocalIndexState:
     port: int | None = None
     token: str | None = None
     #: Whether requests without the token are let in when the kernel says the peer is our own
-    #: user (`peer`: Linux), so tools can be given a URL without a secret in it.
+    #: user (`_peer`: Linux), so tools can be given a URL without a secret in it.
     peer_auth: bool = False
     error: str | None = None
     since: float = 0.0

@@ -24,8 +24,8 @@ import trio
 
 from satchel.daemon import api
 from satchel.daemon.localindex import serve_local_index
-from satchel.daemon.process.activation import Listeners
-from satchel.daemon.process.server import Server
+from satchel.daemon.process._activation import Listeners
+from satchel.daemon.process._server import Server
 from satchel.daemon.services import startup
 from satchel.daemon.services.daemon import App
 from satchel.daemon.services.state import FATAL_ERROR, IDLE_TIMEOUT, SIGINT, SIGTERM, ExitReason

@@ -9,7 +9,7 @@ belonging to another daemon is ever touched::
     paths from the environment (platformdirs / satchel.protocol.locations)
     umask 0o077 (everything created is the user's alone)
     instance lock (state dir)          -> "already running (pid N)" and exit 1 otherwise
-    tighten cache/config/state left readable by earlier versions (satchel.daemon.process.privacy)
+    tighten cache/config/state left readable by earlier versions (satchel.daemon.process._privacy)
     open-file limit: soft raised to hard (satchel.daemon.services.fdlimit)
     exit records: previous run's ending (crash detection), mark us running
     listeners: systemd / launchd / bind (stale socket removed here, under the lock)
@@ -36,11 +36,11 @@ from pathlib import Path
 
 import trio
 
-from satchel.daemon.process.activation import Listeners, open_listeners
+from satchel.daemon.process._activation import Listeners, open_listeners
+from satchel.daemon.process._lock import InstanceLock
+from satchel.daemon.process._notify import StartupChannel, SystemdNotifier
+from satchel.daemon.process._privacy import set_private_umask, tighten
 from satchel.daemon.process.app import serve
-from satchel.daemon.process.lock import InstanceLock
-from satchel.daemon.process.notify import StartupChannel, SystemdNotifier
-from satchel.daemon.process.privacy import set_private_umask, tighten
 from satchel.daemon.services.daemon import App
 from satchel.daemon.services.fdlimit import raise_open_file_limit
 from satchel.daemon.services.paths import Paths, StartupError

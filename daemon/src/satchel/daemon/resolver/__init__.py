@@ -1,7 +1,7 @@
 """Requirements to pinned files: pure and synchronous, behind the `provider.MetadataSource` seam.
 
 `provider` (resolvelib's provider and `resolve`), `candidates` (the file chosen per version,
-metadata parsing), `explain` (conflict messages), `target` (interpreters, tags, markers),
+metadata parsing), `_explain` (conflict messages), `target` (interpreters, tags, markers),
 `scope` (which indexes a project may come from), `buildpolicy` (``--no-build``,
 ``--only-binary``), `coremetadata` (METADATA of a stored file), `reqfiles`, `pylock` (PEP 751),
 `uvlock` (uv.lock in).

@@ -50,7 +50,7 @@ from packaging.version import Version
 from resolvelib.structs import RequirementInformation
 
 from satchel.daemon.errors import ResolutionImpossible
-from satchel.daemon.resolver import explain
+from satchel.daemon.resolver import _explain as explain
 from satchel.daemon.resolver.buildpolicy import BuildPolicy
 from satchel.daemon.resolver.candidates import (
     CoreMetadata,

@@ -12,7 +12,7 @@ so the URL survives restarts (uv keys its offline cache by index URL; people pas
 config files).
 
 The token: one per user, in a 0600 file (why a token on a loopback port: see
-`satchel.daemon.localindex.auth`). It is created on first start with `atomic_write` (temp + fsync
+`satchel.daemon.localindex._auth`). It is created on first start with `atomic_write` (temp + fsync
 + rename, mode 0600), so two daemons racing, or a crash mid-write, never leave a half-written or
 world-readable token. A token file that other users could read is treated as leaked: it is
 replaced, with a warning.

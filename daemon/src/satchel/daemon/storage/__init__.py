@@ -1,7 +1,7 @@
 """What is kept on disk, and how it is kept safe.
 
 `store` (sha256-addressed blobs), `metadb` (SQLite: pages, metadata, provenance, built wheels,
-state), `schema` (its migrations), `provenance` (per-blob origin records beside the blobs),
+state), `_schema` (its migrations), `provenance` (per-blob origin records beside the blobs),
 `model` (page structs), `digests`, `fsutil` (durable writes), `singleflight`, `memory` (malloc
 arenas and trims).
 

@@ -31,7 +31,7 @@ a refetch. `reconcile_blobs` repairs the one window left (crash between blob com
 write, or between blob removal and row deletion) at start-up.
 
 Schema evolution: ``PRAGMA user_version`` is the number of migrations applied
-(`satchel.daemon.storage.schema`).
+(`satchel.daemon.storage._schema`).
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ from typing import Any
 import msgspec
 
 from satchel.daemon.errors import DiskFull, SatchelError
+from satchel.daemon.storage._schema import MIGRATIONS, SCHEMA_VERSION
 from satchel.daemon.storage.model import FileEntry, Origin, ProjectPage
-from satchel.daemon.storage.schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = [
     "BuiltWheel",

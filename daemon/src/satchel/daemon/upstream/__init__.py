@@ -1,8 +1,8 @@
 """Talking to indexes over HTTP (and file://): pages, core metadata, files.
 
 `client` (`Upstream`: httpx on trio, one per daemon), `limits` (sizes, timeouts, retries),
-`breaker` (retry budget, offline marking), `downloads` (resumable, hash-checked streams),
-`localfiles` (file:// indexes and find-links), `simple` (PEP 503/691 parsing), `pageprocess`
+`_breaker` (retry budget, offline marking), `_downloads` (resumable, hash-checked streams),
+`_localfiles` (file:// indexes and find-links), `simple` (PEP 503/691 parsing), `_pageprocess`
 (a huge JSON page parsed in a child process), `remotezip` (a wheel's METADATA by range requests),
 `traffic` (what a request fetched, for progress).
 

@@ -31,9 +31,9 @@ Every error names the index, the project (or file) and the reason.
 
 This module decides what to request and owns the HTTP exchange (negotiation, redirects,
 credentials, per-index concurrency); the parts with rules of their own live beside it:
-`satchel.daemon.upstream.breaker` (retries and the circuit breaker),
-`satchel.daemon.upstream.downloads` (bounded
-decoding, resumable and rate-limited file bodies) and `satchel.daemon.upstream.localfiles` (``file://``
+`satchel.daemon.upstream._breaker` (retries and the circuit breaker),
+`satchel.daemon.upstream._downloads` (bounded
+decoding, resumable and rate-limited file bodies) and `satchel.daemon.upstream._localfiles` (``file://``
 indexes and find-links directories).
 """
 
@@ -69,7 +69,7 @@ from satchel.daemon.settings.credentials import (
 from satchel.daemon.storage.digests import Digests, checkable
 from satchel.daemon.storage.memory import release_free_memory
 from satchel.daemon.storage.model import FileEntry, ProjectPage
-from satchel.daemon.upstream.breaker import (
+from satchel.daemon.upstream._breaker import (
     Breaker,
     ConnectFailure,
     IndexState,
@@ -78,9 +78,8 @@ from satchel.daemon.upstream.breaker import (
     check_status,
     describe,
 )
-from satchel.daemon.upstream.downloads import CHUNK, Decoder, Download, FileDownload
-from satchel.daemon.upstream.limits import Limits
-from satchel.daemon.upstream.localfiles import (
+from satchel.daemon.upstream._downloads import CHUNK, Decoder, Download, FileDownload
+from satchel.daemon.upstream._localfiles import (
     file_index_page,
     is_local,
     local_download,
@@ -90,7 +89,8 @@ from satchel.daemon.upstream.localfiles import (
     scan_directory,
     wheel_metadata,
 )
-from satchel.daemon.upstream.pageprocess import parse_in_child
+from satchel.daemon.upstream._pageprocess import parse_in_child
+from satchel.daemon.upstream.limits import Limits
 from satchel.daemon.upstream.remotezip import Ranged, RangesUnsupported, parse_content_range
 from satchel.daemon.upstream.simple import (
     HTMLPageParser,
@@ -333,7 +333,7 @@ class Upstream:
 
         The caller hashes and stores; this enforces the size cap (announced and actual). The
         opening is retried on transport failures and 5xx/429; a body that breaks off mid-way is
-        resumed with a Range request (`satchel.daemon.upstream.downloads.Download`), so the caller
+        resumed with a Range request (`satchel.daemon.upstream._downloads.Download`), so the caller
         sees
         one stream; one slower than `Limits.min_rate` is cut. A file on the index's own host
         that cannot be reached marks the index offline; one on another host (the index's file

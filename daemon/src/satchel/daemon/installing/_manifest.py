@@ -13,7 +13,7 @@ from pathlib import Path
 
 import msgspec
 
-from satchel.daemon.installing.scripts import EntryPoint
+from satchel.daemon.installing._scripts import EntryPoint
 
 __all__ = ["ManifestFile", "Stamp", "UnpackedWheel", "WheelInfo", "WheelManifest", "stamp_of"]
 

@@ -59,7 +59,7 @@ from satchel.protocol.messages import (
 from satchel.protocol.version import negotiate, protocol_string
 
 if TYPE_CHECKING:
-    from satchel.daemon.process.activation import Listeners
+    from satchel.daemon.process._activation import Listeners
     from satchel.daemon.services.daemon import App, JobInfo
 
 __all__ = [

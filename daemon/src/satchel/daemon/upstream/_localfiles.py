@@ -25,7 +25,7 @@ import trio
 from satchel.daemon.errors import HostileInput, NotFound, UpstreamError
 from satchel.daemon.settings.config import IndexConfig
 from satchel.daemon.storage.model import FileEntry, ProjectPage
-from satchel.daemon.upstream.downloads import FileDownload
+from satchel.daemon.upstream._downloads import FileDownload
 from satchel.daemon.upstream.simple import HTMLPageParser, file_project, validate_filename
 
 __all__ = [

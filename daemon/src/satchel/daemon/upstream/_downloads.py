@@ -13,7 +13,7 @@ from deciding what to request:
   it stopped, and bytes already delivered are skipped if the index ignores the range (or after a
   restart). The consumer sees one stream.
 
-Whether the index is reachable at all is `satchel.daemon.upstream.breaker`'s business: a transport
+Whether the index is reachable at all is `satchel.daemon.upstream._breaker`'s business: a transport
 failure while (re)opening surfaces here as `ConnectFailure`, for the caller to hand to the
 breaker.
 """
@@ -34,7 +34,7 @@ import trio
 
 from satchel.daemon.errors import HostileInput, UpstreamError
 from satchel.daemon.settings.credentials import redact
-from satchel.daemon.upstream.breaker import (
+from satchel.daemon.upstream._breaker import (
     ConnectFailure,
     Retries,
     ServerError,

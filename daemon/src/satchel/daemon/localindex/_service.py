@@ -19,7 +19,7 @@ comes from the metadb, lists only files whose bytes are in the store, and says s
 
 File URLs contain the sha256, so a URL's bytes never change: files are served with long-lived
 immutable caching, and a file already in the store is answered without consulting any index,
-but held to its project's binding as pages are (`satchel.daemon.localindex.binding`: 403).
+but held to its project's binding as pages are (`satchel.daemon.localindex._binding`: 403).
 """
 
 from __future__ import annotations
@@ -56,10 +56,10 @@ from satchel.daemon.errors import (
     UpstreamError,
 )
 from satchel.daemon.indexes.catalog import Session, metadata_from_file
-from satchel.daemon.localindex.auth import check_basic_auth
-from satchel.daemon.localindex.binding import stored_file_refusal
-from satchel.daemon.localindex.http import FileBody, Request, Response, byte_range
-from satchel.daemon.localindex.pages import (
+from satchel.daemon.localindex._auth import check_basic_auth
+from satchel.daemon.localindex._binding import stored_file_refusal
+from satchel.daemon.localindex._http import FileBody, Request, Response, byte_range
+from satchel.daemon.localindex._pages import (
     HTML_V1,
     JSON_V1,
     TEXT_HTML,

@@ -115,7 +115,7 @@ async def parse_in_child(
     request = msgspec.msgpack.encode(
         Request(index, project, url, logging.getLogger().getEffectiveLevel())
     )
-    command = [sys.executable, "-m", "satchel.daemon.upstream.pageprocess"]
+    command = [sys.executable, "-m", "satchel.daemon.upstream._pageprocess"]
     files: list[FileEntry] = []
     outcome: Done | Failed | None = None
     process = await trio.lowlevel.open_process(
