@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import resource
 from pathlib import Path
 
 import pytest
 import trio
 
 from satchel.daemon.errors import ConfigError
+from satchel.daemon.settings import liveconfig
 from satchel.daemon.settings.config import (
     Config,
     IndexConfig,
@@ -136,7 +140,7 @@ class _Signal:
         self._event.set()
 
     async def next(self) -> object:
-        with trio.fail_after(5):
+        with trio.fail_after(60):  # a hang guard, not a measurement
             await self._event.wait()
         self._event = trio.Event()
         return self.values[-1]
@@ -156,6 +160,42 @@ async def test_live_reload_picks_up_edits(tmp_path: Path) -> None:
     assert [i.name for i in new.indexes] == ["b"]
     assert live.config == new
     assert live.error is None
+
+
+async def test_a_watch_the_os_refuses_is_retried_and_no_edit_is_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Out of descriptors (a flood of idle clients at start-up, issue 11.7), the OS refuses the
+    watch: the daemon keeps its configuration and watches again later (it once died of it), and
+    an edit made while there was no watch is picked up by the next one."""
+    monkeypatch.setattr(liveconfig, "WATCH_RETRY_FIRST", 0.05)
+    path = tmp_path / "config.toml"
+    path.write_text('[[index]]\nname = "a"\nurl = "http://127.0.0.1/a/"\n')
+    changes = _Signal()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    hoard: list[int] = []
+    async with trio.open_nursery() as nursery:
+        live = LiveConfig(path)
+        # Every descriptor taken: the watch cannot get its inotify one.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 8, hard))
+        try:
+            with contextlib.suppress(OSError):
+                while True:
+                    hoard.append(os.open(os.devnull, os.O_RDONLY))
+            await nursery.start(live.watch, changes)
+            with trio.fail_after(60):  # a hang guard
+                while "cannot watch" not in caplog.text:  # noqa: ASYNC110 (a log line)
+                    await trio.sleep(0.01)
+        finally:
+            for fd in hoard:
+                os.close(fd)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        save_config(path, Config(indexes=(IndexConfig(name="b", url="http://127.0.0.1/b/"),)))
+        new = await changes.next()
+        nursery.cancel_scope.cancel()
+    assert isinstance(new, Config)
+    assert [i.name for i in new.indexes] == ["b"]
+    assert "Too many open files" in caplog.text
 
 
 async def test_broken_edit_keeps_last_good_config_and_reports_the_line(tmp_path: Path) -> None:

@@ -53,6 +53,34 @@ def _wait_for_log(daemon: DaemonProcess, pattern: str) -> re.Match[str]:
         time.sleep(0.05)
 
 
+def _ping_once_free(owner: ClientEnv) -> object:
+    """A ping, retried while the daemon is still closing its side of the departed clients: a
+    connection it accepts while still short of descriptors may be dropped (reset), and the
+    client's next attempt is answered."""
+    deadline = time.monotonic() + 60  # a hang guard, not a measurement
+    while True:
+        try:
+            return call(str(owner.socket), "ping", timeout=60)
+        except (ConnectionResetError, BrokenPipeError):
+            assert time.monotonic() < deadline, "the daemon never answered again"
+            time.sleep(0.05)
+
+
+def _episodes_closed(daemon: DaemonProcess) -> str:
+    """The log once every episode of the Unix socket's listener ("socket: cannot accept") has
+    its "socket: accepting connections again" (on a loaded machine a second, short episode may
+    still be closing when the first recovery is logged)."""
+    deadline = time.monotonic() + 60  # a hang guard, not a measurement
+    while True:
+        log = daemon.stderr()
+        started = log.count("socket: cannot accept new connections")
+        ended = len(re.findall(r"socket: accepting connections again after \d+ failed", log))
+        if started == ended:
+            return log
+        assert time.monotonic() < deadline, f"an episode never ended:\n{log}"
+        time.sleep(0.05)
+
+
 def _index(owner: ClientEnv, daemon: DaemonProcess) -> tuple[int, str]:
     """The local index's port and token, from the daemon's own `localindex.info`."""
     _wait_for_log(daemon, r"local index serving on")
@@ -189,12 +217,12 @@ def test_out_of_descriptors_is_logged_once_and_the_daemon_recovers(owner: Client
         log_so_far = daemon.stderr()
         for conn in idle:
             conn.close()
-        assert call(str(owner.socket), "ping", timeout=60) is not None
-        _wait_for_log(daemon, r"accepting connections again after \d+ failed attempts")
-        log = daemon.stderr()
+        assert _ping_once_free(owner) is not None
+        _wait_for_log(daemon, r"socket: accepting connections again after \d+ failed attempts")
+        log = _episodes_closed(daemon)
     # One error per episode, never one per retry: the first says it, and a later one only
     # after an accept worked in between (a descriptor the daemon itself closed for a moment).
-    assert log_so_far.count("run out of file descriptors") >= 1
-    episodes = log.count("run out of file descriptors")
-    assert episodes == len(re.findall(r"accepting connections again after \d+ failed", log))
+    # Counted for the Unix socket's listener: the local index's may have an episode of its own,
+    # which ends at its next client.
+    assert log_so_far.count("socket: cannot accept new connections") >= 1
     assert "limit 160" in log

@@ -7,6 +7,7 @@ Parsing and validation are `satchel.daemon.settings.config`'s.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,6 +20,12 @@ from satchel.daemon.settings.config import Config, OwnCheck, config_exists, load
 __all__ = ["LiveConfig", "watch_config"]
 
 _log = logging.getLogger(__name__)
+
+#: When the OS refuses a watch (out of descriptors or inotify watches), the next attempt comes
+#: after this, doubling up to the maximum: descriptors usually come back within a second, and a
+#: minute between attempts keeps a machine that stays out of them from a busy loop.
+WATCH_RETRY_FIRST = 1.0
+WATCH_RETRY_MAX = 60.0
 
 
 class LiveConfig:
@@ -47,6 +54,7 @@ class LiveConfig:
         #: Whether `config` came from the file (False: broken or missing since start).
         self.usable = False
         self._on_error = on_error
+        self._first_wakeup = True
         self.reload()
 
     def reload(self) -> bool:
@@ -102,30 +110,53 @@ class LiveConfig:
         def only_config(_change: watchfiles.Change, changed: str) -> bool:
             return str(Path(changed).resolve()) == target
 
-        watcher = watchfiles.awatch(
-            directory,
-            watch_filter=only_config,
-            debounce=debounce_ms,
-            step=20,
-            recursive=False,
-            yield_on_timeout=True,
-            rust_timeout=200,
-        )
         # Started at once, so the daemon's start-up never waits for the OS watch. An edit made
         # before the watch is registered is not lost: the first wake-up (an event, or the poll
         # timeout) reloads unconditionally.
         task_status.started(self)
-        first = True
-        async for changes in watcher:
-            if first:
-                first = False
-                changes = {(watchfiles.Change.modified, target)}
-            if not changes:
-                continue
-            if self.reload() and on_change is not None:
-                result = on_change(self.config)
-                if result is not None:
-                    await result
+        delay = WATCH_RETRY_FIRST
+        while True:
+            self._first_wakeup = True
+            watcher = watchfiles.awatch(
+                directory,
+                watch_filter=only_config,
+                debounce=debounce_ms,
+                step=20,
+                recursive=False,
+                yield_on_timeout=True,
+                rust_timeout=200,
+            )
+            async with contextlib.aclosing(watcher):
+                while True:
+                    try:
+                        changes = await anext(watcher)
+                    except Exception as exc:
+                        # No watch (out of descriptors or inotify watches; watchfiles' own
+                        # errors are not OSError): the daemon keeps its configuration and tries
+                        # again, and the next watch's first wake-up reloads the file, so an
+                        # edit made meanwhile is not lost.
+                        _log.warning(
+                            "cannot watch %s (%s); retrying in %g s", self.path, exc, delay
+                        )
+                        break
+                    delay = WATCH_RETRY_FIRST
+                    await self._changed(bool(changes), on_change)
+            await trio.sleep(delay)
+            delay = min(delay * 2, WATCH_RETRY_MAX)
+
+    async def _changed(
+        self, changed: bool, on_change: Callable[[Config], Awaitable[None] | None] | None
+    ) -> None:
+        """One wake-up of the watch (*changed*: the file was touched; else a poll timeout). The
+        first wake-up of a new watch reloads anyway: an edit made before it was in place is not
+        lost. A reload that changed the configuration calls *on_change*."""
+        first, self._first_wakeup = self._first_wakeup, False
+        if not changed and not first:
+            return
+        if self.reload() and on_change is not None:
+            result = on_change(self.config)
+            if result is not None:
+                await result
 
 
 async def watch_config(
