@@ -17,7 +17,8 @@ import trio
 import trio.testing
 
 from satchel.daemon.localindex import _http as http
-from satchel.daemon.localindex._http import FileBody, HttpServer, Request, Response, byte_range
+from satchel.daemon.localindex._http import HttpServer
+from satchel.daemon.localindex._messages import FileBody, Request, Response, byte_range
 from satchel.daemon.localindex._pages import (
     HTML_V1,
     JSON_V1,

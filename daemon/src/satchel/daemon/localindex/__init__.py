@@ -5,6 +5,7 @@ index URL; one stable loopback URL that works online and offline gives them Satc
 its index scoping. Modules, one job each:
 
 * `_http`: an HTTP/1.1 server on trio over h11 (limits, timeouts, keep-alive, file streaming);
+* `_messages`: the `Request` and `Response` it exchanges with the routes;
 * `_pages`: PEP 503/691 documents and content negotiation (pure);
 * `_auth`: the per-user token file and the basic-auth check;
 * `_peer`: the uid of a loopback peer, from the kernel (token-less access for the owner);

@@ -31,9 +31,9 @@ What a hostile or sloppy local peer meets, and why:
 * **Latency.** TCP_NODELAY on every connection (a response head and body are separate writes,
   and Nagle plus delayed ACKs would add ~40 ms to each small page).
 
-Application code sees `Request` and returns `Response`; file bodies are streamed from disk in
-worker threads (`FileBody`), so a multi-GB wheel never sits in memory and the event loop never
-blocks on a read.
+Application code sees `Request` and returns `Response` (`_messages`); file bodies are streamed
+from disk in worker threads (`FileBody`), so a multi-GB wheel never sits in memory and the event
+loop never blocks on a read.
 """
 
 from __future__ import annotations
@@ -43,16 +43,23 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from email.utils import formatdate
-from pathlib import Path
-from typing import BinaryIO, Literal, cast
+from typing import BinaryIO, cast
 
 import h11
 import trio
 
+from satchel.daemon.localindex._messages import (
+    Authorize,
+    FileBody,
+    Handler,
+    Identify,
+    Request,
+    Response,
+)
 from satchel.daemon.services.fdlimit import AcceptFailures
 
 __all__ = [
@@ -64,14 +71,7 @@ __all__ = [
     "MAX_HEAD_BYTES",
     "MAX_UNAUTHENTICATED",
     "SEND_TIMEOUT",
-    "Authorize",
-    "FileBody",
-    "Handler",
     "HttpServer",
-    "Identify",
-    "Request",
-    "Response",
-    "byte_range",
 ]
 
 log = logging.getLogger(__name__)
@@ -114,90 +114,6 @@ SENDFILE_CHUNK = 8 * 1024 * 1024
 _SENDFILE = getattr(os, "sendfile", None)
 _RECEIVE = 64 * 1024
 _ALLOWED_METHODS = (b"GET", b"HEAD")
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    #: The raw target, path and query (percent-encoded, as sent).
-    target: str
-    #: Lower-case header name -> value (repeated headers joined with ", ").
-    headers: dict[str, str]
-    #: Whether the kernel says the connection's peer runs as the server's own user (see
-    #: `HttpServer`'s *identify*; only asked for a first request without credentials).
-    peer_is_owner: bool = False
-
-    @property
-    def head(self) -> bool:
-        return self.method == "HEAD"
-
-    def header(self, name: str) -> str | None:
-        return self.headers.get(name)
-
-
-@dataclass(frozen=True)
-class FileBody:
-    """Bytes [offset, offset + length) of the file at *path*, sent from a worker thread."""
-
-    path: Path
-    offset: int
-    length: int
-
-
-@dataclass
-class Response:
-    status: int
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes | FileBody = b""
-    #: Close the connection after this response (errors that leave the stream in doubt).
-    close: bool = False
-
-    @property
-    def length(self) -> int:
-        return self.body.length if isinstance(self.body, FileBody) else len(self.body)
-
-
-Handler = Callable[[Request], Awaitable[Response]]
-#: Checks a request before any work: None lets it through, a `Response` refuses it (sent, then
-#: the connection is closed).
-Authorize = Callable[[Request], Response | None]
-#: Whether the peer of a connection (our address, the peer's address) runs as our own user.
-#: Blocking: called in a worker thread.
-Identify = Callable[[tuple[str, int], tuple[str, int]], bool]
-
-
-def byte_range(header: str | None, size: int) -> tuple[int, int] | Literal[False] | None:
-    """The ``Range`` a file request asks for, per RFC 9110 section 14.
-
-    Returns ``(start, end_exclusive)`` for one satisfiable byte range, None when the whole file
-    should be sent (no header, a syntax the server may ignore, or several ranges, which no
-    installer asks for), and False when the range cannot be satisfied (416).
-    """
-    if header is None:
-        return None
-    unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    first, dash, last = spec.strip().partition("-")
-    if not dash:
-        return None
-    first, last = first.strip(), last.strip()
-    if not (first.isdigit() or first == "") or not (last.isdigit() or last == ""):
-        return None
-    if first == "":
-        if last == "":
-            return None
-        suffix = int(last)
-        if suffix == 0 or size == 0:
-            return False
-        return (max(0, size - suffix), size)
-    start = int(first)
-    end = size - 1 if last == "" else min(int(last), size - 1)
-    if last != "" and int(last) < start:
-        return None  # invalid range-spec: ignore the header (RFC 9110 14.1.1)
-    if start >= size:
-        return False
-    return (start, end + 1)
 
 
 class _Date:

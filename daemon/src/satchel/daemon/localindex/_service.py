@@ -58,7 +58,7 @@ from satchel.daemon.errors import (
 from satchel.daemon.indexes.catalog import Session, metadata_from_file
 from satchel.daemon.localindex._auth import check_basic_auth
 from satchel.daemon.localindex._binding import stored_file_refusal
-from satchel.daemon.localindex._http import FileBody, Request, Response, byte_range
+from satchel.daemon.localindex._messages import FileBody, Request, Response, byte_range
 from satchel.daemon.localindex._pages import (
     HTML_V1,
     JSON_V1,

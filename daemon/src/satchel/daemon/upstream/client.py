@@ -67,7 +67,6 @@ from satchel.daemon.settings.credentials import (
     split_userinfo,
 )
 from satchel.daemon.storage.digests import Digests, checkable
-from satchel.daemon.storage.memory import release_free_memory
 from satchel.daemon.storage.model import FileEntry, ProjectPage
 from satchel.daemon.upstream._breaker import (
     Breaker,
@@ -89,13 +88,11 @@ from satchel.daemon.upstream._localfiles import (
     scan_directory,
     wheel_metadata,
 )
-from satchel.daemon.upstream._pageprocess import parse_in_child
+from satchel.daemon.upstream._pagebody import HTML_V1, JSON_V1, read_page
 from satchel.daemon.upstream.limits import Limits
 from satchel.daemon.upstream.remotezip import Ranged, RangesUnsupported, parse_content_range
 from satchel.daemon.upstream.simple import (
-    HTMLPageParser,
     file_project,
-    parse_json_page,
     validate_filename,
 )
 
@@ -103,8 +100,6 @@ __all__ = ["ACCEPT", "FileDownload", "IndexState", "Upstream"]
 
 _T = TypeVar("_T")
 
-JSON_V1 = "application/vnd.pypi.simple.v1+json"
-HTML_V1 = "application/vnd.pypi.simple.v1+html"
 #: PEP 691 negotiation: JSON preferred, the versioned HTML next, legacy HTML last.
 ACCEPT = f"{JSON_V1}, {HTML_V1};q=0.2, text/html;q=0.01"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -122,18 +117,6 @@ def _max_age(cache_control: str | None) -> int | None:
         if name == "max-age" and value.strip().isdigit():
             return int(value)
     return None
-
-
-def _media_type(content_type: str | None) -> tuple[str, str]:
-    if not content_type:
-        return "", "utf-8"
-    media, *params = (p.strip() for p in content_type.split(";"))
-    charset = "utf-8"
-    for param in params:
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "charset" and value:
-            charset = value.strip().strip('"')
-    return media.lower(), charset
 
 
 class Upstream:
@@ -277,7 +260,7 @@ class Upstream:
                         max_age=_max_age(response.headers.get("Cache-Control")),
                     )
                 check_status(response, what)
-                page = await self._read_page(response, index, project, final_url, what)
+                page = await read_page(response, index, project, final_url, what, self.limits)
             return msgspec.structs.replace(
                 page,
                 fetched_at=self._clock(),
@@ -572,43 +555,6 @@ class Upstream:
                 parts.extend(decoder.decode(raw))
             return b"".join(parts)
 
-    async def _read_page(
-        self, response: httpx.Response, index: IndexConfig, project: str | None, url: str, what: str
-    ) -> ProjectPage:
-        media, charset = _media_type(response.headers.get("Content-Type"))
-        decoder = Decoder(
-            response.headers.get("Content-Encoding", ""), self.limits.max_page_bytes, what
-        )
-        if media in (JSON_V1, "application/json") and project is not None:
-            # One growing buffer (not a list of chunks joined at the end: that held the page
-            # twice), parsed in a worker thread; a page that grows past `_CHILD_ABOVE` streams
-            # on into a child process that parses it (issue 11.6: `pageprocess`).
-            body = bytearray()
-            raws = response.aiter_raw(CHUNK)
-            async for raw in raws:
-                for piece in decoder.decode(raw):
-                    body += piece
-                if len(body) > _CHILD_ABOVE:
-                    return await parse_in_child(
-                        bytes(body),
-                        _pieces(raws, decoder),
-                        index=index.name,
-                        project=project,
-                        url=url,
-                    )
-            return await trio.to_thread.run_sync(_parse_json_body, body, index.name, project, url)
-        if media not in (HTML_V1, "text/html"):
-            raise UpstreamError(f"{what}: unexpected content type {media[:60]!r}")
-        parser = HTMLPageParser(index=index.name, project=project, url=url, encoding=charset)
-        async for raw in response.aiter_raw(CHUNK):
-            # Each chunk is parsed in a worker thread too: a large legacy page must not hold
-            # the event loop either, and its anchors are parsed as they arrive.
-            await trio.to_thread.run_sync(_feed, parser, decoder.decode(raw))
-        page = await trio.to_thread.run_sync(parser.result)
-        if decoder.total > _TRIM_AFTER:
-            await trio.to_thread.run_sync(release_free_memory)
-        return page
-
     # -- file:// and find-links -----------------------------------------------------------------
 
     async def _find_links_page(
@@ -643,7 +589,7 @@ class Upstream:
                 headers = {"Accept": "text/html", "Accept-Encoding": "gzip"}
                 async with self._get(index, url, headers, what) as (response, final_url):
                     check_status(response, what)
-                    return await self._read_page(response, index, None, final_url, what)
+                    return await read_page(response, index, None, final_url, what, self.limits)
 
             page = await self._retrying(index, what, attempt, background=probe)
         self._links[index.name] = (self._clock(), page)
@@ -653,36 +599,3 @@ class Upstream:
 @asynccontextmanager
 async def _nothing() -> AsyncIterator[None]:
     yield
-
-
-#: A page body above this size is followed by `release_free_memory`: parsing it churned tens of
-#: MB through malloc, which glibc would otherwise keep mapped (issue 11.6). Below it the trim
-#: is not worth its cost (it walks the heap).
-_TRIM_AFTER = 4 * 2**20
-
-
-def _parse_json_body(body: bytearray, index: str, project: str, url: str) -> ProjectPage:
-    """`parse_json_page` in a worker thread; then the body is freed and free memory returned."""
-    try:
-        return parse_json_page(body, index=index, project=project, url=url)
-    finally:
-        size = len(body)
-        body.clear()
-        if size > _TRIM_AFTER:
-            release_free_memory()
-
-
-#: A JSON page body above this size is parsed in a child process (`pageprocess`), below it in
-#: a worker thread: starting the child costs ~0.1 s, which a page of a few MB (parsed in a
-#: fraction of a second, with a few MB of garbage) is not worth.
-_CHILD_ABOVE = 4 * 2**20
-
-
-async def _pieces(raws: AsyncIterator[bytes], decoder: Decoder) -> AsyncIterator[list[bytes]]:
-    async for raw in raws:
-        yield decoder.decode(raw)
-
-
-def _feed(parser: HTMLPageParser, pieces: list[bytes]) -> None:
-    for piece in pieces:
-        parser.feed_bytes(piece)
