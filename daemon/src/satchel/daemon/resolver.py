@@ -61,6 +61,7 @@ from satchel.daemon.candidates import (
     specifier,
 )
 from satchel.daemon.errors import ResolutionImpossible
+from satchel.daemon.fastpath import resolve_straight
 from satchel.daemon.memory import long_lived_burst, settles_long_lived
 from satchel.daemon.model import FileEntry, ProjectPage
 from satchel.daemon.scope import ScopedPages
@@ -583,7 +584,13 @@ def resolve(
     reporter = _Reporter()
     resolver: resolvelib.Resolver[_Req, _Candidate, str] = resolvelib.Resolver(provider, reporter)
     try:
-        result = resolver.resolve(roots, max_rounds=MAX_ROUNDS)
+        # Without a conflict, resolvelib's own choices in linear time (`fastpath`); with one,
+        # resolvelib from the start.
+        result: Any = resolve_straight(provider, roots, first=PYTHON, preference=_preference)
+        if result is not None:
+            reporter.rounds = result.rounds
+        else:
+            result = resolver.resolve(roots, max_rounds=MAX_ROUNDS)
     except resolvelib.ResolutionImpossible as exc:
         explained = explain.impossible(exc.causes, provider)
         raise policy.explain(provider.excluded, explained) from None
