@@ -61,6 +61,7 @@ from satchel.daemon.errors import (
 )
 from satchel.daemon.metadb import MetaDB
 from satchel.daemon.model import FileEntry, Origin, ProjectPage
+from satchel.daemon.offlinescope import OfflineScopes
 from satchel.daemon.origins import Binding, Origins, index_identity, judge
 from satchel.daemon.remotezip import RangesUnsupported, read_wheel_metadata
 from satchel.daemon.scope import ScopedPages, Strategy, select_pages
@@ -112,6 +113,8 @@ class Catalog:
             nursery, name="page"
         )
         self._metadata: SingleFlight[str, bytes] = SingleFlight(nursery, name="metadata")
+        #: Offline scopes of earlier requests, while their inputs stand (`offlinescope`).
+        self.offline_scopes = OfflineScopes(store)
         #: (index, project) -> why a fresh page was not stored (`degrades`); read by sessions
         #: for their notes, cleared when a page that may replace the stored one arrives.
         self.kept: dict[tuple[str, str], str] = {}
@@ -599,7 +602,18 @@ class Session:
         found = self._scoped.get(project)
         if found is not None:
             return found
-        scoped = self._offline_scope(project, self.catalog.metadb.pages_for_project(project))
+        kept = self.catalog.offline_scopes
+        generation = self.catalog.metadb.generation  # read before the pages it vouches for
+        hit = kept.get(project, self.config, self.strategy, generation)
+        if hit is not None:
+            scoped, held = hit
+            if held is not None:
+                self.bound[project] = held
+        else:
+            scoped = self._offline_scope(project, self.catalog.metadb.pages_for_project(project))
+            kept.put(
+                project, self.config, self.strategy, generation, scoped, self.bound.get(project)
+            )
         self._scoped[project] = scoped
         return scoped
 
