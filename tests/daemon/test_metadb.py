@@ -12,15 +12,8 @@ import trio
 
 from satchel.daemon.errors import DiskFull, SatchelError
 from satchel.daemon.storage import metadb
-from satchel.daemon.storage.metadb import (
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    BuiltWheel,
-    CacheStats,
-    IndexStats,
-    MetaDB,
-    PageKey,
-)
+from satchel.daemon.storage._schema import MIGRATIONS, SCHEMA_VERSION
+from satchel.daemon.storage.metadb import BuiltWheel, CacheStats, IndexStats, MetaDB, PageKey
 from satchel.daemon.storage.model import FileEntry, Origin, ProjectPage
 from tests.support.tmpfs import small_tmpfs
 

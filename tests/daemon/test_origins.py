@@ -15,7 +15,8 @@ import pytest
 from satchel.daemon.indexes.catalog import degrades
 from satchel.daemon.indexes.origins import Binding, How, Origins, Verdict, index_identity, judge
 from satchel.daemon.resolver.scope import ScopedPages, Strategy, select_pages
-from satchel.daemon.storage.metadb import SCHEMA_VERSION, MetaDB
+from satchel.daemon.storage._schema import SCHEMA_VERSION
+from satchel.daemon.storage.metadb import MetaDB
 from satchel.daemon.storage.model import FileEntry, ProjectPage
 
 

@@ -19,20 +19,24 @@ A `Session` is one request's view: one configuration snapshot, one online/offlin
 (automatic when every index is unreachable, and reported), and a memo so a page is fetched at
 most once per request. Pages of likely dependencies, and the cheap metadata (PEP 658, or byte
 ranges from a host that serves them) of each one's likely candidate, are fetched ahead of the
-resolver (`warm`, `aim`), so a resolve waits on the network roughly once per dependency level,
-not once per project.
+resolver (`follow`, `aim`), so a resolve waits on the network roughly once per dependency level,
+not once per project. Only what the resolution can use is fetched ahead: dependencies whose
+marker holds on the target, of the extras asked for, at the newest version the requirements
+seen so far allow (each other request is a round trip on a remote index: issue 15).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import msgspec
 import trio
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
@@ -43,6 +47,7 @@ from satchel.daemon.errors import (
     NotFound,
     SatchelError,
 )
+from satchel.daemon.indexes._offlinescope import OfflineScopes
 from satchel.daemon.indexes.origins import Binding, Origins, index_identity, judge
 from satchel.daemon.resolver.buildpolicy import BuildPolicy, Formats
 from satchel.daemon.resolver.candidates import (
@@ -108,6 +113,8 @@ class Catalog:
             nursery, name="page"
         )
         self._metadata: SingleFlight[str, bytes] = SingleFlight(nursery, name="metadata")
+        #: Offline scopes of earlier requests, while their inputs stand (`offlinescope`).
+        self.offline_scopes = OfflineScopes(store)
         #: (index, project) -> why a fresh page was not stored (`degrades`); read by sessions
         #: for their notes, cleared when a page that may replace the stored one arrives.
         self.kept: dict[tuple[str, str], str] = {}
@@ -497,6 +504,17 @@ class Session:
     #: The target's tag ranks and Python version, once `aim` was called: the look-ahead then
     #: also fetches the core metadata of each project's likely candidate.
     _aim: tuple[dict[str, int], Version] | None = None
+    #: The target's environment markers, once `aim` was called: the look-ahead follows only
+    #: the dependencies whose marker holds there.
+    _markers: dict[str, str] | None = None
+    #: Project -> the extras some requirement seen by the look-ahead asks of it.
+    _extras: dict[str, set[str]] = field(default_factory=dict)
+    #: Project -> every specifier seen by the look-ahead for it, intersected (the likely
+    #: candidate is the newest version they allow).
+    _specs: dict[str, SpecifierSet] = field(default_factory=dict)
+    #: Project -> the dependencies listed by the last metadata of it read in this session, for
+    #: an extra asked of it later (`follow`).
+    _requires: dict[str, tuple[Requirement, ...]] = field(default_factory=dict)
 
     def aim(self, target: Target) -> None:
         """Let the look-ahead fetch metadata for *target*'s likely candidates, not just pages.
@@ -508,6 +526,7 @@ class Session:
         turns out wrong (a requirement excludes the newest version) costs one small request.
         """
         self._aim = (target.tag_ranks(), Version(target.python_full_version))
+        self._markers = dict(target.markers)
 
     @property
     def indexes(self) -> tuple[IndexConfig, ...]:
@@ -583,7 +602,18 @@ class Session:
         found = self._scoped.get(project)
         if found is not None:
             return found
-        scoped = self._offline_scope(project, self.catalog.metadb.pages_for_project(project))
+        kept = self.catalog.offline_scopes
+        generation = self.catalog.metadb.generation  # read before the pages it vouches for
+        hit = kept.get(project, self.config, self.strategy, generation)
+        if hit is not None:
+            scoped, held = hit
+            if held is not None:
+                self.bound[project] = held
+        else:
+            scoped = self._offline_scope(project, self.catalog.metadb.pages_for_project(project))
+            kept.put(
+                project, self.config, self.strategy, generation, scoped, self.bound.get(project)
+            )
         self._scoped[project] = scoped
         return scoped
 
@@ -747,13 +777,49 @@ class Session:
     # -- look-ahead ---------------------------------------------------------------------------
 
     def _warm_dependencies(self, data: bytes, file: FileEntry) -> None:
-        """Start fetching the pages of *file*'s dependencies before the resolver asks."""
+        """Start fetching the pages of *file*'s dependencies before the resolver asks: those
+        the resolution can use on the aimed target (`follow`)."""
+        if self._markers is None:
+            return  # no target: nothing to evaluate markers against, so nothing is guessed
         try:
             meta = parse_core_metadata(data, sdist=not file.is_wheel, where=file.filename)
         except SatchelError:
             return
-        for requirement in meta.requires_dist:
-            self.warm(requirement.name)
+        self._requires[meta.name] = meta.requires_dist
+        self._follow(meta.requires_dist, ("", *sorted(self._extras.get(meta.name, ()))))
+
+    def _follow(self, requires: tuple[Requirement, ...], extras: Iterable[str]) -> None:
+        """Look ahead for each of *requires* whose marker holds under one of *extras* ("" for
+        the dependencies of no extra); the others could only cost requests (issue 15)."""
+        markers = self._markers
+        assert markers is not None
+        wanted = tuple(extras)
+        for requirement in requires:
+            marker = requirement.marker
+            if marker is None or any(
+                marker.evaluate({**markers, "extra": extra}) for extra in wanted
+            ):
+                self.follow(requirement)
+
+    def follow(self, requirement: Requirement) -> None:
+        """Look ahead for *requirement* (a root, or a dependency whose marker holds): its
+        project's page, the metadata of the newest version its specifiers allow, and the
+        dependencies of that version and of the extras *requirement* asks for."""
+        if self.offline or self._markers is None:
+            return
+        project = canonicalize_name(requirement.name)
+        seen = self._specs.get(project)
+        self._specs[project] = (
+            requirement.specifier if seen is None else seen & requirement.specifier
+        )
+        asked = {canonicalize_name(extra) for extra in requirement.extras}
+        known = self._extras.setdefault(project, set())
+        new = asked - known
+        known |= new
+        requires = self._requires.get(project)
+        if new and requires is not None:  # its metadata came already: follow the new extras
+            self._follow(requires, sorted(new))
+        self.warm(project)
 
     def warm(self, project: str) -> None:
         project = canonicalize_name(project)
@@ -786,6 +852,7 @@ class Session:
                 ranks,
                 python,
                 self.catalog.upstream.ranges_served,
+                self._specs.get(project),
             )
             if likely is None:
                 return
@@ -801,17 +868,22 @@ def likely_candidate(
     ranks: dict[str, int],
     python: Version,
     ranged: Callable[[str], bool] = lambda _url: False,
+    allowed: SpecifierSet | None = None,
 ) -> tuple[ProjectPage, FileEntry] | None:
     """The (page, wheel) a resolver most likely pins for *project*, if its metadata is cheap.
 
-    The newest non-prerelease version with a wheel for the target (what resolvelib tries first
-    when nothing constrains it). Only wheels whose metadata is cheap qualify: a PEP 658 file, or
-    byte ranges from a host that served them already (*ranged*, by file URL: a wrong guess
-    then costs a range read of some KiB). Otherwise the metadata is inside the file, and a
-    look-ahead must not download whole distributions on a guess.
+    The newest non-prerelease version with a wheel for the target that the *allowed*
+    specifiers (of the requirements seen so far) accept: what resolvelib tries first. Only
+    wheels whose metadata is cheap qualify: a PEP 658 file, or byte ranges from a host that
+    served them already (*ranged*, by file URL: a wrong guess then costs a range read of some
+    KiB). Otherwise the metadata is inside the file, and a look-ahead must not download whole
+    distributions on a guess.
     """
     files = ProjectFiles(project, pages, ranks, python, allow_sdists=False)
-    versions = [v for v in files.versions if not v.is_prerelease] or files.versions
+    candidates = files.versions
+    if allowed is not None:
+        candidates = list(allowed.filter(candidates, prereleases=True))
+    versions = [v for v in candidates if not v.is_prerelease] or candidates
     for version in versions[:3]:
         choice = files.choose(version, allow_yanked=False)
         if choice is not None:

@@ -270,7 +270,8 @@ async def resolve_request(
         raise NotFound("nothing to resolve: the inputs list no requirements for this target")
     session.aim(target)
     for root in roots:
-        session.warm(root.name)
+        if root.marker is None or root.marker.evaluate({**target.markers, "extra": ""}):
+            session.follow(root)
     resolution = await trio.to_thread.run_sync(
         functools.partial(
             resolve,

@@ -1,6 +1,7 @@
 """Requirements to pinned files: pure and synchronous, behind the `provider.MetadataSource` seam.
 
-`provider` (resolvelib's provider and `resolve`), `candidates` (the file chosen per version,
+`provider` (resolvelib's provider and `resolve`), `_fastpath` (a conflict-free resolve in linear
+time, resolvelib's own choices), `candidates` (the file chosen per version,
 metadata parsing), `_explain` (conflict messages), `target` (interpreters, tags, markers),
 `scope` (which indexes a project may come from), `buildpolicy` (``--no-build``,
 ``--only-binary``), `coremetadata` (METADATA of a stored file), `reqfiles`, `pylock` (PEP 751),

@@ -51,6 +51,7 @@ from resolvelib.structs import RequirementInformation
 
 from satchel.daemon.errors import ResolutionImpossible
 from satchel.daemon.resolver import _explain as explain
+from satchel.daemon.resolver._fastpath import resolve_straight
 from satchel.daemon.resolver.buildpolicy import BuildPolicy
 from satchel.daemon.resolver.candidates import (
     CoreMetadata,
@@ -583,7 +584,13 @@ def resolve(
     reporter = _Reporter()
     resolver: resolvelib.Resolver[_Req, _Candidate, str] = resolvelib.Resolver(provider, reporter)
     try:
-        result = resolver.resolve(roots, max_rounds=MAX_ROUNDS)
+        # Without a conflict, resolvelib's own choices in linear time (`fastpath`); with one,
+        # resolvelib from the start.
+        result: Any = resolve_straight(provider, roots, first=PYTHON, preference=_preference)
+        if result is not None:
+            reporter.rounds = result.rounds
+        else:
+            result = resolver.resolve(roots, max_rounds=MAX_ROUNDS)
     except resolvelib.ResolutionImpossible as exc:
         explained = explain.impossible(exc.causes, provider)
         raise policy.explain(provider.excluded, explained) from None
@@ -624,15 +631,22 @@ def _pins(result: Any, provider: _Provider, target: Target, skipped: list[Skippe
     extras: dict[str, set[str]] = {}
     dependents: dict[str, set[str]] = {}
     requested: set[str] = set()
+    #: A parent is described once, not once per dependency (str(Version) is slow, and a large
+    #: set has ~8 dependents per pin).
+    described: dict[_Candidate, str] = {}
     for ident, candidate in mapping.items():
         if candidate.name == PYTHON:
             continue
         extras.setdefault(candidate.name, set()).update(candidate.extras)
         for info in result.criteria[ident].information:
-            if info.parent is None:
+            parent = info.parent
+            if parent is None:
                 requested.add(candidate.name)
-            elif info.parent.name != candidate.name:  # name[x] -> name is not a dependent
-                dependents.setdefault(candidate.name, set()).add(_describe_parent(info.parent))
+            elif parent.name != candidate.name:  # name[x] -> name is not a dependent
+                label = described.get(parent)
+                if label is None:
+                    label = described[parent] = _describe_parent(parent)
+                dependents.setdefault(candidate.name, set()).add(label)
     for name in requested:
         dependents.setdefault(name, set()).add("(requested)")
     pins: list[Pin] = []

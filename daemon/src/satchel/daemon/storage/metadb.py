@@ -136,6 +136,9 @@ class MetaDB:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         #: Reentrant so that writes inside `batch` join its transaction.
         self._lock = threading.RLock()
+        #: Moves on at every write transaction: what was derived from reads at one generation
+        #: holds while it stands (`satchel.daemon.indexes._offlinescope`).
+        self.generation = 0
         try:
             self._conn = sqlite3.connect(
                 self.path,
@@ -200,6 +203,7 @@ class MetaDB:
     def _write(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
         """One write transaction; *durable* commits with ``synchronous=FULL``."""
         with self._lock:
+            self.generation += 1
             if self._conn.in_transaction:  # inside `batch` (we hold the lock): join it
                 yield self._conn
                 return
