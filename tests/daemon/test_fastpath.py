@@ -78,6 +78,19 @@ def test_random_worlds_resolve_alike_with_and_without_the_fast_path(
     assert straight > 0, f"seed base {base}: no world resolved at all"
 
 
+@pytest.mark.parametrize("seed", [105858, 134795, 134797, 134803])
+def test_worlds_resolvelib_alone_failed_on_are_answered(tmp_path: Path, seed: int) -> None:
+    """Worlds the random test found where resolvelib itself broke, with no fast path: a cycle of
+    projects the root no longer reached recursed until RecursionError (its result builder,
+    `satchel.daemon.resolver._resolvelib`), and backjumping asked for a project nothing required
+    any more (IndexError in the provider). Each now gets an answer: pins or a resolution error."""
+    index, roots = _world(tmp_path, seed)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(resolver, "resolve_straight", lambda *_a, **_k: None)
+        answer = _answer(index, roots)
+    assert isinstance(answer, tuple)
+
+
 def test_a_resolve_without_conflict_never_reaches_resolvelib(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -51,6 +51,7 @@ from resolvelib.structs import RequirementInformation
 
 from satchel.daemon.errors import ResolutionImpossible
 from satchel.daemon.resolver import _explain as explain
+from satchel.daemon.resolver import _resolvelib
 from satchel.daemon.resolver._fastpath import resolve_straight
 from satchel.daemon.resolver.buildpolicy import BuildPolicy
 from satchel.daemon.resolver.candidates import (
@@ -75,6 +76,8 @@ __all__ = [
     "Skipped",
     "resolve",
 ]
+
+_resolvelib.patch()  # cycle-safe result building (see `_resolvelib`)
 
 log = logging.getLogger(__name__)
 
@@ -389,6 +392,10 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
         if identifier == PYTHON:
             ok = all(r.specifier.contains(self.python, prereleases=True) for r in reqs)
             return [_Candidate(PYTHON, self.python)] if ok and self.python not in bad else []
+        if not reqs:
+            # Backjumping re-asks for a project whose every requirement went with the versions
+            # it undid: nothing asks for it now, so nothing matches (pip's answer too).
+            return []
         name = reqs[0].name
         extras = reqs[0].extras
         spec = SpecifierSet()
