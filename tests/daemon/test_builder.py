@@ -22,7 +22,7 @@ import pytest
 import trio
 
 from satchel.daemon.errors import BuildError
-from satchel.daemon.indexes.catalog import Session
+from satchel.daemon.indexes.session import Session
 from satchel.daemon.process.app import run_runtime
 from satchel.daemon.requests.builder import NotBuilt, interpreter_key, sdist_metadata, wheel_for
 from satchel.daemon.requests.resolution import Inputs, read_inputs, resolve_request

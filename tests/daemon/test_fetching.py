@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from satchel.daemon.errors import HashMismatch, NotCached
-from satchel.daemon.indexes.catalog import Session
+from satchel.daemon.indexes.session import Session
 from satchel.daemon.requests.resolution import fetch_files
 from satchel.daemon.settings.config import IndexConfig
 from satchel.daemon.storage.model import FileEntry

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from satchel.daemon.indexes.catalog import Session
+from satchel.daemon.indexes.session import Session
 from satchel.daemon.requests.runtime import Runtime
 from satchel.daemon.storage.model import FileEntry
 from tests.support.index_server import IndexServer

@@ -42,8 +42,8 @@ from satchel.daemon.errors import (
     OriginChanged,
     SatchelError,
 )
-from satchel.daemon.indexes.catalog import Session
 from satchel.daemon.indexes.origins import Binding, How, Verdict, index_identity
+from satchel.daemon.indexes.session import Session
 from satchel.daemon.resolver.pylock import Lock, LockedPackage
 from satchel.daemon.resolver.reqfiles import RequirementsFileError
 from satchel.daemon.resolver.scope import Strategy

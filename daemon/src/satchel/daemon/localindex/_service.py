@@ -55,7 +55,8 @@ from satchel.daemon.errors import (
     SatchelError,
     UpstreamError,
 )
-from satchel.daemon.indexes.catalog import Session, metadata_from_file
+from satchel.daemon.indexes.catalog import metadata_from_file
+from satchel.daemon.indexes.session import Session
 from satchel.daemon.localindex._auth import check_basic_auth
 from satchel.daemon.localindex._binding import stored_file_refusal
 from satchel.daemon.localindex._messages import FileBody, Request, Response, byte_range

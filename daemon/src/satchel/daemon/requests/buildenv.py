@@ -17,7 +17,7 @@ import trio
 from packaging.requirements import InvalidRequirement, Requirement
 
 from satchel.daemon.errors import BuildError, SatchelError
-from satchel.daemon.indexes.catalog import Session
+from satchel.daemon.indexes.session import Session
 from satchel.daemon.installing.installer import Scheme
 from satchel.daemon.requests.builder import sdist_metadata
 from satchel.daemon.requests.environments import install_files

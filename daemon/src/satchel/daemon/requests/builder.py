@@ -57,7 +57,8 @@ from packaging.utils import (
 from pyproject_hooks import BuildBackendHookCaller
 
 from satchel.daemon.errors import BuildError, NotCached, SatchelError
-from satchel.daemon.indexes.catalog import Session, metadata_from_file
+from satchel.daemon.indexes.catalog import metadata_from_file
+from satchel.daemon.indexes.session import Session
 from satchel.daemon.installing.childenv import scrubbed_environ
 from satchel.daemon.installing.installer import Scheme
 from satchel.daemon.installing.venv import create_venv

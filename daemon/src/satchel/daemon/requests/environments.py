@@ -29,8 +29,8 @@ from pathlib import Path
 import trio
 
 from satchel.daemon.errors import InstallError
-from satchel.daemon.indexes.catalog import Session
 from satchel.daemon.indexes.lockorigins import locked_files
+from satchel.daemon.indexes.session import Session
 from satchel.daemon.installing.installer import (
     InstallItem,
     InstallReport,

@@ -27,8 +27,8 @@ import msgspec
 import trio
 
 from satchel.daemon.errors import SatchelError
-from satchel.daemon.indexes.catalog import Session
 from satchel.daemon.indexes.lockorigins import locked_files
+from satchel.daemon.indexes.session import Session
 from satchel.daemon.requests.builder import build_sdists, cached_wheel, not_built
 from satchel.daemon.requests.resolution import (
     Inputs,

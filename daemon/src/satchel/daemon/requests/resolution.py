@@ -29,7 +29,7 @@ from packaging import tags as packaging_tags
 from packaging.requirements import Requirement
 
 from satchel.daemon.errors import InvalidParams, NotCached, NotFound, SatchelError
-from satchel.daemon.indexes.catalog import Catalog, Session
+from satchel.daemon.indexes.session import Session, Shared
 from satchel.daemon.requests.builder import sdist_metadata
 from satchel.daemon.requests.runtime import Runtime
 from satchel.daemon.resolver import pylock
@@ -364,7 +364,7 @@ def pinned_files(session: Session, pins: Iterable[Pin]) -> list[tuple[IndexConfi
     return out
 
 
-def require_present(catalog: Catalog, files: Sequence[tuple[IndexConfig, str, FileEntry]]) -> None:
+def require_present(catalog: Shared, files: Sequence[tuple[IndexConfig, str, FileEntry]]) -> None:
     """Offline, a batch can only be confirmed: every file must already be stored."""
     missing = [
         f"{project} ({file.filename})"
@@ -401,7 +401,7 @@ class Fetched:
 
 
 async def fetch_files(
-    catalog: Catalog,
+    catalog: Shared,
     files: Sequence[tuple[IndexConfig, str, FileEntry]],
     progress: Progress | None = None,
     *,
@@ -451,7 +451,7 @@ async def fetch_files(
 
 
 async def _confirm_present(
-    catalog: Catalog,
+    catalog: Shared,
     files: Sequence[tuple[IndexConfig, str, FileEntry]],
     progress: Progress | None,
 ) -> Fetched:

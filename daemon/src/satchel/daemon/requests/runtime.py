@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from satchel.daemon.errors import ConfigError
-from satchel.daemon.indexes.catalog import Catalog, Session
+from satchel.daemon.indexes.catalog import Catalog
+from satchel.daemon.indexes.session import Session
 from satchel.daemon.installing.installer import Scheme
 from satchel.daemon.resolver.candidates import MetadataCache
 from satchel.daemon.resolver.target import Target
