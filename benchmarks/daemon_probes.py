@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ from benchmarks.variants import Edits
 
 __all__ = ["memory_after_edits", "page_latency", "ping_round_trips"]
 
+_PIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[^\]]*\])?==\S")  # a pin line of the output
 PING_SCRIPT = str(Path(__file__).resolve().parent / "ping.py")
 
 
@@ -78,7 +80,7 @@ def memory_after_edits(
     """Resident memory before and after ``operations`` different offline resolves and installs.
 
     Resolves and installs alternate; each takes a new edit of the set (never seen before), each
-    install a new venv. Distinct results are counted by the resolve output's digest.
+    install a new venv. Distinct results are counted by the digest of the pins a resolve prints.
     """
     pid = inst.daemon_pid() or inst.pid
     before = _status_kib(pid)
@@ -91,7 +93,8 @@ def memory_after_edits(
         if i % 2 == 0:
             out = inst.run("resolve", "--offline", "-r", str(path))
             kind = "resolve"
-            results.add(hashlib.sha256(out.output.encode()).hexdigest())
+            pins = sorted(ln.split()[0] for ln in out.output.splitlines() if _PIN.match(ln))
+            results.add(hashlib.sha256("\n".join(pins).encode()).hexdigest())
         else:
             venv = fresh("mem") / "venv"
             out = inst.run("install", "--offline", "-r", str(path), "--venv", str(venv))

@@ -211,23 +211,29 @@ class Bench:
         """Offline resolution; ``first``: a requirement set the daemon has never resolved.
 
         Satchel keeps a result cache, so asking for the same set again measures a cache hit.
-        ``first`` gives every trial a real edit of the set never seen before (``variants.py``:
-        the set plus a pin of one or two of its own projects at the version it resolves to),
-        so each request misses the cache and resolves the same pins, metadata warm (the
-        issue's "never-resolved" row). Every tool gets edits of the same kind.
+        ``first`` gives every Satchel trial a real edit of the set never seen before
+        (``variants.py``: the set plus a pin of one or two of its own projects at the version
+        it resolves to), so each request misses the cache and resolves the same pins, metadata
+        warm (the issue's "never-resolved" row). uv and pip, which keep no result cache, get
+        the newest edit (the same file Satchel got in this round or the previous one).
         """
 
-        def req() -> str:
+        latest: list[str] = []  # the newest edit: uv and pip (no result cache) reuse it
+
+        def req(new: bool = False) -> str:
             if not first:
                 return str(cs.requirements)
-            path = self.edits_of(cs).same_result()
-            if path is None:
-                raise Unavailable("failed", "no requirement edit left for this set")
-            return str(path)
+            if new or not latest:
+                path = self.edits_of(cs).same_result()
+                if path is None:
+                    raise Unavailable("failed", "no requirement edit left for this set")
+                latest[:] = [str(path)]
+            return latest[0]
 
         def satchel(_t: str) -> Trial:
             self._require_warm()
-            return Trial([self.warm.cmd("resolve", "--offline", "-r", req())], self.warm.env)
+            cmd = self.warm.cmd("resolve", "--offline", "-r", req(new=True))
+            return Trial([cmd], self.warm.env)
 
         def uv(_t: str) -> Trial:
             cmd = self.uv_cmd(

@@ -7,7 +7,8 @@ file twice measures the cache instead. `edits` yields distinct edits of a set, i
 1. **one pin added**: ``name==version`` of one wheel of the set's corpus (a project the set
    already resolves to, at the version it resolves to). The result is the same pins as the
    set's, so the work is comparable from trial to trial and from tool to tool;
-2. **two pins added** (every pair), then three (every triple);
+2. **two pins added** (every pair), one bound added (``>=``/``<=`` the resolved version),
+   then three pins (every triple);
 3. **one line dropped** combined with one pin added (only when the set has two lines or more):
    a smaller result, so the daemon's result cache holds distinct results.
 
@@ -56,11 +57,15 @@ def corpus_pins(wheels: Sequence[Path]) -> list[str]:
 
 
 def same_result_edits(lines: Sequence[str], pins: Sequence[str]) -> Iterator[list[str]]:
-    """Edits whose resolution is the unedited set's: one pin added, then every pair."""
+    """Edits whose resolution is the unedited set's: one pin added, then every pair, then
+    one bound (``>=`` or ``<=`` the resolved version: more edits for a set of few projects)."""
     for pin in pins:
         yield [*lines, pin]
     for a, b in itertools.combinations(pins, 2):
         yield [*lines, a, b]
+    for op in (">=", "<="):
+        for pin in pins:
+            yield [*lines, pin.replace("==", op, 1)]
 
 
 def edits(lines: Sequence[str], pins: Sequence[str]) -> Iterator[list[str]]:

@@ -128,3 +128,61 @@ def test_hand_written_findings_are_appended(tmp_path: Path) -> None:
     text = md.read_text()
     assert "## Findings" in text
     assert "argparse import is 5 ms" in text
+
+
+def _with_issue_rows() -> dict[str, Any]:
+    data = _data()
+    data["config"]["latency_ms"] = 20.0
+    small = data["sets"]["small"]
+    counts = {"pages": 23, "metadata": 7, "files": 7, "other": 0, "bytes": 600_000}
+    small["rows"]["prefetch_slow"] = {
+        "satchel": {**_tool("ok", 0.300), "counts": [counts, {**counts, "pages": 25}, counts]},
+        "uv": {**_tool("ok", 0.400), "counts": [{**counts, "pages": 7}]},
+    }
+    small["probes"] = {
+        "installed_files": {"satchel": 200, "uv": 200},
+        "pages": {
+            "satchel": {"p50_ms": 0.45, "p99_ms": 2.0},
+            "static": {"p50_ms": 0.16, "p99_ms": 0.3},
+            "upstream_during_satchel": {"pages": 0, "metadata": 0},
+            "requests": 1000,
+        },
+        "ping_load": {
+            "idle": {"p50_ms": 0.3, "p99_ms": 1.2},
+            "loaded": {"p50_ms": 0.5, "p99_ms": 12.5},
+            "load": {"resolves": 40, "failures": 0, "exhausted": False},
+        },
+        "memory": {
+            "operations": 250, "resolves": 125, "installs": 125, "distinct_resolve_results": 60,
+            "rss_before_kib": 51200, "rss_after_kib": 102400, "peak_after_kib": 110000,
+            "growth_kib_per_operation": 204.8,
+        },
+    }  # fmt: skip
+    return data
+
+
+def test_slow_network_column_and_request_counts_side_by_side() -> None:
+    md = render_markdown(_with_issue_rows(), "")
+    assert _line(md, "| small | prefetch cold, +20.0 ms per index request") == (
+        "| small | prefetch cold, +20.0 ms per index request | 300 ms | 400 ms | - | 0.75x | - |"
+    )
+    assert _line(md, "| small | prefetch cold, +20.0 ms | satchel") == (
+        "| small | prefetch cold, +20.0 ms | satchel | 23 | 7 | 7 | 0.6 MB |"
+    )
+    assert "| small | prefetch cold, +20.0 ms | uv | 7 | 7 | 7 | 0.6 MB |" in md
+
+
+def test_install_per_file_pages_ping_under_load_and_memory_rows() -> None:
+    md = render_markdown(_with_issue_rows(), "")
+    assert _line(md, "| small | 200 |") == (
+        "| small | 200 | 500.0 us | 1000.0 us | 10000.0 us | 0.50x |"
+    )
+    assert "| small | 0.450 ms | 2.000 ms | 0.160 ms | 0.300 ms |" in md
+    assert "| small | 0.30 ms | 1.20 ms | 0.50 ms | 12.50 ms | 40 |" in md
+    assert _line(md, "| small | 250 (125 + 125)") == (
+        "| small | 250 (125 + 125) | 60 | 50.0 MiB | 100.0 MiB | 107.4 MiB | 204.8 KiB |"
+    )
+
+
+def test_the_pip_bar_is_ten_times_faster() -> None:
+    assert ">= 10x faster than pip" in render_markdown(_data(), "")
