@@ -31,6 +31,7 @@ minutes): each trial creates fresh directories, and the whole work directory goe
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import shutil
@@ -196,6 +197,17 @@ def run_set(bench: Bench, cs: corpus.CorpusSet, args: argparse.Namespace) -> dic
     }
 
 
+def _secrets(work: Path, bench: Bench) -> dict[str, str]:
+    """What never goes into the results: this machine's paths and the local index's token."""
+    paths = {str(work): "<work>", str(REPO): "<repo>", str(Path.home()): "~"}
+    for url in bench.local_urls:  # carries the per-user token: never written out
+        paths[url] = "<satchel index-url>"
+        token = urlsplit(url).password
+        if token:
+            paths[token] = "<token>"
+    return paths
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sets = [name for name in args.sets.split(",") if name]
@@ -236,21 +248,17 @@ def main(argv: list[str] | None = None) -> int:
             },
             "sets": {},
         }
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        scrubbed = data
         for cs in css:
             data["sets"][cs.name] = run_set(bench, cs, args)
-        data["config"]["load_end"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
-        paths = {str(work): "<work>", str(REPO): "<repo>", str(Path.home()): "~"}
-        for url in bench.local_urls:  # carries the per-user token: never written out
-            paths[url] = "<satchel index-url>"
-            token = urlsplit(url).password
-            if token:
-                paths[token] = "<token>"
-        report.scrub(data, paths)
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(data, indent=1) + "\n")
+            data["config"]["load_end"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+            # after every set, so an interrupted run keeps the sets it finished
+            scrubbed = report.scrub(copy.deepcopy(data), _secrets(work, bench))
+            args.output.write_text(json.dumps(scrubbed, indent=1) + "\n")
         print(f"results: {args.output}", file=sys.stderr)
         report.render(
-            data, args.output.parent / "benchmarks.md", args.output.parent / "benchmarks.png"
+            scrubbed, args.output.parent / "benchmarks.md", args.output.parent / "benchmarks.png"
         )
     finally:
         if warm is not None:
