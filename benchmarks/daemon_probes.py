@@ -31,6 +31,10 @@ from benchmarks.variants import Edits
 __all__ = ["memory_after_edits", "page_latency", "ping_round_trips"]
 
 _PIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[^\]]*\])?==\S")  # a pin line of the output
+PING_INTERVAL_MS = 10
+"""Pause between two pings: spreads the samples over several resolves of the load (300 pings
+take ~3 s, a large never-resolved resolve ~0.1 s) instead of a burst that could fall between
+two of them; the same pause idle, so the two distributions compare."""
 PING_SCRIPT = str(Path(__file__).resolve().parent / "ping.py")
 
 
@@ -87,7 +91,7 @@ def memory_after_edits(
     results: set[str] = set()
     done = {"resolve": 0, "install": 0}
     for i in range(operations):
-        path = edits.any()
+        path = edits.varied()
         if path is None:
             break
         if i % 2 == 0:
@@ -120,7 +124,8 @@ def memory_after_edits(
 
 
 def _round_trips(inst: SatchelInstance, count: int, cwd: Path) -> list[float]:
-    out = execute([[PY, PING_SCRIPT, "--round-trips", str(count)]], inst.env, cwd)
+    interval = ["--interval-ms", str(PING_INTERVAL_MS)]
+    out = execute([[PY, PING_SCRIPT, "--round-trips", str(count), *interval]], inst.env, cwd)
     if not out.ok:
         raise Unavailable(*classify(out.output))
     return [float(x) for x in json.loads(out.output.strip().splitlines()[-1])]
@@ -136,7 +141,8 @@ def _summary(seconds: Sequence[float]) -> dict[str, float]:
 
 
 def ping_round_trips(inst: SatchelInstance, edits: Edits, count: int, cwd: Path) -> dict[str, Any]:
-    """Ping p50/p99 of ``count`` round trips idle, then while resolves run back to back.
+    """Ping p50/p99 of ``count`` round trips idle, then while resolves run back to back
+    (``PING_INTERVAL_MS`` apart, both times).
 
     The load is one client at a time running ``satchel resolve --offline`` on a new edit of
     the set, as soon as the previous one answered, until the pings are done.

@@ -32,12 +32,15 @@ from benchmarks.common import alternate, ensure_bytecode, machine, median_ms, ti
 TARGET_RATIO = 2.0
 
 
-def round_trips(count: int) -> list[float]:
-    """Seconds of ``count`` connect + handshake + ping round trips to the running daemon."""
+def round_trips(count: int, interval: float = 0.0) -> list[float]:
+    """Seconds of ``count`` connect + handshake + ping round trips to the running daemon,
+    ``interval`` seconds apart."""
     from satchel.client.session import Session
 
     samples = []
-    for _ in range(count):
+    for i in range(count):
+        if i and interval:
+            time.sleep(interval)
         started = time.perf_counter()
         with Session(autostart=False) as session:
             session.call("ping", {})
@@ -52,9 +55,12 @@ def main() -> int:
     parser.add_argument(
         "--round-trips", type=int, metavar="N", help="N in-process round trips; JSON seconds"
     )
+    parser.add_argument(
+        "--interval-ms", type=float, default=0.0, help="pause between round trips (default 0)"
+    )
     args = parser.parse_args()
     if args.round_trips is not None:
-        print(json.dumps(round_trips(args.round_trips)))
+        print(json.dumps(round_trips(args.round_trips, args.interval_ms / 1000)))
         return 0
 
     python = sys.executable

@@ -340,6 +340,16 @@ def _issue_sections(data: dict[str, Any]) -> list[str]:
                 counts = _median_counts(result)
                 if counts is not None:
                     out.append(f"| {name} | {title} | {tool} | {_counts_cell(counts)} |")
+    out += ["", "## Never-resolved resolve per pin (goal: growth no worse than linear)", ""]
+    out.append("| set | pins | Satchel | uv | Satchel per pin | uv per pin |")
+    out.append("|---|---|---|---|---|---|")
+    for name, s in data["sets"].items():
+        if "resolve_first" not in s["rows"] or "latency_ms" not in cfg:
+            continue
+        first = [_median(s["rows"], "resolve_first", t) for t in ("satchel", "uv")]
+        per = ["-" if v is None else f"{v / s['wheels'] * 1e6:.0f} us" for v in first]
+        cells = " | ".join(format_seconds(v) for v in first)
+        out.append(f"| {name} | {s['wheels']} | {cells} | {' | '.join(per)} |")
     out += ["", "## Offline install per installed file (target <= 0.8x uv)", ""]
     out.append("| set | files | Satchel | uv | pip | Satchel / uv |")
     out.append("|---|---|---|---|---|---|")

@@ -26,7 +26,14 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 _NESTED = ("-r", "-c", "--requirement", "--constraint")
 
-__all__ = ["Edits", "corpus_pins", "edits", "requirement_lines", "same_result_edits"]
+__all__ = [
+    "Edits",
+    "corpus_pins",
+    "edits",
+    "requirement_lines",
+    "result_changing_edits",
+    "same_result_edits",
+]
 
 
 def requirement_lines(requirements: Path) -> list[str]:
@@ -73,17 +80,25 @@ def edits(lines: Sequence[str], pins: Sequence[str]) -> Iterator[list[str]]:
     yield from same_result_edits(lines, pins)
     for trio in itertools.combinations(pins, 3):
         yield [*lines, *trio]
-    if len(lines) > 1:
-        for dropped, pin in itertools.product(range(len(lines)), pins):
-            kept = [line for i, line in enumerate(lines) if i != dropped]
-            yield [*kept, pin]
+    yield from result_changing_edits(lines, pins)
+
+
+def result_changing_edits(lines: Sequence[str], pins: Sequence[str]) -> Iterator[list[str]]:
+    """One line dropped and one pin added, the dropped line changing from one edit to the next
+    (nothing when the set has a single line): each result is the rest of the set plus the
+    pinned project's closure, so many of them differ."""
+    if len(lines) < 2:
+        return
+    for pin, dropped in itertools.product(pins, range(len(lines))):
+        yield [*(line for i, line in enumerate(lines) if i != dropped), pin]
 
 
 class Edits:
     """Hands out edits of one set as files, never the same edit twice across the whole run.
 
-    Two streams share the ``seen`` set: ``same_result`` for the timed row, ``any`` for the
-    memory and load rows; a text handed out by one is skipped by the other.
+    The streams share the ``seen`` set: ``same_result`` for the timed row, ``any`` for the
+    load under the ping probe, ``varied`` for the memory probe; a text handed out by one is
+    skipped by the others.
     """
 
     def __init__(self, requirements: Path, wheels: Sequence[Path], directory: Path) -> None:
@@ -91,6 +106,7 @@ class Edits:
         pins = corpus_pins(wheels)
         self._same = same_result_edits(lines, pins)
         self._any = edits(lines, pins)
+        self._varied = itertools.chain(result_changing_edits(lines, pins), edits(lines, pins))
         self._directory = directory
         self._seen: set[tuple[str, ...]] = set()
         self.handed_out = 0
@@ -99,6 +115,11 @@ class Edits:
     def same_result(self) -> Path | None:
         """The next same-result edit as a file, or None when they are used up."""
         return self._next(self._same)
+
+    def varied(self) -> Path | None:
+        """The next edit, those that change the result first (the memory probe's: distinct
+        results are what a result cache holds)."""
+        return self._next(self._varied)
 
     def any(self) -> Path | None:
         """The next edit of any kind as a file, or None when every edit has been handed out."""

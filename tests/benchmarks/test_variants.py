@@ -92,3 +92,16 @@ def test_an_edit_resolves_from_the_corpus_to_the_same_pins(
         resolved[req] = next(ln for ln in proc.stdout.splitlines() if "Would install" in ln)
     assert resolved[requirements] == resolved[edit]
     assert "tiny-extra-0.2" in resolved[edit]
+
+
+def test_the_memory_stream_changes_the_result_first(
+    tmp_path: Path, corpus: list[Path], requirements: Path
+) -> None:
+    handed = Edits(requirements, corpus, tmp_path / "edits")
+    first = handed.varied()
+    assert first is not None
+    nested = f"-r {requirements.parent.resolve() / 'more.txt'}"
+    assert first.read_text() == f"{nested}\ntiny-app==1.0\n"  # "tiny-app" dropped
+    second = handed.varied()
+    assert second is not None
+    assert second.read_text() == "tiny-app\ntiny-app==1.0\n"  # the nested file dropped
