@@ -100,6 +100,18 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x"
 
 
+def _paired(row: dict[str, Any]) -> str:
+    """The median of the per-round ratios Satchel / uv: round i's Satchel trial over round i's
+    uv trial, run next to each other, so drift between rounds cancels."""
+    sat, uv = (row.get(t) or {} for t in ("satchel", "uv"))
+    if sat.get("status") != "ok" or uv.get("status") != "ok":
+        return "-"
+    pairs = [a / b for a, b in zip(sat.get("times", []), uv.get("times", []), strict=False) if b]
+    if len(pairs) != len(sat.get("times", [])) or not pairs:
+        return "-"
+    return f"{statistics.median(pairs):.2f}x"
+
+
 def _cell(result: dict[str, Any] | None, notes: list[str]) -> str:
     if result is None:
         return "-"
@@ -241,8 +253,11 @@ def render_markdown(data: dict[str, Any], chart_note: str, findings: str = "") -
     notes: list[str] = []
     rows_shown = ROWS if "latency_ms" in cfg else {**ROWS, "resolve_first": LEGACY_FIRST}
     out += ["", "## Resolve, prefetch, install, run", ""]
-    out.append("| set | measure | Satchel | uv | pip | Satchel / uv | Satchel / pip |")
-    out.append("|---|---|---|---|---|---|---|")
+    out.append(
+        "| set | measure | Satchel | uv | pip | Satchel / uv | Satchel / uv, paired "
+        "| Satchel / pip |"
+    )
+    out.append("|---|---|---|---|---|---|---|---|")
     for name, s in data["sets"].items():
         rows = s["rows"]
         for row, (title, *_cmds) in rows_shown.items():
@@ -253,7 +268,7 @@ def render_markdown(data: dict[str, Any], chart_note: str, findings: str = "") -
                 title = f"prefetch cold, +{cfg.get('latency_ms', '?')} ms per index request"
             sat, uv, pip = (_median(rows, row, t) for t in ("satchel", "uv", "pip"))
             cells = [_cell(r.get(t), notes) for t in ("satchel", "uv", "pip")]
-            ratios = f"{_ratio(sat, uv)} | {_ratio(sat, pip)}"
+            ratios = f"{_ratio(sat, uv)} | {_paired(r)} | {_ratio(sat, pip)}"
             out.append(f"| {name} | {title} | {' | '.join(cells)} | {ratios} |")
     out += ["", "Commands per measure:", ""]
     out += [

@@ -62,7 +62,7 @@ def test_seconds_are_shown_in_ms_below_one_second() -> None:
 def test_row_shows_medians_and_both_ratios() -> None:
     md = render_markdown(_data(), "")
     assert _line(md, "| small | resolve") == (
-        "| small | resolve offline, warm | 20 ms | 10 ms | 400 ms | 2.00x | 0.05x |"
+        "| small | resolve offline, warm | 20 ms | 10 ms | 400 ms | 2.00x | 2.00x | 0.05x |"
     )
 
 
@@ -79,7 +79,7 @@ def test_unimplemented_satchel_row_reads_na_and_marks_the_run_partial() -> None:
     md = render_markdown(_data(_tool("n/a", detail="not implemented: unknown command")), "")
     row = _line(md, "| small | install")
     assert "n/a (not implemented)" in row
-    assert row.endswith("| - | - |")
+    assert row.endswith("| - | - | - |")
     assert "Satchel has no figure yet for: install" in _line(md, "Partial run")
 
 
@@ -164,7 +164,8 @@ def _with_issue_rows() -> dict[str, Any]:
 def test_slow_network_column_and_request_counts_side_by_side() -> None:
     md = render_markdown(_with_issue_rows(), "")
     assert _line(md, "| small | prefetch cold, +20.0 ms per index request") == (
-        "| small | prefetch cold, +20.0 ms per index request | 300 ms | 400 ms | - | 0.75x | - |"
+        "| small | prefetch cold, +20.0 ms per index request | 300 ms | 400 ms | - | 0.75x | 0.75x "
+        "| - |"
     )
     assert _line(md, "| small | prefetch cold, +20.0 ms | satchel") == (
         "| small | prefetch cold, +20.0 ms | satchel | 23 | 7 | 7 | 0.6 MB |"
@@ -186,3 +187,13 @@ def test_install_per_file_pages_ping_under_load_and_memory_rows() -> None:
 
 def test_the_pip_bar_is_ten_times_faster() -> None:
     assert ">= 10x faster than pip" in render_markdown(_data(), "")
+
+
+def test_the_paired_ratio_is_the_median_of_each_rounds_ratio() -> None:
+    data = _data()
+    data["sets"]["small"]["rows"]["resolve"] = {
+        "satchel": {"status": "ok", "times": [0.02, 0.04, 0.03], "detail": "", "median": 0.03},
+        "uv": {"status": "ok", "times": [0.01, 0.04, 0.06], "detail": "", "median": 0.04},
+    }
+    row = _line(render_markdown(data, ""), "| small | resolve offline, warm")
+    assert "| 0.75x | 1.00x |" in row  # medians 30/40; rounds 2.0, 1.0, 0.5 -> 1.0
