@@ -32,6 +32,7 @@ __all__ = [
     "CORPUS_DIR",
     "SETS_DIR",
     "CorpusSet",
+    "ensure_requirements",
     "ensure_set",
     "set_names",
 ]
@@ -94,14 +95,46 @@ def ensure_set(
     requirements = sets_dir / f"{name}.txt"
     if not requirements.is_file():
         raise FileNotFoundError(f"no requirement set {name!r}: {requirements} does not exist")
-    wheel_dir = corpus_dir / name
+    return _ensure(name, requirements, corpus_dir / name, corpus_dir, python, downloader)
+
+
+def ensure_requirements(
+    requirements: Path,
+    *,
+    corpus_dir: Path = CORPUS_DIR,
+    python: str = sys.executable,
+    downloader: list[str] | None = None,
+) -> CorpusSet:
+    """A set built from any requirements file (``run.py --requirements FILE``), like the named
+    sets: downloaded once into ``<corpus>/file-<stem>-<digest>/``, where the digest of the
+    file's absolute path keeps two files of one name apart. The set is named after the file."""
+    path = requirements.resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"requirements file {requirements} does not exist")
+    name = path.stem
+    if name in set_names():
+        name = f"{name}-file"  # never mistaken for the named set of the repository
+    key = hashlib.sha256(str(path).encode()).hexdigest()[:10]
+    return _ensure(
+        name, path, corpus_dir / f"file-{path.stem}-{key}", corpus_dir, python, downloader
+    )
+
+
+def _ensure(
+    name: str,
+    requirements: Path,
+    wheel_dir: Path,
+    corpus_dir: Path,
+    python: str,
+    downloader: list[str] | None,
+) -> CorpusSet:
     stamp = _stamp_text(requirements, python)
     stamp_file = wheel_dir / _STAMP
     if stamp_file.is_file() and stamp_file.read_text() == stamp:
         return CorpusSet(name, requirements, wheel_dir)
 
     corpus_dir.mkdir(parents=True, exist_ok=True)
-    partial = corpus_dir / f".{name}.partial"
+    partial = corpus_dir / f".{wheel_dir.name}.partial"
     if partial.exists():
         shutil.rmtree(partial)
     prefix = downloader or [python, "-m", "pip", "download", "--only-binary", ":all:"]

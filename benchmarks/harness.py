@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -35,11 +36,29 @@ __all__ = [
     "Unavailable",
     "classify",
     "execute",
+    "find_uv",
     "tool_env",
 ]
 
 PY = sys.executable
 SATCHEL = str(Path(PY).parent / "satchel")
+
+
+def find_uv() -> str:
+    """The uv binary itself: a version manager's shim (a shell script) adds its own start-up
+    to every uv run, so a shim is resolved through its manager (``pyenv which uv``)."""
+    found = shutil.which("uv") or "uv"
+    try:
+        head = Path(found).read_bytes()[:200]
+    except OSError:
+        return found
+    if head.startswith(b"#!") and b"pyenv" in head:
+        proc = subprocess.run(["pyenv", "which", "uv"], capture_output=True, text=True, check=False)
+        if proc.returncode == 0 and proc.stdout.strip():
+            return proc.stdout.strip()
+    return found
+
+
 COMMAND_TIMEOUT = 900.0
 """Seconds before one command counts as failed: pip installing the large set takes ~10 s here."""
 
@@ -61,11 +80,17 @@ class Unavailable(Exception):
 
 @dataclass
 class Trial:
-    """Commands to time as one unit, plus untimed clean-up (never deleting trees)."""
+    """Commands to time as one unit, plus untimed clean-up (never deleting trees).
+
+    ``counted``: (the static index's simple URL, a tag) whose request counters the trial moves;
+    the harness records what they moved by, read before the commands and after the clean-up (a
+    daemon's late background fetches count too).
+    """
 
     commands: list[list[str]]
     env: dict[str, str]
     cleanup: Callable[[], None] | None = None
+    counted: tuple[str, str] | None = None
 
 
 @dataclass
@@ -80,6 +105,7 @@ class ToolResult:
     status: str = "ok"  # ok | n/a | failed | skipped
     times: list[float] = field(default_factory=list)
     detail: str = ""
+    counts: list[dict[str, int]] = field(default_factory=list)  # index requests per timed trial
 
     @property
     def median(self) -> float | None:

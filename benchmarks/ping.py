@@ -8,14 +8,21 @@ interpreter start, because every `satchel` command pays it. Both are run with th
 printed. By default the daemon is a private one (temporary runtime and state directories,
 autostarted by the first ping and stopped at the end), so the benchmark neither needs nor disturbs
 the user's daemon; `--shared` uses the environment's normal socket instead.
+
+`--round-trips N` measures the daemon's side instead of a process: N round trips from this one
+process to the environment's daemon (never autostarted), each a new connection, handshake and
+`ping`, i.e. what `satchel ping` reports as "in X ms"; it prints the N durations in seconds as
+a JSON list. `run.py` uses it for the ping p99, idle and while never-resolved resolves run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -25,11 +32,36 @@ from benchmarks.common import alternate, ensure_bytecode, machine, median_ms, ti
 TARGET_RATIO = 2.0
 
 
+def round_trips(count: int, interval: float = 0.0) -> list[float]:
+    """Seconds of ``count`` connect + handshake + ping round trips to the running daemon,
+    ``interval`` seconds apart."""
+    from satchel.client.session import Session
+
+    samples = []
+    for i in range(count):
+        if i and interval:
+            time.sleep(interval)
+        started = time.perf_counter()
+        with Session(autostart=False) as session:
+            session.call("ping", {})
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--runs", type=int, default=30, help="timed runs of each (default 30)")
     parser.add_argument("--shared", action="store_true", help="use the normal daemon socket")
+    parser.add_argument(
+        "--round-trips", type=int, metavar="N", help="N in-process round trips; JSON seconds"
+    )
+    parser.add_argument(
+        "--interval-ms", type=float, default=0.0, help="pause between round trips (default 0)"
+    )
     args = parser.parse_args()
+    if args.round_trips is not None:
+        print(json.dumps(round_trips(args.round_trips, args.interval_ms / 1000)))
+        return 0
 
     python = sys.executable
     satchel = str(Path(python).parent / "satchel")

@@ -20,6 +20,18 @@ one Python thread per connection and the GIL, so on a 2-core machine the server 
 from the tool being timed; a cached page is answered in well under a millisecond, and all three
 tools pay the same. Run it in its own process (``python static_index.py serve ROOT``) so the
 harness's own work never shares its GIL.
+
+Request counts: every URL may carry one leading *tag* segment (``/<tag>/simple/...``,
+``/<tag>/files/...``); the server answers it like the untagged path and counts the request under
+the tag: project pages, ``.metadata`` files, wheels, other requests, and bytes sent.
+``GET /_counters/<tag>`` answers that tag's counts as JSON (``GET /_counters``: all tags). The
+harness gives every trial its own tag (``tagged_url``), so counts need no reset and a daemon
+still fetching in the background never pollutes another trial's figures. Relative file links
+(``../../files/x``) keep the tag by construction.
+
+Slow-network mode: ``serve --latency-ms N`` sleeps N ms before answering every request (not the
+counters), each request in its own thread, so a tool that asks concurrently pays the latency once
+per wave, as on a real network, and a sequential one pays it per request.
 """
 
 from __future__ import annotations
@@ -30,9 +42,13 @@ import hashlib
 import html
 import json
 import os
+import re
 import shutil
 import socket
 import sys
+import threading
+import time
+import urllib.request
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -43,11 +59,25 @@ from urllib.parse import unquote, urlsplit
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-__all__ = ["IndexInfo", "build_index", "make_server", "negotiate"]
+__all__ = [
+    "COUNTER_KINDS",
+    "IndexInfo",
+    "build_index",
+    "make_server",
+    "negotiate",
+    "read_counters",
+    "tagged_url",
+]
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "application/vnd.pypi.simple.v1+html"
 LISTEN_BACKLOG = 1024
+COUNTER_KINDS = ("pages", "metadata", "files", "other", "bytes")
+MAX_TAGS = 100_000
+"""Distinct tags counted before new ones share the ``"(overflow)"`` entry: a run uses a few
+hundred, and a bound keeps a stray client from growing the server without limit."""
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_ROOTS = ("simple", "files", "_counters")
 
 
 @dataclass
@@ -202,6 +232,8 @@ def negotiate(accept: str | None) -> str:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+    _tag = ""  # the request's tag for the counters ("": not counted), set per request
+    _kind = "other"
 
     def setup(self) -> None:
         super().setup()
@@ -219,6 +251,22 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, *, head: bool) -> None:
         path = unquote(urlsplit(self.path).path)
         parts = [p for p in path.split("/") if p]
+        tag = "-"
+        if parts and parts[0] not in _ROOTS and _TAG.fullmatch(parts[0]):
+            tag, parts = parts[0], parts[1:]
+        self._tag = ""  # uncounted until known to be an index request (not the counters)
+        if parts and parts[0] == "_counters" and tag == "-" and len(parts) <= 2:
+            self._counters(parts[1] if len(parts) == 2 else None, head)
+            return
+        if self.server.latency > 0:
+            time.sleep(self.server.latency)
+        self._tag = tag
+        self._kind = "other"
+        if len(parts) == 2 and parts[0] == "simple":
+            self._kind = "pages"
+        elif len(parts) == 2 and parts[0] == "files":
+            self._kind = "metadata" if parts[1].endswith(".metadata") else "files"
+        self.server.count(tag, self._kind)
         root = self.server.root
         if parts and parts[0] == "simple" and len(parts) <= 2:
             if not path.endswith("/"):
@@ -257,6 +305,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not head:
             self.wfile.write(body)
+            self.server.count(self._tag, "bytes", len(body))
+
+    def _counters(self, tag: str | None, head: bool) -> None:
+        """The counts of one tag (zeros when it was never seen) or of every tag, as JSON."""
+        snapshot = self.server.snapshot()
+        doc: Any = snapshot if tag is None else snapshot.get(tag, dict.fromkeys(COUNTER_KINDS, 0))
+        self._reply(200, json.dumps(doc).encode(), "application/json", head)
 
     def _send_file(self, target: Path, head: bool) -> None:
         size = target.stat().st_size
@@ -269,15 +324,33 @@ class _Handler(BaseHTTPRequestHandler):
         if not head:
             with target.open("rb") as f:
                 self.connection.sendfile(f)
+            self.server.count(self._tag, "bytes", size)
 
 
 class _Server(ThreadingHTTPServer):
     request_queue_size = LISTEN_BACKLOG
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], root: Path) -> None:
+    def __init__(self, address: tuple[str, int], root: Path, latency: float = 0.0) -> None:
         self.root = root
+        self.latency = latency
+        self._lock = threading.Lock()
+        self._counts: dict[str, dict[str, int]] = {}
         super().__init__(address, _Handler)
+
+    def count(self, tag: str, kind: str, amount: int = 1) -> None:
+        """Add ``amount`` to the ``kind`` counter of ``tag`` (a request, or bytes sent)."""
+        if not tag:
+            return
+        with self._lock:
+            if tag not in self._counts and len(self._counts) >= MAX_TAGS:
+                tag = "(overflow)"
+            entry = self._counts.setdefault(tag, dict.fromkeys(COUNTER_KINDS, 0))
+            entry[kind] += amount
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {tag: dict(entry) for tag, entry in self._counts.items()}
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Clients drop idle keep-alive connections at exit: not worth a traceback each."""
@@ -286,9 +359,29 @@ class _Server(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-def make_server(root: Path, port: int = 0) -> ThreadingHTTPServer:
-    """A server for the index under ``root`` on 127.0.0.1 (``port=0``: an ephemeral port)."""
-    return _Server(("127.0.0.1", port), root)
+def make_server(root: Path, port: int = 0, latency_ms: float = 0.0) -> ThreadingHTTPServer:
+    """A server for the index under ``root`` on 127.0.0.1 (``port=0``: an ephemeral port),
+    answering every request after ``latency_ms`` (the slow-network mode)."""
+    if latency_ms < 0:
+        raise ValueError(f"latency must be >= 0 ms, got {latency_ms}")
+    return _Server(("127.0.0.1", port), root, latency_ms / 1000)
+
+
+def tagged_url(simple_url: str, tag: str) -> str:
+    """``http://host:port/simple/`` -> ``http://host:port/<tag>/simple/``: counted under tag."""
+    if not _TAG.fullmatch(tag) or tag in _ROOTS:
+        raise ValueError(f"not a usable tag: {tag!r}")
+    base = simple_url.removesuffix("/").removesuffix("/simple")
+    return f"{base}/{tag}/simple/"
+
+
+def read_counters(simple_url: str, tag: str) -> dict[str, int]:
+    """The requests and bytes the server counted under ``tag`` so far (zeros if none)."""
+    parts = urlsplit(simple_url)
+    url = f"{parts.scheme}://{parts.netloc}/_counters/{tag}"
+    with urllib.request.urlopen(url, timeout=30) as resp:  # loopback only: the harness's server
+        doc = json.loads(resp.read())
+    return {k: int(doc.get(k, 0)) for k in COUNTER_KINDS}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,12 +393,15 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("serve", help="serve ROOT; prints the simple URL, then serves forever")
     s.add_argument("root", type=Path)
     s.add_argument("--port", type=int, default=0)
+    s.add_argument(
+        "--latency-ms", type=float, default=0.0, help="sleep this long before every answer"
+    )
     args = parser.parse_args(argv)
     if args.cmd == "build":
         info = build_index((w for d in args.wheel_dirs for w in d.glob("*.whl")), args.root)
         print(f"{len(info.projects)} projects, {info.file_count} files")
         return 0
-    server = make_server(args.root, args.port)
+    server = make_server(args.root, args.port, args.latency_ms)
     host, port = server.server_address[:2]
     print(f"http://{host!s}:{port}/simple/", flush=True)
     try:

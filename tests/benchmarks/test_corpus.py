@@ -111,3 +111,25 @@ def test_an_unknown_set_names_the_missing_file(tmp_path: Path, sets_dir: Path) -
 
 def test_repository_sets_are_ordered_small_to_large() -> None:
     assert set_names()[:3] == ["small", "medium", "large"]
+
+
+def test_any_requirements_file_becomes_a_set_named_after_it(tmp_path: Path, source: Path) -> None:
+    from benchmarks.corpus import ensure_requirements
+
+    mine = tmp_path / "mystack.txt"
+    mine.write_text("tiny-lib\n")
+    cs = ensure_requirements(mine, corpus_dir=tmp_path / "c", downloader=_downloader(source))
+    assert cs.name == "mystack"
+    assert [p.name for p in cs.wheels] == ["tiny_lib-3.0-py3-none-any.whl"]
+    clash = tmp_path / "small.txt"
+    clash.write_text("tiny-lib\n")
+    other = ensure_requirements(clash, corpus_dir=tmp_path / "c", downloader=_downloader(source))
+    assert other.name == "small-file"  # never taken for the repository's own small set
+    assert other.wheel_dir != cs.wheel_dir
+
+
+def test_a_missing_requirements_file_is_named(tmp_path: Path) -> None:
+    from benchmarks.corpus import ensure_requirements
+
+    with pytest.raises(FileNotFoundError, match=r"nope\.txt does not exist"):
+        ensure_requirements(tmp_path / "nope.txt", corpus_dir=tmp_path / "c")

@@ -62,3 +62,27 @@ def test_trials_get_fresh_directories_and_clean_up_untimed(tmp_path: Path) -> No
     assert len(set(made)) == 3
     assert all(p.is_dir() for p in made)
     assert len(cleaned) == 3
+
+
+def test_a_requirements_file_alone_runs_only_its_set_and_never_overwrites_the_published_run(
+    tmp_path: Path,
+) -> None:
+    from benchmarks.run import REPO, WORK_RESULTS, parse_args
+
+    args = parse_args(["--requirements", str(tmp_path / "mine.txt")])
+    assert args.sets == ""
+    assert args.output == WORK_RESULTS / "benchmarks.json"
+    quick = parse_args(["--quick"])
+    assert (quick.sets, quick.runs, quick.output.parent) == ("small", 3, WORK_RESULTS)
+    full = parse_args([])
+    assert full.sets == "small,medium,large"
+    assert full.output == REPO / "docs" / "benchmarks.json"
+    assert full.latency_ms == 20.0
+
+
+def test_every_trial_gets_its_own_counted_tag(tmp_path: Path) -> None:
+    bench = Bench(tmp_path, "http://127.0.0.1:9/simple/", runs=1, compile_bytecode=False)
+    tags = {bench.tag("uv") for _ in range(3)}
+    assert len(tags) == 3
+    assert all(url.endswith(f"/{tag}/simple/") for tag, url in tags)
+    assert bench.index_url.endswith("/uvwarm/simple/")

@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 
@@ -187,3 +188,64 @@ def test_pip_downloads_from_the_index(url: str, tmp_path: Path) -> None:
         "alpha_pkg-1.0-py3-none-any.whl",
         "beta-2.1-py3-none-any.whl",
     ]
+
+
+def _counters(url: str, tag: str) -> dict[str, int]:
+    from benchmarks.static_index import read_counters
+
+    return read_counters(url, tag)
+
+
+def test_requests_are_counted_per_url_tag_by_kind(url: str, wheels: list[Path]) -> None:
+    """Pages, .metadata files and wheels each counted under the trial's tag, bytes too."""
+    from benchmarks.static_index import tagged_url
+
+    mine = tagged_url(url, "uv-7")
+    assert mine.endswith("/uv-7/simple/")
+    assert _get(mine + "beta/", UV_ACCEPT)[0] == 200
+    status, _ctype, page = _get(mine + "alpha-pkg/", UV_ACCEPT)
+    assert status == 200
+    file_url = urljoin(mine + "alpha-pkg/", json.loads(page)["files"][0]["url"])
+    assert "/uv-7/files/" in file_url  # the relative link keeps the tag
+    assert _get(file_url + ".metadata")[0] == 200
+    assert _get(file_url)[2] == wheels[0].read_bytes()
+    counts = _counters(url, "uv-7")
+    assert {k: counts[k] for k in ("pages", "metadata", "files", "other")} == {
+        "pages": 2,
+        "metadata": 1,
+        "files": 1,
+        "other": 0,
+    }
+    assert counts["bytes"] > wheels[0].stat().st_size
+    assert _counters(url, "someone-else") == dict.fromkeys(
+        ("pages", "metadata", "files", "other", "bytes"), 0
+    )
+
+
+def test_untagged_requests_are_counted_apart_and_reading_counts_is_not_counted(url: str) -> None:
+    assert _get(url + "beta/", UV_ACCEPT)[0] == 200
+    _counters(url, "-")
+    assert _counters(url, "-")["pages"] == 1
+
+
+def test_tags_must_be_plain_path_segments() -> None:
+    from benchmarks.static_index import tagged_url
+
+    for bad in ("", "a/b", "simple", "files", "../x"):
+        with pytest.raises(ValueError, match="not a usable tag"):
+            tagged_url("http://127.0.0.1:9/simple/", bad)
+
+
+def test_slow_network_mode_refuses_a_negative_latency_and_still_serves(index: Path) -> None:
+    with pytest.raises(ValueError, match="latency must be >= 0"):
+        make_server(index, latency_ms=-1)
+    server = make_server(index, latency_ms=5)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host, port = server.server_address[:2]
+        status, _ctype, body = _get(f"http://{host!s}:{port}/t1/simple/beta/", UV_ACCEPT)
+        assert (status, json.loads(body)["name"]) == (200, "beta")
+    finally:
+        server.shutdown()
+        server.server_close()
