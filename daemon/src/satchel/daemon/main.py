@@ -41,7 +41,7 @@ from satchel.daemon.app import App, serve
 from satchel.daemon.fdlimit import raise_open_file_limit
 from satchel.daemon.lock import InstanceLock
 from satchel.daemon.log import LEVEL_ENV, parse_level, setup_logging
-from satchel.daemon.memory import freeze_survivors, limit_malloc_arenas
+from satchel.daemon.memory import freeze_survivors, limit_malloc_arenas, use_system_allocator
 from satchel.daemon.notify import StartupChannel, SystemdNotifier
 from satchel.daemon.paths import Paths, StartupError
 from satchel.daemon.privacy import set_private_umask, tighten
@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # run as the daemon (not called with arguments, as by tests)
+        use_system_allocator()  # may re-execute this process: see satchel.daemon.memory
     limit_malloc_arenas()  # before any thread exists (see satchel.daemon.memory)
     set_private_umask()
     parser = build_parser()
