@@ -35,10 +35,11 @@ interned, so a repeated resolve of a warm set does no parsing at all.
 
 from __future__ import annotations
 
-import contextlib
+import functools
+import itertools
 import logging
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -61,7 +62,7 @@ from satchel.daemon.candidates import (
     specifier,
 )
 from satchel.daemon.errors import ResolutionImpossible
-from satchel.daemon.memory import long_lived_burst, settles_long_lived
+from satchel.daemon.memory import settles_long_lived
 from satchel.daemon.model import FileEntry, ProjectPage
 from satchel.daemon.scope import ScopedPages
 from satchel.daemon.target import Target
@@ -200,6 +201,10 @@ def _from_requirement(req: Requirement) -> _Req:
 _Info = RequirementInformation[_Req, _Candidate]
 
 
+#: What `find_matches` gives resolvelib: a list, or a factory of the candidates in order.
+_Matches = list["_Candidate"] | Callable[[], Iterator["_Candidate"]]
+
+
 def _is_exact(spec: SpecifierSet) -> bool:
     return any(s.operator == "===" or (s.operator == "==" and "*" not in s.version) for s in spec)
 
@@ -250,7 +255,7 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
         self.required_by: dict[str, set[_Candidate]] = {}
         self.roots: set[str] = set()
         self.candidates: dict[tuple[str, Version, str], _Candidate] = {}
-        self.matches: dict[tuple[str, frozenset[str], frozenset[Version]], list[_Candidate]] = {}
+        self.matches: dict[tuple[str, frozenset[str], frozenset[Version]], _Matches] = {}
         self.stats = {"find_matches": 0.0, "metadata_fetched": 0.0, "metadata_cached": 0.0}
 
     # -- project data ------------------------------------------------------------------------
@@ -372,7 +377,7 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
         identifier: str,
         requirements: Mapping[str, Iterator[_Req]],
         incompatibilities: Mapping[str, Iterator[_Candidate]],
-    ) -> list[_Candidate]:
+    ) -> _Matches:
         self.stats["find_matches"] += 1
         reqs = list(requirements[identifier])
         bad = {c.version for c in incompatibilities[identifier]}
@@ -382,67 +387,68 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
             found = self.matches[memo_key] = self._find_matches(identifier, reqs, bad)
         return found
 
-    def _find_matches(
-        self, identifier: str, reqs: list[_Req], bad: set[Version]
-    ) -> list[_Candidate]:
+    def _find_matches(self, identifier: str, reqs: list[_Req], bad: set[Version]) -> _Matches:
         if identifier == PYTHON:
             ok = all(r.specifier.contains(self.python, prereleases=True) for r in reqs)
             return [_Candidate(PYTHON, self.python)] if ok and self.python not in bad else []
         name = reqs[0].name
-        extras = reqs[0].extras
         spec = SpecifierSet()
         for req in reqs:
             spec &= req.specifier
         for constraint in self.constraints.get(name, ()):
             spec &= constraint.specifier
-        hashes = None if self.hashes is None else self.hashes.get(name, frozenset())
         project = self.project(name)
-        # An enormous project's candidates are built without collector pauses (issue 11.6).
-        with contextlib.nullcontext() if project.memoised else long_lived_burst():
-            return self._candidates(identifier, name, extras, spec, bad, hashes, project)
+        prereleases = True if self.prereleases or spec.prereleases else None
+        allowed = list(spec.filter(project.versions, prereleases=prereleases))
+        if prereleases is None and any(not v.is_prerelease for v in allowed):
+            allowed = [v for v in allowed if not v.is_prerelease]
+        # Candidates are made as the resolver reaches them (resolvelib takes a factory, and
+        # keeps what it has iterated): it looks at the newest few, so an enormous project
+        # (90,000 versions) costs a few candidates, not one per version (issue 11.6).
+        exact = _is_exact(spec)
+        return functools.partial(
+            self._candidates, identifier, name, reqs[0].extras, exact, allowed, bad, project
+        )
 
     def _candidates(
         self,
         identifier: str,
         name: str,
         extras: frozenset[NormalizedName],
-        spec: SpecifierSet,
+        allow_yanked: bool,
+        allowed: list[Version],
         bad: set[Version],
-        hashes: frozenset[str] | None,
         project: ProjectFiles,
-    ) -> list[_Candidate]:
-        allow_yanked = _is_exact(spec)
-        prereleases = True if self.prereleases or spec.prereleases else None
-        allowed = list(spec.filter(project.versions, prereleases=prereleases))
-        if prereleases is None and any(not v.is_prerelease for v in allowed):
-            allowed = [v for v in allowed if not v.is_prerelease]
-        out: list[_Candidate] = []
+    ) -> Iterator[_Candidate]:
+        hashes = None if self.hashes is None else self.hashes.get(name, frozenset())
         keep = self.installed.get(name) if self.prefer_installed else None
-        for v in allowed:
+        kept = Version(keep) if keep is not None and allowed else None
+        # The installed version first (it is kept when it satisfies), then newest first.
+        order = itertools.chain(
+            (v for v in allowed if v == kept), (v for v in allowed if v != kept)
+        )
+        found = False
+        for v in order:
             if v in bad:
                 continue
             choice = project.choose(v, allow_yanked=allow_yanked, hashes=hashes)
             if choice is None:
                 continue
-            is_installed = keep is not None and v == Version(keep)
             # One object per candidate, so later lookups hit the identity fast path.
             key = (identifier, v, choice.file.url)
             candidate = self.candidates.get(key)
             if candidate is None:
                 candidate = self.candidates[key] = _Candidate(
-                    name, v, extras, choice.file, choice.page, installed=is_installed
+                    name, v, extras, choice.file, choice.page, installed=v == kept
                 )
-            if is_installed:
-                out.insert(0, candidate)
-            else:
-                out.append(candidate)
-        if not out and name not in self.excluded and not self.policy.sdist_allowed(name):
+            found = True
+            yield candidate
+        if not found and name not in self.excluded and not self.policy.sdist_allowed(name):
             for v in allowed:
                 sdist = project.excluded_sdist(v, allow_yanked=allow_yanked)
                 if sdist is not None:
                     self.excluded[name] = sdist.filename
                     break
-        return out
 
     def is_satisfied_by(self, requirement: _Req, candidate: _Candidate) -> bool:
         held = requirement.satisfied.get(candidate)
