@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -240,6 +240,13 @@ def file_version(filename: str, project: str, *, memo: bool = True) -> Version |
     return version(text, memo=memo) if text else None
 
 
+def _union(groups: Iterable[dict[Version, Any]]) -> set[Version]:
+    every: set[Version] = set()
+    for grouped in groups:
+        every.update(grouped)
+    return every
+
+
 class ProjectFiles:
     """One project's in-scope files on one target, grouped by version, choices made lazily."""
 
@@ -258,18 +265,28 @@ class ProjectFiles:
         self._python = python_version
         self._allow_sdists = allow_sdists
         self._allow_wheels = allow_wheels
-        #: version -> [(page priority, page, file)] in page order
-        self._files: dict[Version, list[tuple[int, ProjectPage, FileEntry]]] = {}
-        self.file_count = sum(len(page.files) for page in pages)
+        self._pages = tuple(pages)
+        #: Per page (in priority order): version -> its file, or its files in page order. No
+        #: tuple or list per file: a page of 90,000 versions made 270,000 of them (issue 11.6).
+        self._files: list[dict[Version, FileEntry | list[FileEntry]]] = []
+        self.file_count = sum(len(page.files) for page in self._pages)
         memo = self.memoised
         with contextlib.nullcontext() if memo else long_lived_burst():
-            for priority, page in enumerate(pages):
+            for page in self._pages:
+                grouped: dict[Version, FileEntry | list[FileEntry]] = {}
                 for file in page.files:
                     parsed = file_version(file.filename, project, memo=memo)
-                    if parsed is not None:
-                        self._files.setdefault(parsed, []).append((priority, page, file))
+                    if parsed is None:
+                        continue
+                    known = grouped.setdefault(parsed, file)
+                    if isinstance(known, list):
+                        known.append(file)
+                    elif known is not file:
+                        grouped[parsed] = [known, file]
+                self._files.append(grouped)
+            every = self._files[0].keys() if len(self._files) == 1 else _union(self._files)
             #: Newest first, the order a resolver tries them in.
-            self.versions: list[Version] = sorted(self._files, reverse=True)
+            self.versions: list[Version] = sorted(every, reverse=True)
         self._choices: dict[tuple[Version, bool, frozenset[str] | None], Choice | None] = {}
 
     @property
@@ -278,14 +295,24 @@ class ProjectFiles:
         choices are memoised); an enormous one is rebuilt each time (issue 11.6)."""
         return self.file_count <= MAX_CACHED_PROJECT_FILES
 
+    def _entries(self, v: Version) -> Iterator[tuple[int, ProjectPage, FileEntry]]:
+        """(page priority, page, file) of each file of *v*, in page order."""
+        for priority, grouped in enumerate(self._files):
+            found = grouped.get(v)
+            if isinstance(found, list):
+                for file in found:
+                    yield priority, self._pages[priority], file
+            elif found is not None:
+                yield priority, self._pages[priority], found
+
     def all_files(self, v: Version) -> list[FileEntry]:
-        return [file for _, _, file in self._files.get(v, [])]
+        return [file for _, _, file in self._entries(v)]
 
     def excluded_sdist(self, v: Version, *, allow_yanked: bool) -> FileEntry | None:
         """The sdist of *v* that would fit if sdists were allowed (to name it in an error)."""
         if self._allow_sdists:
             return None
-        for _, _, file in self._files.get(v, []):
+        for _, _, file in self._entries(v):
             fits = file.filename.endswith(_SDIST_SUFFIXES) and self._python_ok(file)
             if fits and (allow_yanked or not file.yanked):
                 return file
@@ -316,7 +343,7 @@ class ProjectFiles:
     ) -> Choice | None:
         best: tuple[tuple[int, int, int, int], Choice] | None = None
         sdist_rank = len(self._ranks)
-        for priority, page, file in self._files.get(v, []):
+        for priority, page, file in self._entries(v):
             if (file.yanked and not allow_yanked) or not self._python_ok(file):
                 continue
             if hashes is not None and file.sha256 not in hashes:
