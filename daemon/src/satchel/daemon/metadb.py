@@ -47,7 +47,7 @@ from typing import Any
 import msgspec
 
 from satchel.daemon.errors import DiskFull, SatchelError
-from satchel.daemon.model import FileEntry, Origin, ProjectPage
+from satchel.daemon.model import FileEntry, Origin, ProjectPage, share_repeated
 from satchel.daemon.origins import SCHEMA as ORIGINS_SCHEMA
 
 __all__ = [
@@ -372,8 +372,9 @@ class MetaDB:
         index, project, data, fetched_at, etag, last_modified, max_age = row
         page = _page_decoder.decode(data)
         files: list[FileEntry] = list(page.files)
+        seen: dict[object, object] = {}
         for (batch,) in self._conn.execute(_PAGE_FILES, (index, project)):
-            files.extend(_files_decoder.decode(batch))
+            files.extend(share_repeated(_files_decoder.decode(batch), seen))
         return msgspec.structs.replace(
             page,
             files=tuple(files),
