@@ -40,6 +40,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
@@ -199,6 +200,57 @@ def _from_requirement(req: Requirement) -> _Req:
 
 
 _Info = RequirementInformation[_Req, _Candidate]
+
+
+@dataclass(frozen=True, slots=True)
+class _Picking:
+    """What `_candidates` needs of one `find_matches`: never the provider itself, whose
+    ``matches`` hold the factory (that cycle left an enormous project's versions for the cycle
+    collector, whose pass then held the GIL for ~250 ms)."""
+
+    identifier: str
+    name: str
+    extras: frozenset[NormalizedName]
+    project: ProjectFiles
+    allowed: list[Version]
+    bad: set[Version]
+    allow_yanked: bool
+    hashes: frozenset[str] | None
+    #: The installed version, tried first (it is kept when it satisfies).
+    kept: Version | None
+    sdists_allowed: bool
+    #: The provider's: one candidate object per (identifier, version, file URL).
+    candidates: dict[tuple[str, Version, str], _Candidate]
+    #: The provider's: project -> an sdist left out by the build policy.
+    excluded: dict[str, str]
+
+
+def _candidates(pick: _Picking) -> Iterator[_Candidate]:
+    """The candidates of *pick*: the installed version first, then newest first."""
+    allowed, kept = pick.allowed, pick.kept
+    order = itertools.chain((v for v in allowed if v == kept), (v for v in allowed if v != kept))
+    found = False
+    for v in order:
+        if v in pick.bad:
+            continue
+        choice = pick.project.choose(v, allow_yanked=pick.allow_yanked, hashes=pick.hashes)
+        if choice is None:
+            continue
+        # One object per candidate, so later lookups hit the identity fast path.
+        key = (pick.identifier, v, choice.file.url)
+        candidate = pick.candidates.get(key)
+        if candidate is None:
+            candidate = pick.candidates[key] = _Candidate(
+                pick.name, v, pick.extras, choice.file, choice.page, installed=v == kept
+            )
+        found = True
+        yield candidate
+    if not found and pick.name not in pick.excluded and not pick.sdists_allowed:
+        for v in allowed:
+            sdist = pick.project.excluded_sdist(v, allow_yanked=pick.allow_yanked)
+            if sdist is not None:
+                pick.excluded[pick.name] = sdist.filename
+                break
 
 
 #: What `find_matches` gives resolvelib: a list, or a factory of the candidates in order.
@@ -405,50 +457,24 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
         # Candidates are made as the resolver reaches them (resolvelib takes a factory, and
         # keeps what it has iterated): it looks at the newest few, so an enormous project
         # (90,000 versions) costs a few candidates, not one per version (issue 11.6).
-        exact = _is_exact(spec)
-        return functools.partial(
-            self._candidates, identifier, name, reqs[0].extras, exact, allowed, bad, project
-        )
-
-    def _candidates(
-        self,
-        identifier: str,
-        name: str,
-        extras: frozenset[NormalizedName],
-        allow_yanked: bool,
-        allowed: list[Version],
-        bad: set[Version],
-        project: ProjectFiles,
-    ) -> Iterator[_Candidate]:
-        hashes = None if self.hashes is None else self.hashes.get(name, frozenset())
         keep = self.installed.get(name) if self.prefer_installed else None
-        kept = Version(keep) if keep is not None and allowed else None
-        # The installed version first (it is kept when it satisfies), then newest first.
-        order = itertools.chain(
-            (v for v in allowed if v == kept), (v for v in allowed if v != kept)
+        return functools.partial(
+            _candidates,
+            _Picking(
+                identifier,
+                name,
+                reqs[0].extras,
+                project,
+                allowed,
+                bad,
+                allow_yanked=_is_exact(spec),
+                hashes=None if self.hashes is None else self.hashes.get(name, frozenset()),
+                kept=Version(keep) if keep is not None and allowed else None,
+                sdists_allowed=self.policy.sdist_allowed(name),
+                candidates=self.candidates,
+                excluded=self.excluded,
+            ),
         )
-        found = False
-        for v in order:
-            if v in bad:
-                continue
-            choice = project.choose(v, allow_yanked=allow_yanked, hashes=hashes)
-            if choice is None:
-                continue
-            # One object per candidate, so later lookups hit the identity fast path.
-            key = (identifier, v, choice.file.url)
-            candidate = self.candidates.get(key)
-            if candidate is None:
-                candidate = self.candidates[key] = _Candidate(
-                    name, v, extras, choice.file, choice.page, installed=v == kept
-                )
-            found = True
-            yield candidate
-        if not found and name not in self.excluded and not self.policy.sdist_allowed(name):
-            for v in allowed:
-                sdist = project.excluded_sdist(v, allow_yanked=allow_yanked)
-                if sdist is not None:
-                    self.excluded[name] = sdist.filename
-                    break
 
     def is_satisfied_by(self, requirement: _Req, candidate: _Candidate) -> bool:
         held = requirement.satisfied.get(candidate)
