@@ -79,6 +79,14 @@ class CoreMetadata:
 MAX_CACHED_PROJECT_FILES = 20_000
 #: Parsed versions kept by `version`; past this the memo starts over (bounded, like the others).
 MAX_CACHED_VERSIONS = 50_000
+#: Interned requirement and specifier texts (each); past this the memo starts over. Whatever
+#: the workload, the daemon's memory must stay bounded (issue 15): ~25,000 distinct texts is
+#: more than a large set's whole dependency tree over many versions.
+MAX_INTERNED = 25_000
+#: `MetadataCache.metadata` entries (parsed core metadata, ~0.3-1 KiB each, requirements shared).
+MAX_CACHED_METADATA = 20_000
+#: `MetadataCache.markers` entries (a marker's result per target, requirement and extra).
+MAX_CACHED_MARKERS = 50_000
 
 _requirement_cache: dict[str, Requirement] = {}
 _specifier_cache: dict[str, SpecifierSet] = {}
@@ -92,6 +100,8 @@ def requirement(text: str) -> Requirement:
     if found is None:
         found = Requirement(text)
         with _intern_lock:
+            if len(_requirement_cache) >= MAX_INTERNED:
+                _requirement_cache.clear()
             _requirement_cache[text] = found
     return found
 
@@ -101,6 +111,8 @@ def specifier(text: str) -> SpecifierSet:
     if found is None:
         found = SpecifierSet(text)
         with _intern_lock:
+            if len(_specifier_cache) >= MAX_INTERNED:
+                _specifier_cache.clear()
             _specifier_cache[text] = found
     return found
 
@@ -179,6 +191,12 @@ class MetadataCache:
     )
     max_projects: int = 4096
     max_results: int = 256
+    #: Pins held by all of `results` together: each costs ~1.5 KiB (its `Pin`, names, who
+    #: required it), so 256 results of a 99-package set held ~38 MiB and the daemon grew
+    #: ~153 KiB per distinct result (issue 15). This bound is ~12 MiB, whatever the sets.
+    max_result_pins: int = 8192
+    #: Pins held by `results` now (each result counts one more than its pins).
+    result_pins: int = 0
 
     def forget_metadata(self, sha256: str, url: str) -> None:
         """Drop the parsed metadata of one file (its cached bytes were replaced) and every
@@ -186,6 +204,17 @@ class MetadataCache:
         self.metadata.pop(sha256, None)
         self.metadata.pop(url, None)
         self.results.clear()
+        self.result_pins = 0
+
+    def remember_metadata(self, key: str, meta: CoreMetadata) -> None:
+        if len(self.metadata) >= MAX_CACHED_METADATA:
+            self.metadata.clear()  # bounded like the others; parsed again from the database
+        self.metadata[key] = meta
+
+    def remember_marker(self, key: tuple[str, int, str], req: Any, held: bool) -> None:
+        if len(self.markers) >= MAX_CACHED_MARKERS:
+            self.markers.clear()
+        self.markers[key] = (req, held)
 
     def remember_project(self, key: tuple[object, ...], files: ProjectFiles) -> None:
         if files.file_count > MAX_CACHED_PROJECT_FILES:
@@ -197,9 +226,26 @@ class MetadataCache:
     def remember_result(
         self, key: tuple[object, ...], result: Any, signatures: dict[str, tuple[object, ...]]
     ) -> None:
-        if len(self.results) >= self.max_results:
-            self.results.clear()
+        """Keep *result* (a `Resolution`); the oldest go first past `max_results` results or
+        `max_result_pins` pins in all."""
+        size = _result_size(result)
+        if size > self.max_result_pins:
+            return
+        previous = self.results.pop(key, None)
+        if previous is not None:
+            self.result_pins -= _result_size(previous[0])
+        while self.results and (
+            len(self.results) >= self.max_results or self.result_pins + size > self.max_result_pins
+        ):
+            oldest = next(iter(self.results))
+            self.result_pins -= _result_size(self.results.pop(oldest)[0])
         self.results[key] = (result, signatures)
+        self.result_pins += size
+
+
+def _result_size(result: Any) -> int:
+    """What a cached result counts toward `MetadataCache.max_result_pins`."""
+    return len(getattr(result, "pins", ())) + 1
 
 
 def page_signature(pages: Iterable[ProjectPage]) -> tuple[object, ...]:

@@ -365,7 +365,7 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
                     f"{where} declares {meta.name} {meta.version} in its metadata, "
                     f"not {candidate.name} {candidate.version}: refusing inconsistent metadata"
                 )
-            self.cache.metadata[key] = meta
+            self.cache.remember_metadata(key, meta)
         else:
             self.stats["metadata_cached"] += 1
         return meta
@@ -380,7 +380,7 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
         entry = self.cache.markers.get(key)
         if entry is None or entry[0] is not req:
             held = req.marker.evaluate({**self.target.markers, "extra": extra})
-            self.cache.markers[key] = (req, held)
+            self.cache.remember_marker(key, req, held)
             return held
         return entry[1]
 
