@@ -31,6 +31,7 @@ import trio
 
 from satchel.daemon import methods
 from satchel.daemon.activation import ActivationMode, Listeners
+from satchel.daemon.memory import give_back_after_bursts
 from satchel.daemon.paths import Paths
 
 if TYPE_CHECKING:
@@ -270,6 +271,7 @@ async def serve(
         with trio.CancelScope() as drain_scope:
             await nursery.start(_watch_signals, app, drain_scope)
             nursery.start_soon(run_runtime, app)
+            nursery.start_soon(give_back_after_bursts)
             await nursery.start(server.serve, listeners)
             log.info(
                 "satcheld %s (pid %d) serving on %s (%s)",

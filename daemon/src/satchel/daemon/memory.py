@@ -21,7 +21,6 @@ burst of objects freed (issue 11.6): see its docstring.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import ctypes
 import functools
 import gc
@@ -32,16 +31,18 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import ParamSpec, TypeVar
 
+import trio
+
 __all__ = [
     "ARENA_MAX",
     "ARENA_MAX_ENV",
     "freeze_survivors",
+    "give_back_after_bursts",
     "limit_malloc_arenas",
     "long_lived_burst",
     "release_free_memory",
     "settles_long_lived",
     "use_system_allocator",
-    "watch_bursts",
 ]
 
 log = logging.getLogger(__name__)
@@ -145,21 +146,38 @@ _bursts = 0
 _gc_was_enabled = True
 #: Whether a burst froze objects since the last `freeze_survivors`.
 _froze_burst = False
-#: The box `watch_bursts` gave the current task (trio copies it into the tasks and worker
-#: threads the task starts, so a burst in any of them is noted in it).
-_bursts_seen: contextvars.ContextVar[list[bool]] = contextvars.ContextVar("satchel_bursts_seen")
+#: After a burst, free memory is given back this long after its end (seconds): its objects
+#: are freed once the request, or a task sharing its page, lets go of them, which may be later
+#: than the burst's end by a moment or by seconds (a slow client, a download).
+GIVE_BACK_AFTER = (1.0, 3.0, 9.0)
+#: Wakes `give_back_after_bursts` (thread-safe); None until it runs.
+_wake_settler: Callable[[], None] | None = None
 
 
-def watch_bursts() -> list[bool]:
-    """Note from now on whether work of the current task runs a `long_lived_burst`.
+async def give_back_after_bursts() -> None:
+    """Run for the daemon's life: `release_free_memory` at each of `GIVE_BACK_AFTER` after the
+    last `long_lived_burst` ended, in a worker thread (it walks the heap).
 
-    Returns a one-item list, True once a burst has ended. The daemon watches each request so:
-    once that request has been answered, its burst's objects (an enormous page, its versions)
-    are freed, and `release_free_memory` gives them back without keeping anyone waiting.
+    Why: the objects of a burst (an enormous page, its versions) are freed by the request that
+    made them, when it is done, and glibc keeps the freed memory mapped until asked (issue
+    11.6). Sleeps until a burst ends: an idle daemon does not wake for it.
     """
-    seen = [False]
-    _bursts_seen.set(seen)
-    return seen
+    global _wake_settler
+    token = trio.lowlevel.current_trio_token()
+    while True:
+        ended = trio.Event()
+
+        def wake(event: trio.Event = ended) -> None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(event.set)
+
+        _wake_settler = wake
+        await ended.wait()
+        since = 0.0
+        for delay in GIVE_BACK_AFTER:
+            await trio.sleep(delay - since)
+            since = delay
+            await trio.to_thread.run_sync(release_free_memory)
 
 
 @contextlib.contextmanager
@@ -192,9 +210,8 @@ def long_lived_burst() -> Iterator[None]:
                 _froze_burst = True
                 if _gc_was_enabled:
                     gc.enable()
-        seen = _bursts_seen.get(None)
-        if seen is not None:
-            seen[0] = True
+        if _wake_settler is not None:
+            _wake_settler()
 
 
 def freeze_survivors() -> None:

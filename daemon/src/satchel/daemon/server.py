@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from satchel.daemon.fdlimit import AcceptFailures
-from satchel.daemon.memory import release_free_memory, watch_bursts
 from satchel.daemon.methods import RequestContext, dispatch
 from satchel.protocol import errors as codes
 from satchel.protocol.codec import StructCodec
@@ -353,13 +352,10 @@ class _Peer:
         nursery.start_soon(self._run_request, request, running)
 
     async def _run_request(self, request: Request, running: _InFlight) -> None:
-        bursts = watch_bursts()
         try:
             # The reply is passed straight on: `send` holds the only reference, and frees it
             # once encoded (answers waiting for a slow reader are held as bytes only).
             await self.send(await self._reply(request, running))
-            if bursts[0]:  # an enormous page was handled: give its memory back
-                await trio.to_thread.run_sync(release_free_memory)
         finally:
             self.requests.pop(request.id, None)
             self.app.remove_job(running.job)
