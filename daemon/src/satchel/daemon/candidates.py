@@ -191,10 +191,11 @@ class MetadataCache:
     )
     max_projects: int = 4096
     max_results: int = 256
-    #: Pins held by all of `results` together: each costs ~1.5 KiB (its `Pin`, names, who
-    #: required it), so 256 results of a 99-package set held ~38 MiB and the daemon grew
-    #: ~153 KiB per distinct result (issue 15). This bound is ~12 MiB, whatever the sets.
-    max_result_pins: int = 8192
+    #: Pins held by all of `results` together: each costs ~2-3 KiB (its `Pin`, names, who
+    #: required it, measured), so 256 results of a 99-package set held ~57 MiB and the daemon
+    #: grew ~153 KiB per distinct result (issue 15). This bound is ~10 MiB, whatever the sets:
+    #: still ~40 results of 100 pins for repeated resolves to answer from.
+    max_result_pins: int = 4096
     #: Pins held by `results` now (each result counts one more than its pins).
     result_pins: int = 0
 
