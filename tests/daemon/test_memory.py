@@ -85,3 +85,60 @@ def test_the_daemon_caps_arenas_before_anything_else() -> None:
         "sys.exit(0 if calls == [1] else 1)\n"
     )
     subprocess.run([sys.executable, "-c", probe], timeout=30, check=True, capture_output=True)
+
+
+# Runs `use_system_allocator` (which re-executes the process once), then reports what a
+# process sees: its pid across the re-execution, which allocator holds its objects (pymalloc's
+# statistics name its "Small block threshold"), and the environment its own children get.
+_ALLOCATOR_PROBE = """
+import os, subprocess, sys
+print("start", os.getpid(), flush=True)
+from satchel.daemon.storage.memory import use_system_allocator
+use_system_allocator()
+read, write = os.pipe()
+saved = os.dup(2)
+os.dup2(write, 2)
+sys._debugmallocstats()
+os.dup2(saved, 2)
+os.close(write)
+stats = os.read(read, 1 << 20).decode()
+names = ('PYTHONMALLOC', 'SATCHEL_DAEMON_ALLOCATOR')
+seen = f"import os; print([k for k in {names!r} if k in os.environ])"
+child = subprocess.run(
+    [sys.executable, "-c", seen], capture_output=True, text=True, check=True
+).stdout.strip()
+print("pymalloc" if "Small block threshold" in stats else "malloc", os.getpid(), child)
+"""
+
+
+def _allocator_probe(**env: str) -> list[str]:
+    environ = {k: v for k, v in os.environ.items() if k != memory.ALLOCATOR_ENV} | env
+    proc = subprocess.run(
+        [sys.executable, "-c", _ALLOCATOR_PROBE],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return proc.stdout.splitlines()
+
+
+@needs_glibc
+def test_the_daemon_holds_its_objects_in_malloc_so_freed_memory_can_go_back() -> None:
+    """issue 11.6: objects from glibc's malloc (not pymalloc's arenas, which a few survivors
+    pin), chosen by one re-execution of the same process, and not passed on to children."""
+    lines = _allocator_probe()
+    assert len(lines) == 3, lines  # started twice (the re-execution), reported once
+    first, second, report = lines
+    assert first == second  # the same process: a service manager or autostart sees one pid
+    allocator, pid, child_environment = report.split(" ", 2)
+    assert allocator == "malloc"
+    assert first == f"start {pid}"
+    assert child_environment == "[]"  # build backends and parsers get Python's default
+
+
+def test_a_users_allocator_choice_wins() -> None:
+    lines = _allocator_probe(PYTHONMALLOC="pymalloc")
+    assert len(lines) == 2, lines  # not re-executed
+    assert lines[1].split(" ")[0] == "pymalloc"

@@ -160,6 +160,29 @@ def test_a_page_round_trips_exactly(db: MetaDB) -> None:
     assert db.get_page("other", "internal-tool") is None
 
 
+def test_a_big_page_read_back_holds_one_object_per_repeated_value(db: MetaDB) -> None:
+    """issue 11.6: 1,000 files stated with the same requires-python, upload time and size
+    come back equal to what was stored, and sharing those values (not 1,000 copies of each)."""
+    files = tuple(
+        FileEntry(
+            filename=f"big-{i}.0-py3-none-any.whl",
+            url=f"https://files.example/big-{i}.0-py3-none-any.whl",
+            hashes={"sha256": f"{i:064x}"},
+            requires_python=">=3.8",
+            upload_time="2024-01-01T00:00:00Z",
+            size=123456,
+        )
+        for i in range(1_000)
+    )
+    db.put_page(ProjectPage(index="pypi", project="big", url="https://x/simple/big/", files=files))
+    page = db.get_page("pypi", "big")
+    assert page is not None and page.files == files
+    assert len({id(f.requires_python) for f in page.files}) == 1
+    assert len({id(f.upload_time) for f in page.files}) == 1
+    assert len({id(f.size) for f in page.files}) == 1
+    assert len({id(f.sha256) for f in page.files}) == 1_000  # digests are never merged
+
+
 def test_put_page_replaces_the_previous_page(db: MetaDB) -> None:
     db.put_page(page())
     newer = page(files=(), versions=(), etag='"v2"', fetched_at=2000.0)

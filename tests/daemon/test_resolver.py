@@ -291,6 +291,32 @@ def test_the_same_request_again_is_answered_from_the_result_cache(index: MemoryI
     assert second.pins == first.pins
 
 
+def test_the_result_cache_is_bounded_by_the_pins_it_holds_oldest_first(
+    index: MemoryIndex,
+) -> None:
+    """issue 15: however many distinct resolves, cached results hold at most
+    `max_result_pins` pins; the oldest go first and the newest stay answerable."""
+    for i in range(40):
+        index.wheel(f"p{i}", "1.0")
+    cache = MetadataCache(max_result_pins=30)
+    sets = [[f"p{(start + k) % 40}" for k in range(5)] for start in range(40)]
+    for reqs in sets:  # 40 distinct sets of 5 pins: 240 pins counted, 30 kept
+        run(index, *reqs, cache=cache)
+        assert cache.result_pins <= 30
+    assert len(cache.results) == 5  # each counts its 5 pins and itself
+    assert cache.result_pins == sum(len(r.pins) + 1 for r, _ in cache.results.values())
+    assert run(index, *sets[-1], cache=cache).stats["cached"] == 1
+    assert "cached" not in run(index, *sets[0], cache=cache).stats
+
+
+def test_a_result_larger_than_the_bound_is_not_cached(index: MemoryIndex) -> None:
+    for i in range(10):
+        index.wheel(f"p{i}", "1.0")
+    cache = MetadataCache(max_result_pins=5)
+    run(index, *(f"p{i}" for i in range(10)), cache=cache)
+    assert cache.results == {} and cache.result_pins == 0
+
+
 def test_a_changed_page_invalidates_the_result_cache(index: MemoryIndex) -> None:
     index.wheel("app", "1.0", requires=["lib"])
     index.wheel("lib", "1.0")

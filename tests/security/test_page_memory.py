@@ -10,11 +10,12 @@ is read back. Asserted, without timing anything:
   collects), and the event-loop (main) thread spends a small share of all that CPU time (from
   ``/proc``, which a loaded machine does not skew);
 * pings are answered while each prefetch runs (many of them, not just before and after);
-* peak resident memory (``VmHWM``, reset before each prefetch) stays under `PEAK_LIMIT_MIB`,
-  and what is kept afterwards under `KEPT_LIMIT_MIB` (both above the issue's targets: see
-  their comments).
+* peak resident memory (``VmHWM``, reset before each prefetch) stays under `PEAK_LIMIT_MIB`
+  (the issue asks for 200: see its comment), and what is kept afterwards under
+  `KEPT_LIMIT_MIB` ("back near the baseline").
 
-Ping latencies are printed for docs/reliability.md, not asserted.
+Ping latencies (the issue asks for a p99 under 10 ms) are printed for docs/reliability.md, not
+asserted: no test here depends on timing.
 """
 
 from __future__ import annotations
@@ -38,16 +39,15 @@ PAGE = "/simple/demo/"
 WHEEL = "demo-1.0-py3-none-any.whl"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 #: Bound on the daemon's peak resident memory while it takes a 60 MB page. The issue asks for
-#: 200 MiB; measured ~250 MiB when the page is fetched (503 MiB before issue 11.6, 300 with the
-#: parse in a thread) and 280-300 when the stored page is read back: ~100 MiB of parsed page
-#: (90,000 `FileEntry`, ~1.1 KB each: two hash dicts apiece), ~60 MiB of the resolver's versions
-#: and candidates built from it, the rest the baseline and allocator slack.
-PEAK_LIMIT_MIB = 320
-#: What the daemon may keep once done with the page. The issue asks for "near the baseline";
-#: measured 50-150 MiB above it (400 before, ~170 with the parse in a thread): no object of the
-#: page survives, but the few objects created meanwhile that do pin Python's allocator arenas
-#: (pymalloc returns a 1 MiB arena only when it is entirely empty).
-KEPT_LIMIT_MIB = 220
+#: 200; measured 190-205 MiB, fetched or read back (503 before issue 11.6, ~255 with the parse
+#: in a child process): ~54 MiB of baseline, ~80 MiB of parsed page (90,000 `FileEntry`, their
+#: repeated values shared; two hash dicts apiece are ~35 MiB of it), ~32 MiB of the resolver's
+#: versions grouped from it, the rest malloc's own overhead.
+PEAK_LIMIT_MIB = 220
+#: What the daemon may keep once done with the page ("back near the baseline"): measured 2-11
+#: MiB above it (400 before issue 11.6, 110-170 with pymalloc, whose arenas the few objects
+#: that outlive the page pinned; see `satchel.daemon.storage.memory.use_system_allocator`).
+KEPT_LIMIT_MIB = 40
 
 
 def _status(pid: int, field: str) -> float:

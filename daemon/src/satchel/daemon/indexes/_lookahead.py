@@ -63,10 +63,10 @@ class Looked(Protocol):
 class LookAhead:
     """One request's look-ahead: what it has seen asked, and the fetches it started."""
 
-    def __init__(
-        self, session: Looked, nursery: trio.Nursery, ranged: Callable[[str], bool]
-    ) -> None:
-        self._session = session
+    def __init__(self, nursery: trio.Nursery, ranged: Callable[[str], bool]) -> None:
+        # The session is handed to each call, never kept: a session holding its look-ahead and
+        # the look-ahead holding the session would be a cycle, which only the collector frees,
+        # and one frozen by an enormous page's burst (`storage.memory`) would keep the page.
         self._nursery = nursery
         #: Whether a file URL's host served byte ranges already (cheap metadata by range).
         self._ranged = ranged
@@ -101,7 +101,7 @@ class LookAhead:
 
     # -- look-ahead ---------------------------------------------------------------------------
 
-    def dependencies_of(self, data: bytes, file: FileEntry) -> None:
+    def dependencies_of(self, session: Looked, data: bytes, file: FileEntry) -> None:
         """Start fetching the pages of *file*'s dependencies before the resolver asks: those
         the resolution can use on the aimed target (`follow`)."""
         if self._markers is None:
@@ -111,9 +111,11 @@ class LookAhead:
         except SatchelError:
             return
         self._requires[meta.name] = meta.requires_dist
-        self._follow(meta.requires_dist, ("", *sorted(self._extras.get(meta.name, ()))))
+        self._follow(session, meta.requires_dist, ("", *sorted(self._extras.get(meta.name, ()))))
 
-    def _follow(self, requires: tuple[Requirement, ...], extras: Iterable[str]) -> None:
+    def _follow(
+        self, session: Looked, requires: tuple[Requirement, ...], extras: Iterable[str]
+    ) -> None:
         """Look ahead for each of *requires* whose marker holds under one of *extras* ("" for
         the dependencies of no extra); the others could only cost requests (issue 15)."""
         markers = self._markers
@@ -124,13 +126,13 @@ class LookAhead:
             if marker is None or any(
                 marker.evaluate({**markers, "extra": extra}) for extra in wanted
             ):
-                self.follow(requirement)
+                self.follow(session, requirement)
 
-    def follow(self, requirement: Requirement) -> None:
+    def follow(self, session: Looked, requirement: Requirement) -> None:
         """Look ahead for *requirement* (a root, or a dependency whose marker holds): its
         project's page, the metadata of the newest version its specifiers allow, and the
         dependencies of that version and of the extras *requirement* asks for."""
-        if self._session.offline or self._markers is None:
+        if session.offline or self._markers is None:
             return
         project = canonicalize_name(requirement.name)
         seen = self._specs.get(project)
@@ -143,27 +145,27 @@ class LookAhead:
         known |= new
         requires = self._requires.get(project)
         if new and requires is not None:  # its metadata came already: follow the new extras
-            self._follow(requires, sorted(new))
-        self.warm(project)
+            self._follow(session, requires, sorted(new))
+        self.warm(session, project)
 
-    def warm(self, project: str) -> None:
+    def warm(self, session: Looked, project: str) -> None:
         project = canonicalize_name(project)
-        if self._session.has_scope(project) or project in self._warming or self._session.offline:
+        if session.has_scope(project) or project in self._warming or session.offline:
             return
         self._warming.add(project)
-        self._nursery.start_soon(self._warm_one, project)
+        self._nursery.start_soon(self._warm_one, session, project)
 
-    async def _warm_one(self, project: str) -> None:
+    async def _warm_one(self, session: Looked, project: str) -> None:
         async with self._warm_limit:
             try:
-                scoped = await self._session.scoped_pages(project)
+                scoped = await session.scoped_pages(project)
             except Exception as exc:
                 # The resolver will ask again and get the error itself, if it needs the project;
                 # a look-ahead must never take the daemon's nursery down with it.
                 log.debug("look-ahead for %s failed: %s", project, redact(exc))
-                self._session.forget_scope(project)
+                session.forget_scope(project)
                 return
-            if self._aim is None or self._session.offline or not scoped.pages:
+            if self._aim is None or session.offline or not scoped.pages:
                 return
             if sum(len(page.files) for page in scoped.pages) > MAX_CACHED_PROJECT_FILES:
                 # Grouping an enormous page (90,000 files) costs seconds and ~100 MB: the
@@ -182,7 +184,7 @@ class LookAhead:
             if likely is None:
                 return
             try:
-                await self._session.core_metadata(*likely)
+                await session.core_metadata(*likely)
             except Exception as exc:
                 log.debug("metadata look-ahead for %s failed: %s", project, redact(exc))
 

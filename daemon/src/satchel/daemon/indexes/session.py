@@ -142,7 +142,7 @@ class Session:
     lookahead: LookAhead = field(init=False)
 
     def __post_init__(self) -> None:
-        self.lookahead = LookAhead(self, self.catalog.nursery, self.catalog.upstream.ranges_served)
+        self.lookahead = LookAhead(self.catalog.nursery, self.catalog.upstream.ranges_served)
 
     def aim(self, target: Target) -> None:
         """Let the look-ahead fetch metadata for *target*'s likely candidates, not just pages
@@ -151,11 +151,11 @@ class Session:
 
     def follow(self, requirement: Requirement) -> None:
         """Look ahead for *requirement* (`_lookahead.LookAhead.follow`)."""
-        self.lookahead.follow(requirement)
+        self.lookahead.follow(self, requirement)
 
     def warm(self, project: str) -> None:
         """Fetch *project*'s scope ahead of the resolver (`_lookahead.LookAhead.warm`)."""
-        self.lookahead.warm(project)
+        self.lookahead.warm(self, project)
 
     def has_scope(self, project: str) -> bool:
         """Whether *project*'s scope is known to this request already."""
@@ -407,5 +407,5 @@ class Session:
             index, page, file, offline=self.offline, traffic=self.traffic
         )
         if not self.offline:
-            self.lookahead.dependencies_of(data, file)
+            self.lookahead.dependencies_of(self, data, file)
         return data

@@ -46,7 +46,11 @@ from satchel.daemon.services.fdlimit import raise_open_file_limit
 from satchel.daemon.services.paths import Paths, StartupError
 from satchel.daemon.services.state import FATAL_ERROR, STARTUP_ERROR, ExitRecorder
 from satchel.daemon.settings.log import LEVEL_ENV, parse_level, setup_logging
-from satchel.daemon.storage.memory import freeze_survivors, limit_malloc_arenas
+from satchel.daemon.storage.memory import (
+    freeze_survivors,
+    limit_malloc_arenas,
+    use_system_allocator,
+)
 from satchel.protocol.buildid import build_id
 from satchel.protocol.version import __version__
 
@@ -92,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # run as the daemon (not called with arguments, as by tests)
+        use_system_allocator()  # may re-execute this process: see satchel.daemon.storage.memory
     limit_malloc_arenas()  # before any thread exists (see satchel.daemon.storage.memory)
     set_private_umask()
     parser = build_parser()

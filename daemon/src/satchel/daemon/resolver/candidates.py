@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +79,14 @@ class CoreMetadata:
 MAX_CACHED_PROJECT_FILES = 20_000
 #: Parsed versions kept by `version`; past this the memo starts over (bounded, like the others).
 MAX_CACHED_VERSIONS = 50_000
+#: Interned requirement and specifier texts (each); past this the memo starts over. Whatever
+#: the workload, the daemon's memory must stay bounded (issue 15): ~25,000 distinct texts is
+#: more than a large set's whole dependency tree over many versions.
+MAX_INTERNED = 25_000
+#: `MetadataCache.metadata` entries (parsed core metadata, ~0.3-1 KiB each, requirements shared).
+MAX_CACHED_METADATA = 20_000
+#: `MetadataCache.markers` entries (a marker's result per target, requirement and extra).
+MAX_CACHED_MARKERS = 50_000
 
 _requirement_cache: dict[str, Requirement] = {}
 _specifier_cache: dict[str, SpecifierSet] = {}
@@ -92,6 +100,8 @@ def requirement(text: str) -> Requirement:
     if found is None:
         found = Requirement(text)
         with _intern_lock:
+            if len(_requirement_cache) >= MAX_INTERNED:
+                _requirement_cache.clear()
             _requirement_cache[text] = found
     return found
 
@@ -101,6 +111,8 @@ def specifier(text: str) -> SpecifierSet:
     if found is None:
         found = SpecifierSet(text)
         with _intern_lock:
+            if len(_specifier_cache) >= MAX_INTERNED:
+                _specifier_cache.clear()
             _specifier_cache[text] = found
     return found
 
@@ -179,6 +191,13 @@ class MetadataCache:
     )
     max_projects: int = 4096
     max_results: int = 256
+    #: Pins held by all of `results` together: each costs ~2-3 KiB (its `Pin`, names, who
+    #: required it, measured), so 256 results of a 99-package set held ~57 MiB and the daemon
+    #: grew ~153 KiB per distinct result (issue 15). This bound is ~10 MiB, whatever the sets:
+    #: still ~40 results of 100 pins for repeated resolves to answer from.
+    max_result_pins: int = 4096
+    #: Pins held by `results` now (each result counts one more than its pins).
+    result_pins: int = 0
 
     def forget_metadata(self, sha256: str, url: str) -> None:
         """Drop the parsed metadata of one file (its cached bytes were replaced) and every
@@ -186,6 +205,17 @@ class MetadataCache:
         self.metadata.pop(sha256, None)
         self.metadata.pop(url, None)
         self.results.clear()
+        self.result_pins = 0
+
+    def remember_metadata(self, key: str, meta: CoreMetadata) -> None:
+        if len(self.metadata) >= MAX_CACHED_METADATA:
+            self.metadata.clear()  # bounded like the others; parsed again from the database
+        self.metadata[key] = meta
+
+    def remember_marker(self, key: tuple[str, int, str], req: Any, held: bool) -> None:
+        if len(self.markers) >= MAX_CACHED_MARKERS:
+            self.markers.clear()
+        self.markers[key] = (req, held)
 
     def remember_project(self, key: tuple[object, ...], files: ProjectFiles) -> None:
         if files.file_count > MAX_CACHED_PROJECT_FILES:
@@ -197,9 +227,26 @@ class MetadataCache:
     def remember_result(
         self, key: tuple[object, ...], result: Any, signatures: dict[str, tuple[object, ...]]
     ) -> None:
-        if len(self.results) >= self.max_results:
-            self.results.clear()
+        """Keep *result* (a `Resolution`); the oldest go first past `max_results` results or
+        `max_result_pins` pins in all."""
+        size = _result_size(result)
+        if size > self.max_result_pins:
+            return
+        previous = self.results.pop(key, None)
+        if previous is not None:
+            self.result_pins -= _result_size(previous[0])
+        while self.results and (
+            len(self.results) >= self.max_results or self.result_pins + size > self.max_result_pins
+        ):
+            oldest = next(iter(self.results))
+            self.result_pins -= _result_size(self.results.pop(oldest)[0])
         self.results[key] = (result, signatures)
+        self.result_pins += size
+
+
+def _result_size(result: Any) -> int:
+    """What a cached result counts toward `MetadataCache.max_result_pins`."""
+    return len(getattr(result, "pins", ())) + 1
 
 
 def page_signature(pages: Iterable[ProjectPage]) -> tuple[object, ...]:
@@ -240,6 +287,13 @@ def file_version(filename: str, project: str, *, memo: bool = True) -> Version |
     return version(text, memo=memo) if text else None
 
 
+def _union(groups: Iterable[dict[Version, Any]]) -> set[Version]:
+    every: set[Version] = set()
+    for grouped in groups:
+        every.update(grouped)
+    return every
+
+
 class ProjectFiles:
     """One project's in-scope files on one target, grouped by version, choices made lazily."""
 
@@ -258,18 +312,28 @@ class ProjectFiles:
         self._python = python_version
         self._allow_sdists = allow_sdists
         self._allow_wheels = allow_wheels
-        #: version -> [(page priority, page, file)] in page order
-        self._files: dict[Version, list[tuple[int, ProjectPage, FileEntry]]] = {}
-        self.file_count = sum(len(page.files) for page in pages)
+        self._pages = tuple(pages)
+        #: Per page (in priority order): version -> its file, or its files in page order. No
+        #: tuple or list per file: a page of 90,000 versions made 270,000 of them (issue 11.6).
+        self._files: list[dict[Version, FileEntry | list[FileEntry]]] = []
+        self.file_count = sum(len(page.files) for page in self._pages)
         memo = self.memoised
         with contextlib.nullcontext() if memo else long_lived_burst():
-            for priority, page in enumerate(pages):
+            for page in self._pages:
+                grouped: dict[Version, FileEntry | list[FileEntry]] = {}
                 for file in page.files:
                     parsed = file_version(file.filename, project, memo=memo)
-                    if parsed is not None:
-                        self._files.setdefault(parsed, []).append((priority, page, file))
+                    if parsed is None:
+                        continue
+                    known = grouped.setdefault(parsed, file)
+                    if isinstance(known, list):
+                        known.append(file)
+                    elif known is not file:
+                        grouped[parsed] = [known, file]
+                self._files.append(grouped)
+            every = self._files[0].keys() if len(self._files) == 1 else _union(self._files)
             #: Newest first, the order a resolver tries them in.
-            self.versions: list[Version] = sorted(self._files, reverse=True)
+            self.versions: list[Version] = sorted(every, reverse=True)
         self._choices: dict[tuple[Version, bool, frozenset[str] | None], Choice | None] = {}
 
     @property
@@ -278,14 +342,24 @@ class ProjectFiles:
         choices are memoised); an enormous one is rebuilt each time (issue 11.6)."""
         return self.file_count <= MAX_CACHED_PROJECT_FILES
 
+    def _entries(self, v: Version) -> Iterator[tuple[int, ProjectPage, FileEntry]]:
+        """(page priority, page, file) of each file of *v*, in page order."""
+        for priority, grouped in enumerate(self._files):
+            found = grouped.get(v)
+            if isinstance(found, list):
+                for file in found:
+                    yield priority, self._pages[priority], file
+            elif found is not None:
+                yield priority, self._pages[priority], found
+
     def all_files(self, v: Version) -> list[FileEntry]:
-        return [file for _, _, file in self._files.get(v, [])]
+        return [file for _, _, file in self._entries(v)]
 
     def excluded_sdist(self, v: Version, *, allow_yanked: bool) -> FileEntry | None:
         """The sdist of *v* that would fit if sdists were allowed (to name it in an error)."""
         if self._allow_sdists:
             return None
-        for _, _, file in self._files.get(v, []):
+        for _, _, file in self._entries(v):
             fits = file.filename.endswith(_SDIST_SUFFIXES) and self._python_ok(file)
             if fits and (allow_yanked or not file.yanked):
                 return file
@@ -316,7 +390,7 @@ class ProjectFiles:
     ) -> Choice | None:
         best: tuple[tuple[int, int, int, int], Choice] | None = None
         sdist_rank = len(self._ranks)
-        for priority, page, file in self._files.get(v, []):
+        for priority, page, file in self._entries(v):
             if (file.yanked and not allow_yanked) or not self._python_ok(file):
                 continue
             if hashes is not None and file.sha256 not in hashes:

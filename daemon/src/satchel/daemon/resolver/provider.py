@@ -35,10 +35,12 @@ interned, so a repeated resolve of a warm set does no parsing at all.
 
 from __future__ import annotations
 
-import contextlib
+import functools
+import itertools
 import logging
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
@@ -65,7 +67,7 @@ from satchel.daemon.resolver.candidates import (
 )
 from satchel.daemon.resolver.scope import ScopedPages
 from satchel.daemon.resolver.target import Target
-from satchel.daemon.storage.memory import long_lived_burst, settles_long_lived
+from satchel.daemon.storage.memory import settles_long_lived
 from satchel.daemon.storage.model import FileEntry, ProjectPage
 
 __all__ = [
@@ -204,6 +206,61 @@ def _from_requirement(req: Requirement) -> _Req:
 _Info = RequirementInformation[_Req, _Candidate]
 
 
+@dataclass(frozen=True, slots=True)
+class _Picking:
+    """What `_candidates` needs of one `find_matches`: never the provider itself, whose
+    ``matches`` hold the factory (that cycle left an enormous project's versions for the cycle
+    collector, whose pass then held the GIL for ~250 ms)."""
+
+    identifier: str
+    name: str
+    extras: frozenset[NormalizedName]
+    project: ProjectFiles
+    allowed: list[Version]
+    bad: set[Version]
+    allow_yanked: bool
+    hashes: frozenset[str] | None
+    #: The installed version, tried first (it is kept when it satisfies).
+    kept: Version | None
+    sdists_allowed: bool
+    #: The provider's: one candidate object per (identifier, version, file URL).
+    candidates: dict[tuple[str, Version, str], _Candidate]
+    #: The provider's: project -> an sdist left out by the build policy.
+    excluded: dict[str, str]
+
+
+def _candidates(pick: _Picking) -> Iterator[_Candidate]:
+    """The candidates of *pick*: the installed version first, then newest first."""
+    allowed, kept = pick.allowed, pick.kept
+    order = itertools.chain((v for v in allowed if v == kept), (v for v in allowed if v != kept))
+    found = False
+    for v in order:
+        if v in pick.bad:
+            continue
+        choice = pick.project.choose(v, allow_yanked=pick.allow_yanked, hashes=pick.hashes)
+        if choice is None:
+            continue
+        # One object per candidate, so later lookups hit the identity fast path.
+        key = (pick.identifier, v, choice.file.url)
+        candidate = pick.candidates.get(key)
+        if candidate is None:
+            candidate = pick.candidates[key] = _Candidate(
+                pick.name, v, pick.extras, choice.file, choice.page, installed=v == kept
+            )
+        found = True
+        yield candidate
+    if not found and pick.name not in pick.excluded and not pick.sdists_allowed:
+        for v in allowed:
+            sdist = pick.project.excluded_sdist(v, allow_yanked=pick.allow_yanked)
+            if sdist is not None:
+                pick.excluded[pick.name] = sdist.filename
+                break
+
+
+#: What `find_matches` gives resolvelib: a list, or a factory of the candidates in order.
+_Matches = list["_Candidate"] | Callable[[], Iterator["_Candidate"]]
+
+
 def _is_exact(spec: SpecifierSet) -> bool:
     return any(s.operator == "===" or (s.operator == "==" and "*" not in s.version) for s in spec)
 
@@ -254,7 +311,7 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
         self.required_by: dict[str, set[_Candidate]] = {}
         self.roots: set[str] = set()
         self.candidates: dict[tuple[str, Version, str], _Candidate] = {}
-        self.matches: dict[tuple[str, frozenset[str], frozenset[Version]], list[_Candidate]] = {}
+        self.matches: dict[tuple[str, frozenset[str], frozenset[Version]], _Matches] = {}
         self.stats = {"find_matches": 0.0, "metadata_fetched": 0.0, "metadata_cached": 0.0}
 
     # -- project data ------------------------------------------------------------------------
@@ -312,7 +369,7 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
                     f"{where} declares {meta.name} {meta.version} in its metadata, "
                     f"not {candidate.name} {candidate.version}: refusing inconsistent metadata"
                 )
-            self.cache.metadata[key] = meta
+            self.cache.remember_metadata(key, meta)
         else:
             self.stats["metadata_cached"] += 1
         return meta
@@ -327,7 +384,7 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
         entry = self.cache.markers.get(key)
         if entry is None or entry[0] is not req:
             held = req.marker.evaluate({**self.target.markers, "extra": extra})
-            self.cache.markers[key] = (req, held)
+            self.cache.remember_marker(key, req, held)
             return held
         return entry[1]
 
@@ -376,7 +433,7 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
         identifier: str,
         requirements: Mapping[str, Iterator[_Req]],
         incompatibilities: Mapping[str, Iterator[_Candidate]],
-    ) -> list[_Candidate]:
+    ) -> _Matches:
         self.stats["find_matches"] += 1
         reqs = list(requirements[identifier])
         bad = {c.version for c in incompatibilities[identifier]}
@@ -386,9 +443,7 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
             found = self.matches[memo_key] = self._find_matches(identifier, reqs, bad)
         return found
 
-    def _find_matches(
-        self, identifier: str, reqs: list[_Req], bad: set[Version]
-    ) -> list[_Candidate]:
+    def _find_matches(self, identifier: str, reqs: list[_Req], bad: set[Version]) -> _Matches:
         if identifier == PYTHON:
             ok = all(r.specifier.contains(self.python, prereleases=True) for r in reqs)
             return [_Candidate(PYTHON, self.python)] if ok and self.python not in bad else []
@@ -397,60 +452,37 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
             # it undid: nothing asks for it now, so nothing matches (pip's answer too).
             return []
         name = reqs[0].name
-        extras = reqs[0].extras
         spec = SpecifierSet()
         for req in reqs:
             spec &= req.specifier
         for constraint in self.constraints.get(name, ()):
             spec &= constraint.specifier
-        hashes = None if self.hashes is None else self.hashes.get(name, frozenset())
         project = self.project(name)
-        # An enormous project's candidates are built without collector pauses (issue 11.6).
-        with contextlib.nullcontext() if project.memoised else long_lived_burst():
-            return self._candidates(identifier, name, extras, spec, bad, hashes, project)
-
-    def _candidates(
-        self,
-        identifier: str,
-        name: str,
-        extras: frozenset[NormalizedName],
-        spec: SpecifierSet,
-        bad: set[Version],
-        hashes: frozenset[str] | None,
-        project: ProjectFiles,
-    ) -> list[_Candidate]:
-        allow_yanked = _is_exact(spec)
         prereleases = True if self.prereleases or spec.prereleases else None
         allowed = list(spec.filter(project.versions, prereleases=prereleases))
         if prereleases is None and any(not v.is_prerelease for v in allowed):
             allowed = [v for v in allowed if not v.is_prerelease]
-        out: list[_Candidate] = []
+        # Candidates are made as the resolver reaches them (resolvelib takes a factory, and
+        # keeps what it has iterated): it looks at the newest few, so an enormous project
+        # (90,000 versions) costs a few candidates, not one per version (issue 11.6).
         keep = self.installed.get(name) if self.prefer_installed else None
-        for v in allowed:
-            if v in bad:
-                continue
-            choice = project.choose(v, allow_yanked=allow_yanked, hashes=hashes)
-            if choice is None:
-                continue
-            is_installed = keep is not None and v == Version(keep)
-            # One object per candidate, so later lookups hit the identity fast path.
-            key = (identifier, v, choice.file.url)
-            candidate = self.candidates.get(key)
-            if candidate is None:
-                candidate = self.candidates[key] = _Candidate(
-                    name, v, extras, choice.file, choice.page, installed=is_installed
-                )
-            if is_installed:
-                out.insert(0, candidate)
-            else:
-                out.append(candidate)
-        if not out and name not in self.excluded and not self.policy.sdist_allowed(name):
-            for v in allowed:
-                sdist = project.excluded_sdist(v, allow_yanked=allow_yanked)
-                if sdist is not None:
-                    self.excluded[name] = sdist.filename
-                    break
-        return out
+        return functools.partial(
+            _candidates,
+            _Picking(
+                identifier,
+                name,
+                reqs[0].extras,
+                project,
+                allowed,
+                bad,
+                allow_yanked=_is_exact(spec),
+                hashes=None if self.hashes is None else self.hashes.get(name, frozenset()),
+                kept=Version(keep) if keep is not None and allowed else None,
+                sdists_allowed=self.policy.sdist_allowed(name),
+                candidates=self.candidates,
+                excluded=self.excluded,
+            ),
+        )
 
     def is_satisfied_by(self, requirement: _Req, candidate: _Candidate) -> bool:
         held = requirement.satisfied.get(candidate)

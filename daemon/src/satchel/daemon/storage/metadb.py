@@ -48,7 +48,7 @@ import msgspec
 
 from satchel.daemon.errors import DiskFull, SatchelError
 from satchel.daemon.storage._schema import MIGRATIONS, SCHEMA_VERSION
-from satchel.daemon.storage.model import FileEntry, Origin, ProjectPage
+from satchel.daemon.storage.model import FileEntry, Origin, ProjectPage, share_repeated
 
 __all__ = [
     "BuiltWheel",
@@ -303,8 +303,9 @@ class MetaDB:
         index, project, data, fetched_at, etag, last_modified, max_age = row
         page = _page_decoder.decode(data)
         files: list[FileEntry] = list(page.files)
+        seen: dict[object, object] = {}
         for (batch,) in self._conn.execute(_PAGE_FILES, (index, project)):
-            files.extend(_files_decoder.decode(batch))
+            files.extend(share_repeated(_files_decoder.decode(batch), seen))
         return msgspec.structs.replace(
             page,
             files=tuple(files),

@@ -10,9 +10,11 @@ the upstream client, so nothing written to disk or shown to a user can leak them
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import msgspec
 
-__all__ = ["FileEntry", "Origin", "ProjectPage"]
+__all__ = ["FileEntry", "Origin", "ProjectPage", "share_repeated"]
 
 
 class FileEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -39,6 +41,38 @@ class FileEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     @property
     def is_wheel(self) -> bool:
         return self.filename.endswith(".whl")
+
+
+def share_repeated(files: Iterable[FileEntry], seen: dict[object, object]) -> list[FileEntry]:
+    """*files*, each holding the one object *seen* keeps for a value other files repeat.
+
+    Why: a decoder makes a new object for every value it reads. A page's entries repeat their
+    ``requires_python``, ``upload_time`` (one per release), ``yanked_reason`` and ``size`` values
+    (an int above 256 is an object of its own): for a page of 90,000 files, ~17 MiB of copies
+    held at once while the daemon resolves from it (issue 11.6). *seen* is the caller's, one per
+    page (it holds one object per distinct value, and goes with the page's decoding).
+    """
+    out: list[FileEntry] = []
+    for file in files:
+        python = seen.setdefault(file.requires_python, file.requires_python)
+        uploaded = seen.setdefault(file.upload_time, file.upload_time)
+        reason = seen.setdefault(file.yanked_reason, file.yanked_reason)
+        size = seen.setdefault(file.size, file.size)
+        if (
+            python is not file.requires_python
+            or uploaded is not file.upload_time
+            or reason is not file.yanked_reason
+            or size is not file.size
+        ):
+            file = msgspec.structs.replace(
+                file,
+                requires_python=python,
+                upload_time=uploaded,
+                yanked_reason=reason,
+                size=size,
+            )
+        out.append(file)
+    return out
 
 
 class ProjectPage(msgspec.Struct, frozen=True, kw_only=True, gc=False):

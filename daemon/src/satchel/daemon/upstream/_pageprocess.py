@@ -33,7 +33,7 @@ import msgspec
 import trio
 
 from satchel.daemon.errors import UpstreamError
-from satchel.daemon.storage.model import FileEntry, ProjectPage
+from satchel.daemon.storage.model import FileEntry, ProjectPage, share_repeated
 
 __all__ = ["BATCH_FILES", "parse_in_child"]
 
@@ -69,6 +69,14 @@ class Failed(msgspec.Struct, frozen=True, tag=True):
 
 
 _reply_decoder = msgspec.msgpack.Decoder(Files | Done | Failed)
+
+
+def _decode_reply(frame: bytes, seen: dict[object, object]) -> Files | Done | Failed:
+    """One frame of the child's answer; its files share repeated values (`share_repeated`)."""
+    reply: Files | Done | Failed = _reply_decoder.decode(frame)
+    if isinstance(reply, Files):
+        return Files(share_repeated(reply.files, seen))
+    return reply
 
 
 def _frame(data: bytes) -> bytes:
@@ -137,8 +145,9 @@ async def parse_in_child(
             pass  # the child stopped reading: its answer and exit status say why
         finally:
             await process.stdin.aclose()
+        seen: dict[object, object] = {}
         async for frame in _frames(process.stdout, what):
-            reply = await trio.to_thread.run_sync(_reply_decoder.decode, frame)
+            reply = await trio.to_thread.run_sync(_decode_reply, frame, seen)
             if isinstance(reply, Files):
                 files.extend(reply.files)
             else:
