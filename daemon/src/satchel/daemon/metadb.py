@@ -209,6 +209,12 @@ class MetaDB:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         #: Reentrant so that writes inside `batch` join its transaction.
         self._lock = threading.RLock()
+        #: Bumped after every write transaction that may change what a page shows (pages,
+        #: origins and bindings, blobs, core metadata): whoever derives something from the
+        #: database (the local index's rendered pages) compares it with the value it read
+        #: before, and derives again when it moved. A read without the lock sees the old or
+        #: the new value, and either only makes a reader derive once more.
+        self.generation = 0
         try:
             self._conn = sqlite3.connect(
                 self.path,
@@ -270,8 +276,9 @@ class MetaDB:
             yield
 
     @contextlib.contextmanager
-    def _write(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
-        """One write transaction; *durable* commits with ``synchronous=FULL``."""
+    def _write(self, *, durable: bool = False, shown: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; *durable* commits with ``synchronous=FULL``; *shown*: it may
+        change what a page shows (then `generation` moves)."""
         with self._lock:
             if self._conn.in_transaction:  # inside `batch` (we hold the lock): join it
                 yield self._conn
@@ -293,6 +300,8 @@ class MetaDB:
                         ) from exc
                     raise
             finally:
+                if shown:  # after the commit: a reader that saw the old value derives again
+                    self.generation += 1
                 if durable:
                     self._conn.execute("PRAGMA synchronous = NORMAL")
 
@@ -403,8 +412,10 @@ class MetaDB:
         last_modified: str | None,
         max_age: int | None,
     ) -> bool:
-        """Record a successful revalidation (304); False when no such page is stored."""
-        with self._write() as conn:
+        """Record a successful revalidation (304); False when no such page is stored.
+
+        Not *shown*: validators and times change, never the files or versions listed."""
+        with self._write(shown=False) as conn:
             cursor = conn.execute(
                 "UPDATE pages SET fetched_at = ?, etag = ?, last_modified = ?, max_age = ? "
                 "WHERE idx = ? AND project = ?",
@@ -528,7 +539,7 @@ class MetaDB:
     def mark_used(self, sha256s: Iterable[str], at: float | None = None) -> None:
         """Bump last_used of blobs an install, resolve or local-index request just used."""
         now = time.time() if at is None else at
-        with self._write() as conn:
+        with self._write(shown=False) as conn:  # last-used times are on no page
             conn.executemany(
                 "UPDATE blobs SET last_used = max(last_used, ?) WHERE sha256 = ?",
                 [(now, sha.lower()) for sha in sha256s],
