@@ -147,3 +147,74 @@ async def test_a_config_edit_is_followed_by_the_next_page(
         assert response.status_code == 403, response.text
         assert response.headers["Content-Type"].startswith("text/plain")
         assert "satchel index pin internal-tool" in response.text
+
+
+async def test_pages_fresh_by_upstream_max_age_are_kept_past_the_window(
+    tmp_path: Path, window: Callable[[float], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    window(0.0)
+    async with local_index(tmp_path) as local:
+        rt = await runtime(local.app)
+        local.index.max_age = 3600
+        for _ in range(2):  # fetched, bound, stored; then built once more from the metadb
+            assert (await local.get("/simple/alpha/", Accept=JSON_V1)).status_code == 200
+        local.index.reset_log()
+        reads = Reads(rt, monkeypatch)
+        for _ in range(REQUESTS):
+            assert (await local.get("/simple/alpha/", Accept=JSON_V1)).status_code == 200
+        assert page_requests(local, "alpha") == 0
+        assert reads.count == 0
+
+
+class FileReads:
+    """Calls of the metadb reads a stored file's and its metadata's answers are made of."""
+
+    def __init__(self, rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        for name in ("origins", "get_core_metadata"):
+            monkeypatch.setattr(rt.metadb, name, self._counted(getattr(rt.metadb, name)))
+
+    def _counted(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return method(*args, **kwargs)
+
+        return counted
+
+
+async def test_a_stored_file_and_its_metadata_are_decided_once(
+    tmp_path: Path, window: Callable[[float], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with local_index(tmp_path) as local:
+        rt = await runtime(local.app)
+        url = (await local.get("/simple/beta/", Accept=JSON_V1)).json()["files"][0]["url"]
+        first = await local.get(url)
+        metadata = await local.get(url + ".metadata")
+        assert first.status_code == metadata.status_code == 200
+        reads = FileReads(rt, monkeypatch)
+        for _ in range(REQUESTS):
+            assert (await local.get(url)).content == first.content
+            assert (await local.get(url + ".metadata")).content == metadata.content
+        assert reads.count == 0
+
+
+async def test_a_pin_elsewhere_refuses_a_stored_file_served_before(
+    tmp_path: Path, window: Callable[[float], None]
+) -> None:
+    async with two_indexes(tmp_path) as (local, _public):
+        rt = await runtime(local.app)
+        page = (await local.get("/simple/internal-tool/", Accept=JSON_V1)).json()
+        url = page["files"][0]["url"]
+        for _ in range(3):
+            assert (await local.get(url)).status_code == 200
+            assert (await local.get(url + ".metadata")).status_code == 200
+        before = rt.config
+        config = tmp_path / "config" / "config.toml"
+        config.write_text(config.read_text() + '\n[pins]\ninternal-tool = "public"\n')
+        with trio.fail_after(30):
+            while rt.config is before:  # noqa: ASYNC110 (the live reload has no event to wait on)
+                await trio.sleep(0.05)
+        for path in (url, url + ".metadata"):
+            response = await local.get(path)
+            assert response.status_code == 403, response.text
+            assert "pinned to index 'public'" in response.text

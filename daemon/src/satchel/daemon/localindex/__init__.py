@@ -7,6 +7,7 @@ its index scoping. Modules, one job each:
 * `http`: an HTTP/1.1 server on trio over h11 (limits, timeouts, keep-alive, file streaming);
 * `pages`: PEP 503/691 documents and content negotiation (pure);
 * `pagememo`: rendered pages kept between requests, within a short revalidation window;
+* `filememo`: which stored files may be served, and their metadata, kept while nothing moved;
 * `auth`: the per-user token file and the basic-auth check;
 * `peer`: the uid of a loopback peer, from the kernel (token-less access for the owner);
 * `service`: the routes, over the daemon's catalog and store.

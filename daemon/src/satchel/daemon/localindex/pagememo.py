@@ -12,7 +12,9 @@ while *both* hold:
   `generation` is the one read before the page was built (every write that can change a page
   moves it: a page stored or replaced, a yank, a binding made or dropped, a blob stored or
   forgotten, core metadata stored);
-* the page was revalidated upstream less than `REVALIDATE_WINDOW` seconds ago.
+* the page was revalidated upstream less than `REVALIDATE_WINDOW` seconds ago, or every page it
+  was built from is still fresh by upstream's own ``max-age`` (or the index's ``max-age`` in
+  config.toml): building it again would not ask upstream either.
 
 Stale pages (an index unreachable, the session offline) are never kept: they carry the time they
 date from, and they must follow the store, so they are built on every request, as before.
@@ -58,6 +60,8 @@ class Memo:
     generation: int
     #: Monotonic time its upstream revalidation started.
     validated: float
+    #: Unix time until which upstream's max-age keeps every page it was built from fresh.
+    fresh_until: float | None = None
     #: media type -> (body, ETag), rendered on first request of each type.
     bodies: dict[str, tuple[bytes, str]] = field(default_factory=dict)
 
@@ -75,26 +79,42 @@ class PageMemo:
         self._memos: dict[str, Memo] = {}
         self._bytes = 0
 
-    def get(self, project: str, config: object, generation: int, now: float) -> Memo | None:
-        """The memo of *project* if it still stands for *config*, *generation* and *now*."""
+    def get(
+        self, project: str, config: object, generation: int, now: float, wall: float
+    ) -> Memo | None:
+        """The memo of *project* if it still stands for *config*, *generation* and the
+        monotonic time *now* (or the Unix time *wall*, for upstream's max-age)."""
         memo = self._memos.get(project)
         if memo is None:
             return None
+        fresh = memo.fresh_until is not None and wall < memo.fresh_until
         if (
             memo.config is not config
             or memo.generation != generation
-            or not 0.0 <= now - memo.validated < REVALIDATE_WINDOW
+            or not (fresh or 0.0 <= now - memo.validated < REVALIDATE_WINDOW)
         ):
             self._drop(project)
             return None
         return memo
 
     def put(
-        self, project: str, view: ProjectView, config: object, generation: int, validated: float
+        self,
+        project: str,
+        view: ProjectView,
+        config: object,
+        generation: int,
+        validated: float,
+        fresh_until: float | None = None,
     ) -> Memo:
         """Keep *view*, built from *config* and *generation*, revalidated at *validated*."""
         self._drop(project)
-        memo = Memo(view=view, config=config, generation=generation, validated=validated)
+        memo = Memo(
+            view=view,
+            config=config,
+            generation=generation,
+            validated=validated,
+            fresh_until=fresh_until,
+        )
         self._memos[project] = memo
         self._bytes += memo.size
         self._evict()

@@ -61,6 +61,7 @@ from satchel.daemon.errors import (
 )
 from satchel.daemon.localindex.auth import check_basic_auth
 from satchel.daemon.localindex.binding import stored_file_refusal
+from satchel.daemon.localindex.filememo import FileMemo
 from satchel.daemon.localindex.http import FileBody, Request, Response, byte_range
 from satchel.daemon.localindex.pagememo import PageMemo, page_etag
 from satchel.daemon.localindex.pages import (
@@ -130,6 +131,22 @@ def _etag_matches(header: str | None, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/") == bare for tag in header.split(","))
 
 
+def _fresh_until(session: Session, pages: tuple[ProjectPage, ...]) -> float | None:
+    """Unix time until which upstream's max-age (or the index's own ``max-age`` setting) keeps
+    every page in *pages* fresh, as `Upstream.fetch_page` reckons it; None: one has none."""
+    until: float | None = None
+    for page in pages:
+        index = session.index(page.index)
+        if index is None or index.kind != "simple":
+            return None  # find-links listings have a freshness of their own: not reckoned here
+        max_age = index.max_age if index.max_age is not None else page.max_age
+        if max_age is None:
+            return None
+        expires = page.fetched_at + max_age
+        until = expires if until is None else min(until, expires)
+    return until
+
+
 def _valid_project_name(name: str) -> bool:
     return (
         0 < len(name) <= _MAX_NAME
@@ -177,6 +194,8 @@ class LocalIndex:
         #: Online pages as last built and rendered (`pagememo`: served again while nothing
         #: they are made of changed, within the revalidation window).
         self.pages = PageMemo()
+        #: Stored files found servable, and metadata served (`filememo`).
+        self.files = FileMemo()
         rt.catalog.metadata_listeners.append(self._forget_metadata)
 
     def _forget_metadata(self, sha: str, _url: str) -> None:
@@ -301,8 +320,11 @@ class LocalIndex:
             return self._not_acceptable()
         config, generation = self.rt.config, self.rt.metadb.generation
         started = time.monotonic()
+        wall = time.time()
         memo = (
-            None if self._any_offline() else self.pages.get(canonical, config, generation, started)
+            None
+            if self._any_offline()
+            else self.pages.get(canonical, config, generation, started, wall)
         )
         if memo is not None:
             body, etag = self.pages.rendered(canonical, memo, media_type)
@@ -337,7 +359,8 @@ class LocalIndex:
             # would cost more than the work (and is most of a cached page's latency).
             view, stale_since = self._view(session, scoped.pages)
         if stale_since is None and not session.offline:
-            memo = self.pages.put(canonical, view, config, generation, started)
+            fresh = _fresh_until(session, scoped.pages)
+            memo = self.pages.put(canonical, view, config, generation, started, fresh)
             body, etag = self.pages.rendered(canonical, memo, media_type)
             return self._page_response(request, body, media_type, etag=etag)
         extra: list[tuple[str, str]] = []
@@ -583,10 +606,17 @@ class LocalIndex:
         headers.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
         return Response(206, headers, FileBody(store.path(sha), start, end - start))
 
+    def _files_key(self) -> tuple[object, int]:
+        return self.files.key(self.rt.config, self.rt.metadb.generation)
+
     async def _origin_refusal(self, sha: str, filename: str) -> Response | None:
         """403 for a stored file its project's binding does not allow (`stored_file_refusal`)."""
+        key = self._files_key()
+        if self.files.allowed(key, sha, filename):
+            return None
         message = await stored_file_refusal(self.rt, sha, filename)
         if message is None:
+            self.files.allow(key, sha, filename)
             return None
         log.warning("local index: %s", message)
         return _text(403, redact(message))
@@ -598,6 +628,10 @@ class LocalIndex:
             refusal = await self._origin_refusal(sha, filename)
             if refusal is not None:
                 return refusal
+        key = self._files_key()
+        kept = self.files.metadata(key, sha)
+        if kept is not None:
+            return self._metadata_response(request, *kept)
         data = await trio.to_thread.run_sync(lambda: rt.metadb.get_core_metadata(sha))
         if data is None and rt.store.has(sha):
             data = await trio.to_thread.run_sync(metadata_from_file, rt.store.path(sha), filename)
@@ -613,6 +647,11 @@ class LocalIndex:
         digest = hashlib.sha256(data).hexdigest()
         self._metadata_hashes[sha] = digest
         self._metadata_absent.pop(sha, None)
+        self.files.keep_metadata(key, sha, data, digest)
+        return self._metadata_response(request, data, digest)
+
+    @staticmethod
+    def _metadata_response(request: Request, data: bytes, digest: str) -> Response:
         etag = f'"{digest}"'
         headers = [("ETag", etag), ("Cache-Control", FILE_CACHE_CONTROL)]
         if _etag_matches(request.header("if-none-match"), etag):
