@@ -473,10 +473,15 @@ def start_index(root: Path) -> tuple[subprocess.Popen[str], str]:
 
 
 def uv_rounds(
-    urls: dict[str, str], req: Path, work: Path, runs: int, log: Callable[[str], None]
+    urls: dict[str, str],
+    req: Path,
+    work: Path,
+    runs: int,
+    log: Callable[[str], None],
+    *,
+    uv: str = "uv",
 ) -> tuple[dict[str, list[float]], dict[str, str]]:
     """``uv pip install`` with a new cache into a new venv per trial, servers rotating."""
-    uv = shutil.which("uv") or "uv"
     env = tool_env()
     times: dict[str, list[float]] = {n: [] for n in urls}
     errors: dict[str, str] = {}
@@ -538,6 +543,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--render", action="store_true", help="only re-render the markdown from the JSON"
     )
+    parser.add_argument(
+        "--servers",
+        default=",".join(SERVERS),
+        help="comma-separated servers to measure (default: all; static is always run)",
+    )
+    parser.add_argument("--uv", default=shutil.which("uv") or "uv", help="the uv binary to time")
     args = parser.parse_args(argv)
     if args.render:
         publish(json.loads(args.output.with_suffix(".json").read_text()), args.output)
@@ -584,10 +595,17 @@ def main(argv: list[str] | None = None) -> int:
             targets["satchel"] = Target.from_url(url)
         except Unavailable as exc:
             servers["satchel"]["error"] = exc.detail
+        wanted = set(args.servers.split(",")) | {"static"}
+        for name in set(SERVERS) - wanted:
+            del servers[name]
         try:
+            if not wanted & {"proxpi", "devpi"}:
+                raise Unavailable("skipped", "not asked for (--servers)")
             data["peers"]["versions"] = install_peers()
             for name, start in (("proxpi", start_proxpi), ("devpi", start_devpi)):
                 try:
+                    if name not in wanted:
+                        continue
                     peer, url = start(upstream, work)
                     procs.append(peer)
                     targets[name] = Target.from_url(url)
@@ -595,7 +613,8 @@ def main(argv: list[str] | None = None) -> int:
                     servers[name]["error"] = exc.detail
         except Unavailable as exc:
             for name in ("proxpi", "devpi"):
-                servers[name]["error"] = f"could not install: {exc.detail}"
+                if name in servers:
+                    servers[name]["error"] = f"could not install: {exc.detail}"
         projects = sorted(info.projects)
         files: dict[str, list[str]] = {}
         for name, target in list(targets.items()):
@@ -624,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
             except (RuntimeError, OSError, http.client.HTTPException) as exc:
                 servers[name]["throughput_error"] = str(exc)
         urls = {n: (next(iter(secrets)) if n == "satchel" else t.url) for n, t in targets.items()}
-        times, errors = uv_rounds(urls, cs.requirements, work, args.runs, log)
+        times, errors = uv_rounds(urls, cs.requirements, work, args.runs, log, uv=args.uv)
         for name in targets:
             servers[name]["uv_times"] = times[name]
             servers[name]["uv_median"] = statistics.median(times[name]) if times[name] else None

@@ -9,6 +9,8 @@ its index scoping. Modules, one job each:
 * `_pages`: PEP 503/691 documents and content negotiation (pure);
 * `_auth`: the per-user token file and the basic-auth check;
 * `_peer`: the uid of a loopback peer, from the kernel (token-less access for the owner);
+* `_pagememo`: rendered pages kept between requests, within a short revalidation window;
+* `_filememo`: which stored files may be served, and their metadata, kept while nothing moved;
 * `_service`: the routes, over the daemon's catalog and store.
 
 `serve_local_index` is handed to the runtime by `satchel.daemon.process.app.serve` and started

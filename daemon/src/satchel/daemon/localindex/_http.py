@@ -420,17 +420,25 @@ class _Connection:
         if response.close:
             headers.append(("Connection", "close"))
         try:
-            await self._send(h11.Response(status_code=response.status, headers=headers))
+            data = self.conn.send(h11.Response(status_code=response.status, headers=headers))
         except h11.LocalProtocolError as exc:  # a bug here, not the peer's fault
             log.error("local index: cannot send response: %s", exc)  # noqa: TRY400
             raise _PeerGone from None
         body = response.body
-        if not head and response.status != 304:
-            if isinstance(body, FileBody):
-                await self._send_file(body)
-            elif body:
-                await self._send(h11.Data(data=body))
-        await self._send(h11.EndOfMessage())
+        with_body = not head and response.status != 304
+        if with_body and isinstance(body, FileBody):
+            if data:
+                await self._write(data)
+            await self._send_file(body)
+            await self._send(h11.EndOfMessage())
+            return
+        # A page, a message or a head alone: one write (one syscall and one trip through the
+        # scheduler, not two or three).
+        parts = [data or b""]
+        if with_body and isinstance(body, bytes) and body:
+            parts.append(self.conn.send(h11.Data(data=body)) or b"")
+        parts.append(self.conn.send(h11.EndOfMessage()) or b"")
+        await self._write(b"".join(parts))
 
     async def _send_file(self, body: FileBody) -> None:
         """Stream a file range: small ones with one read in a worker thread, large ones with

@@ -19,6 +19,7 @@ than inventing one.
 
 from __future__ import annotations
 
+import functools
 import html
 from urllib.parse import quote
 
@@ -116,6 +117,15 @@ def _parse_accept(accept: str) -> list[tuple[str, float]]:
     return ranges
 
 
+#: Distinct (``Accept``, ``?format=``) pairs whose answer is remembered: an installer sends the
+#: same header on every request, and parsing it was a tenth of a kept page's time in the
+#: daemon; a few hundred cover every tool in use, and a peer sending endless variants only
+#: evicts its own. Only headers up to `_NEGOTIATED_LENGTH` characters (installers send ~100)
+#: are remembered, so the memo stays under ~130 KiB whatever is sent.
+_NEGOTIATED = 256
+_NEGOTIATED_LENGTH = 512
+
+
 def negotiate(accept: str | None, format_override: str | None = None) -> str | None:
     """The media type to answer with, or None when the client accepts none of ours (406).
 
@@ -123,6 +133,17 @@ def negotiate(accept: str | None, format_override: str | None = None) -> str | N
     ``Accept``); an unknown value is not acceptable. No ``Accept`` header means HTML, which every
     installer understands.
     """
+    if len(accept or "") + len(format_override or "") > _NEGOTIATED_LENGTH:
+        return _negotiate(accept, format_override)
+    return _negotiated(accept, format_override)
+
+
+@functools.lru_cache(maxsize=_NEGOTIATED)
+def _negotiated(accept: str | None, format_override: str | None) -> str | None:
+    return _negotiate(accept, format_override)
+
+
+def _negotiate(accept: str | None, format_override: str | None) -> str | None:
     if format_override is not None:
         return _FORMAT_ALIASES.get(format_override.strip().lower())
     if accept is None or not accept.strip():

@@ -11,11 +11,13 @@ Why the page follows `Catalog.session().scoped_pages` and never a union of every
 of first-index and pins is that a private project name cannot be answered by another index, and
 an installer pointed at this URL must get exactly that protection.
 
-Online, each page request revalidates upstream (cheaply: the upstream client honours max-age and
-ETags) and each file is downloaded on first request through `Catalog.fetch_file`, so it is
-hash-checked, stored once and recorded with its origin. When an index cannot be reached the page
-comes from the metadb, lists only files whose bytes are in the store, and says so in
-``X-Satchel-Stale`` (when it was last fetched) and a ``Warning: 110`` header.
+Online, a page is revalidated upstream (cheaply: the upstream client honours max-age and ETags)
+at most once per `pagememo.REVALIDATE_WINDOW`, and served as last rendered in between while
+nothing it is made of changed in the daemon; each file is downloaded on first request through
+`Catalog.fetch_file`, so it is hash-checked, stored once and recorded with its origin. When an
+index cannot be reached the page comes from the metadb, lists only files whose bytes are in the
+store, and says so in ``X-Satchel-Stale`` (when it was last fetched) and a ``Warning: 110``
+header.
 
 File URLs contain the sha256, so a URL's bytes never change: files are served with long-lived
 immutable caching, and a file already in the store is answered without consulting any index,
@@ -59,7 +61,9 @@ from satchel.daemon.indexes.catalog import metadata_from_file
 from satchel.daemon.indexes.session import Session
 from satchel.daemon.localindex._auth import check_basic_auth
 from satchel.daemon.localindex._binding import stored_file_refusal
+from satchel.daemon.localindex._filememo import FileMemo
 from satchel.daemon.localindex._messages import FileBody, Request, Response, byte_range
+from satchel.daemon.localindex._pagememo import PageMemo, page_etag
 from satchel.daemon.localindex._pages import (
     HTML_V1,
     JSON_V1,
@@ -92,9 +96,6 @@ FILE_CACHE_CONTROL = "public, max-age=31536000, immutable"
 MAX_REMEMBERED_FILES = 200_000
 #: Host names a request may use: the listener is on 127.0.0.1, and refusing other names defeats
 #: DNS rebinding (a web page resolving its own name to 127.0.0.1 to reach this port).
-#: Seconds before the metadb is asked again for metadata it did not hold (a resolve or a
-#: prefetch may have stored it since); until then the page does not advertise it.
-METADATA_RECHECK = 10.0
 _LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost"})
 #: Headers every current browser sends (Fetch Metadata on every request to a trustworthy origin,
 #: which loopback is; ``Origin`` on cross-origin ones) and no installer does. A web page runs as
@@ -129,6 +130,22 @@ def _etag_matches(header: str | None, etag: str) -> bool:
         return True
     bare = etag.removeprefix("W/")
     return any(tag.strip().removeprefix("W/") == bare for tag in header.split(","))
+
+
+def _fresh_until(session: Session, pages: tuple[ProjectPage, ...]) -> float | None:
+    """Unix time until which upstream's max-age (or the index's own ``max-age`` setting) keeps
+    every page in *pages* fresh, as `Upstream.fetch_page` reckons it; None: one has none."""
+    until: float | None = None
+    for page in pages:
+        index = session.index(page.index)
+        if index is None or index.kind != "simple":
+            return None  # find-links listings have a freshness of their own: not reckoned here
+        max_age = index.max_age if index.max_age is not None else page.max_age
+        if max_age is None:
+            return None
+        expires = page.fetched_at + max_age
+        until = expires if until is None else min(until, expires)
+    return until
 
 
 def _valid_project_name(name: str) -> bool:
@@ -169,10 +186,17 @@ class LocalIndex:
         self._metadata_hashes: dict[str, str] = {}
         #: (file URL, size, mtime) -> sha256 of files in local find-links directories.
         self._local_hashes: dict[tuple[str, int, int], str] = {}
-        #: sha256 of a wheel -> monotonic time the metadb was last found without its metadata.
-        self._metadata_absent: dict[str, float] = {}
+        #: sha256 of a wheel -> the metadb `generation` at which it was found without its
+        #: metadata: asked again once anything was written since (a resolve or a prefetch may
+        #: have stored it).
+        self._metadata_absent: dict[str, int] = {}
         #: Blobs served since the last flush (their last_used is bumped in one batch).
         self.used: set[str] = set()
+        #: Online pages as last built and rendered (`pagememo`: served again while nothing
+        #: they are made of changed, within the revalidation window).
+        self.pages = PageMemo()
+        #: Stored files found servable, and metadata served (`filememo`).
+        self.files = FileMemo()
         rt.catalog.metadata_listeners.append(self._forget_metadata)
 
     def _forget_metadata(self, sha: str, _url: str) -> None:
@@ -255,8 +279,9 @@ class LocalIndex:
         body: bytes,
         media_type: str,
         extra: list[tuple[str, str]] | None = None,
+        etag: str | None = None,
     ) -> Response:
-        etag = '"' + hashlib.sha256(media_type.encode() + b"\0" + body).hexdigest()[:40] + '"'
+        etag = etag or page_etag(media_type, body)
         headers = [
             ("Vary", "Accept"),
             ("ETag", etag),
@@ -294,7 +319,18 @@ class LocalIndex:
         media_type = self._media_type(request, query)
         if media_type is None:
             return self._not_acceptable()
-        session = self.rt.catalog.session()
+        config, generation = self.rt.config, self.rt.metadb.generation
+        started = time.monotonic()
+        wall = time.time()
+        memo = (
+            None
+            if self._any_offline()
+            else self.pages.get(canonical, config, generation, started, wall)
+        )
+        if memo is not None:
+            body, etag = self.pages.rendered(canonical, memo, media_type)
+            return self._page_response(request, body, media_type, etag=etag)
+        session = self.rt.catalog.session(config=config)
         try:
             scoped = await session.scoped_pages(canonical)
         except IndexUnreachable as exc:
@@ -323,6 +359,11 @@ class LocalIndex:
             # The common warm case touches neither disk nor database: a worker-thread hop
             # would cost more than the work (and is most of a cached page's latency).
             view, stale_since = self._view(session, scoped.pages)
+        if stale_since is None and not session.offline:
+            fresh = _fresh_until(session, scoped.pages)
+            memo = self.pages.put(canonical, view, config, generation, started, fresh)
+            body, etag = self.pages.rendered(canonical, memo, media_type)
+            return self._page_response(request, body, media_type, etag=etag)
         extra: list[tuple[str, str]] = []
         if stale_since is not None:
             when = _rfc3339(stale_since)
@@ -332,12 +373,17 @@ class LocalIndex:
             )
         return self._page_response(request, render_project(view, media_type), media_type, extra)
 
+    def _any_offline(self) -> bool:
+        """Whether an index is known unreachable: its pages are then stale, built each time."""
+        upstream = self.rt.catalog.upstream
+        return any(upstream.is_offline(index.name) for index in self.rt.config.indexes)
+
     def _needs_io(self, session: Session, pages: tuple[ProjectPage, ...]) -> bool:
         """Whether rendering must stat the store or read the metadb (then: a worker thread)."""
         if session.offline:
             return True
         upstream = self.rt.catalog.upstream
-        now = time.monotonic()
+        generation = self.rt.metadb.generation
         for page in pages:
             if upstream.is_offline(page.index):
                 return True
@@ -349,10 +395,12 @@ class LocalIndex:
                     continue
                 if entry.size is None:
                     return True
-                if entry.is_wheel and sha not in self._metadata_hashes:
-                    checked = self._metadata_absent.get(sha)
-                    if checked is None or now - checked > METADATA_RECHECK:
-                        return True
+                if (
+                    entry.is_wheel
+                    and sha not in self._metadata_hashes
+                    and self._metadata_absent.get(sha) != generation
+                ):
+                    return True
         return False
 
     def _view(
@@ -385,19 +433,18 @@ class LocalIndex:
             if not stale:
                 versions.update(dict.fromkeys(page.versions))
         wheels = [e.sha256 for _, e, _ in entries if e.is_wheel and e.sha256 is not None]
-        now = time.monotonic()
+        generation = self.rt.metadb.generation  # before the read: a write since moves it
         unknown = [
             sha
             for sha in wheels
-            if sha not in self._metadata_hashes
-            and now - self._metadata_absent.get(sha, -METADATA_RECHECK) >= METADATA_RECHECK
+            if sha not in self._metadata_hashes and self._metadata_absent.get(sha) != generation
         ]
         if unknown:
             found = self.rt.metadb.core_metadata_many(unknown)
             for sha in unknown:
                 data = found.get(sha)
                 if data is None:
-                    self._metadata_absent[sha] = now
+                    self._metadata_absent[sha] = generation
                 else:
                     self._metadata_hashes[sha] = hashlib.sha256(data).hexdigest()
                     self._metadata_absent.pop(sha, None)
@@ -560,10 +607,17 @@ class LocalIndex:
         headers.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
         return Response(206, headers, FileBody(store.path(sha), start, end - start))
 
+    def _files_key(self) -> tuple[object, int]:
+        return self.files.key(self.rt.config, self.rt.metadb.generation)
+
     async def _origin_refusal(self, sha: str, filename: str) -> Response | None:
         """403 for a stored file its project's binding does not allow (`stored_file_refusal`)."""
+        key = self._files_key()
+        if self.files.allowed(key, sha, filename):
+            return None
         message = await stored_file_refusal(self.rt, sha, filename)
         if message is None:
+            self.files.allow(key, sha, filename)
             return None
         log.warning("local index: %s", message)
         return _text(403, redact(message))
@@ -575,6 +629,10 @@ class LocalIndex:
             refusal = await self._origin_refusal(sha, filename)
             if refusal is not None:
                 return refusal
+        key = self._files_key()
+        kept = self.files.metadata(key, sha)
+        if kept is not None:
+            return self._metadata_response(request, *kept)
         data = await trio.to_thread.run_sync(lambda: rt.metadb.get_core_metadata(sha))
         if data is None and rt.store.has(sha):
             data = await trio.to_thread.run_sync(metadata_from_file, rt.store.path(sha), filename)
@@ -590,6 +648,11 @@ class LocalIndex:
         digest = hashlib.sha256(data).hexdigest()
         self._metadata_hashes[sha] = digest
         self._metadata_absent.pop(sha, None)
+        self.files.keep_metadata(key, sha, data, digest)
+        return self._metadata_response(request, data, digest)
+
+    @staticmethod
+    def _metadata_response(request: Request, data: bytes, digest: str) -> Response:
         etag = f'"{digest}"'
         headers = [("ETag", etag), ("Cache-Control", FILE_CACHE_CONTROL)]
         if _etag_matches(request.header("if-none-match"), etag):

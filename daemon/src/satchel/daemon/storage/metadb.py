@@ -136,8 +136,13 @@ class MetaDB:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         #: Reentrant so that writes inside `batch` join its transaction.
         self._lock = threading.RLock()
-        #: Moves on at every write transaction: what was derived from reads at one generation
-        #: holds while it stands (`satchel.daemon.indexes._offlinescope`).
+        #: Bumped after every write transaction that may change what a page shows (pages,
+        #: origins and bindings, blobs, core metadata; not a 304's validators nor last-used
+        #: times): whoever derives something from the database (the local index's rendered
+        #: pages, the offline scopes of `satchel.daemon.indexes._offlinescope`) reads it before
+        #: reading, and derives again when it moved. Bumped after the commit, so a reader that
+        #: read before it sees the old value; a read without the lock sees the old or the new
+        #: value, and either only makes a reader derive once more.
         self.generation = 0
         try:
             self._conn = sqlite3.connect(
@@ -200,10 +205,10 @@ class MetaDB:
             yield
 
     @contextlib.contextmanager
-    def _write(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
-        """One write transaction; *durable* commits with ``synchronous=FULL``."""
+    def _write(self, *, durable: bool = False, shown: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; *durable* commits with ``synchronous=FULL``; *shown*: it may
+        change what a page shows (then `generation` moves)."""
         with self._lock:
-            self.generation += 1
             if self._conn.in_transaction:  # inside `batch` (we hold the lock): join it
                 yield self._conn
                 return
@@ -224,6 +229,8 @@ class MetaDB:
                         ) from exc
                     raise
             finally:
+                if shown:  # after the commit: a reader that saw the old value derives again
+                    self.generation += 1
                 if durable:
                     self._conn.execute("PRAGMA synchronous = NORMAL")
 
@@ -335,8 +342,10 @@ class MetaDB:
         last_modified: str | None,
         max_age: int | None,
     ) -> bool:
-        """Record a successful revalidation (304); False when no such page is stored."""
-        with self._write() as conn:
+        """Record a successful revalidation (304); False when no such page is stored.
+
+        Not *shown*: validators and times change, never the files or versions listed."""
+        with self._write(shown=False) as conn:
             cursor = conn.execute(
                 "UPDATE pages SET fetched_at = ?, etag = ?, last_modified = ?, max_age = ? "
                 "WHERE idx = ? AND project = ?",
@@ -460,7 +469,7 @@ class MetaDB:
     def mark_used(self, sha256s: Iterable[str], at: float | None = None) -> None:
         """Bump last_used of blobs an install, resolve or local-index request just used."""
         now = time.time() if at is None else at
-        with self._write() as conn:
+        with self._write(shown=False) as conn:  # last-used times are on no page
             conn.executemany(
                 "UPDATE blobs SET last_used = max(last_used, ?) WHERE sha256 = ?",
                 [(now, sha.lower()) for sha in sha256s],
