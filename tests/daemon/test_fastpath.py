@@ -16,8 +16,8 @@ import pytest
 from packaging.requirements import Requirement
 
 from satchel.daemon.errors import SatchelError
-from satchel.daemon.resolver import provider as resolver
-from satchel.daemon.resolver.provider import Resolution, resolve
+from satchel.daemon.resolver import resolve as resolver
+from satchel.daemon.resolver.resolve import Resolution, resolve
 from satchel.daemon.resolver.target import synthetic_target
 from tests.support.memindex import MemoryIndex
 

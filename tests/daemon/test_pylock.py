@@ -10,7 +10,6 @@ import msgspec
 import pytest
 from packaging.requirements import Requirement
 
-from satchel.daemon.resolver.provider import Resolution, resolve
 from satchel.daemon.resolver.pylock import (
     dumps_json,
     dumps_pylock,
@@ -18,6 +17,7 @@ from satchel.daemon.resolver.pylock import (
     read_pylock,
 )
 from satchel.daemon.resolver.reqfiles import RequirementsFileError, parse_requirements
+from satchel.daemon.resolver.resolve import Resolution, resolve
 from satchel.daemon.resolver.target import synthetic_target
 from satchel.daemon.storage.model import FileEntry
 from tests.support.memindex import MemoryIndex

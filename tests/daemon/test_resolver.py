@@ -12,7 +12,7 @@ from packaging.requirements import Requirement
 
 from satchel.daemon.errors import NotCached, NotFound, ResolutionImpossible
 from satchel.daemon.resolver.candidates import MetadataCache, SdistNeedsBuild, parse_core_metadata
-from satchel.daemon.resolver.provider import Resolution, resolve
+from satchel.daemon.resolver.resolve import Resolution, resolve
 from satchel.daemon.resolver.scope import ScopedPages, Strategy
 from satchel.daemon.resolver.target import Target, synthetic_target
 from satchel.daemon.storage.model import FileEntry, ProjectPage

@@ -13,7 +13,9 @@ from packaging.version import Version
 from resolvelib.structs import RequirementInformation
 
 from satchel.daemon.resolver.candidates import MetadataCache
-from satchel.daemon.resolver.provider import _Candidate, _Provider, _Req
+from satchel.daemon.resolver.provider import Candidate as _Candidate
+from satchel.daemon.resolver.provider import Provider as _Provider
+from satchel.daemon.resolver.provider import Req as _Req
 from satchel.daemon.resolver.scope import ScopedPages
 from satchel.daemon.resolver.target import synthetic_target
 from satchel.daemon.storage.model import FileEntry, ProjectPage

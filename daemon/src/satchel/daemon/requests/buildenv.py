@@ -23,7 +23,7 @@ from satchel.daemon.requests.builder import sdist_metadata
 from satchel.daemon.requests.environments import install_files
 from satchel.daemon.requests.resolution import SessionSource, pinned_files
 from satchel.daemon.requests.runtime import Runtime
-from satchel.daemon.resolver.provider import resolve
+from satchel.daemon.resolver.resolve import resolve
 from satchel.daemon.resolver.target import Target
 
 __all__ = ["provide"]

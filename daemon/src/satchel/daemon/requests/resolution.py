@@ -35,7 +35,6 @@ from satchel.daemon.requests.runtime import Runtime
 from satchel.daemon.resolver import pylock
 from satchel.daemon.resolver.buildpolicy import Formats
 from satchel.daemon.resolver.candidates import SdistNeedsBuild
-from satchel.daemon.resolver.provider import Pin, Resolution, resolve
 from satchel.daemon.resolver.reqfiles import (
     ParsedRequirement,
     RequirementSet,
@@ -44,6 +43,7 @@ from satchel.daemon.resolver.reqfiles import (
     read_pyproject,
     read_toml,
 )
+from satchel.daemon.resolver.resolve import Pin, Resolution, resolve
 from satchel.daemon.resolver.scope import ScopedPages
 from satchel.daemon.resolver.target import Target, query_interpreter, synthetic_target
 from satchel.daemon.resolver.uvlock import read_uv_lock

@@ -1,10 +1,11 @@
-"""Resolve requirements to pinned files for one target, with resolvelib over a `MetadataSource`.
+"""The resolvelib provider (`Provider`) over a `MetadataSource`: candidates, preferences,
+dependencies, for one target.
 
 The algorithm is resolvelib's (backtracking with backjumping); this module is the provider that
-feeds it and the translation of its answer (pins) and of its failures (explanations). All I/O is
-behind `MetadataSource`, a synchronous seam: the online source calls back into trio with
-``trio.from_thread``, the offline one reads the metadb. `resolve` runs in a worker thread
-(``trio.to_thread.run_sync``) and never touches trio itself.
+feeds it, and `resolve.resolve` runs it and translates its answer (pins) and its failures
+(explanations). All I/O is behind `MetadataSource`, a synchronous seam: the online source calls
+back into trio with ``trio.from_thread``, the offline one reads the metadb. A resolve runs in a
+worker thread (``trio.to_thread.run_sync``) and never touches trio itself.
 
 Rules (pip's, except where the index scope is concerned):
 
@@ -38,12 +39,10 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
-import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-import msgspec
 import resolvelib
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
@@ -52,9 +51,6 @@ from packaging.version import Version
 from resolvelib.structs import RequirementInformation
 
 from satchel.daemon.errors import ResolutionImpossible
-from satchel.daemon.resolver import _explain as explain
-from satchel.daemon.resolver import _resolvelib
-from satchel.daemon.resolver._fastpath import resolve_straight
 from satchel.daemon.resolver.buildpolicy import BuildPolicy
 from satchel.daemon.resolver.candidates import (
     CoreMetadata,
@@ -67,19 +63,19 @@ from satchel.daemon.resolver.candidates import (
 )
 from satchel.daemon.resolver.scope import ScopedPages
 from satchel.daemon.resolver.target import Target
-from satchel.daemon.storage.memory import settles_long_lived
 from satchel.daemon.storage.model import FileEntry, ProjectPage
 
 __all__ = [
     "MAX_ROUNDS",
+    "PYTHON",
+    "Candidate",
+    "Info",
     "MetadataSource",
-    "Pin",
-    "Resolution",
-    "Skipped",
-    "resolve",
+    "Provider",
+    "Req",
+    "from_requirement",
+    "preference",
 ]
-
-_resolvelib.patch()  # cycle-safe result building (see `_resolvelib`)
 
 log = logging.getLogger(__name__)
 
@@ -102,44 +98,7 @@ class MetadataSource(Protocol):
         ...
 
 
-class Pin(msgspec.Struct, frozen=True, kw_only=True):
-    name: str
-    version: str
-    #: Name of the configured index the file comes from.
-    index: str
-    file: FileEntry
-    #: Credential-free URL of the project page the file was listed on.
-    page_url: str
-    #: A direct (root) requirement, as opposed to a dependency.
-    requested: bool
-    extras: tuple[str, ...] = ()
-    #: Who required it: "name version" of each dependent, "(requested)" for the root.
-    dependents: tuple[str, ...] = ()
-    #: The installed version was kept (it satisfies every requirement).
-    installed: bool = False
-
-
-class Skipped(msgspec.Struct, frozen=True, kw_only=True):
-    """A requirement whose environment marker is false on this target."""
-
-    requirement: str
-    required_by: str
-
-
-class Resolution(msgspec.Struct, frozen=True, kw_only=True):
-    pins: list[Pin]
-    target_key: str
-    python_full_version: str
-    #: Marker-filtered requirements of the result, for "why is X not installed?".
-    skipped: list[Skipped] = []
-    #: Index name -> URL, as the sources reported them (for lock files).
-    index_urls: dict[str, str] = {}
-    stats: dict[str, float] = {}
-    #: Warnings for the user about the result (an extra the project does not provide).
-    notes: list[str] = []
-
-
-class _Req:
+class Req:
     """A requirement as the resolver sees it: identifier, specifier, and who made it."""
 
     __slots__ = ("exact", "extras", "ident", "name", "satisfied", "specifier", "text")
@@ -154,14 +113,14 @@ class _Req:
         self.ident = f"{name}[{','.join(sorted(extras))}]" if extras else name
         #: version -> does it satisfy? resolvelib re-checks every pin against every requirement
         #: each round (O(n^2) calls), and SpecifierSet.contains is the single hottest call.
-        self.satisfied: dict[_Candidate, bool] = {}
+        self.satisfied: dict[Candidate, bool] = {}
         self.exact = _is_exact(spec)
 
     def __repr__(self) -> str:
         return self.text
 
 
-class _Candidate:
+class Candidate:
     __slots__ = ("_hash", "extras", "file", "ident", "installed", "name", "page", "version")
 
     def __init__(
@@ -187,7 +146,7 @@ class _Candidate:
         return (self.ident, self.version, self.file.url if self.file else None)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Candidate) and self._key() == other._key()
+        return isinstance(other, Candidate) and self._key() == other._key()
 
     def __hash__(self) -> int:
         return self._hash
@@ -196,14 +155,14 @@ class _Candidate:
         return f"{self.ident} {self.version}"
 
 
-def _from_requirement(req: Requirement) -> _Req:
+def from_requirement(req: Requirement) -> Req:
     name = canonicalize_name(req.name)
     extras = frozenset(canonicalize_name(e) for e in req.extras)
     shown = f"{req.name}[{','.join(sorted(req.extras))}]" if req.extras else req.name
-    return _Req(name, extras, req.specifier, f"{shown}{req.specifier}")
+    return Req(name, extras, req.specifier, f"{shown}{req.specifier}")
 
 
-_Info = RequirementInformation[_Req, _Candidate]
+Info = RequirementInformation[Req, Candidate]
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,12 +183,12 @@ class _Picking:
     kept: Version | None
     sdists_allowed: bool
     #: The provider's: one candidate object per (identifier, version, file URL).
-    candidates: dict[tuple[str, Version, str], _Candidate]
+    candidates: dict[tuple[str, Version, str], Candidate]
     #: The provider's: project -> an sdist left out by the build policy.
     excluded: dict[str, str]
 
 
-def _candidates(pick: _Picking) -> Iterator[_Candidate]:
+def _candidates(pick: _Picking) -> Iterator[Candidate]:
     """The candidates of *pick*: the installed version first, then newest first."""
     allowed, kept = pick.allowed, pick.kept
     order = itertools.chain((v for v in allowed if v == kept), (v for v in allowed if v != kept))
@@ -244,7 +203,7 @@ def _candidates(pick: _Picking) -> Iterator[_Candidate]:
         key = (pick.identifier, v, choice.file.url)
         candidate = pick.candidates.get(key)
         if candidate is None:
-            candidate = pick.candidates[key] = _Candidate(
+            candidate = pick.candidates[key] = Candidate(
                 pick.name, v, pick.extras, choice.file, choice.page, installed=v == kept
             )
         found = True
@@ -258,14 +217,14 @@ def _candidates(pick: _Picking) -> Iterator[_Candidate]:
 
 
 #: What `find_matches` gives resolvelib: a list, or a factory of the candidates in order.
-_Matches = list["_Candidate"] | Callable[[], Iterator["_Candidate"]]
+_Matches = list["Candidate"] | Callable[[], Iterator["Candidate"]]
 
 
 def _is_exact(spec: SpecifierSet) -> bool:
     return any(s.operator == "===" or (s.operator == "==" and "*" not in s.version) for s in spec)
 
 
-def _preference(identifier: str, information: Iterable[_Info]) -> tuple[bool, bool, str]:
+def preference(identifier: str, information: Iterable[Info]) -> tuple[bool, bool, str]:
     """Exact pins first (nothing to choose), then direct requirements, then by name."""
     infos = list(information)
     pinned = any(info.requirement.exact for info in infos)
@@ -273,7 +232,7 @@ def _preference(identifier: str, information: Iterable[_Info]) -> tuple[bool, bo
     return (not pinned, not direct, identifier)
 
 
-class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
+class Provider(resolvelib.AbstractProvider[Req, Candidate, str]):
     def __init__(
         self,
         target: Target,
@@ -306,11 +265,11 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
         self.ranks = target.tag_ranks()
         self.scoped: dict[str, ScopedPages] = {}
         self.projects: dict[str, ProjectFiles] = {}
-        self.skipped: dict[_Candidate, list[Requirement]] = {}
+        self.skipped: dict[Candidate, list[Requirement]] = {}
         #: project -> candidates seen requiring it (any state, for explaining chains)
-        self.required_by: dict[str, set[_Candidate]] = {}
+        self.required_by: dict[str, set[Candidate]] = {}
         self.roots: set[str] = set()
-        self.candidates: dict[tuple[str, Version, str], _Candidate] = {}
+        self.candidates: dict[tuple[str, Version, str], Candidate] = {}
         self.matches: dict[tuple[str, frozenset[str], frozenset[Version]], _Matches] = {}
         self.stats = {"find_matches": 0.0, "metadata_fetched": 0.0, "metadata_cached": 0.0}
 
@@ -339,7 +298,7 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
             self.projects[name] = files
         return files
 
-    def metadata(self, candidate: _Candidate) -> CoreMetadata:
+    def metadata(self, candidate: Candidate) -> CoreMetadata:
         file, page = candidate.file, candidate.page
         assert file is not None and page is not None
         key = file.sha256 or file.url
@@ -390,16 +349,16 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
 
     # -- resolvelib interface ----------------------------------------------------------------
 
-    def identify(self, requirement_or_candidate: _Req | _Candidate) -> str:
+    def identify(self, requirement_or_candidate: Req | Candidate) -> str:
         return requirement_or_candidate.ident
 
     def narrow_requirement_selection(
         self,
         identifiers: Iterable[str],
-        resolutions: Mapping[str, _Candidate],
-        candidates: Mapping[str, Iterator[_Candidate]],
-        information: Mapping[str, Iterator[_Info]],
-        backtrack_causes: Sequence[_Info],
+        resolutions: Mapping[str, Candidate],
+        candidates: Mapping[str, Iterator[Candidate]],
+        information: Mapping[str, Iterator[Info]],
+        backtrack_causes: Sequence[Info],
     ) -> Iterable[str]:
         """Settle ``<python>`` first (it is free), then whatever just caused a backtrack.
 
@@ -414,25 +373,25 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
         causes |= {c.parent.ident for c in backtrack_causes if c.parent is not None}
         narrowed = [i for i in identifiers if i in causes] or identifiers
         if len(narrowed) > 1:
-            return [min(narrowed, key=lambda i: _preference(i, information[i]))]
+            return [min(narrowed, key=lambda i: preference(i, information[i]))]
         return narrowed
 
     def get_preference(
         self,
         identifier: str,
-        resolutions: Mapping[str, _Candidate],
-        candidates: Mapping[str, Iterator[_Candidate]],
-        information: Mapping[str, Iterator[_Info]],
-        backtrack_causes: Sequence[_Info],
+        resolutions: Mapping[str, Candidate],
+        candidates: Mapping[str, Iterator[Candidate]],
+        information: Mapping[str, Iterator[Info]],
+        backtrack_causes: Sequence[Info],
     ) -> tuple[bool, bool, str]:
         """Exact pins first (nothing to choose), then direct requirements, then by name."""
-        return _preference(identifier, information[identifier])
+        return preference(identifier, information[identifier])
 
     def find_matches(
         self,
         identifier: str,
-        requirements: Mapping[str, Iterator[_Req]],
-        incompatibilities: Mapping[str, Iterator[_Candidate]],
+        requirements: Mapping[str, Iterator[Req]],
+        incompatibilities: Mapping[str, Iterator[Candidate]],
     ) -> _Matches:
         self.stats["find_matches"] += 1
         reqs = list(requirements[identifier])
@@ -443,10 +402,10 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
             found = self.matches[memo_key] = self._find_matches(identifier, reqs, bad)
         return found
 
-    def _find_matches(self, identifier: str, reqs: list[_Req], bad: set[Version]) -> _Matches:
+    def _find_matches(self, identifier: str, reqs: list[Req], bad: set[Version]) -> _Matches:
         if identifier == PYTHON:
             ok = all(r.specifier.contains(self.python, prereleases=True) for r in reqs)
-            return [_Candidate(PYTHON, self.python)] if ok and self.python not in bad else []
+            return [Candidate(PYTHON, self.python)] if ok and self.python not in bad else []
         if not reqs:
             # Backjumping re-asks for a project whose every requirement went with the versions
             # it undid: nothing asks for it now, so nothing matches (pip's answer too).
@@ -484,36 +443,36 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
             ),
         )
 
-    def is_satisfied_by(self, requirement: _Req, candidate: _Candidate) -> bool:
+    def is_satisfied_by(self, requirement: Req, candidate: Candidate) -> bool:
         held = requirement.satisfied.get(candidate)
         if held is None:
             held = requirement.specifier.contains(candidate.version, prereleases=True)
             requirement.satisfied[candidate] = held
         return held
 
-    def get_dependencies(self, candidate: _Candidate) -> list[_Req]:
+    def get_dependencies(self, candidate: Candidate) -> list[Req]:
         if candidate.name == PYTHON:
             return []
         meta = self.metadata(candidate)
-        deps: list[_Req] = []
+        deps: list[Req] = []
         skipped: list[Requirement] = []
         if candidate.extras:
             # The extra's candidate is the base candidate plus the extra's own dependencies.
             pin = f"=={candidate.version}"
-            deps.append(_Req(candidate.name, frozenset(), specifier(pin), candidate.name + pin))
+            deps.append(Req(candidate.name, frozenset(), specifier(pin), candidate.name + pin))
             for req in meta.requires_dist:
                 if not self.marker_holds(req, "") and any(
                     self.marker_holds(req, extra) for extra in candidate.extras
                 ):
-                    deps.append(_from_requirement(req))
+                    deps.append(from_requirement(req))
             self._record(candidate, deps)
             return deps
         if meta.requires_python is not None:
             rp = str(meta.requires_python)
-            deps.append(_Req(PYTHON, frozenset(), meta.requires_python, f"Python{rp}"))
+            deps.append(Req(PYTHON, frozenset(), meta.requires_python, f"Python{rp}"))
         for req in meta.requires_dist:
             if self.marker_holds(req, ""):
-                deps.append(_from_requirement(req))
+                deps.append(from_requirement(req))
             else:
                 skipped.append(req)  # stringified only for the pins (`_pins`)
         if skipped:
@@ -521,215 +480,7 @@ class _Provider(resolvelib.AbstractProvider[_Req, _Candidate, str]):
         self._record(candidate, deps)
         return deps
 
-    def _record(self, candidate: _Candidate, deps: list[_Req]) -> None:
+    def _record(self, candidate: Candidate, deps: list[Req]) -> None:
         for dep in deps:
             if dep.name != candidate.name:
                 self.required_by.setdefault(dep.name, set()).add(candidate)
-
-
-class _Reporter(resolvelib.BaseReporter[_Req, _Candidate, str]):
-    def __init__(self) -> None:
-        self.rounds = 0
-        self.backtracks = 0
-
-    def starting_round(self, index: int) -> None:
-        self.rounds = index + 1
-
-    def rejecting_candidate(self, criterion: Any, candidate: Any) -> None:
-        self.backtracks += 1
-
-
-def _group_constraints(constraints: Iterable[Requirement]) -> dict[str, list[Requirement]]:
-    grouped: dict[str, list[Requirement]] = {}
-    for constraint in constraints:
-        grouped.setdefault(canonicalize_name(constraint.name), []).append(constraint)
-    return grouped
-
-
-@settles_long_lived
-def resolve(
-    requirements: Sequence[Requirement],
-    constraints: Sequence[Requirement],
-    target: Target,
-    source: MetadataSource,
-    *,
-    installed: Mapping[str, str] | None = None,
-    prefer_installed: bool = True,
-    allow_sdists: bool = True,
-    prereleases: bool = False,
-    hashes: Mapping[str, Collection[str]] | None = None,
-    cache: MetadataCache | None = None,
-    policy: BuildPolicy | None = None,
-) -> Resolution:
-    """Pin *requirements* (within *constraints*) for *target*, reading from *source*.
-
-    *installed* maps normalised names to installed versions (kept when they satisfy and
-    *prefer_installed*). *hashes*, when given, turns on hash-checking mode: normalised name ->
-    acceptable sha256 digests. Pass a long-lived *cache* to make repeated resolves cheap.
-
-    Raises `ResolutionImpossible` (explained), `NotCached`/`NotFound` (a project missing from
-    the scope, with hints), `SdistNeedsBuild`, `BuildForbidden` (only an sdist fits where
-    *policy* allows no sdist), or whatever the source raises.
-    """
-    policy = policy or BuildPolicy()
-    started = time.perf_counter()
-    store = cache if cache is not None else MetadataCache()
-    target_key = target.key
-    installed = {canonicalize_name(k): v for k, v in (installed or {}).items()}
-    hash_sets: dict[str, frozenset[str]] | None = (
-        None if hashes is None else {canonicalize_name(k): frozenset(v) for k, v in hashes.items()}
-    )
-    memo_key: tuple[object, ...] = (
-        tuple(str(r) for r in requirements),
-        tuple(str(c) for c in constraints),
-        target_key,
-        tuple(sorted(installed.items())),
-        prefer_installed,
-        allow_sdists,
-        prereleases,
-        None if hash_sets is None else tuple(sorted(hash_sets.items(), key=lambda kv: kv[0])),
-        policy,
-    )
-    hit = store.results.get(memo_key)
-    if hit is not None:
-        previous, signatures = hit
-        if all(page_signature(source.pages(p).pages) == sig for p, sig in signatures.items()):
-            elapsed = time.perf_counter() - started
-            log.debug("resolve answered from the result cache in %.1f ms", elapsed * 1000)
-            stats = {"seconds": round(elapsed, 4), "cached": 1.0, "pins": len(previous.pins)}
-            return msgspec.structs.replace(previous, stats=stats)  # type: ignore[no-any-return]
-    env = {**target.markers, "extra": ""}
-    roots: list[_Req] = []
-    skipped_roots: list[Skipped] = []
-    for req in requirements:
-        if req.marker is not None and not req.marker.evaluate(env):
-            skipped_roots.append(Skipped(requirement=str(req), required_by="(requested)"))
-            continue
-        roots.append(_from_requirement(req))
-    active_constraints = [c for c in constraints if c.marker is None or c.marker.evaluate(env)]
-    provider = _Provider(
-        target,
-        source,
-        store,
-        constraints=_group_constraints(active_constraints),
-        installed=installed,
-        prefer_installed=prefer_installed,
-        allow_sdists=allow_sdists,
-        prereleases=prereleases,
-        hashes=hash_sets,
-        policy=policy,
-    )
-    provider.roots = {root.name for root in roots}
-    reporter = _Reporter()
-    resolver: resolvelib.Resolver[_Req, _Candidate, str] = resolvelib.Resolver(provider, reporter)
-    try:
-        # Without a conflict, resolvelib's own choices in linear time (`fastpath`); with one,
-        # resolvelib from the start.
-        result: Any = resolve_straight(provider, roots, first=PYTHON, preference=_preference)
-        if result is not None:
-            reporter.rounds = result.rounds
-        else:
-            result = resolver.resolve(roots, max_rounds=MAX_ROUNDS)
-    except resolvelib.ResolutionImpossible as exc:
-        explained = explain.impossible(exc.causes, provider)
-        raise policy.explain(provider.excluded, explained) from None
-    except resolvelib.ResolutionTooDeep:
-        raise ResolutionImpossible(
-            f"gave up after {MAX_ROUNDS} rounds of backtracking: the requirements are too "
-            "loose for the resolver to settle; add tighter version bounds or constraints"
-        ) from None
-    resolution = _pins(result, provider, target, skipped_roots)
-    elapsed = time.perf_counter() - started
-    stats = {
-        **provider.stats,
-        "seconds": round(elapsed, 4),
-        "rounds": float(reporter.rounds),
-        "backtracks": float(reporter.backtracks),
-        "pins": float(len(resolution.pins)),
-    }
-    log.info(
-        "resolved %d pins in %.1f ms (%d rounds, %d backtracks, %d metadata fetched)",
-        len(resolution.pins),
-        elapsed * 1000,
-        reporter.rounds,
-        reporter.backtracks,
-        provider.stats["metadata_fetched"],
-    )
-    resolution = msgspec.structs.replace(resolution, stats=stats)
-    consulted = {name: page_signature(s.pages) for name, s in provider.scoped.items()}
-    store.remember_result(memo_key, resolution, consulted)
-    return resolution
-
-
-def _describe_parent(parent: _Candidate | None) -> str:
-    return "(requested)" if parent is None else f"{parent.name} {parent.version}"
-
-
-def _pins(result: Any, provider: _Provider, target: Target, skipped: list[Skipped]) -> Resolution:
-    mapping: Mapping[str, _Candidate] = result.mapping
-    extras: dict[str, set[str]] = {}
-    dependents: dict[str, set[str]] = {}
-    requested: set[str] = set()
-    #: A parent is described once, not once per dependency (str(Version) is slow, and a large
-    #: set has ~8 dependents per pin).
-    described: dict[_Candidate, str] = {}
-    for ident, candidate in mapping.items():
-        if candidate.name == PYTHON:
-            continue
-        extras.setdefault(candidate.name, set()).update(candidate.extras)
-        for info in result.criteria[ident].information:
-            parent = info.parent
-            if parent is None:
-                requested.add(candidate.name)
-            elif parent.name != candidate.name:  # name[x] -> name is not a dependent
-                label = described.get(parent)
-                if label is None:
-                    label = described[parent] = _describe_parent(parent)
-                dependents.setdefault(candidate.name, set()).add(label)
-    for name in requested:
-        dependents.setdefault(name, set()).add("(requested)")
-    pins: list[Pin] = []
-    index_urls: dict[str, str] = {}
-    notes: list[str] = []
-    for ident in sorted(mapping):
-        candidate = mapping[ident]
-        if candidate.name == PYTHON:
-            continue
-        if candidate.extras:
-            # As pip warns: a misspelt extra resolves, silently adding nothing.
-            missing = sorted(candidate.extras - provider.metadata(candidate).provides_extra)
-            if missing:
-                quoted = ", ".join(f"'{extra}'" for extra in missing)
-                plural = "s" if len(missing) > 1 else ""
-                notes.append(
-                    f"{candidate.name} {candidate.version} does not provide the "
-                    f"extra{plural} {quoted}"
-                )
-            continue
-        assert candidate.file is not None and candidate.page is not None
-        pins.append(
-            Pin(
-                name=candidate.name,
-                version=str(candidate.version),
-                index=candidate.page.index,
-                file=candidate.file,
-                page_url=candidate.page.url,
-                requested=candidate.name in requested,
-                extras=tuple(sorted(extras.get(candidate.name, ()))),
-                dependents=tuple(sorted(dependents.get(candidate.name, ()))),
-                installed=candidate.installed,
-            )
-        )
-        for skipped_req in provider.skipped.get(candidate, []):
-            skipped.append(
-                Skipped(requirement=str(skipped_req), required_by=_describe_parent(candidate))
-            )
-        index_urls.update(provider.scoped[candidate.name].index_urls)
-    return Resolution(
-        pins=pins,
-        target_key=provider.target_key,
-        python_full_version=target.python_full_version,
-        skipped=skipped,
-        index_urls=index_urls,
-        notes=notes,
-    )

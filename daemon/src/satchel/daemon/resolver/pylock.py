@@ -27,8 +27,8 @@ from packaging.version import Version
 
 from satchel.daemon.errors import SatchelError
 from satchel.daemon.resolver.candidates import ProjectFiles
-from satchel.daemon.resolver.provider import Pin, Resolution
 from satchel.daemon.resolver.reqfiles import RequirementsFileError, read_toml
+from satchel.daemon.resolver.resolve import Pin, Resolution
 from satchel.daemon.resolver.target import Target
 from satchel.daemon.storage.model import FileEntry, ProjectPage
 
