@@ -6,8 +6,9 @@ its index scoping. Modules, one job each:
 
 * `_http`: an HTTP/1.1 server on trio over h11 (limits, timeouts, keep-alive, file streaming);
 * `_messages`: the `Request` and `Response` it exchanges with the routes;
+* `_responses`: small answers, and the checks on names in a request path;
 * `_pages`: PEP 503/691 documents and content negotiation (pure);
-* `_auth`: the per-user token file and the basic-auth check;
+* `_auth`: who may ask anything: the Host, the owner's own connections, the token;
 * `_peer`: the uid of a loopback peer, from the kernel (token-less access for the owner);
 * `_pagememo`: rendered pages kept between requests, within a short revalidation window;
 * `_filememo`: which stored files may be served, and their metadata, kept while nothing moved;

@@ -1,4 +1,5 @@
-"""The local index's access token: one per user, in a 0600 file, checked on every request.
+"""Who may ask the local index anything: its own Host names, the owner's own connections, and
+the per-user token, checked on every request before any other work (`refusal`).
 
 Why a token at all on a loopback port: 127.0.0.1 is reachable by every local user (and by any
 process a browser tricks into a request), and the cache holds what private indexes served. The
@@ -20,7 +21,10 @@ import binascii
 import hmac
 import logging
 
-__all__ = ["check_basic_auth"]
+from satchel.daemon.localindex._messages import Request, Response
+from satchel.daemon.localindex._responses import text
+
+__all__ = ["BROWSER_HEADERS", "LOCAL_HOSTS", "check_basic_auth", "refusal"]
 
 log = logging.getLogger(__name__)
 
@@ -47,3 +51,37 @@ def check_basic_auth(header: bytes | None, token: str) -> bool:
     if not sep:
         return False
     return hmac.compare_digest(expected, password)
+
+
+#: Host names a request may use: the listener is on 127.0.0.1, and refusing other names defeats
+#: DNS rebinding (a web page resolving its own name to 127.0.0.1 to reach this port).
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost"})
+#: Headers every current browser sends (Fetch Metadata on every request to a trustworthy origin,
+#: which loopback is; ``Origin`` on cross-origin ones) and no installer does. A web page runs as
+#: the user too, so a token-less request that the kernel attributes to the user is refused when
+#: it carries one: a page must not make the daemon fetch, or probe what the cache holds.
+BROWSER_HEADERS = ("origin", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest")
+
+
+def refusal(request: Request, token: str) -> Response | None:
+    """The refusal of a request without *token* (or for a foreign Host), else None.
+
+    A request without credentials passes when the kernel says its connection's peer runs as
+    the daemon's own user (`_peer`, Linux; issue 13.5), unless a browser sent it."""
+    host = (request.header("host") or "127.0.0.1").rsplit(":", 1)[0].strip("[]").lower()
+    if host not in LOCAL_HOSTS:
+        return text(400, "unexpected Host header: use 127.0.0.1")
+    if request.peer_is_owner and request.header("authorization") is None:
+        if any(request.header(name) is not None for name in BROWSER_HEADERS):
+            return text(403, "requests from a web browser need the token")
+        return None
+    if not check_basic_auth(
+        (request.header("authorization") or "").encode("latin-1") or None, token
+    ):
+        # No project name, no path: nothing here tells an intruder what the cache holds.
+        return text(
+            401,
+            "authentication required: use the URL printed by `satchel index-url`",
+            [("WWW-Authenticate", 'Basic realm="satchel", charset="UTF-8"')],
+        )
+    return None

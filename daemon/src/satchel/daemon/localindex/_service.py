@@ -26,7 +26,6 @@ but held to its project's binding as pages are (`satchel.daemon.localindex._bind
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import logging
 import time
@@ -39,11 +38,7 @@ from urllib.request import url2pathname
 import msgspec
 import trio
 from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
     canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
 )
 
 from satchel.daemon.errors import (
@@ -59,7 +54,7 @@ from satchel.daemon.errors import (
 )
 from satchel.daemon.indexes.catalog import metadata_from_file
 from satchel.daemon.indexes.session import Session
-from satchel.daemon.localindex._auth import check_basic_auth
+from satchel.daemon.localindex._auth import refusal
 from satchel.daemon.localindex._binding import stored_file_refusal
 from satchel.daemon.localindex._filememo import FileMemo
 from satchel.daemon.localindex._messages import FileBody, Request, Response, byte_range
@@ -74,6 +69,15 @@ from satchel.daemon.localindex._pages import (
     negotiate,
     render_project,
     render_root,
+)
+from satchel.daemon.localindex._responses import (
+    OCTET_STREAM,
+    etag_matches,
+    rfc3339,
+    text,
+    valid_filename,
+    valid_project_name,
+    version_of,
 )
 from satchel.daemon.settings.credentials import redact
 from satchel.daemon.storage.model import FileEntry, ProjectPage
@@ -94,42 +98,8 @@ FILE_CACHE_CONTROL = "public, max-age=31536000, immutable"
 #: revalidate its project page again. Beyond this many, the oldest are forgotten (and found again
 #: through the project page, named by the file name, if asked for).
 MAX_REMEMBERED_FILES = 200_000
-#: Host names a request may use: the listener is on 127.0.0.1, and refusing other names defeats
-#: DNS rebinding (a web page resolving its own name to 127.0.0.1 to reach this port).
-_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost"})
-#: Headers every current browser sends (Fetch Metadata on every request to a trustworthy origin,
-#: which loopback is; ``Origin`` on cross-origin ones) and no installer does. A web page runs as
-#: the user too, so a token-less request that the kernel attributes to the user is refused when
-#: it carries one: a page must not make the daemon fetch, or probe what the cache holds.
-_BROWSER_HEADERS = ("origin", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest")
 _HEX = frozenset("0123456789abcdef")
-_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
-_MAX_NAME = 200
 _METADATA_SUFFIX = ".metadata"
-_OCTET_STREAM = "application/octet-stream"
-
-
-def _text(status: int, message: str, headers: list[tuple[str, str]] | None = None) -> Response:
-    return Response(
-        status,
-        [("Content-Type", "text/plain; charset=utf-8"), *(headers or [])],
-        (message.rstrip("\n") + "\n").encode(),
-    )
-
-
-def _rfc3339(timestamp: float) -> str:
-    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _etag_matches(header: str | None, etag: str) -> bool:
-    """``If-None-Match`` uses weak comparison (RFC 9110 13.1.2): ``W/`` prefixes are ignored."""
-    if header is None:
-        return False
-    if header.strip() == "*":
-        return True
-    bare = etag.removeprefix("W/")
-    return any(tag.strip().removeprefix("W/") == bare for tag in header.split(","))
 
 
 def _fresh_until(session: Session, pages: tuple[ProjectPage, ...]) -> float | None:
@@ -146,25 +116,6 @@ def _fresh_until(session: Session, pages: tuple[ProjectPage, ...]) -> float | No
         expires = page.fetched_at + max_age
         until = expires if until is None else min(until, expires)
     return until
-
-
-def _valid_project_name(name: str) -> bool:
-    return (
-        0 < len(name) <= _MAX_NAME
-        and all(c in _NAME_CHARS for c in name)
-        and name[0].isalnum()
-        and name[-1].isalnum()
-    )
-
-
-def _valid_filename(name: str) -> bool:
-    if not name or len(name) > 255 or name.startswith("."):
-        return False
-    if any(c in name for c in "/\\\0") or ".." in name:
-        return False
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        return False
-    return file_project(name) is not None
 
 
 @dataclass(frozen=True)
@@ -212,30 +163,10 @@ class LocalIndex:
         return self.authorize(request) or await self.route(request)
 
     def authorize(self, request: Request) -> Response | None:
-        """The refusal of a request without the token (or for a foreign Host), else None.
-
-        A request without credentials passes when the kernel says its connection's peer runs
-        as the daemon's own user (`peer`, Linux; issue 13.5), unless a browser sent it.
-
-        The HTTP server calls this before any other work on every request, and closes the
-        connection after a refusal (see `http`)."""
-        host = (request.header("host") or "127.0.0.1").rsplit(":", 1)[0].strip("[]").lower()
-        if host not in _LOCAL_HOSTS:
-            return _text(400, "unexpected Host header: use 127.0.0.1")
-        if request.peer_is_owner and request.header("authorization") is None:
-            if any(request.header(name) is not None for name in _BROWSER_HEADERS):
-                return _text(403, "requests from a web browser need the token")
-            return None
-        if not check_basic_auth(
-            (request.header("authorization") or "").encode("latin-1") or None, self.token
-        ):
-            # No project name, no path: nothing here tells an intruder what the cache holds.
-            return _text(
-                401,
-                "authentication required: use the URL printed by `satchel index-url`",
-                [("WWW-Authenticate", 'Basic realm="satchel", charset="UTF-8"')],
-            )
-        return None
+        """The refusal of a request without the token (or for a foreign Host), else None
+        (`_auth.refusal`). The HTTP server calls this before any other work on every request,
+        and closes the connection after a refusal (see `_http`)."""
+        return refusal(request, self.token)
 
     async def route(self, request: Request) -> Response:
         """Answer an authorized request."""
@@ -252,7 +183,7 @@ class LocalIndex:
             return await self._project_route(request, path.removeprefix("/simple/"), query)
         if path.startswith("/files/"):
             return await self._file_route(request, path.removeprefix("/files/"))
-        return _text(404, "not found")
+        return text(404, "not found")
 
     @staticmethod
     def _redirect(location: str, query: str) -> Response:
@@ -288,13 +219,13 @@ class LocalIndex:
             ("Cache-Control", PAGE_CACHE_CONTROL),
             *(extra or []),
         ]
-        if _etag_matches(request.header("if-none-match"), etag):
+        if etag_matches(request.header("if-none-match"), etag):
             return Response(304, headers)
         return Response(200, [("Content-Type", content_type(media_type)), *headers], body)
 
     @staticmethod
     def _not_acceptable() -> Response:
-        return _text(
+        return text(
             406,
             f"no acceptable representation; available: {JSON_V1}, {HTML_V1}, {TEXT_HTML}",
             [("Vary", "Accept")],
@@ -311,8 +242,8 @@ class LocalIndex:
 
     async def _project_route(self, request: Request, rest: str, query: str) -> Response:
         name = rest.removesuffix("/")
-        if not _valid_project_name(name):
-            return _text(404, "not found")
+        if not valid_project_name(name):
+            return text(404, "not found")
         canonical = canonicalize_name(name)
         if name != canonical or not rest.endswith("/"):
             return self._redirect(f"/simple/{quote(canonical)}/", query)
@@ -334,25 +265,25 @@ class LocalIndex:
         try:
             scoped = await session.scoped_pages(canonical)
         except IndexUnreachable as exc:
-            return _text(503, redact(exc.message), [("Retry-After", "30")])
+            return text(503, redact(exc.message), [("Retry-After", "30")])
         except UpstreamError as exc:
-            return _text(502, redact(exc.message))
+            return text(502, redact(exc.message))
         except (OriginChanged, CredentialWithheld) as exc:
             # The project's index changed (or its credential is withheld): refused, the message
             # names the way out, never a 404 that an installer would read as "look elsewhere".
-            return _text(403, redact(exc.message))
+            return text(403, redact(exc.message))
         except SatchelError as exc:
-            return _text(404, redact(exc.message))
+            return text(404, redact(exc.message))
         if not scoped.pages:
             if scoped.stored_unlisted:
-                return _text(
+                return text(
                     404,
                     f"{canonical}: offline, and no cached page of an index in scope lists its "
                     f"stored files ({', '.join(scoped.stored_unlisted[:5])})",
                 )
             if scoped.offline:
-                return _text(404, f"{canonical} is not in the cache (offline)")
-            return _text(404, f"{canonical} is not on the configured indexes")
+                return text(404, f"{canonical} is not in the cache (offline)")
+            return text(404, f"{canonical} is not on the configured indexes")
         if self._needs_io(session, scoped.pages):
             view, stale_since = await trio.to_thread.run_sync(self._view, session, scoped.pages)
         else:
@@ -366,7 +297,7 @@ class LocalIndex:
             return self._page_response(request, body, media_type, etag=etag)
         extra: list[tuple[str, str]] = []
         if stale_since is not None:
-            when = _rfc3339(stale_since)
+            when = rfc3339(stale_since)
             extra.append(("X-Satchel-Stale", when))
             extra.append(
                 ("Warning", f'110 satchel "Response is stale: index unreachable; as of {when}"')
@@ -456,7 +387,7 @@ class LocalIndex:
             self._remember(sha, _Listed(page, entry))
             files.append(self._link(entry, sha, stale))
             if stale or derive_all:
-                version = _version_of(entry.filename)
+                version = version_of(entry.filename)
                 if version is not None:
                     versions.setdefault(version)
         return ProjectView(
@@ -525,23 +456,23 @@ class LocalIndex:
     async def _file_route(self, request: Request, rest: str) -> Response:
         sha, slash, filename = rest.partition("/")
         if not slash or len(sha) != 64 or not set(sha) <= _HEX:
-            return _text(404, "not found")
+            return text(404, "not found")
         metadata = filename.endswith(_METADATA_SUFFIX)
         dist = filename.removesuffix(_METADATA_SUFFIX) if metadata else filename
-        if not _valid_filename(dist) or (metadata and not dist.endswith(".whl")):
-            return _text(404, "not found")
+        if not valid_filename(dist) or (metadata and not dist.endswith(".whl")):
+            return text(404, "not found")
         try:
             if metadata:
                 return await self._metadata(request, sha, dist)
             return await self._file(request, sha, dist)
         except IndexUnreachable as exc:
-            return _text(503, redact(exc.message), [("Retry-After", "30")])
+            return text(503, redact(exc.message), [("Retry-After", "30")])
         except (HashMismatch, MetadataMismatch, UpstreamError) as exc:
-            return _text(502, redact(exc.message))
+            return text(502, redact(exc.message))
         except (NotFound, NotCached) as exc:
-            return _text(404, redact(exc.message))
+            return text(404, redact(exc.message))
         except (OriginChanged, CredentialWithheld) as exc:
-            return _text(403, redact(exc.message))
+            return text(403, redact(exc.message))
 
     async def _find(self, sha: str, filename: str) -> tuple[Session, _Listed] | None:
         """Where the file *sha* named *filename* is listed, within the configured scope."""
@@ -571,11 +502,11 @@ class LocalIndex:
         if not store.has(sha):
             found = await self._find(sha, filename)
             if found is None:
-                return _text(404, f"{filename} is not listed by the configured indexes")
+                return text(404, f"{filename} is not listed by the configured indexes")
             session, listed = found
             index = session.index(listed.page.index)
             if index is None or session.offline:
-                return _text(404, f"{filename} is not in the cache and its index is unreachable")
+                return text(404, f"{filename} is not in the cache and its index is unreachable")
             await self.rt.catalog.fetch_file(index, listed.page.project, listed.entry)
         refusal = await self._origin_refusal(sha, filename)
         if refusal is not None:
@@ -583,7 +514,7 @@ class LocalIndex:
         try:
             size = store.path(sha).stat().st_size
         except FileNotFoundError:
-            return _text(404, f"{filename} is not in the cache")
+            return text(404, f"{filename} is not in the cache")
         self.used.add(sha)
         etag = f'"{sha}"'
         headers = [
@@ -591,7 +522,7 @@ class LocalIndex:
             ("Cache-Control", FILE_CACHE_CONTROL),
             ("Accept-Ranges", "bytes"),
         ]
-        if _etag_matches(request.header("if-none-match"), etag):
+        if etag_matches(request.header("if-none-match"), etag):
             return Response(304, headers)
         wanted = request.header("range")
         if_range = request.header("if-range")
@@ -599,8 +530,8 @@ class LocalIndex:
             wanted = None  # the client's partial copy is of other bytes: send them all
         span = byte_range(wanted, size)
         if span is False:
-            return _text(416, "range not satisfiable", [("Content-Range", f"bytes */{size}")])
-        headers.append(("Content-Type", _OCTET_STREAM))
+            return text(416, "range not satisfiable", [("Content-Range", f"bytes */{size}")])
+        headers.append(("Content-Type", OCTET_STREAM))
         if span is None:
             return Response(200, headers, FileBody(store.path(sha), 0, size))
         start, end = span
@@ -620,7 +551,7 @@ class LocalIndex:
             self.files.allow(key, sha, filename)
             return None
         log.warning("local index: %s", message)
-        return _text(403, redact(message))
+        return text(403, redact(message))
 
     async def _metadata(self, request: Request, sha: str, filename: str) -> Response:
         """PEP 658 metadata: the bytes the cache holds, byte-identical to the wheel's METADATA."""
@@ -639,11 +570,11 @@ class LocalIndex:
         if data is None:
             found = await self._find(sha, filename)
             if found is None:
-                return _text(404, f"{filename}: no metadata in the cache")
+                return text(404, f"{filename}: no metadata in the cache")
             session, listed = found
             index = session.index(listed.page.index)
             if index is None or session.offline or listed.entry.core_metadata is None:
-                return _text(404, f"{filename}: no metadata in the cache")
+                return text(404, f"{filename}: no metadata in the cache")
             data = await rt.catalog.core_metadata(index, listed.page, listed.entry, offline=False)
         digest = hashlib.sha256(data).hexdigest()
         self._metadata_hashes[sha] = digest
@@ -655,15 +586,6 @@ class LocalIndex:
     def _metadata_response(request: Request, data: bytes, digest: str) -> Response:
         etag = f'"{digest}"'
         headers = [("ETag", etag), ("Cache-Control", FILE_CACHE_CONTROL)]
-        if _etag_matches(request.header("if-none-match"), etag):
+        if etag_matches(request.header("if-none-match"), etag):
             return Response(304, headers)
-        return Response(200, [("Content-Type", _OCTET_STREAM), *headers], data)
-
-
-def _version_of(filename: str) -> str | None:
-    try:
-        if filename.endswith(".whl"):
-            return str(parse_wheel_filename(filename)[1])
-        return str(parse_sdist_filename(filename)[1])
-    except (InvalidWheelFilename, InvalidSdistFilename):
-        return None
+        return Response(200, [("Content-Type", OCTET_STREAM), *headers], data)
