@@ -2,12 +2,8 @@
 
 SQLite (stdlib `sqlite3`) in WAL mode, one file beside the blob store. It holds:
 
-- ``pages``: each parsed `ProjectPage` per (index, project), as msgspec JSON so a page read back
-  is exactly the page parsed, plus its validators (fetched_at, etag, last_modified, max_age) as
-  columns so a 304 revalidation updates a few bytes instead of re-encoding the page. Its files
-  are in ``page_files``, `PAGE_BATCH` per row (msgpack), so that a page of 90,000 files is never
-  one 50 MB value: encoding or decoding that held the GIL for 50-200 ms at a time, and SQLite
-  copied it whole (issue 11.6). Pages stored before then keep their files in ``pages``;
+- ``pages`` and ``page_files``: each parsed `ProjectPage` per (index, project), so a page read
+  back is exactly the page parsed (the row format: `satchel.daemon.storage._pagerows`);
 - ``core_metadata`` / ``core_metadata_names``: PEP 658 metadata files, keyed by the distribution
   file's sha256, and reachable by (index, filename) when the index gave no hash;
 - ``origins``: provenance, sha256 -> every (index, project, filename, url) that served it, with
@@ -47,8 +43,9 @@ from typing import Any
 import msgspec
 
 from satchel.daemon.errors import DiskFull, SatchelError
+from satchel.daemon.storage._pagerows import read_page, write_page
 from satchel.daemon.storage._schema import MIGRATIONS, SCHEMA_VERSION
-from satchel.daemon.storage.model import FileEntry, Origin, ProjectPage, share_repeated
+from satchel.daemon.storage.model import Origin, ProjectPage
 
 __all__ = [
     "BuiltWheel",
@@ -59,21 +56,10 @@ __all__ = [
     "PageKey",
 ]
 
-_PUT_PAGE = "INSERT OR REPLACE INTO pages VALUES (?, ?, ?, ?, ?, ?, ?)"
-_PAGE_FILES = "SELECT files FROM page_files WHERE idx = ? AND project = ? ORDER BY seq"
-#: Files per ``page_files`` row: ~120 KB, encoded or decoded in under a millisecond, so a
-#: thread storing or reading a huge page lets the event loop run between rows (issue 11.6).
-PAGE_BATCH = 250
-
 
 #: A writer waits this long for a lock held by another process (e.g. `sqlite3` opened by a user)
 #: before failing; inside the daemon the Python lock already serialises access.
 _BUSY_TIMEOUT_S = 5.0
-
-_page_encoder = msgspec.json.Encoder()
-_page_decoder = msgspec.json.Decoder(ProjectPage)
-_files_encoder = msgspec.msgpack.Encoder()
-_files_decoder = msgspec.msgpack.Decoder(list[FileEntry])
 
 
 class PageKey(msgspec.Struct, frozen=True):
@@ -245,23 +231,8 @@ class MetaDB:
 
     def put_page(self, page: ProjectPage) -> None:
         """Store (or replace) the page of (page.index, page.project)."""
-        key = (page.index, page.project)
         with self._write() as conn:
-            conn.execute(
-                _PUT_PAGE,
-                (
-                    *key,
-                    _page_encoder.encode(msgspec.structs.replace(page, files=())),
-                    page.fetched_at,
-                    page.etag,
-                    page.last_modified,
-                    page.max_age,
-                ),
-            )
-            conn.execute("DELETE FROM page_files WHERE idx = ? AND project = ?", key)
-            for seq, start in enumerate(range(0, len(page.files), PAGE_BATCH)):
-                files = _files_encoder.encode(page.files[start : start + PAGE_BATCH])
-                conn.execute("INSERT INTO page_files VALUES (?, ?, ?, ?)", (*key, seq, files))
+            write_page(conn, page)
 
     def get_page(self, index: str, project: str) -> ProjectPage | None:
         with self._lock:
@@ -305,22 +276,8 @@ class MetaDB:
         return found
 
     def _decode_page(self, row: Any) -> ProjectPage:
-        """The stored page with its validator columns, which `touch_page` may have updated, and
-        its files, read `PAGE_BATCH` at a time (call with the lock held)."""
-        index, project, data, fetched_at, etag, last_modified, max_age = row
-        page = _page_decoder.decode(data)
-        files: list[FileEntry] = list(page.files)
-        seen: dict[object, object] = {}
-        for (batch,) in self._conn.execute(_PAGE_FILES, (index, project)):
-            files.extend(share_repeated(_files_decoder.decode(batch), seen))
-        return msgspec.structs.replace(
-            page,
-            files=tuple(files),
-            fetched_at=fetched_at,
-            etag=etag,
-            last_modified=last_modified,
-            max_age=max_age,
-        )
+        """The stored page of *row* (`_pagerows.read_page`; call with the lock held)."""
+        return read_page(self._conn, row)
 
     def page_keys(self, index: str | None = None) -> list[PageKey]:
         """(index, project, fetched_at) of stored pages, oldest first: what to revalidate."""
