@@ -71,6 +71,23 @@ def test_resolve_with_the_index_down_answers_offline_and_says_so(internal_only: 
     assert result.stderr.startswith("note: ")
 
 
+def test_a_prefetch_no_index_answers_and_nothing_cached_names_the_index(
+    internal_only: World,
+) -> None:
+    """A prefetch (online) when every index is unreachable and nothing is cached: the answer is
+    the unreachable index, named with why (here a closed port; on a laptop a TLS failure, a VPN
+    down), never "not cached: run `satchel prefetch` while online", the command just run."""
+    w = internal_only
+    w.internal.stop()
+
+    result = w.satchel("prefetch", "internal-tool")
+
+    assert result.returncode == EXIT_OFFLINE, result.stderr
+    assert "[index-unreachable]" in result.stderr
+    assert "index internal" in result.stderr and "unreachable (" in result.stderr
+    assert "while online" not in result.stderr
+
+
 def test_every_index_down_answers_from_the_cache_of_a_later_index(world: World) -> None:
     """evil comes from `public`; with the network gone, first-index must not block it."""
     online = world.ok("resolve", "evil").stdout

@@ -127,6 +127,9 @@ class Session:
     builds: BuildPolicy = field(default_factory=BuildPolicy)
     #: Why this session is offline when it was not asked to be (every index unreachable).
     offline_reason: str | None = None
+    #: What made an online request go offline (every index unreachable): raised for a project
+    #: the cache has nothing of (`_unless_unreachable`).
+    _unreachable: IndexUnreachable | None = None
     #: Human-readable notes for the client (stale pages used, indexes that failed).
     notes: list[str] = field(default_factory=list)
     #: What this request fetched for metadata, and its progress events (`traffic`).
@@ -203,18 +206,30 @@ class Session:
         if not self.offline:
             try:
                 return await self._online_pages(project)
-            except IndexUnreachable:
+            except IndexUnreachable as exc:
                 if not self._all_unreachable():
                     raise
-                self._go_offline()
-        return await self._offline_pages(project)
+                self._go_offline(exc)
+        return self._unless_unreachable(await self._offline_pages(project))
+
+    def _unless_unreachable(self, scoped: ScopedPages) -> ScopedPages:
+        """*scoped*, unless this request was online, every index turned out unreachable, and the
+        cache has nothing of the project: then the unreachable index is the answer (naming it
+        and why), not "not cached, run `satchel prefetch` while online", which the user may
+        just have run (a TLS failure, a proxy, a VPN down)."""
+        if self._unreachable is None or scoped.stored_unlisted:
+            return scoped
+        if any(page.files for page in scoped.pages):
+            return scoped
+        raise self._unreachable
 
     def _all_unreachable(self) -> bool:
         names = [index.name for index in self.indexes]
         return bool(names) and all(self.catalog.upstream.is_offline(name) for name in names)
 
-    def _go_offline(self) -> None:
+    def _go_offline(self, cause: IndexUnreachable) -> None:
         if not self.offline:
+            self._unreachable = cause
             self.offline = True
             self.offline_reason = "every configured index is unreachable"
             self.notes.append("offline: every configured index is unreachable; using the cache")
@@ -250,6 +265,7 @@ class Session:
             kept.put(
                 project, self.config, self.strategy, generation, scoped, self.bound.get(project)
             )
+        scoped = self._unless_unreachable(scoped)
         self._scoped[project] = scoped
         return scoped
 

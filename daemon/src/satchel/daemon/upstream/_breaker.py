@@ -117,9 +117,19 @@ def check_status(response: httpx.Response, what: str) -> None:
 
 
 def describe(exc: BaseException) -> str:
-    """A transport error as reason text: its type, and its message when it has one."""
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if str(exc) else text
+    """A transport error as reason text: its type, and its message when it has one, else the
+    message of what caused it (httpx's ConnectError over a failed TLS handshake says nothing
+    itself; a cause a few levels down names the certificate problem)."""
+    text, cause = str(exc), exc.__cause__ or exc.__context__
+    for _depth in range(_CAUSE_DEPTH):  # httpx on trio: ConnectError <- BrokenResourceError <- SSL
+        if text or cause is None:
+            break
+        text, cause = str(cause), cause.__cause__ or cause.__context__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+#: How far down an exception's causes `describe` looks for words.
+_CAUSE_DEPTH = 5
 
 
 #: Retries a request may spend on ``Retry-After`` answers (429/503) beyond `Limits.attempts`, as
