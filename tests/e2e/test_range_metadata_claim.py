@@ -14,22 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.harness import rig_for
-from tests.reliability.hostile_server import Handler, HostileServer, reply
-from tests.security.test_upstream import Index
+from tests.reliability.hostile_server import Handler, reply
+from tests.security.test_upstream import Index, hostile_index
 from tests.support.index_server import byte_range
 from tests.support.wheels import build_wheel
 
 
 @pytest.fixture
 def index(tmp_path: Path) -> Iterator[Index]:
-    with HostileServer() as server:
-        for rig in rig_for(tmp_path):
-            hostile = Index(rig, server)
-            try:
-                yield hostile
-            finally:
-                hostile.release.set()
+    yield from hostile_index(tmp_path)
 
 
 def _ranges_from(liar: bytes, honest: bytes) -> Callable[[Handler], None]:

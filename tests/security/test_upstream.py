@@ -133,8 +133,8 @@ class Index:
         return httpx.Client(base_url=url.removesuffix("/simple/"), timeout=60)
 
 
-@pytest.fixture
-def index(tmp_path: Path) -> Iterator[Index]:
+def hostile_index(tmp_path: Path) -> Iterator[Index]:
+    """A daemon rig whose only index is a hostile server (`Index`); released at the end."""
     with HostileServer() as server:
         for rig in rig_for(tmp_path):
             hostile = Index(rig, server)
@@ -142,6 +142,11 @@ def index(tmp_path: Path) -> Iterator[Index]:
                 yield hostile
             finally:
                 hostile.release.set()
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> Iterator[Index]:
+    yield from hostile_index(tmp_path)
 
 
 def _digest(name: str) -> Callable[[bytes], str]:
