@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from packaging.metadata import parse_email
 from packaging.requirements import InvalidRequirement, Requirement
@@ -92,29 +92,29 @@ _requirement_cache: dict[str, Requirement] = {}
 _specifier_cache: dict[str, SpecifierSet] = {}
 _version_cache: dict[str, Version | None] = {}
 _intern_lock = threading.Lock()
+_T = TypeVar("_T")
+
+
+def _interned(cache: dict[str, _T], text: str, make: Callable[[str], _T]) -> _T:
+    """*text* parsed by *make* once per distinct text, kept in *cache* (started over past
+    `MAX_INTERNED`); the result is shared, never mutate it."""
+    found = cache.get(text)
+    if found is None:
+        found = make(text)
+        with _intern_lock:
+            if len(cache) >= MAX_INTERNED:
+                cache.clear()
+            cache[text] = found
+    return found
 
 
 def requirement(text: str) -> Requirement:
     """Parse (once per distinct text) a requirement; the result is shared, never mutate it."""
-    found = _requirement_cache.get(text)
-    if found is None:
-        found = Requirement(text)
-        with _intern_lock:
-            if len(_requirement_cache) >= MAX_INTERNED:
-                _requirement_cache.clear()
-            _requirement_cache[text] = found
-    return found
+    return _interned(_requirement_cache, text, Requirement)
 
 
 def specifier(text: str) -> SpecifierSet:
-    found = _specifier_cache.get(text)
-    if found is None:
-        found = SpecifierSet(text)
-        with _intern_lock:
-            if len(_specifier_cache) >= MAX_INTERNED:
-                _specifier_cache.clear()
-            _specifier_cache[text] = found
-    return found
+    return _interned(_specifier_cache, text, SpecifierSet)
 
 
 def version(text: str, *, memo: bool = True) -> Version | None:
