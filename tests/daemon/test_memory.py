@@ -1,15 +1,20 @@
 """satchel.daemon.storage.memory: the malloc arena cap, checked in real processes with real
-threads."""
+threads; enormous objects freed by `reap`, off the event loop, in pieces."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
+import weakref
 
 import pytest
+from packaging.version import Version
 
+from satchel.daemon.resolver.candidates import MAX_CACHED_PROJECT_FILES, ProjectFiles
 from satchel.daemon.storage import memory
+from satchel.daemon.storage.model import FileEntry, ProjectPage
 
 try:
     _GLIBC = (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
@@ -142,3 +147,57 @@ def test_a_users_allocator_choice_wins() -> None:
     lines = _allocator_probe(PYTHONMALLOC="pymalloc")
     assert len(lines) == 2, lines  # not re-executed
     assert lines[1].split(" ")[0] == "pymalloc"
+
+
+class _Item:
+    """A weakly referable stand-in for a page entry."""
+
+
+def test_a_held_object_is_freed_by_reap_not_where_its_last_user_lets_go() -> None:
+    """issue 11.6: the 90,000 entries of a huge page are freed in a worker thread, in pieces,
+    not in one pause on the event loop when the request that read it ends."""
+    items = tuple(_Item() for _ in range(3 * memory.DISMANTLE_STEP + 7))
+    probes = [weakref.ref(items[0]), weakref.ref(items[-1])]
+    memory.hold_huge(items, memory.dismantle_tuple)
+    before = memory.holding()
+    assert memory.reap() == 0, "taken apart while still in use"
+    del items  # the request lets go: nothing is freed here
+    assert all(probe() is not None for probe in probes)
+    assert memory.reap() == 1
+    assert all(probe() is None for probe in probes)
+    assert memory.holding() == before - 1
+
+
+def test_a_held_object_keeps_the_collector_paused_until_it_is_taken_apart() -> None:
+    """The versions a huge page is grouped into are built with the collector off, and it stays
+    off while they live: turning it on then walks none of them (issue 11.6)."""
+    assert gc.isenabled()
+    with memory.long_lived_burst():
+        assert not gc.isenabled()
+        versions = [[_Item()] for _ in range(100)]
+        memory.hold_huge(versions, memory.dismantle_sequence, tracked=True)
+    assert not gc.isenabled(), "the collector ran while the burst's objects were alive"
+    del versions
+    assert memory.reap() == 1
+    assert gc.isenabled()
+
+
+def test_a_huge_projects_versions_are_held_and_taken_apart_once_unused() -> None:
+    """The resolver's grouping of a page over `HUGE_ITEMS` files goes to `reap`."""
+    count = max(MAX_CACHED_PROJECT_FILES, memory.HUGE_ITEMS) + 1
+    files = tuple(
+        FileEntry(filename=f"demo-0.{i}-py3-none-any.whl", url=f"http://127.0.0.1:1/{i}.whl")
+        for i in range(count)
+    )
+    page = ProjectPage(index="test", project="demo", url="http://127.0.0.1:1/demo/", files=files)
+    before = memory.holding()
+    grouped = ProjectFiles("demo", [page], {}, Version("3.11"), allow_sdists=False)
+    assert len(grouped.versions) == count
+    assert memory.holding() == before + 1
+    assert not gc.isenabled()
+    versions = grouped.versions  # a look at what it holds, not a use of it
+    del grouped
+    assert len(versions) == count
+    assert memory.reap() == 1
+    assert versions == [], "its versions were not freed"
+    assert gc.isenabled()

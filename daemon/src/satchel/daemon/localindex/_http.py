@@ -61,6 +61,7 @@ from satchel.daemon.localindex._messages import (
     Response,
 )
 from satchel.daemon.services.fdlimit import AcceptFailures
+from satchel.daemon.storage.memory import wake_settler
 
 __all__ = [
     "FIRST_REQUEST_TIMEOUT",
@@ -313,6 +314,8 @@ class _Connection:
         except Exception:
             log.exception("local index: internal error answering %s", request.method)
             return Response(500, [], b"internal error (see the daemon log)\n", close=True)
+        finally:
+            wake_settler()  # what the request held may be freed now, off the event loop
 
     # -- reading --------------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ import trio
 
 from satchel.daemon.api import RequestContext, dispatch
 from satchel.daemon.services.fdlimit import AcceptFailures
+from satchel.daemon.storage.memory import wake_settler
 from satchel.protocol import errors as codes
 from satchel.protocol.codec import StructCodec
 from satchel.protocol.connection import CLOSED, NEED_DATA, Connection
@@ -359,6 +360,7 @@ class _Peer:
         finally:
             self.requests.pop(request.id, None)
             self.app.remove_job(running.job)
+            wake_settler()  # what the request held may be freed now, off the event loop
 
     async def _reply(self, request: Request, running: _InFlight) -> Message:
         reply: Message | None = None

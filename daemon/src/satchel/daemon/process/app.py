@@ -29,7 +29,7 @@ from satchel.daemon.process._server import Server
 from satchel.daemon.services import startup
 from satchel.daemon.services.daemon import App
 from satchel.daemon.services.state import FATAL_ERROR, IDLE_TIMEOUT, SIGINT, SIGTERM, ExitReason
-from satchel.daemon.storage.memory import give_back_after_bursts
+from satchel.daemon.storage.memory import settle_memory
 
 __all__ = ["run_runtime", "serve"]
 
@@ -93,7 +93,7 @@ async def serve(
         with trio.CancelScope() as drain_scope:
             await nursery.start(_watch_signals, app, drain_scope)
             nursery.start_soon(run_runtime, app)
-            nursery.start_soon(give_back_after_bursts)
+            nursery.start_soon(settle_memory)
             await nursery.start(server.serve, listeners)
             log.info(
                 "satcheld %s (pid %d) serving on %s (%s)",

@@ -32,7 +32,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from satchel.daemon.errors import BuildError, UpstreamError
-from satchel.daemon.storage.memory import long_lived_burst
+from satchel.daemon.storage.memory import dismantle_sequence, hold_huge, long_lived_burst
 from satchel.daemon.storage.model import FileEntry, ProjectPage
 
 __all__ = [
@@ -334,7 +334,21 @@ class ProjectFiles:
             every = self._files[0].keys() if len(self._files) == 1 else _union(self._files)
             #: Newest first, the order a resolver tries them in.
             self.versions: list[Version] = sorted(every, reverse=True)
-        self._choices: dict[tuple[Version, bool, frozenset[str] | None], Choice | None] = {}
+            self._choices: dict[tuple[Version, bool, frozenset[str] | None], Choice | None] = {}
+            if not memo:  # its versions are freed off the event loop, the collector paused
+                hold_huge(self, ProjectFiles._dismantle, tracked=True)
+
+    @staticmethod
+    def _dismantle(box: list[ProjectFiles]) -> None:
+        """Free what the one item of *box* holds, a piece at a time (`memory.reap`)."""
+        self = box[0]
+        tables: list[dict[Any, Any]] = [*self._files, self._choices]
+        for table in tables:
+            while table:
+                table.popitem()
+        versions, self.versions = self.versions, []
+        dismantle_sequence([versions])
+        self._pages = ()
 
     @property
     def memoised(self) -> bool:

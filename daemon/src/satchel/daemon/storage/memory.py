@@ -29,25 +29,34 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import trio
 
 __all__ = [
     "ARENA_MAX",
     "ARENA_MAX_ENV",
+    "DISMANTLE_STEP",
+    "HUGE_ITEMS",
+    "dismantle_sequence",
+    "dismantle_tuple",
     "freeze_survivors",
-    "give_back_after_bursts",
+    "hold_huge",
+    "holding",
     "limit_malloc_arenas",
     "long_lived_burst",
+    "reap",
     "release_free_memory",
+    "settle_memory",
     "settles_long_lived",
     "use_system_allocator",
+    "wake_settler",
 ]
 
 log = logging.getLogger(__name__)
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+_T = TypeVar("_T")
 
 #: Malloc arenas the daemon allows (the main one and one shared by every worker thread).
 ARENA_MAX = 2
@@ -141,77 +150,49 @@ def use_system_allocator() -> None:
 
 
 _gc_lock = threading.Lock()
-#: Threads inside `long_lived_burst`, and whether the collector was enabled before the first.
-_bursts = 0
+#: Reasons the collector is paused now (`long_lived_burst` blocks and the held objects they
+#: built), and whether it was enabled before the first.
+_gc_pauses = 0
 _gc_was_enabled = True
-#: Whether a burst froze objects since the last `freeze_survivors`.
-_froze_burst = False
-#: After a burst, free memory is given back this long after its end (seconds): its objects
-#: are freed once the request, or a task sharing its page, lets go of them, which may be later
-#: than the burst's end by a moment or by seconds (a slow client, a download).
-GIVE_BACK_AFTER = (1.0, 3.0, 9.0)
-#: Wakes `give_back_after_bursts` (thread-safe); None until it runs.
-_wake_settler: Callable[[], None] | None = None
 
 
-async def give_back_after_bursts() -> None:
-    """Run for the daemon's life: `release_free_memory` at each of `GIVE_BACK_AFTER` after the
-    last `long_lived_burst` ended, in a worker thread (it walks the heap).
+def _pause_collector() -> None:
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
 
-    Why: the objects of a burst (an enormous page, its versions) are freed by the request that
-    made them, when it is done, and glibc keeps the freed memory mapped until asked (issue
-    11.6). Sleeps until a burst ends: an idle daemon does not wake for it.
-    """
-    global _wake_settler
-    token = trio.lowlevel.current_trio_token()
-    while True:
-        ended = trio.Event()
 
-        def wake(event: trio.Event = ended) -> None:
-            with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(event.set)
-
-        _wake_settler = wake
-        await ended.wait()
-        since = 0.0
-        for delay in GIVE_BACK_AFTER:
-            await trio.sleep(delay - since)
-            since = delay
-            await trio.to_thread.run_sync(release_free_memory)
+def _resume_collector() -> None:
+    global _gc_pauses
+    with _gc_lock:
+        _gc_pauses -= 1
+        if _gc_pauses == 0 and _gc_was_enabled:
+            gc.enable()
 
 
 @contextlib.contextmanager
 def long_lived_burst() -> Iterator[None]:
-    """Build hundreds of thousands of objects that outlive the block, without collector pauses.
+    """Build hundreds of thousands of objects at once without collector pauses.
 
     Why: the resolver groups an enormous page (90,000 files) into as many `Version` objects and
-    choices. Each full collection of CPython's collector walks every tracked object while it
-    holds the GIL, so as they piled up it ran about ten times, for up to 300 ms each, and the
-    event loop answered pings that late (issue 11.6); it found nothing to free. Inside the block
-    automatic collection is off; at its end `gc.freeze` moves every tracked object to the
-    permanent generation, which no collection walks (the move walks nothing either), and they
-    are freed by reference counting as usual. The work is wrapped in `settles_long_lived`, so
-    cyclic garbage frozen meanwhile is collected after all.
-    Thread-safe: the collector is re-enabled when the last concurrent block ends.
+    choices. Each collection of CPython's collector walks the tracked objects of its generations
+    while it holds the GIL, so as they piled up it ran about ten times, for up to 300 ms each,
+    and the event loop answered pings that late (issue 11.6); it found nothing to free. Inside
+    the block automatic collection is off. What the block built and gave to `hold_huge` (with
+    ``tracked=True``) keeps it off until `reap` has taken it apart: the collector's count of new
+    objects then falls back as they are freed, so turning it on walks nothing of theirs. (A
+    ``gc.freeze`` of the burst, as before, needed a full collection afterwards to find garbage
+    frozen with it: 50-120 ms holding the GIL.) Thread-safe: the collector is turned on again
+    when the last pause ends.
     """
-    global _bursts, _gc_was_enabled, _froze_burst
-    with _gc_lock:
-        if _bursts == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _bursts += 1
+    _pause_collector()
     try:
         yield
     finally:
-        with _gc_lock:
-            _bursts -= 1
-            if _bursts == 0:
-                gc.freeze()
-                _froze_burst = True
-                if _gc_was_enabled:
-                    gc.enable()
-        if _wake_settler is not None:
-            _wake_settler()
+        _resume_collector()
 
 
 def freeze_survivors() -> None:
@@ -219,28 +200,154 @@ def freeze_survivors() -> None:
 
     At start-up: the daemon's modules, classes and long-lived state (~100,000 objects) are then
     never walked again by a full collection, each of which cost 45-90 ms on a loaded machine
-    with them (issue 11.6). Call from a worker thread once running: the collection is one
-    pause of that length.
+    with them (issue 11.6). Call it before serving: the collection is one pause of that length.
     """
-    global _froze_burst
-    with _gc_lock:
-        _froze_burst = False
     gc.unfreeze()
     gc.collect()
     gc.freeze()
 
 
+#: From this many items on, a collection is worth `hold_huge`: freeing 20,000 page entries at
+#: once takes ~3-10 ms holding the GIL; below that, freeing where the last reference goes is
+#: cheaper than a worker thread's round trip.
+HUGE_ITEMS = 20_000
+#: Items a held object is taken apart by at a time, in `reap`: freeing 1,000 page entries
+#: (their strings) takes ~0.2-0.5 ms, under the daemon's 1 ms GIL switch interval, so the
+#: event loop gets the GIL back between pieces.
+DISMANTLE_STEP = 1000
+#: When held objects are still in use, `settle_memory` looks again after these many seconds
+#: (then waits for the next request to end): a request may hold its page for a while (a slow
+#: client, downloads), and looking costs a worker thread.
+REAP_AGAIN_AFTER = (1.0, 3.0, 9.0, 27.0)
+
+_held_lock = threading.Lock()
+
+
+class _Held:
+    """One object `reap` owns the freeing of, and how to take it apart."""
+
+    __slots__ = ("dismantle", "obj", "tracked")
+
+    def __init__(self, obj: object, dismantle: Callable[[Any], None], tracked: bool) -> None:
+        self.obj: object | None = obj
+        self.dismantle = dismantle
+        self.tracked = tracked
+
+    def unused(self) -> bool:
+        # References while asked: this slot's and getrefcount's argument; more means in use.
+        return sys.getrefcount(self.obj) <= 2
+
+
+_held: list[_Held] = []
+#: Wakes `settle_memory` (thread-safe); None until it runs.
+_wake_settler: Callable[[], None] | None = None
+
+
+def hold_huge(obj: _T, dismantle: Callable[[list[_T]], None], *, tracked: bool = False) -> _T:
+    """Give the freeing of *obj* to `reap`; returns *obj*.
+
+    Why: freeing an enormous object (the 90,000 entries of a huge page, the versions grouped
+    from them) is one C-level cascade of hundreds of thousands of deallocations, 10-45 ms
+    holding the GIL, wherever its last reference goes: at the end of a request, on the event
+    loop (issue 11.6: pings answered 30-60 ms late). Held here, the request's references go
+    without freeing anything; `reap`, in a worker thread, takes the object apart once nothing
+    else refers to it, with *dismantle*, which gets it as the one item of a list (so that it can
+    own the last reference) and frees its items `DISMANTLE_STEP` at a time. *tracked*: *obj*
+    holds objects the cyclic collector tracks (built inside `long_lived_burst`), so the
+    collector stays paused until it is taken apart.
+    """
+    if tracked:
+        _pause_collector()
+    with _held_lock:
+        _held.append(_Held(obj, dismantle, tracked))
+    return obj
+
+
+def dismantle_sequence(box: list[list[Any]]) -> None:
+    """Free the items of the list in *box*, `DISMANTLE_STEP` at a time from the end."""
+    items = box.pop()
+    while items:
+        del items[-DISMANTLE_STEP:]
+
+
+def dismantle_tuple(box: list[tuple[Any, ...]]) -> None:
+    """Free the items of the tuple in *box* in pieces: a list takes their references, the
+    tuple goes (dropping references only), then the list is emptied piece by piece."""
+    pieces = list(box[0])
+    box.clear()
+    dismantle_sequence([pieces])
+
+
+def reap() -> int:
+    """Take apart every held object nothing else refers to any more; how many were. Run it in
+    a worker thread, never on the event loop. Thread-safe."""
+    done = 0
+    while True:
+        with _held_lock:
+            taken = [held for held in _held if held.unused()]
+            _held[:] = [held for held in _held if held not in taken]
+        if not taken:
+            return done
+        for held in taken:
+            box, held.obj = [held.obj], None
+            held.dismantle(box)
+            box.clear()
+            if held.tracked:
+                _resume_collector()
+            done += 1
+        # Taking one apart may have let go of another (a project's versions, of its pages).
+
+
+def holding() -> int:
+    """How many objects `reap` holds now."""
+    with _held_lock:
+        return len(_held)
+
+
+def wake_settler() -> None:
+    """A request (or a resolve) ended: let `settle_memory` look at the held objects, if any
+    (cheap otherwise: called at the end of every request). Thread-safe."""
+    if _wake_settler is not None and _held:
+        _wake_settler()
+
+
 def settles_long_lived(function: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Decorate work that may use `long_lived_burst`: once it has returned (its frame, and the
-    objects it built, gone), `freeze_survivors` runs if a burst froze anything, so what was
-    frozen and has become garbage since is collected."""
+    """Decorate work that may build enormous objects (`hold_huge`): once it has returned (its
+    frame, and its references to them, gone), `settle_memory` frees what it no longer uses."""
 
     @functools.wraps(function)
     def settling(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             return function(*args, **kwargs)
         finally:
-            if _froze_burst:
-                freeze_survivors()
+            wake_settler()
 
     return settling
+
+
+async def settle_memory() -> None:
+    """Run for the daemon's life: after work that made enormous objects, free them (`reap`)
+    and give the memory back (`release_free_memory`), in a worker thread, without blocking the
+    event loop on either.
+
+    Woken by `wake_settler` (a request ended) and by the end of a `long_lived_burst`; an idle
+    daemon does not wake. While held objects are still in use it looks again after each of
+    `REAP_AGAIN_AFTER`, then waits for the next wake.
+    """
+    global _wake_settler
+    token = trio.lowlevel.current_trio_token()
+    while True:
+        woken = trio.Event()
+
+        def wake(event: trio.Event = woken) -> None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(event.set)
+
+        _wake_settler = wake
+        await woken.wait()
+        for delay in (0.0, *REAP_AGAIN_AFTER):
+            await trio.sleep(delay)
+            if await trio.to_thread.run_sync(reap):
+                await trio.to_thread.run_sync(release_free_memory)
+            if not holding():
+                break

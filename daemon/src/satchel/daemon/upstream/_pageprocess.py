@@ -33,6 +33,12 @@ import msgspec
 import trio
 
 from satchel.daemon.errors import UpstreamError
+from satchel.daemon.storage.memory import (
+    HUGE_ITEMS,
+    dismantle_sequence,
+    dismantle_tuple,
+    hold_huge,
+)
 from satchel.daemon.storage.model import FileEntry, ProjectPage, share_repeated
 
 __all__ = ["BATCH_FILES", "parse_in_child"]
@@ -159,11 +165,16 @@ async def parse_in_child(
             with trio.CancelScope(shield=True):
                 await process.wait()
         await process.stdout.aclose()
+    if len(files) >= HUGE_ITEMS:  # freed off the event loop, whatever happens next
+        hold_huge(files, dismantle_sequence)
     if isinstance(outcome, Failed):
         raise UpstreamError(outcome.message, details=dict(outcome.details))
     if outcome is None or status != 0:
         raise UpstreamError(f"{what}: the page parser exited with status {status}")
-    return msgspec.structs.replace(outcome.page, files=tuple(files))
+    kept = tuple(files)
+    if len(kept) >= HUGE_ITEMS:
+        hold_huge(kept, dismantle_tuple)
+    return msgspec.structs.replace(outcome.page, files=kept)
 
 
 def _main() -> None:
