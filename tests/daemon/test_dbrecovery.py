@@ -109,7 +109,7 @@ def test_rebuild_restores_files_origins_pages_built_wheels_and_metadata(tmp_path
     built = build_wheel(dist / "built", "beta", "2.0", tag="cp311-cp311-linux_x86_64")
     orphan = build_wheel(dist, "gamma-pkg", "3.0", tag="py2.py3-none-any")
     shas = {p.name: _ingest(store, p) for p in (wheel, sdist, built, orphan)}
-    alpha_entry = FileEntry(
+    alpha_entry = FileEntry.of(
         filename=wheel.name,
         url="http://127.0.0.1:1/files/" + wheel.name,
         hashes={"sha256": shas[wheel.name]},

@@ -7,6 +7,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import msgspec
 import pytest
 import trio
 
@@ -14,7 +15,7 @@ from satchel.daemon.errors import DiskFull, SatchelError
 from satchel.daemon.storage import metadb
 from satchel.daemon.storage._schema import MIGRATIONS, SCHEMA_VERSION
 from satchel.daemon.storage.metadb import BuiltWheel, CacheStats, IndexStats, MetaDB, PageKey
-from satchel.daemon.storage.model import FileEntry, Origin, ProjectPage
+from satchel.daemon.storage.model import FileEntry, FileEntryMap, Origin, ProjectPage
 from tests.support.tmpfs import small_tmpfs
 
 SHA_A = "a" * 64
@@ -24,7 +25,7 @@ SHA_C = "c" * 64
 
 def page(index: str = "internal", project: str = "internal-tool", **kw: object) -> ProjectPage:
     files = (
-        FileEntry(
+        FileEntry.of(
             filename="internal_tool-1.0-py3-none-any.whl",
             url=f"http://127.0.0.1:8000/{index}/internal_tool-1.0-py3-none-any.whl",
             hashes={"sha256": SHA_A},
@@ -33,7 +34,7 @@ def page(index: str = "internal", project: str = "internal-tool", **kw: object) 
             upload_time="2024-01-01T00:00:00Z",
             core_metadata={"sha256": SHA_B},
         ),
-        FileEntry(
+        FileEntry.of(
             filename="internal_tool-0.9.tar.gz",
             url=f"http://127.0.0.1:8000/{index}/internal_tool-0.9.tar.gz",
             yanked=True,
@@ -164,7 +165,7 @@ def test_a_big_page_read_back_holds_one_object_per_repeated_value(db: MetaDB) ->
     """issue 11.6: 1,000 files stated with the same requires-python, upload time and size
     come back equal to what was stored, and sharing those values (not 1,000 copies of each)."""
     files = tuple(
-        FileEntry(
+        FileEntry.of(
             filename=f"big-{i}.0-py3-none-any.whl",
             url=f"https://files.example/big-{i}.0-py3-none-any.whl",
             hashes={"sha256": f"{i:064x}"},
@@ -181,6 +182,38 @@ def test_a_big_page_read_back_holds_one_object_per_repeated_value(db: MetaDB) ->
     assert len({id(f.upload_time) for f in page.files}) == 1
     assert len({id(f.size) for f in page.files}) == 1
     assert len({id(f.sha256) for f in page.files}) == 1_000  # digests are never merged
+
+
+def test_pages_stored_in_the_layouts_of_before_read_back_whole(tmp_path: Path) -> None:
+    """Rows written before `FileEntry` became compact (issue 11.6) hold maps with hash dicts,
+    and pages older still hold their files in the ``pages`` column: both read back with every
+    hash and the core metadata offer they stated, no migration needed."""
+    db = MetaDB(tmp_path / "meta.sqlite")
+    stated = page()
+    legacy = [msgspec.structs.asdict(FileEntryMap.of(file)) for file in stated.files]
+    legacy[0]["hashes"] = {"sha256": SHA_A, "md5": "0" * 32}
+    head = msgspec.json.encode({**msgspec.to_builtins(stated), "files": []})
+    older = msgspec.json.encode(
+        {**msgspec.to_builtins(stated), "project": "older", "files": legacy}
+    )
+    with sqlite3.connect(tmp_path / "meta.sqlite") as conn:
+        for project, data in (("internal-tool", head), ("older", older)):
+            conn.execute(
+                "INSERT INTO pages VALUES (?, ?, ?, ?, ?, ?, ?)",
+                ("internal", project, data, stated.fetched_at, stated.etag, None, None),
+            )
+        conn.execute(
+            "INSERT INTO page_files VALUES (?, ?, ?, ?)",
+            ("internal", "internal-tool", 0, msgspec.msgpack.encode(legacy)),
+        )
+    for project in ("internal-tool", "older"):
+        read = db.get_page("internal", project)
+        assert read is not None and len(read.files) == 2
+        first, second = read.files
+        assert first.hashes == {"sha256": SHA_A, "md5": "0" * 32}
+        assert first.core_metadata == {"sha256": SHA_B} and first.metadata_sha256 == SHA_B
+        assert (first.requires_python, first.size) == (">=3.9", 1234)
+        assert second.core_metadata is None and second.yanked_reason == "broken"
 
 
 def test_put_page_replaces_the_previous_page(db: MetaDB) -> None:

@@ -19,7 +19,7 @@ from satchel.daemon.resolver.pylock import (
 from satchel.daemon.resolver.reqfiles import RequirementsFileError, parse_requirements
 from satchel.daemon.resolver.resolve import Resolution, resolve
 from satchel.daemon.resolver.target import synthetic_target
-from satchel.daemon.storage.model import FileEntry
+from satchel.daemon.storage.model import FileEntry, FileEntryMap
 from tests.support.memindex import MemoryIndex
 
 LINUX = synthetic_target("3.11.4", ["manylinux_2_28_x86_64"])
@@ -119,7 +119,18 @@ def test_requirements_output_pins_hashes_and_names_the_index(
 
 
 def test_json_output_decodes_to_the_same_resolution(resolution: Resolution) -> None:
-    assert msgspec.json.decode(dumps_json(resolution), type=Resolution) == resolution
+    """Each pin's file is shown as a map with its hash dicts (`FileEntryMap`), whatever the
+    compact layout the daemon keeps it in; everything else is the resolution itself."""
+    document = msgspec.json.decode(dumps_json(resolution))
+    shown = [msgspec.convert(pin["file"], FileEntryMap) for pin in document["pins"]]
+    assert [file.entry() for file in shown] == [pin.file for pin in resolution.pins]
+    assert all(
+        file.hashes["sha256"] == pin.file.sha256
+        for file, pin in zip(shown, resolution.pins, strict=True)
+    )
+    for pin, file in zip(document["pins"], shown, strict=True):
+        pin["file"] = msgspec.to_builtins(file.entry())
+    assert msgspec.convert(document, Resolution) == resolution
 
 
 def test_lock_marker_and_best_file_for_a_target(tmp_path: Path) -> None:

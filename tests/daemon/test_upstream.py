@@ -363,7 +363,7 @@ async def test_core_metadata_is_fetched_and_hash_checked(index: IndexServer) -> 
         wheel = next(f for f in page.files if f.is_wheel)
         data = await up.fetch_core_metadata(_config(index.url), wheel)
         assert data == wheel_metadata(index.root / wheel.filename)
-        lying = msgspec.structs.replace(wheel, core_metadata={"sha256": "0" * 64})
+        lying = msgspec.structs.replace(wheel, metadata_sha256="0" * 64)
         with pytest.raises(HashMismatch, match=r"demo-1\.0-py3-none-any\.whl\.metadata"):
             await up.fetch_core_metadata(_config(index.url), lying)
 

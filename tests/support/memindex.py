@@ -63,7 +63,7 @@ class MemoryIndex:
         self, index: str, name: str, path: Path, metadata: bytes, **entry: object
     ) -> FileEntry:
         data = path.read_bytes()
-        file = FileEntry(
+        file = FileEntry.of(
             filename=path.name,
             url=self._url(index, path.name),
             hashes={"sha256": hashlib.sha256(data).hexdigest()},

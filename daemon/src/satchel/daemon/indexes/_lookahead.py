@@ -214,7 +214,7 @@ def likely_candidate(
     for version in versions[:3]:
         choice = files.choose(version, allow_yanked=False)
         if choice is not None:
-            if choice.file.core_metadata is None and not ranged(choice.file.url):
+            if choice.file.metadata_sha256 is None and not ranged(choice.file.url):
                 return None
             return choice.page, choice.file
     return None

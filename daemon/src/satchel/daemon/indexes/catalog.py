@@ -260,7 +260,7 @@ class Catalog:
             listener(sha, file.url)
         # Without a PEP 658 file, what was read ahead came by range requests into the wheel
         # (`remotezip`): a claim of the server's all the same, until the whole file is checked.
-        source = "PEP 658" if file.core_metadata is not None else "read by range requests"
+        source = "PEP 658" if file.metadata_sha256 is not None else "read by range requests"
         if not differences:
             log.info("%s: %s metadata differs from the wheel's in form only", label, source)
             return
@@ -369,7 +369,7 @@ class Catalog:
         self, index: IndexConfig, page: ProjectPage, file: FileEntry, traffic: Traffic
     ) -> tuple[bytes, str]:
         """The metadata and how it was read (`traffic.PEP658`, `RANGES` or `WHOLE`)."""
-        if file.core_metadata is not None or file.url.startswith("file:"):
+        if file.metadata_sha256 is not None or file.url.startswith("file:"):
             try:
                 data = await self.upstream.fetch_core_metadata(index, file)
             except NotFound:

@@ -291,9 +291,8 @@ def _restore_blob(
             db.add_origin(sha, origin)
             identity = source.index_url or known.get(source.index) or f"?{source.index}"
             served[canonicalize_name(source.project)][identity] = source.index
-            hashes = {**entry.hashes, "sha256": sha}
             pages[(source.index, canonicalize_name(source.project))].append(
-                msgspec.structs.replace(entry, hashes=hashes, size=size)
+                msgspec.structs.replace(entry, sha256=sha, size=size)
             )
         for built in record.built:
             db.put_built_wheel(built.sdist_sha256, built.interpreter_tag, sha, filename)
@@ -355,7 +354,7 @@ def backfill_provenance(store: BlobStore, metadb: MetaDB) -> int:
             if key not in page_files:
                 page = metadb.get_page(*key)
                 page_files[key] = {f.url: f for f in page.files} if page is not None else {}
-            entry = page_files[key].get(origin.url) or FileEntry(
+            entry = page_files[key].get(origin.url) or FileEntry.of(
                 filename=origin.filename, url=origin.url, hashes={"sha256": sha}
             )
             provenance.add_source(store.root, sha, origin.index, origin.project, entry)

@@ -234,7 +234,7 @@ async def _vouched(
         for index in candidates:
             for origin in served:
                 if origin.index == index.name and origin.project == project:
-                    return index, FileEntry(
+                    return index, FileEntry.of(
                         filename=origin.filename,
                         url=origin.url,
                         hashes=file.hashes,

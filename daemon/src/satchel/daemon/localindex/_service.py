@@ -418,17 +418,16 @@ class LocalIndex:
                 sha = self._local_hashes[key] = digest.hexdigest()
         except OSError:
             return None
-        hashes = {**entry.hashes, "sha256": sha}
-        return msgspec.structs.replace(entry, hashes=hashes, size=entry.size or st.st_size)
+        return msgspec.structs.replace(entry, sha256=sha, size=entry.size or st.st_size)
 
     def _link(self, entry: FileEntry, sha: str, stale: bool) -> FileLink:
         metadata: str | None = None
         if entry.is_wheel:
             metadata = self._metadata_hashes.get(sha)
-            if metadata is None and not stale and entry.core_metadata:
+            if metadata is None and not stale and entry.metadata_sha256:
                 # Upstream serves PEP 658 metadata with a known hash: the cache fetches it on
                 # request (verified against that hash) and stores it.
-                metadata = entry.core_metadata.get("sha256")
+                metadata = entry.metadata_sha256
         size = entry.size
         if size is None and self.rt.store.has(sha):
             size = self.rt.store.path(sha).stat().st_size
@@ -573,7 +572,7 @@ class LocalIndex:
                 return text(404, f"{filename}: no metadata in the cache")
             session, listed = found
             index = session.index(listed.page.index)
-            if index is None or session.offline or listed.entry.core_metadata is None:
+            if index is None or session.offline or listed.entry.metadata_sha256 is None:
                 return text(404, f"{filename}: no metadata in the cache")
             data = await rt.catalog.core_metadata(index, listed.page, listed.entry, offline=False)
         digest = hashlib.sha256(data).hexdigest()

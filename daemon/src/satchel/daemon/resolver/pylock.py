@@ -30,7 +30,7 @@ from satchel.daemon.resolver.candidates import ProjectFiles
 from satchel.daemon.resolver.reqfiles import RequirementsFileError, read_toml
 from satchel.daemon.resolver.resolve import Pin, Resolution
 from satchel.daemon.resolver.target import Target
-from satchel.daemon.storage.model import FileEntry, ProjectPage
+from satchel.daemon.storage.model import FileEntry, FileEntryMap, ProjectPage
 
 __all__ = [
     "Edge",
@@ -144,7 +144,12 @@ def dumps_requirements(resolution: Resolution, index_urls: Mapping[str, str] | N
 
 
 def dumps_json(resolution: Resolution) -> bytes:
-    return msgspec.json.encode(resolution)
+    """*resolution* as JSON; each pin's file is a map (`FileEntryMap`), whatever the layout
+    the daemon keeps it in."""
+    document = msgspec.to_builtins(resolution)
+    for shown, pin in zip(document["pins"], resolution.pins, strict=True):
+        shown["file"] = msgspec.to_builtins(FileEntryMap.of(pin.file))
+    return msgspec.json.encode(document)
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -292,7 +297,7 @@ def _locked_file(table: object, where: str, *, requires_python: str | None) -> F
         raise RequirementsFileError(f"{where}: file name {name!r} is not a plain file name")
     uploaded = table.get("upload-time")
     size = table.get("size")
-    return FileEntry(
+    return FileEntry.of(
         filename=name,
         url=url,
         hashes={str(k): str(v).lower() for k, v in hashes.items()},

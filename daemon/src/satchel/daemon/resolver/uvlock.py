@@ -53,7 +53,7 @@ def _uv_file(table: object, where: str) -> FileEntry:
     if not name or "/" in name or "\\" in name or name in (".", ".."):
         raise RequirementsFileError(f"{where}: file name {name!r} is not a plain file name")
     size = table.get("size")
-    return FileEntry(
+    return FileEntry.of(
         filename=name,
         url=url,
         hashes={"sha256": digest.lower()},

@@ -5,7 +5,8 @@ The page itself is msgspec JSON without its files; its validators (fetched_at, e
 last_modified, max_age) are columns, so a 304 revalidation updates a few bytes instead of
 re-encoding the page. Its files are msgpack rows of `PAGE_BATCH`, so that a page of 90,000 files
 is never one 50 MB value: encoding or decoding that held the GIL for 50-200 ms at a time, and
-SQLite copied it whole (issue 11.6). Pages stored before then keep their files in ``pages``.
+SQLite copied it whole (issue 11.6). Pages stored before then keep their files in ``pages``;
+rows stored before `FileEntry` became compact hold maps (`FileEntryMap`): both are still read.
 Repeated values of a page's files are shared as they are decoded (`model.share_repeated`).
 """
 
@@ -16,7 +17,8 @@ from typing import Any
 
 import msgspec
 
-from satchel.daemon.storage.model import FileEntry, ProjectPage, share_repeated
+from satchel.daemon.storage.memory import HUGE_ITEMS, dismantle_tuple, hold_huge
+from satchel.daemon.storage.model import FileEntry, FileEntryMap, ProjectPage, share_repeated
 
 __all__ = ["PAGE_BATCH", "read_page", "write_page"]
 
@@ -30,6 +32,26 @@ _page_encoder = msgspec.json.Encoder()
 _page_decoder = msgspec.json.Decoder(ProjectPage)
 _files_encoder = msgspec.msgpack.Encoder()
 _files_decoder = msgspec.msgpack.Decoder(list[FileEntry])
+
+
+_stored_files_decoder = msgspec.msgpack.Decoder(list[FileEntryMap])
+
+
+def _decode_page(data: bytes) -> ProjectPage:
+    try:
+        return _page_decoder.decode(data)
+    except msgspec.ValidationError:  # its files in the layout of before
+        fields = msgspec.json.decode(data)
+        stored = msgspec.convert(fields.pop("files"), list[FileEntryMap])
+        page = msgspec.convert(fields, ProjectPage)
+        return msgspec.structs.replace(page, files=tuple(file.entry() for file in stored))
+
+
+def _decode_files(batch: bytes) -> list[FileEntry]:
+    try:
+        return _files_decoder.decode(batch)
+    except msgspec.ValidationError:  # a row of the layout of before
+        return [stored.entry() for stored in _stored_files_decoder.decode(batch)]
 
 
 def write_page(conn: sqlite3.Connection, page: ProjectPage) -> None:
@@ -57,14 +79,18 @@ def read_page(conn: sqlite3.Connection, row: Any) -> ProjectPage:
     with its validator columns, which a 304 may have updated, and its files, read `PAGE_BATCH`
     at a time."""
     index, project, data, fetched_at, etag, last_modified, max_age = row
-    page = _page_decoder.decode(data)
+    page = _decode_page(data)
     files: list[FileEntry] = list(page.files)
     seen: dict[object, object] = {}
     for (batch,) in conn.execute(_PAGE_FILES, (index, project)):
-        files.extend(share_repeated(_files_decoder.decode(batch), seen))
+        files.extend(share_repeated(_decode_files(batch), seen))
+    kept = tuple(files)
+    del files
+    if len(kept) >= HUGE_ITEMS:
+        hold_huge(kept, dismantle_tuple)  # freed off the event loop (issue 11.6)
     return msgspec.structs.replace(
         page,
-        files=tuple(files),
+        files=kept,
         fetched_at=fetched_at,
         etag=etag,
         last_modified=last_modified,

@@ -280,14 +280,15 @@ class Upstream:
         """
         project = file_project(file.filename) or "?"
         what = f"index {index.name}: project {project}: {file.filename}.metadata"
-        if file.core_metadata is None:
+        stated = file.core_metadata
+        if stated is None:
             if file.is_wheel and is_local(file.url):
                 return await trio.to_thread.run_sync(wheel_metadata, local_path(file.url), what)
             raise NotFound(f"{what}: the index offers no core metadata for this file")
-        digests = checkable(file.core_metadata)
-        if file.core_metadata and not digests:
+        digests = checkable(stated)
+        if stated and not digests:
             # Unverifiable: the caller reads the metadata from the (verified) file instead.
-            offered = ", ".join(sorted(file.core_metadata))
+            offered = ", ".join(sorted(stated))
             raise NotFound(f"{what}: only {offered} digest(s), none of which can be checked")
         url = file.url + ".metadata"
         if is_local(url):

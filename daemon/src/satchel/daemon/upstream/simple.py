@@ -346,7 +346,7 @@ def _json_entry(raw: _JsonFile, project: str, page_url: str) -> FileEntry:
     else:
         core_metadata = _hashes(metadata_raw)
     size = raw.size
-    return FileEntry(
+    return FileEntry.of(
         filename=raw.filename,
         url=url,
         # PEP 691 says `hashes`; some indexes only put a hash in the URL fragment, as in HTML.
@@ -499,7 +499,7 @@ class HTMLPageParser(HTMLParser):
             return
         yanked = "data-yanked" in attributes
         self.entries.append(
-            FileEntry(
+            FileEntry.of(
                 filename=filename,
                 url=url,
                 hashes=hashes,
