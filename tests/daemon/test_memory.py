@@ -10,6 +10,8 @@ import sys
 import weakref
 
 import pytest
+import trio
+import trio.testing
 from packaging.version import Version
 
 from satchel.daemon.resolver.candidates import MAX_CACHED_PROJECT_FILES, ProjectFiles
@@ -200,4 +202,39 @@ def test_a_huge_projects_versions_are_held_and_taken_apart_once_unused() -> None
     assert len(versions) == count
     assert memory.reap() == 1
     assert versions == [], "its versions were not freed"
+    assert gc.isenabled()
+
+
+def test_an_object_kept_in_use_stops_pausing_the_collector_after_a_while() -> None:
+    """A huge object someone keeps (a cache, a leak) must not keep the collector off for the
+    daemon's life: after `REAP_AGAIN_AFTER` it is still held, but the collector runs again."""
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(memory.settle_memory)
+            await trio.sleep(1)  # it is waiting to be woken
+            kept = memory.hold_huge(
+                [[_Item()] for _ in range(10)], memory.dismantle_sequence, tracked=True
+            )
+            assert not gc.isenabled()
+            memory.wake_settler()
+            started = trio.current_time()
+            for _ in range(3600):  # mock seconds: the worker threads take what they take
+                if gc.isenabled():
+                    break
+                await trio.sleep(1)
+            assert gc.isenabled(), "the collector stayed paused"
+            assert trio.current_time() - started >= sum(memory.REAP_AGAIN_AFTER)
+            assert memory.holding() >= 1 and kept
+            del kept
+            memory.wake_settler()
+            for _ in range(3600):
+                if not memory.holding():
+                    break
+                await trio.sleep(1)
+            assert memory.holding() == 0
+            nursery.cancel_scope.cancel()
+
+    assert gc.isenabled()
+    trio.run(scenario, clock=trio.testing.MockClock(autojump_threshold=0))
     assert gc.isenabled()

@@ -330,9 +330,9 @@ async def settle_memory() -> None:
     and give the memory back (`release_free_memory`), in a worker thread, without blocking the
     event loop on either.
 
-    Woken by `wake_settler` (a request ended) and by the end of a `long_lived_burst`; an idle
-    daemon does not wake. While held objects are still in use it looks again after each of
-    `REAP_AGAIN_AFTER`, then waits for the next wake.
+    Woken by `wake_settler` (a request or a resolve ended); an idle daemon does not wake.
+    While held objects are still in use it looks again after each of `REAP_AGAIN_AFTER`; then
+    they stop keeping the collector paused, and it waits for the next wake.
     """
     global _wake_settler
     token = trio.lowlevel.current_trio_token()
@@ -351,3 +351,16 @@ async def settle_memory() -> None:
                 await trio.to_thread.run_sync(release_free_memory)
             if not holding():
                 break
+        else:
+            _stop_pausing()
+
+
+def _stop_pausing() -> None:
+    """Objects still in use long after they were made (a reference kept somewhere) no longer
+    keep the collector paused: it must not stay off for the daemon's life."""
+    with _held_lock:
+        lingering = [held for held in _held if held.tracked]
+        for held in lingering:
+            held.tracked = False
+    for _ in lingering:
+        _resume_collector()
