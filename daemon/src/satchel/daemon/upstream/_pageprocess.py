@@ -21,6 +21,7 @@ the body until EOF; stdout gives `Files` batches, then one `Done` or `Failed`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
@@ -48,6 +49,10 @@ log = logging.getLogger(__name__)
 #: Entries per frame the child sends: ~120 KB, decoded in under a millisecond, so the daemon's
 #: event loop never waits long on the thread decoding them, and the frames in flight stay small.
 BATCH_FILES = 250
+#: The child parses at this lower priority: it is seconds of throughput work, and on a busy
+#: machine it took the CPU the daemon's event loop needed to answer within milliseconds (pings
+#: answered 25 ms late while it ran on 2 loaded cores).
+PARSER_NICENESS = 10
 _LENGTH = struct.Struct(">I")
 #: The largest frame either side accepts: a batch of `BATCH_FILES` entries of at most a few KB.
 _MAX_FRAME = 64 * 2**20
@@ -182,6 +187,8 @@ def _main() -> None:
     from satchel.daemon.settings.log import setup_logging
     from satchel.daemon.upstream.simple import parse_json_page
 
+    with contextlib.suppress(OSError):
+        os.nice(PARSER_NICENESS)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     (length,) = _LENGTH.unpack(stdin.read(_LENGTH.size))
     request = msgspec.msgpack.decode(stdin.read(length), type=Request)
