@@ -336,6 +336,7 @@ async def settle_memory() -> None:
     """
     global _wake_settler
     token = trio.lowlevel.current_trio_token()
+    lingering = False
     while True:
         woken = trio.Event()
 
@@ -344,15 +345,18 @@ async def settle_memory() -> None:
                 token.run_sync_soon(event.set)
 
         _wake_settler = wake
-        await woken.wait()
+        if lingering or not holding():  # (a wake during the last pass is seen here)
+            await woken.wait()
         for delay in (0.0, *REAP_AGAIN_AFTER):
             await trio.sleep(delay)
             if await trio.to_thread.run_sync(reap):
                 await trio.to_thread.run_sync(release_free_memory)
             if not holding():
+                lingering = False
                 break
         else:
             _stop_pausing()
+            lingering = True
 
 
 def _stop_pausing() -> None:
