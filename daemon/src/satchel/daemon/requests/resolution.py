@@ -61,6 +61,7 @@ __all__ = [
     "SessionSource",
     "combine_failures",
     "fetch_files",
+    "inputs_and_target",
     "is_lock",
     "pin_info",
     "pinned_files",
@@ -206,6 +207,32 @@ async def target_for(rt: Runtime, params: ResolveParams) -> Target:
             ) from None
     python = params.python or sys.executable
     return await query_interpreter(python, cache_dir=rt.interpreters_dir)
+
+
+async def inputs_and_target(rt: Runtime, params: ResolveParams) -> tuple[Inputs, Target]:
+    """`read_inputs` and `target_for` at once: each is a worker-thread hop and neither needs the
+    other, so a request waits for one hop instead of two. An error of the inputs is raised
+    first, as if they had been read first."""
+    found: list[Target | Exception] = []
+
+    async def locate() -> None:
+        try:
+            found.append(await target_for(rt, params))
+        except Exception as exc:  # raised below, after the inputs' own error if any
+            found.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(locate)
+        try:
+            inputs: Inputs | Exception = await read_inputs(params)
+        except Exception as exc:
+            inputs = exc
+    if isinstance(inputs, Exception):
+        raise inputs
+    target = found[0]
+    if isinstance(target, Exception):
+        raise target
+    return inputs, target
 
 
 def pin_info(session: Session, pin: Pin) -> PinInfo:
