@@ -45,7 +45,12 @@ from satchel.daemon.resolver.reqfiles import (
 )
 from satchel.daemon.resolver.resolve import Pin, Resolution, resolve
 from satchel.daemon.resolver.scope import ScopedPages
-from satchel.daemon.resolver.target import Target, query_interpreter, synthetic_target
+from satchel.daemon.resolver.target import (
+    Target,
+    locate_interpreter,
+    query_interpreter,
+    synthetic_target,
+)
 from satchel.daemon.resolver.uvlock import read_uv_lock
 from satchel.daemon.settings.config import IndexConfig
 from satchel.daemon.settings.credentials import strip_userinfo
@@ -210,28 +215,19 @@ async def target_for(rt: Runtime, params: ResolveParams) -> Target:
 
 
 async def inputs_and_target(rt: Runtime, params: ResolveParams) -> tuple[Inputs, Target]:
-    """`read_inputs` and `target_for` at once: each is a worker-thread hop and neither needs the
-    other, so a request waits for one hop instead of two. An error of the inputs is raised
-    first, as if they had been read first."""
-    found: list[Target | Exception] = []
+    """`read_inputs` and `target_for` with one worker-thread hop where two were made: the
+    inputs are read and the interpreter is located in the same hop (in that order, so an error
+    of the inputs is the one raised first)."""
+    if params.platforms or params.python_version:
+        inputs = await read_inputs(params)
+        return inputs, await target_for(rt, params)
+    python = params.python or sys.executable
 
-    async def locate() -> None:
-        try:
-            found.append(await target_for(rt, params))
-        except Exception as exc:  # raised below, after the inputs' own error if any
-            found.append(exc)
+    def read_and_locate() -> tuple[Inputs, tuple[Path, tuple[str, str, int, int]]]:
+        return _read_inputs(params), locate_interpreter(python)
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(locate)
-        try:
-            inputs: Inputs | Exception = await read_inputs(params)
-        except Exception as exc:
-            inputs = exc
-    if isinstance(inputs, Exception):
-        raise inputs
-    target = found[0]
-    if isinstance(target, Exception):
-        raise target
+    inputs, located = await trio.to_thread.run_sync(read_and_locate)
+    target = await query_interpreter(python, cache_dir=rt.interpreters_dir, located=located)
     return inputs, target
 
 
