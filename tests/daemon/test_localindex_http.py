@@ -250,6 +250,28 @@ async def test_sendfile_runs_on_the_event_loop_and_survives_a_slow_reader(
     assert threads == {threading.get_ident()}
 
 
+async def test_without_sendfile_a_file_is_sent_in_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Platforms without os.sendfile: the rest of the file goes in FILE_CHUNK reads.
+    size = 3 * http.FILE_CHUNK + 4321
+    payload = bytes(range(256)) * (size // 256 + 1)
+    blob = tmp_path / "blob"
+    blob.write_bytes(payload[:size])
+    monkeypatch.setattr(http, "_SENDFILE", None)
+
+    async def handler(request: Request) -> Response:
+        return Response(200, [], FileBody(blob, 7, size - 7))
+
+    async with serving(handler) as (port, _):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = await read_all(stream, 10)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert f"content-length: {size - 7}".encode() in head.lower()
+    assert body == payload[7:size]
+
+
 async def test_head_sends_no_body() -> None:
     async with serving(hello) as (port, _):
         stream = await trio.open_tcp_stream("127.0.0.1", port)
