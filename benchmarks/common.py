@@ -60,6 +60,39 @@ def ensure_bytecode(*package_dirs: Path) -> None:
     """
     for directory in package_dirs:
         compileall.compile_dir(str(directory), quiet=1)
+    ensure_startup_bytecode()
+
+
+#: Prints the file of every module an interpreter start has loaded (site, its .pth files).
+_LOADED_AT_START = (
+    "import sys\n"
+    "for m in list(sys.modules.values()):\n"
+    "    f = getattr(m, '__file__', None)\n"
+    "    if f and f.endswith('.py'): print(f)\n"
+)
+
+
+def ensure_startup_bytecode(python: str | None = None) -> None:
+    """Compile what the environment's ``site-packages`` makes every interpreter start load.
+
+    The development environment holds setuptools (pip-tools needs it), whose
+    ``distutils-precedence.pth`` imports ``_distutils_hack`` at every start; uv installs without
+    bytecode and PYTHONDONTWRITEBYTECODE=1 keeps the interpreter from caching it, so each
+    `satchel` (and `python -c pass`) recompiled it: ~2 ms that neither an installed client
+    (`uv tool install --compile-bytecode`, no setuptools) nor uv pays. Only modules under a
+    ``site-packages`` directory are compiled: the standard library has its own bytecode.
+    """
+    import sys
+
+    done = subprocess.run(
+        [python or sys.executable, "-c", _LOADED_AT_START],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for line in done.stdout.splitlines():
+        if "site-packages" in Path(line).parts:
+            compileall.compile_file(line, quiet=1)
 
 
 def machine() -> str:

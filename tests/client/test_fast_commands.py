@@ -176,8 +176,9 @@ def test_warm_offline_install_loads_none_of_the_heavy_modules(world: World, tmp_
     assert result.returncode == 0, result.stderr
     assert "kept 2" in result.stdout
     assert "satchel.client.progress" in modules
-    # The --python discovery (issue 13.2) is on this path; it asks no interpreter without X.Y.
-    assert "satchel.client.interpreters" in modules
+    # Without --python the client sends its own interpreter: the discovery (issue 13.2) is not
+    # even imported.
+    assert "satchel.client.interpreters" not in modules
     assert forbidden_in(modules) == set()
 
 

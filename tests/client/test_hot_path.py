@@ -92,3 +92,38 @@ def test_status_and_stop_load_none_of_the_heavy_modules(client: ClientEnv) -> No
 def test_help_and_version_load_none_of_the_heavy_modules(client: ClientEnv) -> None:
     assert forbidden_in(imported_modules(client, "--help")) == set()
     assert forbidden_in(imported_modules(client, "--version")) == set()
+
+
+def test_an_offline_resolve_without_python_loads_no_interpreter_lookup(
+    client: ClientEnv, tmp_path: Path
+) -> None:
+    # The benchmarked command: without --python the client sends its own interpreter, so the
+    # lookup module (uv's discovery order, pyenv, PATH) is not imported at all.
+    assert client.satchel("ping").returncode == 0
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("nothing-is-cached-here\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            SATCHEL,
+            "resolve",
+            "--offline",
+            "-r",
+            str(requirements),
+        ],
+        env=client.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    modules = {
+        line.rsplit("|", 1)[1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "satchel.client.commands.resolve" in modules, result.stderr[-2000:]
+    assert "satchel.client.interpreters" not in modules
+    assert forbidden_in(modules) == set()

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 from satchel.daemon.localindex import _http as http
@@ -184,6 +185,91 @@ async def test_a_large_file_passes_at_most_one_small_read_through_python(
         answer = await read_all(stream, 10)
     assert len(answer.partition(b"\r\n\r\n")[2]) == 4 * 1024 * 1024
     assert read_sizes == [http.HEAD_CHUNK]
+
+
+async def test_a_small_file_is_answered_in_one_write_head_and_body_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each write is a syscall and a trip through the scheduler; an installer asks for hundreds
+    # of small files (metadata, small wheels) in one install.
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"m" * 3000)
+    writes: list[bytes] = []
+    original = http._Connection._write
+
+    async def spy(self: Any, data: bytes) -> None:
+        writes.append(data)
+        await original(self, data)
+
+    monkeypatch.setattr(http._Connection, "_write", spy)
+
+    async def handler(request: Request) -> Response:
+        return Response(200, [], FileBody(blob, 0, 3000))
+
+    async with serving(handler) as (port, _):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = await read_all(stream, 10)
+    assert answer.partition(b"\r\n\r\n")[2] == b"m" * 3000
+    assert writes == [answer]
+
+
+async def test_sendfile_runs_on_the_event_loop_and_survives_a_slow_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No worker-thread hop per sendfile call. The file is larger than loopback's socket buffers
+    # and the reader takes small pieces, so the sender finds the buffer full (BlockingIOError),
+    # waits for room and goes on where it stopped.
+    import threading
+
+    size = 6 * 1024 * 1024 + 12345
+    payload = bytes(range(256)) * (size // 256 + 1)
+    blob = tmp_path / "blob"
+    blob.write_bytes(payload[:size])
+    threads: set[int] = set()
+    assert http._SENDFILE is not None
+    original = http._SENDFILE
+
+    def spy(out: int, src: int, offset: int, count: int) -> int:
+        threads.add(threading.get_ident())
+        return original(out, src, offset, count)
+
+    monkeypatch.setattr(http, "_SENDFILE", spy)
+
+    async def handler(request: Request) -> Response:
+        return Response(200, [], FileBody(blob, 0, size))
+
+    async with serving(handler) as (port, _):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        received = b""
+        while chunk := await stream.receive_some(16384):
+            received += chunk
+            await trio.lowlevel.checkpoint()
+    assert received.partition(b"\r\n\r\n")[2] == payload[:size]
+    assert threads == {threading.get_ident()}
+
+
+async def test_without_sendfile_a_file_is_sent_in_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Platforms without os.sendfile: the rest of the file goes in FILE_CHUNK reads.
+    size = 3 * http.FILE_CHUNK + 4321
+    payload = bytes(range(256)) * (size // 256 + 1)
+    blob = tmp_path / "blob"
+    blob.write_bytes(payload[:size])
+    monkeypatch.setattr(http, "_SENDFILE", None)
+
+    async def handler(request: Request) -> Response:
+        return Response(200, [], FileBody(blob, 7, size - 7))
+
+    async with serving(handler) as (port, _):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = await read_all(stream, 10)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert f"content-length: {size - 7}".encode() in head.lower()
+    assert body == payload[7:size]
 
 
 async def test_head_sends_no_body() -> None:

@@ -127,3 +127,22 @@ def test_platform_and_python_version_pick_that_machine_s_wheel(
 
     assert pins["plat-thing"]["filename"] == expected
     assert pins["plat-thing"]["sha256"] == world.internal.sha256(expected)
+
+
+def test_inputs_are_read_and_the_interpreter_found_together_the_inputs_error_first(
+    world: World,
+) -> None:
+    # Reading the inputs and locating the interpreter run at once (two worker-thread hops, one
+    # wait); when both are wrong the answer is still the one a reading in order gives.
+    missing = world.root / "nowhere" / "requirements.txt"
+    not_python = world.root / "not-python"
+    not_python.write_text("")
+
+    both = world.satchel("resolve", "-r", str(missing), "--python", str(not_python))
+    interpreter_only = world.satchel("resolve", "helper", "--python", str(not_python))
+
+    assert both.returncode != 0
+    assert str(missing) in both.stderr, both.stderr
+    assert str(not_python) not in both.stderr
+    assert interpreter_only.returncode != 0
+    assert str(not_python) in interpreter_only.stderr, interpreter_only.stderr

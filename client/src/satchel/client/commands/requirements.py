@@ -17,7 +17,6 @@ import os
 import sys
 
 from satchel.client.args import APPEND, FLAG, ZERO_OR_MORE, Option, Positional
-from satchel.client.interpreters import resolve_python
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -108,7 +107,7 @@ def requirement_params(args: Namespace, *, allow_empty: bool = False) -> dict[st
         "platforms": list(args.platform),
         "python_version": args.python_version,
         # Resolved here, in the caller's environment: a service daemon has another PATH.
-        "python": None if synthetic else resolve_python(args.python),
+        "python": None if synthetic else _python(args.python),
         "offline": bool(args.offline),
         "prereleases": bool(args.pre),
         **build_params(args),
@@ -116,6 +115,16 @@ def requirement_params(args: Namespace, *, allow_empty: bool = False) -> dict[st
     if args.index_strategy:
         params["index_strategy"] = args.index_strategy
     return params
+
+
+def _python(value: str | None) -> str:
+    """The interpreter to send: this one without ``--python`` (nothing to look up, so the
+    lookup module is not even imported on the benchmarked path), else `resolve_python`'s."""
+    if value is None:
+        return sys.executable
+    from satchel.client.interpreters import resolve_python
+
+    return resolve_python(value)
 
 
 def build_params(args: Namespace) -> dict[str, Any]:

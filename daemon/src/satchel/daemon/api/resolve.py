@@ -16,13 +16,12 @@ from satchel.daemon.requests.builder import build_sdists
 from satchel.daemon.requests.resolution import (
     Outcome,
     fetch_files,
+    inputs_and_target,
     pin_info,
     pinned_files,
-    read_inputs,
     render,
     request_session,
     resolve_request,
-    target_for,
 )
 from satchel.daemon.services.daemon import runtime
 from satchel.daemon.settings.config import IndexConfig
@@ -41,8 +40,7 @@ __all__ = ["prefetch", "resolve"]
 @method(RESOLVE, ResolveParams)
 async def resolve(ctx: RequestContext, params: ResolveParams) -> ResolveResult:
     rt = await runtime(ctx.app)
-    inputs = await read_inputs(params)
-    target = await target_for(rt, params)
+    inputs, target = await inputs_and_target(rt, params)
     outcome = await resolve_request(rt, params, inputs, target, progress=ctx.progress)
     traffic = outcome.session.traffic
     return ResolveResult(
@@ -64,8 +62,7 @@ async def resolve(ctx: RequestContext, params: ResolveParams) -> ResolveResult:
 async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult:
     started = time.perf_counter()
     rt = await runtime(ctx.app)
-    inputs = await read_inputs(params)
-    target = await target_for(rt, params)
+    inputs, target = await inputs_and_target(rt, params)
     files: list[tuple[IndexConfig, str, FileEntry]] = []
     outcome: Outcome | None = None
     session = request_session(rt, params, inputs)

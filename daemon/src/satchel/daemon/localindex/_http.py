@@ -2,7 +2,7 @@
 
 Why h11 and not hypercorn (see docs/local-index.md): h11 is already a dependency (httpx uses it),
 it is sans-I/O, so this module owns every socket decision (listen backlog, TCP_NODELAY, timeouts,
-streaming files from worker threads), and the whole server is a few hundred readable lines with no
+how files are streamed), and the whole server is a few hundred readable lines with no
 ASGI layer, no extra process model and no configuration surface of its own.
 
 What a hostile or sloppy local peer meets, and why:
@@ -31,9 +31,9 @@ What a hostile or sloppy local peer meets, and why:
 * **Latency.** TCP_NODELAY on every connection (a response head and body are separate writes,
   and Nagle plus delayed ACKs would add ~40 ms to each small page).
 
-Application code sees `Request` and returns `Response` (`_messages`); file bodies are streamed
-from disk in worker threads (`FileBody`), so a multi-GB wheel never sits in memory and the event
-loop never blocks on a read.
+Application code sees `Request` and returns `Response` (`_messages`); file bodies (`FileBody`) are
+opened and their first bytes read in a worker thread, the rest sent with ``sendfile`` from the
+page cache (read ahead on request), so a multi-GB wheel never sits in memory.
 """
 
 from __future__ import annotations
@@ -109,10 +109,17 @@ LINGER_MAX_BYTES = 1024 * 1024
 HEAD_CHUNK = 64 * 1024
 #: Bytes per read from a file body where there is no ``sendfile`` (one worker-thread hop each).
 FILE_CHUNK = 256 * 1024
-#: Bytes per ``sendfile`` call for larger files (each call is one worker-thread hop).
+#: Most bytes per ``sendfile`` call (a call sends what the socket buffer takes, often less).
 SENDFILE_CHUNK = 8 * 1024 * 1024
 #: ``os.sendfile`` where the platform has it; elsewhere files are sent with reads.
 _SENDFILE = getattr(os, "sendfile", None)
+#: Bytes of a file asked to be read ahead when it is opened: all of nearly every wheel, without
+#: pulling a multi-GB file into the page cache at once (past it, the kernel's own sequential
+#: read-ahead follows ``sendfile``).
+READ_AHEAD = 64 * 1024 * 1024
+#: ``os.posix_fadvise`` where the platform has it: the read-ahead hint for a file about to be sent.
+_FADVISE = getattr(os, "posix_fadvise", None)
+_WILLNEED: int = getattr(os, "POSIX_FADV_WILLNEED", 0)
 _RECEIVE = 64 * 1024
 _ALLOWED_METHODS = (b"GET", b"HEAD")
 
@@ -430,10 +437,7 @@ class _Connection:
         body = response.body
         with_body = not head and response.status != 304
         if with_body and isinstance(body, FileBody):
-            if data:
-                await self._write(data)
-            await self._send_file(body)
-            await self._send(h11.EndOfMessage())
+            await self._send_file(data or b"", body)
             return
         # A page, a message or a head alone: one write (one syscall and one trip through the
         # scheduler, not two or three).
@@ -443,9 +447,16 @@ class _Connection:
         parts.append(self.conn.send(h11.EndOfMessage()) or b"")
         await self._write(b"".join(parts))
 
-    async def _send_file(self, body: FileBody) -> None:
-        """Stream a file range: small ones with one read in a worker thread, large ones with
-        ``sendfile`` (no copy through Python; h11's data passthrough keeps its length count).
+    async def _send_file(self, head: bytes, body: FileBody) -> None:
+        """Send the response *head* and a file range: the open and the first read (up to
+        `HEAD_CHUNK`) in one worker-thread hop, the head and that chunk in one write (a small
+        file's whole response), the rest with ``sendfile`` from the event loop (no copy through
+        Python; h11's data passthrough keeps its length count).
+
+        ``sendfile`` runs on the event loop, not in a worker thread: the socket is non-blocking,
+        so a call sends what the socket buffer takes and returns, and the file's pages were
+        asked for ahead (``POSIX_FADV_WILLNEED``, in the opening hop), so it reads from the page
+        cache. A hop per chunk cost more than the send itself (benchmarks/findings.md).
 
         The file stays open for the whole response, so a concurrent garbage collection cannot
         cut it short; a file that still ends early (truncated under us) drops the connection,
@@ -457,13 +468,17 @@ class _Connection:
             log.warning("local index: cannot open %s: %s", body.path.name, exc.strerror)
             raise _PeerGone from None
         try:
+            offset, remaining = body.offset + len(chunk), body.length - len(chunk)
+            if chunk:
+                head += self.conn.send(h11.Data(data=chunk)) or b""
             if len(chunk) < min(HEAD_CHUNK, body.length):
                 log.error("local index: %s ended early", body.path.name)
+                await self._write(head)  # what there is: the peer sees a short body, then EOF
                 raise _PeerGone
-            if chunk:
-                await self._send(h11.Data(data=chunk))
-            offset, remaining = body.offset + len(chunk), body.length - len(chunk)
-            if remaining > 0 and _SENDFILE is not None:
+            if remaining == 0:
+                await self._write(head + (self.conn.send(h11.EndOfMessage()) or b""))
+                return
+            if _SENDFILE is not None:
                 span = _Span(remaining)
                 data = cast(bytes, span)  # h11 takes len(); see `_Span`
                 parts: list[object] = list(
@@ -471,17 +486,26 @@ class _Connection:
                 )
                 for part in parts:
                     if part is span:
+                        if head:
+                            await self._write(head)
+                            head = b""
                         await self._sendfile(handle, body, offset, remaining)
                     else:
-                        await self._write(cast(bytes, part))
-                return
-            while remaining > 0:
-                chunk = await trio.to_thread.run_sync(handle.read, min(FILE_CHUNK, remaining))
-                if not chunk:
-                    log.error("local index: %s ended early", body.path.name)
-                    raise _PeerGone
-                remaining -= len(chunk)
-                await self._send(h11.Data(data=chunk))
+                        head += cast(bytes, part)
+            else:
+                while remaining > 0:
+                    if head:
+                        await self._write(head)
+                        head = b""
+                    chunk = await trio.to_thread.run_sync(handle.read, min(FILE_CHUNK, remaining))
+                    if not chunk:
+                        log.error("local index: %s ended early", body.path.name)
+                        raise _PeerGone
+                    remaining -= len(chunk)
+                    head = self.conn.send(h11.Data(data=chunk)) or b""
+            head += self.conn.send(h11.EndOfMessage()) or b""
+            if head:
+                await self._write(head)
         finally:
             handle.close()  # no I/O to wait for: closing a read-only file does not block
 
@@ -497,21 +521,20 @@ class _Connection:
     async def _sendfile(
         self, handle: BinaryIO, body: FileBody, offset: int, remaining: int
     ) -> None:
-        """``sendfile`` from *handle* to the (non-blocking) socket; the disk read happens in a
-        worker thread, the wait for buffer space on the event loop."""
+        """``sendfile`` from *handle* to the (non-blocking) socket, on the event loop: each call
+        sends what the socket buffer takes; a full buffer waits (at most `SEND_TIMEOUT`) until
+        the peer reads."""
         assert _SENDFILE is not None
         sock = self.stream.socket
         out, src = sock.fileno(), handle.fileno()
         while remaining > 0:
-            with trio.move_on_after(SEND_TIMEOUT) as scope:
-                await trio.lowlevel.wait_writable(sock)
-            if scope.cancelled_caught:
-                raise _PeerGone
             try:
-                sent = await trio.to_thread.run_sync(
-                    _SENDFILE, out, src, offset, min(remaining, SENDFILE_CHUNK)
-                )
+                sent = _SENDFILE(out, src, offset, min(remaining, SENDFILE_CHUNK))
             except BlockingIOError:
+                with trio.move_on_after(SEND_TIMEOUT) as scope:
+                    await trio.lowlevel.wait_writable(sock)
+                if scope.cancelled_caught:
+                    raise _PeerGone from None
                 continue
             except OSError:
                 raise _PeerGone from None
@@ -520,6 +543,9 @@ class _Connection:
                 raise _PeerGone
             offset += sent
             remaining -= sent
+            # A peer that reads as fast as we send never makes the call block: let the other
+            # connections run between calls.
+            await trio.lowlevel.checkpoint()
 
 
 class _Span:
@@ -534,10 +560,16 @@ class _Span:
 
 
 def _open_and_read(body: FileBody) -> tuple[BinaryIO, bytes]:
+    """Open *body*'s file, read its first `HEAD_CHUNK`, and ask the kernel to read the rest
+    ahead (``sendfile`` then finds it in the page cache, off the worker thread)."""
     handle = body.path.open("rb")
     try:
         if body.offset:
             handle.seek(body.offset)
+        if body.length > HEAD_CHUNK and _FADVISE is not None:
+            span = min(body.length, READ_AHEAD)
+            with contextlib.suppress(OSError):
+                _FADVISE(handle.fileno(), body.offset, span, _WILLNEED)
         return handle, handle.read(min(HEAD_CHUNK, body.length))
     except BaseException:
         handle.close()

@@ -1,6 +1,6 @@
 """What the local index's HTTP server and its routes exchange: `Request` in, `Response` out.
 
-A response body is bytes or a `FileBody` (a byte range of a file, streamed from a worker thread by
+A response body is bytes or a `FileBody` (a byte range of a file, streamed by
 `_http`); `byte_range` reads a ``Range`` header the way RFC 9110 says. No I/O here.
 """
 
@@ -35,7 +35,7 @@ class Request:
 
 @dataclass(frozen=True)
 class FileBody:
-    """Bytes [offset, offset + length) of the file at *path*, sent from a worker thread."""
+    """Bytes [offset, offset + length) of the file at *path* (opened in a worker thread)."""
 
     path: Path
     offset: int

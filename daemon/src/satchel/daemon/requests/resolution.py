@@ -45,7 +45,12 @@ from satchel.daemon.resolver.reqfiles import (
 )
 from satchel.daemon.resolver.resolve import Pin, Resolution, resolve
 from satchel.daemon.resolver.scope import ScopedPages
-from satchel.daemon.resolver.target import Target, query_interpreter, synthetic_target
+from satchel.daemon.resolver.target import (
+    Target,
+    locate_interpreter,
+    query_interpreter,
+    synthetic_target,
+)
 from satchel.daemon.resolver.uvlock import read_uv_lock
 from satchel.daemon.settings.config import IndexConfig
 from satchel.daemon.settings.credentials import strip_userinfo
@@ -61,6 +66,7 @@ __all__ = [
     "SessionSource",
     "combine_failures",
     "fetch_files",
+    "inputs_and_target",
     "is_lock",
     "pin_info",
     "pinned_files",
@@ -206,6 +212,23 @@ async def target_for(rt: Runtime, params: ResolveParams) -> Target:
             ) from None
     python = params.python or sys.executable
     return await query_interpreter(python, cache_dir=rt.interpreters_dir)
+
+
+async def inputs_and_target(rt: Runtime, params: ResolveParams) -> tuple[Inputs, Target]:
+    """`read_inputs` and `target_for` with one worker-thread hop where two were made: the
+    inputs are read and the interpreter is located in the same hop (in that order, so an error
+    of the inputs is the one raised first)."""
+    if params.platforms or params.python_version:
+        inputs = await read_inputs(params)
+        return inputs, await target_for(rt, params)
+    python = params.python or sys.executable
+
+    def read_and_locate() -> tuple[Inputs, tuple[Path, tuple[str, str, int, int]]]:
+        return _read_inputs(params), locate_interpreter(python)
+
+    inputs, located = await trio.to_thread.run_sync(read_and_locate)
+    target = await query_interpreter(python, cache_dir=rt.interpreters_dir, located=located)
+    return inputs, target
 
 
 def pin_info(session: Session, pin: Pin) -> PinInfo:

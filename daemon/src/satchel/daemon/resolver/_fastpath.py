@@ -11,7 +11,8 @@ first candidate `find_matches` returns for the requirements known then.
 but keeps what resolvelib recomputes: each identifier's requirements and matches, the unpinned
 identifiers in a heap by preference (a preference only improves as requirements arrive, so the
 newest entry of an identifier is its current one), and a pin is checked only against the
-requirements added to it after it was pinned. The moment anything happens that resolvelib would
+requirements added to it after it was pinned (with `is_satisfied_by` alone: what matches them
+all still includes the pin). The moment anything happens that resolvelib would
 answer by rejecting a candidate or re-pinning (no match for a requirement, a pin that a new
 requirement excludes), it gives up and returns None: the caller runs resolvelib from the start,
 so a conflict is resolved, and explained, exactly as before. The answer is shaped as resolvelib's
@@ -86,6 +87,15 @@ def resolve_straight(
             criterion = criteria[identifier] = Criterion()
         criterion.information.append(RequirementInformation(requirement, parent))
         criterion.requirements.append(requirement)
+        pin = mapping.get(identifier)
+        if pin is not None:
+            # The pin matched every earlier requirement; if it satisfies this one too, it is
+            # among the matches of them all (a requirement only narrows them), so nothing
+            # changes and nothing need be matched: for ``<python>``, required by nearly every
+            # candidate, matching anew each time cost O(pins^2) specifier checks per resolve.
+            if not provider.is_satisfied_by(requirement, pin):
+                raise _Conflict
+            return
         found = provider.find_matches(
             identifier,
             {identifier: iter(criterion.requirements)},
@@ -98,12 +108,8 @@ def resolve_straight(
         if best is None:
             raise _Conflict
         criterion.matches = (best,)
-        pin = mapping.get(identifier)
-        if pin is None:
-            key = preference(identifier, iter(criterion.information))
-            heapq.heappush(waiting, (key, identifier))
-        elif not provider.is_satisfied_by(requirement, pin):
-            raise _Conflict
+        key = preference(identifier, iter(criterion.information))
+        heapq.heappush(waiting, (key, identifier))
 
     def choose() -> str | None:
         if first in criteria and first not in mapping:

@@ -44,6 +44,7 @@ __all__ = [
     "SdistNeedsBuild",
     "file_version",
     "parse_core_metadata",
+    "requirement_text",
 ]
 
 _SDIST_SUFFIXES = (".tar.gz", ".zip")
@@ -111,6 +112,24 @@ def _interned(cache: dict[str, _T], text: str, make: Callable[[str], _T]) -> _T:
 def requirement(text: str) -> Requirement:
     """Parse (once per distinct text) a requirement; the result is shared, never mutate it."""
     return _interned(_requirement_cache, text, Requirement)
+
+
+_requirement_texts: dict[int, tuple[Requirement, str]] = {}
+
+
+def requirement_text(req: Requirement) -> str:
+    """``str(req)``, made once per requirement object (kept with it, started over past
+    `MAX_INTERNED`): requirements are interned (`requirement`), and a resolve of a large set
+    names ~750 skipped ones, each ``str`` a walk of packaging's parts."""
+    kept = _requirement_texts.get(id(req))
+    if kept is not None and kept[0] is req:
+        return kept[1]
+    text = str(req)
+    with _intern_lock:
+        if len(_requirement_texts) >= MAX_INTERNED:
+            _requirement_texts.clear()
+        _requirement_texts[id(req)] = (req, text)
+    return text
 
 
 def specifier(text: str) -> SpecifierSet:

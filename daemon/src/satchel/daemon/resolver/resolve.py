@@ -24,7 +24,7 @@ from satchel.daemon.resolver import _explain as explain
 from satchel.daemon.resolver import _resolvelib
 from satchel.daemon.resolver._fastpath import resolve_straight
 from satchel.daemon.resolver.buildpolicy import BuildPolicy
-from satchel.daemon.resolver.candidates import MetadataCache, page_signature
+from satchel.daemon.resolver.candidates import MetadataCache, page_signature, requirement_text
 from satchel.daemon.resolver.provider import (
     MAX_ROUNDS,
     PYTHON,
@@ -276,9 +276,12 @@ def _pins(result: Any, provider: Provider, target: Target, skipped: list[Skipped
                 installed=candidate.installed,
             )
         )
-        for skipped_req in provider.skipped.get(candidate, []):
-            skipped.append(
-                Skipped(requirement=str(skipped_req), required_by=_describe_parent(candidate))
+        skipped_reqs = provider.skipped.get(candidate)
+        if skipped_reqs:
+            label = described.get(candidate) or _describe_parent(candidate)
+            skipped.extend(
+                Skipped(requirement=requirement_text(req), required_by=label)
+                for req in skipped_reqs
             )
         index_urls.update(provider.scoped[candidate.name].index_urls)
     return Resolution(

@@ -47,6 +47,7 @@ __all__ = [
     "Target",
     "clear_memory_cache",
     "find_interpreter",
+    "locate_interpreter",
     "query_interpreter",
     "synthetic_target",
 ]
@@ -223,9 +224,23 @@ def _read_disk(path: Path) -> Target | None:
         return None  # absent or from an older schema: just ask the interpreter again
 
 
-async def query_interpreter(python: str | Path, *, cache_dir: Path | None = None) -> Target:
-    """Describe the interpreter *python* (see `find_interpreter`), asking it at most once."""
-    interpreter, key = await trio.to_thread.run_sync(_locate, python)
+def locate_interpreter(python: str | Path) -> tuple[Path, tuple[str, str, int, int]]:
+    """`find_interpreter` and its cache key (blocking: a worker thread's); hand the answer to
+    `query_interpreter` as *located* to spare it a worker-thread hop of its own."""
+    return _locate(python)
+
+
+async def query_interpreter(
+    python: str | Path,
+    *,
+    cache_dir: Path | None = None,
+    located: tuple[Path, tuple[str, str, int, int]] | None = None,
+) -> Target:
+    """Describe the interpreter *python* (see `find_interpreter`), asking it at most once.
+    *located*: `locate_interpreter`'s answer for *python*, when the caller has it already."""
+    if located is None:
+        located = await trio.to_thread.run_sync(_locate, python)
+    interpreter, key = located
     cached = _memory.get(key)
     if cached is not None:
         return cached
