@@ -52,12 +52,15 @@ from satchel.daemon.settings.credentials import strip_userinfo
 from satchel.daemon.settings.uvproject import ProjectIndexes, read_uv_project
 from satchel.daemon.settings.uvproject import apply as apply_project
 from satchel.daemon.storage.model import FileEntry, ProjectPage
+from satchel.daemon.storage.store import BlobInfo
 from satchel.protocol.methods.resolve import PinInfo, ResolveParams
 
 __all__ = [
+    "EarlyFetches",
     "Fetched",
     "Inputs",
     "Outcome",
+    "Pinned",
     "SessionSource",
     "combine_failures",
     "fetch_files",
@@ -105,12 +108,24 @@ def _resolver_threads() -> trio.CapacityLimiter:
 BuiltMetadata = Callable[[ProjectPage, FileEntry], Awaitable[bytes]]
 
 
-class SessionSource:
-    """`resolver.MetadataSource` for a worker thread: every call hops back into trio."""
+#: Told of (index, project, file) of each candidate the resolver pins (on the trio thread).
+Pinned = Callable[[IndexConfig, str, FileEntry], None]
 
-    def __init__(self, session: Session, built: BuiltMetadata | None = None) -> None:
+
+class SessionSource:
+    """`resolver.MetadataSource` for a worker thread: every call hops back into trio.
+
+    *pinned* hears of each file whose core metadata the resolver reads: it reads it exactly
+    when it pins a candidate (`Provider.get_dependencies`), so a prefetch starts that file's
+    download then (`EarlyFetches`), in the same hop, rather than after the whole resolution.
+    """
+
+    def __init__(
+        self, session: Session, built: BuiltMetadata | None = None, pinned: Pinned | None = None
+    ) -> None:
         self.session = session
         self._built = built
+        self._pinned = pinned
 
     def pages(self, project: str) -> ScopedPages:
         if self.session.offline:  # no network, no look-ahead: read in this thread
@@ -118,7 +133,16 @@ class SessionSource:
         return trio.from_thread.run(self.session.scoped_pages, project)
 
     def core_metadata(self, page: ProjectPage, file: FileEntry) -> bytes:
-        return trio.from_thread.run(self.session.core_metadata, page, file)
+        if self._pinned is None or self.session.offline:
+            return trio.from_thread.run(self.session.core_metadata, page, file)
+        return trio.from_thread.run(self._metadata_of_pin, page, file)
+
+    async def _metadata_of_pin(self, page: ProjectPage, file: FileEntry) -> bytes:
+        data = await self.session.core_metadata(page, file)  # the resolver waits for this first
+        index = self.session.index(page.index)
+        if index is not None and self._pinned is not None:
+            self._pinned(index, page.project, file)
+        return data
 
     def built_metadata(self, page: ProjectPage, file: FileEntry) -> bytes:
         """METADATA of the wheel built from the sdist *file* (built now if online)."""
@@ -249,12 +273,14 @@ async def resolve_request(
     installed: dict[str, str] | None = None,
     background: bool = False,
     progress: Progress | None = None,
+    pinned: Pinned | None = None,
 ) -> Outcome:
     """Resolve *inputs* for *target* under the daemon's configuration (and, for a pyproject.toml
     with uv index tables, that project's indexes and pins). A *background* resolve (a watched
     project's prefetch) builds only where config.toml allows it, and leaves the notes meant for
     the user's next command to that command. *progress* hears of every metadata read from the
-    network (`satchel.daemon.upstream.traffic`)."""
+    network (`satchel.daemon.upstream.traffic`). *pinned* hears of each file the resolver pins
+    as it pins it (`SessionSource`)."""
     started = time.perf_counter()
     session = request_session(rt, params, inputs, background=background)
     session.traffic.progress = progress
@@ -278,7 +304,7 @@ async def resolve_request(
             roots,
             [item.requirement for item in reqs.constraints],
             target,
-            SessionSource(session, functools.partial(sdist_metadata, rt, session, target)),
+            SessionSource(session, functools.partial(sdist_metadata, rt, session, target), pinned),
             installed=installed,
             prereleases=reqs.prereleases,
             hashes=reqs.hashes(),
@@ -406,9 +432,12 @@ async def fetch_files(
     progress: Progress | None = None,
     *,
     offline: bool = False,
+    early: EarlyFetches | None = None,
 ) -> Fetched:
     """Store every file of *files* (hash-checked, with its origin), `DOWNLOAD_CONCURRENCY` at a
-    time; offline, require them present instead (`NotCached` naming what is missing).
+    time; offline, require them present instead (`NotCached` naming what is missing). *early*:
+    the downloads this request started while it resolved, joined rather than repeated (a file
+    they stored counts as downloaded, one that failed fails here with the same error).
 
     One file failing does not stop the others (what succeeded stays stored and need not be
     fetched again); the caller decides whether failures are fatal (`Fetched.raise_failures`).
@@ -419,17 +448,25 @@ async def fetch_files(
         return await _confirm_present(catalog, files, progress)
     result = Fetched(total_bytes=sum(file.size or 0 for _, _, file in files))
     done = finished = 0
-    limiter = trio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
+    early = early if early is not None else EarlyFetches(catalog)
+    early.close()  # what has not started yet is fetched here
 
     async def fetch(index: IndexConfig, project: str, file: FileEntry) -> None:
         nonlocal done, finished
-        async with limiter:
-            present = file.sha256 is not None and catalog.store.has(file.sha256)
-            try:
-                info = await catalog.fetch_file(index, project, file)
-            except SatchelError as exc:
-                result.failures.append((f"{project} ({file.filename})", exc))
-                return
+        joined = await early.outcome(file)
+        if joined is not None and joined.error is not None:
+            result.failures.append((f"{project} ({file.filename})", joined.error))
+            return
+        if joined is not None and joined.info is not None:  # checked and recorded already
+            present, info = not joined.downloaded, joined.info
+        else:
+            async with early.limiter:
+                present = file.sha256 is not None and catalog.store.has(file.sha256)
+                try:
+                    info = await catalog.fetch_file(index, project, file)
+                except SatchelError as exc:
+                    result.failures.append((f"{project} ({file.filename})", exc))
+                    return
         result.stored[file.url] = info.sha256
         if not present:
             result.downloaded += 1
@@ -448,6 +485,81 @@ async def fetch_files(
     if result.stored:  # what garbage collection's least-recently-used order goes by
         await trio.to_thread.run_sync(catalog.metadb.mark_used, list(result.stored.values()))
     return result
+
+
+@dataclass
+class _EarlyFetch:
+    """One early download: `done` once it stored the file (`info`), failed (`error`) or gave
+    up (neither: the file was stored already, or the resolution ended before its turn)."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    info: BlobInfo | None = None
+    error: SatchelError | None = None
+    #: The bytes came from the network (the file was not stored before).
+    downloaded: bool = False
+
+
+class EarlyFetches:
+    """The downloads a prefetch starts while it resolves: each file as the resolver pins it.
+
+    A cold prefetch resolved first and downloaded after; now the resolution (a chain of round
+    trips) and the downloads overlap (issue 15). `pinned` is `SessionSource`'s *pinned*; the
+    downloads run in the catalog's nursery, like the look-ahead, so a resolution that fails or
+    is cancelled leaves them to finish harmlessly (hash-checked into the store, with their
+    origin). A file the resolver pinned and then dropped (it backtracked) is downloaded all the
+    same, and counted by the caller (`unused`). `fetch_files` waits for each file's early
+    download (`outcome`): its error is the file's error (a wheel whose metadata disagreed is
+    stored already, and only that error says so), never a second attempt. `close` first, so
+    what has not started yet is fetched there; `limiter` bounds both to `DOWNLOAD_CONCURRENCY`.
+    """
+
+    def __init__(self, catalog: Shared) -> None:
+        self._catalog = catalog
+        self.limiter = trio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
+        self._files: dict[str, _EarlyFetch] = {}
+        self._closed = False
+
+    def pinned(self, index: IndexConfig, project: str, file: FileEntry) -> None:
+        """Start downloading *file* (on the trio thread; returns at once)."""
+        if self._closed or file.sha256 is None or file.url in self._files:
+            return
+        entry = self._files[file.url] = _EarlyFetch()
+        self._catalog.nursery.start_soon(self._fetch, index, project, file, entry)
+
+    def close(self) -> None:
+        """No new downloads; those still waiting for a turn give it up."""
+        self._closed = True
+
+    async def outcome(self, file: FileEntry) -> _EarlyFetch | None:
+        """The early download of *file* once it is over; None if there was none."""
+        entry = self._files.get(file.url)
+        if entry is None:
+            return None
+        await entry.done.wait()
+        return entry
+
+    def unused(self, used: Iterable[str]) -> dict[str, int]:
+        """sha256 -> size of what the early downloads fetched, less the *used* sha256s."""
+        kept = set(used)
+        return {
+            entry.info.sha256: entry.info.size
+            for entry in self._files.values()
+            if entry.downloaded and entry.info is not None and entry.info.sha256 not in kept
+        }
+
+    async def _fetch(
+        self, index: IndexConfig, project: str, file: FileEntry, entry: _EarlyFetch
+    ) -> None:
+        try:
+            async with self.limiter:
+                if self._closed or file.sha256 is None or self._catalog.store.has(file.sha256):
+                    return
+                entry.info = await self._catalog.fetch_file(index, project, file)
+                entry.downloaded = True
+        except SatchelError as exc:
+            entry.error = exc
+        finally:
+            entry.done.set()
 
 
 async def _confirm_present(
