@@ -526,6 +526,11 @@ class EarlyFetches:
         entry = self._files[file.url] = _EarlyFetch()
         self._catalog.nursery.start_soon(self._fetch, index, project, file, entry)
 
+    @property
+    def started(self) -> frozenset[str]:
+        """URLs of the files whose download started early."""
+        return frozenset(self._files)
+
     def close(self) -> None:
         """No new downloads; those still waiting for a turn give it up."""
         self._closed = True
