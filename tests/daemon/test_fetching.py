@@ -1,4 +1,4 @@
-"""`resolution.fetch_files`: the one download loop prefetch, install and watched projects share,
+"""`fetching.fetch_files`: the one download loop prefetch, install and watched projects share,
 and a prefetch's downloads started while it resolves (`EarlyFetches`, issue 15)."""
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ import pytest
 
 from satchel.daemon.errors import HashMismatch, NotCached
 from satchel.daemon.indexes.session import Session
+from satchel.daemon.requests.fetching import EarlyFetches, Fetched, fetch_files
 from satchel.daemon.requests.resolution import (
-    EarlyFetches,
-    Fetched,
-    fetch_files,
     pinned_files,
     read_inputs,
     resolve_request,

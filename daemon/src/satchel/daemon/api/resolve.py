@@ -13,10 +13,9 @@ import time
 from satchel.daemon.api import RequestContext, method
 from satchel.daemon.indexes.lockorigins import locked_files, unsupported_notes
 from satchel.daemon.requests.builder import build_sdists
+from satchel.daemon.requests.fetching import EarlyFetches, fetch_files
 from satchel.daemon.requests.resolution import (
-    EarlyFetches,
     Outcome,
-    fetch_files,
     pin_info,
     pinned_files,
     read_inputs,

@@ -274,7 +274,7 @@ class Catalog:
     def confirm_stored(self, files: list[tuple[IndexConfig, str, FileEntry]]) -> list[BlobInfo]:
         """`fetch_file` for files already in the store, all in the calling (worker) thread.
 
-        Offline, every file of an install is stored (`resolution.require_present` checked),
+        Offline, every file of an install is stored (`fetching.require_present` checked),
         so there is nothing to download: one thread hop records their origins and sizes
         instead of one hop (and one task) per file. Raises `NotCached` for a file that is gone.
         """
@@ -300,7 +300,7 @@ class Catalog:
     ) -> None:
         """Record a stored file's origin. An already-stored file costs a read, not a durable
         write: installs touch hundreds of stored files, and their origins are nearly always
-        known already (`last_used` is marked once per batch by `resolution.fetch_files`).
+        known already (`last_used` is marked once per batch by `fetching.fetch_files`).
 
         A new origin goes to the blob's provenance record first, then to the metadb: the
         record is what rebuilds the metadb if it is ever lost (`satchel.daemon.indexes.dbrecovery`).
