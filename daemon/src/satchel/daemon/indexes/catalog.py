@@ -221,41 +221,48 @@ class Catalog:
                     digests=Digests(others),
                     label=label,
                 )
-            await trio.to_thread.run_sync(
-                self._remember, info.sha256, info.size, index, project, file
+            # Its origin and, for a wheel, its own METADATA against what the cache used: one
+            # thread hop.
+            used_own = await trio.to_thread.run_sync(
+                self._record_download, info, index, project, file
             )
-            if file.is_wheel:
-                await self._check_metadata(index, file, info.sha256, label)
+            if used_own is not None:
+                self._metadata_replaced(index, file, info.sha256, label, *used_own)
             return info
 
         return await self._downloads.run(sha or file.url, download)
 
-    async def _check_metadata(
-        self, index: IndexConfig, file: FileEntry, sha: str, label: str
-    ) -> None:
-        """The wheel just stored must agree with the core metadata the cache holds for it
-        (PEP 658, or read by range requests, before the wheel and used to resolve): issue
-        11.5, 13.7.
+    def _record_download(
+        self, info: BlobInfo, index: IndexConfig, project: str, file: FileEntry
+    ) -> tuple[bytes, bytes] | None:
+        """Record the origin of a file just stored; for a wheel, check that it agrees with the
+        core metadata the cache holds for it (PEP 658, or read by range requests, before the
+        wheel and used to resolve): issue 11.5, 13.7. Worker thread.
 
         The cache keeps the wheel's own METADATA from now on (what the local index serves and
-        the next resolve reads), and the listeners forget what they derived from the old one.
-        When name, version, Requires-Dist or Requires-Python differ, the resolution that used
-        the index's file was wrong: `MetadataMismatch`, naming the file and what differs.
+        the next resolve reads): when it differs from what was used, (used, own) is returned
+        for `_metadata_replaced`.
         """
-        used = await trio.to_thread.run_sync(
-            lambda: self.metadb.get_core_metadata(sha, index=index.name, filename=file.filename)
-        )
+        self._remember(info.sha256, info.size, index, project, file)
+        if not file.is_wheel:
+            return None
+        used = self.metadb.get_core_metadata(info.sha256, index=index.name, filename=file.filename)
         if used is None:
-            return  # nothing was read ahead of the wheel: its metadata is its own
-        own = await trio.to_thread.run_sync(metadata_from_file, self.store.path(sha), file.filename)
+            return None  # nothing was read ahead of the wheel: its metadata is its own
+        own = metadata_from_file(self.store.path(info.sha256), file.filename)
         if own == used:
-            return
+            return None
+        self.metadb.put_core_metadata(info.sha256, own, index=index.name, filename=file.filename)
+        return used, own
+
+    def _metadata_replaced(
+        self, index: IndexConfig, file: FileEntry, sha: str, label: str, used: bytes, own: bytes
+    ) -> None:
+        """The wheel's own METADATA replaced *used* in the cache: the listeners forget what
+        they derived from the old one. When name, version, Requires-Dist or Requires-Python
+        differ, the resolution that used the index's file was wrong: `MetadataMismatch`,
+        naming the file and what differs."""
         differences = metadata_differences(used, own, file.filename)
-        await trio.to_thread.run_sync(
-            lambda: self.metadb.put_core_metadata(
-                sha, own, index=index.name, filename=file.filename
-            )
-        )
         for listener in self.metadata_listeners:
             listener(sha, file.url)
         # Without a PEP 658 file, what was read ahead came by range requests into the wheel

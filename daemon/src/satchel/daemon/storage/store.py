@@ -269,15 +269,12 @@ class BlobStore:
                 if pending >= WRITE_BATCH:
                     await self._write(writer, batch, label)
                     batch, pending = [], 0
-            if batch:
-                await self._write(writer, batch, label)
-            with disk_full_guard(self._where(label)):
-                actual = await trio.to_thread.run_sync(writer.finish)
-            _check_digest(label, expected, expected_size, actual, writer.size)
-            if digests:
-                digests.check(label)
+            # The last batch, the checks and the commit in one thread hop (most wheels are one
+            # batch: one hop per file, not three).
             with disk_full_guard(self._where(label)):  # new aa/bb directories need inodes
-                await trio.to_thread.run_sync(self._commit, writer.path, actual)
+                actual = await trio.to_thread.run_sync(
+                    self._seal, writer, batch, label, expected, expected_size, digests
+                )
             return BlobInfo(actual, writer.size)
         except BaseException:
             writer.discard()
@@ -304,6 +301,25 @@ class BlobStore:
                 )
         finally:
             handle.close()
+
+    def _seal(
+        self,
+        writer: _TempWriter,
+        batch: list[bytes],
+        label: str,
+        expected: str | None,
+        expected_size: int | None,
+        digests: Digests | None,
+    ) -> str:
+        """Write the last *batch*, fsync, check every promise, commit (worker thread)."""
+        if batch:
+            writer.write(batch)
+        actual = writer.finish()
+        _check_digest(label, expected, expected_size, actual, writer.size)
+        if digests:
+            digests.check(label)
+        self._commit(writer.path, actual)
+        return actual
 
     async def _write(self, writer: _TempWriter, batch: list[bytes], label: str) -> None:
         with disk_full_guard(self._where(label)):
