@@ -95,7 +95,8 @@ def chain(tmp_path: Path) -> Iterator[IndexServer]:
 
 
 async def prefetch_early(tmp_path: Path, index: IndexServer) -> tuple[EarlyFetches, Fetched]:
-    """What `satchel prefetch app` does: resolve with early downloads, then fetch the pins."""
+    """What `satchel prefetch app` does: resolve with early downloads, then fetch the pins;
+    when it returns, nothing it stored still waits to be made durable."""
     params = ResolveParams(requirements=["app"])
     async with running_warmer(tmp_path / "d", index.url) as warm:
         rt = warm.rt
@@ -104,7 +105,9 @@ async def prefetch_early(tmp_path: Path, index: IndexServer) -> tuple[EarlyFetch
         inputs = await read_inputs(params)
         outcome = await resolve_request(rt, params, inputs, target, pinned=early.pinned)
         files = pinned_files(outcome.session, outcome.resolution.pins)
-        return early, await fetch_files(rt.catalog, files, early=early)
+        fetched = await fetch_files(rt.catalog, files, early=early)
+        assert rt.catalog.unsynced.sync() == 0  # its directories were synced with the batch
+        return early, fetched
 
 
 def wheel_requests(index: IndexServer) -> Counter[str]:

@@ -107,7 +107,7 @@ async def fetch_files(
             async with early.limiter:
                 present = file.sha256 is not None and catalog.store.has(file.sha256)
                 try:
-                    info = await catalog.fetch_file(index, project, file)
+                    info = await catalog.fetch_file(index, project, file, batch=True)
                 except SatchelError as exc:
                     result.failures.append((f"{project} ({file.filename})", exc))
                     return
@@ -126,8 +126,8 @@ async def fetch_files(
         for index, project, file in files:
             nursery.start_soon(fetch, index, project, file)
     result.total_bytes = max(result.total_bytes, done)
-    if result.stored:  # what garbage collection's least-recently-used order goes by
-        await trio.to_thread.run_sync(catalog.metadb.mark_used, list(result.stored.values()))
+    if result.stored:  # durable together; last used: what garbage collection goes by
+        await trio.to_thread.run_sync(catalog.settle, list(result.stored.values()))
     return result
 
 
@@ -203,7 +203,7 @@ class EarlyFetches:
             async with self.limiter:
                 if self._closed or file.sha256 is None or self._catalog.store.has(file.sha256):
                     return
-                entry.info = await self._catalog.fetch_file(index, project, file)
+                entry.info = await self._catalog.fetch_file(index, project, file, batch=True)
                 entry.downloaded = True
         except SatchelError as exc:
             entry.error = exc
