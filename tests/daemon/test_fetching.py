@@ -1,7 +1,9 @@
-"""`resolution.fetch_files`: the one download loop prefetch, install and watched projects share."""
+"""`fetching.fetch_files`: the one download loop prefetch, install and watched projects share,
+and a prefetch's downloads started while it resolves (`EarlyFetches`, issue 15)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,9 +11,16 @@ import pytest
 
 from satchel.daemon.errors import HashMismatch, NotCached
 from satchel.daemon.indexes.session import Session
-from satchel.daemon.requests.resolution import fetch_files
+from satchel.daemon.requests.fetching import EarlyFetches, Fetched, fetch_files
+from satchel.daemon.requests.resolution import (
+    pinned_files,
+    read_inputs,
+    resolve_request,
+    target_for,
+)
 from satchel.daemon.settings.config import IndexConfig
 from satchel.daemon.storage.model import FileEntry
+from satchel.protocol.methods.resolve import ResolveParams
 from tests.support.index_server import IndexServer
 from tests.support.warm import running_warmer
 from tests.support.wheels import build_wheel
@@ -72,3 +81,59 @@ async def test_offline_a_batch_is_only_confirmed_and_misses_are_named(
         await fetch_files(rt.catalog, files)
         confirmed = await fetch_files(rt.catalog, files, offline=True)
         assert (confirmed.downloaded, confirmed.failures) == (0, [])
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> Iterator[IndexServer]:
+    """app -> needed -> deep: each pinned only once its dependent's metadata is read."""
+    dist = tmp_path / "chain"
+    build_wheel(dist, "app", "1.0", requires=["needed"])
+    build_wheel(dist, "needed", "1.0", requires=["deep"])
+    build_wheel(dist, "deep", "1.0")
+    with IndexServer(dist) as server:
+        yield server
+
+
+async def prefetch_early(tmp_path: Path, index: IndexServer) -> tuple[EarlyFetches, Fetched]:
+    """What `satchel prefetch app` does: resolve with early downloads, then fetch the pins;
+    when it returns, nothing it stored still waits to be made durable."""
+    params = ResolveParams(requirements=["app"])
+    async with running_warmer(tmp_path / "d", index.url) as warm:
+        rt = warm.rt
+        early = EarlyFetches(rt.catalog)
+        target = await target_for(rt, params)
+        inputs = await read_inputs(params)
+        outcome = await resolve_request(rt, params, inputs, target, pinned=early.pinned)
+        files = pinned_files(outcome.session, outcome.resolution.pins)
+        fetched = await fetch_files(rt.catalog, files, early=early)
+        assert rt.catalog.unsynced.sync() == 0  # its directories were synced with the batch
+        return early, fetched
+
+
+def wheel_requests(index: IndexServer) -> Counter[str]:
+    return Counter(path for path in index.requests if path.endswith(".whl"))
+
+
+async def test_each_file_is_downloaded_as_it_is_pinned_once_and_counted_once(
+    tmp_path: Path, chain: IndexServer
+) -> None:
+    early, fetched = await prefetch_early(tmp_path, chain)
+    names = ("app", "needed", "deep")
+    assert {url.rsplit("/", 1)[-1] for url in early.started} == {
+        f"{name}-1.0-py3-none-any.whl" for name in names
+    }
+    assert not fetched.failures
+    assert fetched.downloaded == 3
+    assert wheel_requests(chain) == Counter(f"/files/{n}-1.0-py3-none-any.whl" for n in names)
+
+
+async def test_an_early_download_that_fails_is_the_files_error_not_retried(
+    tmp_path: Path, chain: IndexServer
+) -> None:
+    chain.corrupt("needed-1.0-py3-none-any.whl")
+    _early, fetched = await prefetch_early(tmp_path, chain)
+    assert [what for what, _exc in fetched.failures] == ["needed (needed-1.0-py3-none-any.whl)"]
+    with pytest.raises(HashMismatch, match=r"needed-1\.0-py3-none-any\.whl"):
+        fetched.raise_failures()
+    assert wheel_requests(chain)["/files/needed-1.0-py3-none-any.whl"] == 1
+    assert fetched.downloaded == 2

@@ -15,7 +15,8 @@ import pytest
 import trio
 
 from satchel.daemon.errors import NotCached
-from satchel.daemon.requests.resolution import SessionSource, fetch_files
+from satchel.daemon.requests.fetching import fetch_files
+from satchel.daemon.requests.resolution import SessionSource
 from satchel.daemon.resolver.scope import ScopedPages
 from tests.support.index_server import IndexServer
 from tests.support.warm import running_warmer

@@ -11,13 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from satchel.daemon.requests.builder import wheel_for
+from satchel.daemon.requests.fetching import fetch_files
 from satchel.daemon.requests.readiness import (
     check_project,
     needed_files,
     prefetch_project,
     project_target,
 )
-from satchel.daemon.requests.resolution import fetch_files
 from satchel.daemon.requests.watch import WatchedProject
 from tests.support.index_server import IndexServer
 from tests.support.warm import running_warmer

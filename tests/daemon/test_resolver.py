@@ -426,3 +426,13 @@ async def test_runs_in_a_worker_thread_calling_back_into_trio(index: MemoryIndex
     )
     assert pinned(result) == {"app": "1.0", "lib": "1.0"}
     assert hops == ["app", "lib"]
+
+
+def test_metadata_the_look_ahead_parsed_is_parsed_once_for_the_resolver_too() -> None:
+    """issue 15: the look-ahead and the resolver read the same bytes; one parse serves both."""
+    data = b"Metadata-Version: 2.1\nName: shared\nVersion: 1.0\nRequires-Dist: lib>=2\n"
+    ahead = parse_core_metadata(data, sdist=False, where="shared-1.0.whl", ahead=True)
+    assert parse_core_metadata(bytes(data), sdist=False, where="shared-1.0.whl") is ahead
+    again = parse_core_metadata(data, sdist=False, where="shared-1.0.whl")  # taken: parsed anew
+    assert again is not ahead
+    assert again == ahead

@@ -19,7 +19,7 @@ import trio
 
 from satchel.daemon.errors import DiskFull, HashMismatch, HostileInput, NotFound
 from satchel.daemon.storage import store as store_module
-from satchel.daemon.storage.fsutil import TEMP_PREFIX
+from satchel.daemon.storage.fsutil import TEMP_PREFIX, Unsynced
 from satchel.daemon.storage.singleflight import SingleFlight
 from satchel.daemon.storage.store import (
     METADB_NAME,
@@ -451,3 +451,18 @@ async def test_ingest_hashes_and_writes_off_the_event_loop(
     assert info == BlobInfo(sha(data), len(data))
     assert {name for name, _thread in threads} == {"write", "finish"}
     assert all(thread is not loop_thread for _name, thread in threads), threads
+
+
+def test_a_batch_leaves_its_directories_to_one_sync_and_each_is_synced_once(
+    tmp_path: Path,
+) -> None:
+    """issue 15: a batch of downloads makes its directory entries durable together."""
+    unsynced = Unsynced()
+    store = BlobStore(tmp_path / "cache")
+    for payload in (b"one", b"two"):
+        tmp = store.tmp_dir / f"staged-{payload.decode()}"
+        tmp.write_bytes(payload)
+        store._commit(tmp, hashlib.sha256(payload).hexdigest(), unsynced)
+    # blobs/aa and blobs/aa/bb of each, and blobs/ itself (twice asked, once synced)
+    assert unsynced.sync() == 5
+    assert unsynced.sync() == 0

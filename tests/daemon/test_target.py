@@ -51,6 +51,15 @@ async def test_query_of_the_running_interpreter_matches_packaging_and_sysconfig(
     assert not target.synthetic
 
 
+async def test_the_daemons_own_interpreter_is_described_in_process_as_it_would_itself() -> None:
+    """The default target (the daemon's own interpreter) costs no interpreter start (issue 15),
+    and the answer is the one the child would give."""
+    assert target_mod._is_self(Path(sys.executable))
+    asked = await target_mod._ask(Path(sys.executable), sys.executable)
+    assert target_mod._describe_self() == asked
+    assert await query_interpreter(sys.executable) == asked
+
+
 async def test_bare_venv_is_described_with_its_own_prefix_and_scheme(bare_venv: Path) -> None:
     target = await query_interpreter(bare_venv)
     assert target.is_venv

@@ -105,7 +105,7 @@ def test_a_resolve_reads_metadata_by_range_requests_and_prefetch_then_install_wo
     assert "prefetched 4 files" in prefetch.stdout, prefetch.stdout
     assert "4 downloaded" in prefetch.stdout and "0 already cached" in prefetch.stdout
     # Downloaded whole now, and each wheel's own METADATA matched the range-read one (a
-    # mismatch is an error of its own: `Catalog._check_metadata`).
+    # mismatch is an error of its own: `Catalog._record_download`).
     assert all(count > PAD for count in _file_bytes(world).values()), _file_bytes(world)
 
     venv = tmp_path / "venv"

@@ -13,9 +13,9 @@ import time
 from satchel.daemon.api import RequestContext, method
 from satchel.daemon.indexes.lockorigins import locked_files, unsupported_notes
 from satchel.daemon.requests.builder import build_sdists
+from satchel.daemon.requests.fetching import EarlyFetches, fetch_files
 from satchel.daemon.requests.resolution import (
     Outcome,
-    fetch_files,
     inputs_and_target,
     pin_info,
     pinned_files,
@@ -70,18 +70,28 @@ async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult
     for lock in inputs_locks:
         files += await locked_files(session, lock)
         session.notes.extend(unsupported_notes(lock))
+    early = EarlyFetches(rt.catalog)  # each pinned file's download starts as it is pinned
     if inputs.requirements.requirements:
         inputs.locks = []  # already taken file by file above
-        outcome = await resolve_request(rt, params, inputs, target, progress=ctx.progress)
+        try:
+            outcome = await resolve_request(
+                rt, params, inputs, target, progress=ctx.progress, pinned=early.pinned
+            )
+        finally:
+            early.close()
         outcome.session.notes[:0] = session.notes
         session = outcome.session
         files += pinned_files(session, outcome.resolution.pins)
-    fetched = await fetch_files(rt.catalog, files, ctx.progress, offline=session.offline)
+    fetched = await fetch_files(
+        rt.catalog, files, ctx.progress, offline=session.offline, early=early
+    )
+    traffic = session.traffic
+    for sha, size in early.unused(fetched.stored.values()).items():  # pinned, then dropped
+        traffic.count_download(sha, size)
     fetched.raise_failures()
     # Wheels downloaded while resolving (read whole for their metadata) are downloads of this
     # request, not files it found cached (issue 13.7).
-    traffic = session.traffic
-    early = sum(1 for sha in fetched.stored.values() if sha in traffic.downloaded_shas)
+    whole = sum(1 for sha in fetched.stored.values() if sha in traffic.downloaded_shas)
     sdists = [(pin.name, pin.file) for pin in outcome.resolution.pins] if outcome else []
     for lock in inputs_locks:
         for package in lock.applicable(target):
@@ -99,7 +109,7 @@ async def prefetch(ctx: RequestContext, params: ResolveParams) -> PrefetchResult
         files=len(files),
         downloaded=fetched.downloaded + traffic.downloaded,
         downloaded_bytes=fetched.downloaded_bytes + traffic.downloaded_bytes,
-        cached=len(files) - fetched.downloaded - early,
+        cached=len(files) - fetched.downloaded - whole,
         metadata_requests=traffic.metadata_requests,
         metadata_bytes=traffic.metadata_bytes,
         total_bytes=fetched.total_bytes,

@@ -107,7 +107,9 @@ class LookAhead:
         if self._markers is None:
             return  # no target: nothing to evaluate markers against, so nothing is guessed
         try:
-            meta = parse_core_metadata(data, sdist=not file.is_wheel, where=file.filename)
+            meta = parse_core_metadata(
+                data, sdist=not file.is_wheel, where=file.filename, ahead=True
+            )
         except SatchelError:
             return
         self._requires[meta.name] = meta.requires_dist

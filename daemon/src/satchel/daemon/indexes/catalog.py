@@ -45,6 +45,7 @@ from satchel.daemon.settings.config import Config, IndexConfig
 from satchel.daemon.settings.credentials import redact
 from satchel.daemon.storage import provenance
 from satchel.daemon.storage.digests import Digests, require_checkable
+from satchel.daemon.storage.fsutil import Unsynced
 from satchel.daemon.storage.metadb import MetaDB
 from satchel.daemon.storage.model import FileEntry, Origin, ProjectPage
 from satchel.daemon.storage.singleflight import SingleFlight
@@ -90,6 +91,8 @@ class Catalog:
         #: (index, project) -> why a fresh page was not stored (`degrades`); read by sessions
         #: for their notes, cleared when a page that may replace the stored one arrives.
         self.kept: dict[tuple[str, str], str] = {}
+        #: Directories of batch downloads not yet durable (`fetch_file(batch=True)`, `settle`).
+        self.unsynced = Unsynced()
         #: Called with (sha256, url) of a wheel whose cached core metadata was replaced by the
         #: wheel's own: whoever derived something from the old bytes forgets it.
         self.metadata_listeners: list[Callable[[str, str], None]] = []
@@ -197,8 +200,14 @@ class Catalog:
 
     # -- files ------------------------------------------------------------------------------
 
-    async def fetch_file(self, index: IndexConfig, project: str, file: FileEntry) -> BlobInfo:
-        """Make sure *file*'s bytes are in the store (hash-checked) and record where from."""
+    async def fetch_file(
+        self, index: IndexConfig, project: str, file: FileEntry, *, batch: bool = False
+    ) -> BlobInfo:
+        """Make sure *file*'s bytes are in the store (hash-checked) and record where from.
+
+        *batch*: a download is made durable with the caller's batch (`settle`), not on its own:
+        its bytes before they are renamed into place, as always; its directory entries,
+        provenance record's and metadb row at the next `settle`."""
         label = f"{file.filename} (index {index.name})"
         # Every digest the index promised is checked, not only the sha256 (issue 11.4).
         others = require_checkable(file.hashes, label)
@@ -220,42 +229,50 @@ class Catalog:
                     expected_size=file.size,
                     digests=Digests(others),
                     label=label,
+                    unsynced=self.unsynced if batch else None,
                 )
-            await trio.to_thread.run_sync(
-                self._remember, info.sha256, info.size, index, project, file
+            # Its origin and, for a wheel, its own METADATA against what the cache used: one
+            # thread hop.
+            used_own = await trio.to_thread.run_sync(
+                self._record_download, info, index, project, file, batch
             )
-            if file.is_wheel:
-                await self._check_metadata(index, file, info.sha256, label)
+            if used_own is not None:
+                self._metadata_replaced(index, file, info.sha256, label, *used_own)
             return info
 
         return await self._downloads.run(sha or file.url, download)
 
-    async def _check_metadata(
-        self, index: IndexConfig, file: FileEntry, sha: str, label: str
-    ) -> None:
-        """The wheel just stored must agree with the core metadata the cache holds for it
-        (PEP 658, or read by range requests, before the wheel and used to resolve): issue
-        11.5, 13.7.
+    def _record_download(
+        self, info: BlobInfo, index: IndexConfig, project: str, file: FileEntry, batch: bool
+    ) -> tuple[bytes, bytes] | None:
+        """Record the origin of a file just stored; for a wheel, check that it agrees with the
+        core metadata the cache holds for it (PEP 658, or read by range requests, before the
+        wheel and used to resolve): issue 11.5, 13.7. Worker thread.
 
         The cache keeps the wheel's own METADATA from now on (what the local index serves and
-        the next resolve reads), and the listeners forget what they derived from the old one.
-        When name, version, Requires-Dist or Requires-Python differ, the resolution that used
-        the index's file was wrong: `MetadataMismatch`, naming the file and what differs.
+        the next resolve reads): when it differs from what was used, (used, own) is returned
+        for `_metadata_replaced`.
         """
-        used = await trio.to_thread.run_sync(
-            lambda: self.metadb.get_core_metadata(sha, index=index.name, filename=file.filename)
-        )
+        self._remember(info.sha256, info.size, index, project, file, batch=batch)
+        if not file.is_wheel:
+            return None
+        used = self.metadb.get_core_metadata(info.sha256, index=index.name, filename=file.filename)
         if used is None:
-            return  # nothing was read ahead of the wheel: its metadata is its own
-        own = await trio.to_thread.run_sync(metadata_from_file, self.store.path(sha), file.filename)
+            return None  # nothing was read ahead of the wheel: its metadata is its own
+        own = metadata_from_file(self.store.path(info.sha256), file.filename)
         if own == used:
-            return
+            return None
+        self.metadb.put_core_metadata(info.sha256, own, index=index.name, filename=file.filename)
+        return used, own
+
+    def _metadata_replaced(
+        self, index: IndexConfig, file: FileEntry, sha: str, label: str, used: bytes, own: bytes
+    ) -> None:
+        """The wheel's own METADATA replaced *used* in the cache: the listeners forget what
+        they derived from the old one. When name, version, Requires-Dist or Requires-Python
+        differ, the resolution that used the index's file was wrong: `MetadataMismatch`,
+        naming the file and what differs."""
         differences = metadata_differences(used, own, file.filename)
-        await trio.to_thread.run_sync(
-            lambda: self.metadb.put_core_metadata(
-                sha, own, index=index.name, filename=file.filename
-            )
-        )
         for listener in self.metadata_listeners:
             listener(sha, file.url)
         # Without a PEP 658 file, what was read ahead came by range requests into the wheel
@@ -274,7 +291,7 @@ class Catalog:
     def confirm_stored(self, files: list[tuple[IndexConfig, str, FileEntry]]) -> list[BlobInfo]:
         """`fetch_file` for files already in the store, all in the calling (worker) thread.
 
-        Offline, every file of an install is stored (`resolution.require_present` checked),
+        Offline, every file of an install is stored (`fetching.require_present` checked),
         so there is nothing to download: one thread hop records their origins and sizes
         instead of one hop (and one task) per file. Raises `NotCached` for a file that is gone.
         """
@@ -295,12 +312,26 @@ class Catalog:
             out.append(BlobInfo(sha, size))
         return out
 
+    def settle(self, sha256s: list[str]) -> None:
+        """Make every stored file of a batch durable (worker thread; before the batch reports
+        success): the directories its downloads left unsynced, then one durable metadb commit
+        (marking *sha256s* used), which makes every row written since durable too."""
+        self.unsynced.sync()
+        self.metadb.mark_used(sha256s, durable=True)
+
     def _remember(
-        self, sha: str, size: int | None, index: IndexConfig, project: str, file: FileEntry
+        self,
+        sha: str,
+        size: int | None,
+        index: IndexConfig,
+        project: str,
+        file: FileEntry,
+        *,
+        batch: bool = False,
     ) -> None:
         """Record a stored file's origin. An already-stored file costs a read, not a durable
         write: installs touch hundreds of stored files, and their origins are nearly always
-        known already (`last_used` is marked once per batch by `resolution.fetch_files`).
+        known already (`last_used` is marked once per batch by `fetching.fetch_files`).
 
         A new origin goes to the blob's provenance record first, then to the metadb: the
         record is what rebuilds the metadb if it is ever lost (`satchel.daemon.indexes.dbrecovery`).
@@ -308,8 +339,11 @@ class Catalog:
         origin = Origin(index=index.name, project=project, filename=file.filename, url=file.url)
         url = index_identity(index.url)
         if size is not None:
-            provenance.add_source(self.store.root, sha, index.name, project, file, index_url=url)
-            self.metadb.record_blob(sha, size, origin.filename, origin=origin)
+            unsynced = self.unsynced if batch else None
+            provenance.add_source(
+                self.store.root, sha, index.name, project, file, index_url=url, unsynced=unsynced
+            )
+            self.metadb.record_blob(sha, size, origin.filename, origin=origin, durable=not batch)
         elif origin not in self.metadb.origins(sha):
             provenance.add_source(self.store.root, sha, index.name, project, file, index_url=url)
             self.metadb.add_origin(sha, origin)

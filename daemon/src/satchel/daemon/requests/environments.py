@@ -43,9 +43,9 @@ from satchel.daemon.installing.linking import LinkMode
 from satchel.daemon.installing.venv import create_venv
 from satchel.daemon.installing.wheel import unpack_all
 from satchel.daemon.requests.builder import cached_wheel, not_built, wheel_for
+from satchel.daemon.requests.fetching import fetch_files
 from satchel.daemon.requests.resolution import (
     Inputs,
-    fetch_files,
     pinned_files,
     request_session,
     resolve_request,

@@ -30,9 +30,9 @@ from satchel.daemon.errors import SatchelError
 from satchel.daemon.indexes.lockorigins import locked_files
 from satchel.daemon.indexes.session import Session
 from satchel.daemon.requests.builder import build_sdists, cached_wheel, not_built
+from satchel.daemon.requests.fetching import fetch_files
 from satchel.daemon.requests.resolution import (
     Inputs,
-    fetch_files,
     pinned_files,
     resolve_request,
     target_for,

@@ -6,7 +6,7 @@ The steps, each behind its own module's seam:
     target   the interpreter asked for (queried once, cached) or a synthetic one        (target)
     session  one configuration snapshot, online or offline                              (catalog)
     resolve  resolvelib in a worker thread, calling back into trio for pages/metadata (resolver)
-    fetch    every pinned file, hash-checked into the store with its origin    (catalog, store)
+    fetch    every pinned file, hash-checked into the store with its origin          (fetching)
 
 The resolver thread reaches trio only through `SessionSource`, whose two methods hop back to the
 event loop with ``trio.from_thread.run``; a cancelled request cancels those hops, which unwinds
@@ -19,7 +19,7 @@ import functools
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,9 +28,10 @@ import trio
 from packaging import tags as packaging_tags
 from packaging.requirements import Requirement
 
-from satchel.daemon.errors import InvalidParams, NotCached, NotFound, SatchelError
-from satchel.daemon.indexes.session import Session, Shared
+from satchel.daemon.errors import InvalidParams, NotFound
+from satchel.daemon.indexes.session import Session
 from satchel.daemon.requests.builder import sdist_metadata
+from satchel.daemon.requests.fetching import Progress
 from satchel.daemon.requests.runtime import Runtime
 from satchel.daemon.resolver import pylock
 from satchel.daemon.resolver.buildpolicy import Formats
@@ -60,12 +61,10 @@ from satchel.daemon.storage.model import FileEntry, ProjectPage
 from satchel.protocol.methods.resolve import PinInfo, ResolveParams
 
 __all__ = [
-    "Fetched",
     "Inputs",
     "Outcome",
+    "Pinned",
     "SessionSource",
-    "combine_failures",
-    "fetch_files",
     "inputs_and_target",
     "is_lock",
     "pin_info",
@@ -75,17 +74,12 @@ __all__ = [
     "render",
     "request_formats",
     "request_session",
-    "require_present",
     "resolve_request",
     "target_for",
     "yanked_warnings",
 ]
 
 log = logging.getLogger(__name__)
-
-#: Downloads in flight for one prefetch. The upstream limits each index separately; this bounds
-#: open temp files and memory for a single request.
-DOWNLOAD_CONCURRENCY = 8
 
 #: Resolver threads come from a pool of their own. A resolve thread hops back into trio for
 #: pages and metadata, and those hops read SQLite through ``trio.to_thread`` with the default
@@ -111,12 +105,24 @@ def _resolver_threads() -> trio.CapacityLimiter:
 BuiltMetadata = Callable[[ProjectPage, FileEntry], Awaitable[bytes]]
 
 
-class SessionSource:
-    """`resolver.MetadataSource` for a worker thread: every call hops back into trio."""
+#: Told of (index, project, file) of each candidate the resolver pins (on the trio thread).
+Pinned = Callable[[IndexConfig, str, FileEntry], None]
 
-    def __init__(self, session: Session, built: BuiltMetadata | None = None) -> None:
+
+class SessionSource:
+    """`resolver.MetadataSource` for a worker thread: every call hops back into trio.
+
+    *pinned* hears of each file whose core metadata the resolver reads: it reads it exactly
+    when it pins a candidate (`Provider.get_dependencies`), so a prefetch starts that file's
+    download then (`EarlyFetches`), in the same hop, rather than after the whole resolution.
+    """
+
+    def __init__(
+        self, session: Session, built: BuiltMetadata | None = None, pinned: Pinned | None = None
+    ) -> None:
         self.session = session
         self._built = built
+        self._pinned = pinned
 
     def pages(self, project: str) -> ScopedPages:
         if self.session.offline:  # no network, no look-ahead: read in this thread
@@ -124,7 +130,16 @@ class SessionSource:
         return trio.from_thread.run(self.session.scoped_pages, project)
 
     def core_metadata(self, page: ProjectPage, file: FileEntry) -> bytes:
-        return trio.from_thread.run(self.session.core_metadata, page, file)
+        if self._pinned is None or self.session.offline:
+            return trio.from_thread.run(self.session.core_metadata, page, file)
+        return trio.from_thread.run(self._metadata_of_pin, page, file)
+
+    async def _metadata_of_pin(self, page: ProjectPage, file: FileEntry) -> bytes:
+        data = await self.session.core_metadata(page, file)  # the resolver waits for this first
+        index = self.session.index(page.index)
+        if index is not None and self._pinned is not None:
+            self._pinned(index, page.project, file)
+        return data
 
     def built_metadata(self, page: ProjectPage, file: FileEntry) -> bytes:
         """METADATA of the wheel built from the sdist *file* (built now if online)."""
@@ -272,12 +287,14 @@ async def resolve_request(
     installed: dict[str, str] | None = None,
     background: bool = False,
     progress: Progress | None = None,
+    pinned: Pinned | None = None,
 ) -> Outcome:
     """Resolve *inputs* for *target* under the daemon's configuration (and, for a pyproject.toml
     with uv index tables, that project's indexes and pins). A *background* resolve (a watched
     project's prefetch) builds only where config.toml allows it, and leaves the notes meant for
     the user's next command to that command. *progress* hears of every metadata read from the
-    network (`satchel.daemon.upstream.traffic`)."""
+    network (`satchel.daemon.upstream.traffic`). *pinned* hears of each file the resolver pins
+    as it pins it (`SessionSource`)."""
     started = time.perf_counter()
     session = request_session(rt, params, inputs, background=background)
     session.traffic.progress = progress
@@ -301,7 +318,7 @@ async def resolve_request(
             roots,
             [item.requirement for item in reqs.constraints],
             target,
-            SessionSource(session, functools.partial(sdist_metadata, rt, session, target)),
+            SessionSource(session, functools.partial(sdist_metadata, rt, session, target), pinned),
             installed=installed,
             prereleases=reqs.prereleases,
             hashes=reqs.hashes(),
@@ -385,136 +402,3 @@ def pinned_files(session: Session, pins: Iterable[Pin]) -> list[tuple[IndexConfi
             raise NotFound(f"{pin.name}: index {pin.index} is no longer configured")
         out.append((index, pin.name, pin.file))
     return out
-
-
-def require_present(catalog: Shared, files: Sequence[tuple[IndexConfig, str, FileEntry]]) -> None:
-    """Offline, a batch can only be confirmed: every file must already be stored."""
-    missing = [
-        f"{project} ({file.filename})"
-        for _index, project, file in files
-        if file.sha256 is None or not catalog.store.has(file.sha256)
-    ]
-    if missing:
-        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-        raise NotCached(
-            f"offline, and {len(missing)} file(s) are not in the cache: "
-            f"{', '.join(missing[:10])}{more}; run `satchel prefetch` for them while online",
-            details={"missing": missing},
-        )
-
-
-Progress = Callable[[int, int | None, str, str], Awaitable[None]]
-
-
-@dataclass
-class Fetched:
-    """What a batch of downloads did. Files that failed are in `failures`, not in `stored`."""
-
-    #: File URL -> sha256 of the stored bytes.
-    stored: dict[str, str] = field(default_factory=dict)
-    downloaded: int = 0
-    downloaded_bytes: int = 0
-    total_bytes: int = 0
-    #: ("project (filename)", error) for every file that could not be stored.
-    failures: list[tuple[str, SatchelError]] = field(default_factory=list)
-
-    def raise_failures(self) -> None:
-        if self.failures:
-            raise combine_failures([exc for _what, exc in self.failures])
-
-
-async def fetch_files(
-    catalog: Shared,
-    files: Sequence[tuple[IndexConfig, str, FileEntry]],
-    progress: Progress | None = None,
-    *,
-    offline: bool = False,
-) -> Fetched:
-    """Store every file of *files* (hash-checked, with its origin), `DOWNLOAD_CONCURRENCY` at a
-    time; offline, require them present instead (`NotCached` naming what is missing).
-
-    One file failing does not stop the others (what succeeded stays stored and need not be
-    fetched again); the caller decides whether failures are fatal (`Fetched.raise_failures`).
-    Progress counts bytes, the message naming the file that just finished.
-    """
-    if offline:
-        require_present(catalog, files)
-        return await _confirm_present(catalog, files, progress)
-    result = Fetched(total_bytes=sum(file.size or 0 for _, _, file in files))
-    done = finished = 0
-    limiter = trio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
-
-    async def fetch(index: IndexConfig, project: str, file: FileEntry) -> None:
-        nonlocal done, finished
-        async with limiter:
-            present = file.sha256 is not None and catalog.store.has(file.sha256)
-            try:
-                info = await catalog.fetch_file(index, project, file)
-            except SatchelError as exc:
-                result.failures.append((f"{project} ({file.filename})", exc))
-                return
-        result.stored[file.url] = info.sha256
-        if not present:
-            result.downloaded += 1
-            result.downloaded_bytes += info.size
-        done += file.size or info.size
-        finished += 1
-        if progress is not None:
-            verb = "cached" if present else "fetched"
-            message = f"{finished}/{len(files)} {verb} {file.filename}"
-            await progress(done, result.total_bytes or None, "B", message)
-
-    async with trio.open_nursery() as nursery:
-        for index, project, file in files:
-            nursery.start_soon(fetch, index, project, file)
-    result.total_bytes = max(result.total_bytes, done)
-    if result.stored:  # what garbage collection's least-recently-used order goes by
-        await trio.to_thread.run_sync(catalog.metadb.mark_used, list(result.stored.values()))
-    return result
-
-
-async def _confirm_present(
-    catalog: Shared,
-    files: Sequence[tuple[IndexConfig, str, FileEntry]],
-    progress: Progress | None,
-) -> Fetched:
-    """`fetch_files` offline: every file is stored, so confirm them all in one thread hop.
-
-    The same result and progress events as the online path gives for cached files, without a
-    task and a thread hop per file (an offline install of 112 wheels spent more time on those
-    than on its own bookkeeping).
-    """
-    result = Fetched(total_bytes=sum(file.size or 0 for _, _, file in files))
-    infos = await trio.to_thread.run_sync(catalog.confirm_stored, list(files))
-    done = 0
-    for finished, ((_index, _project, file), info) in enumerate(
-        zip(files, infos, strict=True), start=1
-    ):
-        result.stored[file.url] = info.sha256
-        done += file.size or info.size
-        if progress is not None:
-            message = f"{finished}/{len(files)} cached {file.filename}"
-            await progress(done, result.total_bytes or None, "B", message)
-    result.total_bytes = max(result.total_bytes, done)
-    if result.stored:  # what garbage collection's least-recently-used order goes by
-        await trio.to_thread.run_sync(catalog.metadb.mark_used, list(result.stored.values()))
-    return result
-
-
-def combine_failures(failures: list[SatchelError]) -> SatchelError:
-    """One error for a batch of downloads that failed: the first, counting the others.
-
-    Run the downloads of a batch with each task catching its `SatchelError` into a list (what
-    succeeded stays stored and need not be fetched again), then raise this: the client gets an
-    error of the first failure's kind (a hash mismatch stays a hash mismatch, naming the file
-    and both hashes), not an exception group that the dispatcher can only call internal.
-    """
-    first = failures[0]
-    if len(failures) == 1:
-        return first
-    others = "; ".join(str(exc) for exc in failures[1:4])
-    more = f" and {len(failures) - 4} more" if len(failures) > 4 else ""
-    return type(first)(
-        f"{first.message}\n{len(failures) - 1} other file(s) failed too: {others}{more}",
-        details={**first.details, "failures": len(failures)},
-    )

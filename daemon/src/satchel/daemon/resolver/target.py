@@ -3,8 +3,8 @@
 A resolve is only meaningful for one target interpreter: its PEP 508 marker values decide which
 dependencies apply, its ranked wheel tags decide which files fit, its ``sysconfig`` scheme decides
 where an install puts files. The daemon is a different process (often a different interpreter)
-from the one the user works with, so it never looks at itself: it runs the target interpreter
-once with a small script and keeps the answer.
+from the one the user works with, so it runs the target interpreter once with a small script and
+keeps the answer.
 
 Why the script borrows the daemon's ``packaging``: a bare ``python -m venv --without-pip`` venv
 has no ``packaging``, and re-implementing ``packaging.tags`` would drift from what pip and uv
@@ -16,6 +16,13 @@ directory; ``-S`` would also skip ``site``, but in a venv it is ``site`` that sw
 ``sys.prefix`` to the venv, so with ``-S`` the scheme paths would point into the base
 interpreter (checked on CPython 3.11). The cost is that the target's ``.pth`` files run, as they
 do for every program started with that interpreter.
+
+The one exception is the daemon's own interpreter, the default target of every command (the
+client sends its ``sys.executable``, which is the daemon's when it autostarted it): that one is
+described in this process (`_describe_self`), the same script's steps without the interpreter
+start, which cost 30-70 ms of a cold prefetch (issue 15). Only when nothing would make the
+child's answer differ: the path as given is ``sys.executable`` and no ``PYTHONHOME`` (which
+``-I`` would ignore) moved this process's prefix.
 
 Caching: a query costs one interpreter start (~20-40 ms). Answers are cached in memory, and on
 disk when the caller passes a directory, keyed by the interpreter's path as given *and* the
@@ -31,12 +38,15 @@ import json
 import os
 import re
 import shutil
+import sys
+import sysconfig
 from collections.abc import Iterable
 from pathlib import Path
 
 import msgspec
 import packaging
 import trio
+from packaging import markers as _markers
 from packaging import tags as _tags
 
 from satchel.daemon.errors import InvalidParams, NotFound
@@ -217,6 +227,27 @@ def _from_answer(answer: dict[str, object]) -> Target:
     )
 
 
+def _is_self(interpreter: Path) -> bool:
+    """Whether *interpreter* would describe itself as this process can (`_describe_self`)."""
+    return str(interpreter) == sys.executable and "PYTHONHOME" not in os.environ
+
+
+def _describe_self() -> Target:
+    """What `_SCRIPT` answers when run by this process's own interpreter, without running it."""
+    scheme = sysconfig.get_paths()
+    names = ("purelib", "platlib", "scripts", "data", "include")
+    return _from_answer(
+        {
+            "markers": dict(_markers.default_environment()),
+            "tags": [str(t) for t in _tags.sys_tags()],
+            "paths": {n: scheme[n] for n in names if n in scheme},
+            "executable": sys.executable,
+            "sys_prefix": sys.prefix,
+            "base_prefix": getattr(sys, "base_prefix", sys.prefix),
+        }
+    )
+
+
 def _read_disk(path: Path) -> Target | None:
     try:
         return msgspec.json.decode(path.read_bytes(), type=Target)
@@ -244,12 +275,24 @@ async def query_interpreter(
     cached = _memory.get(key)
     if cached is not None:
         return cached
+    if _is_self(interpreter):
+        _memory[key] = target = await trio.to_thread.run_sync(_describe_self)
+        return target
     disk = _disk_path(cache_dir, key) if cache_dir is not None else None
     if disk is not None:
         cached = await trio.to_thread.run_sync(_read_disk, disk)
         if cached is not None:
             _memory[key] = cached
             return cached
+    target = await _ask(interpreter, python)
+    _memory[key] = target
+    if disk is not None:
+        await trio.to_thread.run_sync(atomic_write, disk, msgspec.json.encode(target))
+    return target
+
+
+async def _ask(interpreter: Path, python: str | Path) -> Target:
+    """Run `_SCRIPT` under *interpreter* (``--python`` *python*) and read its answer."""
     argv = [str(interpreter), "-I", "-c", _SCRIPT, _PACKAGING_PARENT, str(_SCHEMA)]
     # Whatever --python names is the user's input: a file that is no interpreter, or one that
     # cannot describe itself, is `InvalidParams` naming it, never an internal error.
@@ -291,9 +334,6 @@ async def query_interpreter(
             f"--python {python}: {interpreter} gave an unreadable description of itself: {exc}",
             details=details,
         ) from exc
-    _memory[key] = target
-    if disk is not None:
-        await trio.to_thread.run_sync(atomic_write, disk, msgspec.json.encode(target))
     return target
 
 

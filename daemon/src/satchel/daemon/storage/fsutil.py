@@ -18,6 +18,7 @@ import functools
 import os
 import secrets
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import cast
@@ -26,11 +27,13 @@ from satchel.daemon.errors import DiskFull
 
 __all__ = [
     "TEMP_PREFIX",
+    "Unsynced",
     "atomic_write",
     "disk_full_guard",
     "fsync_dir",
     "fsync_tree",
     "replace_durably",
+    "sync_dir",
     "syncfs",
     "temp_path_for",
 ]
@@ -70,10 +73,46 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def replace_durably(tmp: Path, dest: Path) -> None:
-    """Rename an already-fsynced *tmp* over *dest* and fsync the directory."""
+class Unsynced:
+    """Directories whose new entries (renames, subdirectories) are not durable yet.
+
+    A batch of stored files (one prefetch) makes its directories durable together, each once,
+    with `sync` before it reports success, rather than one directory fsync per file and step.
+    Only directory entries wait: a file's bytes are fsynced before it is renamed into place, so
+    a power loss before `sync` can lose a whole new file, never leave a partial one.
+    """
+
+    def __init__(self) -> None:
+        self._dirs: set[Path] = set()
+        self._lock = threading.Lock()
+
+    def add(self, directory: Path) -> None:
+        with self._lock:
+            self._dirs.add(directory)
+
+    def sync(self) -> int:
+        """fsync every directory added so far (worker thread); how many there were."""
+        with self._lock:
+            dirs, self._dirs = self._dirs, set()
+        for directory in sorted(dirs, key=lambda d: len(d.parts)):  # parents first
+            with contextlib.suppress(FileNotFoundError):  # removed since (garbage collection)
+                fsync_dir(directory)
+        return len(dirs)
+
+
+def sync_dir(directory: Path, unsynced: Unsynced | None) -> None:
+    """`fsync_dir` now, or (with *unsynced*) at its next `Unsynced.sync`."""
+    if unsynced is None:
+        fsync_dir(directory)
+    else:
+        unsynced.add(directory)
+
+
+def replace_durably(tmp: Path, dest: Path, unsynced: Unsynced | None = None) -> None:
+    """Rename an already-fsynced *tmp* over *dest* and fsync the directory (*unsynced*: later,
+    with the batch)."""
     tmp.replace(dest)
-    fsync_dir(dest.parent)
+    sync_dir(dest.parent, unsynced)
 
 
 def atomic_write(dest: Path, data: bytes, *, mode: int = 0o600) -> None:

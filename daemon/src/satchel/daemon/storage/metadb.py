@@ -20,8 +20,8 @@ connection shared by all threads. Call it from trio through ``trio.to_thread.run
 fsync never stalls the event loop; never hold a result cursor across calls.
 
 Crash safety: WAL keeps the file consistent through ``kill -9`` at any instant. Commits that
-reference blobs (blob rows, origins, built wheels) run with ``synchronous=FULL`` so they survive
-power loss too, and callers write a blob row only after `BlobStore.ingest` has committed the blob.
+reference blobs (blob rows, origins, built wheels) are made durable (``synchronous=FULL``; a
+batch of downloads: by its last commit), after `BlobStore.ingest` has committed the blob.
 Page and metadata writes use ``synchronous=NORMAL``: losing the last few on power loss only costs
 a refetch. `reconcile_blobs` repairs the one window left (crash between blob commit and row
 write, or between blob removal and row deletion) at start-up.
@@ -405,16 +405,17 @@ class MetaDB:
         *,
         origin: Origin | None = None,
         at: float | None = None,
+        durable: bool = True,
     ) -> None:
         """Register a blob *after* `BlobStore.ingest` committed it (keeps added_at if known).
 
         With *origin*, the provenance is recorded in the same durable transaction: a finished
         download costs one fsync, and a blob row never exists without the origin that came
-        with it.
+        with it. Not *durable*: a later durable commit of the batch (`mark_used`) makes it so.
         """
         now = time.time() if at is None else at
         sha = sha256.lower()
-        with self._write(durable=True) as conn:
+        with self._write(durable=durable) as conn:
             conn.execute(
                 "INSERT INTO blobs VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
                 "size = excluded.size, last_used = max(last_used, excluded.last_used)",
@@ -423,10 +424,13 @@ class MetaDB:
             if origin is not None:
                 _upsert_origin(conn, sha, origin, now)
 
-    def mark_used(self, sha256s: Iterable[str], at: float | None = None) -> None:
-        """Bump last_used of blobs an install, resolve or local-index request just used."""
+    def mark_used(
+        self, sha256s: Iterable[str], at: float | None = None, *, durable: bool = False
+    ) -> None:
+        """Bump last_used of blobs an install, resolve or local-index request just used;
+        *durable* makes every earlier commit durable too (one WAL sync for a batch)."""
         now = time.time() if at is None else at
-        with self._write(shown=False) as conn:  # last-used times are on no page
+        with self._write(shown=False, durable=durable) as conn:  # last-used: on no page
             conn.executemany(
                 "UPDATE blobs SET last_used = max(last_used, ?) WHERE sha256 = ?",
                 [(now, sha.lower()) for sha in sha256s],

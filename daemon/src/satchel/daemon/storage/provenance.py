@@ -36,7 +36,13 @@ from pathlib import Path
 
 import msgspec
 
-from satchel.daemon.storage.fsutil import TEMP_PREFIX, disk_full_guard, fsync_dir, replace_durably
+from satchel.daemon.storage.fsutil import (
+    TEMP_PREFIX,
+    Unsynced,
+    disk_full_guard,
+    replace_durably,
+    sync_dir,
+)
 from satchel.daemon.storage.model import FileEntry
 
 __all__ = [
@@ -128,14 +134,20 @@ def add_source(
     entry: FileEntry,
     *,
     index_url: str = "",
+    unsynced: Unsynced | None = None,
 ) -> None:
     """Remember that *index* (at *index_url*) served *sha256* as *entry* of *project* (no-op
-    when known)."""
+    when known). *unsynced*: the record's directory entries are made durable with its batch."""
     source = Source(index=index, project=project, entry=entry, index_url=index_url)
     with _lock:
         found = read(cache_root, sha256)
         if found is None:
-            _write(cache_root, sha256, Provenance(filename=entry.filename, sources=(source,)))
+            _write(
+                cache_root,
+                sha256,
+                Provenance(filename=entry.filename, sources=(source,)),
+                unsynced,
+            )
             return
         if any(
             s.index == index and s.entry.url == entry.url and s.index_url == index_url
@@ -143,7 +155,7 @@ def add_source(
         ):
             return
         updated = msgspec.structs.replace(found, sources=(*found.sources, source))
-        _write(cache_root, sha256, updated)
+        _write(cache_root, sha256, updated, unsynced)
 
 
 def add_built(
@@ -168,9 +180,12 @@ def remove(cache_root: Path, sha256: str) -> None:
     path_for(cache_root, sha256).unlink(missing_ok=True)
 
 
-def _write(cache_root: Path, sha256: str, record: Provenance) -> None:
+def _write(
+    cache_root: Path, sha256: str, record: Provenance, unsynced: Unsynced | None = None
+) -> None:
     """Write *record* durably: staged in the store's ``tmp/`` (swept at every start, so a crash
-    leaves no debris here), fsynced, renamed into place, directory fsynced."""
+    leaves no debris here), fsynced, renamed into place, directory fsynced (*unsynced*: with
+    its batch)."""
     if not _SHA256_RE.fullmatch(sha256):
         raise ValueError(f"not a sha256 hex digest: {sha256!r}")
     path = path_for(cache_root, sha256)
@@ -179,7 +194,7 @@ def _write(cache_root: Path, sha256: str, record: Provenance) -> None:
             directory.mkdir(mode=0o700)
         except FileExistsError:
             continue
-        fsync_dir(directory.parent)  # the new directory must survive a crash with the record
+        sync_dir(directory.parent, unsynced)  # the new directory must survive with the record
     tmp = Path(cache_root) / "tmp" / f"{TEMP_PREFIX}provenance-{secrets.token_hex(8)}"
     with disk_full_guard(path):
         try:
@@ -191,7 +206,7 @@ def _write(cache_root: Path, sha256: str, record: Provenance) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            replace_durably(tmp, path)
+            replace_durably(tmp, path, unsynced)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

@@ -10,8 +10,10 @@ Identity is the sha256, so a file served by two indexes is stored once (provenan
 The invariant everything else relies on: a path under ``blobs/`` exists only once its bytes are
 complete, fsynced and proven to hash to its name. An ingest streams into ``tmp/``, hashing as it
 goes, fsyncs, compares the digest with what the index promised and only then renames into place
-and fsyncs the directory. A mismatch, an oversize body, a full disk, a cancellation or a
-``kill -9`` therefore leaves at most a file in ``tmp/``, which `sweep` deletes at the next start.
+and fsyncs the directory (a batch of downloads: each directory once, before the batch reports
+success, `fsutil.Unsynced`; a power loss before that can lose a new blob, never corrupt one). A
+mismatch, an oversize body, a full disk, a cancellation or a ``kill -9`` therefore leaves at most
+a file in ``tmp/``, which `sweep` deletes at the next start.
 
 Blocking file I/O never runs on the trio event loop: incoming chunks are gathered into batches of
 `WRITE_BATCH` bytes and each batch is hashed and written by one `trio.to_thread.run_sync` call
@@ -39,7 +41,13 @@ import trio
 
 from satchel.daemon.errors import HashMismatch, HostileInput, NotFound
 from satchel.daemon.storage.digests import Digests
-from satchel.daemon.storage.fsutil import TEMP_PREFIX, disk_full_guard, fsync_dir
+from satchel.daemon.storage.fsutil import (
+    TEMP_PREFIX,
+    Unsynced,
+    disk_full_guard,
+    fsync_dir,
+    sync_dir,
+)
 from satchel.daemon.storage.metadb import MetaDB
 
 __all__ = [
@@ -240,6 +248,7 @@ class BlobStore:
         max_size: int | None = None,
         digests: Digests | None = None,
         label: str,
+        unsynced: Unsynced | None = None,
     ) -> BlobInfo:
         """Stream *chunks* into the store and return the committed blob.
 
@@ -249,7 +258,8 @@ class BlobStore:
         computed digest is the identity. *expected_size* (PEP 700) and *max_size* (a hostile-input
         cap) abort the stream as soon as they are exceeded. *digests* are the index's other
         promises (md5, sha512, ...): computed in the same pass and checked before the commit.
-        `DiskFull` on ENOSPC/EDQUOT.
+        `DiskFull` on ENOSPC/EDQUOT. With *unsynced*, the directory entries of the commit are
+        made durable with its batch (`Unsynced.sync`); the bytes always are before the rename.
         """
         expected = None if expected_sha256 is None else _checked_digest(expected_sha256, label)
         limit = _size_limit(expected_size, max_size)
@@ -269,15 +279,12 @@ class BlobStore:
                 if pending >= WRITE_BATCH:
                     await self._write(writer, batch, label)
                     batch, pending = [], 0
-            if batch:
-                await self._write(writer, batch, label)
-            with disk_full_guard(self._where(label)):
-                actual = await trio.to_thread.run_sync(writer.finish)
-            _check_digest(label, expected, expected_size, actual, writer.size)
-            if digests:
-                digests.check(label)
+            # The last batch, the checks and the commit in one thread hop (most wheels are one
+            # batch: one hop per file, not three).
             with disk_full_guard(self._where(label)):  # new aa/bb directories need inodes
-                await trio.to_thread.run_sync(self._commit, writer.path, actual)
+                actual = await trio.to_thread.run_sync(
+                    self._seal, writer, batch, label, expected, expected_size, digests, unsynced
+                )
             return BlobInfo(actual, writer.size)
         except BaseException:
             writer.discard()
@@ -305,6 +312,26 @@ class BlobStore:
         finally:
             handle.close()
 
+    def _seal(
+        self,
+        writer: _TempWriter,
+        batch: list[bytes],
+        label: str,
+        expected: str | None,
+        expected_size: int | None,
+        digests: Digests | None,
+        unsynced: Unsynced | None,
+    ) -> str:
+        """Write the last *batch*, fsync, check every promise, commit (worker thread)."""
+        if batch:
+            writer.write(batch)
+        actual = writer.finish()
+        _check_digest(label, expected, expected_size, actual, writer.size)
+        if digests:
+            digests.check(label)
+        self._commit(writer.path, actual, unsynced)
+        return actual
+
     async def _write(self, writer: _TempWriter, batch: list[bytes], label: str) -> None:
         with disk_full_guard(self._where(label)):
             await trio.to_thread.run_sync(writer.write, batch)
@@ -330,26 +357,26 @@ class BlobStore:
             details={"file": label, "expected_size": expected_size, "expected": expected},
         )
 
-    def _commit(self, tmp: Path, digest: str) -> None:
+    def _commit(self, tmp: Path, digest: str, unsynced: Unsynced | None = None) -> None:
         """Make the fsynced temp file visible as blob *digest* (worker thread).
 
         Replacing an existing blob is harmless: its content hashes to the same name, and a copy
         that has rotted on disk gets healed.
         """
         dest = self.path(digest)
-        self._make_dirs(dest.parent)
+        self._make_dirs(dest.parent, unsynced)
         tmp.chmod(BLOB_MODE)
         tmp.replace(dest)
-        fsync_dir(dest.parent)
+        sync_dir(dest.parent, unsynced)
 
-    def _make_dirs(self, directory: Path) -> None:
+    def _make_dirs(self, directory: Path, unsynced: Unsynced | None = None) -> None:
         """Create ``blobs/aa/bb`` durably: each new directory's parent is fsynced too."""
         for path in (directory.parent, directory):
             try:
                 path.mkdir(mode=0o700)
             except FileExistsError:
                 continue
-            fsync_dir(path.parent)
+            sync_dir(path.parent, unsynced)
 
     # -- maintenance ------------------------------------------------------------------------
 

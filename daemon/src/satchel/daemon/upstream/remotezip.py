@@ -13,7 +13,7 @@ the whole file made one resolve download gigabytes (issue 13.7). A wheel is a zi
 
 The member chosen is the one `coremetadata.metadata_from_file` would read from the whole file
 (the first ``<x>.dist-info/METADATA`` in directory order), so when the wheel is downloaded later
-its own METADATA is compared with this one by the same rule (`Catalog._check_metadata`): what a
+its own METADATA is compared with this one by the same rule (`Catalog._record_download`): what a
 range read says is a claim, like a PEP 658 file, until the wheel's bytes are hash-checked.
 
 Every size is bounded (`MAX_CENTRAL_DIRECTORY`, `MAX_METADATA_BYTES`, `MAX_RANGE_REQUESTS`), and
