@@ -45,6 +45,9 @@ PLACE_THREADS = 2
 #: What a tree unpacked by an older Satchel (no stamps in its manifest) reports as changed: it
 #: cannot be checked cheaply, so it is unpacked again once and carries stamps from then on.
 NO_STAMPS = "(no unpack-time stamps)"
+#: How a tree directory is opened: only as a base for lstat and link (O_PATH: no read access
+#: is checked or set up, where the platform has it).
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_PATH", 0)
 #: At most this many changed members are named per tree (in the error and the log).
 _MAX_NAMED = 20
 
@@ -71,6 +74,13 @@ class Unit:
     stamped: bool  # False: a manifest without stamps (`NO_STAMPS`)
     links: list[tuple[str, str, int, Stamp]] = field(default_factory=list)  # member, dst, mode
     writes: list[tuple[str, bytes, int]] = field(default_factory=list)  # dst, data, mode
+    #: Written last, their bytes computed by the placement thread (RECORD: a row per file).
+    late_writes: list[tuple[str, Callable[[], bytes], int]] = field(default_factory=list)
+
+    def destinations(self) -> list[str]:
+        """Every path the unit creates: linked files, written ones, late ones."""
+        dsts = [link[1] for link in self.links] + [write[0] for write in self.writes]
+        return dsts + [write[0] for write in self.late_writes]
 
 
 def place(dirs: list[str], units: list[Unit], linker: Linker) -> dict[str, list[str]]:
@@ -129,7 +139,7 @@ def _place_unit(unit: Unit, linker: Linker, changed: dict[str, list[str]]) -> No
                     fd = -1
                 current = parent
                 with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                    fd = os.open(base + parent, os.O_RDONLY | os.O_DIRECTORY)
+                    fd = os.open(base + parent, _DIRECTORY)
             try:
                 st = lstat(name, dir_fd=fd) if fd >= 0 else None
             except FileNotFoundError:
@@ -158,7 +168,8 @@ def _place_unit(unit: Unit, linker: Linker, changed: dict[str, list[str]]) -> No
     if found:
         changed[unit.sha256] = found
         return
-    for dst, data, mode in unit.writes:
+    writes = unit.writes + [(dst, make(), mode) for dst, make, mode in unit.late_writes]
+    for dst, data, mode in writes:
         out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
             os.write(out, data)

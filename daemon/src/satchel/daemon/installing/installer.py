@@ -128,8 +128,7 @@ class _Plan:
 
     def destinations(self) -> list[str]:
         """Every path the units create: linked files, then written ones."""
-        dsts = [link[1] for unit in self.units for link in unit.links]
-        return dsts + [write[0] for unit in self.units for write in unit.writes]
+        return [dst for unit in self.units for dst in unit.destinations()]
 
 
 class _Listing:
@@ -260,18 +259,19 @@ def _plan_wheel(
         return {item.unpacked.sha256: [NO_STAMPS]}
     own = {f"{manifest.dist_info}/{name}" for name in _OWN_METADATA}
     stamped_files = list(zip(manifest.files, manifest.stamps, strict=True))
-    regular = [f for f, _ in stamped_files if f.scheme != "scripts" and f.member not in own]
+    regular = [pair for pair in stamped_files if pair[0].scheme != "scripts"]
+    if own.intersection(f.member for f, _ in regular):
+        regular = [pair for pair in regular if pair[0].member not in own]
     unit.links = [
         (f.member, roots[f.scheme] + f.path, 0o755 if f.executable else 0o644, stamp)
-        for f, stamp in stamped_files
-        if f.scheme != "scripts" and f.member not in own
+        for f, stamp in regular
     ]
-    rows = [(prefixes[f.scheme] + f.path, f.hash, str(f.size)) for f in regular]
+    rows: list[tuple[str, str, str]] = []  # RECORD rows besides the linked files'
     if compile_bytecode:
         plan.py_files.extend(
             [
                 roots[f.scheme] + f.path
-                for f in regular
+                for f, _ in regular
                 if f.scheme in ("purelib", "platlib") and f.path.endswith(".py")
             ]
         )
@@ -308,7 +308,13 @@ def _plan_wheel(
         rows.append((f"{manifest.dist_info}/{name}", _hash_of(data), str(len(data))))
     record = f"{manifest.dist_info}/RECORD"
     rows.append((record, "", ""))
-    unit.writes.append((lib + record, _record_text(rows), 0o644))
+    linked = [f for f, _ in regular]
+
+    def record_text() -> bytes:  # built by the placement thread: per-file work, off the plan
+        own_rows = [(prefixes[f.scheme] + f.path, f.hash, str(f.size)) for f in linked]
+        return _record_text(own_rows + rows)
+
+    unit.late_writes.append((lib + record, record_text, 0o644))
     return {item.unpacked.sha256: changed} if changed else {}
 
 
@@ -319,7 +325,7 @@ def _check_conflicts(plan: _Plan) -> None:
         return
     seen: dict[str, str] = {}
     for unit in plan.units:
-        for dst in [link[1] for link in unit.links] + [write[0] for write in unit.writes]:
+        for dst in unit.destinations():
             other = seen.setdefault(dst, unit.label)
             if other != unit.label:
                 raise InstallError(
@@ -331,7 +337,7 @@ def _check_reserved(plan: _Plan, scheme: Scheme) -> None:
     """No destination is a name Satchel or the venv owns (`layout.reserved_destination`)."""
     candidates = reserved_candidates(scheme)
     for unit in plan.units:
-        for dst in [link[1] for link in unit.links] + [write[0] for write in unit.writes]:
+        for dst in unit.destinations():
             if dst.startswith(candidates):
                 reason = reserved_destination(scheme, dst)
                 if reason is not None:
@@ -476,7 +482,7 @@ def install(
             (item.unpacked.manifest.name, item.unpacked.manifest.version) for item in wheels
         ),
         removed=tuple(removed),
-        files=sum(len(unit.links) + len(unit.writes) for unit in plan.units),
+        files=sum(len(unit.destinations()) for unit in plan.units),
         link_modes=tuple(sorted(linker.used)),
         seconds=time.perf_counter() - started,
         skipped_outside=tuple(outside),
