@@ -3,18 +3,24 @@
     uv run python benchmarks/install_offline.py [--set large] [--runs 15] [--strace]
 
 The same set-up as ``run.py`` (one static loopback index, uv's cache and a Satchel daemon warmed
-online with the set), then only the install row, tools alternating and the starting tool
-rotating every round, each trial into a fresh venv (uv's trial includes its ``uv venv``, as in
-``run.py``). Prints each tool's median, the median of the per-round ratios Satchel / uv (paired:
-both ran within one round, under the same load), microseconds per installed file, and the load
-average before and after. ``--strace`` then installs once more per tool under ``strace -c -f``
-(the daemon attached by pid, uv as a child) and prints both syscall summaries.
+online with the set), then only the install row: one untimed round, then ``--runs`` rounds, the
+tools alternating and the starting tool rotating every round, each trial into a fresh venv (uv's
+trial includes its ``uv venv``, as in ``run.py``). Prints each tool's median wall time, the
+median of the per-round ratios Satchel / uv (paired: both ran within one round, under the same
+load), microseconds per installed file, and the load average before and after.
+
+Wall time on a shared machine follows the load; CPU time much less so. Each trial's CPU time
+(user + system) is therefore reported too: for uv, its processes' (``RUSAGE_CHILDREN``); for
+Satchel, the client's plus what the daemon's counters in ``/proc/<pid>/stat`` moved by (the
+daemon does nothing else meanwhile). ``--strace`` then installs once more per tool under
+``strace -c -f`` (the daemon attached by pid, uv as a child) and prints both syscall summaries.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -28,7 +34,7 @@ if not __package__:  # run as a script: make `benchmarks` importable from the re
 
 from benchmarks import corpus, static_index
 from benchmarks.common import ensure_bytecode
-from benchmarks.harness import PY, ToolResult, Trial, execute
+from benchmarks.harness import PY, execute
 from benchmarks.rows import Bench
 from benchmarks.run import REPO, start_index
 
@@ -66,6 +72,50 @@ def _strace(bench: Bench, req: str) -> None:
     print(f"uv pip install:\n{out.read_text()}")
 
 
+def _daemon_cpu(pid: int | None) -> float:
+    """User + system seconds the daemon has used so far (0 when unknown)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _trial(bench: Bench, tool: str, req: str, pid: int | None) -> tuple[float, float]:
+    """One install into a fresh venv: (wall seconds, CPU seconds)."""
+    if tool == "satchel":
+        venv = bench.last_venv["satchel"] = bench.fresh("sv") / "venv"
+        commands = [bench.warm.cmd("install", "-r", req, "--venv", str(venv), "--offline")]
+        env = bench.warm.env
+    else:
+        venv = bench.last_venv["uv"] = bench.fresh("uvi") / "venv"
+        commands = [
+            bench.uv_cmd("venv", "-q", "--no-config", "-p", PY, str(venv)),
+            bench.uv_cmd(
+                "pip", "install", "-q", "--offline", *bench.uv_index(bench.uv_warm_cache),
+                "-p", str(venv), "-r", req,
+            ),
+        ]  # fmt: skip
+        env = bench.env
+    cpu0, daemon0 = _children_cpu(), _daemon_cpu(pid)
+    out = execute(commands, env, bench.work)
+    if not out.ok:
+        raise SystemExit(f"{tool} install failed:\n{out.output[-2000:]}")
+    return out.seconds, _children_cpu() - cpu0 + _daemon_cpu(pid) - daemon0
+
+
+def _summary(values: list[float], files: int) -> str:
+    median = statistics.median(values)
+    return f"median {median * 1e3:.0f} ms, {median / max(files, 1) * 1e6:.1f} us/file"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--set", default="large", help="a set of benchmarks/sets (default large)")
@@ -83,30 +133,39 @@ def main(argv: list[str] | None = None) -> int:
         server, url = start_index(work / "index")
         bench = Bench(work, url, args.runs, False, uv=args.uv)
         bench.warm_up_set(cs)
+        req = str(cs.requirements)
+        pid = bench.warm.daemon_pid()
         load_before = _load()
-        rows = _install_row(bench, cs)
+        wall: dict[str, list[float]] = {"satchel": [], "uv": []}
+        cpu: dict[str, list[float]] = {"satchel": [], "uv": []}
+        for round_ in range(-1, args.runs):
+            order = ["satchel", "uv"] if round_ % 2 else ["uv", "satchel"]
+            for tool in order:
+                seconds, used = _trial(bench, tool, req, pid)
+                if round_ >= 0:  # round -1 warms the page cache and the daemon
+                    wall[tool].append(seconds)
+                    cpu[tool].append(used)
         load_after = _load()
         files = bench.installed_files()
-        sat, uv = rows["satchel"].times, rows["uv"].times
-        if rows["satchel"].status != "ok" or rows["uv"].status != "ok":
-            print({k: (r.status, r.detail) for k, r in rows.items()})
-            return 1
-        ratios = [s / u for s, u in zip(sat, uv, strict=True)]
-        n_sat = files.get("satchel", 0)
-        n_uv = files.get("uv", 0)
+        n_sat, n_uv = files.get("satchel", 0), files.get("uv", 0)
+        ratios = [s / u for s, u in zip(wall["satchel"], wall["uv"], strict=True)]
+        cpu_ratios = [s / u for s, u in zip(cpu["satchel"], cpu["uv"], strict=True)]
         print(f"set {cs.name}: {len(cs.wheels)} wheels, {args.runs} rounds")
         print(f"load before {load_before}, after {load_after}")
-        print(f"satchel: median {statistics.median(sat) * 1e3:.1f} ms  {n_sat} files  "
-              f"{statistics.median(sat) / max(n_sat, 1) * 1e6:.1f} us/file")  # fmt: skip
-        print(f"uv:      median {statistics.median(uv) * 1e3:.1f} ms  {n_uv} files  "
-              f"{statistics.median(uv) / max(n_uv, 1) * 1e6:.1f} us/file")  # fmt: skip
-        print(f"ratio of medians {statistics.median(sat) / statistics.median(uv):.2f}x, "
+        print(f"satchel wall: {_summary(wall['satchel'], n_sat)} ({n_sat} files)")
+        print(f"uv wall:      {_summary(wall['uv'], n_uv)} ({n_uv} files)")
+        of_medians = statistics.median(wall["satchel"]) / statistics.median(wall["uv"])
+        print(f"wall: ratio of medians {of_medians:.2f}x, "
               f"median paired ratio {statistics.median(ratios):.2f}x "
               f"(range {min(ratios):.2f}-{max(ratios):.2f})")  # fmt: skip
-        print("satchel ms:", " ".join(f"{t * 1e3:.0f}" for t in sat))
-        print("uv ms:     ", " ".join(f"{t * 1e3:.0f}" for t in uv))
+        print(f"cpu: satchel median {statistics.median(cpu['satchel']) * 1e3:.0f} ms, "
+              f"uv {statistics.median(cpu['uv']) * 1e3:.0f} ms, "
+              f"median paired ratio {statistics.median(cpu_ratios):.2f}x")  # fmt: skip
+        for tool in ("satchel", "uv"):
+            print(f"{tool} wall ms:", " ".join(f"{t * 1e3:.0f}" for t in wall[tool]))
+            print(f"{tool} cpu ms: ", " ".join(f"{t * 1e3:.0f}" for t in cpu[tool]))
         if args.strace:
-            _strace(bench, str(cs.requirements))
+            _strace(bench, req)
     finally:
         if bench is not None:
             bench.warm.stop()
@@ -114,33 +173,6 @@ def main(argv: list[str] | None = None) -> int:
             server.terminate()
         shutil.rmtree(work, ignore_errors=True)
     return 0
-
-
-def _install_row(bench: Bench, cs: corpus.CorpusSet) -> dict[str, ToolResult]:
-    """`Bench.row_install` without pip: Satchel and uv only."""
-    req = str(cs.requirements)
-
-    def satchel(_t: str) -> Trial:
-        venv = bench.last_venv["satchel"] = bench.fresh("sv") / "venv"
-        return Trial(
-            [bench.warm.cmd("install", "-r", req, "--venv", str(venv), "--offline")],
-            bench.warm.env,
-        )
-
-    def uv(_t: str) -> Trial:
-        venv = bench.last_venv["uv"] = bench.fresh("uvi") / "venv"
-        return Trial(
-            [
-                bench.uv_cmd("venv", "-q", "--no-config", "-p", PY, str(venv)),
-                bench.uv_cmd(
-                    "pip", "install", "-q", "--offline", *bench.uv_index(bench.uv_warm_cache),
-                    "-p", str(venv), "-r", req,
-                ),
-            ],
-            bench.env,
-        )  # fmt: skip
-
-    return bench.measure({"satchel": satchel, "uv": uv})
 
 
 if __name__ == "__main__":
