@@ -1,4 +1,4 @@
-"""Large installs place directories and files with two threads (`installer._place`).
+"""Large installs place directories and files with two threads (`_placement.place`).
 
 The parallel path must leave exactly what the serial one leaves, and a failure on it must roll
 back like any other. Both paths are exercised on small wheels by moving the threshold.
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from satchel.daemon.errors import InstallError
-from satchel.daemon.installing import installer
+from satchel.daemon.installing import _placement
 from satchel.daemon.installing._manifest import UnpackedWheel
 from satchel.daemon.installing.installer import InstallItem, Scheme
 from satchel.daemon.installing.venv import create_venv
@@ -58,7 +58,7 @@ def test_parallel_placement_installs_the_same_tree_as_serial(
     serial = create_venv(tmp_path / "serial", sys.executable)
     parallel = create_venv(tmp_path / "parallel", sys.executable)
     serial_report = install(serial, items)
-    monkeypatch.setattr(installer, "PARALLEL_PLACE_MIN", 0)
+    monkeypatch.setattr(_placement, "PARALLEL_PLACE_MIN", 0)
     parallel_report = install(parallel, items)
 
     assert _tree(parallel.purelib) == _tree(serial.purelib)
@@ -74,7 +74,7 @@ def test_a_failure_on_the_parallel_path_rolls_back(
     before = _tree(scheme.data)
     items = _items(tmp_path)
     (items[0].unpacked.tree / "deep_pkg" / "b" / "x" / "m3.py").unlink()  # lost from the cache
-    monkeypatch.setattr(installer, "PARALLEL_PLACE_MIN", 0)
+    monkeypatch.setattr(_placement, "PARALLEL_PLACE_MIN", 0)
 
     with pytest.raises(InstallError, match="rolled back"):
         install(scheme, items)

@@ -1,4 +1,7 @@
-"""`treecheck` and `wheel.unpack_all`: a changed unpacked tree is never reused, always replaced.
+"""`treecheck` and `wheel.unpack_all`: a changed unpacked tree is found, and replaced when asked.
+
+The installer checks each file's stamp as it links it and names the changed trees; `unpack_all`
+with ``again`` then replaces them (tests/daemon/test_install_treecheck.py: through installs).
 
 Real wheels unpacked into a real cache directory; the damage is done the way it happens: a write
 through another hard link of the same inode, a file replaced, bit rot with its mtime restored.
@@ -58,7 +61,7 @@ def test_a_same_size_edit_through_a_hard_link_is_seen_by_its_mtime(tmp_path: Pat
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
 
     assert changed_files(tree) == ["alpha/__init__.py"]
-    (fresh,) = unpack_all([(wheel, sha)], tmp_path / "unpacked")
+    (fresh,) = unpack_all([(wheel, sha)], tmp_path / "unpacked", again={sha})
 
     assert (fresh.tree / "alpha" / "__init__.py").read_bytes() == CONTENT
     assert (fresh.tree / "alpha" / "__init__.py").stat().st_ino != st.st_ino
@@ -77,7 +80,7 @@ def test_a_tree_without_stamps_is_unpacked_again_once(tmp_path: Path) -> None:
     assert loaded is not None
     assert changed_files(loaded) == ["(no unpack-time stamps)"]
 
-    (fresh,) = unpack_all([(wheel, sha)], tmp_path / "unpacked")
+    (fresh,) = unpack_all([(wheel, sha)], tmp_path / "unpacked", again={sha})
 
     assert len(fresh.manifest.stamps) == len(fresh.manifest.files)
     assert changed_files(fresh) == []
@@ -92,7 +95,7 @@ def test_two_installs_finding_the_same_damage_replace_the_tree_once(tmp_path: Pa
 
     def install() -> None:
         try:
-            results.extend(unpack_all([(wheel, sha)], tmp_path / "unpacked"))
+            results.extend(unpack_all([(wheel, sha)], tmp_path / "unpacked", again={sha}))
         except BaseException as exc:  # reported below
             errors.append(exc)
 

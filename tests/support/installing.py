@@ -20,25 +20,32 @@ from satchel.daemon.installing.installer import InstallItem, InstallReport, Sche
 __all__ = ["install", "journals_of", "kill_mid_install", "recover", "uninstall"]
 
 #: A daemon's install in a child process, killed (``os._exit(9)``) after linking half of the new
-#: files, as kill -9 would leave it. Arguments: venv, unpacked root, sha256, journal directory.
+#: files, as kill -9 would leave it (every file is placed by ``os.link``: the test uses hard links).
+#: Arguments: venv, unpacked root, sha256, journal directory.
 _KILLED_INSTALL = """
 import os, sys
 from pathlib import Path
-from satchel.daemon.installing import linking
 from satchel.daemon.installing.installer import InstallItem, Scheme, install
 from satchel.daemon.installing.wheel import load_unpacked
 
-original = linking.Linker.place_all
-def place_half_then_die(self, pairs):
-    pairs = list(pairs)
-    original(self, pairs[: len(pairs) // 2])
-    os._exit(9)
-linking.Linker.place_all = place_half_then_die
 venv, root, sha, journals = sys.argv[1:]
+unpacked = load_unpacked(Path(root), sha)
+half = len(unpacked.manifest.files) // 2
+real_link = os.link
+linked = []
+def link_half_then_die(*args, **kwargs):
+    if len(linked) >= half:
+        os._exit(9)
+    real_link(*args, **kwargs)
+    linked.append(args)
+os.link = link_half_then_die
 v = Path(venv)
 site = next(v.glob("lib/python*/site-packages"))
 scheme = Scheme(site, site, v / "bin", v, v / "include", v / "bin" / "python")
-install(scheme, [InstallItem(load_unpacked(Path(root), sha))], journal_dir=Path(journals))
+install(
+    scheme, [InstallItem(unpacked)], journal_dir=Path(journals), link_mode="hardlink"
+)
+os._exit(0)  # fewer files than expected were linked: the caller's assertion says so
 """
 
 

@@ -50,8 +50,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,7 +65,8 @@ from satchel.daemon.installing._layout import (
     reserved_candidates,
     reserved_destination,
 )
-from satchel.daemon.installing._manifest import UnpackedWheel, WheelManifest
+from satchel.daemon.installing._manifest import UnpackedWheel, WheelManifest, stamp_of
+from satchel.daemon.installing._placement import NO_STAMPS, TreeChanged, Unit, place
 from satchel.daemon.installing._removal import Inside, prune_empty, removal_paths
 from satchel.daemon.installing._scripts import launcher, rewrite_shebang
 from satchel.daemon.installing.journal import (
@@ -85,6 +85,7 @@ __all__ = [
     "InstallItem",
     "InstallReport",
     "Scheme",
+    "TreeChanged",
     "env_lock",
     "install",
     "installed_distributions",
@@ -120,11 +121,14 @@ class InstallReport:
 class _Plan:
     moves: list[str] = field(default_factory=list)  # originals to move into the trash
     dirs: list[str] = field(default_factory=list)  # to create, parents first
-    links: list[tuple[str, str, int]] = field(default_factory=list)  # (src, dst, mode)
-    writes: list[tuple[str, bytes, int]] = field(default_factory=list)  # (dst, data, mode)
+    units: list[Unit] = field(default_factory=list)  # per wheel: files to link, files to write
     created: list[str] = field(default_factory=list)  # files not inside a created dir
     prune: set[str] = field(default_factory=set)  # dirs that may be left empty by removals
     py_files: list[str] = field(default_factory=list)  # for bytecode compilation
+
+    def destinations(self) -> list[str]:
+        """Every path the units create: linked files, then written ones."""
+        return [dst for unit in self.units for dst in unit.destinations()]
 
 
 class _Listing:
@@ -221,13 +225,10 @@ def _unsafe_path(paths: list[str]) -> str | None:
 
 
 def _plan_wheel(
-    item: InstallItem,
-    scheme: Scheme,
-    plan: _Plan,
-    owners: list[tuple[str, int, int]],
-    compile_bytecode: bool,
-) -> None:
-    """Add one wheel's destinations to *plan* (files, launchers, dist-info, RECORD).
+    item: InstallItem, scheme: Scheme, plan: _Plan, compile_bytecode: bool
+) -> dict[str, list[str]]:
+    """Add one wheel's unit to *plan* (files, launchers, dist-info, RECORD); returns the tree's
+    changed members when a script it must read to rewrite changed (else {}).
 
     The per-file work is list comprehensions over the precomputed manifest; conflicts and
     existing files are found afterwards for all wheels at once (`_check_conflicts`,
@@ -235,6 +236,9 @@ def _plan_wheel(
     """
     manifest: WheelManifest = item.unpacked.manifest
     tree = os.fspath(item.unpacked.tree) + "/"
+    stamped = len(manifest.stamps) == len(manifest.files)
+    unit = Unit(manifest.filename, item.unpacked.sha256, tree, stamped)
+    plan.units.append(unit)
     interpreter = os.fspath(scheme.interpreter)
     root_scheme = "purelib" if manifest.root_is_purelib else "platlib"
     roots = {
@@ -251,42 +255,47 @@ def _plan_wheel(
     bad = _unsafe_path([f.path for f in manifest.files] + [e.name for e in manifest.entry_points])
     if bad is not None:
         raise InstallError(f"{label}: {bad!r} would land outside the environment's schemes")
+    if not stamped:
+        return {item.unpacked.sha256: [NO_STAMPS]}
     own = {f"{manifest.dist_info}/{name}" for name in _OWN_METADATA}
-    regular = [f for f in manifest.files if f.scheme != "scripts" and f.member not in own]
-    first_link, first_write = len(plan.links), len(plan.writes)
-    plan.links.extend(
-        [
-            (tree + f.member, roots[f.scheme] + f.path, 0o755 if f.executable else 0o644)
-            for f in regular
-        ]
-    )
-    rows = [(prefixes[f.scheme] + f.path, f.hash, str(f.size)) for f in regular]
+    stamped_files = list(zip(manifest.files, manifest.stamps, strict=True))
+    regular = [pair for pair in stamped_files if pair[0].scheme != "scripts"]
+    if own.intersection(f.member for f, _ in regular):
+        regular = [pair for pair in regular if pair[0].member not in own]
+    unit.links = [
+        (f.member, roots[f.scheme] + f.path, 0o755 if f.executable else 0o644, stamp)
+        for f, stamp in regular
+    ]
+    rows: list[tuple[str, str, str]] = []  # RECORD rows besides the linked files'
     if compile_bytecode:
         plan.py_files.extend(
             [
                 roots[f.scheme] + f.path
-                for f in regular
+                for f, _ in regular
                 if f.scheme in ("purelib", "platlib") and f.path.endswith(".py")
             ]
         )
 
     scripts_prefix = prefixes["scripts"]
-    for f in manifest.files:
+    changed: list[str] = []
+    for f, stamp in stamped_files:
         if f.scheme != "scripts":
             continue
         src, dst = tree + f.member, roots["scripts"] + f.path
         with open(src, "rb") as stream:
+            if stamp_of(os.fstat(stream.fileno())) != stamp:
+                changed.append(f.member)  # its bytes would be copied: checked like a link
             rewritten = rewrite_shebang(stream.read(), interpreter)
         if rewritten is None:
-            plan.links.append((src, dst, 0o755))
+            unit.links.append((f.member, dst, 0o755, stamp))
             rows.append((scripts_prefix + f.path, f.hash, str(f.size)))
         else:
-            plan.writes.append((dst, rewritten, 0o755))
+            unit.writes.append((dst, rewritten, 0o755))
             rows.append((scripts_prefix + f.path, _hash_of(rewritten), str(len(rewritten))))
 
     for entry in manifest.entry_points:
         data = launcher(entry, interpreter)
-        plan.writes.append((roots["scripts"] + entry.name, data, 0o755))
+        unit.writes.append((roots["scripts"] + entry.name, data, 0o755))
         rows.append((scripts_prefix + entry.name, _hash_of(data), str(len(data))))
 
     extra: dict[str, bytes] = {"INSTALLER": b"satchel\n"}
@@ -295,55 +304,46 @@ def _plan_wheel(
     if item.direct_url is not None:
         extra["direct_url.json"] = json.dumps(item.direct_url, sort_keys=True).encode()
     for name, data in extra.items():
-        plan.writes.append((f"{lib}{manifest.dist_info}/{name}", data, 0o644))
+        unit.writes.append((f"{lib}{manifest.dist_info}/{name}", data, 0o644))
         rows.append((f"{manifest.dist_info}/{name}", _hash_of(data), str(len(data))))
     record = f"{manifest.dist_info}/RECORD"
     rows.append((record, "", ""))
-    plan.writes.append((lib + record, _record_text(rows), 0o644))
-    owners.append((label, first_link, first_write))
+    linked = [f for f, _ in regular]
+
+    def record_text() -> bytes:  # built by the placement thread: per-file work, off the plan
+        own_rows = [(prefixes[f.scheme] + f.path, f.hash, str(f.size)) for f in linked]
+        return _record_text(own_rows + rows)
+
+    unit.late_writes.append((lib + record, record_text, 0o644))
+    return {item.unpacked.sha256: changed} if changed else {}
 
 
-def _check_conflicts(plan: _Plan, owners: list[tuple[str, int, int]]) -> None:
+def _check_conflicts(plan: _Plan) -> None:
     """Two wheels writing one path is an error naming both (checked once, for all wheels)."""
-    dsts = [link[1] for link in plan.links] + [write[0] for write in plan.writes]
+    dsts = plan.destinations()
     if len(set(dsts)) == len(dsts):
         return
     seen: dict[str, str] = {}
-    bounds = [*owners[1:], ("", len(plan.links), len(plan.writes))]
-    for (label, links_from, writes_from), (_n, links_to, writes_to) in zip(
-        owners, bounds, strict=True
-    ):
-        mine = [link[1] for link in plan.links[links_from:links_to]]
-        mine += [write[0] for write in plan.writes[writes_from:writes_to]]
-        for dst in mine:
-            other = seen.setdefault(dst, label)
-            if other != label:
-                raise InstallError(f"{label} and {other} both install {dst}", details={"path": dst})
-
-
-def _check_reserved(plan: _Plan, owners: list[tuple[str, int, int]], scheme: Scheme) -> None:
-    """No destination is a name Satchel or the venv owns (`layout.reserved_destination`)."""
-    candidates = reserved_candidates(scheme)
-    dsts = [link[1] for link in plan.links] + [write[0] for write in plan.writes]
-    for position, dst in enumerate(dsts):
-        if dst.startswith(candidates):
-            reason = reserved_destination(scheme, dst)
-            if reason is not None:
-                label = _owner_of(owners, position, len(plan.links))
+    for unit in plan.units:
+        for dst in unit.destinations():
+            other = seen.setdefault(dst, unit.label)
+            if other != unit.label:
                 raise InstallError(
-                    f"{label}: refusing to install {dst}: {reason}", details={"path": dst}
+                    f"{unit.label} and {other} both install {dst}", details={"path": dst}
                 )
 
 
-def _owner_of(owners: list[tuple[str, int, int]], position: int, links: int) -> str:
-    """The wheel that planned destination number *position* (links first, then writes)."""
-    is_write = position >= links
-    index = position - links if is_write else position
-    label = owners[0][0] if owners else "?"
-    for name, links_from, writes_from in owners:
-        if (writes_from if is_write else links_from) <= index:
-            label = name
-    return label
+def _check_reserved(plan: _Plan, scheme: Scheme) -> None:
+    """No destination is a name Satchel or the venv owns (`layout.reserved_destination`)."""
+    candidates = reserved_candidates(scheme)
+    for unit in plan.units:
+        for dst in unit.destinations():
+            if dst.startswith(candidates):
+                reason = reserved_destination(scheme, dst)
+                if reason is not None:
+                    raise InstallError(
+                        f"{unit.label}: refusing to install {dst}: {reason}", details={"path": dst}
+                    )
 
 
 def _plan_dirs(plan: _Plan, listing: _Listing) -> None:
@@ -352,7 +352,7 @@ def _plan_dirs(plan: _Plan, listing: _Listing) -> None:
     needed: set[str] = set()
     present: set[str] = set()
     created = plan.created
-    for dst in [link[1] for link in plan.links] + [write[0] for write in plan.writes]:
+    for dst in plan.destinations():
         parent, _, base = dst.rpartition("/")
         if parent in needed:
             continue  # a new directory holds nothing yet
@@ -371,53 +371,6 @@ def _plan_dirs(plan: _Plan, listing: _Listing) -> None:
         if names is not None and base in names and dst not in listing.gone:
             plan.moves.append(dst)
     plan.dirs = sorted(needed)
-
-
-#: Links from which an install places its files with `PLACE_THREADS` threads. mkdir and link
-#: are syscalls that release the GIL, and on a 112-wheel set (2,500 directories, 20,000
-#: files) two threads took the placement from a median of 466 ms to 365 ms; a small install
-#: is not worth a thread pool.
-PARALLEL_PLACE_MIN = 2000
-PLACE_THREADS = 2
-
-
-def _place(dirs: list[str], links: list[tuple[str, str, int]], linker: Linker) -> None:
-    """Create *dirs* (parents before children) and place *links*, in parallel when large.
-
-    Directories are made one depth level at a time, so a parent always exists before its
-    children whichever thread makes them; files are placed once every directory exists. The
-    first error is raised after all threads stopped, and the caller's rollback undoes whatever
-    was done (each rollback step tolerates having never happened).
-    """
-    if len(links) < PARALLEL_PLACE_MIN:
-        for directory in dirs:
-            os.mkdir(directory)
-        linker.place_all(links)
-        return
-    by_depth: dict[int, list[str]] = {}
-    for directory in dirs:
-        by_depth.setdefault(directory.count("/"), []).append(directory)
-
-    def mkdirs(chunk: list[str]) -> None:
-        for directory in chunk:
-            os.mkdir(directory)
-
-    with ThreadPoolExecutor(PLACE_THREADS, thread_name_prefix="satchel-place") as pool:
-        for depth in sorted(by_depth):
-            _run_split(pool, mkdirs, by_depth[depth])
-        _run_split(pool, linker.place_all, links)
-
-
-def _run_split(pool: ThreadPoolExecutor, work: Callable[[Any], None], items: list[Any]) -> None:
-    """*work* over *items* cut into `PLACE_THREADS` contiguous chunks; waits for all of them."""
-    n = len(items)
-    chunks = [
-        items[i * n // PLACE_THREADS : (i + 1) * n // PLACE_THREADS] for i in range(PLACE_THREADS)
-    ]
-    futures = [pool.submit(work, chunk) for chunk in chunks if chunk]
-    wait(futures)
-    for future in futures:
-        future.result()  # the first error, once none is still running
 
 
 def _add_pyc_to_records(scheme: Scheme, items: Sequence[InstallItem], pycs: list[str]) -> None:
@@ -478,11 +431,13 @@ def install(
         removing_set = set(removing)
         plan.moves.extend(removing)
         listing = _Listing(removing_set)
-        owners: list[tuple[str, int, int]] = []
+        changed: dict[str, list[str]] = {}
         for item in wheels:
-            _plan_wheel(item, scheme, plan, owners, compile_bytecode)
-        _check_conflicts(plan, owners)
-        _check_reserved(plan, owners, scheme)
+            changed.update(_plan_wheel(item, scheme, plan, compile_bytecode))
+        if changed:  # found before anything is written: nothing to roll back
+            raise _tree_changed(scheme, plan, changed)
+        _check_conflicts(plan)
+        _check_reserved(plan, scheme)
         _plan_dirs(plan, listing)
         plan.prune = {os.path.dirname(p) for p in removing}
 
@@ -497,14 +452,7 @@ def install(
                 os.mkdir(trash, 0o700)
                 for index, original in enumerate(plan.moves):
                     os.rename(original, os.path.join(trash, str(index)))
-                _place(plan.dirs, plan.links, linker)
-                for dst, data, mode in plan.writes:
-                    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-                    try:
-                        os.write(fd, data)
-                        os.fchmod(fd, mode)
-                    finally:
-                        os.close(fd)
+                _place(scheme, plan, linker)
                 if compile_bytecode:
                     pycs = compile_files(scheme.interpreter, plan.py_files)
                     _add_pyc_to_records(scheme, wheels, pycs)
@@ -534,10 +482,30 @@ def install(
             (item.unpacked.manifest.name, item.unpacked.manifest.version) for item in wheels
         ),
         removed=tuple(removed),
-        files=len(plan.links) + len(plan.writes),
+        files=sum(len(unit.destinations()) for unit in plan.units),
         link_modes=tuple(sorted(linker.used)),
         seconds=time.perf_counter() - started,
         skipped_outside=tuple(outside),
+    )
+
+
+def _place(scheme: Scheme, plan: _Plan, linker: Linker) -> None:
+    """Make the directories and place every unit; `TreeChanged` when a tree changed."""
+    changed = place(plan.dirs, plan.units, linker)
+    if changed:
+        raise _tree_changed(scheme, plan, changed)
+
+
+def _tree_changed(scheme: Scheme, plan: _Plan, changed: dict[str, list[str]]) -> TreeChanged:
+    labels = {unit.sha256: unit.label for unit in plan.units}
+    what = "; ".join(
+        f"{labels.get(sha, sha)}: {', '.join(members[:5])}{', ...' if len(members) > 5 else ''}"
+        for sha, members in changed.items()
+    )
+    return TreeChanged(
+        f"install into {scheme.data} rolled back: unpacked trees in the cache changed since "
+        f"they were unpacked ({what})",
+        changed,
     )
 
 

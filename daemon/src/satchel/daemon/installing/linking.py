@@ -38,13 +38,14 @@ import fcntl
 import os
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable
 from typing import Literal
 
 __all__ = [
     "LINK_MODES",
     "LinkMode",
     "Linker",
+    "Strategy",
     "clone_file",
     "copy_file",
 ]
@@ -68,28 +69,37 @@ _UNSUPPORTED = frozenset(
     }
 )
 
-_clonefile = None
+_clonefileat = None
+_AT_FDCWD_DARWIN = -2
 if sys.platform == "darwin":  # pragma: no cover - exercised on macOS only
     import ctypes
 
     _libc = ctypes.CDLL(None, use_errno=True)
-    _clonefile = _libc.clonefile
-    _clonefile.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint32)
+    _clonefileat = _libc.clonefileat
+    _clonefileat.argtypes = (
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint32,
+    )
 
 
-def clone_file(src: str, dst: str, mode: int) -> None:
-    """Reflink *src* to a new *dst*; OSError (EOPNOTSUPP, EXDEV, ...) when unsupported."""
-    if _clonefile is not None:  # pragma: no cover - macOS
+def clone_file(name: str, dst: str, mode: int, src_dir: int | None = None) -> None:
+    """Reflink *name* (relative to the directory *src_dir*, else a path) to a new *dst*;
+    OSError (EOPNOTSUPP, EXDEV, ...) when unsupported."""
+    if _clonefileat is not None:  # pragma: no cover - macOS
         import ctypes
 
-        if _clonefile(os.fsencode(src), os.fsencode(dst), 0) != 0:
+        at = _AT_FDCWD_DARWIN if src_dir is None else src_dir
+        if _clonefileat(at, os.fsencode(name), _AT_FDCWD_DARWIN, os.fsencode(dst), 0) != 0:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err), dst)
         os.chmod(dst, mode)
         return
     if not sys.platform.startswith("linux"):
         raise OSError(errno.EOPNOTSUPP, "reflinks are not supported on this platform", dst)
-    src_fd = os.open(src, os.O_RDONLY)
+    src_fd = os.open(name, os.O_RDONLY, dir_fd=src_dir)
     try:
         dst_fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
@@ -103,9 +113,10 @@ def clone_file(src: str, dst: str, mode: int) -> None:
         os.close(src_fd)
 
 
-def copy_file(src: str, dst: str, mode: int) -> None:
-    """Copy *src* to a new *dst* with *mode*, in the kernel when possible."""
-    src_fd = os.open(src, os.O_RDONLY)
+def copy_file(name: str, dst: str, mode: int, src_dir: int | None = None) -> None:
+    """Copy *name* (relative to the directory *src_dir*, else a path) to a new *dst* with
+    *mode*, in the kernel when possible."""
+    src_fd = os.open(name, os.O_RDONLY, dir_fd=src_dir)
     try:
         dst_fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
@@ -132,11 +143,19 @@ def copy_file(src: str, dst: str, mode: int) -> None:
         os.close(src_fd)
 
 
-def _hardlink(src: str, dst: str, mode: int) -> None:
-    os.link(src, dst)
+def _hardlink(name: str, dst: str, mode: int, src_dir: int | None = None) -> None:
+    os.link(name, dst, src_dir_fd=src_dir)
 
 
-_STRATEGIES = {"clone": clone_file, "hardlink": _hardlink, "copy": copy_file}
+#: How one file is placed: ``(name, dst, mode, src_dir)``, *name* relative to the open directory
+#: *src_dir* (or a path when it is None). Relative names spare the kernel a walk of the whole
+#: cache path per file (the installer has the directory open already for its stamp check).
+Strategy = Callable[[str, str, int, "int | None"], None]
+_STRATEGIES: dict[LinkMode, Strategy] = {
+    "clone": clone_file,
+    "hardlink": _hardlink,
+    "copy": copy_file,
+}
 _AUTO_ORDER: tuple[LinkMode, ...] = ("clone", "hardlink", "copy")
 _detected: dict[tuple[int, int], LinkMode] = {}
 _detected_lock = threading.Lock()
@@ -148,6 +167,10 @@ class Linker:
     *mode* for each file is the mode a copy or clone gets (0644 / 0755); a hard link shares the
     cached inode's read-only, owner-only mode instead (0400 / 0500: the user who owns the
     environment reads and runs it; see `satchel.daemon.process._privacy`).
+
+    The hot loop (`satchel.daemon.installing._placement`) calls `strategy` directly once it is
+    known and `place` for the first file and after a failure. Several threads may share one
+    Linker.
     """
 
     def __init__(self, mode: LinkMode = "auto") -> None:
@@ -155,18 +178,20 @@ class Linker:
             raise ValueError(f"unknown link mode {mode!r}; choose from {', '.join(LINK_MODES)}")
         self.requested: LinkMode = mode
         self.used: set[LinkMode] = set()
+        #: The strategy of the mode in use, once `place` has placed a file (None before).
+        self.strategy: Strategy | None = None
 
-    def _resolve(self, src: str, dst: str, file_mode: int) -> LinkMode:
+    def _resolve(self, name: str, dst: str, file_mode: int, src_dir: int | None) -> LinkMode:
         """Place the first file of a filesystem pair, learning which mode works."""
-        key = (os.stat(src).st_dev, os.stat(os.path.dirname(dst)).st_dev)
+        key = (os.stat(name, dir_fd=src_dir).st_dev, os.stat(os.path.dirname(dst)).st_dev)
         with _detected_lock:
             known = _detected.get(key)
         if known is not None:
-            _STRATEGIES[known](src, dst, file_mode)
+            _STRATEGIES[known](name, dst, file_mode, src_dir)
             return known
         for candidate in _AUTO_ORDER:
             try:
-                _STRATEGIES[candidate](src, dst, file_mode)
+                _STRATEGIES[candidate](name, dst, file_mode, src_dir)
             except OSError as exc:
                 if exc.errno not in _UNSUPPORTED or candidate == "copy":
                     raise
@@ -176,28 +201,22 @@ class Linker:
             return candidate
         raise OSError(errno.EIO, "no link mode worked", dst)  # pragma: no cover - copy works
 
-    def place_all(self, pairs: Iterable[tuple[str, str, int]]) -> None:
-        """Place every ``(src, dst, mode)``; *dst* must not exist and its directory must.
+    def place(self, name: str, dst: str, file_mode: int, src_dir: int | None = None) -> None:
+        """Place *name* (relative to the open directory *src_dir*, else a path) at *dst*, which
+        must not exist while its directory must; *file_mode* is what a copy or clone gets.
 
-        The hot loop of an install: the strategy is looked up once, then called per file.
+        The slow path, for the first file and after `strategy` failed with an error
+        `recoverable` says ``auto`` can recover from: it learns the mode and sets `strategy`.
         """
-        place = None
-        for src, dst, file_mode in pairs:
-            if place is None:
-                if self.requested == "auto":
-                    chosen = self._resolve(src, dst, file_mode)
-                else:
-                    chosen = self.requested
-                    _STRATEGIES[chosen](src, dst, file_mode)
-                self.used.add(chosen)
-                place = _STRATEGIES[chosen]
-                continue
-            try:
-                place(src, dst, file_mode)
-            except OSError as exc:
-                # auto across several filesystems (a tree or scheme dir on another mount):
-                # re-detect for the new pair instead of failing.
-                if self.requested != "auto" or exc.errno not in _UNSUPPORTED:
-                    raise
-                used = self._resolve(src, dst, file_mode)
-                self.used.add(used)
+        if self.requested == "auto":
+            chosen = self._resolve(name, dst, file_mode, src_dir)
+        else:
+            chosen = self.requested
+            _STRATEGIES[chosen](name, dst, file_mode, src_dir)
+        self.used.add(chosen)
+        self.strategy = _STRATEGIES[chosen]
+
+    def recoverable(self, exc: OSError) -> bool:
+        """Whether `place` may retry a file `strategy` failed on: with ``auto``, a tree or
+        scheme directory on another mount is re-detected for the new pair instead of failing."""
+        return self.requested == "auto" and exc.errno in _UNSUPPORTED

@@ -12,8 +12,10 @@ wheel, so its files *are* the environments' files. Two things can damage one:
 
 What is checked, and why that choice:
 
-Before an install uses an existing tree (`changed_files`), each file's ``os.lstat`` is compared
-with the *stamp* recorded when it was unpacked: (size, mtime_ns, inode). Any write through any
+As an install links each file of a tree (`satchel.daemon.installing._placement`, in the same
+loop, relative to the same open directory), the file's ``os.lstat`` is compared with the *stamp*
+recorded when it was unpacked: (size, mtime_ns, inode); `changed_files` is the same check for a
+whole tree. Any write through any
 link updates the inode's mtime (the kernel does it on every ``write``/``truncate``/mmap store),
 and nearly every edit changes the size; replacing the file in the tree changes the inode. ctime
 would be a stronger witness (``utime`` cannot forge it) but it changes on every ``link(2)``,
@@ -22,8 +24,11 @@ per file, relative to its directory. Measured on the dev machine (2 cores, share
 6-11) with a 5,002-file wheel, medians of 9 runs: 6-6.5 us per file for the check (absolute
 paths: 6.5-8 us) against 40-44 us per file for the hard-link install itself, about +15%; 2-3 us
 per file when the machine is quiet. Re-hashing instead would cost more than the install (and
-far more for large native libraries). A tree that fails the check is unpacked again from its
-blob (atomically, see `wheel.unpack_all`) before anything is linked from it.
+far more for large native libraries). Folded into the linking pass (2026-12-05) the check is one
+``fstatat`` beside each ``linkat`` on one directory descriptor, and the source path is walked
+once per directory instead of twice per file. A changed file is never linked: the install is
+rolled back, the tree unpacked again from its blob (atomically, `wheel.unpack_all` with
+*again*) and the install retried.
 
 What the stamps cannot see: bit rot (no write, so no stamp changes), a deliberate edit that
 restores size and mtime with ``utime``, and a same-size edit within the clock tick of the unpack

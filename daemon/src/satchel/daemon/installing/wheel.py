@@ -28,10 +28,10 @@ user can
 read what a private index served (issue 11.2). A hard link shares the mode: in an environment,
 such a file is readable (and, when executable, runnable) by its owner, the user, only.
 Because root, or a ``chmod``, can still edit one, the manifest records each file's (size, mtime,
-inode) at unpack time and `unpack_all` checks them before a tree is reused: a changed tree is
-unpacked again from its blob and swapped in atomically (`satchel.daemon.installing.treecheck`
-explains the
-choice).
+inode) at unpack time and the installer checks them as it links each file
+(`satchel.daemon.installing._placement`): a changed tree is unpacked again from its blob
+(`unpack_all` with *again*) and swapped in atomically (`satchel.daemon.installing.treecheck`
+explains the choice).
 """
 
 # Paths are plain strings and os calls on purpose: these loops run per file, 10^4 times per
@@ -49,7 +49,7 @@ import secrets
 import shutil
 import threading
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import msgspec
@@ -140,7 +140,11 @@ def unpack(wheel_path: Path, sha256: str, root: Path) -> UnpackedWheel:
 
 
 def unpack_all(
-    wheels: Sequence[tuple[Path, str]], root: Path, *, filenames: Sequence[str] | None = None
+    wheels: Sequence[tuple[Path, str]],
+    root: Path,
+    *,
+    filenames: Sequence[str] | None = None,
+    again: Collection[str] = (),
 ) -> list[UnpackedWheel]:
     """`unpack` for a whole install set, with one filesystem flush for all of them.
 
@@ -150,8 +154,9 @@ def unpack_all(
     Any invalid wheel fails the whole call before anything is published. *filenames* gives each
     wheel's real file name when the paths do not carry it (the store names blobs by sha256).
 
-    An existing tree is reused only when `treecheck.changed_files` finds it as it was unpacked;
-    a changed one is staged afresh like a missing one and swapped in under `_replacing`: the
+    An existing tree is reused as it is: the installer checks each file's stamp as it links it
+    (`satchel.daemon.installing._placement`). The trees it found changed are named in *again*
+    (sha256s): each is staged afresh like a missing one and swapped in under `_replacing`: the
     damaged tree is renamed aside (then deleted) and the fresh one renamed into place, so a
     reader sees the damaged tree, no tree (and unpacks its own), or the fresh one; never a mix.
     """
@@ -169,17 +174,9 @@ def unpack_all(
         for (wheel_path, sha256), filename in zip(wheels, names, strict=True):
             existing = load_unpacked(root, sha256)
             if existing is not None:
-                changed = changed_files(existing)
-                if not changed:
+                if sha256 not in again:
                     results[sha256] = existing
                     continue
-                log.warning(
-                    "the unpacked tree of %s (%s) changed since it was unpacked (%s): "
-                    "unpacking it again from the stored file",
-                    filename,
-                    sha256,
-                    ", ".join(changed[:5]) + (", ..." if len(changed) > 5 else ""),
-                )
                 damaged.add(sha256)
             tmp = root / f"{TEMP_PREFIX}{sha256}.{secrets.token_hex(6)}"
             staged.append((wheel_path, sha256, tmp, _stage(wheel_path, tmp, filename)))

@@ -35,6 +35,7 @@ from satchel.daemon.installing.installer import (
     InstallItem,
     InstallReport,
     Scheme,
+    TreeChanged,
     install,
     installed_distributions,
 )
@@ -258,31 +259,72 @@ async def install_files(
     if link_mode not in LINK_MODES:
         raise InstallError(f"unknown link mode {link_mode!r} (one of {', '.join(LINK_MODES)})")
     shas, filenames = await _wheels(rt, session, target, files, progress)
-    unpacked = await trio.to_thread.run_sync(
-        functools.partial(
-            unpack_all,
-            [(rt.store.path(sha), sha) for sha in shas],
-            rt.store.unpacked_dir,
-            filenames=filenames,
-        )
-    )
-    items = [
-        InstallItem(unpacked=tree, requested=project in requested)
-        for tree, (_index, project, _file) in zip(unpacked, files, strict=True)
-    ]
-
+    wheels = [(rt.store.path(sha), sha) for sha in shas]
+    chosen = [project in requested for _index, project, _file in files]
     report = await trio.to_thread.run_sync(
         functools.partial(
-            install,
+            _unpack_and_install,
             scheme,
-            items,
-            journal_dir=journal_dir(rt.store.root),
+            wheels,
+            filenames,
+            chosen,
+            rt.store.unpacked_dir,
+            journal_dir(rt.store.root),
             link_mode=link_mode,
             compile_bytecode=compile_bytecode,
         )
     )
     await trio.to_thread.run_sync(rt.metadb.mark_used, shas, time.time())
     return report
+
+
+#: Installs retried after unpacking again the trees an install found changed: a tree edited
+#: once is repaired by one retry; one edited again during each retry is refused by the last.
+_TREE_RETRIES = 2
+
+
+def _unpack_and_install(
+    scheme: Scheme,
+    wheels: list[tuple[Path, str]],
+    filenames: list[str],
+    requested: list[bool],
+    unpacked_dir: Path,
+    journals: Path,
+    *,
+    link_mode: str,
+    compile_bytecode: bool,
+) -> InstallReport:
+    """Unpack each wheel once and install; a tree found changed while linking (the install was
+    rolled back) is unpacked again from its blob and the install retried (issue 11.15)."""
+    again: set[str] = set()
+    for attempt in range(_TREE_RETRIES + 1):
+        trees = unpack_all(wheels, unpacked_dir, filenames=filenames, again=again)
+        items = [
+            InstallItem(unpacked=tree, requested=chosen)
+            for tree, chosen in zip(trees, requested, strict=True)
+        ]
+        try:
+            return install(
+                scheme,
+                items,
+                journal_dir=journals,
+                link_mode=link_mode,  # type: ignore[arg-type]  # checked by install_files
+                compile_bytecode=compile_bytecode,
+            )
+        except TreeChanged as exc:
+            if attempt == _TREE_RETRIES:
+                raise
+            names = dict(zip((sha for _path, sha in wheels), filenames, strict=True))
+            for sha, members in exc.changed.items():
+                log.warning(
+                    "the unpacked tree of %s (%s) changed since it was unpacked (%s): "
+                    "unpacking it again from the stored file",
+                    names.get(sha, sha),
+                    sha,
+                    ", ".join(members[:5]) + (", ..." if len(members) > 5 else ""),
+                )
+            again = set(exc.changed)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 async def _wheels(
