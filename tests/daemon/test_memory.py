@@ -142,3 +142,59 @@ def test_a_users_allocator_choice_wins() -> None:
     lines = _allocator_probe(PYTHONMALLOC="pymalloc")
     assert len(lines) == 2, lines  # not re-executed
     assert lines[1].split(" ")[0] == "pymalloc"
+
+
+# A burst as a resolve makes one (`settles_long_lived`), then `_settle` as the daemon's settler
+# runs it moments later; cyclic garbage is watched through a weak reference to one of its nodes.
+_SETTLE_PROBE = """
+import gc, sys, weakref
+from satchel.daemon.storage import memory
+
+class Node:
+    def __init__(self):
+        self.me = self
+
+memory.freeze_survivors()
+kept = []
+
+@memory.settles_long_lived
+def work(garbage):
+    assert not gc.isenabled()
+    kept.append([object() for _ in range(100)])
+    nodes = [Node() for _ in range(garbage)]
+    return weakref.ref(nodes[0]) if nodes else None
+
+baseline = gc.get_freeze_count()
+small = work(int(baseline * 0.1))
+print("enabled after", gc.isenabled())
+print("kept frozen", not any(o is kept[0] for o in gc.get_objects()))
+gc.collect()
+print("small garbage frozen", small() is not None)
+memory._settle()
+print("small garbage after settle", small() is not None)
+large = work(int(baseline * 0.5))
+memory._settle()
+print("large garbage after settle", large() is not None, "small", small() is not None)
+"""
+
+
+def test_a_resolve_runs_without_collector_pauses_and_its_frozen_garbage_is_bounded() -> None:
+    """issue 15: work wrapped in `settles_long_lived` (a resolve) runs with the collector off and
+    freezes what it keeps; the settler collects the cyclic garbage it froze once the frozen
+    objects grew by more than `SETTLE_GROWTH`, and not for less (no full collection, with the
+    interpreter lock held, after every resolve)."""
+    assert memory.SETTLE_GROWTH == 1.25  # the probe's 0.1 and 0.5 sit either side of it
+    proc = subprocess.run(
+        [sys.executable, "-c", _SETTLE_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert proc.stdout.splitlines() == [
+        "enabled after True",
+        "kept frozen True",
+        "small garbage frozen True",  # a collection does not walk frozen objects
+        "small garbage after settle True",  # under a quarter more: not worth a full walk
+        "large garbage after settle False small False",  # past it: everything collected
+    ]
