@@ -15,7 +15,12 @@ it at start-up, and a user who set it meant it.
 
 `use_system_allocator` makes Python's objects come from that malloc too (``PYTHONMALLOC=malloc``,
 by re-executing the daemon once at start), so that `release_free_memory` can hand back what a
-burst of objects freed (issue 11.6): see its docstring.
+burst of objects freed (issue 11.6): see its docstring. `give_back_now` does so after each
+request that churned the heap (issue 15).
+
+The cyclic collector: `long_lived_burst` keeps it from pausing the daemon while an enormous page
+is grouped or a resolve runs (both freeze what they keep), and `give_back_after_bursts` collects
+what was frozen and became garbage, only once there is enough of it to be worth a full walk.
 """
 
 from __future__ import annotations
