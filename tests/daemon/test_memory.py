@@ -6,8 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
+import trio
+import trio.testing
 
 from satchel.daemon.storage import memory
 
@@ -198,3 +201,33 @@ def test_a_resolve_runs_without_collector_pauses_and_its_frozen_garbage_is_bound
         "small garbage after settle True",  # under a quarter more: not worth a full walk
         "large garbage after settle False small False",  # past it: everything collected
     ]
+
+
+def test_requests_answering_together_give_memory_back_once_each_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """issue 15: each resolve or install gives freed heap back once it has answered
+    (`give_back_now`); requests answering together share one walk of the heap instead of
+    queueing one each, and a request answering later gets a walk of its own."""
+    gate = threading.Event()
+    calls: list[bool] = []
+    real = memory.release_free_memory
+
+    def counted() -> bool:
+        gate.wait(timeout=30)
+        calls.append(True)
+        return real()  # the real walk, after the others have come and gone
+
+    monkeypatch.setattr(memory, "release_free_memory", counted)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            for _ in range(5):
+                nursery.start_soon(memory.give_back_now)
+            await trio.testing.wait_all_tasks_blocked()
+            gate.set()
+        assert len(calls) == 1
+        await memory.give_back_now()
+        assert len(calls) == 2
+
+    trio.run(main)
