@@ -178,6 +178,13 @@ print("small garbage after settle", small() is not None)
 large = work(int(baseline * 0.5))
 memory._settle()
 print("large garbage after settle", large() is not None, "small", small() is not None)
+with memory.long_lived_burst():  # a burst that has not ended: the collector is off
+    overlapped = Node()
+    watched = weakref.ref(overlapped)
+    del overlapped
+    print("garbage during a burst after settle", watched() is not None, end=" ")
+    memory._settle()
+    print(watched() is not None)
 """
 
 
@@ -185,7 +192,8 @@ def test_a_resolve_runs_without_collector_pauses_and_its_frozen_garbage_is_bound
     """issue 15: work wrapped in `settles_long_lived` (a resolve) runs with the collector off and
     freezes what it keeps; the settler collects the cyclic garbage it froze once the frozen
     objects grew by more than `SETTLE_GROWTH`, and not for less (no full collection, with the
-    interpreter lock held, after every resolve)."""
+    interpreter lock held, after every resolve); while bursts overlap without end (resolves of
+    several clients), each settle collects what none of them froze yet."""
     assert memory.SETTLE_GROWTH == 1.25  # the probe's 0.1 and 0.5 sit either side of it
     proc = subprocess.run(
         [sys.executable, "-c", _SETTLE_PROBE],
@@ -200,6 +208,8 @@ def test_a_resolve_runs_without_collector_pauses_and_its_frozen_garbage_is_bound
         "small garbage frozen True",  # a collection does not walk frozen objects
         "small garbage after settle True",  # under a quarter more: not worth a full walk
         "large garbage after settle False small False",  # past it: everything collected
+        # bursts that overlap for good (several clients resolving) still get collected
+        "garbage during a burst after settle True False",
     ]
 
 

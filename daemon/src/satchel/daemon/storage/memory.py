@@ -225,6 +225,8 @@ async def give_back_now() -> None:
 
 def _settle() -> None:
     global _settled_frozen
+    if _bursts:  # bursts overlapping all along (resolves of several clients): the collector
+        gc.collect()  # was never back on; this walks only what no burst has frozen yet
     frozen = gc.get_freeze_count()
     if _froze_burst and frozen > _settled_frozen * SETTLE_GROWTH:
         freeze_survivors()
