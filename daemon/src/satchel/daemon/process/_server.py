@@ -42,7 +42,7 @@ import trio
 
 from satchel.daemon.api import RequestContext, dispatch
 from satchel.daemon.services.fdlimit import AcceptFailures
-from satchel.daemon.storage.memory import wake_settler
+from satchel.daemon.storage.memory import give_back_now, wake_settler
 from satchel.protocol import errors as codes
 from satchel.protocol.codec import StructCodec
 from satchel.protocol.connection import CLOSED, NEED_DATA, Connection
@@ -57,6 +57,9 @@ from satchel.protocol.messages import (
     Request,
     Welcome,
 )
+from satchel.protocol.methods.cache import CACHE_PRUNE, CACHE_VERIFY
+from satchel.protocol.methods.install import INSTALL, RUN
+from satchel.protocol.methods.resolve import PREFETCH, RESOLVE
 from satchel.protocol.version import negotiate, protocol_string
 
 if TYPE_CHECKING:
@@ -64,6 +67,7 @@ if TYPE_CHECKING:
     from satchel.daemon.services.daemon import App, JobInfo
 
 __all__ = [
+    "GIVE_BACK_AFTER",
     "HANDSHAKE_TIMEOUT",
     "MAX_REQUESTS_PER_CONNECTION",
     "MAX_UNSENT_BYTES",
@@ -96,6 +100,11 @@ MAX_UNSENT_BYTES = 4 * 2**20
 #: Above this many waiting bytes the connection's requests are no longer read: a peer that
 #: does not read its answers gets no new work done for it (backpressure), its socket fills.
 PAUSE_READING_BYTES = 1 * 2**20
+
+#: Methods whose work churns the heap (resolves, installs, prefetches, walks of the cache): once
+#: one has answered, the memory it freed goes back to the system (`give_back_now`), so the
+#: daemon's resident memory between requests is its live objects, not its last request's peak.
+GIVE_BACK_AFTER = frozenset({RESOLVE, PREFETCH, INSTALL, RUN, CACHE_VERIFY, CACHE_PRUNE})
 
 #: accept() failures that mean "out of resources for now", not "the listener is broken".
 _TRANSIENT_ACCEPT_ERRNOS = frozenset(
@@ -357,6 +366,8 @@ class _Peer:
             # The reply is passed straight on: `send` holds the only reference, and frees it
             # once encoded (answers waiting for a slow reader are held as bytes only).
             await self.send(await self._reply(request, running))
+            if request.method in GIVE_BACK_AFTER:
+                await give_back_now()
         finally:
             self.requests.pop(request.id, None)
             self.app.remove_job(running.job)

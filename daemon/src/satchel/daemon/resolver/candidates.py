@@ -381,8 +381,8 @@ class ProjectFiles:
             #: Newest first, the order a resolver tries them in.
             self.versions: list[Version] = sorted(every, reverse=True)
             self._choices: dict[tuple[Version, bool, frozenset[str] | None], Choice | None] = {}
-            if not memo:  # its versions are freed off the event loop, the collector paused
-                hold_huge(self, ProjectFiles._dismantle, tracked=True)
+            if not memo:  # its versions are freed off the event loop (`memory.reap`)
+                hold_huge(self, ProjectFiles._dismantle)
 
     @staticmethod
     def _dismantle(box: list[ProjectFiles]) -> None:

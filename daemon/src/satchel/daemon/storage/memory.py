@@ -15,7 +15,16 @@ it at start-up, and a user who set it meant it.
 
 `use_system_allocator` makes Python's objects come from that malloc too (``PYTHONMALLOC=malloc``,
 by re-executing the daemon once at start), so that `release_free_memory` can hand back what a
-burst of objects freed (issue 11.6): see its docstring.
+burst of objects freed (issue 11.6): see its docstring. `give_back_now` does so after each
+request that churned the heap (issue 15).
+
+The cyclic collector: `long_lived_burst` keeps it from pausing the daemon while an enormous page
+is grouped or a resolve runs (both freeze what they keep), and `settle_memory` collects what was
+frozen and became garbage, only once there is enough of it to be worth a full walk.
+
+Enormous objects (a huge page's entries, the versions grouped from them) are freed by `reap`, in
+a worker thread and in pieces, never in one cascade wherever their last reference goes
+(`hold_huge`, issue 11.6).
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ __all__ = [
     "dismantle_sequence",
     "dismantle_tuple",
     "freeze_survivors",
+    "give_back_now",
     "hold_huge",
     "holding",
     "limit_malloc_arenas",
@@ -150,49 +160,134 @@ def use_system_allocator() -> None:
 
 
 _gc_lock = threading.Lock()
-#: Reasons the collector is paused now (`long_lived_burst` blocks and the held objects they
-#: built), and whether it was enabled before the first.
-_gc_pauses = 0
+#: Threads inside `long_lived_burst`, and whether the collector was enabled before the first.
+_bursts = 0
 _gc_was_enabled = True
+#: Whether a burst froze objects since the last `freeze_survivors`.
+_froze_burst = False
+#: After a burst ends, or a request that held enormous objects, `settle_memory` settles (`reap`,
+#: then a collection if it is due, then `release_free_memory`) after each of these delays
+#: (seconds): what the burst made is freed once the request, or a task sharing its page, lets
+#: go of it, a moment or seconds later (a slow client, a download).
+SETTLE_AFTER = (0.0, 1.0, 3.0, 9.0)
+#: Frozen objects are collected again (`freeze_survivors`) once they are this many times as
+#: many as after the last collection. Frozen objects that are freed by reference counting leave
+#: the count, so it grows only with what stays: caches filling (bounded) or cyclic garbage a
+#: burst froze. Collecting each time walked ~77,000 objects for 20-70 ms with the interpreter
+#: lock held, every few seconds under resolves back to back, and found nothing (issue 15); at
+#: 1.25, like CPython's own rule for full collections, garbage kept frozen stays under a quarter
+#: of the daemon's objects.
+SETTLE_GROWTH = 1.25
+#: The fewest frozen objects seen since the last `freeze_survivors` (`gc.get_freeze_count()`).
+_settled_frozen = 0
+#: Wakes `settle_memory` (thread-safe); None until it runs.
+_wake_settler: Callable[[], None] | None = None
 
 
-def _pause_collector() -> None:
-    global _gc_pauses, _gc_was_enabled
-    with _gc_lock:
-        if _gc_pauses == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_pauses += 1
+async def settle_memory() -> None:
+    """Run for the daemon's life: after a `long_lived_burst` ended, or a request that held
+    enormous objects (`hold_huge`), settle at each of `SETTLE_AFTER`, in a worker thread (the
+    collection and the heap walk are long): `reap` what is no longer used, `freeze_survivors`
+    when frozen garbage is due, `release_free_memory`.
+
+    Why: the objects of a burst (an enormous page, its versions, a resolve's working state) are
+    freed by the request that made them, when it is done, and glibc keeps the freed memory
+    mapped until asked (issue 11.6); cyclic garbage frozen by a burst is only collected here.
+    Settling here rather than at the end of each burst means one collector pause per settling
+    round, not one per resolve (issue 15: resolves back to back held the interpreter lock in
+    full collections of 5-50 ms each, every few resolves). Sleeps until woken: an idle daemon
+    does not wake for it.
+    """
+    global _wake_settler
+    token = trio.lowlevel.current_trio_token()
+    lingering = False
+    while True:
+        woken = trio.Event()
+
+        def wake(event: trio.Event = woken) -> None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(event.set)
+
+        _wake_settler = wake
+        if lingering or not holding():  # (a wake during the last round is seen here)
+            await woken.wait()
+        since = 0.0
+        for delay in SETTLE_AFTER:
+            await trio.sleep(delay - since)
+            since = delay
+            await trio.to_thread.run_sync(_settle)
+        lingering = holding() > 0  # still in use: looked at again when a request ends
 
 
-def _resume_collector() -> None:
-    global _gc_pauses
-    with _gc_lock:
-        _gc_pauses -= 1
-        if _gc_pauses == 0 and _gc_was_enabled:
-            gc.enable()
+_giving_back = False
+
+
+async def give_back_now() -> None:
+    """`release_free_memory` in a worker thread, unless one is under way already (event loop).
+
+    For work that churned the heap (a resolve, an install, a prefetch) once it has answered: the
+    daemon's resident memory after it is then its live objects rather than the high-water mark
+    of its last request (issue 15: ~18 MiB of the ~100 MiB after many large resolves and
+    installs was freed memory glibc still held). The walk takes ~1-3 ms with the lock of the
+    heap held and the interpreter lock released.
+    """
+    global _giving_back
+    if _giving_back:
+        return
+    _giving_back = True
+    try:
+        await trio.to_thread.run_sync(release_free_memory)
+    finally:
+        _giving_back = False
+
+
+def _settle() -> None:
+    global _settled_frozen
+    reap()
+    if _bursts:  # bursts overlapping all along (resolves of several clients): the collector
+        gc.collect()  # was never back on; this walks only what no burst has frozen yet
+    frozen = gc.get_freeze_count()
+    # Held enormous objects (frozen by their burst, freed by `reap` later) are no garbage: a
+    # collection now would walk them all, for nothing.
+    if _froze_burst and frozen > _settled_frozen * SETTLE_GROWTH and not holding():
+        freeze_survivors()
+    else:  # the growth is measured from the fewest seen: a burst's peak is not a baseline
+        _settled_frozen = min(_settled_frozen, frozen)
+    release_free_memory()
 
 
 @contextlib.contextmanager
 def long_lived_burst() -> Iterator[None]:
-    """Build hundreds of thousands of objects at once without collector pauses.
+    """Build hundreds of thousands of objects that outlive the block, without collector pauses.
 
     Why: the resolver groups an enormous page (90,000 files) into as many `Version` objects and
-    choices. Each collection of CPython's collector walks the tracked objects of its generations
-    while it holds the GIL, so as they piled up it ran about ten times, for up to 300 ms each,
-    and the event loop answered pings that late (issue 11.6); it found nothing to free. Inside
-    the block automatic collection is off. What the block built and gave to `hold_huge` (with
-    ``tracked=True``) keeps it off until `reap` has taken it apart: the collector's count of new
-    objects then falls back as they are freed, so turning it on walks nothing of theirs. (A
-    ``gc.freeze`` of the burst, as before, needed a full collection afterwards to find garbage
-    frozen with it: 50-120 ms holding the GIL.) Thread-safe: the collector is turned on again
-    when the last pause ends.
+    choices. Each full collection of CPython's collector walks every tracked object while it
+    holds the GIL, so as they piled up it ran about ten times, for up to 300 ms each, and the
+    event loop answered pings that late (issue 11.6); it found nothing to free. Inside the block
+    automatic collection is off; at its end `gc.freeze` moves every tracked object to the
+    permanent generation, which no collection walks (the move walks nothing either), and they
+    are freed by reference counting as usual. Cyclic garbage frozen meanwhile is collected
+    after all by `settle_memory`, which every block's end wakes.
+    Thread-safe: the collector is re-enabled when the last concurrent block ends.
     """
-    _pause_collector()
+    global _bursts, _gc_was_enabled, _froze_burst
+    with _gc_lock:
+        if _bursts == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _bursts += 1
     try:
         yield
     finally:
-        _resume_collector()
+        with _gc_lock:
+            _bursts -= 1
+            if _bursts == 0:
+                gc.freeze()
+                _froze_burst = True
+                if _gc_was_enabled:
+                    gc.enable()
+        if _wake_settler is not None:
+            _wake_settler()
 
 
 def freeze_survivors() -> None:
@@ -200,11 +295,36 @@ def freeze_survivors() -> None:
 
     At start-up: the daemon's modules, classes and long-lived state (~100,000 objects) are then
     never walked again by a full collection, each of which cost 45-90 ms on a loaded machine
-    with them (issue 11.6). Call it before serving: the collection is one pause of that length.
+    with them (issue 11.6). Call from a worker thread once running: the collection is one
+    pause of that length.
     """
+    global _froze_burst, _settled_frozen
+    with _gc_lock:
+        _froze_burst = False
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+    _settled_frozen = gc.get_freeze_count()
+
+
+def settles_long_lived(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Decorate work that builds many objects, some of them kept (a resolve): it runs as a
+    `long_lived_burst`, so the collector never pauses the daemon during it, and what it froze
+    and has become garbage since is collected by `settle_memory` (moments later, once for any
+    number of bursts), as are the enormous objects it let go of (`reap`).
+
+    Why not collect at the end of each call: a full collection walks every object of the
+    daemon (~70,000 once its caches are warm), 5-50 ms with the interpreter lock held, and
+    resolves run back to back made one every few resolves (issue 15: ping p99 18 ms). A
+    resolve leaves little cyclic garbage (the collector found 0-400 objects per collection).
+    """
+
+    @functools.wraps(function)
+    def settling(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with long_lived_burst():
+            return function(*args, **kwargs)
+
+    return settling
 
 
 #: From this many items on, a collection is worth `hold_huge`: freeing 20,000 page entries at
@@ -215,10 +335,6 @@ HUGE_ITEMS = 20_000
 #: (their strings) takes ~0.2-0.5 ms, under the daemon's 1 ms GIL switch interval, so the
 #: event loop gets the GIL back between pieces.
 DISMANTLE_STEP = 1000
-#: When held objects are still in use, `settle_memory` looks again after these many seconds
-#: (then waits for the next request to end): a request may hold its page for a while (a slow
-#: client, downloads), and looking costs a worker thread.
-REAP_AGAIN_AFTER = (1.0, 3.0, 9.0, 27.0)
 
 _held_lock = threading.Lock()
 
@@ -226,12 +342,11 @@ _held_lock = threading.Lock()
 class _Held:
     """One object `reap` owns the freeing of, and how to take it apart."""
 
-    __slots__ = ("dismantle", "obj", "tracked")
+    __slots__ = ("dismantle", "obj")
 
-    def __init__(self, obj: object, dismantle: Callable[[Any], None], tracked: bool) -> None:
+    def __init__(self, obj: object, dismantle: Callable[[Any], None]) -> None:
         self.obj: object | None = obj
         self.dismantle = dismantle
-        self.tracked = tracked
 
     def unused(self) -> bool:
         # References while asked: this slot's and getrefcount's argument; more means in use.
@@ -239,11 +354,9 @@ class _Held:
 
 
 _held: list[_Held] = []
-#: Wakes `settle_memory` (thread-safe); None until it runs.
-_wake_settler: Callable[[], None] | None = None
 
 
-def hold_huge(obj: _T, dismantle: Callable[[list[_T]], None], *, tracked: bool = False) -> _T:
+def hold_huge(obj: _T, dismantle: Callable[[list[_T]], None]) -> _T:
     """Give the freeing of *obj* to `reap`; returns *obj*.
 
     Why: freeing an enormous object (the 90,000 entries of a huge page, the versions grouped
@@ -252,14 +365,11 @@ def hold_huge(obj: _T, dismantle: Callable[[list[_T]], None], *, tracked: bool =
     loop (issue 11.6: pings answered 30-60 ms late). Held here, the request's references go
     without freeing anything; `reap`, in a worker thread, takes the object apart once nothing
     else refers to it, with *dismantle*, which gets it as the one item of a list (so that it can
-    own the last reference) and frees its items `DISMANTLE_STEP` at a time. *tracked*: *obj*
-    holds objects the cyclic collector tracks (built inside `long_lived_burst`), so the
-    collector stays paused until it is taken apart.
+    own the last reference) and frees its items `DISMANTLE_STEP` at a time. What a
+    `long_lived_burst` built is frozen: the collector does not walk it meanwhile.
     """
-    if tracked:
-        _pause_collector()
     with _held_lock:
-        _held.append(_Held(obj, dismantle, tracked))
+        _held.append(_Held(obj, dismantle))
     return obj
 
 
@@ -292,8 +402,6 @@ def reap() -> int:
             box, held.obj = [held.obj], None
             held.dismantle(box)
             box.clear()
-            if held.tracked:
-                _resume_collector()
             done += 1
         # Taking one apart may have let go of another (a project's versions, of its pages).
 
@@ -309,62 +417,3 @@ def wake_settler() -> None:
     (cheap otherwise: called at the end of every request). Thread-safe."""
     if _wake_settler is not None and _held:
         _wake_settler()
-
-
-def settles_long_lived(function: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Decorate work that may build enormous objects (`hold_huge`): once it has returned (its
-    frame, and its references to them, gone), `settle_memory` frees what it no longer uses."""
-
-    @functools.wraps(function)
-    def settling(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return function(*args, **kwargs)
-        finally:
-            wake_settler()
-
-    return settling
-
-
-async def settle_memory() -> None:
-    """Run for the daemon's life: after work that made enormous objects, free them (`reap`)
-    and give the memory back (`release_free_memory`), in a worker thread, without blocking the
-    event loop on either.
-
-    Woken by `wake_settler` (a request or a resolve ended); an idle daemon does not wake.
-    While held objects are still in use it looks again after each of `REAP_AGAIN_AFTER`; then
-    they stop keeping the collector paused, and it waits for the next wake.
-    """
-    global _wake_settler
-    token = trio.lowlevel.current_trio_token()
-    lingering = False
-    while True:
-        woken = trio.Event()
-
-        def wake(event: trio.Event = woken) -> None:
-            with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(event.set)
-
-        _wake_settler = wake
-        if lingering or not holding():  # (a wake during the last pass is seen here)
-            await woken.wait()
-        for delay in (0.0, *REAP_AGAIN_AFTER):
-            await trio.sleep(delay)
-            if await trio.to_thread.run_sync(reap):
-                await trio.to_thread.run_sync(release_free_memory)
-            if not holding():
-                lingering = False
-                break
-        else:
-            _stop_pausing()
-            lingering = True
-
-
-def _stop_pausing() -> None:
-    """Objects still in use long after they were made (a reference kept somewhere) no longer
-    keep the collector paused: it must not stay off for the daemon's life."""
-    with _held_lock:
-        lingering = [held for held in _held if held.tracked]
-        for held in lingering:
-            held.tracked = False
-    for _ in lingering:
-        _resume_collector()
