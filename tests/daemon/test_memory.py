@@ -266,7 +266,14 @@ print("small garbage after settle", small() is not None)
 large = work(int(baseline * 0.5))
 memory._settle()
 print("large garbage after settle", large() is not None, "small", small() is not None)
+with memory.long_lived_burst():  # a burst under way (an enormous page's grouping): not walked
+    young = Node()
+    watched_young = weakref.ref(young)
+    del young
+    memory._settle()
+    print("garbage of a burst under way after settle", watched_young() is not None)
 with memory.long_lived_burst():  # a burst that has not ended: the collector is off
+    memory._bursts_since -= memory.OVERLAP_COLLECT_AFTER + 1  # bursts overlapping for long
     overlapped = Node()
     watched = weakref.ref(overlapped)
     del overlapped
@@ -281,7 +288,8 @@ def test_a_resolve_runs_without_collector_pauses_and_its_frozen_garbage_is_bound
     freezes what it keeps; the settler collects the cyclic garbage it froze once the frozen
     objects grew by more than `SETTLE_GROWTH`, and not for less (no full collection, with the
     interpreter lock held, after every resolve); while bursts overlap without end (resolves of
-    several clients), each settle collects what none of them froze yet."""
+    several clients) past `OVERLAP_COLLECT_AFTER`, each settle collects what none of them froze
+    yet."""
     assert memory.SETTLE_GROWTH == 1.25  # the probe's 0.1 and 0.5 sit either side of it
     proc = subprocess.run(
         [sys.executable, "-c", _SETTLE_PROBE],
@@ -296,6 +304,7 @@ def test_a_resolve_runs_without_collector_pauses_and_its_frozen_garbage_is_bound
         "small garbage frozen True",  # a collection does not walk frozen objects
         "small garbage after settle True",  # under a quarter more: not worth a full walk
         "large garbage after settle False small False",  # past it: everything collected
+        "garbage of a burst under way after settle True",  # its objects are not walked
         # bursts that overlap for good (several clients resolving) still get collected
         "garbage during a burst after settle True False",
     ]

@@ -37,6 +37,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, ParamSpec, TypeVar
 
@@ -165,6 +166,11 @@ _bursts = 0
 _gc_was_enabled = True
 #: Whether a burst froze objects since the last `freeze_survivors`.
 _froze_burst = False
+#: When `_bursts` last went from none to one (`time.monotonic`).
+_bursts_since = 0.0
+#: Bursts that have overlapped without a break for this long (seconds) are collected anyway by
+#: `settle_memory`: one burst, even an enormous page's, lasts a few seconds at most.
+OVERLAP_COLLECT_AFTER = 30.0
 #: After a burst ends, or a request that held enormous objects, `settle_memory` settles (`reap`,
 #: then a collection if it is due, then `release_free_memory`) after each of these delays
 #: (seconds): what the burst made is freed once the request, or a task sharing its page, lets
@@ -244,8 +250,11 @@ async def give_back_now() -> None:
 def _settle() -> None:
     global _settled_frozen
     reap()
-    if _bursts:  # bursts overlapping all along (resolves of several clients): the collector
-        gc.collect()  # was never back on; this walks only what no burst has frozen yet
+    if _bursts and time.monotonic() - _bursts_since > OVERLAP_COLLECT_AFTER:
+        # Bursts overlapping all along (resolves of several clients): the collector was never
+        # back on. This walks what no burst has frozen yet; not sooner, or it would walk the
+        # objects of a burst under way (an enormous page's versions: 100 ms and more).
+        gc.collect()
     frozen = gc.get_freeze_count()
     # Held enormous objects (frozen by their burst, freed by `reap` later) are no garbage: a
     # collection now would walk them all, for nothing.
@@ -270,10 +279,11 @@ def long_lived_burst() -> Iterator[None]:
     after all by `settle_memory`, which every block's end wakes.
     Thread-safe: the collector is re-enabled when the last concurrent block ends.
     """
-    global _bursts, _gc_was_enabled, _froze_burst
+    global _bursts, _bursts_since, _gc_was_enabled, _froze_burst
     with _gc_lock:
         if _bursts == 0:
             _gc_was_enabled = gc.isenabled()
+            _bursts_since = time.monotonic()
             gc.disable()
         _bursts += 1
     try:
