@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from satchel.daemon.requests.resolution import (
 )
 from satchel.daemon.settings.config import IndexConfig
 from satchel.daemon.storage.model import FileEntry
+from satchel.daemon.storage.store import BlobInfo
 from satchel.protocol.methods.resolve import ResolveParams
 from tests.support.index_server import IndexServer
 from tests.support.warm import running_warmer
@@ -137,3 +139,34 @@ async def test_an_early_download_that_fails_is_the_files_error_not_retried(
         fetched.raise_failures()
     assert wheel_requests(chain)["/files/needed-1.0-py3-none-any.whl"] == 1
     assert fetched.downloaded == 2
+
+
+async def test_an_early_download_that_breaks_unexpectedly_is_fetched_again_by_its_request(
+    tmp_path: Path, chain: IndexServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure that is no `SatchelError` (an EIO from the disk, a bug) in an early download
+    must not end the daemon, whose service nursery runs it: the request fetches the file
+    itself, as it did before early downloads."""
+    params = ResolveParams(requirements=["app"])
+    async with running_warmer(tmp_path / "d", chain.url) as warm:
+        rt = warm.rt
+        real = rt.catalog.fetch_file
+        broken: list[str] = []
+
+        async def breaks_once(
+            index: IndexConfig, project: str, file: FileEntry, **kw: Any
+        ) -> BlobInfo:
+            if not broken:
+                broken.append(file.filename)
+                raise OSError(5, "Input/output error")
+            return await real(index, project, file, **kw)
+
+        monkeypatch.setattr(rt.catalog, "fetch_file", breaks_once)
+        early = EarlyFetches(rt.catalog)
+        target = await target_for(rt, params)
+        inputs = await read_inputs(params)
+        outcome = await resolve_request(rt, params, inputs, target, pinned=early.pinned)
+        files = pinned_files(outcome.session, outcome.resolution.pins)
+        fetched = await fetch_files(rt.catalog, files, early=early)
+        assert broken and fetched.failures == []
+        assert len(fetched.stored) == len(files)

@@ -181,3 +181,31 @@ def test_a_changed_script_is_not_rewritten_into_the_environment(tmp_path: Path) 
 
     assert caught.value.changed == {sha: [member]}
     assert not (scheme.scripts / "tool-run").exists()
+
+
+@pytest.mark.parametrize("damage", ["deleted", "fifo"])
+def test_a_script_gone_or_replaced_is_a_changed_tree(tmp_path: Path, damage: str) -> None:
+    """issue 11.15: a ``.data/scripts`` file deleted from the tree, replaced by a FIFO (which
+    an open would wait on for ever) is a changed tree (unpacked again by the daemon), never an
+    internal error or a hang."""
+    wheel = build_wheel(
+        tmp_path / "wheels",
+        "tool",
+        "1.0",
+        files={"tool/__init__.py": ""},
+        data={"scripts": {"tool-run": "#!python\nprint('original')\n"}},
+    )
+    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    (tree,) = unpack_all([(wheel, sha)], tmp_path / "unpacked")
+    member = next(f.member for f in tree.manifest.files if f.scheme == "scripts")
+    path = tree.tree / member
+    path.unlink()
+    if damage == "fifo":
+        os.mkfifo(path)
+    scheme: Scheme = create_venv(tmp_path / "venv", sys.executable)
+
+    with pytest.raises(TreeChanged) as caught:
+        install(scheme, [InstallItem(tree)], link_mode="hardlink")
+
+    assert member in caught.value.changed[sha]
+    assert not (scheme.scripts / "tool-run").exists()

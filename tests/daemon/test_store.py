@@ -18,6 +18,7 @@ import pytest
 import trio
 
 from satchel.daemon.errors import DiskFull, HashMismatch, HostileInput, NotFound
+from satchel.daemon.storage import fsutil
 from satchel.daemon.storage import store as store_module
 from satchel.daemon.storage.fsutil import TEMP_PREFIX, Unsynced
 from satchel.daemon.storage.singleflight import SingleFlight
@@ -466,3 +467,33 @@ def test_a_batch_leaves_its_directories_to_one_sync_and_each_is_synced_once(
     # blobs/aa and blobs/aa/bb of each, and blobs/ itself (twice asked, once synced)
     assert unsynced.sync() == 5
     assert unsynced.sync() == 0
+
+
+def test_a_sync_returns_only_once_every_directory_added_before_it_is_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two prefetches settle at once: the second must not answer while the first is still
+    making the second's directories durable (it took them all)."""
+    unsynced = Unsynced()
+    unsynced.add(tmp_path)
+    first_syncing, release = threading.Event(), threading.Event()
+    real = fsutil.fsync_dir
+
+    def slow(directory: Path) -> None:
+        first_syncing.set()
+        release.wait(30)
+        real(directory)
+
+    monkeypatch.setattr(fsutil, "fsync_dir", slow)
+    first = threading.Thread(target=unsynced.sync)
+    first.start()
+    assert first_syncing.wait(30)
+    second_done = threading.Event()
+    second = threading.Thread(target=lambda: (unsynced.sync(), second_done.set()))
+    second.start()
+    second.join(0.5)
+    assert not second_done.is_set(), "answered while the directories were not durable yet"
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert second_done.is_set()

@@ -138,11 +138,11 @@ def _place_unit(unit: Unit, linker: Linker, changed: dict[str, list[str]]) -> No
                     os.close(fd)
                     fd = -1
                 current = parent
-                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                with contextlib.suppress(OSError):  # missing, not a directory, unreadable
                     fd = os.open(base + parent, _DIRECTORY)
             try:
                 st = lstat(name, dir_fd=fd) if fd >= 0 else None
-            except FileNotFoundError:
+            except OSError:  # whatever the tree no longer lets us see counts as changed
                 st = None
             if st is None or st.st_mtime_ns != mtime_ns or st.st_size != size or st.st_ino != inode:
                 found.append(member)

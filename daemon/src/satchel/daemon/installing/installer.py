@@ -282,9 +282,15 @@ def _plan_wheel(
         if f.scheme != "scripts":
             continue
         src, dst = tree + f.member, roots["scripts"] + f.path
-        with open(src, "rb") as stream:
+        try:  # not following a link, not blocking on a FIFO: a changed member is "changed"
+            stream = os.fdopen(os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb")
+        except OSError:
+            changed.append(f.member)
+            continue
+        with stream:
             if stamp_of(os.fstat(stream.fileno())) != stamp:
                 changed.append(f.member)  # its bytes would be copied: checked like a link
+                continue
             rewritten = rewrite_shebang(stream.read(), interpreter)
         if rewritten is None:
             unit.links.append((f.member, dst, 0o755, stamp))

@@ -8,6 +8,7 @@ and `fetch_files` then joins those downloads.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -28,6 +29,8 @@ __all__ = [
     "fetch_files",
     "require_present",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Downloads in flight for one prefetch. The upstream limits each index separately; this bounds
 #: open temp files and memory for a single request.
@@ -207,6 +210,11 @@ class EarlyFetches:
                 entry.downloaded = True
         except SatchelError as exc:
             entry.error = exc
+        except Exception:
+            # This task runs in the daemon's service nursery: nothing may end the daemon from
+            # here. Neither info nor error: the request fetches
+            # the file itself, where the failure is its own, as before early downloads.
+            log.warning("early download of %s failed", file.filename, exc_info=True)
         finally:
             entry.done.set()
 

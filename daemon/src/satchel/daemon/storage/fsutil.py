@@ -85,19 +85,24 @@ class Unsynced:
     def __init__(self) -> None:
         self._dirs: set[Path] = set()
         self._lock = threading.Lock()
+        #: Held through a whole `sync`: a second one returns only once the first, which may
+        #: have taken its directories, has made them durable.
+        self._syncing = threading.Lock()
 
     def add(self, directory: Path) -> None:
         with self._lock:
             self._dirs.add(directory)
 
     def sync(self) -> int:
-        """fsync every directory added so far (worker thread); how many there were."""
-        with self._lock:
-            dirs, self._dirs = self._dirs, set()
-        for directory in sorted(dirs, key=lambda d: len(d.parts)):  # parents first
-            with contextlib.suppress(FileNotFoundError):  # removed since (garbage collection)
-                fsync_dir(directory)
-        return len(dirs)
+        """fsync every directory added so far (worker thread); how many there were. Once it
+        returns, every directory added before the call is durable, whoever synced it."""
+        with self._syncing:
+            with self._lock:
+                dirs, self._dirs = self._dirs, set()
+            for directory in sorted(dirs, key=lambda d: len(d.parts)):  # parents first
+                with contextlib.suppress(FileNotFoundError):  # removed since (collected)
+                    fsync_dir(directory)
+            return len(dirs)
 
 
 def sync_dir(directory: Path, unsynced: Unsynced | None) -> None:
