@@ -170,3 +170,17 @@ async def test_an_early_download_that_breaks_unexpectedly_is_fetched_again_by_it
         fetched = await fetch_files(rt.catalog, files, early=early)
         assert broken and fetched.failures == []
         assert len(fetched.stored) == len(files)
+
+
+async def test_a_file_fetched_outside_a_batch_answers_durable_while_a_batch_is_pending(
+    tmp_path: Path, chain: IndexServer
+) -> None:
+    """A download outside any prefetch (the local index, a build) may join a prefetch's early
+    download of the same file, which leaves its directories to the prefetch's end: it answers
+    only once what is pending is durable."""
+    async with running_warmer(tmp_path / "d", chain.url) as warm:
+        rt = warm.rt
+        index, project, file = await entry(rt.catalog.session(), "needed")
+        rt.catalog.unsynced.add(tmp_path)  # what a batch under way left to its end
+        await rt.catalog.fetch_file(index, project, file)
+        assert not rt.catalog.unsynced.pending()

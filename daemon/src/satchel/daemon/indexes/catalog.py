@@ -240,7 +240,12 @@ class Catalog:
                 self._metadata_replaced(index, file, info.sha256, label, *used_own)
             return info
 
-        return await self._downloads.run(sha or file.url, download)
+        info = await self._downloads.run(sha or file.url, download)
+        if not batch and self.unsynced.pending():
+            # Joined a batch's download of the same file (the first caller's flag won): this
+            # caller answers with the file durable all the same.
+            await trio.to_thread.run_sync(self.settle, [info.sha256])
+        return info
 
     def _record_download(
         self, info: BlobInfo, index: IndexConfig, project: str, file: FileEntry, batch: bool

@@ -93,6 +93,11 @@ class Unsynced:
         with self._lock:
             self._dirs.add(directory)
 
+    def pending(self) -> bool:
+        """Whether directories wait for a `sync`."""
+        with self._lock:
+            return bool(self._dirs)
+
     def sync(self) -> int:
         """fsync every directory added so far (worker thread); how many there were. Once it
         returns, every directory added before the call is durable, whoever synced it."""
