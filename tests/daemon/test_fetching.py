@@ -4,7 +4,7 @@ and a prefetch's downloads started while it resolves (`EarlyFetches`, issue 15).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from satchel.daemon.requests.resolution import (
     resolve_request,
     target_for,
 )
+from satchel.daemon.requests.runtime import Runtime
 from satchel.daemon.settings.config import IndexConfig
 from satchel.daemon.storage.model import FileEntry
 from satchel.daemon.storage.store import BlobInfo
@@ -96,12 +97,17 @@ def chain(tmp_path: Path) -> Iterator[IndexServer]:
         yield server
 
 
-async def prefetch_early(tmp_path: Path, index: IndexServer) -> tuple[EarlyFetches, Fetched]:
+async def prefetch_early(
+    tmp_path: Path, index: IndexServer, prepare: Callable[[Runtime], None] | None = None
+) -> tuple[EarlyFetches, Fetched]:
     """What `satchel prefetch app` does: resolve with early downloads, then fetch the pins;
-    when it returns, nothing it stored still waits to be made durable."""
+    when it returns, nothing it stored still waits to be made durable. *prepare* gets the
+    daemon's runtime first."""
     params = ResolveParams(requirements=["app"])
     async with running_warmer(tmp_path / "d", index.url) as warm:
         rt = warm.rt
+        if prepare is not None:
+            prepare(rt)
         early = EarlyFetches(rt.catalog)
         target = await target_for(rt, params)
         inputs = await read_inputs(params)
@@ -147,11 +153,10 @@ async def test_an_early_download_that_breaks_unexpectedly_is_fetched_again_by_it
     """A failure that is no `SatchelError` (an EIO from the disk, a bug) in an early download
     must not end the daemon, whose service nursery runs it: the request fetches the file
     itself, as it did before early downloads."""
-    params = ResolveParams(requirements=["app"])
-    async with running_warmer(tmp_path / "d", chain.url) as warm:
-        rt = warm.rt
+    broken: list[str] = []
+
+    def break_first_fetch(rt: Runtime) -> None:
         real = rt.catalog.fetch_file
-        broken: list[str] = []
 
         async def breaks_once(
             index: IndexConfig, project: str, file: FileEntry, **kw: Any
@@ -162,14 +167,10 @@ async def test_an_early_download_that_breaks_unexpectedly_is_fetched_again_by_it
             return await real(index, project, file, **kw)
 
         monkeypatch.setattr(rt.catalog, "fetch_file", breaks_once)
-        early = EarlyFetches(rt.catalog)
-        target = await target_for(rt, params)
-        inputs = await read_inputs(params)
-        outcome = await resolve_request(rt, params, inputs, target, pinned=early.pinned)
-        files = pinned_files(outcome.session, outcome.resolution.pins)
-        fetched = await fetch_files(rt.catalog, files, early=early)
-        assert broken and fetched.failures == []
-        assert len(fetched.stored) == len(files)
+
+    early, fetched = await prefetch_early(tmp_path, chain, break_first_fetch)
+    assert broken and fetched.failures == []
+    assert set(fetched.stored) == early.started  # every pinned file stored
 
 
 async def test_a_file_fetched_outside_a_batch_answers_durable_while_a_batch_is_pending(
