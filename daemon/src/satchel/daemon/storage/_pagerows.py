@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from satchel.daemon.storage.memory import HUGE_ITEMS, dismantle_tuple, hold_huge
+from satchel.daemon.storage.memory import tuple_held_if_huge
 from satchel.daemon.storage.model import FileEntry, FileEntryMap, ProjectPage, share_repeated
 
 __all__ = ["PAGE_BATCH", "read_page", "write_page"]
@@ -84,13 +84,9 @@ def read_page(conn: sqlite3.Connection, row: Any) -> ProjectPage:
     seen: dict[object, object] = {}
     for (batch,) in conn.execute(_PAGE_FILES, (index, project)):
         files.extend(share_repeated(_decode_files(batch), seen))
-    kept = tuple(files)
-    del files
-    if len(kept) >= HUGE_ITEMS:
-        hold_huge(kept, dismantle_tuple)  # freed off the event loop (issue 11.6)
     return msgspec.structs.replace(
         page,
-        files=kept,
+        files=tuple_held_if_huge(files),  # a huge page is freed off the event loop (11.6)
         fetched_at=fetched_at,
         etag=etag,
         last_modified=last_modified,

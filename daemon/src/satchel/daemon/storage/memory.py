@@ -60,6 +60,7 @@ __all__ = [
     "release_free_memory",
     "settle_memory",
     "settles_long_lived",
+    "tuple_held_if_huge",
     "use_system_allocator",
     "wake_settler",
 ]
@@ -396,6 +397,14 @@ def dismantle_tuple(box: list[tuple[Any, ...]]) -> None:
     pieces = list(box[0])
     box.clear()
     dismantle_sequence([pieces])
+
+
+def tuple_held_if_huge(items: list[_T]) -> tuple[_T, ...]:
+    """*items* as a tuple (a page's files), given to `hold_huge` from `HUGE_ITEMS` on."""
+    kept = tuple(items)
+    if len(kept) >= HUGE_ITEMS:
+        hold_huge(kept, dismantle_tuple)
+    return kept
 
 
 def reap() -> int:

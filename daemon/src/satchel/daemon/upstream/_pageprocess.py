@@ -37,8 +37,8 @@ from satchel.daemon.errors import UpstreamError
 from satchel.daemon.storage.memory import (
     HUGE_ITEMS,
     dismantle_sequence,
-    dismantle_tuple,
     hold_huge,
+    tuple_held_if_huge,
 )
 from satchel.daemon.storage.model import FileEntry, ProjectPage, share_repeated
 
@@ -176,10 +176,7 @@ async def parse_in_child(
         raise UpstreamError(outcome.message, details=dict(outcome.details))
     if outcome is None or status != 0:
         raise UpstreamError(f"{what}: the page parser exited with status {status}")
-    kept = tuple(files)
-    if len(kept) >= HUGE_ITEMS:
-        hold_huge(kept, dismantle_tuple)
-    return msgspec.structs.replace(outcome.page, files=kept)
+    return msgspec.structs.replace(outcome.page, files=tuple_held_if_huge(files))
 
 
 def _main() -> None:
