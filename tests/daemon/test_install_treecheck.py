@@ -23,7 +23,7 @@ from satchel.daemon.installing._manifest import UnpackedWheel
 from satchel.daemon.installing.installer import InstallItem, Scheme, TreeChanged
 from satchel.daemon.installing.venv import create_venv
 from satchel.daemon.installing.wheel import load_unpacked, unpack_all
-from tests.support.installing import install, journals_of
+from tests.support.installing import install, journals_of, write_through_link
 from tests.support.wheels import build_wheel
 
 FILES = {f"pkg/sub{i}/m{j}.py": f"X = {i * 10 + j}\n" for i in range(4) for j in range(5)}
@@ -35,15 +35,6 @@ def _unpack(tmp_path: Path, name: str = "pkg", files: dict[str, str] = FILES) ->
     sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
     (tree,) = unpack_all([(wheel, sha)], tmp_path / "unpacked")
     return tree
-
-
-def _edit_through_link(tmp_path: Path, target: Path, data: bytes) -> None:
-    link = tmp_path / "elsewhere.py"
-    os.link(target, link)
-    link.chmod(0o644)
-    with link.open("r+b") as handle:
-        handle.write(data)
-        handle.truncate()
 
 
 def _listing(root: Path) -> list[str]:
@@ -78,7 +69,7 @@ def test_a_file_edited_through_a_link_is_not_linked_and_the_install_rolls_back(
     """issue 11.15: the edited member is named, nothing of the install stays, no journal left."""
     other = _unpack(tmp_path, "other", {"other/__init__.py": "Y = 1\n"})
     tree = _unpack(tmp_path)
-    _edit_through_link(tmp_path, tree.tree / EDITED, b"X = 'tampered, and longer'\n")
+    write_through_link(tmp_path, tree.tree / EDITED, b"X = 'tampered, and longer'\n")
     scheme = create_venv(tmp_path / "venv", sys.executable)
     before = _listing(scheme.data)
 
@@ -97,7 +88,7 @@ def test_a_same_size_edit_is_seen_by_its_mtime(tmp_path: Path, placement: str) -
     tree = _unpack(tmp_path)
     path = tree.tree / EDITED
     st = path.stat()
-    _edit_through_link(tmp_path, path, FILES[EDITED].replace("3", "9").encode())
+    write_through_link(tmp_path, path, FILES[EDITED].replace("3", "9").encode())
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     scheme = create_venv(tmp_path / "venv", sys.executable)
 
@@ -112,7 +103,7 @@ def test_a_changed_tree_unpacked_again_installs_the_original_bytes(
 ) -> None:
     """issue 11.15: what the daemon does on `TreeChanged`: `unpack_all(again=...)`, install."""
     tree = _unpack(tmp_path)
-    _edit_through_link(tmp_path, tree.tree / EDITED, b"X = 'tampered'\n")
+    edited = write_through_link(tmp_path, tree.tree / EDITED, b"X = 'tampered'\n")
     scheme = create_venv(tmp_path / "venv", sys.executable)
     with pytest.raises(TreeChanged) as caught:
         install(scheme, [InstallItem(tree)], link_mode="hardlink")
@@ -122,7 +113,7 @@ def test_a_changed_tree_unpacked_again_installs_the_original_bytes(
     install(scheme, [InstallItem(fresh)], link_mode="hardlink")
 
     assert (scheme.purelib / EDITED).read_text() == FILES[EDITED]
-    assert (tmp_path / "elsewhere.py").read_bytes() == b"X = 'tampered'\n"  # its own inode
+    assert edited.read_bytes() == b"X = 'tampered'\n"  # its own inode
 
 
 def test_a_missing_file_counts_as_changed(tmp_path: Path, placement: str) -> None:
@@ -173,7 +164,7 @@ def test_a_changed_script_is_not_rewritten_into_the_environment(tmp_path: Path) 
     sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
     (tree,) = unpack_all([(wheel, sha)], tmp_path / "unpacked")
     member = next(f.member for f in tree.manifest.files if f.scheme == "scripts")
-    _edit_through_link(tmp_path, tree.tree / member, b"#!python\nprint('tampered!')\n")
+    write_through_link(tmp_path, tree.tree / member, b"#!python\nprint('tampered!')\n")
     scheme: Scheme = create_venv(tmp_path / "venv", sys.executable)
 
     with pytest.raises(TreeChanged) as caught:

@@ -19,6 +19,7 @@ import msgspec
 from satchel.daemon.installing._manifest import UnpackedWheel
 from satchel.daemon.installing.treecheck import changed_files, corrupt_files, verify_trees
 from satchel.daemon.installing.wheel import load_unpacked, unpack_all
+from tests.support.installing import write_through_link
 from tests.support.wheels import build_wheel, file_sha256
 
 CONTENT = b"VALUE = 'original'\n"
@@ -29,16 +30,6 @@ def _unpacked(tmp_path: Path) -> tuple[Path, str, UnpackedWheel]:
     sha = file_sha256(wheel)
     (tree,) = unpack_all([(wheel, sha)], tmp_path / "unpacked")
     return wheel, sha, tree
-
-
-def _write_through_link(tmp_path: Path, target: Path, data: bytes) -> None:
-    """Write *data* in place through a second hard link, as a venv's file would be edited."""
-    link = tmp_path / "venv-file.py"
-    os.link(target, link)
-    link.chmod(0o644)
-    with link.open("r+b") as handle:
-        handle.write(data)
-        handle.truncate()
 
 
 def test_a_fresh_tree_is_intact_and_linking_it_elsewhere_keeps_it_so(tmp_path: Path) -> None:
@@ -57,7 +48,7 @@ def test_a_same_size_edit_through_a_hard_link_is_seen_by_its_mtime(tmp_path: Pat
     wheel, sha, tree = _unpacked(tmp_path)
     path = tree.tree / "alpha" / "__init__.py"
     st = path.stat()
-    _write_through_link(tmp_path, path, CONTENT.replace(b"original", b"tampered"))
+    write_through_link(tmp_path, path, CONTENT.replace(b"original", b"tampered"))
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
 
     assert changed_files(tree) == ["alpha/__init__.py"]
@@ -89,7 +80,7 @@ def test_a_tree_without_stamps_is_unpacked_again_once(tmp_path: Path) -> None:
 def test_two_installs_finding_the_same_damage_replace_the_tree_once(tmp_path: Path) -> None:
     """issue 11.15: concurrent re-unpacks of one damaged tree both end with an intact tree."""
     wheel, sha, tree = _unpacked(tmp_path)
-    _write_through_link(tmp_path, tree.tree / "alpha" / "__init__.py", b"x = 'tampered, longer'\n")
+    write_through_link(tmp_path, tree.tree / "alpha" / "__init__.py", b"x = 'tampered, longer'\n")
     results: list[UnpackedWheel] = []
     errors: list[BaseException] = []
 

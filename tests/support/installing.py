@@ -8,6 +8,7 @@ to the environment's prefix, outside it, as the daemon's do.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -82,3 +83,15 @@ def uninstall(scheme: Scheme, name: str) -> InstallReport:
 
 def recover(scheme: Scheme) -> bool:
     return installer.recover(scheme, journals_of(scheme))
+
+
+def write_through_link(tmp_path: Path, target: Path, data: bytes) -> Path:
+    """Write *data* in place through a second hard link, as a venv's file would be edited;
+    the link."""
+    link = tmp_path / "venv-file.py"
+    os.link(target, link)
+    link.chmod(0o644)
+    with link.open("r+b") as handle:
+        handle.write(data)
+        handle.truncate()
+    return link
