@@ -113,3 +113,24 @@ def satcheld_processes(state_dir: Path) -> list[int]:
         if marker in environ.split(b"\0") and is_satcheld(int(entry.name)):
             pids.append(int(entry.name))
     return pids
+
+
+def importtime(
+    env: ClientEnv, *args: str, timeout: float = 60
+) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """Run ``satchel *args`` under ``python -X importtime``: the result, and every module the
+    client process imported."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", SATCHEL, *args],
+        env=env.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    modules = {
+        line.rsplit("|", 1)[1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    return result, modules

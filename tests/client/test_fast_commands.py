@@ -8,14 +8,13 @@ lists every module imported, whatever imports it).
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.client.clientenv import SATCHEL, ClientEnv
+from tests.client.clientenv import ClientEnv, importtime
 from tests.e2e.world import World
 from tests.support.wheels import build_wheel
 
@@ -51,23 +50,6 @@ def main():
 
 def forbidden_in(modules: set[str]) -> set[str]:
     return {m for m in modules if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)}
-
-
-def importtime(env: ClientEnv, *args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", SATCHEL, *args],
-        env=env.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    modules = {
-        line.rsplit("|", 1)[1].strip()
-        for line in result.stderr.splitlines()
-        if line.startswith("import time:") and "|" in line
-    }
-    return result, modules
 
 
 @pytest.fixture

@@ -8,14 +8,12 @@ stdlib modules that cost milliseconds each (socket, json, typing, subprocess, en
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.client.clientenv import SATCHEL, ClientEnv
+from tests.client.clientenv import ClientEnv, importtime
 
 FORBIDDEN = (
     "trio",
@@ -43,21 +41,10 @@ def client(tmp_path: Path) -> Iterator[ClientEnv]:
 
 
 def imported_modules(client: ClientEnv, *args: str) -> set[str]:
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", SATCHEL, *args],
-        env=client.env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result, modules = importtime(client, *args, timeout=30)
     assert result.returncode == 0, result.stderr
     client._remember_pid(result.stdout)
-    return {
-        line.rsplit("|", 1)[1].strip()
-        for line in result.stderr.splitlines()
-        if line.startswith("import time:") and "|" in line
-    }
+    return modules
 
 
 def forbidden_in(modules: set[str]) -> set[str]:
@@ -102,28 +89,9 @@ def test_an_offline_resolve_without_python_loads_no_interpreter_lookup(
     assert client.satchel("ping").returncode == 0
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("nothing-is-cached-here\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-X",
-            "importtime",
-            SATCHEL,
-            "resolve",
-            "--offline",
-            "-r",
-            str(requirements),
-        ],
-        env=client.env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    result, modules = importtime(
+        client, "resolve", "--offline", "-r", str(requirements), timeout=30
     )
-    modules = {
-        line.rsplit("|", 1)[1].strip()
-        for line in result.stderr.splitlines()
-        if line.startswith("import time:") and "|" in line
-    }
     assert "satchel.client.commands.resolve" in modules, result.stderr[-2000:]
     assert "satchel.client.interpreters" not in modules
     assert forbidden_in(modules) == set()
