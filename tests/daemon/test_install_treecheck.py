@@ -14,6 +14,7 @@ import hashlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -23,6 +24,7 @@ from satchel.daemon.installing._manifest import UnpackedWheel
 from satchel.daemon.installing.installer import InstallItem, Scheme, TreeChanged
 from satchel.daemon.installing.venv import create_venv
 from satchel.daemon.installing.wheel import load_unpacked, unpack_all
+from satchel.daemon.requests import environments
 from tests.support.installing import install, journals_of, write_through_link
 from tests.support.wheels import build_wheel
 
@@ -200,3 +202,43 @@ def test_a_script_gone_or_replaced_is_a_changed_tree(tmp_path: Path, damage: str
 
     assert member in caught.value.changed[sha]
     assert not (scheme.scripts / "tool-run").exists()
+
+
+def test_a_tree_damaged_again_at_every_retry_is_refused_and_nothing_is_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """issue 11.15: the daemon unpacks a changed tree again and retries, at most
+    `_TREE_RETRIES` times: a tree edited again after every unpack (an editor saving in place
+    in a loop) ends in `TreeChanged` naming it, the environment as it was, no journal left."""
+    wheel = build_wheel(tmp_path / "wheels", "pkg", "1.0", files=FILES)
+    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    unpacks: list[int] = []
+
+    def unpack_then_damage(*args: Any, **kwargs: Any) -> list[UnpackedWheel]:
+        trees = unpack_all(*args, **kwargs)
+        unpacks.append(len(trees))
+        edits = tmp_path / f"edit{len(unpacks)}"
+        edits.mkdir()
+        write_through_link(edits, trees[0].tree / EDITED, b"X = 'tampered again'\n")
+        return trees
+
+    monkeypatch.setattr(environments, "unpack_all", unpack_then_damage)
+    scheme = create_venv(tmp_path / "venv", sys.executable)
+    before = _listing(scheme.data)
+
+    with pytest.raises(TreeChanged) as caught:
+        environments._unpack_and_install(
+            scheme,
+            [(wheel, sha)],
+            [wheel.name],
+            [True],
+            tmp_path / "unpacked",
+            journals_of(scheme),
+            link_mode="hardlink",
+            compile_bytecode=False,
+        )
+
+    assert unpacks == [1] * (environments._TREE_RETRIES + 1)
+    assert caught.value.changed == {sha: [EDITED]}
+    assert _listing(scheme.data) == before
+    assert list(journals_of(scheme).iterdir()) == []
