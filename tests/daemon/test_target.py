@@ -54,9 +54,29 @@ async def test_query_of_the_running_interpreter_matches_packaging_and_sysconfig(
 async def test_the_daemons_own_interpreter_is_described_in_process_as_it_would_itself() -> None:
     """The default target (the daemon's own interpreter) costs no interpreter start (issue 15),
     and the answer is the one the child would give."""
-    assert target_mod._is_self(Path(sys.executable))
+    assert target_mod._is_self(Path(sys.executable), target_mod._cache_key(Path(sys.executable)))
     asked = await target_mod._ask(Path(sys.executable), sys.executable)
     assert target_mod._describe_self() == asked
+    assert await query_interpreter(sys.executable) == asked
+
+
+async def test_the_daemons_interpreter_upgraded_in_place_is_asked_not_described_in_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once the binary at ``sys.executable`` is no longer the one the daemon started from (a
+    Python upgraded while the daemon runs: another mtime, size or file), what this process
+    knows describes the old interpreter: the binary on disk is asked like any other."""
+    now = target_mod._cache_key(Path(sys.executable))
+    started_from = (now[0], now[1], now[2] - 1, now[3])  # another mtime: not the same binary
+    monkeypatch.setattr(target_mod, "_SELF_KEY", started_from)
+
+    def stale() -> object:
+        raise AssertionError("described the interpreter the daemon started from")
+
+    monkeypatch.setattr(target_mod, "_describe_self", stale)
+
+    assert not target_mod._is_self(Path(sys.executable), now)
+    asked = await target_mod._ask(Path(sys.executable), sys.executable)
     assert await query_interpreter(sys.executable) == asked
 
 

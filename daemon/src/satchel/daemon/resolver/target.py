@@ -21,8 +21,9 @@ The one exception is the daemon's own interpreter, the default target of every c
 client sends its ``sys.executable``, which is the daemon's when it autostarted it): that one is
 described in this process (`_describe_self`), the same script's steps without the interpreter
 start, which cost 30-70 ms of a cold prefetch (issue 15). Only when nothing would make the
-child's answer differ: the path as given is ``sys.executable`` and no ``PYTHONHOME`` (which
-``-I`` would ignore) moved this process's prefix.
+child's answer differ: the path as given is ``sys.executable``, its binary is still the one this
+process started from (an upgrade in place is asked like any other interpreter), and no
+``PYTHONHOME`` (which ``-I`` would ignore) moved this process's prefix.
 
 Caching: a query costs one interpreter start (~20-40 ms). Answers are cached in memory, and on
 disk when the caller passes a directory, keyed by the interpreter's path as given *and* the
@@ -227,9 +228,26 @@ def _from_answer(answer: dict[str, object]) -> Target:
     )
 
 
-def _is_self(interpreter: Path) -> bool:
-    """Whether *interpreter* would describe itself as this process can (`_describe_self`)."""
-    return str(interpreter) == sys.executable and "PYTHONHOME" not in os.environ
+def _self_key() -> tuple[str, str, int, int] | None:
+    try:
+        return _cache_key(Path(sys.executable))
+    except OSError:  # no binary to stat (embedded, deleted): never described in process
+        return None
+
+
+#: The cache key of this process's own interpreter binary as it was when the daemon started
+#: (this module is imported at start-up): once the binary on disk differs (Python upgraded in
+#: place while the daemon runs), what this process knows describes the old interpreter, and
+#: the new one is asked like any other.
+_SELF_KEY = _self_key()
+
+
+def _is_self(interpreter: Path, key: tuple[str, str, int, int]) -> bool:
+    """Whether *interpreter* (whose binary has the cache key *key* now) would describe itself
+    as this process can (`_describe_self`)."""
+    return (
+        str(interpreter) == sys.executable and key == _SELF_KEY and "PYTHONHOME" not in os.environ
+    )
 
 
 def _describe_self() -> Target:
@@ -275,7 +293,7 @@ async def query_interpreter(
     cached = _memory.get(key)
     if cached is not None:
         return cached
-    if _is_self(interpreter):
+    if _is_self(interpreter, key):
         _memory[key] = target = await trio.to_thread.run_sync(_describe_self)
         return target
     disk = _disk_path(cache_dir, key) if cache_dir is not None else None
