@@ -383,7 +383,19 @@ def test_compile_of_a_large_package_uses_the_worker_pool(tmp_path: Path, scheme:
 
 
 @pytest.mark.parametrize(
-    "path", ["../../../../escape.py", "pkg/../../../../escape.py", "/tmp/abs.py", "a//b.py", "a/."]
+    "path",
+    [
+        "../../../../escape.py",
+        "pkg/../../../../escape.py",
+        "/tmp/abs.py",
+        "a//b.py",
+        "a/.",
+        "a/..",
+        "./a.py",
+        ".",
+        "..",
+        "a/./b.py",
+    ],
 )
 def test_a_tampered_manifest_cannot_escape_the_scheme(
     tmp_path: Path, scheme: Scheme, path: str
@@ -399,6 +411,14 @@ def test_a_tampered_manifest_cannot_escape_the_scheme(
     assert repr(path) in str(caught.value)
     assert _snapshot(scheme.data) == before
     assert not (tmp_path / "escape.py").exists()
+
+
+def test_dot_names_that_stay_inside_install(tmp_path: Path, scheme: Scheme) -> None:
+    """Hidden files and names with dots are no escape: only ``.`` and ``..`` components are."""
+    files = {"pkg/.hidden": "x", "pkg/.d/..x.py": "y", "pkg/...py": "z"}
+    install(scheme, [InstallItem(_unpack(tmp_path, "pkg", "1.0", files=files))])
+    assert (scheme.purelib / "pkg" / ".d" / "..x.py").read_text() == "y"
+    assert (scheme.purelib / "pkg" / "...py").read_text() == "z"
 
 
 def test_recover_purges_the_trash_of_a_committed_install(tmp_path: Path, scheme: Scheme) -> None:

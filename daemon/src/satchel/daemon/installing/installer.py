@@ -216,12 +216,25 @@ def _unsafe_path(paths: list[str]) -> str | None:
     a handful of substring searches over all paths at once instead of a loop per file.
     """
     blob = "\n" + "\n".join(paths) + "\n"
-    for bad in ("\n/", "//", "/./", "/../", "\n./", "\n../", "/.\n", "/..\n", "\n.\n", "\n..\n"):
-        at = blob.find(bad)
-        if at >= 0:
-            start = blob.rfind("\n", 0, at + 1) + 1
-            return blob[start : blob.find("\n", start)]
+    for bad in ("\n/", "//"):
+        found = _line_with(blob, bad)
+        if found is not None:
+            return found
+    if "/." not in blob and "\n." not in blob:  # in every other pattern; in few real wheels
+        return None
+    for bad in ("/./", "/../", "\n./", "\n../", "/.\n", "/..\n", "\n.\n", "\n..\n"):
+        found = _line_with(blob, bad)
+        if found is not None:
+            return found
     return None
+
+
+def _line_with(blob: str, bad: str) -> str | None:
+    at = blob.find(bad)
+    if at < 0:
+        return None
+    start = blob.rfind("\n", 0, at + 1) + 1
+    return blob[start : blob.find("\n", start)]
 
 
 def _plan_wheel(
@@ -258,29 +271,29 @@ def _plan_wheel(
     if not stamped:
         return {item.unpacked.sha256: [NO_STAMPS]}
     own = {f"{manifest.dist_info}/{name}" for name in _OWN_METADATA}
-    stamped_files = list(zip(manifest.files, manifest.stamps, strict=True))
-    regular = [pair for pair in stamped_files if pair[0].scheme != "scripts"]
-    if own.intersection(f.member for f, _ in regular):
-        regular = [pair for pair in regular if pair[0].member not in own]
+    files, stamps = manifest.files, manifest.stamps
+    # The linked files: every file but scripts (rewritten below) and our own metadata.
     unit.links = [
         (f.member, roots[f.scheme] + f.path, 0o755 if f.executable else 0o644, stamp)
-        for f, stamp in regular
+        for f, stamp in zip(files, stamps, strict=True)
+        if f.scheme != "scripts" and f.member not in own
     ]
+    scripts = [(f, stamp) for f, stamp in zip(files, stamps, strict=True) if f.scheme == "scripts"]
     rows: list[tuple[str, str, str]] = []  # RECORD rows besides the linked files'
     if compile_bytecode:
         plan.py_files.extend(
             [
                 roots[f.scheme] + f.path
-                for f, _ in regular
-                if f.scheme in ("purelib", "platlib") and f.path.endswith(".py")
+                for f in files
+                if f.scheme in ("purelib", "platlib")
+                and f.path.endswith(".py")
+                and f.member not in own
             ]
         )
 
     scripts_prefix = prefixes["scripts"]
     changed: list[str] = []
-    for f, stamp in stamped_files:
-        if f.scheme != "scripts":
-            continue
+    for f, stamp in scripts:
         src, dst = tree + f.member, roots["scripts"] + f.path
         try:  # not following a link, not blocking on a FIFO: a changed member is "changed"
             stream = os.fdopen(os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb")
@@ -314,10 +327,13 @@ def _plan_wheel(
         rows.append((f"{manifest.dist_info}/{name}", _hash_of(data), str(len(data))))
     record = f"{manifest.dist_info}/RECORD"
     rows.append((record, "", ""))
-    linked = [f for f, _ in regular]
 
     def record_text() -> bytes:  # built by the placement thread: per-file work, off the plan
-        own_rows = [(prefixes[f.scheme] + f.path, f.hash, str(f.size)) for f in linked]
+        own_rows = [
+            (prefixes[f.scheme] + f.path, f.hash, str(f.size))
+            for f in files
+            if f.scheme != "scripts" and f.member not in own
+        ]
         return _record_text(own_rows + rows)
 
     unit.late_writes.append((lib + record, record_text, 0o644))
