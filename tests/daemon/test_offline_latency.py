@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import trio
 
+from satchel.daemon.api import RequestContext
+from satchel.daemon.api.resolve import resolve as resolve_method
 from satchel.daemon.errors import NotCached
 from satchel.daemon.requests.fetching import fetch_files
 from satchel.daemon.requests.resolution import (
@@ -23,6 +25,7 @@ from satchel.daemon.requests.resolution import (
     resolver_threads,
 )
 from satchel.daemon.resolver.scope import ScopedPages
+from satchel.protocol.messages import Message
 from satchel.protocol.methods.resolve import ResolveParams
 from tests.support.index_server import IndexServer
 from tests.support.warm import running_warmer
@@ -165,3 +168,28 @@ async def test_a_repeated_offline_resolve_is_answered_without_a_resolver_thread(
     assert [(p.name, p.version) for p in again.resolution.pins] == [("alpha", "1.0")]
     assert again.resolution.pins == first.resolution.pins
     assert again.resolution.stats["cached"] == 1.0
+
+
+async def test_only_a_resolve_that_worked_asks_for_its_memory_to_be_given_back(
+    tmp_path: Path,
+) -> None:
+    # A resolve answered from the result cache builds next to nothing: the server skips the
+    # worker-thread hop and heap walk of `give_back_now` after it (`RequestContext.churned`).
+    async def nothing(_message: Message) -> None:
+        return None
+
+    with IndexServer(tmp_path / "index") as index:
+        index.add(build_wheel(tmp_path / "dist", "alpha", "1.0"))
+        async with running_warmer(tmp_path / "d", index.url) as warm:
+            online = warm.rt.catalog.session()
+            (page,) = (await online.scoped_pages("alpha")).pages
+            await warm.rt.catalog.fetch_file(online.indexes[0], "alpha", page.files[0])
+            params = ResolveParams(requirements=["alpha"], offline=True)
+            churned, pins = [], []
+            for request_id in (1, 2):
+                ctx = RequestContext(warm.app, request_id, "resolve", nothing)
+                pins.append((await resolve_method(ctx, params)).pins)
+                churned.append(ctx.churned)
+
+    assert churned == [True, False]
+    assert pins[0] == pins[1]

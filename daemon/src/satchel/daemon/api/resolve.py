@@ -42,6 +42,8 @@ __all__ = ["prefetch", "resolve"]
 async def resolve(ctx: RequestContext, params: ResolveParams) -> ResolveResult:
     rt = await runtime(ctx.app)
     outcome = await resolve_params(rt, params, progress=ctx.progress)
+    if outcome.resolution.stats.get("cached"):
+        ctx.churned = False  # a remembered answer: nothing built, nothing to give back
     traffic = outcome.session.traffic
     return ResolveResult(
         pins=[pin_info(outcome.session, pin) for pin in outcome.resolution.pins],
