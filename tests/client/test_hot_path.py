@@ -81,7 +81,7 @@ def test_help_and_version_load_none_of_the_heavy_modules(client: ClientEnv) -> N
     assert forbidden_in(imported_modules(client, "--version")) == set()
 
 
-def test_an_offline_resolve_without_python_loads_no_interpreter_lookup(
+def test_an_offline_resolve_without_python_loads_no_interpreter_lookup_nor_progress(
     client: ClientEnv, tmp_path: Path
 ) -> None:
     # The benchmarked command: without --python the client sends its own interpreter, so the
@@ -94,4 +94,5 @@ def test_an_offline_resolve_without_python_loads_no_interpreter_lookup(
     )
     assert "satchel.client.commands.resolve" in modules, result.stderr[-2000:]
     assert "satchel.client.interpreters" not in modules
+    assert "satchel.client.progress" not in modules  # no progress event, no traffic to show
     assert forbidden_in(modules) == set()

@@ -14,10 +14,19 @@ from pathlib import Path
 import pytest
 import trio
 
+from satchel.daemon.api import RequestContext
+from satchel.daemon.api.resolve import resolve as resolve_method
 from satchel.daemon.errors import NotCached
 from satchel.daemon.requests.fetching import fetch_files
-from satchel.daemon.requests.resolution import SessionSource
+from satchel.daemon.requests.resolution import (
+    RESOLVE_THREADS,
+    SessionSource,
+    resolve_params,
+    resolver_threads,
+)
 from satchel.daemon.resolver.scope import ScopedPages
+from satchel.protocol.messages import Message
+from satchel.protocol.methods.resolve import ResolveParams
 from tests.support.index_server import IndexServer
 from tests.support.warm import running_warmer
 from tests.support.wheels import build_wheel
@@ -129,3 +138,55 @@ async def test_offline_fetch_files_names_a_blob_that_is_gone(tmp_path: Path) -> 
 
             with pytest.raises(NotCached, match=r"alpha \(alpha-1\.0-py3-none-any\.whl\)"):
                 await fetch_files(catalog, files, offline=True)
+
+
+async def test_a_repeated_offline_resolve_is_answered_without_a_resolver_thread(
+    tmp_path: Path,
+) -> None:
+    # Issue 15, warm repeated resolve: the result cache is checked in the hop that reads the
+    # inputs, so a remembered answer waits for no resolver thread (here: all of them taken).
+    with IndexServer(tmp_path / "index") as index:
+        index.add(build_wheel(tmp_path / "dist", "alpha", "1.0"))
+        async with running_warmer(tmp_path / "d", index.url) as warm:
+            online = warm.rt.catalog.session()
+            (page,) = (await online.scoped_pages("alpha")).pages
+            await warm.rt.catalog.fetch_file(online.indexes[0], "alpha", page.files[0])
+            params = ResolveParams(requirements=["alpha"], offline=True)
+            first = await resolve_params(warm.rt, params)
+            limiter = resolver_threads()
+            holders = [object() for _ in range(RESOLVE_THREADS)]
+            for holder in holders:
+                limiter.acquire_on_behalf_of_nowait(holder)
+            with trio.fail_after(60):  # a guard against a hang, not a measurement
+                again = await resolve_params(warm.rt, params)
+            for holder in holders:
+                limiter.release_on_behalf_of(holder)
+
+    assert [(p.name, p.version) for p in again.resolution.pins] == [("alpha", "1.0")]
+    assert again.resolution.pins == first.resolution.pins
+    assert again.resolution.stats["cached"] == 1.0
+
+
+async def test_only_a_resolve_that_worked_asks_for_its_memory_to_be_given_back(
+    tmp_path: Path,
+) -> None:
+    # A resolve answered from the result cache builds next to nothing: the server skips the
+    # worker-thread hop and heap walk of `give_back_now` after it (`RequestContext.churned`).
+    async def nothing(_message: Message) -> None:
+        return None
+
+    with IndexServer(tmp_path / "index") as index:
+        index.add(build_wheel(tmp_path / "dist", "alpha", "1.0"))
+        async with running_warmer(tmp_path / "d", index.url) as warm:
+            online = warm.rt.catalog.session()
+            (page,) = (await online.scoped_pages("alpha")).pages
+            await warm.rt.catalog.fetch_file(online.indexes[0], "alpha", page.files[0])
+            params = ResolveParams(requirements=["alpha"], offline=True)
+            churned, pins = [], []
+            for request_id in (1, 2):
+                ctx = RequestContext(warm.app, request_id, "resolve", nothing)
+                pins.append((await resolve_method(ctx, params)).pins)
+                churned.append(ctx.churned)
+
+    assert churned == [True, False]
+    assert pins[0] == pins[1]

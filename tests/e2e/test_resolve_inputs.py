@@ -146,3 +146,31 @@ def test_inputs_are_read_and_the_interpreter_found_together_the_inputs_error_fir
     assert str(not_python) not in both.stderr
     assert interpreter_only.returncode != 0
     assert str(not_python) in interpreter_only.stderr, interpreter_only.stderr
+
+
+def test_an_offline_resolve_answers_an_edited_file_afresh_not_from_the_result_cache(
+    world: World,
+) -> None:
+    # A repeated offline resolve is answered from the result cache in the hop that reads its
+    # inputs; the files are read every time, so an edit in place (even one of the same size)
+    # is a new question. Issue 15, warm repeated resolve.
+    world.internal.add(build_wheel(world.root / "dist" / "old-helper", "helper", "1.1"))
+    world.ok("prefetch", "internal-tool")  # helper 1.2
+    world.ok("prefetch", "helper==1.1")
+    reqs = world.root / "requirements.txt"
+    constraints = world.root / "constraints.txt"
+    reqs.write_text("internal-tool\n")
+    constraints.write_text("helper<1.2\n")
+    args = ("--offline", "-r", str(reqs), "-c", str(constraints))
+
+    first = world.pins(*args)["helper"]["version"]
+    again = world.pins(*args)["helper"]["version"]
+    constraints.write_text("helper>1.1\n")  # the same size: only the content says it changed
+    loosened = world.pins(*args)["helper"]["version"]
+    reqs.write_text("internal-tool\nhelper==1.1\n")
+    constraints.write_text("")
+    pinned = world.pins(*args)["helper"]["version"]
+    reqs.write_text("internal-tool\n")
+    unpinned = world.pins(*args)["helper"]["version"]
+
+    assert (first, again, loosened, pinned, unpinned) == ("1.1", "1.1", "1.2", "1.1", "1.2")

@@ -36,7 +36,11 @@ __all__ = [
 
 
 class Hello(msgspec.Struct, frozen=True, tag_field="type", tag="hello"):
-    """Client -> server, always the first message: who is calling and what it speaks."""
+    """Client -> server, always the first message: who is calling and what it speaks.
+
+    `build_id` is informational (the daemon uses none; the `satchel` client sends ``""`` and
+    checks the Welcome's against its own, computed while the daemon answers).
+    """
 
     major: int
     minor: int

@@ -6,7 +6,9 @@ recording each package's index; `json` the daemon's answer as is. Offline (``--o
 itself when every index is unreachable, which it reports) it answers from the cache alone.
 
 A benchmarked command: its options are the `SPEC` table, parsed by `satchel.client.args`
-(argparse is loaded only for ``--help``), and `json` is imported only for ``--format json``.
+(argparse is loaded only for ``--help``), `json` is imported only for ``--format json``, and
+`satchel.client.progress` only when the daemon reports progress or traffic (a warm resolve
+does neither).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from satchel.client.commands.requirements import (
     requirement_params,
     show_notes,
 )
-from satchel.client.progress import ProgressDisplay, format_bytes
 from satchel.client.session import Session
 from satchel.protocol import errors
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from satchel.client.args import Namespace
+    from satchel.client.progress import ProgressDisplay
 
 __all__ = ["SPEC", "add_parser", "build_params", "fetched_summary", "run"]
 
@@ -65,12 +67,16 @@ def build_params(args: Namespace) -> dict[str, Any]:
 
 def fetched_summary(value: dict[str, Any]) -> str:
     """What the resolve fetched from the indexes ("" when nothing: a warm or offline resolve)."""
-    parts = []
     requests = value.get("metadata_requests") or 0
+    downloaded = value.get("downloaded") or 0
+    if not requests and not downloaded:
+        return ""
+    from satchel.client.progress import format_bytes
+
+    parts = []
     if requests:
         received = format_bytes(value.get("metadata_bytes") or 0)
         parts.append(f"{requests} metadata request(s) ({received})")
-    downloaded = value.get("downloaded") or 0
     if downloaded:
         size = format_bytes(value.get("downloaded_bytes") or 0)
         parts.append(f"{downloaded} whole file(s) downloaded for their metadata ({size}), stored")
@@ -83,17 +89,26 @@ def run(args: Namespace) -> int:
     except ParamsError as exc:
         sys.stderr.write(f"satchel resolve: {exc}\n")
         return errors.EXIT_USAGE
-    progress = ProgressDisplay("resolve")
+    shown: list[ProgressDisplay] = []  # made at the first progress event, if any comes
+
+    def on_progress(event: dict[str, Any]) -> None:
+        if not shown:
+            from satchel.client.progress import ProgressDisplay
+
+            shown.append(ProgressDisplay("resolve"))
+        shown[0](event)
+
     try:
         with Session.for_args(args) as session:
             # Offline, a resolve only reads the cache: safe to send with the Hello (one round
             # trip less). Online it may fetch for a while, which a skewed daemon would do for
             # nothing; its metadata reads are shown as they go ("metadata 12/31").
             value = session.call(
-                "resolve", params, on_progress=progress, pipeline=bool(params["offline"])
+                "resolve", params, on_progress=on_progress, pipeline=bool(params["offline"])
             )
     finally:
-        progress.finish()
+        for display in shown:
+            display.finish()
     show_notes(value)
     summary = fetched_summary(value)
     if summary:

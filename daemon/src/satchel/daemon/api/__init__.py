@@ -118,7 +118,7 @@ Sender = Callable[[Message], Awaitable[None]]
 class RequestContext:
     """What a handler gets besides its params: the daemon and a way to talk to its caller."""
 
-    __slots__ = ("_send", "app", "method", "protocol", "request_id")
+    __slots__ = ("_send", "app", "churned", "method", "protocol", "request_id")
 
     def __init__(
         self, app: App, request_id: int, method: str, send: Sender, protocol: str = ""
@@ -128,6 +128,10 @@ class RequestContext:
         self.method = method
         #: The protocol version negotiated on the caller's connection ("1.0").
         self.protocol = protocol
+        #: Whether the work may have churned the heap (the server then gives the memory it
+        #: freed back to the system, for the methods of `GIVE_BACK_AFTER`); a handler that
+        #: built next to nothing (a resolve answered from the result cache) clears it.
+        self.churned = True
         self._send = send
 
     async def progress(

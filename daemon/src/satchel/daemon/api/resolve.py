@@ -21,6 +21,7 @@ from satchel.daemon.requests.resolution import (
     pinned_files,
     render,
     request_session,
+    resolve_params,
     resolve_request,
 )
 from satchel.daemon.services.daemon import runtime
@@ -40,8 +41,9 @@ __all__ = ["prefetch", "resolve"]
 @method(RESOLVE, ResolveParams)
 async def resolve(ctx: RequestContext, params: ResolveParams) -> ResolveResult:
     rt = await runtime(ctx.app)
-    inputs, target = await inputs_and_target(rt, params)
-    outcome = await resolve_request(rt, params, inputs, target, progress=ctx.progress)
+    outcome = await resolve_params(rt, params, progress=ctx.progress)
+    if outcome.resolution.stats.get("cached"):
+        ctx.churned = False  # a remembered answer: nothing built, nothing to give back
     traffic = outcome.session.traffic
     return ResolveResult(
         pins=[pin_info(outcome.session, pin) for pin in outcome.resolution.pins],

@@ -362,20 +362,20 @@ class _Peer:
         nursery.start_soon(self._run_request, request, running)
 
     async def _run_request(self, request: Request, running: _InFlight) -> None:
+        ctx = RequestContext(self.app, request.id, request.method, self.send_event, self.protocol)
         try:
             # The reply is passed straight on: `send` holds the only reference, and frees it
             # once encoded (answers waiting for a slow reader are held as bytes only).
-            await self.send(await self._reply(request, running))
-            if request.method in GIVE_BACK_AFTER:
+            await self.send(await self._reply(ctx, request, running))
+            if request.method in GIVE_BACK_AFTER and ctx.churned:
                 await give_back_now()
         finally:
             self.requests.pop(request.id, None)
             self.app.remove_job(running.job)
             wake_settler()  # what the request held may be freed now, off the event loop
 
-    async def _reply(self, request: Request, running: _InFlight) -> Message:
+    async def _reply(self, ctx: RequestContext, request: Request, running: _InFlight) -> Message:
         reply: Message | None = None
-        ctx = RequestContext(self.app, request.id, request.method, self.send_event, self.protocol)
         with running.scope:
             reply = await dispatch(ctx, request)
         if reply is None:  # our own scope was cancelled: Cancel or shutdown

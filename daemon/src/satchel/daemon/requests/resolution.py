@@ -44,10 +44,11 @@ from satchel.daemon.resolver.reqfiles import (
     read_pyproject,
     read_toml,
 )
-from satchel.daemon.resolver.resolve import Pin, Resolution, resolve
+from satchel.daemon.resolver.resolve import Pin, Resolution, cached_resolution, resolve
 from satchel.daemon.resolver.scope import ScopedPages
 from satchel.daemon.resolver.target import (
     Target,
+    known_target,
     locate_interpreter,
     query_interpreter,
     synthetic_target,
@@ -61,6 +62,7 @@ from satchel.daemon.storage.model import FileEntry, ProjectPage
 from satchel.protocol.methods.resolve import PinInfo, ResolveParams
 
 __all__ = [
+    "RESOLVE_THREADS",
     "Inputs",
     "Outcome",
     "Pinned",
@@ -74,7 +76,9 @@ __all__ = [
     "render",
     "request_formats",
     "request_session",
+    "resolve_params",
     "resolve_request",
+    "resolver_threads",
     "target_for",
     "yanked_warnings",
 ]
@@ -91,7 +95,7 @@ _resolve_limiter: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.Run
 )
 
 
-def _resolver_threads() -> trio.CapacityLimiter:
+def resolver_threads() -> trio.CapacityLimiter:
     """This trio run's resolver thread pool (a RunVar: limiters must not outlive their run)."""
     try:
         return _resolve_limiter.get()
@@ -278,6 +282,101 @@ class Outcome:
         return self.target.executable or ""
 
 
+async def resolve_params(
+    rt: Runtime, params: ResolveParams, *, progress: Progress | None = None
+) -> Outcome:
+    """`inputs_and_target`, then `resolve_request`: the `resolve` method.
+
+    An offline resolve that the result cache answers (the inputs read now, the interpreter
+    known, every page the remembered result was computed from unchanged) is answered in the
+    one worker-thread hop that reads its inputs, without the resolver's hop after it: the
+    inputs are read afresh each time, so an edited requirements or constraints file is a
+    different key, never a stale answer.
+    """
+    if not params.offline or params.platforms or params.python_version:
+        inputs, target = await inputs_and_target(rt, params)
+        return await resolve_request(rt, params, inputs, target, progress=progress)
+    started = time.perf_counter()
+    python = params.python or sys.executable
+
+    def read_locate_and_look() -> tuple[Inputs, Located, _Remembered | None]:
+        inputs = _read_inputs(params)
+        located = locate_interpreter(python)
+        target = known_target(located)
+        return inputs, located, None if target is None else _remembered(rt, params, inputs, target)
+
+    inputs, located, hit = await trio.to_thread.run_sync(read_locate_and_look)
+    if hit is None:
+        target = await query_interpreter(python, cache_dir=rt.interpreters_dir, located=located)
+        return await resolve_request(rt, params, inputs, target, progress=progress)
+    session, target, resolution = hit
+    resolution = _noted(rt, session, inputs.requirements, resolution, background=False)
+    return Outcome(resolution, session, target, time.perf_counter() - started)
+
+
+#: `locate_interpreter`'s answer.
+Located = tuple[Path, tuple[str, str, int, int]]
+#: A result-cache answer and the session and target it was checked with.
+_Remembered = tuple[Session, Target, Resolution]
+
+
+def _remembered(
+    rt: Runtime, params: ResolveParams, inputs: Inputs, target: Target
+) -> _Remembered | None:
+    """`cached_resolution` of an offline request, in a worker thread (blocking: an offline
+    session reads the metadb and the store in the calling thread)."""
+    session = request_session(rt, params, inputs)
+    reqs = inputs.requirements
+    resolution = cached_resolution(
+        _roots(inputs, target),
+        [item.requirement for item in reqs.constraints],
+        target,
+        SessionSource(session),
+        prereleases=reqs.prereleases,
+        hashes=reqs.hashes(),
+        cache=rt.metadata_cache,
+        policy=session.builds,
+    )
+    return None if resolution is None else (session, target, resolution)
+
+
+def _roots(inputs: Inputs, target: Target) -> list[Requirement]:
+    """The requirements to resolve: the inputs' own, and each lock's packages for *target*."""
+    roots = [item.requirement for item in inputs.requirements.requirements]
+    for lock in inputs.locks:
+        for package in lock.applicable(target):
+            if package.unsupported is not None:
+                raise RequirementsFileError(f"{lock.path}: {package.unsupported}")
+            if package.version is not None:
+                roots.append(Requirement(f"{package.name}=={package.version}"))
+    if not roots:
+        raise NotFound("nothing to resolve: the inputs list no requirements for this target")
+    return roots
+
+
+def _noted(
+    rt: Runtime,
+    session: Session,
+    reqs: RequirementSet,
+    resolution: Resolution,
+    *,
+    background: bool,
+) -> Resolution:
+    """*resolution* with its yanked warnings, and the session's notes for the user."""
+    if not background:
+        session.notes.extend(rt.take_notes())  # what the first start adopted, shown once
+    if rt.live.error is not None:  # a broken edit: say on every command what is in use
+        session.notes.append(
+            f"config.toml is broken, the last good configuration is in use: {rt.live.error}"
+        )
+    yanked = yanked_warnings(resolution.pins)
+    if yanked:  # in the resolution too: `--format json` output carries its notes
+        resolution = msgspec.structs.replace(resolution, notes=[*resolution.notes, *yanked])
+    session.notes.extend(reqs.warnings)
+    session.notes.extend(resolution.notes)
+    return resolution
+
+
 async def resolve_request(
     rt: Runtime,
     params: ResolveParams,
@@ -299,19 +398,12 @@ async def resolve_request(
     session = request_session(rt, params, inputs, background=background)
     session.traffic.progress = progress
     reqs = inputs.requirements
-    roots = [item.requirement for item in reqs.requirements]
-    for lock in inputs.locks:
-        for package in lock.applicable(target):
-            if package.unsupported is not None:
-                raise RequirementsFileError(f"{lock.path}: {package.unsupported}")
-            if package.version is not None:
-                roots.append(Requirement(f"{package.name}=={package.version}"))
-    if not roots:
-        raise NotFound("nothing to resolve: the inputs list no requirements for this target")
-    session.aim(target)
-    for root in roots:
-        if root.marker is None or root.marker.evaluate({**target.markers, "extra": ""}):
-            session.follow(root)
+    roots = _roots(inputs, target)
+    if not session.offline:  # an offline session looks nothing up ahead (`_lookahead`)
+        session.aim(target)
+        for root in roots:
+            if root.marker is None or root.marker.evaluate({**target.markers, "extra": ""}):
+                session.follow(root)
     resolution = await trio.to_thread.run_sync(
         functools.partial(
             resolve,
@@ -325,19 +417,9 @@ async def resolve_request(
             cache=rt.metadata_cache,
             policy=session.builds,
         ),
-        limiter=_resolver_threads(),
+        limiter=resolver_threads(),
     )
-    if not background:
-        session.notes.extend(rt.take_notes())  # what the first start adopted, shown once
-    if rt.live.error is not None:  # a broken edit: say on every command what is in use
-        session.notes.append(
-            f"config.toml is broken, the last good configuration is in use: {rt.live.error}"
-        )
-    yanked = yanked_warnings(resolution.pins)
-    if yanked:  # in the resolution too: `--format json` output carries its notes
-        resolution = msgspec.structs.replace(resolution, notes=[*resolution.notes, *yanked])
-    session.notes.extend(reqs.warnings)
-    session.notes.extend(resolution.notes)
+    resolution = _noted(rt, session, reqs, resolution, background=background)
     return Outcome(resolution, session, target, time.perf_counter() - started)
 
 

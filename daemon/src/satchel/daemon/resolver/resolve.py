@@ -39,7 +39,7 @@ from satchel.daemon.resolver.target import Target
 from satchel.daemon.storage.memory import settles_long_lived
 from satchel.daemon.storage.model import FileEntry
 
-__all__ = ["Pin", "Resolution", "Skipped", "resolve"]
+__all__ = ["Pin", "Resolution", "Skipped", "cached_resolution", "resolve"]
 
 _resolvelib.patch()  # cycle-safe result building (see `_resolvelib`)
 
@@ -102,6 +102,84 @@ def _group_constraints(constraints: Iterable[Requirement]) -> dict[str, list[Req
     return grouped
 
 
+def _memo_key(
+    requirements: Sequence[Requirement],
+    constraints: Sequence[Requirement],
+    target: Target,
+    installed: Mapping[str, str],
+    prefer_installed: bool,
+    allow_sdists: bool,
+    prereleases: bool,
+    hash_sets: Mapping[str, frozenset[str]] | None,
+    policy: BuildPolicy,
+) -> tuple[object, ...]:
+    """The result cache's key: everything a resolution depends on but the pages it read."""
+    return (
+        tuple(str(r) for r in requirements),
+        tuple(str(c) for c in constraints),
+        target.key,
+        tuple(sorted(installed.items())),
+        prefer_installed,
+        allow_sdists,
+        prereleases,
+        None if hash_sets is None else tuple(sorted(hash_sets.items(), key=lambda kv: kv[0])),
+        policy,
+    )
+
+
+def _hash_sets(hashes: Mapping[str, Collection[str]] | None) -> dict[str, frozenset[str]] | None:
+    if hashes is None:
+        return None
+    return {canonicalize_name(k): frozenset(v) for k, v in hashes.items()}
+
+
+def _remembered(
+    store: MetadataCache, memo_key: tuple[object, ...], source: MetadataSource, started: float
+) -> Resolution | None:
+    """The result cache's answer for *memo_key*, if every page it was computed from is the
+    same revision now (`page_signature`); None otherwise."""
+    hit = store.results.get(memo_key)
+    if hit is None:
+        return None
+    previous, signatures = hit
+    if not all(page_signature(source.pages(p).pages) == sig for p, sig in signatures.items()):
+        return None
+    elapsed = time.perf_counter() - started
+    log.debug("resolve answered from the result cache in %.1f ms", elapsed * 1000)
+    stats = {"seconds": round(elapsed, 4), "cached": 1.0, "pins": len(previous.pins)}
+    return msgspec.structs.replace(previous, stats=stats)  # type: ignore[no-any-return]
+
+
+def cached_resolution(
+    requirements: Sequence[Requirement],
+    constraints: Sequence[Requirement],
+    target: Target,
+    source: MetadataSource,
+    *,
+    prereleases: bool = False,
+    hashes: Mapping[str, Collection[str]] | None = None,
+    cache: MetadataCache,
+    policy: BuildPolicy | None = None,
+) -> Resolution | None:
+    """What `resolve` would answer from *cache*'s results alone (no installed versions, the
+    defaults of `resolve` otherwise), or None: nothing remembered for these arguments, or a
+    page it was computed from has changed since. Blocking (it reads the pages of *source*),
+    cheap, and it builds nothing, so it needs no `settles_long_lived`."""
+    started = time.perf_counter()
+    key = _memo_key(
+        requirements,
+        constraints,
+        target,
+        {},
+        True,
+        True,
+        prereleases,
+        _hash_sets(hashes),
+        policy or BuildPolicy(),
+    )
+    return _remembered(cache, key, source, started)
+
+
 @settles_long_lived
 def resolve(
     requirements: Sequence[Requirement],
@@ -130,30 +208,22 @@ def resolve(
     policy = policy or BuildPolicy()
     started = time.perf_counter()
     store = cache if cache is not None else MetadataCache()
-    target_key = target.key
     installed = {canonicalize_name(k): v for k, v in (installed or {}).items()}
-    hash_sets: dict[str, frozenset[str]] | None = (
-        None if hashes is None else {canonicalize_name(k): frozenset(v) for k, v in hashes.items()}
-    )
-    memo_key: tuple[object, ...] = (
-        tuple(str(r) for r in requirements),
-        tuple(str(c) for c in constraints),
-        target_key,
-        tuple(sorted(installed.items())),
+    hash_sets = _hash_sets(hashes)
+    memo_key = _memo_key(
+        requirements,
+        constraints,
+        target,
+        installed,
         prefer_installed,
         allow_sdists,
         prereleases,
-        None if hash_sets is None else tuple(sorted(hash_sets.items(), key=lambda kv: kv[0])),
+        hash_sets,
         policy,
     )
-    hit = store.results.get(memo_key)
-    if hit is not None:
-        previous, signatures = hit
-        if all(page_signature(source.pages(p).pages) == sig for p, sig in signatures.items()):
-            elapsed = time.perf_counter() - started
-            log.debug("resolve answered from the result cache in %.1f ms", elapsed * 1000)
-            stats = {"seconds": round(elapsed, 4), "cached": 1.0, "pins": len(previous.pins)}
-            return msgspec.structs.replace(previous, stats=stats)  # type: ignore[no-any-return]
+    remembered = _remembered(store, memo_key, source, started)
+    if remembered is not None:
+        return remembered
     env = {**target.markers, "extra": ""}
     roots: list[Req] = []
     skipped_roots: list[Skipped] = []

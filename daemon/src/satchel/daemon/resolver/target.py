@@ -58,6 +58,7 @@ __all__ = [
     "Target",
     "clear_memory_cache",
     "find_interpreter",
+    "known_target",
     "locate_interpreter",
     "query_interpreter",
     "synthetic_target",
@@ -277,6 +278,12 @@ def locate_interpreter(python: str | Path) -> tuple[Path, tuple[str, str, int, i
     """`find_interpreter` and its cache key (blocking: a worker thread's); hand the answer to
     `query_interpreter` as *located* to spare it a worker-thread hop of its own."""
     return _locate(python)
+
+
+def known_target(located: tuple[Path, tuple[str, str, int, int]]) -> Target | None:
+    """The target `query_interpreter` has in memory for *located* (`locate_interpreter`'s
+    answer), or None; any thread."""
+    return _memory.get(located[1])
 
 
 async def query_interpreter(
