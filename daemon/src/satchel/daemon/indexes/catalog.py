@@ -222,7 +222,16 @@ class Catalog:
             return BlobInfo(sha, self.store.path(sha).stat().st_size)
 
         async def download() -> BlobInfo:
+            replaced: list[tuple[bytes, bytes]] = []
+
+            def record(info: BlobInfo) -> None:
+                used_own = self._record_download(info, index, project, file, batch)
+                if used_own is not None:
+                    replaced.append(used_own)
+
             async with self.upstream.open_file(index, file) as stream:
+                # Its origin and, for a wheel, its own METADATA against what the cache used:
+                # in the thread hop that commits it (`ingest`'s *then*).
                 info = await self.store.ingest(
                     stream,
                     expected_sha256=sha,
@@ -230,14 +239,10 @@ class Catalog:
                     digests=Digests(others),
                     label=label,
                     unsynced=self.unsynced if batch else None,
+                    then=record,
                 )
-            # Its origin and, for a wheel, its own METADATA against what the cache used: one
-            # thread hop.
-            used_own = await trio.to_thread.run_sync(
-                self._record_download, info, index, project, file, batch
-            )
-            if used_own is not None:
-                self._metadata_replaced(index, file, info.sha256, label, *used_own)
+            for used, own in replaced:
+                self._metadata_replaced(index, file, info.sha256, label, used, own)
             return info
 
         info = await self._downloads.run(sha or file.url, download)
