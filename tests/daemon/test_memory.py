@@ -196,17 +196,21 @@ def test_frozen_garbage_is_not_collected_in_the_round_a_burst_ends_in(
 ) -> None:
     """The settling round at 0 s runs while the request whose burst just ended goes on (a
     prefetch downloading after its resolve): a collection due then waits for the round at
-    `COLLECT_FROM` (issue 15), and happens there."""
+    `COLLECT_FROM` (issue 15), and happens there. The round at 0 s does not even count the
+    frozen objects (the count walks them all)."""
     collections: list[bool] = []
+    counted: list[int] = []
+    count = gc.get_freeze_count
     monkeypatch.setattr(memory, "freeze_survivors", lambda: collections.append(True))
     monkeypatch.setattr(memory, "release_free_memory", lambda: False)
+    monkeypatch.setattr(gc, "get_freeze_count", lambda: counted.append(count()) or counted[-1])
     with memory.long_lived_burst():
         kept = [[_Item()] for _ in range(100)]
     monkeypatch.setattr(memory, "_settled_frozen", 0)  # the burst made a collection due
     memory._settle(collect=False)
-    assert collections == []
+    assert collections == [] and counted == []
     memory._settle(collect=True)
-    assert collections == [True]
+    assert collections == [True] and len(counted) == 1
     assert len(kept) == 100
 
 

@@ -266,14 +266,14 @@ def _settle(collect: bool = True) -> None:
         # back on. This walks what no burst has frozen yet; not sooner, or it would walk the
         # objects of a burst under way (an enormous page's versions: 100 ms and more).
         gc.collect()
-    frozen = gc.get_freeze_count()
-    # Held enormous objects (frozen by their burst, freed by `reap` later) are no garbage: a
-    # collection now would walk them all, for nothing.
-    if _froze_burst and frozen > _settled_frozen * SETTLE_GROWTH and not holding():
-        if collect:
+    if collect:  # (counting the frozen objects walks them all: not in a round that may not)
+        frozen = gc.get_freeze_count()
+        # Held enormous objects (frozen by their burst, freed by `reap` later) are no garbage: a
+        # collection now would walk them all, for nothing.
+        if _froze_burst and frozen > _settled_frozen * SETTLE_GROWTH and not holding():
             freeze_survivors()
-    else:  # the growth is measured from the fewest seen: a burst's peak is not a baseline
-        _settled_frozen = min(_settled_frozen, frozen)
+        else:  # the growth is measured from the fewest seen: a burst's peak is not a baseline
+            _settled_frozen = min(_settled_frozen, frozen)
     release_free_memory()
 
 
