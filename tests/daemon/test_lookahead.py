@@ -124,3 +124,35 @@ async def test_a_requested_extra_is_looked_ahead_and_the_others_are_not(
     assert requests == pages("app", "needed", "deep", "docstool", "docdep") + metadata(
         "app-1.0", "needed-1.0", "deep-1.0", "docstool-1.0", "docdep-1.0"
     )
+
+
+async def test_metadata_just_fetched_is_handed_to_the_next_read_without_reading_the_metadb(
+    tmp_path: Path, index: IndexServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """issue 15: the look-ahead fetches and stores a candidate's metadata, and the resolver
+    reads the same file moments later: that read is handed the bytes in memory
+    (`_juststored`), once; it was a thread hop to read back what had just been written."""
+    reads: list[str | None] = []
+    with index:
+        async with runtime(tmp_path / "daemon", index.url) as rt:
+            get = rt.metadb.get_core_metadata
+
+            def counted(
+                sha256: str | None = None, *, index: str | None = None, filename: str | None = None
+            ) -> bytes | None:
+                reads.append(filename)
+                return get(sha256, index=index, filename=filename)
+
+            monkeypatch.setattr(rt.metadb, "get_core_metadata", counted)
+            (config,) = rt.config.indexes
+            page = await rt.catalog.fetch_page(config, "deep")
+            assert page is not None
+            (file,) = page.files
+            first = await rt.catalog.core_metadata(config, page, file, offline=False)
+            assert reads == [file.filename]  # nothing stored yet: fetched from the index
+            assert await rt.catalog.core_metadata(config, page, file, offline=False) == first
+            assert reads == [file.filename]  # handed over: no metadb read, no request
+            assert await rt.catalog.core_metadata(config, page, file, offline=False) == first
+            assert reads == [file.filename] * 2  # once only: then the metadb, as before
+    assert b"Name: deep" in first
+    assert Counter(index.requests) == pages("deep") + metadata("deep-1.0")

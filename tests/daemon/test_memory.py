@@ -191,6 +191,55 @@ def test_no_full_collection_walks_held_objects(monkeypatch: pytest.MonkeyPatch) 
     assert all(held == 0 for held in collections)
 
 
+def test_frozen_garbage_is_not_collected_in_the_round_a_burst_ends_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The settling round at 0 s runs while the request whose burst just ended goes on (a
+    prefetch downloading after its resolve): a collection due then waits for the round at
+    `COLLECT_FROM` (issue 15), and happens there. The round at 0 s does not even count the
+    frozen objects (the count walks them all)."""
+    collections: list[bool] = []
+    counted: list[int] = []
+    count = gc.get_freeze_count
+    monkeypatch.setattr(memory, "freeze_survivors", lambda: collections.append(True))
+    monkeypatch.setattr(memory, "release_free_memory", lambda: False)
+    monkeypatch.setattr(gc, "get_freeze_count", lambda: counted.append(count()) or counted[-1])
+    with memory.long_lived_burst():
+        kept = [[_Item()] for _ in range(100)]
+    monkeypatch.setattr(memory, "_settled_frozen", 0)  # the burst made a collection due
+    memory._settle(collect=False)
+    assert collections == [] and counted == []
+    memory._settle(collect=True)
+    assert collections == [True] and len(counted) == 1
+    assert len(kept) == 100
+
+
+def test_the_settler_collects_only_from_the_round_at_collect_from(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each round of `settle_memory` after a burst ends says whether it may collect: not at
+    0 s, from `COLLECT_FROM` on."""
+    rounds: list[bool] = []
+    monkeypatch.setattr(memory, "_settle", rounds.append)
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(memory.settle_memory)
+            await trio.sleep(1)  # it is waiting to be woken
+            with memory.long_lived_burst():
+                pass  # its end wakes the settler
+            for _ in range(3600):  # mock seconds: the worker threads take what they take
+                if len(rounds) == len(memory.SETTLE_AFTER):
+                    break
+                await trio.sleep(1)
+            nursery.cancel_scope.cancel()
+
+    trio.run(scenario, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert memory.SETTLE_AFTER[0] < memory.COLLECT_FROM
+    assert rounds == [delay >= memory.COLLECT_FROM for delay in memory.SETTLE_AFTER]
+    assert rounds[0] is False and any(rounds)
+
+
 def test_a_huge_projects_versions_are_held_and_taken_apart_once_unused() -> None:
     """The resolver's grouping of a page over `HUGE_ITEMS` files goes to `reap`."""
     count = max(MAX_CACHED_PROJECT_FILES, memory.HUGE_ITEMS) + 1

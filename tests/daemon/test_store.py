@@ -60,6 +60,50 @@ def store(tmp_path: Path) -> BlobStore:
     return BlobStore(tmp_path / "cache")
 
 
+async def test_a_one_batch_file_and_its_bookkeeping_take_one_thread_hop(
+    store: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ingest`'s *then* (a download's origin and metadata check) runs in the worker thread
+    that committed the blob, with the committed blob, in the same hop (issue 15: a cold
+    prefetch paid one more hop per file for it)."""
+    hops: list[str] = []
+    run_sync = trio.to_thread.run_sync
+
+    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(getattr(fn, "__name__", repr(fn)))
+        return await run_sync(fn, *args, **kwargs)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", counted)
+    data = os.urandom(WRITE_BATCH // 2)
+    trio_thread = threading.get_ident()
+    seen: list[tuple[BlobInfo, bool, int]] = []
+
+    def then(info: BlobInfo) -> None:
+        seen.append((info, store.has(info.sha256), threading.get_ident()))
+
+    info = await store.ingest(chunks_of(data), expected_sha256=sha(data), label="a.whl", then=then)
+
+    assert info == BlobInfo(sha(data), len(data))
+    assert len(hops) == 1
+    assert len(seen) == 1
+    got, committed, thread = seen[0]
+    assert got == info and committed and thread != trio_thread
+
+
+async def test_what_then_raises_is_raised_and_the_blob_stays_committed(
+    store: BlobStore,
+) -> None:
+    data = b"payload" * 100
+
+    def then(info: BlobInfo) -> None:
+        raise HostileInput(f"bookkeeping refused {info.sha256}")
+
+    with pytest.raises(HostileInput, match="bookkeeping refused"):
+        await store.ingest(chunks_of(data), expected_sha256=sha(data), label="a.whl", then=then)
+    assert store.has(sha(data))
+    assert temp_files(store) == []
+
+
 async def test_ingest_commits_a_read_only_blob_under_its_sha256(store: BlobStore) -> None:
     data = os.urandom(3 * WRITE_BATCH + 123)
 

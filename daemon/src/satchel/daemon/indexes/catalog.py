@@ -35,6 +35,7 @@ from satchel.daemon.errors import (
     NotFound,
     SatchelError,
 )
+from satchel.daemon.indexes._juststored import JustStored
 from satchel.daemon.indexes._offlinescope import OfflineScopes
 from satchel.daemon.indexes.origins import Origins, index_identity
 from satchel.daemon.indexes.session import Session
@@ -86,6 +87,8 @@ class Catalog:
             nursery, name="page"
         )
         self._metadata: SingleFlight[str, bytes] = SingleFlight(nursery, name="metadata")
+        #: Metadata just fetched, for the next read of the same file (`_juststored`).
+        self.just_stored = JustStored()
         #: Offline scopes of earlier requests, while their inputs stand (`offlinescope`).
         self.offline_scopes = OfflineScopes(store)
         #: (index, project) -> why a fresh page was not stored (`degrades`); read by sessions
@@ -222,7 +225,16 @@ class Catalog:
             return BlobInfo(sha, self.store.path(sha).stat().st_size)
 
         async def download() -> BlobInfo:
+            replaced: list[tuple[bytes, bytes]] = []
+
+            def record(info: BlobInfo) -> None:
+                used_own = self._record_download(info, index, project, file, batch)
+                if used_own is not None:
+                    replaced.append(used_own)
+
             async with self.upstream.open_file(index, file) as stream:
+                # Its origin and, for a wheel, its own METADATA against what the cache used:
+                # in the thread hop that commits it (`ingest`'s *then*).
                 info = await self.store.ingest(
                     stream,
                     expected_sha256=sha,
@@ -230,14 +242,10 @@ class Catalog:
                     digests=Digests(others),
                     label=label,
                     unsynced=self.unsynced if batch else None,
+                    then=record,
                 )
-            # Its origin and, for a wheel, its own METADATA against what the cache used: one
-            # thread hop.
-            used_own = await trio.to_thread.run_sync(
-                self._record_download, info, index, project, file, batch
-            )
-            if used_own is not None:
-                self._metadata_replaced(index, file, info.sha256, label, *used_own)
+            for used, own in replaced:
+                self._metadata_replaced(index, file, info.sha256, label, used, own)
             return info
 
         info = await self._downloads.run(sha or file.url, download)
@@ -267,7 +275,12 @@ class Catalog:
         own = metadata_from_file(self.store.path(info.sha256), file.filename)
         if own == used:
             return None
-        self.metadb.put_core_metadata(info.sha256, own, index=index.name, filename=file.filename)
+        self.just_stored.replace(
+            (info.sha256, _metadata_key(index.name, file)),
+            lambda: self.metadb.put_core_metadata(
+                info.sha256, own, index=index.name, filename=file.filename
+            ),
+        )
         return used, own
 
     def _metadata_replaced(
@@ -367,10 +380,13 @@ class Catalog:
         """METADATA (wheel) or PKG-INFO (sdist) of *file*: cached, PEP 658, by range requests
         into the wheel (`remotezip`), or from the whole file. What the network cost is counted
         in *traffic* (the request's, `satchel.daemon.upstream.traffic`)."""
-        key = file.sha256 or f"{page.index}\0{file.filename}"
+        key = _metadata_key(page.index, file)
         counts = traffic if traffic is not None else Traffic()
 
         async def load() -> bytes:
+            kept = self.just_stored.take(key)
+            if kept is not None:
+                return kept
             cached = await trio.to_thread.run_sync(
                 lambda: self.metadb.get_core_metadata(
                     file.sha256, index=page.index, filename=file.filename
@@ -396,9 +412,12 @@ class Catalog:
                 finally:
                     await counts.end(how)
             await trio.to_thread.run_sync(
+                self.just_stored.store,
+                key,
+                data,
                 lambda: self.metadb.put_core_metadata(
                     file.sha256, data, index=page.index, filename=file.filename
-                )
+                ),
             )
             return data
 
@@ -443,6 +462,11 @@ class Catalog:
             metadata_from_file, self.store.path(info.sha256), file.filename
         )
         return data, WHOLE
+
+
+def _metadata_key(index: str, file: FileEntry) -> str:
+    """What a file's core metadata is known by: its sha256, else its index and name."""
+    return file.sha256 or f"{index}\0{file.filename}"
 
 
 def degrades(stored: ProjectPage, fresh: ProjectPage) -> bool:

@@ -185,6 +185,14 @@ SETTLE_AFTER = (0.0, 1.0, 3.0, 9.0)
 #: 1.25, like CPython's own rule for full collections, garbage kept frozen stays under a quarter
 #: of the daemon's objects.
 SETTLE_GROWTH = 1.25
+#: The first settling round (a delay of `SETTLE_AFTER`) that may collect frozen garbage
+#: (`freeze_survivors`). The round at 0 s runs as a burst ends, which is mid-request when the
+#: burst was a prefetch's resolve and its downloads go on: a collection then held the
+#: interpreter lock for 20-40 ms inside that request (the first request of a daemon froze its
+#: lazily imported modules with its burst, so one was due every time: issue 15, ~9% of a
+#: medium cold prefetch's CPU). A second later the request is normally over; the garbage
+#: waits that long, which is what freezing it already means.
+COLLECT_FROM = 1.0
 #: The fewest frozen objects seen since the last `freeze_survivors` (`gc.get_freeze_count()`).
 _settled_frozen = 0
 #: Wakes `settle_memory` (thread-safe); None until it runs.
@@ -222,7 +230,7 @@ async def settle_memory() -> None:
         for delay in SETTLE_AFTER:
             await trio.sleep(delay - since)
             since = delay
-            await trio.to_thread.run_sync(_settle)
+            await trio.to_thread.run_sync(_settle, delay >= COLLECT_FROM)
         lingering = holding() > 0  # still in use: looked at again when a request ends
 
 
@@ -248,7 +256,9 @@ async def give_back_now() -> None:
         _giving_back = False
 
 
-def _settle() -> None:
+def _settle(collect: bool = True) -> None:
+    """One settling round (worker thread); *collect*: whether frozen garbage that is due may
+    be collected now (`COLLECT_FROM`)."""
     global _settled_frozen
     reap()
     if _bursts and time.monotonic() - _bursts_since > OVERLAP_COLLECT_AFTER:
@@ -256,13 +266,14 @@ def _settle() -> None:
         # back on. This walks what no burst has frozen yet; not sooner, or it would walk the
         # objects of a burst under way (an enormous page's versions: 100 ms and more).
         gc.collect()
-    frozen = gc.get_freeze_count()
-    # Held enormous objects (frozen by their burst, freed by `reap` later) are no garbage: a
-    # collection now would walk them all, for nothing.
-    if _froze_burst and frozen > _settled_frozen * SETTLE_GROWTH and not holding():
-        freeze_survivors()
-    else:  # the growth is measured from the fewest seen: a burst's peak is not a baseline
-        _settled_frozen = min(_settled_frozen, frozen)
+    if collect:  # (counting the frozen objects walks them all: not in a round that may not)
+        frozen = gc.get_freeze_count()
+        # Held enormous objects (frozen by their burst, freed by `reap` later) are no garbage: a
+        # collection now would walk them all, for nothing.
+        if _froze_burst and frozen > _settled_frozen * SETTLE_GROWTH and not holding():
+            freeze_survivors()
+        else:  # the growth is measured from the fewest seen: a burst's peak is not a baseline
+            _settled_frozen = min(_settled_frozen, frozen)
     release_free_memory()
 
 

@@ -249,6 +249,7 @@ class BlobStore:
         digests: Digests | None = None,
         label: str,
         unsynced: Unsynced | None = None,
+        then: Callable[[BlobInfo], None] | None = None,
     ) -> BlobInfo:
         """Stream *chunks* into the store and return the committed blob.
 
@@ -260,6 +261,9 @@ class BlobStore:
         promises (md5, sha512, ...): computed in the same pass and checked before the commit.
         `DiskFull` on ENOSPC/EDQUOT. With *unsynced*, the directory entries of the commit are
         made durable with its batch (`Unsynced.sync`); the bytes always are before the rename.
+        *then* runs with the committed blob in the worker thread that committed it, in the same
+        hop (the caller's bookkeeping: its origin, a check of its metadata); what it raises is
+        raised here, the blob staying committed.
         """
         expected = None if expected_sha256 is None else _checked_digest(expected_sha256, label)
         limit = _size_limit(expected_size, max_size)
@@ -279,13 +283,20 @@ class BlobStore:
                 if pending >= WRITE_BATCH:
                     await self._write(writer, batch, label)
                     batch, pending = [], 0
-            # The last batch, the checks and the commit in one thread hop (most wheels are one
-            # batch: one hop per file, not three).
-            with disk_full_guard(self._where(label)):  # new aa/bb directories need inodes
-                actual = await trio.to_thread.run_sync(
-                    self._seal, writer, batch, label, expected, expected_size, digests, unsynced
-                )
-            return BlobInfo(actual, writer.size)
+
+            # The last batch, the checks, the commit and *then* in one thread hop (most wheels
+            # are one batch: one hop per file, not four).
+            def seal() -> BlobInfo:
+                with disk_full_guard(self._where(label)):  # new aa/bb directories need inodes
+                    actual = self._seal(
+                        writer, batch, label, expected, expected_size, digests, unsynced
+                    )
+                info = BlobInfo(actual, writer.size)
+                if then is not None:
+                    then(info)
+                return info
+
+            return await trio.to_thread.run_sync(seal)
         except BaseException:
             writer.discard()
             raise

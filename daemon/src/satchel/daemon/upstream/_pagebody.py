@@ -3,7 +3,8 @@
 The body is decoded under `Limits.max_page_bytes` (after decompression). A JSON body is parsed in a
 worker thread, or, once it grows past `_CHILD_ABOVE`, streamed on into a child process that parses
 it (`_pageprocess`, issue 11.6); an HTML body is parsed chunk by chunk in worker threads as it
-arrives. Neither ever holds the event loop.
+arrives. Neither ever holds the event loop (a JSON page of a few KB is parsed on it: less work
+than the hop).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ async def read_page(
                     project=project,
                     url=url,
                 )
+        if len(body) <= _INLINE_UP_TO:
+            return _parse_json_body(body, index.name, project, url)
         return await trio.to_thread.run_sync(_parse_json_body, body, index.name, project, url)
     if media not in (HTML_V1, "text/html"):
         raise UpstreamError(f"{what}: unexpected content type {media[:60]!r}")
@@ -99,6 +102,10 @@ def _parse_json_body(body: bytearray, index: str, project: str, url: str) -> Pro
             release_free_memory()
 
 
+#: A JSON page body up to this size is parsed on the event loop: a few files, ~15 us each
+#: (~0.1 ms for the lot), where a worker-thread hop cost ~60 us of CPU before any waiting for a
+#: worker and the interpreter lock (issue 15: a cold prefetch made one per project page).
+_INLINE_UP_TO = 4 * 2**10
 #: A JSON page body above this size is parsed in a child process (`pageprocess`), below it in
 #: a worker thread: starting the child costs ~0.1 s, which a page of a few MB (parsed in a
 #: fraction of a second, with a few MB of garbage) is not worth.

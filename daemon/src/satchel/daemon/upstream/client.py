@@ -78,6 +78,7 @@ from satchel.daemon.upstream._breaker import (
     describe,
 )
 from satchel.daemon.upstream._downloads import CHUNK, Decoder, Download, FileDownload
+from satchel.daemon.upstream._httpclient import http_client
 from satchel.daemon.upstream._localfiles import (
     file_index_page,
     is_local,
@@ -136,14 +137,7 @@ class Upstream:
         connect = min(silence, self.limits.connect_timeout)
         timeout = httpx.Timeout(silence, connect=connect)
         self._file_timeout = httpx.Timeout(self.limits.read_timeout, connect=connect)
-        self._client = httpx.AsyncClient(
-            http1=True,
-            http2=False,
-            timeout=timeout,
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-            headers={"User-Agent": "satchel"},
-        )
+        self._client = http_client(timeout)
         self._breakers: dict[str, Breaker] = {}
         self._limiters: dict[str, trio.CapacityLimiter] = {}
         self._credentials: dict[str, tuple[str, Credentials | None]] = {}
