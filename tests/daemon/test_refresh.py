@@ -7,6 +7,7 @@ cool-down through `Limits` (`tests.support.warm`).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ import trio
 from satchel.daemon.requests.watch import WatchedProject
 from satchel.daemon.services.refresh import Timing, Warmer
 from tests.support.index_server import IndexServer
-from tests.support.warm import running_warmer
+from tests.support.warm import FAST_LIMITS, running_warmer
 from tests.support.wheels import build_wheel, file_sha256
 
 
@@ -92,26 +93,37 @@ async def test_recently_used_projects_are_refreshed_too(tmp_path: Path) -> None:
             assert page_requests(index, "gamma") == ["/simple/gamma/"]
 
 
+#: The offline cool-down of the pause test: long beside the one second it watches the pause for,
+#: so that a loaded machine (a stalled thread, a slow round finishing) cannot reach its end.
+_COOLDOWN = 8.0
+
+
 async def test_refresh_pauses_while_every_index_is_offline_and_resumes(tmp_path: Path) -> None:
     with IndexServer(tmp_path / "index") as index:
         publish(index, tmp_path, "alpha")
         timing = Timing(refresh_interval=0.05, offline_poll=0.01)
-        async with running_warmer(tmp_path / "d", index.url, timing=timing) as warm:
+        limits = dataclasses.replace(FAST_LIMITS, offline_cooldown=_COOLDOWN)
+        async with running_warmer(tmp_path / "d", index.url, timing=timing, limits=limits) as warm:
             await watched(warm, tmp_path / "proj", "alpha\n")
             await until(lambda: len(page_requests(index, "alpha")) >= 3)  # refreshing
 
             index.stop()
             await until(lambda: not warm.reachable())
             offline_at = time.monotonic()
+            # A round that was under way when the index went away ends (counted) first.
+            await until(
+                lambda: not any(j.method == "refresh" for j in warm.app.background_jobs.values())
+            )
             index.start()  # back on the same port, but the daemon has not probed it yet
             index.reset_log()
             rounds = warm.refreshes
-            await trio.sleep(max(0.0, offline_at + 0.5 - time.monotonic()))
+            await trio.sleep(1.0)
+            assert time.monotonic() < offline_at + _COOLDOWN  # still inside the cool-down
 
             assert index.requests == []  # paused: not one request during the cool-down
             assert warm.refreshes == rounds
 
-            await until(lambda: len(page_requests(index, "alpha")) >= 2)  # resumed
+            await until(lambda: len(page_requests(index, "alpha")) >= 2, _COOLDOWN + 10)  # resumed
             assert warm.reachable()
 
 

@@ -51,7 +51,7 @@ from satchel.daemon.requests.watch import (
     save_projects,
     watch_dirs,
 )
-from satchel.daemon.services.daemon import runtime
+from satchel.daemon.services.daemon import JobInfo, runtime
 from satchel.daemon.settings.credentials import redact
 
 if TYPE_CHECKING:
@@ -209,9 +209,9 @@ class Warmer:
         return False
 
     @contextmanager
-    def _job(self, name: str, description: str) -> Iterator[None]:
-        with self.app.background_job(name, description):
-            yield
+    def _job(self, name: str, description: str) -> Iterator[JobInfo]:
+        with self.app.background_job(name, description) as job:
+            yield job
 
     # -- prefetching -----------------------------------------------------------------------
 
@@ -350,13 +350,29 @@ class Warmer:
                 log.exception("background refresh failed")
 
     async def refresh_once(self) -> int:
-        """Revalidate the pages of watched and recently used projects; return how many changed."""
+        """Revalidate the pages of watched and recently used projects; return how many changed.
+
+        The whole round is one "refresh" background job (`status`, the idle timeout), counted in
+        `refreshes` as it ends.
+        """
+        with self._job("refresh", "listing the pages to revalidate") as job:
+            changed = await self._revalidate_all(job)
+        self.refreshes += 1
+        if changed:
+            log.info("refresh: new files for %s", ", ".join(sorted(changed)))
+            for key, project in self.projects.items():
+                if project.last is not None and changed & set(project.last.projects):
+                    self.schedule(key)
+        return len(changed)
+
+    async def _revalidate_all(self, job: JobInfo) -> set[str]:
         rt = self.rt
         watched = {name for p in self.projects.values() if p.last for name in p.last.projects}
         recent = await trio.to_thread.run_sync(_recent_projects, rt, time.time() - RECENT_WINDOW)
         names = watched | recent
         keys = await trio.to_thread.run_sync(rt.metadb.page_keys)
         pairs = [(k.index, k.project) for k in keys if k.project in names]
+        job.description = f"revalidating {len(pairs)} pages"
         changed: set[str] = set()
         limiter = trio.CapacityLimiter(REFRESH_CONCURRENCY)
 
@@ -376,17 +392,10 @@ class Warmer:
             if page is not None and (before is None or before.files != page.files):
                 changed.add(project)
 
-        with self._job("refresh", f"revalidating {len(pairs)} pages"):
-            async with trio.open_nursery() as nursery:
-                for index_name, name in pairs:
-                    nursery.start_soon(revalidate, index_name, name)
-        self.refreshes += 1
-        if changed:
-            log.info("refresh: new files for %s", ", ".join(sorted(changed)))
-            for key, project in self.projects.items():
-                if project.last is not None and changed & set(project.last.projects):
-                    self.schedule(key)
-        return len(changed)
+        async with trio.open_nursery() as nursery:
+            for index_name, name in pairs:
+                nursery.start_soon(revalidate, index_name, name)
+        return changed
 
     # -- garbage collection ----------------------------------------------------------------
 
