@@ -19,8 +19,11 @@ from satchel.daemon.api.resolve import resolve as resolve_method
 from satchel.daemon.errors import NotCached
 from satchel.daemon.requests.fetching import fetch_files
 from satchel.daemon.requests.resolution import (
+    CACHE_CHECK_THREADS,
     RESOLVE_THREADS,
+    Outcome,
     SessionSource,
+    cache_check_threads,
     resolve_params,
     resolver_threads,
 )
@@ -190,3 +193,41 @@ async def test_only_a_resolve_that_worked_asks_for_its_memory_to_be_given_back(
 
     assert churned == [True, False]
     assert pins[0] == pins[1]
+
+
+async def test_offline_result_cache_checks_run_in_a_bounded_pool_of_their_own(
+    tmp_path: Path,
+) -> None:
+    # A check whose kept page sets are out of date decodes stored pages: checks at once are
+    # bounded (`CACHE_CHECK_THREADS`) like resolves, not by trio's 40 default threads; one waits
+    # while the pool is full and answers once a slot frees.
+    with IndexServer(tmp_path / "index") as index:
+        index.add(build_wheel(tmp_path / "dist", "alpha", "1.0"))
+        async with running_warmer(tmp_path / "d", index.url) as warm:
+            online = warm.rt.catalog.session()
+            (page,) = (await online.scoped_pages("alpha")).pages
+            await warm.rt.catalog.fetch_file(online.indexes[0], "alpha", page.files[0])
+            params = ResolveParams(requirements=["alpha"], offline=True)
+            await resolve_params(warm.rt, params)
+            limiter = cache_check_threads()
+            assert limiter.total_tokens == CACHE_CHECK_THREADS
+            holders = [object() for _ in range(CACHE_CHECK_THREADS)]
+            for holder in holders:
+                limiter.acquire_on_behalf_of_nowait(holder)
+            answers: list[Outcome] = []
+
+            async def resolve_again() -> None:
+                answers.append(await resolve_params(warm.rt, params))
+
+            with trio.fail_after(60):  # a guard against a hang, not a measurement
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(resolve_again)
+                    while limiter.statistics().tasks_waiting == 0 and not answers:  # noqa: ASYNC110
+                        await trio.sleep(0.01)
+                    assert answers == []  # waiting for a slot
+                    limiter.release_on_behalf_of(holders.pop())
+            for holder in holders:
+                limiter.release_on_behalf_of(holder)
+
+    assert [(p.name, p.version) for p in answers[0].resolution.pins] == [("alpha", "1.0")]
+    assert answers[0].resolution.stats["cached"] == 1.0

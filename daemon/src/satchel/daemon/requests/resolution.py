@@ -62,11 +62,13 @@ from satchel.daemon.storage.model import FileEntry, ProjectPage
 from satchel.protocol.methods.resolve import PinInfo, ResolveParams
 
 __all__ = [
+    "CACHE_CHECK_THREADS",
     "RESOLVE_THREADS",
     "Inputs",
     "Outcome",
     "Pinned",
     "SessionSource",
+    "cache_check_threads",
     "inputs_and_target",
     "is_lock",
     "pin_info",
@@ -102,6 +104,25 @@ def resolver_threads() -> trio.CapacityLimiter:
     except LookupError:
         limiter = trio.CapacityLimiter(RESOLVE_THREADS)
         _resolve_limiter.set(limiter)
+        return limiter
+
+
+#: Offline result-cache checks (`resolve_params`) running at once, in a pool of their own: a
+#: remembered answer never waits behind a resolve, and since a check whose kept page sets are
+#: out of date decodes stored pages (of any size an index served), as many at once as resolves.
+CACHE_CHECK_THREADS = RESOLVE_THREADS
+_cache_check_limiter: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar(
+    "satchel_cache_check_limiter"
+)
+
+
+def cache_check_threads() -> trio.CapacityLimiter:
+    """This trio run's pool for offline result-cache checks (see `CACHE_CHECK_THREADS`)."""
+    try:
+        return _cache_check_limiter.get()
+    except LookupError:
+        limiter = trio.CapacityLimiter(CACHE_CHECK_THREADS)
+        _cache_check_limiter.set(limiter)
         return limiter
 
 
@@ -305,7 +326,9 @@ async def resolve_params(
         target = known_target(located)
         return inputs, located, None if target is None else _remembered(rt, params, inputs, target)
 
-    inputs, located, hit = await trio.to_thread.run_sync(read_locate_and_look)
+    inputs, located, hit = await trio.to_thread.run_sync(
+        read_locate_and_look, limiter=cache_check_threads()
+    )
     if hit is None:
         target = await query_interpreter(python, cache_dir=rt.interpreters_dir, located=located)
         return await resolve_request(rt, params, inputs, target, progress=progress)
