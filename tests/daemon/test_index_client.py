@@ -4,9 +4,8 @@ or anywhere (the simple API is stateless; uv keeps none either; issue 15)."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import msgspec
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from satchel.daemon.settings.config import IndexConfig
 from satchel.daemon.upstream.client import Upstream
 from satchel.daemon.upstream.limits import Limits
+from tests.support.oneoff import serving
 
 FAST = Limits(backoff=0.01, connect_timeout=1.0, timeout=15.0)
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
@@ -25,34 +25,19 @@ def cookie_setter() -> Iterator[tuple[str, list[str | None]]]:
     of each request it got (None: none)."""
     seen: list[str | None] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def respond(handler: BaseHTTPRequestHandler) -> None:
+        seen.append(handler.headers.get("Cookie"))
+        body = json.dumps({"meta": {"api-version": "1.1"}, "name": "demo", "files": []}).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", JSON_V1)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.send_header("Set-Cookie", "session=secret; Path=/")
+        handler.send_header("Cache-Control", "no-cache")
+        handler.end_headers()
+        handler.wfile.write(body)
 
-        def do_GET(self) -> None:
-            seen.append(self.headers.get("Cookie"))
-            body = json.dumps(
-                {"meta": {"api-version": "1.1"}, "name": "demo", "files": []}
-            ).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", JSON_V1)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Set-Cookie", "session=secret; Path=/")
-            self.send_header("Cache-Control", "no-cache")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/simple/", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(respond) as base:
+        yield f"{base}/simple/", seen
 
 
 async def test_a_cookie_the_index_sets_is_never_sent_back(

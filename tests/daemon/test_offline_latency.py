@@ -9,6 +9,8 @@ tests pin down that it answers exactly what `scoped_pages` answers, and needs no
 from __future__ import annotations
 
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,7 @@ from satchel.daemon.requests.resolution import (
     resolver_threads,
 )
 from satchel.daemon.resolver.scope import ScopedPages
+from satchel.daemon.services.refresh import Warmer
 from satchel.protocol.messages import Message
 from satchel.protocol.methods.resolve import ResolveParams
 from tests.support.index_server import IndexServer
@@ -55,6 +58,19 @@ def _call(fn: object, *args: str) -> object:
         return exc
 
 
+@asynccontextmanager
+async def alpha_stored(tmp_path: Path) -> AsyncIterator[tuple[Warmer, ResolveParams]]:
+    """A running warmer whose cache holds alpha 1.0 (its page and its wheel), and the params of
+    an offline resolve of it."""
+    with IndexServer(tmp_path / "index") as index:
+        index.add(build_wheel(tmp_path / "dist", "alpha", "1.0"))
+        async with running_warmer(tmp_path / "d", index.url) as warm:
+            online = warm.rt.catalog.session()
+            (page,) = (await online.scoped_pages("alpha")).pages
+            await warm.rt.catalog.fetch_file(online.indexes[0], "alpha", page.files[0])
+            yield warm, ResolveParams(requirements=["alpha"], offline=True)
+
+
 async def test_offline_pages_in_a_thread_match_scoped_pages(tmp_path: Path) -> None:
     with IndexServer(tmp_path / "index") as index:
         dist = tmp_path / "dist"
@@ -77,15 +93,10 @@ async def test_offline_pages_in_a_thread_match_scoped_pages(tmp_path: Path) -> N
 
 
 async def test_offline_pages_are_memoised_per_session(tmp_path: Path) -> None:
-    with IndexServer(tmp_path / "index") as index:
-        index.add(build_wheel(tmp_path / "dist", "alpha", "1.0"))
-        async with running_warmer(tmp_path / "d", index.url) as warm:
-            online = warm.rt.catalog.session()
-            (page,) = (await online.scoped_pages("alpha")).pages
-            await warm.rt.catalog.fetch_file(online.indexes[0], "alpha", page.files[0])
-            session = warm.rt.catalog.session(offline=True)
-            first = await trio.to_thread.run_sync(session.offline_pages_sync, "alpha")
-            again = await session.scoped_pages("alpha")
+    async with alpha_stored(tmp_path) as (warm, _params):
+        session = warm.rt.catalog.session(offline=True)
+        first = await trio.to_thread.run_sync(session.offline_pages_sync, "alpha")
+        again = await session.scoped_pages("alpha")
 
     assert again is first
 
@@ -148,22 +159,16 @@ async def test_a_repeated_offline_resolve_is_answered_without_a_resolver_thread(
 ) -> None:
     # Issue 15, warm repeated resolve: the result cache is checked in the hop that reads the
     # inputs, so a remembered answer waits for no resolver thread (here: all of them taken).
-    with IndexServer(tmp_path / "index") as index:
-        index.add(build_wheel(tmp_path / "dist", "alpha", "1.0"))
-        async with running_warmer(tmp_path / "d", index.url) as warm:
-            online = warm.rt.catalog.session()
-            (page,) = (await online.scoped_pages("alpha")).pages
-            await warm.rt.catalog.fetch_file(online.indexes[0], "alpha", page.files[0])
-            params = ResolveParams(requirements=["alpha"], offline=True)
-            first = await resolve_params(warm.rt, params)
-            limiter = resolver_threads()
-            holders = [object() for _ in range(RESOLVE_THREADS)]
-            for holder in holders:
-                limiter.acquire_on_behalf_of_nowait(holder)
-            with trio.fail_after(60):  # a guard against a hang, not a measurement
-                again = await resolve_params(warm.rt, params)
-            for holder in holders:
-                limiter.release_on_behalf_of(holder)
+    async with alpha_stored(tmp_path) as (warm, params):
+        first = await resolve_params(warm.rt, params)
+        limiter = resolver_threads()
+        holders = [object() for _ in range(RESOLVE_THREADS)]
+        for holder in holders:
+            limiter.acquire_on_behalf_of_nowait(holder)
+        with trio.fail_after(60):  # a guard against a hang, not a measurement
+            again = await resolve_params(warm.rt, params)
+        for holder in holders:
+            limiter.release_on_behalf_of(holder)
 
     assert [(p.name, p.version) for p in again.resolution.pins] == [("alpha", "1.0")]
     assert again.resolution.pins == first.resolution.pins
@@ -178,18 +183,12 @@ async def test_only_a_resolve_that_worked_asks_for_its_memory_to_be_given_back(
     async def nothing(_message: Message) -> None:
         return None
 
-    with IndexServer(tmp_path / "index") as index:
-        index.add(build_wheel(tmp_path / "dist", "alpha", "1.0"))
-        async with running_warmer(tmp_path / "d", index.url) as warm:
-            online = warm.rt.catalog.session()
-            (page,) = (await online.scoped_pages("alpha")).pages
-            await warm.rt.catalog.fetch_file(online.indexes[0], "alpha", page.files[0])
-            params = ResolveParams(requirements=["alpha"], offline=True)
-            churned, pins = [], []
-            for request_id in (1, 2):
-                ctx = RequestContext(warm.app, request_id, "resolve", nothing)
-                pins.append((await resolve_method(ctx, params)).pins)
-                churned.append(ctx.churned)
+    async with alpha_stored(tmp_path) as (warm, params):
+        churned, pins = [], []
+        for request_id in (1, 2):
+            ctx = RequestContext(warm.app, request_id, "resolve", nothing)
+            pins.append((await resolve_method(ctx, params)).pins)
+            churned.append(ctx.churned)
 
     assert churned == [True, False]
     assert pins[0] == pins[1]
@@ -201,33 +200,27 @@ async def test_offline_result_cache_checks_run_in_a_bounded_pool_of_their_own(
     # A check whose kept page sets are out of date decodes stored pages: checks at once are
     # bounded (`CACHE_CHECK_THREADS`) like resolves, not by trio's 40 default threads; one waits
     # while the pool is full and answers once a slot frees.
-    with IndexServer(tmp_path / "index") as index:
-        index.add(build_wheel(tmp_path / "dist", "alpha", "1.0"))
-        async with running_warmer(tmp_path / "d", index.url) as warm:
-            online = warm.rt.catalog.session()
-            (page,) = (await online.scoped_pages("alpha")).pages
-            await warm.rt.catalog.fetch_file(online.indexes[0], "alpha", page.files[0])
-            params = ResolveParams(requirements=["alpha"], offline=True)
-            await resolve_params(warm.rt, params)
-            limiter = cache_check_threads()
-            assert limiter.total_tokens == CACHE_CHECK_THREADS
-            holders = [object() for _ in range(CACHE_CHECK_THREADS)]
-            for holder in holders:
-                limiter.acquire_on_behalf_of_nowait(holder)
-            answers: list[Outcome] = []
+    async with alpha_stored(tmp_path) as (warm, params):
+        await resolve_params(warm.rt, params)
+        limiter = cache_check_threads()
+        assert limiter.total_tokens == CACHE_CHECK_THREADS
+        holders = [object() for _ in range(CACHE_CHECK_THREADS)]
+        for holder in holders:
+            limiter.acquire_on_behalf_of_nowait(holder)
+        answers: list[Outcome] = []
 
-            async def resolve_again() -> None:
-                answers.append(await resolve_params(warm.rt, params))
+        async def resolve_again() -> None:
+            answers.append(await resolve_params(warm.rt, params))
 
-            with trio.fail_after(60):  # a guard against a hang, not a measurement
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(resolve_again)
-                    while limiter.statistics().tasks_waiting == 0 and not answers:  # noqa: ASYNC110
-                        await trio.sleep(0.01)
-                    assert answers == []  # waiting for a slot
-                    limiter.release_on_behalf_of(holders.pop())
-            for holder in holders:
-                limiter.release_on_behalf_of(holder)
+        with trio.fail_after(60):  # a guard against a hang, not a measurement
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(resolve_again)
+                while limiter.statistics().tasks_waiting == 0 and not answers:  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+                assert answers == []  # waiting for a slot
+                limiter.release_on_behalf_of(holders.pop())
+        for holder in holders:
+            limiter.release_on_behalf_of(holder)
 
     assert [(p.name, p.version) for p in answers[0].resolution.pins] == [("alpha", "1.0")]
     assert answers[0].resolution.stats["cached"] == 1.0

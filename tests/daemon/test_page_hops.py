@@ -4,18 +4,16 @@ way."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import pytest
-import trio
 
 from satchel.daemon.settings.config import IndexConfig
 from satchel.daemon.upstream import _pagebody
 from satchel.daemon.upstream.client import Upstream
 from satchel.daemon.upstream.limits import Limits
+from tests.support.hops import count_hops
 from tests.support.index_server import IndexServer
 from tests.support.wheels import build_wheel, file_sha256
 
@@ -23,17 +21,9 @@ FAST = Limits(backoff=0.01, connect_timeout=1.0, timeout=15.0)
 
 
 @pytest.fixture
-def hops(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The name of every function handed to a worker thread meanwhile."""
-    seen: list[str] = []
-    run_sync = trio.to_thread.run_sync
-
-    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        seen.append(getattr(fn, "__name__", repr(fn)))
-        return await run_sync(fn, *args, **kwargs)
-
-    monkeypatch.setattr(trio.to_thread, "run_sync", counted)
-    yield seen
+    return count_hops(monkeypatch)
 
 
 def _config(url: str) -> IndexConfig:

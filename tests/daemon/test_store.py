@@ -31,6 +31,7 @@ from satchel.daemon.storage.store import (
     VerifyProgress,
     open_cache,
 )
+from tests.support.hops import count_hops
 from tests.support.tmpfs import small_tmpfs
 from tests.support.wheels import build_wheel
 
@@ -66,14 +67,7 @@ async def test_a_one_batch_file_and_its_bookkeeping_take_one_thread_hop(
     """`ingest`'s *then* (a download's origin and metadata check) runs in the worker thread
     that committed the blob, with the committed blob, in the same hop (issue 15: a cold
     prefetch paid one more hop per file for it)."""
-    hops: list[str] = []
-    run_sync = trio.to_thread.run_sync
-
-    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        hops.append(getattr(fn, "__name__", repr(fn)))
-        return await run_sync(fn, *args, **kwargs)
-
-    monkeypatch.setattr(trio.to_thread, "run_sync", counted)
+    hops = count_hops(monkeypatch)
     data = os.urandom(WRITE_BATCH // 2)
     trio_thread = threading.get_ident()
     seen: list[tuple[BlobInfo, bool, int]] = []

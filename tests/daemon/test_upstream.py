@@ -11,9 +11,8 @@ import resource
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -35,6 +34,7 @@ from satchel.daemon.upstream.client import Upstream
 from satchel.daemon.upstream.limits import TIMEOUT_ENV, Limits
 from satchel.daemon.upstream.simple import parse_json_page
 from tests.support.index_server import IndexServer
+from tests.support.oneoff import serving
 from tests.support.wheels import build_sdist, build_wheel, file_sha256, wheel_metadata
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
@@ -60,30 +60,6 @@ def index(tmp_path: Path) -> Iterator[IndexServer]:
 
 def _config(url: str, name: str = "test", **extra: object) -> IndexConfig:
     return msgspec.convert({"name": name, "url": url, **extra}, IndexConfig)
-
-
-@contextmanager
-def _hostile(respond: Callable[[BaseHTTPRequestHandler], None]) -> Iterator[str]:
-    """A one-off HTTP server whose every GET is answered by *respond*; yields its base URL."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            respond(self)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _reply(handler: BaseHTTPRequestHandler, status: int, body: bytes, **headers: str) -> None:
@@ -341,12 +317,12 @@ async def test_credentials_are_not_sent_to_another_origin_on_redirect(tmp_path: 
         seen.append(handler.headers.get("Authorization"))
         _reply(handler, 404, b"")
 
-    with _hostile(record) as other:
+    with serving(record) as other:
 
         def redirect(handler: BaseHTTPRequestHandler) -> None:
             _reply(handler, 302, b"", Location=f"{other}/elsewhere/")
 
-        with _hostile(redirect) as origin:
+        with serving(redirect) as origin:
             url = origin.replace("http://", "http://bob:tok-123456@") + "/simple/"
             async with Upstream(limits=FAST) as up:
                 with pytest.raises(NotFound):
@@ -404,7 +380,7 @@ async def test_gzip_encoded_page_is_decoded() -> None:
         assert "gzip" in handler.headers.get("Accept-Encoding", "")
         _reply(handler, 200, body, Content_Type=JSON_V1, Content_Encoding="gzip")
 
-    with _hostile(respond) as base:
+    with serving(respond) as base:
         async with Upstream(limits=FAST) as up:
             page = await up.fetch_page(_config(base + "/simple/"), "demo")
     assert [f.url for f in page.files] == [base + "/f/demo-1.0.tar.gz"]
@@ -438,7 +414,7 @@ async def test_a_large_json_page_is_parsed_in_a_child_process_as_in_a_thread() -
     def respond(handler: BaseHTTPRequestHandler) -> None:
         _reply(handler, 200, body_holder[0], Content_Type=JSON_V1, Content_Encoding="gzip")
 
-    with _hostile(respond) as base:
+    with serving(respond) as base:
         body = _big_json_page(base, 12_000)
         assert len(body) > 5 * 2**20
         body_holder.append(gzip.compress(body, compresslevel=1))
@@ -466,7 +442,7 @@ async def test_a_large_json_page_refused_in_the_child_is_the_same_clear_error() 
     def respond(handler: BaseHTTPRequestHandler) -> None:
         _reply(handler, 200, body, Content_Type=JSON_V1)
 
-    with _hostile(respond) as base:
+    with serving(respond) as base:
         async with Upstream(limits=FAST) as up:
             with pytest.raises(UpstreamError, match="lists 400001 files, more than the 100000"):
                 await up.fetch_page(_config(base + "/simple/"), "demo")
@@ -478,7 +454,7 @@ async def test_gzip_bomb_page_is_stopped_at_the_cap() -> None:
     def respond(handler: BaseHTTPRequestHandler) -> None:
         _reply(handler, 200, bomb, Content_Type="text/html", Content_Encoding="gzip")
 
-    with _hostile(respond) as base:
+    with serving(respond) as base:
         async with Upstream(limits=Limits(max_page_bytes=2**20, backoff=0.01)) as up:
             with pytest.raises(HostileInput, match="larger than the 1048576 byte limit"):
                 await up.fetch_page(_config(base + "/simple/"), "demo")
@@ -499,7 +475,7 @@ async def test_slow_drip_page_is_bounded_by_the_request_deadline() -> None:
             pass  # the client gave up, as it should
 
     limits = Limits(request_deadline=0.3, attempts=1, timeout=15.0)
-    with _hostile(respond) as base:
+    with serving(respond) as base:
         async with Upstream(limits=limits) as up:
             with trio.fail_after(3), pytest.raises(IndexUnreachable, match=r"within 0\.3s"):
                 await up.fetch_page(_config(base + "/simple/"), "demo")
@@ -509,7 +485,7 @@ async def test_redirect_to_file_scheme_is_refused() -> None:
     def respond(handler: BaseHTTPRequestHandler) -> None:
         _reply(handler, 301, b"", Location="file:///etc/")
 
-    with _hostile(respond) as base:
+    with serving(respond) as base:
         async with Upstream(limits=FAST) as up:
             with pytest.raises(HostileInput, match="refused redirect from http: to file:"):
                 await up.fetch_page(_config(base + "/simple/"), "demo")
@@ -519,7 +495,7 @@ async def test_redirect_loop_is_bounded() -> None:
     def respond(handler: BaseHTTPRequestHandler) -> None:
         _reply(handler, 302, b"", Location=handler.path)
 
-    with _hostile(respond) as base:
+    with serving(respond) as base:
         async with Upstream(limits=FAST) as up:
             with pytest.raises(UpstreamError, match="more than 5 redirects"):
                 await up.fetch_page(_config(base + "/simple/"), "demo")
@@ -529,7 +505,7 @@ async def test_unexpected_content_type_is_an_error_naming_index_and_project() ->
     def respond(handler: BaseHTTPRequestHandler) -> None:
         _reply(handler, 200, b"\x89PNG", Content_Type="image/png")
 
-    with _hostile(respond) as base:
+    with serving(respond) as base:
         async with Upstream(limits=FAST) as up:
             with pytest.raises(UpstreamError, match="index test: project demo: unexpected content"):
                 await up.fetch_page(_config(base + "/simple/"), "demo")

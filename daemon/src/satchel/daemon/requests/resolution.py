@@ -99,11 +99,17 @@ _resolve_limiter: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.Run
 
 def resolver_threads() -> trio.CapacityLimiter:
     """This trio run's resolver thread pool (a RunVar: limiters must not outlive their run)."""
+    return _run_limiter(_resolve_limiter, RESOLVE_THREADS)
+
+
+def _run_limiter(
+    var: trio.lowlevel.RunVar[trio.CapacityLimiter], tokens: int
+) -> trio.CapacityLimiter:
     try:
-        return _resolve_limiter.get()
+        return var.get()
     except LookupError:
-        limiter = trio.CapacityLimiter(RESOLVE_THREADS)
-        _resolve_limiter.set(limiter)
+        limiter = trio.CapacityLimiter(tokens)
+        var.set(limiter)
         return limiter
 
 
@@ -118,12 +124,7 @@ _cache_check_limiter: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel
 
 def cache_check_threads() -> trio.CapacityLimiter:
     """This trio run's pool for offline result-cache checks (see `CACHE_CHECK_THREADS`)."""
-    try:
-        return _cache_check_limiter.get()
-    except LookupError:
-        limiter = trio.CapacityLimiter(CACHE_CHECK_THREADS)
-        _cache_check_limiter.set(limiter)
-        return limiter
+    return _run_limiter(_cache_check_limiter, CACHE_CHECK_THREADS)
 
 
 #: Async METADATA of the wheel built from an sdist whose own metadata is dynamic (`builder`).
