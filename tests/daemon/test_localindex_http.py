@@ -54,6 +54,19 @@ async def read_all(stream: trio.SocketStream, seconds: float = 3.0) -> bytes:
     return received
 
 
+async def get_file(blob: Path, offset: int, length: int) -> bytes:
+    """The whole answer (head and body) of a GET the server answers with ``FileBody(blob,
+    offset, length)``, over a connection the request asks to close."""
+
+    async def handler(request: Request) -> Response:
+        return Response(200, [], FileBody(blob, offset, length))
+
+    async with serving(handler) as (port, _):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        return await read_all(stream, 10)
+
+
 async def test_slow_request_head_gets_408_and_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(http, "HEAD_TIMEOUT", 0.3)
     async with serving(hello) as (port, _):
@@ -129,16 +142,10 @@ async def test_file_body_is_streamed_with_its_exact_length(tmp_path: Path) -> No
     payload = bytes(range(256)) * 9000  # > 2 chunks of FILE_CHUNK at 1 MiB? ~2.3 MB
     blob.write_bytes(payload)
 
-    async def handler(request: Request) -> Response:
-        return Response(200, [], FileBody(blob, 100, len(payload) - 200))
-
-    async with serving(handler) as (port, _):
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
-        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        answer = await read_all(stream, 10)
-        head, _, body = answer.partition(b"\r\n\r\n")
-        assert f"content-length: {len(payload) - 200}".encode() in head.lower()
-        assert body == payload[100:-100]
+    answer = await get_file(blob, 100, len(payload) - 200)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert f"content-length: {len(payload) - 200}".encode() in head.lower()
+    assert body == payload[100:-100]
 
 
 @pytest.mark.parametrize(
@@ -149,14 +156,8 @@ async def test_file_around_the_first_read_is_sent_whole(tmp_path: Path, size: in
     payload = bytes(range(256)) * (size // 256 + 1)
     blob.write_bytes(payload[:size])
 
-    async def handler(request: Request) -> Response:
-        return Response(200, [], FileBody(blob, 0, size))
-
-    async with serving(handler) as (port, _):
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
-        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        answer = await read_all(stream, 10)
-        assert answer.partition(b"\r\n\r\n")[2] == payload[:size]
+    answer = await get_file(blob, 0, size)
+    assert answer.partition(b"\r\n\r\n")[2] == payload[:size]
 
 
 async def test_a_large_file_passes_at_most_one_small_read_through_python(
@@ -176,13 +177,7 @@ async def test_a_large_file_passes_at_most_one_small_read_through_python(
 
     monkeypatch.setattr(http, "_open_and_read", spy)
 
-    async def handler(request: Request) -> Response:
-        return Response(200, [], FileBody(blob, 0, 4 * 1024 * 1024))
-
-    async with serving(handler) as (port, _):
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
-        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        answer = await read_all(stream, 10)
+    answer = await get_file(blob, 0, 4 * 1024 * 1024)
     assert len(answer.partition(b"\r\n\r\n")[2]) == 4 * 1024 * 1024
     assert read_sizes == [http.HEAD_CHUNK]
 
@@ -203,13 +198,7 @@ async def test_a_small_file_is_answered_in_one_write_head_and_body_together(
 
     monkeypatch.setattr(http._Connection, "_write", spy)
 
-    async def handler(request: Request) -> Response:
-        return Response(200, [], FileBody(blob, 0, 3000))
-
-    async with serving(handler) as (port, _):
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
-        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        answer = await read_all(stream, 10)
+    answer = await get_file(blob, 0, 3000)
     assert answer.partition(b"\r\n\r\n")[2] == b"m" * 3000
     assert writes == [answer]
 
@@ -260,13 +249,7 @@ async def test_without_sendfile_a_file_is_sent_in_reads(
     blob.write_bytes(payload[:size])
     monkeypatch.setattr(http, "_SENDFILE", None)
 
-    async def handler(request: Request) -> Response:
-        return Response(200, [], FileBody(blob, 7, size - 7))
-
-    async with serving(handler) as (port, _):
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
-        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        answer = await read_all(stream, 10)
+    answer = await get_file(blob, 7, size - 7)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert f"content-length: {size - 7}".encode() in head.lower()
     assert body == payload[7:size]
