@@ -221,8 +221,17 @@ def render_markdown(data: dict[str, Any], chart_note: str, findings: str = "") -
     if reasons:
         out.append("> **Partial run.** " + "; ".join(reasons) + ".")
         out.append("")
+    resolve_runs = max(
+        (
+            len(tool.get("times", []))
+            for one in data.get("sets", {}).values()
+            for tool in one.get("rows", {}).get("resolve", {}).values()
+        ),
+        default=0,
+    )
+    more = f" ({resolve_runs} for the warm repeated resolve)" if resolve_runs > cfg["runs"] else ""
     out.append(
-        f"Whole-process wall time, median of {cfg['runs']} runs after one warm-up, tools "
+        f"Whole-process wall time, median of {cfg['runs']} runs{more} after one warm-up, tools "
         "alternating within each round. Byte-compilation "
         + (
             "**on** for all tools (`--compile`, `--compile-bytecode`, pip's default)."

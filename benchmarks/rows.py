@@ -31,6 +31,9 @@ from benchmarks.variants import Edits, corpus_pins
 
 __all__ = ["PING_RUNS", "TOOLS_BY_SET", "Bench"]
 
+#: Timed rounds of the rows whose samples are ~10-20 ms (the ping, the warm repeated resolve):
+#: a 5-sample median of such a process moves by a millisecond or two with the load of this
+#: shared 2-core machine, as much as the gap the row is about.
 PING_RUNS = 20
 TOOLS_BY_SET: dict[str, tuple[str, list[str]]] = {
     # set -> (--from spec, command line) for the `satchel run` / `uvx` row; a console script
@@ -249,7 +252,10 @@ class Bench:
             )  # fmt: skip
             return Trial([cmd], self.env)
 
-        return self.measure({"satchel": satchel, "uv": uv, "pip": pip})
+        # A warm repeated resolve is ~15 ms a process: as many rounds as the ping. The
+        # never-resolved row keeps `runs`: each of its Satchel trials uses up one edit of the set.
+        runs = None if first else max(self.runs, PING_RUNS)
+        return self.measure({"satchel": satchel, "uv": uv, "pip": pip}, runs=runs)
 
     def row_resolve_first(self, cs: corpus.CorpusSet) -> dict[str, ToolResult]:
         return self.row_resolve(cs, first=True)

