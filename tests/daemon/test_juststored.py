@@ -66,3 +66,26 @@ def test_a_read_waits_for_no_write() -> None:
         release.set()
         writer.join()
     assert kept.take("b") == b"other"
+
+
+def test_a_queued_store_is_kept_and_waits_for_no_write() -> None:
+    """`store_soon` runs on the event loop (issue 15: the metadb write is only queued): a
+    write under way in a worker thread must not hold it."""
+    kept = JustStored()
+    writing, release = threading.Event(), threading.Event()
+
+    def slow_write() -> None:
+        writing.set()
+        release.wait()
+
+    writer = threading.Thread(target=kept.store, args=("b", b"other", slow_write))
+    writer.start()
+    queued: list[str] = []
+    try:
+        assert writing.wait(60)
+        kept.store_soon("a", b"data", lambda: queued.append("a"))
+        assert queued == ["a"]
+        assert kept.take("a") == b"data"
+    finally:
+        release.set()
+        writer.join()

@@ -47,6 +47,14 @@ class JustStored:
             write()
             self._keep(key, data)
 
+    def store_soon(self, key: str, data: bytes, queue: Callable[[], None]) -> None:
+        """`store` for a *queue* that only queues the write for the metadb's next transaction
+        (`MetaDB.put_core_metadata_soon`): on the event loop, which never waits for a write
+        under way. A replacement (`replace`) comes after the wheel was stored, and so after
+        this file's metadata was stored; whoever writes first writes what was queued first."""
+        queue()
+        self._keep(key, data)
+
     def _keep(self, key: str, data: bytes) -> None:
         with self._lock:
             self._drop(key)

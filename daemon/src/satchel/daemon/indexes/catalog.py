@@ -175,7 +175,10 @@ class Catalog:
                 self.kept[(index.name, project)] = why
                 return cached
             self.kept.pop((index.name, project), None)
-            await trio.to_thread.run_sync(self.metadb.put_page, page)
+            # Written by the next transaction (the binding's, right after), not in a hop and a
+            # transaction of its own, unless it is large (`_soon`).
+            if not self.metadb.put_page_soon(page):
+                await trio.to_thread.run_sync(self.metadb.put_page, page)
             return page
 
         key = (index.name, project)
@@ -411,17 +414,28 @@ class Catalog:
                     data, how = await self._fetch_metadata(index, page, file, counts)
                 finally:
                     await counts.end(how)
-            await trio.to_thread.run_sync(
-                self.just_stored.store,
-                key,
-                data,
-                lambda: self.metadb.put_core_metadata(
-                    file.sha256, data, index=page.index, filename=file.filename
-                ),
-            )
+            if self.metadb.soon_room():  # queued for the next transaction, no hop (`_soon`)
+                self.just_stored.store_soon(
+                    key, data, lambda: self._put_metadata_soon(page, file, data)
+                )
+            else:
+                await trio.to_thread.run_sync(
+                    self.just_stored.store,
+                    key,
+                    data,
+                    lambda: self.metadb.put_core_metadata(
+                        file.sha256, data, index=page.index, filename=file.filename
+                    ),
+                )
             return data
 
         return await self._metadata.run(key, load)
+
+    def _put_metadata_soon(self, page: ProjectPage, file: FileEntry, data: bytes) -> None:
+        queued = self.metadb.put_core_metadata_soon(
+            file.sha256, data, index=page.index, filename=file.filename
+        )
+        assert queued, "only the event loop queues, and it found room"
 
     async def _fetch_metadata(
         self, index: IndexConfig, page: ProjectPage, file: FileEntry, traffic: Traffic
