@@ -336,9 +336,10 @@ class Catalog:
     def settle(self, sha256s: list[str]) -> None:
         """Make every stored file of a batch durable (worker thread; before the batch reports
         success): the directories its downloads left unsynced, then one durable metadb commit
-        (marking *sha256s* used), which makes every row written since durable too."""
+        (marking *sha256s* used), which makes every row written since durable too (and so
+        the first-use bindings of the batch's resolution: `Origins.durable_with`)."""
         self.unsynced.sync()
-        self.metadb.mark_used(sha256s, durable=True)
+        self.origins.durable_with(lambda: self.metadb.mark_used(sha256s, durable=True))
 
     def _remember(
         self,
