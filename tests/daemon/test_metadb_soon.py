@@ -89,14 +89,12 @@ def test_what_does_not_fit_is_refused_for_the_caller_to_write_at_once(db: MetaDB
     )
     assert not db.put_page_soon(big)
     for n in range(_soon.MAX_WAITING):
-        assert db.soon_room()
         assert db.put_page_soon(page(project=f"p{n}"))
-    assert not db.soon_room()
     assert not db.put_page_soon(page(project="one-too-many"))
     assert not db.put_core_metadata_soon(SHA_A, b"m", index="i", filename="f")
     assert db.has_page("internal", f"p{_soon.MAX_WAITING - 1}")  # written: room again
-    assert db.soon_room()
     assert not db.has_page("internal", "one-too-many")
+    assert db.put_core_metadata_soon(SHA_A, b"m", index="i", filename="f")
 
 
 def test_a_queued_write_that_fails_is_logged_and_lost_and_the_reader_goes_on(

@@ -415,10 +415,10 @@ class Catalog:
                     data, how = await self._fetch_metadata(index, page, file, counts)
                 finally:
                     await counts.end(how)
-            if self.metadb.soon_room():  # queued for the next transaction, no hop (`_soon`)
-                self.just_stored.store_soon(
-                    key, data, lambda: self._put_metadata_soon(page, file, data)
-                )
+            if self.metadb.put_core_metadata_soon(  # no hop: the next transaction's (`_soon`)
+                file.sha256, data, index=page.index, filename=file.filename
+            ):
+                self.just_stored.keep(key, data)
             else:
                 await trio.to_thread.run_sync(
                     self.just_stored.store,
@@ -431,12 +431,6 @@ class Catalog:
             return data
 
         return await self._metadata.run(key, load)
-
-    def _put_metadata_soon(self, page: ProjectPage, file: FileEntry, data: bytes) -> None:
-        queued = self.metadb.put_core_metadata_soon(
-            file.sha256, data, index=page.index, filename=file.filename
-        )
-        assert queued, "only the event loop queues, and it found room"
 
     async def _fetch_metadata(
         self, index: IndexConfig, page: ProjectPage, file: FileEntry, traffic: Traffic

@@ -44,10 +44,6 @@ class SoonWrites:
         self._lock = threading.Lock()
         self._writes: list[Write] = []
 
-    def room(self) -> bool:
-        """Whether one more write may wait (the event loop is the only one adding)."""
-        return len(self._writes) < MAX_WAITING
-
     def add(self, write: Write) -> bool:
         """Queue *write*; False (not queued) when `MAX_WAITING` wait already."""
         with self._lock:

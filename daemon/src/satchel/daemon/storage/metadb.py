@@ -234,10 +234,6 @@ class MetaDB:
         self.generation += 1  # what a page shows may change: derive again (and so flush)
         return True
 
-    def soon_room(self) -> bool:
-        """Whether a `put_page_soon` or `put_core_metadata_soon` would be queued now."""
-        return self._soon.room()
-
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
