@@ -66,3 +66,24 @@ def test_a_read_waits_for_no_write() -> None:
         release.set()
         writer.join()
     assert kept.take("b") == b"other"
+
+
+def test_metadata_whose_write_is_queued_is_kept_without_waiting_for_a_write() -> None:
+    """`keep` runs on the event loop (issue 15: the metadb write is only queued): a write under
+    way in a worker thread must not hold it."""
+    kept = JustStored()
+    writing, release = threading.Event(), threading.Event()
+
+    def slow_write() -> None:
+        writing.set()
+        release.wait()
+
+    writer = threading.Thread(target=kept.store, args=("b", b"other", slow_write))
+    writer.start()
+    try:
+        assert writing.wait(60)
+        kept.keep("a", b"data")
+        assert kept.take("a") == b"data"
+    finally:
+        release.set()
+        writer.join()

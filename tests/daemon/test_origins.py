@@ -6,7 +6,10 @@ the real metadb; `degrades` decides when a fresh page may not replace the stored
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,3 +222,74 @@ def test_a_page_listing_none_of_the_stored_files_degrades_it() -> None:
     assert degrades(stored, page("private", "6.6.6"))  # nothing in common
     assert not degrades(stored, page("private", "1.1", "1.2"))  # an index moving on
     assert not degrades(page("private"), page("private"))  # nothing stored to lose
+
+
+def _durable_mark(db: MetaDB) -> bytes | None:
+    return db.get_state("bindings-durable")
+
+
+def test_a_first_use_is_committed_at_once_and_owed_durable_until_the_answer(
+    tmp_path: Path,
+) -> None:
+    """issue 15: a first use is committed (every reader sees it) without a WAL sync of its
+    own; `make_durable`, which every answer waits for, syncs once for all owed so far."""
+    db = MetaDB(tmp_path / "meta.db")
+    origins = Origins(db)
+    assert not origins.owed()
+    origins.apply(first_use(page("public", "2.0")), "internal-tool")
+    origins.apply(first_use(page("public", "1.0")), "other-tool")
+    assert origins.get("internal-tool") is not None and origins.owed()
+    origins.make_durable()
+    assert not origins.owed() and _durable_mark(db) == b"2"
+    origins.make_durable()  # nothing owed: no commit at all
+    assert _durable_mark(db) == b"2"
+
+
+def test_the_users_word_is_durable_at_once(tmp_path: Path) -> None:
+    db = MetaDB(tmp_path / "meta.db")
+    origins = Origins(db)
+    origins.trust("internal-tool", PRIVATE)
+    origins.apply(Verdict(bind=bound_to(PUBLIC, how=How.PIN)), "internal-tool")
+    assert not origins.owed() and _durable_mark(db) is None
+
+
+def test_a_durable_commit_of_the_caller_covers_the_bindings_before_it(tmp_path: Path) -> None:
+    """A prefetch's settle is a durable commit: its answer needs no second sync."""
+    db = MetaDB(tmp_path / "meta.db")
+    origins = Origins(db)
+    origins.apply(first_use(page("public", "2.0")), "internal-tool")
+    origins.durable_with(lambda: db.mark_used(["a" * 64], durable=True))
+    assert not origins.owed() and _durable_mark(db) is None
+
+
+def test_make_durable_returns_only_once_a_sync_under_way_covered_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two answers at once: the second must not go out while the first is still syncing the
+    binding both rely on."""
+    db = MetaDB(tmp_path / "meta.db")
+    origins = Origins(db)
+    origins.apply(first_use(page("public", "2.0")), "internal-tool")
+    syncing, release = threading.Event(), threading.Event()
+    real = db._write
+
+    @contextlib.contextmanager
+    def slow(**kwargs: bool) -> Iterator[sqlite3.Connection]:
+        with real(**kwargs) as conn:
+            yield conn
+            syncing.set()
+            release.wait(30)
+
+    monkeypatch.setattr(db, "_write", slow)
+    first = threading.Thread(target=origins.make_durable)
+    first.start()
+    assert syncing.wait(30)
+    second_done = threading.Event()
+    second = threading.Thread(target=lambda: (origins.make_durable(), second_done.set()))
+    second.start()
+    second.join(0.5)
+    assert not second_done.is_set(), "answered while the binding was not durable yet"
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert second_done.is_set() and not origins.owed()

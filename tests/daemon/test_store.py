@@ -507,6 +507,71 @@ def test_a_batch_leaves_its_directories_to_one_sync_and_each_is_synced_once(
     assert unsynced.sync() == 0
 
 
+def _count_flushes(monkeypatch: pytest.MonkeyPatch, *, syncfs_works: bool = True) -> list[str]:
+    """Record every `syncfs` and directory fsync `Unsynced.sync` makes (each still made)."""
+    calls: list[str] = []
+    real_syncfs, real_fsync_dir = fsutil.syncfs, fsutil.fsync_dir
+
+    def syncfs(directory: Path) -> bool:
+        calls.append("syncfs")
+        return real_syncfs(directory) and syncfs_works
+
+    def fsync_dir(directory: Path) -> None:
+        calls.append("fsync")
+        real_fsync_dir(directory)
+
+    monkeypatch.setattr(fsutil, "syncfs", syncfs)
+    monkeypatch.setattr(fsutil, "fsync_dir", fsync_dir)
+    return calls
+
+
+def _directories(root: Path, count: int) -> list[Path]:
+    made = [root / f"d{i:02}" for i in range(count)]
+    for directory in made:
+        directory.mkdir()
+    return made
+
+
+@pytest.mark.skipif(fsutil._libc_syncfs() is None, reason="no syncfs(2) on this platform")
+def test_a_large_batch_makes_its_directories_durable_with_one_syncfs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """issue 15: ~100 directory fsyncs, one after the other, ended every cold medium prefetch;
+    from `SYNCFS_AT` directories on one file system, one flush of it replaces them."""
+    calls = _count_flushes(monkeypatch)
+    unsynced = Unsynced()
+    for directory in _directories(tmp_path, fsutil.SYNCFS_AT):
+        unsynced.add(directory)
+    assert unsynced.sync() == fsutil.SYNCFS_AT
+    assert calls == ["syncfs"]
+    assert unsynced.sync() == 0
+
+
+def test_a_small_batch_or_a_failed_syncfs_fsyncs_every_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Below `SYNCFS_AT`, or where `syncfs` is unavailable or fails, each directory is fsynced
+    (a directory removed since is skipped, as before)."""
+    calls = _count_flushes(monkeypatch, syncfs_works=False)
+    unsynced = Unsynced()
+    (tmp_path / "few").mkdir()
+    few = _directories(tmp_path / "few", fsutil.SYNCFS_AT - 1)
+    for directory in few:
+        unsynced.add(directory)
+    assert unsynced.sync() == len(few)
+    assert calls == ["fsync"] * len(few)
+
+    calls.clear()
+    (tmp_path / "many").mkdir()
+    many = _directories(tmp_path / "many", fsutil.SYNCFS_AT + 4)
+    for directory in many:
+        unsynced.add(directory)
+    many[0].rmdir()
+    assert unsynced.sync() == len(many)
+    expected = ["fsync"] * (len(many) - 1)
+    assert calls == (["syncfs", *expected] if fsutil._libc_syncfs() is not None else expected)
+
+
 def test_a_sync_returns_only_once_every_directory_added_before_it_is_durable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

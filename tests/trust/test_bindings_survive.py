@@ -9,7 +9,9 @@ The world of `test_origins`: a real `satchel` autostarting its own `satcheld`, `
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import sqlite3
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -240,3 +242,23 @@ def _ingest(store: BlobStore, path: Path) -> str:
         return info.sha256
 
     return trio.run(go)
+
+
+def _bindings_made_durable(w: World) -> int:
+    """How many first-use bindings the daemon's last `Origins.make_durable` covered."""
+    with contextlib.closing(sqlite3.connect(w.cache / METADB_NAME)) as conn:
+        row = conn.execute("SELECT value FROM state WHERE key = 'bindings-durable'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_an_answer_goes_out_once_the_first_use_binding_it_made_is_durable(world: World) -> None:
+    """Issue 12 with issue 15's cut: a first use is committed without a WAL sync of its own, and
+    the answer that made it (here a resolve, which stores no file) waits for the one sync that
+    makes it durable; the project stays bound to internal across a restart."""
+    world.ok("resolve", "internal-tool")
+    assert _bindings_made_durable(world) >= 1
+    pid = world.env.daemon_pid()
+    world.ok("--no-autostart", "stop")
+    assert wait_gone(pid, 30), f"satcheld {pid} did not exit"
+    binding = Origins(MetaDB(world.cache / METADB_NAME)).get("internal-tool")
+    assert binding is not None and (binding.index, binding.how) == ("internal", How.FIRST_USE)

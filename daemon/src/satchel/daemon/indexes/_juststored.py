@@ -47,6 +47,13 @@ class JustStored:
             write()
             self._keep(key, data)
 
+    def keep(self, key: str, data: bytes) -> None:
+        """Keep *data* for the next read of *key*, its metadb write already queued for the next
+        transaction (`MetaDB.put_core_metadata_soon`): on the event loop, which never waits
+        for a write under way. A replacement (`replace`) comes after the wheel was stored, and
+        so after this file's metadata was queued; whoever writes first writes that first."""
+        self._keep(key, data)
+
     def _keep(self, key: str, data: bytes) -> None:
         with self._lock:
             self._drop(key)

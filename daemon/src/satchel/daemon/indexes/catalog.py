@@ -175,7 +175,10 @@ class Catalog:
                 self.kept[(index.name, project)] = why
                 return cached
             self.kept.pop((index.name, project), None)
-            await trio.to_thread.run_sync(self.metadb.put_page, page)
+            # Written by the next transaction (the binding's, right after), not in a hop and a
+            # transaction of its own, unless it is large (`_soon`).
+            if not self.metadb.put_page_soon(page):
+                await trio.to_thread.run_sync(self.metadb.put_page, page)
             return page
 
         key = (index.name, project)
@@ -333,9 +336,10 @@ class Catalog:
     def settle(self, sha256s: list[str]) -> None:
         """Make every stored file of a batch durable (worker thread; before the batch reports
         success): the directories its downloads left unsynced, then one durable metadb commit
-        (marking *sha256s* used), which makes every row written since durable too."""
+        (marking *sha256s* used), which makes every row written since durable too (and so
+        the first-use bindings of the batch's resolution: `Origins.durable_with`)."""
         self.unsynced.sync()
-        self.metadb.mark_used(sha256s, durable=True)
+        self.origins.durable_with(lambda: self.metadb.mark_used(sha256s, durable=True))
 
     def _remember(
         self,
@@ -411,14 +415,19 @@ class Catalog:
                     data, how = await self._fetch_metadata(index, page, file, counts)
                 finally:
                     await counts.end(how)
-            await trio.to_thread.run_sync(
-                self.just_stored.store,
-                key,
-                data,
-                lambda: self.metadb.put_core_metadata(
-                    file.sha256, data, index=page.index, filename=file.filename
-                ),
-            )
+            if self.metadb.put_core_metadata_soon(  # no hop: the next transaction's (`_soon`)
+                file.sha256, data, index=page.index, filename=file.filename
+            ):
+                self.just_stored.keep(key, data)
+            else:
+                await trio.to_thread.run_sync(
+                    self.just_stored.store,
+                    key,
+                    data,
+                    lambda: self.metadb.put_core_metadata(
+                        file.sha256, data, index=page.index, filename=file.filename
+                    ),
+                )
             return data
 
         return await self._metadata.run(key, load)

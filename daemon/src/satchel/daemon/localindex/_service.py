@@ -169,7 +169,16 @@ class LocalIndex:
         return refusal(request, self.token)
 
     async def route(self, request: Request) -> Response:
-        """Answer an authorized request."""
+        """Answer an authorized request; whatever the answer, the first-use bindings it relied
+        on are durable before it goes out (`Origins.make_durable`)."""
+        try:
+            return await self._route(request)
+        finally:
+            origins = self.rt.catalog.origins
+            if origins.owed():
+                await trio.to_thread.run_sync(origins.make_durable)
+
+    async def _route(self, request: Request) -> Response:
         target = request.target
         if not target.startswith("/"):
             target = urlsplit(target).path or "/"  # absolute-form targets (RFC 9112 3.2.2)

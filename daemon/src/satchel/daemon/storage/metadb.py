@@ -34,9 +34,8 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ import msgspec
 from satchel.daemon.errors import DiskFull, SatchelError
 from satchel.daemon.storage._pagerows import read_page, write_page
 from satchel.daemon.storage._schema import MIGRATIONS, SCHEMA_VERSION
+from satchel.daemon.storage._soon import MAX_PAGE_FILES, FlushingLock, SoonWrites, write_cmd
 from satchel.daemon.storage.model import Origin, ProjectPage
 
 __all__ = [
@@ -55,7 +55,6 @@ __all__ = [
     "OriginSeen",
     "PageKey",
 ]
-
 
 #: A writer waits this long for a lock held by another process (e.g. `sqlite3` opened by a user)
 #: before failing; inside the daemon the Python lock already serialises access.
@@ -120,8 +119,11 @@ class MetaDB:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        #: Reentrant so that writes inside `batch` join its transaction.
-        self._lock = threading.RLock()
+        #: Page and metadata writes waiting for the next transaction (`put_page_soon`).
+        self._soon = SoonWrites()
+        #: Reentrant so that writes inside `batch` join its transaction; whoever takes it
+        #: first writes what `_soon` holds.
+        self._lock = FlushingLock(self._flush)
         #: Bumped after every write transaction that may change what a page shows (pages,
         #: origins and bindings, blobs, core metadata; not a 304's validators nor last-used
         #: times): whoever derives something from the database (the local index's rendered
@@ -220,6 +222,18 @@ class MetaDB:
                 if durable:
                     self._conn.execute("PRAGMA synchronous = NORMAL")
 
+    def _flush(self) -> None:
+        """Write what waits in `_soon` (the lock held; a failure is logged and drops it)."""
+        if self._soon.write_all(self._conn):
+            self.generation += 1
+
+    def _soon_or_now(self, write: Callable[[sqlite3.Connection], None]) -> bool:
+        """Queue a cache *write* for the next transaction; False when it must be made now."""
+        if not self._soon.add(write):
+            return False
+        self.generation += 1  # what a page shows may change: derive again (and so flush)
+        return True
+
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
@@ -233,6 +247,13 @@ class MetaDB:
         """Store (or replace) the page of (page.index, page.project)."""
         with self._write() as conn:
             write_page(conn, page)
+
+    def put_page_soon(self, page: ProjectPage) -> bool:
+        """`put_page` in the next transaction, whoever makes it (`_soon`; any thread, no I/O);
+        False when it was not queued (too many files, or no room): call `put_page`."""
+        if len(page.files) > MAX_PAGE_FILES:
+            return False
+        return self._soon_or_now(lambda conn: write_page(conn, page))
 
     def get_page(self, index: str, project: str) -> ProjectPage | None:
         with self._lock:
@@ -326,13 +347,14 @@ class MetaDB:
         """
         key = sha256.lower() if sha256 is not None else _name_key(index, filename)
         with self._write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO core_metadata VALUES (?, ?, ?)", (key, data, time.time())
-            )
-            conn.execute(
-                "INSERT OR REPLACE INTO core_metadata_names VALUES (?, ?, ?)",
-                (index, filename, key),
-            )
+            write_cmd(conn, key, data, index, filename, time.time())
+
+    def put_core_metadata_soon(
+        self, sha256: str | None, data: bytes, *, index: str, filename: str
+    ) -> bool:
+        """`put_core_metadata` in the next transaction (as `put_page_soon`)."""
+        key, now = sha256.lower() if sha256 is not None else _name_key(index, filename), time.time()
+        return self._soon_or_now(lambda conn: write_cmd(conn, key, data, index, filename, now))
 
     def get_core_metadata(
         self,
