@@ -63,7 +63,9 @@ class SoonWrites:
     def write_all(self, conn: sqlite3.Connection) -> int:
         """Make every queued write on *conn* (its lock held): inside the open transaction
         (`MetaDB.batch`), else in one of their own. Cache only: a failure is logged and loses
-        them (fetched again when needed). How many there were."""
+        them (fetched again when needed), whatever it is: it must not fail the unrelated
+        caller that took the lock (a page whose ``max_age`` no SQLite integer holds raises
+        `OverflowError`, not `sqlite3.Error`). How many there were."""
         writes = self.take()
         if not writes:
             return 0
@@ -81,7 +83,7 @@ class SoonWrites:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as exc:
+        except Exception as exc:  # cache only: logged, never the caller's error
             log.warning("%d cached page or metadata write(s) lost: %s", len(writes), exc)
         return len(writes)
 
