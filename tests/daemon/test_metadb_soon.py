@@ -130,3 +130,24 @@ def test_a_queued_page_no_sqlite_integer_holds_fails_no_other_caller(
     assert not db.has_page("internal", "huge-max-age")
     db.put_page(page())
     assert db.get_page("internal", "internal-tool") == page()
+
+
+def test_a_write_queued_while_a_transaction_is_open_waits_for_the_next_taker_of_the_lock(
+    db: MetaDB,
+) -> None:
+    """The event loop queues at any moment, also while a worker thread holds the lock with a
+    transaction open (a settle: `Origins.durable_with`). A read or write nested in that
+    transaction writes nothing queued: a queued write that fails must neither fail it nor
+    roll it back, and one that works is written by the next taker of the lock."""
+
+    def fails(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO no_such_table VALUES (1)")
+
+    with db._write() as conn:
+        conn.execute("INSERT INTO state VALUES ('mine', x'01', 0)")
+        assert db._soon.add(fails)
+        assert db.get_state("mine") == b"\x01"  # nested: flushes nothing
+    assert db.get_state("mine") == b"\x01"  # committed
+    assert db.put_page_soon(page())
+    with db._write():
+        assert db.has_page("internal", "internal-tool")  # written when the lock was taken
