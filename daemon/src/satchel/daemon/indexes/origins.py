@@ -19,7 +19,9 @@ it; a project never seen is still refused (it may be the private one).
 
 Storage: two tables in the metadb (its migration 2 creates them: `satchel.daemon.storage._schema`),
 read and written
-through the metadb's own short transactions (bindings durably). They are state, not cache:
+through the metadb's own short transactions (a pin or a trust durably at once; a first use
+committed at once and durable before any answer goes out: `Origins.make_durable`, or with a
+prefetch's settle: `Origins.durable_with`). They are state, not cache:
 garbage collection never touches them, and when a damaged metadb is rebuilt they are restored
 from the stored files' provenance records (`satchel.daemon.indexes.dbrecovery`, `Origins.restore`).
 `judge` is pure: the session calls it with what it fetched and the stored binding, and applies
