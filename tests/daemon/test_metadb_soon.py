@@ -114,3 +114,40 @@ def test_a_queued_write_that_fails_is_logged_and_lost_and_the_reader_goes_on(
     assert not db.has_page("internal", "broken")  # rolled back with the failed one
     db.put_page(page())
     assert db.get_page("internal", "internal-tool") == page()
+
+
+def test_a_queued_page_no_sqlite_integer_holds_fails_no_other_caller(
+    db: MetaDB, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An index's ``Cache-Control: max-age`` of 20 digits is parsed as is; writing it raises
+    `OverflowError` (not a `sqlite3.Error`). Queued, it is logged and lost like any failed
+    queued write: the binding, read or answer that takes the lock next goes on."""
+    huge = msgspec.structs.replace(page(), project="huge-max-age", max_age=10**20)
+    assert db.put_page_soon(huge)
+    with caplog.at_level(logging.WARNING):
+        assert db.get_page("internal", "internal-tool") is None
+    assert "1 cached page or metadata write(s) lost" in caplog.text
+    assert not db.has_page("internal", "huge-max-age")
+    db.put_page(page())
+    assert db.get_page("internal", "internal-tool") == page()
+
+
+def test_a_write_queued_while_a_transaction_is_open_waits_for_the_next_taker_of_the_lock(
+    db: MetaDB,
+) -> None:
+    """The event loop queues at any moment, also while a worker thread holds the lock with a
+    transaction open (a settle: `Origins.durable_with`). A read or write nested in that
+    transaction writes nothing queued: a queued write that fails must neither fail it nor
+    roll it back, and one that works is written by the next taker of the lock."""
+
+    def fails(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO no_such_table VALUES (1)")
+
+    with db._write() as conn:
+        conn.execute("INSERT INTO state VALUES ('mine', x'01', 0)")
+        assert db._soon.add(fails)
+        assert db.get_state("mine") == b"\x01"  # nested: flushes nothing
+    assert db.get_state("mine") == b"\x01"  # committed
+    assert db.put_page_soon(page())
+    with db._write():
+        assert db.has_page("internal", "internal-tool")  # written when the lock was taken

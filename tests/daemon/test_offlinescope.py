@@ -4,10 +4,14 @@ stored files they were computed from stand (issue 15: a third of a warm resolve 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+
+import pytest
 
 from satchel.daemon.indexes.session import Session
 from satchel.daemon.requests.runtime import Runtime
+from satchel.daemon.storage._soon import FlushingLock
 from satchel.daemon.storage.model import FileEntry
 from tests.support.index_server import IndexServer
 from tests.support.warm import running_warmer
@@ -57,3 +61,32 @@ async def test_a_kept_scope_is_reused_until_the_store_or_the_metadb_changes(
             assert stored_versions(rt.catalog.session(offline=True)) == [
                 "alpha-2.0-py3-none-any.whl"
             ]
+
+
+async def test_an_offline_scope_never_takes_the_metadb_lock_on_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whoever takes the metadb's lock writes what other requests queued (`storage._soon`):
+    the event loop must never be the one (its reads of bindings and pages run in a thread)."""
+    dist = tmp_path / "dist"
+    build_wheel(dist, "alpha", "1.0")
+    with IndexServer(dist) as index:
+        async with running_warmer(tmp_path / "d", index.url) as warm:
+            rt = warm.rt
+            await fetch(rt, "1.0")
+            loop_thread = threading.current_thread()
+            taken_on: list[threading.Thread] = []
+            real_enter = FlushingLock.__enter__
+
+            def enter(self: FlushingLock) -> FlushingLock:
+                taken_on.append(threading.current_thread())
+                return real_enter(self)
+
+            monkeypatch.setattr(FlushingLock, "__enter__", enter)
+            scoped = await rt.catalog.session(offline=True).scoped_pages("alpha")
+            monkeypatch.undo()
+            assert [f.filename for p in scoped.pages for f in p.files] == [
+                "alpha-1.0-py3-none-any.whl"
+            ]
+            assert taken_on, "the offline scope read nothing from the metadb"
+            assert loop_thread not in taken_on

@@ -253,13 +253,24 @@ def test_the_users_word_is_durable_at_once(tmp_path: Path) -> None:
     assert not origins.owed() and _durable_mark(db) is None
 
 
+def _wal_size(db: MetaDB) -> int:
+    return db.path.with_name(db.path.name + "-wal").stat().st_size
+
+
 def test_a_durable_commit_of_the_caller_covers_the_bindings_before_it(tmp_path: Path) -> None:
-    """A prefetch's settle is a durable commit: its answer needs no second sync."""
+    """A prefetch's settle is a durable commit: its answer needs no second sync. Even when
+    it changes no row (the files it marks used have no row: gone since), it writes, so that
+    it syncs: SQLite syncs nothing for a commit without a change, and the binding would be
+    taken for durable while it is not."""
     db = MetaDB(tmp_path / "meta.db")
     origins = Origins(db)
     origins.apply(first_use(page("public", "2.0")), "internal-tool")
+    before = _wal_size(db)
     origins.durable_with(lambda: db.mark_used(["a" * 64], durable=True))
-    assert not origins.owed() and _durable_mark(db) is None
+    assert not origins.owed() and _durable_mark(db) == b"1"
+    assert _wal_size(db) > before  # the durable commit wrote, and so synced
+    origins.make_durable()  # nothing owed: no second commit
+    assert _durable_mark(db) == b"1"
 
 
 def test_make_durable_returns_only_once_a_sync_under_way_covered_it(

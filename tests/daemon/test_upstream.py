@@ -28,6 +28,7 @@ from satchel.daemon.errors import (
     UpstreamError,
 )
 from satchel.daemon.settings.config import IndexConfig
+from satchel.daemon.storage.metadb import MetaDB
 from satchel.daemon.storage.model import ProjectPage
 from satchel.daemon.upstream._breaker import Retries, ServerError, retry_after
 from satchel.daemon.upstream.client import Upstream
@@ -130,6 +131,20 @@ async def test_index_max_age_override_applies_without_server_header(index: Index
         clock.now += 50
         await up.fetch_page(config, "demo", page)
     assert index.requests == []
+
+
+async def test_a_max_age_past_what_a_cache_holds_is_taken_as_2_to_the_31(
+    index: IndexServer, tmp_path: Path
+) -> None:
+    """RFC 9111 5.2: a delta-seconds a cache cannot represent counts as 2^31. A 20-digit
+    ``max-age`` kept as is made the page unstorable (SQLite: `OverflowError`)."""
+    index.max_age = 10**20
+    async with Upstream(limits=FAST) as up:
+        page = await up.fetch_page(_config(index.url), "demo")
+    assert page.max_age == 2**31
+    db = MetaDB(tmp_path / "meta.sqlite")
+    db.put_page(page)
+    assert db.get_page(page.index, "demo") == page
 
 
 async def test_missing_project_is_not_found(index: IndexServer) -> None:

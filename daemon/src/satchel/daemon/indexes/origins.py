@@ -19,7 +19,9 @@ it; a project never seen is still refused (it may be the private one).
 
 Storage: two tables in the metadb (its migration 2 creates them: `satchel.daemon.storage._schema`),
 read and written
-through the metadb's own short transactions (bindings durably). They are state, not cache:
+through the metadb's own short transactions (a pin or a trust durably at once; a first use
+committed at once and durable before any answer goes out: `Origins.make_durable`, or with a
+prefetch's settle: `Origins.durable_with`). They are state, not cache:
 garbage collection never touches them, and when a damaged metadb is rebuilt they are restored
 from the stored files' provenance records (`satchel.daemon.indexes.dbrecovery`, `Origins.restore`).
 `judge` is pure: the session calls it with what it fetched and the stored binding, and applies
@@ -42,6 +44,8 @@ from satchel.daemon.resolver.scope import IndexLike, ScopedPages, Strategy, page
 from satchel.daemon.storage.model import ProjectPage
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from satchel.daemon.storage.metadb import MetaDB
 
 __all__ = [
@@ -132,10 +136,16 @@ class Origins:
         return self._durable < self._written
 
     def durable_with(self, commit: Callable[[], None]) -> None:
-        """Run *commit*, a durable commit of the caller's (worker thread): the bindings
-        committed before it are durable with it, and `make_durable` need not sync again."""
+        """Run *commit*, a durable commit of the caller's (worker thread), in one transaction
+        with the bindings' mark when any are owed: the bindings committed before it are
+        durable with it, and `make_durable` need not sync again. The mark is what makes the
+        commit sync: one that changes no row (marking files whose rows are gone) writes no
+        WAL frame, and SQLite then syncs nothing."""
         target = self._written
-        commit()
+        with self.db._write(durable=True, shown=False) as conn:
+            commit()  # joins this transaction
+            if self._durable < target:
+                _mark_durable(conn, target)
         with self._syncing:
             self._durable = max(self._durable, target)
 
@@ -150,10 +160,7 @@ class Origins:
             if self._durable >= target:  # another caller's commit covered them
                 return
             with self.db._write(durable=True, shown=False) as conn:
-                conn.execute(
-                    "INSERT OR REPLACE INTO state VALUES ('bindings-durable', ?, ?)",
-                    (str(target).encode(), time.time()),
-                )
+                _mark_durable(conn, target)
             self._durable = max(self._durable, target)
 
     def get(self, project: str) -> Binding | None:
@@ -248,6 +255,14 @@ class Origins:
             gone = conn.execute("DELETE FROM project_origins WHERE project = ?", (project,))
             conn.execute("DELETE FROM project_absent WHERE project = ?", (project,))
             return gone.rowcount > 0
+
+
+def _mark_durable(conn: sqlite3.Connection, target: int) -> None:
+    """Write the count of bindings a durable commit covers: a change, so the commit syncs."""
+    conn.execute(
+        "INSERT OR REPLACE INTO state VALUES ('bindings-durable', ?, ?)",
+        (str(target).encode(), time.time()),
+    )
 
 
 def judge(

@@ -241,8 +241,13 @@ class Session:
             self._scoped.clear()
 
     async def _offline_pages(self, project: str) -> ScopedPages:
-        pages = await trio.to_thread.run_sync(self.catalog.metadb.pages_for_project, project)
-        return self._offline_scope(project, pages)
+        # All of it in a worker thread: its binding reads take the metadb's lock, and whoever
+        # takes it writes what other requests queued meanwhile (`storage._soon`), never the
+        # event loop; its stats of stored files too.
+        return await trio.to_thread.run_sync(self._offline_pages_now, project)
+
+    def _offline_pages_now(self, project: str) -> ScopedPages:
+        return self._offline_scope(project, self.catalog.metadb.pages_for_project(project))
 
     def offline_pages_sync(self, project: str) -> ScopedPages:
         """`scoped_pages` of an offline session, computed in the calling (worker) thread.

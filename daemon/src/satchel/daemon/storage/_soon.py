@@ -61,16 +61,14 @@ class SoonWrites:
             return writes
 
     def write_all(self, conn: sqlite3.Connection) -> int:
-        """Make every queued write on *conn* (its lock held): inside the open transaction
-        (`MetaDB.batch`), else in one of their own. Cache only: a failure is logged and loses
-        them (fetched again when needed). How many there were."""
+        """Make every queued write on *conn* (its lock just taken, no transaction open), in one
+        transaction of their own. Cache only: a failure is logged and loses them (fetched
+        again when needed), whatever it is: it must not fail the unrelated caller that took
+        the lock (a page whose ``max_age`` no SQLite integer holds raises `OverflowError`, not
+        `sqlite3.Error`). How many there were."""
         writes = self.take()
         if not writes:
             return 0
-        if conn.in_transaction:  # inside `batch`: join it
-            for write in writes:
-                write(conn)
-            return len(writes)
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -81,26 +79,34 @@ class SoonWrites:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as exc:
+        except Exception as exc:  # cache only: logged, never the caller's error
             log.warning("%d cached page or metadata write(s) lost: %s", len(writes), exc)
         return len(writes)
 
 
 class FlushingLock:
-    """A reentrant lock that runs *flush* each time it is taken: the metadb's lock, so whoever
-    holds it next writes what waits before anything else."""
+    """A reentrant lock that runs *flush* each time it is taken by a thread not holding it: the
+    metadb's lock, so whoever takes it next writes what waits before anything else. Taken
+    again by its holder (a read or write inside an open transaction: `MetaDB.batch`,
+    `Origins.durable_with`), it flushes nothing: what was queued meanwhile never joins, nor
+    fails, nor is rolled back with, a transaction of someone else's."""
 
     def __init__(self, flush: Callable[[], None]) -> None:
         self._lock = threading.RLock()
         self._flush = flush
+        #: How many times the holder took it (changed only by the holder).
+        self._depth = 0
 
     def __enter__(self) -> FlushingLock:
         self._lock.acquire()
-        try:
-            self._flush()
-        except BaseException:
-            self._lock.release()
-            raise
+        self._depth += 1
+        if self._depth == 1:
+            try:
+                self._flush()
+            except BaseException:
+                self._depth -= 1
+                self._lock.release()
+                raise
         return self
 
     def __exit__(
@@ -109,6 +115,7 @@ class FlushingLock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._depth -= 1
         self._lock.release()
 
 

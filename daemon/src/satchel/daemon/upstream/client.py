@@ -107,6 +107,12 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _log = logging.getLogger(__name__)
 
 
+#: The largest ``max-age`` taken from an index: RFC 9111 5.2 (delta-seconds) says a cache
+#: takes a larger one, or one it cannot represent, as 2^31; SQLite holds no integer past 2^63,
+#: and a page with a larger one could not be stored.
+_MAX_AGE_CAP = 2**31
+
+
 def _max_age(cache_control: str | None) -> int | None:
     if not cache_control:
         return None
@@ -116,7 +122,8 @@ def _max_age(cache_control: str | None) -> int | None:
     for directive in directives:
         name, _, value = directive.partition("=")
         if name == "max-age" and value.strip().isdigit():
-            return int(value)
+            digits = value.strip()
+            return _MAX_AGE_CAP if len(digits) > 10 else min(int(digits), _MAX_AGE_CAP)
     return None
 
 
