@@ -26,7 +26,6 @@ from typing import cast
 from satchel.daemon.errors import DiskFull
 
 __all__ = [
-    "SYNCFS_AT",
     "TEMP_PREFIX",
     "Unsynced",
     "atomic_write",
@@ -100,48 +99,15 @@ class Unsynced:
             return bool(self._dirs)
 
     def sync(self) -> int:
-        """Make every directory added so far durable (worker thread); how many there were. Once
-        it returns, every directory added before the call is durable, whoever synced it.
-
-        Each is fsynced, parents first; from `SYNCFS_AT` directories on one file system, that
-        file system is flushed with one `syncfs` instead (a cold prefetch of 35 files leaves
-        ~100: blobs/aa, blobs/aa/bb and provenance/aa of each)."""
+        """fsync every directory added so far (worker thread); how many there were. Once it
+        returns, every directory added before the call is durable, whoever synced it."""
         with self._syncing:
             with self._lock:
                 dirs, self._dirs = self._dirs, set()
-            left = _flushed_whole(dirs) if len(dirs) >= SYNCFS_AT else dirs
-            for directory in sorted(left, key=lambda d: len(d.parts)):  # parents first
+            for directory in sorted(dirs, key=lambda d: len(d.parts)):  # parents first
                 with contextlib.suppress(FileNotFoundError):  # removed since (collected)
                     fsync_dir(directory)
             return len(dirs)
-
-
-#: From this many directories to make durable on one file system, one `syncfs` of it instead of
-#: an fsync of each. Each directory fsync is a journal commit of its own, one after the other
-#: (~0.1 ms on a fast disk, milliseconds on a slow one: 10-13 ms for the ~100 of a cold medium
-#: prefetch, measured); `syncfs` is one commit plus the write-back of whatever else is dirty on
-#: that file system (1-3 ms on the same machine). Below this, the fsyncs cost less than the
-#: write-back of other processes' data might.
-SYNCFS_AT = 16
-
-
-def _flushed_whole(dirs: set[Path]) -> set[Path]:
-    """Flush each file system holding *dirs* with one `syncfs`; the directories left to fsync
-    one by one (where `syncfs` is unavailable or failed). A directory removed since is left
-    out (as `Unsynced.sync` skips it)."""
-    by_device: dict[int, list[Path]] = {}
-    for directory in dirs:
-        with contextlib.suppress(FileNotFoundError):
-            by_device.setdefault(directory.stat().st_dev, []).append(directory)
-    left: set[Path] = set()
-    for group in by_device.values():
-        try:
-            flushed = syncfs(group[0])
-        except FileNotFoundError:  # removed since: the others of its file system one by one
-            flushed = False
-        if not flushed:
-            left.update(group)
-    return left
 
 
 def sync_dir(directory: Path, unsynced: Unsynced | None) -> None:
