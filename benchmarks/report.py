@@ -232,7 +232,9 @@ def render_markdown(data: dict[str, Any], chart_note: str, findings: str = "") -
     more = f" ({resolve_runs} for the warm repeated resolve)" if resolve_runs > cfg["runs"] else ""
     out.append(
         f"Whole-process wall time, median of {cfg['runs']} runs{more} after one warm-up, tools "
-        "alternating within each round. Byte-compilation "
+        "alternating within each round"
+        + (", each trial after an untimed `sync`" if cfg.get("sync_before_trial") else "")
+        + ". Byte-compilation "
         + (
             "**on** for all tools (`--compile`, `--compile-bytecode`, pip's default)."
             if cfg["compile"]

@@ -171,7 +171,8 @@ class Bench:
     def measure(
         self, contenders: dict[str, Callable[[str], Trial]], runs: int | None = None
     ) -> dict[str, ToolResult]:
-        """One warm-up round, then ``runs`` timed rounds, rotating the tools' order each round."""
+        """One warm-up round, then ``runs`` timed rounds, rotating the tools' order each round;
+        each trial starts after an untimed ``sync`` (the file systems' dirty data written back)."""
         results = {name: ToolResult() for name in contenders}
         names = list(contenders)
         for i in range(-1, runs or self.runs):
@@ -187,6 +188,9 @@ class Bench:
                     res.status, res.detail = exc.status, exc.detail
                     continue
                 before = read_counters(*trial.counted) if trial.counted else None
+                # Untimed: what the previous trial left for the kernel to write back (uv's
+                # unpacked wheels, a venv) is written now, not charged to this trial's fsyncs.
+                os.sync()
                 out = execute(trial.commands, trial.env, self.work)
                 if trial.cleanup is not None:
                     trial.cleanup()

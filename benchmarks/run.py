@@ -239,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             "config": {
                 "runs": args.runs,
                 "compile": args.compile,
+                "sync_before_trial": True,
                 "quick": args.quick,
                 "sets": [cs.name for cs in css],
                 "requirements_files": [cs.name for cs in css[len(sets) :]],

@@ -71,6 +71,15 @@ def test_ping_ratio_is_against_the_bare_interpreter() -> None:
     assert _line(md, "| medium | 12 ms") == "| medium | 12 ms | 8.0 ms | 1.50x |"
 
 
+def test_the_header_says_whether_each_trial_started_after_a_sync() -> None:
+    data = _data()
+    assert "untimed `sync`" not in render_markdown(data, "")
+    data["config"]["sync_before_trial"] = True
+    assert "tools alternating within each round, each trial after an untimed `sync`." in (
+        render_markdown(data, "")
+    )
+
+
 def test_complete_run_is_not_marked_partial() -> None:
     assert "Partial run" not in render_markdown(_data(), "")
 
