@@ -87,6 +87,24 @@ def test_progress_events_arrive_before_the_result(daemon: DaemonProcess) -> None
     ]
 
 
+def test_a_late_progress_for_an_answered_request_is_dropped_not_fatal(
+    daemon: DaemonProcess,
+) -> None:
+    """Work that outlives its request (a download or look-ahead it shared) may report progress
+    after the answer went out: the event is dropped, and the connection, with its other
+    requests, carries on (it was a protocol error that closed it, seen once in CI as
+    "satcheld closed the connection before answering")."""
+    with Client(daemon.socket) as client:
+        client.hello()
+        done = client.request("debug.late", {})
+        assert client.wait_terminal(done)["type"] == "result"
+        released = client.request("debug.release_late", {})
+        assert client.wait_terminal(released) == {"type": "result", "id": released, "value": 1}
+        after = client.request("ping")
+        assert client.wait_terminal(after)["type"] == "result"
+    assert [e for e in client.others if e.get("id") == done] == []
+
+
 def test_concurrent_answers_on_one_connection_never_interleave(daemon: DaemonProcess) -> None:
     with Client(daemon.socket) as client:
         client.hello()

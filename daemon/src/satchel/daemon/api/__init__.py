@@ -35,7 +35,7 @@ import trio
 
 from satchel.daemon.errors import DatabaseDamaged, SatchelError
 from satchel.protocol import errors as codes
-from satchel.protocol.messages import Error, Log, Message, Progress, Request, Result
+from satchel.protocol.messages import Error, Log, Progress, Request, Result
 
 if TYPE_CHECKING:
     from satchel.daemon.services.daemon import App
@@ -113,7 +113,8 @@ def load_methods() -> dict[str, Method]:
     return _REGISTRY
 
 
-Sender = Callable[[Message], Awaitable[None]]
+#: How a handler's events reach its caller (`process._server`'s `send_event`).
+Sender = Callable[[Progress | Log], Awaitable[None]]
 
 
 class RequestContext:

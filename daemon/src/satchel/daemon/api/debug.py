@@ -12,8 +12,19 @@ import trio
 
 from satchel.daemon.api import RequestContext, method
 from satchel.daemon.errors import Busy
+from satchel.daemon.services.daemon import runtime
 
-__all__ = ["BlobParams", "BlobResult", "SleepParams", "SleepResult", "blob", "fail", "sleep"]
+__all__ = [
+    "BlobParams",
+    "BlobResult",
+    "SleepParams",
+    "SleepResult",
+    "blob",
+    "fail",
+    "late",
+    "release_late",
+    "sleep",
+]
 
 
 class SleepParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,3 +77,40 @@ async def fail(ctx: RequestContext, params: FailParams) -> None:
     if params.kind == "satchel":
         raise Busy("debug failure requested", details={"kind": params.kind})
     raise RuntimeError("secret internal detail that must stay in the log")
+
+
+class NoParams(msgspec.Struct, frozen=True):
+    pass
+
+
+#: `debug.late`'s reporters, waiting for `debug.release_late`: (go, sent) each.
+_late: list[tuple[trio.Event, trio.Event]] = []
+
+
+@method("debug.late", NoParams)
+async def late(ctx: RequestContext, params: NoParams) -> None:
+    """Answer at once, leaving work behind (in the daemon's service nursery, as a shared
+    download or a look-ahead is) that reports progress for this request once
+    `debug.release_late` says so: after the answer."""
+    go, sent = trio.Event(), trio.Event()
+
+    async def report() -> None:
+        await go.wait()
+        try:
+            await ctx.progress(1, 1, "late")
+        finally:
+            sent.set()
+
+    (await runtime(ctx.app, need_indexes=False)).catalog.nursery.start_soon(report)
+    _late.append((go, sent))
+
+
+@method("debug.release_late", NoParams)
+async def release_late(ctx: RequestContext, params: NoParams) -> int:
+    """Let every `debug.late` reporter send its late progress; answers how many did."""
+    waiting = list(_late)
+    _late.clear()
+    for go, sent in waiting:
+        go.set()
+        await sent.wait()
+    return len(waiting)

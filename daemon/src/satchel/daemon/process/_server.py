@@ -53,7 +53,9 @@ from satchel.protocol.messages import (
     Error,
     Hello,
     Incompatible,
+    Log,
     Message,
+    Progress,
     Request,
     Welcome,
 )
@@ -390,8 +392,14 @@ class _Peer:
         )
         return reply
 
-    async def send_event(self, message: Message) -> None:
-        """Send a Progress/Log event; a client that has gone simply misses it."""
+    async def send_event(self, message: Progress | Log) -> None:
+        """Send a Progress/Log event; a client that has gone simply misses it, and so does an
+        event for a request already answered (work that outlived the request reporting late: a
+        download or look-ahead it shared). Sent anyway, it would be a protocol error, and the
+        connection, with the answers of its other requests, would be closed."""
+        if message.id not in self.conn.in_flight:
+            log.debug("dropped a late %s for request %d", type(message).__name__, message.id)
+            return
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self.send(message)
 
