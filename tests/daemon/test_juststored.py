@@ -3,7 +3,9 @@ same file, bounded, and never older than what the metadb holds (issue 15)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 
 from satchel.daemon.indexes._juststored import MAX_BYTES, MAX_ENTRIES, MAX_ENTRY_BYTES, JustStored
 
@@ -46,11 +48,9 @@ def test_the_bytes_kept_are_bounded_and_a_large_file_is_not_kept() -> None:
     assert kept.take("huge") is None
 
 
-def test_a_read_waits_for_no_write() -> None:
-    """`take` runs on the event loop: a write under way (a metadb write waiting for a durable
-    commit) must not hold it."""
-    kept = JustStored()
-    kept.store("a", b"data", lambda: None)
+@contextlib.contextmanager
+def a_write_under_way(kept: JustStored) -> Iterator[None]:
+    """While a worker thread's `store` of "b" is inside its (metadb) write, held there."""
     writing, release = threading.Event(), threading.Event()
 
     def slow_write() -> None:
@@ -61,10 +61,19 @@ def test_a_read_waits_for_no_write() -> None:
     writer.start()
     try:
         assert writing.wait(60)
-        assert kept.take("a") == b"data"
+        yield
     finally:
         release.set()
         writer.join()
+
+
+def test_a_read_waits_for_no_write() -> None:
+    """`take` runs on the event loop: a write under way (a metadb write waiting for a durable
+    commit) must not hold it."""
+    kept = JustStored()
+    kept.store("a", b"data", lambda: None)
+    with a_write_under_way(kept):
+        assert kept.take("a") == b"data"
     assert kept.take("b") == b"other"
 
 
@@ -72,18 +81,6 @@ def test_metadata_whose_write_is_queued_is_kept_without_waiting_for_a_write() ->
     """`keep` runs on the event loop (issue 15: the metadb write is only queued): a write under
     way in a worker thread must not hold it."""
     kept = JustStored()
-    writing, release = threading.Event(), threading.Event()
-
-    def slow_write() -> None:
-        writing.set()
-        release.wait()
-
-    writer = threading.Thread(target=kept.store, args=("b", b"other", slow_write))
-    writer.start()
-    try:
-        assert writing.wait(60)
+    with a_write_under_way(kept):
         kept.keep("a", b"data")
         assert kept.take("a") == b"data"
-    finally:
-        release.set()
-        writer.join()
