@@ -21,6 +21,7 @@ from satchel.daemon.resolver.scope import ScopedPages, Strategy, select_pages
 from satchel.daemon.storage._schema import SCHEMA_VERSION
 from satchel.daemon.storage.metadb import MetaDB
 from satchel.daemon.storage.model import FileEntry, ProjectPage
+from tests.support.waiting import second_call_waits_for_the_first
 
 
 @dataclass(frozen=True)
@@ -292,15 +293,7 @@ def test_make_durable_returns_only_once_a_sync_under_way_covered_it(
             release.wait(30)
 
     monkeypatch.setattr(db, "_write", slow)
-    first = threading.Thread(target=origins.make_durable)
-    first.start()
-    assert syncing.wait(30)
-    second_done = threading.Event()
-    second = threading.Thread(target=lambda: (origins.make_durable(), second_done.set()))
-    second.start()
-    second.join(0.5)
-    assert not second_done.is_set(), "answered while the binding was not durable yet"
-    release.set()
-    first.join(30)
-    second.join(30)
-    assert second_done.is_set() and not origins.owed()
+    second_call_waits_for_the_first(
+        origins.make_durable, syncing, release, "answered while the binding was not durable yet"
+    )
+    assert not origins.owed()

@@ -33,6 +33,7 @@ from satchel.daemon.storage.store import (
 )
 from tests.support.hops import count_hops
 from tests.support.tmpfs import small_tmpfs
+from tests.support.waiting import second_call_waits_for_the_first
 from tests.support.wheels import build_wheel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -523,15 +524,6 @@ def test_a_sync_returns_only_once_every_directory_added_before_it_is_durable(
         real(directory)
 
     monkeypatch.setattr(fsutil, "fsync_dir", slow)
-    first = threading.Thread(target=unsynced.sync)
-    first.start()
-    assert first_syncing.wait(30)
-    second_done = threading.Event()
-    second = threading.Thread(target=lambda: (unsynced.sync(), second_done.set()))
-    second.start()
-    second.join(0.5)
-    assert not second_done.is_set(), "answered while the directories were not durable yet"
-    release.set()
-    first.join(30)
-    second.join(30)
-    assert second_done.is_set()
+    second_call_waits_for_the_first(
+        unsynced.sync, first_syncing, release, "answered while the directories were not durable yet"
+    )
