@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
-import trio
 
 from satchel.daemon.errors import DatabaseDamaged, SatchelError
 from satchel.protocol import errors as codes
@@ -147,14 +146,6 @@ class RequestContext:
         await self._send(Log(self.request_id, level, message))
 
 
-async def _bindings_durable(app: App) -> None:
-    """Make the first-use bindings committed so far durable (`Origins.make_durable`) when any
-    are not: before every reply, in one thread hop that only then is taken."""
-    runtime = app.services.runtime
-    if runtime is not None and runtime.catalog.origins.owed():
-        await trio.to_thread.run_sync(runtime.catalog.origins.make_durable)
-
-
 async def dispatch(ctx: RequestContext, request: Request) -> Result | Error:
     """Run *request*'s handler and return the terminal message for it."""
     entry = _REGISTRY.get(request.method)
@@ -178,7 +169,8 @@ async def dispatch(ctx: RequestContext, request: Request) -> Result | Error:
         try:
             value = await entry.handler(ctx, params)
         finally:  # an answer, whatever it says, goes out with the bindings it relied on durable
-            await _bindings_durable(ctx.app)
+            if (runtime := ctx.app.services.runtime) is not None:
+                await runtime.catalog.origins.durable_before_answer()
     except SatchelError as exc:
         return Error(request.id, exc.code, exc.message, exc.details)
     except Exception as exc:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
+import trio
 
 from satchel.daemon.errors import OriginChanged
 from satchel.daemon.resolver.scope import IndexLike, ScopedPages, Strategy, page_versions
@@ -148,6 +149,12 @@ class Origins:
                 _mark_durable(conn, target)
         with self._syncing:
             self._durable = max(self._durable, target)
+
+    async def durable_before_answer(self) -> None:
+        """`make_durable`, in a worker thread, when a binding is owed (the hop taken only then):
+        what the daemon's replies and the local index's answers await before they go out."""
+        if self.owed():
+            await trio.to_thread.run_sync(self.make_durable)
 
     def make_durable(self) -> None:
         """Make every binding committed before the call durable (worker thread): one durable

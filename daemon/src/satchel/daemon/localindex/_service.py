@@ -174,9 +174,7 @@ class LocalIndex:
         try:
             return await self._route(request)
         finally:
-            origins = self.rt.catalog.origins
-            if origins.owed():
-                await trio.to_thread.run_sync(origins.make_durable)
+            await self.rt.catalog.origins.durable_before_answer()
 
     async def _route(self, request: Request) -> Response:
         target = request.target
