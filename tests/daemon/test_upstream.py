@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib.util
 import json
 import logging
 import resource
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -606,3 +609,23 @@ def test_retry_after_answers_do_not_use_up_attempts_but_their_waits_are_capped()
     assert greedy.pause(ServerError(503, retry_after=1.0)) is not None
     assert greedy.pause(ServerError(503, retry_after=1.0)) is not None
     assert greedy.pause(ServerError(503, retry_after=1.0)) is None
+
+
+def test_the_daemon_never_imports_the_command_line_of_httpx() -> None:
+    """httpx imports its command line (click, rich, pygments: ~95 modules, ~6 MiB) whenever
+    those are installed; a process that starts as the daemon does (its entry point first) never
+    has them, and httpx itself still works there."""
+    cli = ("click", "rich", "pygments")
+    missing = [name for name in cli if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed: httpx would not import its CLI anyway")
+    probe = (
+        "import sys\n"
+        "import satchel.daemon.process.main\n"
+        "import httpx\n"
+        "assert httpx.AsyncClient and httpx.Response(200).status_code == 200\n"
+        "print(sorted(m for m, module in sys.modules.items() if module is not None and\n"
+        f"    (m.split('.')[0] in {cli!r} or m == 'httpx._main')))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
