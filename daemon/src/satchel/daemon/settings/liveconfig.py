@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -45,8 +46,12 @@ class LiveConfig:
         *,
         on_error: Callable[[ConfigError], None] | None = None,
         own: OwnCheck | None = None,
+        marker: Path | None = None,
     ) -> None:
         self.path = path
+        self.marker = marker
+        #: Whether a config.toml was in use before (by this daemon or an earlier one).
+        self.decided = marker is not None and marker.exists()
         #: Recognises Satchel's own local index (refused as an index: `parse_config`).
         self.own = own
         self.error: ConfigError | None = None
@@ -77,13 +82,35 @@ class LiveConfig:
         changed = config != self.config or had_error or not self.usable
         self.config = config
         self.usable = config_exists(self.path)
+        if self.usable and not self.decided:
+            self._mark_decided()
         return changed
 
+    def _mark_decided(self) -> None:
+        self.decided = True
+        if self.marker is None:
+            return
+        try:
+            os.close(os.open(self.marker, os.O_WRONLY | os.O_CREAT, 0o600))
+        except OSError as exc:
+            _log.warning("cannot record that %s is in use: %s", self.path, exc)
+
     def _read(self) -> Config:
-        if self.usable and not config_exists(self.path):
+        if config_exists(self.path):
+            return load_config(self.path, own=self.own)
+        if self.usable:
             raise ConfigError(
                 f"{self.path}: the file was removed; the indexes it listed stay in use until "
-                "it is back or the daemon restarts (which adopts pip's and uv's indexes anew)",
+                "it is back. A daemon started without it uses no index (pip's and uv's are "
+                "adopted only at the first start): restore it, or run `satchel index adopt`",
+                details={"path": str(self.path), "line": None},
+            )
+        if self.decided:
+            raise ConfigError(
+                f"{self.path}: the file is missing, but one was in use before (removed, or "
+                "an editor's save under way?); pip's and uv's indexes are adopted only at the "
+                "first start. Restore the file, or run `satchel index adopt` to adopt the "
+                "indexes pip and uv name in your shell",
                 details={"path": str(self.path), "line": None},
             )
         return load_config(self.path, own=self.own)
