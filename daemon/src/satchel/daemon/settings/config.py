@@ -345,13 +345,24 @@ def parse_config(
     if not isinstance(pins_table, dict):
         raise fail("'pins' must be a table: write [pins]", "pins")
     pins: dict[str, str] = {}
+    spelled: dict[str, str] = {}
     names = {index.name for index in indexes}
     for project, index_name in pins_table.items():
         if not isinstance(index_name, str):
             raise fail(f"pin {project!r}: expected an index name", "pins", project)
         if index_name not in names:
             raise fail(f"pin {project!r}: no index named {index_name!r}", "pins", project)
-        pins[_canonical(project)] = index_name
+        canonical = _canonical(project)
+        if canonical in spelled:
+            # TOML sees two keys; Satchel one project: the last pin must not win in silence.
+            raise fail(
+                f"pins {spelled[canonical]!r} and {project!r} name the same project "
+                f"({canonical}: '-', '_', '.' and case do not count); keep one",
+                "pins",
+                project,
+            )
+        spelled[canonical] = project
+        pins[canonical] = index_name
 
     settings_table = data.get("settings", {})
     if not isinstance(settings_table, dict):
