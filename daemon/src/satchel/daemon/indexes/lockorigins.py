@@ -179,17 +179,16 @@ async def _candidates(session: Session, lock: Lock, package: LockedPackage) -> S
     if binding is None and pinned is None and not (named is not None and named.explicit):
         binding = await _first_use(session, project)
     if named is not None:
-        index = named
-        if binding is not None and binding.url != index_identity(index.url):
-            raise _refusal(lock, project, binding, index)
-        if binding is None and pinned is not None and pinned != index.name:
+        if binding is not None and binding.url != index_identity(named.url):
+            raise _refusal(lock, project, binding, named)
+        if binding is None and pinned is not None and pinned != named.name:
             raise NotFound(
                 f"{lock.path}: {project} is pinned to index '{pinned}' in config.toml; the lock "
-                f"takes it from index '{index.name}'. Refused: the pin is your word; change it "
-                f"with `satchel index pin {project} {index.name}` if the lock is right",
-                details={"package": project, "index": index.name, "pinned": pinned},
+                f"takes it from index '{named.name}'. Refused: the pin is your word; change it "
+                f"with `satchel index pin {project} {named.name}` if the lock is right",
+                details={"package": project, "index": named.name, "pinned": pinned},
             )
-        return Scope([index], "the index the lock names", bound=binding is not None)
+        return Scope([named], "the index the lock names", bound=binding is not None)
     if binding is not None:
         index = configured.get(binding.url)
         if index is None:
