@@ -180,6 +180,15 @@ def readopt(current: Config, environ: Mapping[str, str], own: OwnIndex) -> tuple
     current ones (from the client's *environ*); indexes the user added are kept, and keep their
     priority over adopted ones."""
     adoption = adopt(environ, own=own)
+    if adoption.via_satchel:
+        # pip (or uv) here uses config.toml through Satchel (`drift` sees no disagreement):
+        # what remains of its configuration is not a new index set, and taking it for one
+        # dropped every adopted index.
+        raise ConfigError(
+            "nothing to adopt: pip or uv here points at Satchel's own local index (`satchel "
+            "env` set it), so it uses config.toml through Satchel; config.toml is unchanged. "
+            "Run `satchel index adopt` in a shell without `satchel env`'s variables"
+        )
     _bind_credentials(adoption)
     fresh, notes = _written(adoption)
     notes = [*adoption.notes, *notes]
