@@ -490,5 +490,7 @@ def render_config(config: Config) -> str:
 
 
 def save_config(path: Path, config: Config) -> None:
-    """Write *config* to *path* atomically (0600: an index URL may carry a token)."""
-    atomic_write(path, render_config(config).encode("utf-8"), mode=0o600)
+    """Write *config* to *path* atomically (0600: an index URL may carry a token). A *path*
+    that is a symlink (a dotfiles repository) is written where it points, and stays a link."""
+    target = path.resolve() if path.is_symlink() else path
+    atomic_write(target, render_config(config).encode("utf-8"), mode=0o600)

@@ -132,10 +132,10 @@ class LiveConfig:
 
         directory = self.path.parent
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        target = str(self.path.resolve())
+        link = str(self.path.absolute())
 
         def only_config(_change: watchfiles.Change, changed: str) -> bool:
-            return str(Path(changed).resolve()) == target
+            return changed == link or str(Path(changed).resolve()) == str(self.path.resolve())
 
         # Started at once, so the daemon's start-up never waits for the OS watch. An edit made
         # before the watch is registered is not lost: the first wake-up (an event, or the poll
@@ -144,8 +144,13 @@ class LiveConfig:
         delay = WATCH_RETRY_FIRST
         while True:
             self._first_wakeup = True
+            # A config.toml that is a symlink (a dotfiles repository) is edited where it
+            # points: that directory is watched too (as of this watch's start), when it exists.
+            watched = {directory}
+            if (pointed := self.path.resolve().parent).is_dir():
+                watched.add(pointed)
             watcher = watchfiles.awatch(
-                directory,
+                *sorted(watched),
                 watch_filter=only_config,
                 debounce=debounce_ms,
                 step=20,
