@@ -41,3 +41,29 @@ def test_edits_of_a_linked_config_apply_live_and_index_edits_keep_the_link(
     assert laptop.config.is_symlink()
     assert "[pins]" in linked.read_text()
     assert laptop.resolved("internal-tool", env=shell) == "1.0.0"
+
+
+def test_a_dangling_link_keeps_the_last_good_index_set_and_is_an_error_at_restart(
+    laptop: Laptop,
+) -> None:
+    """The linked file goes away (a dotfiles checkout of another branch, a moved repository):
+    the link dangles. The running daemon used to read that as an empty config.toml, a decision
+    for no index at all, in silence; now it keeps the last good configuration and says why, and
+    a daemon started on the dangling link has no index set and says so, as for a broken file."""
+    shell = laptop.shell()
+    laptop.ok("index", "list", env=shell)
+    dotfiles = laptop.root / "dotfiles"
+    dotfiles.mkdir()
+    linked = dotfiles / "satchel.toml"
+    linked.write_text(laptop.config.read_text())
+    laptop.config.unlink()
+    laptop.config.symlink_to(linked)
+    laptop.wait_status("config error:  none", env=shell)
+    linked.rename(dotfiles / "moved.toml")
+
+    laptop.wait_status("does not exist", env=shell)
+    assert laptop.resolved("internal-tool", env=shell) == "1.0.0"  # the last good index set
+    laptop.stop()
+    result = laptop.satchel("resolve", "internal-tool", env=shell)
+    assert result.returncode != 0, result.stdout
+    assert str(linked) in result.stderr and "does not fall back" in result.stderr

@@ -424,6 +424,11 @@ def load_config(path: Path, *, own: OwnCheck | None = None) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
+        if path.is_symlink():  # a link whose file went away is no decision for "no index"
+            raise ConfigError(
+                f"{path}: a symlink to {path.resolve()}, which does not exist",
+                details={"path": str(path), "line": None},
+            ) from None
         return Config()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}", details={"path": str(path)}) from exc

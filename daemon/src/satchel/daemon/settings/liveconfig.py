@@ -144,11 +144,8 @@ class LiveConfig:
         delay = WATCH_RETRY_FIRST
         while True:
             self._first_wakeup = True
-            # A config.toml that is a symlink (a dotfiles repository) is edited where it
-            # points: that directory is watched too (as of this watch's start), when it exists.
-            watched = {directory}
-            if (pointed := self.path.resolve().parent).is_dir():
-                watched.add(pointed)
+            watched = self._directories()
+            retarget = False
             watcher = watchfiles.awatch(
                 *sorted(watched),
                 watch_filter=only_config,
@@ -173,8 +170,21 @@ class LiveConfig:
                         break
                     delay = WATCH_RETRY_FIRST
                     await self._changed(bool(changes), on_change)
+                    if changes and self._directories() != watched:
+                        retarget = True  # the link now points elsewhere: watch there
+                        break
+            if retarget:
+                continue  # the new watch's first wake-up reloads: nothing is lost meanwhile
             await trio.sleep(delay)
             delay = min(delay * 2, WATCH_RETRY_MAX)
+
+    def _directories(self) -> frozenset[Path]:
+        """The directories to watch: config.toml's, and where it points when it is a symlink
+        (a dotfiles repository: edits happen there), when that directory exists."""
+        pointed = self.path.resolve().parent
+        if pointed.is_dir():
+            return frozenset({self.path.parent, pointed})
+        return frozenset({self.path.parent})
 
     async def _changed(
         self, changed: bool, on_change: Callable[[Config], Awaitable[None] | None] | None
