@@ -177,9 +177,11 @@ def test_satchel_env_never_makes_the_daemon_its_own_upstream(laptop: Laptop) -> 
         assert "Satchel's own local index" in refused.stderr, refused.stderr
     assert port not in laptop.config.read_text()
 
-    # A first start from that shell (config.toml gone) adopts nothing rather than itself.
+    # A first start from that shell (no config.toml, and none ever in use) adopts nothing
+    # rather than itself.
     laptop.stop()
     laptop.config.unlink()
+    (Path(laptop.client.env["XDG_STATE_HOME"]) / "satchel" / "config-in-use").unlink()
     first = laptop.satchel("resolve", "internal-tool", env=after_eval)
     assert first.returncode != 0
     assert "no index configured" in first.stderr

@@ -6,9 +6,12 @@ and poetry at Satchel.
 
 Only variables that tools read without writing their value into a project file (issue 13.5):
 
-* pip and pip-tools: ``PIP_INDEX_URL`` (the extra-index and find-links variables set empty, so
-  nothing from pip.conf is consulted beside Satchel; scoping is the daemon's). pip-compile copies
-  the index URL into requirements.txt unless given ``--no-emit-index-url`` (docs/local-index.md).
+* pip and pip-tools: ``PIP_INDEX_URL`` and ``PIP_EXTRA_INDEX_URL``, both the local index, so
+  that no extra index of pip.conf is consulted beside Satchel (scoping is the daemon's): pip
+  ignores a variable set empty, so only a value overrides pip.conf's, and pip asks a URL named
+  twice once. ``PIP_FIND_LINKS`` is set empty: that clears the shell's; pip.conf's find-links
+  (a directory of one's own wheels, as a rule) stays. pip-compile copies the index URLs into
+  requirements.txt unless given ``--no-emit-index-url`` (docs/local-index.md).
 * pdm: ``PDM_PYPI_URL``, the URL of its default source; pdm.lock records file names and hashes,
   never the index URL.
 * poetry: ``POETRY_PYPI_MIRROR_URL``, read by the ``poetry-plugin-pypi-mirror`` plugin, which
@@ -49,7 +52,9 @@ def exports(url: str) -> list[tuple[str, str]]:
     """The variables, in order. Values are the URL or empty."""
     return [
         ("PIP_INDEX_URL", url),
-        ("PIP_EXTRA_INDEX_URL", ""),
+        # Not empty: pip ignores an empty variable, and pip.conf's extra index (the public one,
+        # say) would be asked beside Satchel, past every refusal of the daemon.
+        ("PIP_EXTRA_INDEX_URL", url),
         ("PIP_FIND_LINKS", ""),
         ("PDM_PYPI_URL", url),
         ("POETRY_PYPI_MIRROR_URL", url),

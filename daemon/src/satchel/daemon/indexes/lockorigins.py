@@ -12,6 +12,10 @@ of `satchel.daemon.indexes.origins` holds for it as for a resolve. The index of 
    configured indexes in scope for the project (its pin, else every non-explicit index, in
    order).
 
+Online under first-index, a project bound to no index and pinned to none is first bound as a
+resolve binds it (`_first_use`), unless the lock names an explicit index: a lock never takes a
+project past the first index that serves it.
+
 A file is then taken from the first of those indexes that vouches for it, by its sha256 (the
 lock's sha256 is the file's identity; the index is the trust):
 
@@ -162,25 +166,29 @@ async def _candidates(session: Session, lock: Lock, package: LockedPackage) -> S
     configured = {index_identity(i.url): i for i in session.indexes}
     pins: dict[str, str] = {canonicalize_name(k): v for k, v in session.config.pins.items()}
     pinned = pins.get(project)
+    named = None
     if package.index is not None:
-        index = configured.get(index_identity(package.index))
-        if index is None:
+        named = configured.get(index_identity(package.index))
+        if named is None:
             raise NotFound(
                 f"{lock.path}: {project} is locked to index {strip_userinfo(package.index)}, "
                 "which is not configured; add it with `satchel index add NAME URL` if you "
                 "trust it",
                 details={"package": project, "index": strip_userinfo(package.index)},
             )
-        if binding is not None and binding.url != index_identity(index.url):
-            raise _refusal(lock, project, binding, index)
-        if binding is None and pinned is not None and pinned != index.name:
+    if binding is None and pinned is None and not (named is not None and named.explicit):
+        binding = await _first_use(session, project)
+    if named is not None:
+        if binding is not None and binding.url != index_identity(named.url):
+            raise _refusal(lock, project, binding, named)
+        if binding is None and pinned is not None and pinned != named.name:
             raise NotFound(
                 f"{lock.path}: {project} is pinned to index '{pinned}' in config.toml; the lock "
-                f"takes it from index '{index.name}'. Refused: the pin is your word; change it "
-                f"with `satchel index pin {project} {index.name}` if the lock is right",
-                details={"package": project, "index": index.name, "pinned": pinned},
+                f"takes it from index '{named.name}'. Refused: the pin is your word; change it "
+                f"with `satchel index pin {project} {named.name}` if the lock is right",
+                details={"package": project, "index": named.name, "pinned": pinned},
             )
-        return Scope([index], "the index the lock names", bound=binding is not None)
+        return Scope([named], "the index the lock names", bound=binding is not None)
     if binding is not None:
         index = configured.get(binding.url)
         if index is None:
@@ -201,6 +209,21 @@ async def _candidates(session: Session, lock: Lock, package: LockedPackage) -> S
         index = session.index(pinned)
         return Scope([index] if index is not None else [], f"{project} is pinned to it")
     return Scope([i for i in session.indexes if not i.explicit], "every non-explicit index")
+
+
+async def _first_use(session: Session, project: str) -> Binding | None:
+    """Online, under first-index: bind *project* as a resolve would (to the first index in
+    scope that serves it) and return that binding, so that a lock meets the same scope as a
+    resolve; a lock's file on a later index is then refused, never the start of a binding to
+    it (dependency confusion by lock file). None when no index serves the project's page (a
+    file known only by its URL on an index's origin), offline, or under unsafe-best-match.
+
+    A lock naming an explicit index is not checked this way: naming it is what an explicit
+    index is for (a uv project's ``[tool.uv.sources]`` pin, recorded in its uv.lock)."""
+    if session.offline or session.strategy is not Strategy.FIRST_INDEX:
+        return None
+    await session.scoped_pages(project)
+    return await trio.to_thread.run_sync(session.catalog.origins.get, project)
 
 
 def _refusal(lock: Lock, project: str, binding: Binding, index: IndexConfig) -> OriginChanged:

@@ -4,8 +4,9 @@ One task owns them all (`run_runtime`), so their lifetime is a single nursery sc
 
     check the metadata database (a damaged one is moved aside and rebuilt from the store)
       -> open the cache (sweep crash debris, reconcile the metadb with the blobs present)
-      -> no config.toml at all: adopt pip's/uv's indexes ONCE and write them to it
-         (`satchel.daemon.settings.indexset.adopt_once`); an existing file is never touched
+      -> no config.toml, and none ever in use (`CONFIG_IN_USE`): adopt pip's/uv's indexes
+         ONCE and write them to it (`satchel.daemon.settings.indexset.adopt_once`); an
+         existing file is never touched, and a missing one that was in use is an error
       -> load config.toml (a broken file: no index set at all; every command that needs one
          fails with the file's error, naming the line, until the file is fixed)
       -> upstream HTTP client, catalog (shared downloads, look-ahead), metadata cache
@@ -18,6 +19,7 @@ The index set is config.toml's, never the environment the daemon was started fro
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
@@ -52,6 +54,8 @@ __all__ = ["CONFIG_NAME", "FrontEnd", "run_runtime"]
 log = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.toml"
+#: In the state directory: a config.toml was in use, so a missing one is not a first start.
+CONFIG_IN_USE = "config-in-use"
 
 #: A service started beside the runtime once it exists (``nursery.start(front_end, app, rt)``).
 FrontEnd = Callable[..., Awaitable[Any]]
@@ -117,14 +121,18 @@ async def _run(app: App, front_ends: Sequence[FrontEnd]) -> None:
     except OSError:
         token = None  # the local index reports it; its port still identifies it
     own = OwnIndex(frozenset({default_port(app.paths.state_dir, env=True)}), token)
-    adopted = await trio.to_thread.run_sync(adopt_once, config_path, own)
+    in_use = app.paths.state_dir / CONFIG_IN_USE
+    decided = await trio.to_thread.run_sync(in_use.exists)
+    adopted = await trio.to_thread.run_sync(
+        functools.partial(adopt_once, config_path, own, decided=decided)
+    )
 
     def own_check(url: str, port: int | None) -> bool:
         # Once running, with the port the local index is actually bound to as well.
         rt = app.services.runtime
         return (rt.own() if rt is not None else own).matches(url, port)
 
-    live = LiveConfig(config_path, on_error=on_error, own=own_check)
+    live = LiveConfig(config_path, on_error=on_error, own=own_check, marker=in_use)
     limits = Limits.from_environ(os.environ)
     async with Upstream(limits=limits) as upstream, trio.open_nursery() as nursery:
         upstream.credential_bindings = CredentialBindings(app.paths.state_dir / CREDENTIALS_FILE)

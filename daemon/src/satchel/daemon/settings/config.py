@@ -345,13 +345,24 @@ def parse_config(
     if not isinstance(pins_table, dict):
         raise fail("'pins' must be a table: write [pins]", "pins")
     pins: dict[str, str] = {}
+    spelled: dict[str, str] = {}
     names = {index.name for index in indexes}
     for project, index_name in pins_table.items():
         if not isinstance(index_name, str):
             raise fail(f"pin {project!r}: expected an index name", "pins", project)
         if index_name not in names:
             raise fail(f"pin {project!r}: no index named {index_name!r}", "pins", project)
-        pins[_canonical(project)] = index_name
+        canonical = _canonical(project)
+        if canonical in spelled:
+            # TOML sees two keys; Satchel one project: the last pin must not win in silence.
+            raise fail(
+                f"pins {spelled[canonical]!r} and {project!r} name the same project "
+                f"({canonical}: '-', '_', '.' and case do not count); keep one",
+                "pins",
+                project,
+            )
+        spelled[canonical] = project
+        pins[canonical] = index_name
 
     settings_table = data.get("settings", {})
     if not isinstance(settings_table, dict):
@@ -413,6 +424,11 @@ def load_config(path: Path, *, own: OwnCheck | None = None) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
+        if path.is_symlink():  # a link whose file went away is no decision for "no index"
+            raise ConfigError(
+                f"{path}: a symlink to {path.resolve()}, which does not exist",
+                details={"path": str(path), "line": None},
+            ) from None
         return Config()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}", details={"path": str(path)}) from exc
@@ -479,5 +495,7 @@ def render_config(config: Config) -> str:
 
 
 def save_config(path: Path, config: Config) -> None:
-    """Write *config* to *path* atomically (0600: an index URL may carry a token)."""
-    atomic_write(path, render_config(config).encode("utf-8"), mode=0o600)
+    """Write *config* to *path* atomically (0600: an index URL may carry a token). A *path*
+    that is a symlink (a dotfiles repository) is written where it points, and stays a link."""
+    target = path.resolve() if path.is_symlink() else path
+    atomic_write(target, render_config(config).encode("utf-8"), mode=0o600)

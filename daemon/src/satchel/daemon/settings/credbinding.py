@@ -75,15 +75,30 @@ class CredentialBindings:
         if creds.source != "environment" or creds.origin is None:
             return
         current = origin_text(creds.origin)
+        variable = env_prefix(index_name)
         with self._lock:
             known = self._load()
-            first = known.get(index_name)
-            if first is None:
+            # One variable, one origin: names that spell the same variable (``internal``,
+            # ``Internal``, ``internal.``) share the record, else a new name recorded an origin
+            # of its own at its first use and took the password there.
+            holder = index_name if index_name in known else None
+            if holder is None:
+                holder = next((n for n in known if env_prefix(n) == variable), None)
+            if holder is None:
                 known[index_name] = current
                 self._save(known)
                 return
+            first = known[holder]
         if first == current:
             return
+        if holder != index_name:
+            raise CredentialWithheld(
+                f"index {index_name}: its credential variables ({variable}PASSWORD) are those "
+                f"of index {holder} (names compare by the variable they spell), whose "
+                f"credential was first used for {first}; index {index_name} is on {current}: "
+                "it is not sent there. Give the index a name of its own (another variable)",
+                details={"index": index_name, "first_used_for": first, "configured": current},
+            )
         raise CredentialWithheld(
             f"index {index_name}: the credential given by name ({env_prefix(index_name)}"
             f"PASSWORD) was first used for {first}, and config.toml now gives index "

@@ -4,7 +4,8 @@
 decides what that
 reading may change:
 
-* **First start** (no config.toml at all): `adopt_once` adopts, writes the result to config.toml
+* **First start** (no config.toml, and none was ever in use: the state directory records it):
+  `adopt_once` adopts, writes the result to config.toml
   (credential-free, each index with its ``adopted-from`` provenance, the default index marked
   ``default = true`` and written last) and returns a note that the first command shows. When
   pip/uv say ``no-index``, config.toml is written with no index (that is the decision). When
@@ -132,15 +133,23 @@ def describe(indexes: tuple[IndexConfig, ...]) -> str:
     return "; ".join(parts)
 
 
-def adopt_once(path: Path, own: OwnIndex, environ: Mapping[str, str] | None = None) -> Adopted:
-    """Adopt pip's and uv's indexes into config.toml at *path* if, and only if, it is missing.
+def adopt_once(
+    path: Path,
+    own: OwnIndex,
+    environ: Mapping[str, str] | None = None,
+    *,
+    decided: bool = False,
+) -> Adopted:
+    """Adopt pip's and uv's indexes into config.toml at *path* if, and only if, it is missing
+    and never was in use (*decided*: a config.toml was in use before; a missing one is then an
+    error, `satchel.daemon.settings.liveconfig.LiveConfig`'s, never a new adoption).
 
     Blocking (reads pip/uv files, may ask pip for its default): run it in a worker thread.
     Credentials in adopted URLs are bound to their origins for this daemon's lifetime even when
     config.toml exists (the user's environment still holds them; the file never does).
     """
     env = os.environ if environ is None else environ
-    if config_exists(path):
+    if decided or config_exists(path):
         _bind_credentials(adopt(env, own=own))
         return Adopted()
     adoption = adopt(env, own=own)
@@ -171,6 +180,15 @@ def readopt(current: Config, environ: Mapping[str, str], own: OwnIndex) -> tuple
     current ones (from the client's *environ*); indexes the user added are kept, and keep their
     priority over adopted ones."""
     adoption = adopt(environ, own=own)
+    if adoption.via_satchel:
+        # pip (or uv) here uses config.toml through Satchel (`drift` sees no disagreement):
+        # what remains of its configuration is not a new index set, and taking it for one
+        # dropped every adopted index.
+        raise ConfigError(
+            "nothing to adopt: pip or uv here points at Satchel's own local index (`satchel "
+            "env` set it), so it uses config.toml through Satchel; config.toml is unchanged. "
+            "Run `satchel index adopt` in a shell without `satchel env`'s variables"
+        )
     _bind_credentials(adoption)
     fresh, notes = _written(adoption)
     notes = [*adoption.notes, *notes]

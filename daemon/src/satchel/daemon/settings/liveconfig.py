@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -45,8 +46,12 @@ class LiveConfig:
         *,
         on_error: Callable[[ConfigError], None] | None = None,
         own: OwnCheck | None = None,
+        marker: Path | None = None,
     ) -> None:
         self.path = path
+        self.marker = marker
+        #: Whether a config.toml was in use before (by this daemon or an earlier one).
+        self.decided = marker is not None and marker.exists()
         #: Recognises Satchel's own local index (refused as an index: `parse_config`).
         self.own = own
         self.error: ConfigError | None = None
@@ -77,13 +82,35 @@ class LiveConfig:
         changed = config != self.config or had_error or not self.usable
         self.config = config
         self.usable = config_exists(self.path)
+        if self.usable and not self.decided:
+            self._mark_decided()
         return changed
 
+    def _mark_decided(self) -> None:
+        self.decided = True
+        if self.marker is None:
+            return
+        try:
+            os.close(os.open(self.marker, os.O_WRONLY | os.O_CREAT, 0o600))
+        except OSError as exc:
+            _log.warning("cannot record that %s is in use: %s", self.path, exc)
+
     def _read(self) -> Config:
-        if self.usable and not config_exists(self.path):
+        if config_exists(self.path):
+            return load_config(self.path, own=self.own)
+        if self.usable:
             raise ConfigError(
                 f"{self.path}: the file was removed; the indexes it listed stay in use until "
-                "it is back or the daemon restarts (which adopts pip's and uv's indexes anew)",
+                "it is back. A daemon started without it uses no index (pip's and uv's are "
+                "adopted only at the first start): restore it, or run `satchel index adopt`",
+                details={"path": str(self.path), "line": None},
+            )
+        if self.decided:
+            raise ConfigError(
+                f"{self.path}: the file is missing, but one was in use before (removed, or "
+                "an editor's save under way?); pip's and uv's indexes are adopted only at the "
+                "first start. Restore the file, or run `satchel index adopt` to adopt the "
+                "indexes pip and uv name in your shell",
                 details={"path": str(self.path), "line": None},
             )
         return load_config(self.path, own=self.own)
@@ -105,10 +132,10 @@ class LiveConfig:
 
         directory = self.path.parent
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        target = str(self.path.resolve())
+        link = str(self.path.absolute())
 
         def only_config(_change: watchfiles.Change, changed: str) -> bool:
-            return str(Path(changed).resolve()) == target
+            return changed == link or str(Path(changed).resolve()) == str(self.path.resolve())
 
         # Started at once, so the daemon's start-up never waits for the OS watch. An edit made
         # before the watch is registered is not lost: the first wake-up (an event, or the poll
@@ -117,8 +144,10 @@ class LiveConfig:
         delay = WATCH_RETRY_FIRST
         while True:
             self._first_wakeup = True
+            watched = self._directories()
+            retarget = False
             watcher = watchfiles.awatch(
-                directory,
+                *sorted(watched),
                 watch_filter=only_config,
                 debounce=debounce_ms,
                 step=20,
@@ -141,8 +170,21 @@ class LiveConfig:
                         break
                     delay = WATCH_RETRY_FIRST
                     await self._changed(bool(changes), on_change)
+                    if changes and self._directories() != watched:
+                        retarget = True  # the link now points elsewhere: watch there
+                        break
+            if retarget:
+                continue  # the new watch's first wake-up reloads: nothing is lost meanwhile
             await trio.sleep(delay)
             delay = min(delay * 2, WATCH_RETRY_MAX)
+
+    def _directories(self) -> frozenset[Path]:
+        """The directories to watch: config.toml's, and where it points when it is a symlink
+        (a dotfiles repository: edits happen there), when that directory exists."""
+        pointed = self.path.resolve().parent
+        if pointed.is_dir():
+            return frozenset({self.path.parent, pointed})
+        return frozenset({self.path.parent})
 
     async def _changed(
         self, changed: bool, on_change: Callable[[Config], Awaitable[None] | None] | None

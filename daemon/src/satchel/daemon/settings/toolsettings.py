@@ -551,9 +551,22 @@ def drift(config: Config, adoption: Adoption) -> list[str]:
     """How pip's and uv's configuration (*adoption*) disagrees with config.toml, for the user.
 
     Nothing when pip and uv are not configured at all (a shell without their settings: cron, an
-    IDE, a reboot), nor when they point at Satchel itself (``satchel env``): neither is a
-    disagreement. Compared by credential-free URL.
+    IDE, a reboot), nor when they point at Satchel itself (``satchel env``) alone: neither is a
+    disagreement. Pointed at Satchel and at other indexes too, the others are named: the tool
+    asks them itself (uv first), past Satchel's scope and remembered origins. Compared by
+    credential-free URL.
     """
+    if adoption.via_satchel and adoption.indexes:
+        named = "; ".join(
+            f"{redact(strip_userinfo(i.url))} ({redact(i.source)})" for i in adoption.indexes
+        )
+        return [
+            "pip or uv here is pointed at Satchel's local index and also at: "
+            f"{named}. The tool asks those itself, beside Satchel (uv before it), past its "
+            "scope and remembered origins: a project Satchel refuses may come from them. "
+            "Remove them from pip's/uv's configuration (`satchel env` overrides pip's extra "
+            "indexes; uv's are set in uv.toml or UV_INDEX/UV_EXTRA_INDEX_URL)"
+        ]
     if not adoption.configured or adoption.via_satchel:
         return []
     mine = {strip_userinfo(i.url).rstrip("/"): i for i in config.indexes}

@@ -1,0 +1,66 @@
+"""A config.toml that is briefly absent when a daemon starts is not a first start.
+
+Scenario (QA 2026-12-05): an editor saving config.toml (vim with ``backupcopy=no`` renames the
+old file away, then writes the new one) or a dotfiles tool recreating it leaves a moment with
+no file at all. A daemon autostarted in that moment, from a shell whose pip names only the
+public index, used to take it for a first start: it adopted that shell's indexes, wrote them to
+config.toml over the user's decision, resolved the private ``newpriv`` 99.0 from the public
+index and bound it there. Adoption is for the first start only: once a config.toml was in use,
+a missing one is an error like a broken one (nothing is fetched, nothing is written), until the
+file is back or the user runs `satchel index adopt`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tests.support.wheels import build_wheel
+from tests.trust.laptop import Laptop
+
+
+def _publish_newpriv(laptop: Laptop) -> None:
+    """``newpriv`` 1.0 on the private index; an impostor 99.0 of it on the public one."""
+    dist = laptop.root / "dist"
+    laptop.private.add(build_wheel(dist / "private", "newpriv", "1.0"))
+    laptop.public.add(build_wheel(dist / "public", "newpriv", "99.0"))
+
+
+def test_a_config_missing_at_restart_is_an_error_not_a_new_adoption(laptop: Laptop) -> None:
+    """config.toml (adopted: private, then public as the default) is renamed away while no
+    daemon runs; a daemon autostarted from a shell naming only the public index refuses every
+    command that needs an index, writes nothing, asks nothing; once the file is back, the same
+    daemon uses it, and ``newpriv`` comes from the private index."""
+    assert laptop.resolved("internal-tool", env=laptop.shell()) == "1.0.0"
+    _publish_newpriv(laptop)
+    laptop.stop()
+    saved = laptop.config.with_name("config.toml~")
+    os.rename(laptop.config, saved)
+
+    public_only = {"PIP_INDEX_URL": laptop.public.url}
+    for command in (("resolve", "newpriv"), ("prefetch", "newpriv")):
+        result = laptop.satchel(*command, env=public_only)
+        assert result.returncode != 0, (command, result.stdout)
+        assert f"{laptop.config}:" in result.stderr, result.stderr
+        assert "is missing" in result.stderr and "does not fall back" in result.stderr
+        assert "satchel index adopt" in result.stderr
+    assert not laptop.config.exists()  # nothing adopted over the user's file
+    assert "is missing" in laptop.ok("status", env=public_only).stdout
+    assert not any("newpriv" in path for path in laptop.public.requests)
+
+    os.rename(saved, laptop.config)  # the editor's save completes: no restart needed
+    laptop.wait_status("is missing", env=public_only, gone=True)
+    assert laptop.resolved("newpriv", env=public_only) == "1.0"
+    assert not any("newpriv" in path for path in laptop.public.requests)
+
+
+def test_index_adopt_is_the_way_to_adopt_again(laptop: Laptop) -> None:
+    """Removing config.toml on purpose, then `satchel index adopt` from a shell, adopts that
+    shell's indexes: the user's word, not an autostart's environment."""
+    assert laptop.resolved("internal-tool", env=laptop.shell()) == "1.0.0"
+    laptop.stop()
+    laptop.config.unlink()
+    adopted = laptop.ok("index", "adopt", env=laptop.shell())
+    assert laptop.private.url in adopted.stdout, adopted.stdout
+    assert laptop.private.url in laptop.config.read_text()
+    laptop.wait_status("is missing", env=laptop.shell(), gone=True)
+    assert laptop.resolved("internal-tool", env=laptop.shell()) == "1.0.0"
