@@ -333,3 +333,30 @@ def test_pips_default_index_is_read_from_the_pip_wheel_python_bundles(
     finally:
         indexes.pip_default_index.cache_clear()
     assert url is not None and url.startswith("https://") and url.rstrip("/").endswith("/simple")
+
+
+def test_pips_builtin_default_as_an_extra_index_is_asked_last(env: _Env) -> None:
+    """A company's pip.conf (index-url private, extra-index-url the public index): pip orders
+    neither, and taking the extras first made the public index the first one asked, so a
+    same-named public project (dependency confusion) was taken over the private one."""
+    env.write(
+        ".config/pip/pip.conf",
+        f"[global]\nindex-url = http://127.0.0.1:1/private/\nextra-index-url = {DEFAULT}\n",
+    )
+    env.vars["PIP_EXTRA_INDEX_URL"] = f"http://127.0.0.1:2/simple/ {DEFAULT}"
+    found = adopt_indexes(env.vars, default_index=lambda: DEFAULT, system_root=env.root)
+    assert [(i.url, i.default) for i in found] == [
+        ("http://127.0.0.1:2/simple/", False),
+        ("http://127.0.0.1:1/private/", False),
+        (DEFAULT, True),
+    ]
+
+
+def test_pips_builtin_default_as_its_index_url_stays_the_default(env: _Env) -> None:
+    env.vars["PIP_INDEX_URL"] = DEFAULT
+    env.vars["PIP_EXTRA_INDEX_URL"] = "http://127.0.0.1:2/simple/"
+    found = adopt_indexes(env.vars, default_index=lambda: DEFAULT, system_root=env.root)
+    assert [(i.url, i.default) for i in found] == [
+        ("http://127.0.0.1:2/simple/", False),
+        (DEFAULT, True),
+    ]

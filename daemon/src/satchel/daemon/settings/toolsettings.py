@@ -18,7 +18,8 @@ What is read, in this order:
    then ``[install]``; then the environment (``PIP_INDEX_URL``, ``PIP_EXTRA_INDEX_URL``,
    ``PIP_FIND_LINKS``, ``PIP_NO_INDEX``): extra index URLs, then find-links (kind
    ``find-links``: a directory or a page of links), then pip's index-url (pip's built-in default
-   when only extras or find-links are set, because that is what pip itself would use).
+   when only extras or find-links are set, because that is what pip itself would use); but an
+   extra that is pip's built-in default, beside another index-url, is the default (`_public_last`).
 2. **uv**, in uv's priority: ``UV_INDEX`` (space-separated, ``name=url`` allowed), then
    ``UV_EXTRA_INDEX_URL``, then ``[[index]]`` tables of uv.toml (``$UV_CONFIG_FILE``, else
    ``$XDG_CONFIG_HOME/uv/uv.toml`` then ``/etc/uv/uv.toml``; ``explicit``, ``format = "flat"``
@@ -270,15 +271,18 @@ def _pip_candidates(
         return _Found([])
     found: list[_Candidate] = []
     if no_index_source is None:
+        extras: list[_Candidate] = []
         if "extra-index-url" in settings:
             extra = settings["extra-index-url"]
-            found.extend(_Candidate(_path_or_url(url), extra.source) for url in _split(extra.value))
+            extras = [_Candidate(_path_or_url(url), extra.source) for url in _split(extra.value)]
         if "index-url" in settings:
             index_url = settings["index-url"]
             url = _path_or_url(index_url.value)
-            found.append(_Candidate(url, index_url.source, default=True))
-        elif (default := default_index()) is not None:
-            found.append(_Candidate(default, "pip: built-in default index", default=True))
+            found.extend(_public_last(extras, _Candidate(url, index_url.source), default_index))
+        else:
+            found.extend(extras)
+            if (default := default_index()) is not None:
+                found.append(_Candidate(default, "pip: built-in default index", default=True))
     if "find-links" in settings:
         links = settings["find-links"]
         found.extend(
@@ -286,6 +290,23 @@ def _pip_candidates(
             for value in _split(links.value)
         )
     return _Found(found, no_index_source)
+
+
+def _public_last(
+    extras: list[_Candidate], index_url: _Candidate, default_index: Callable[[], str | None]
+) -> list[_Candidate]:
+    """pip's extras, then its index-url as the default (asked last), as uv orders them; but
+    when the extras list pip's built-in default (the public index) beside another index-url (a
+    company's pip.conf), the public index is the default and asked last: first, it would let a
+    same-named public project win over the private one."""
+    public = (default_index() or "").rstrip("/") if extras else ""
+    if not public or index_url.url.rstrip("/") == public:
+        return [*extras, dataclasses.replace(index_url, default=True)]
+    others = [c for c in extras if c.url.rstrip("/") != public]
+    if len(others) == len(extras):
+        return [*extras, dataclasses.replace(index_url, default=True)]
+    first = next(c for c in extras if c.url.rstrip("/") == public)
+    return [*others, index_url, dataclasses.replace(first, default=True)]
 
 
 def _uv_config_files(env: Mapping[str, str], root: Path) -> list[Path]:
