@@ -1,0 +1,171 @@
+"""Issue 11 (hostile packages), sdists: an sdist is a tar.gz written by whoever uploaded it, and
+Satchel unpacks it to build it. What it unpacks must stay inside the build's temp directory and
+be bounded in size, and each refusal names the sdist and the cause.
+
+Real `satchel install` (autostarting a real `satcheld` in a private environment, default
+configuration: builds on request), a real index on 127.0.0.1 serving sdists whose in-tree build
+backend leaves a trace when it runs. The daemon's temp directory (``TMPDIR``), where builds
+unpack, is the test's own, so what a build leaves behind can be looked at.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.client.clientenv import ClientEnv
+from tests.support.index_server import IndexServer
+from tests.support.wheels import build_sdist
+
+#: A bomb's expanded size: past the 64 MiB below which no ratio is checked, and about 1000:1
+#: when gzipped (zeros), far above the 200:1 a wheel may have.
+BOMB_SIZE = 256 * 1024 * 1024
+
+
+@dataclass
+class World:
+    root: Path
+    env: ClientEnv
+    index: IndexServer
+    tmpdir: Path
+    #: A directory beside everything, which no member may reach.
+    victim: Path
+
+    def install(self, project: str) -> tuple[int, str]:
+        result = self.env.satchel(
+            "install", "--venv", str(self.root / "venv"), project, timeout=120
+        )
+        return result.returncode, result.stderr
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    index = IndexServer(tmp_path / "index").start()
+    env = ClientEnv(tmp_path / "client")
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    env.env["TMPDIR"] = str(tmpdir)
+    config = Path(env.env["XDG_CONFIG_HOME"]) / "satchel"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "config.toml").write_text(f'[[index]]\nname = "test"\nurl = "{index.url}"\n', "utf-8")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("original\n")
+    try:
+        yield World(tmp_path, env, index, tmpdir, victim)
+    finally:
+        try:
+            env.cleanup()
+        finally:
+            index.stop()
+
+
+class _Zeros(io.RawIOBase):
+    """*size* zero bytes, read without ever holding them (the bomb is streamed into the tar)."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        n = min(len(buffer), self.left)
+        buffer[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+def hostile_sdist(
+    world: World, name: str, extra: list[tuple[tarfile.TarInfo, io.RawIOBase | None]]
+) -> str:
+    """A real sdist of *name* 1.0 (in-tree backend writing a trace when it runs) with *extra*
+    members appended after the honest ones; served by the index. Returns the trace's path."""
+    trace = world.root / f"{name}-ran"
+    honest = build_sdist(
+        world.root / "honest",
+        name,
+        "1.0",
+        backend_extra=f"open({str(trace)!r}, 'w').close()\n",
+    )
+    out = world.root / "dist" / honest.name
+    out.parent.mkdir(exist_ok=True)
+    with tarfile.open(honest) as src, tarfile.open(out, "w:gz", format=tarfile.PAX_FORMAT) as dst:
+        for member in src.getmembers():
+            dst.addfile(member, src.extractfile(member))
+        for info, data in extra:
+            dst.addfile(info, data)
+    world.index.add(out)
+    return str(trace)
+
+
+def member(
+    name: str, kind: bytes = tarfile.REGTYPE, *, size: int = 0, link: str = ""
+) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.size = size
+    info.linkname = link
+    info.mode = 0o644
+    info.mtime = 1577836800
+    return info
+
+
+def assert_held(world: World, code: int, stderr: str, sdist: str, cause: str) -> None:
+    assert code != 0, stderr
+    assert sdist in stderr and cause in stderr, stderr
+    assert "internal error" not in stderr, stderr
+    assert sorted(p.name for p in world.victim.iterdir()) == ["keep.txt"]
+    assert (world.victim / "keep.txt").read_text() == "original\n"
+    assert list(world.tmpdir.iterdir()) == [], "the build's temp directory was left behind"
+
+
+def test_a_gzip_bomb_sdist_is_refused_before_it_fills_the_disk(world: World) -> None:
+    """issue 11.10/11.13: an sdist whose 256 KiB tar.gz holds a 256 MiB member of zeros (a
+    gzip bomb; the same shape at 8 GiB would fill a small /tmp) is refused as it is unpacked,
+    before that member is written, naming the sdist and the ratio; the backend never runs.
+    (Before: unpacked in full into the temp directory, then built.)"""
+    root = "bomb-1.0"
+    trace = hostile_sdist(
+        world, "bomb", [(member(f"{root}/zeros.bin", size=BOMB_SIZE), _Zeros(BOMB_SIZE))]
+    )
+    code, stderr = world.install("bomb")
+    assert_held(world, code, stderr, "bomb-1.0.tar.gz", "(zip bomb?)")
+    assert not os.path.exists(trace)
+
+
+@pytest.mark.parametrize(
+    ("case", "members", "cause"),
+    [
+        ("dotdot", [member("esc-1.0/../../victim/planted", size=0)], "outside the destination"),
+        ("symlink-out", [member("esc-1.0/link", tarfile.SYMTYPE, link="/")], "absolute path"),
+        (
+            "symlink-up-then-write",
+            [
+                member("esc-1.0/up", tarfile.SYMTYPE, link="../../../victim"),
+                member("esc-1.0/up/planted", size=0),
+            ],
+            "outside the destination",
+        ),
+        ("hardlink-out", [member("esc-1.0/passwd", tarfile.LNKTYPE, link="/etc/passwd")], "passwd"),
+        ("device", [member("esc-1.0/null", tarfile.CHRTYPE)], "special file"),
+        ("fifo", [member("esc-1.0/pipe", tarfile.FIFOTYPE)], "special file"),
+    ],
+)
+def test_sdist_members_that_point_outside_are_refused(
+    world: World, case: str, members: list[tarfile.TarInfo], cause: str
+) -> None:
+    """issue 11 (hostile packages): tar members of an sdist with `..`, a symlink to `/`, a
+    symlink up and a write through it, a hard link to /etc/passwd, a character device, a FIFO:
+    the install fails naming the sdist, nothing lands outside the build's temp directory, the
+    temp directory is removed, and the backend never runs."""
+    trace = hostile_sdist(world, "esc", [(info, None) for info in members])
+    code, stderr = world.install("esc")
+    assert_held(world, code, stderr, "esc-1.0.tar.gz", cause)
+    assert not os.path.exists(trace), case
