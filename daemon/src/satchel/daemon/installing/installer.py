@@ -374,24 +374,33 @@ def _plan_dirs(plan: _Plan, listing: _Listing) -> None:
     needed: set[str] = set()
     present: set[str] = set()
     created = plan.created
-    for dst in plan.destinations():
-        parent, _, base = dst.rpartition("/")
-        if parent in needed:
-            continue  # a new directory holds nothing yet
-        if parent not in present:
-            current = parent
-            while current not in needed and current not in present:
-                if listing.exists(current):
-                    present.add(current)
-                    break
-                needed.add(current)
-                current = current.rpartition("/")[0]
+    for unit in plan.units:
+        for dst in unit.destinations():
+            parent, _, base = dst.rpartition("/")
             if parent in needed:
-                continue
-        created.append(dst)
-        names = listing.names(parent)
-        if names is not None and base in names and dst not in listing.gone:
-            plan.moves.append(dst)
+                continue  # a new directory holds nothing yet
+            if parent not in present:
+                current = parent
+                while current not in needed and current not in present:
+                    if listing.exists(current):
+                        present.add(current)
+                        break
+                    needed.add(current)
+                    current = current.rpartition("/")[0]
+                if parent in needed:
+                    continue
+            created.append(dst)
+            names = listing.names(parent)
+            if names is not None and base in names and dst not in listing.gone:
+                # A file replaces a file; never a directory (the venv's bin/, another
+                # distribution's package), which the trash would take whole.
+                if Path(dst).is_dir():
+                    raise InstallError(
+                        f"{unit.label}: refusing to install {dst}: it is a directory, and a "
+                        "wheel's file may not replace one",
+                        details={"path": dst},
+                    )
+                plan.moves.append(dst)
     plan.dirs = sorted(needed)
 
 

@@ -303,6 +303,12 @@ def inspect_wheel(
             entry_points = tuple(parse_entry_points(zf.read(ep_name).decode("utf-8")))
         except ValueError as exc:
             raise invalid_wheel(path, f"entry_points.txt: {exc}") from exc
+        scripts = {f.path for f in files if f.scheme == "scripts"}
+        for point in entry_points:
+            if point.name in scripts:
+                raise invalid_wheel(
+                    path, f"script {point.name!r} is defined twice (entry point and .data/scripts)"
+                )
     return WheelManifest(
         name=wname,
         version=str(wversion),
