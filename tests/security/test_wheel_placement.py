@@ -96,3 +96,13 @@ def test_two_scripts_of_one_wheel_with_one_name_are_refused(
     point, or an entry point and a ``.data/scripts/`` file). (Before: install-failed
     "[Errno 17] File exists: <venv>/bin/tool", a file that did not exist before the install.)"""
     refused(scene, members, "'tool'", "twice")
+
+
+@pytest.mark.parametrize(
+    "member", ["evil-1.0.data/data/bin/python/x", "evil-1.0.data/purelib/good/__init__.py/x"]
+)
+def test_a_directory_of_a_wheel_cannot_go_where_a_file_is(scene: Scene, member: str) -> None:
+    """issue 11.10: the wheel needs ``bin/python`` (the interpreter's link) or ``good``'s
+    ``__init__.py`` to be a directory. (Before: install-failed "[Errno 20] Not a directory",
+    rolled back, without the cause.)"""
+    refused(scene, [(member, b"x = 1\n")], "is not a directory")

@@ -383,6 +383,12 @@ def _plan_dirs(plan: _Plan, listing: _Listing) -> None:
                 current = parent
                 while current not in needed and current not in present:
                     if listing.exists(current):
+                        if not Path(current).is_dir():  # a file, or a link to one
+                            raise InstallError(
+                                f"{unit.label}: refusing to install {dst}: {current} is not a "
+                                "directory",
+                                details={"path": dst},
+                            )
                         present.add(current)
                         break
                     needed.add(current)
