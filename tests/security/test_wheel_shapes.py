@@ -8,14 +8,17 @@ outside, and the store must stay consistent (`Scene.assert_refused`).
 
 from __future__ import annotations
 
+import struct
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.reliability.harness import rig_for
+from satchel.daemon.installing.wheelfile import central_directory_problem
+from tests.reliability.harness import memory_mib, rig_for
 from tests.reliability.test_hostile_packages import Scene, _hostile_wheel
+from tests.support.wheels import build_wheel
 
 
 @pytest.fixture
@@ -56,3 +59,47 @@ def test_a_file_and_a_directory_meeting_once_installed_are_refused(scene: Scene)
     """issue 11.10: the clash only appears once ``.data/purelib`` is placed beside the root."""
     _serve(scene, [("evil/a", b"file\n"), ("evil-1.0.data/purelib/evil/a/b", b"below a file\n")])
     scene.assert_refused(mentions=("is both a file and a directory",))
+
+
+def test_a_wheel_of_hundreds_of_thousands_of_empty_members_is_refused_in_bounded_memory(
+    scene: Scene,
+) -> None:
+    """issue 11.13: 400,000 empty members (a 70 MB download, a 24 MiB central directory;
+    real wheels hold at most a few tens of thousands of files). Reading such a central
+    directory costs ~1.3 KB of memory per member: refused from its declared size before it is
+    read, naming the limit. (Before: the daemon's peak grew past 500 MiB, then it unpacked
+    and linked 400,000 files.)"""
+    scene.rig.ok("ping")
+    pid = scene.rig.env.daemon_pid()
+    _serve(scene, [(f"evil/m/{i}", b"") for i in range(400_000)])
+    scene.assert_refused(mentions=("central directory",))
+    peak = memory_mib(pid)
+    print(f"daemon peak: {peak:.0f} MiB")
+    assert peak < 250, f"the daemon's peak was {peak:.0f} MiB"
+
+
+def test_a_zip64_end_record_declaring_a_huge_central_directory_is_refused(tmp_path: Path) -> None:
+    """issue 11.13, in process: the size zipfile would read comes from the zip64 end record
+    when the classic one says 0xFFFFFFFF; a zip64 record declaring 1 GiB is refused, and an
+    honest wheel passes."""
+    honest = build_wheel(tmp_path / "dist", "honest", "1.0")
+    assert central_directory_problem(honest) is None
+    data = honest.read_bytes()
+    at = data.rfind(b"PK\x05\x06")
+    eocd = bytearray(data[at:])
+    eocd[12:16] = b"\xff\xff\xff\xff"
+    record = (
+        b"PK\x06\x06"
+        + struct.pack("<QHHII", 44, 45, 45, 0, 0)
+        + struct.pack("<QQQQ", 1, 1, 2**30, int.from_bytes(eocd[16:20], "little"))
+    )
+    locator = b"PK\x06\x07" + struct.pack("<IQI", 0, at, 1)
+    forged = tmp_path / "forged-1.0-py3-none-any.whl"
+    forged.write_bytes(data[:at] + record + locator + bytes(eocd))
+    assert "1073741824 bytes, above the 16777216 byte limit" in str(
+        central_directory_problem(forged)
+    )
+    real_size = int.from_bytes(data[at + 12 : at + 16], "little")
+    record = record[:40] + struct.pack("<Q", real_size) + record[48:]
+    forged.write_bytes(data[:at] + record + locator + bytes(eocd))
+    assert central_directory_problem(forged) is None  # zip64 and honest

@@ -36,11 +36,13 @@ from satchel.daemon.installing._manifest import ManifestFile, WheelInfo, WheelMa
 from satchel.daemon.installing._scripts import EntryPoint, parse_entry_points
 
 __all__ = [
+    "MAX_CENTRAL_DIRECTORY",
     "MAX_COMPRESSION_RATIO",
     "MAX_MEMBER_PATH",
     "MAX_NAME_COMPONENT",
     "MAX_TOTAL_SIZE",
     "SCHEMES",
+    "central_directory_problem",
     "copy_member",
     "inspect_wheel",
     "invalid_wheel",
@@ -74,6 +76,14 @@ MAX_NAME_COMPONENT = 255
 #: Longest member path. Real wheels stay under ~300 bytes; this leaves any environment prefix
 #: room under Linux's PATH_MAX (4096) so that an accepted member can always be installed.
 MAX_MEMBER_PATH = 1024
+#: Largest central directory a zip may declare (as `upstream.remotezip` for range reads).
+#: zipfile reads it whole and keeps ~1.3 KB per member: 16 MiB is ~350,000 members at worst
+#: (~450 MiB while it is read); real wheels hold at most a few tens of thousands of files
+#: (~2-4 MiB). Checked from the end record before zipfile reads a byte of it.
+MAX_CENTRAL_DIRECTORY = 16 * 2**20
+_EOCD = b"PK\x05\x06"
+_EOCD64_LOCATOR = b"PK\x06\x07"
+_EOCD64 = b"PK\x06\x06"
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _CHUNK = 1024 * 1024
 
@@ -320,8 +330,38 @@ def inspect_wheel(
     )
 
 
+def central_directory_problem(path: Path) -> str | None:
+    """Why *path*'s central directory is too large to read (`MAX_CENTRAL_DIRECTORY`), from the
+    size its end record declares (zip64 too); None when it is not, or when there is no end
+    record (zipfile then says the archive is unreadable)."""
+    with path.open("rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        tail_start = max(0, end - 22 - 0xFFFF)  # the end record, then a comment of <= 64 KiB
+        f.seek(tail_start)
+        tail = f.read()
+        at = tail.rfind(_EOCD)
+        if at < 0 or len(tail) - at < 22:
+            return None
+        size = int.from_bytes(tail[at + 12 : at + 16], "little")
+        # zipfile reads a zip64 end record where it sits, just before the locator.
+        locator = tail_start + at - 20
+        if locator >= 56:
+            f.seek(locator - 56)
+            record = f.read(76)
+            if record[:4] == _EOCD64 and record[56:60] == _EOCD64_LOCATOR:
+                size = int.from_bytes(record[40:48], "little")  # zipfile uses this one
+    if size > MAX_CENTRAL_DIRECTORY:
+        return (
+            f"its central directory is {size} bytes, above the {MAX_CENTRAL_DIRECTORY} byte limit"
+        )
+    return None
+
+
 def open_zip(path: Path) -> zipfile.ZipFile:
     try:
+        problem = central_directory_problem(path)
+        if problem is not None:
+            raise invalid_wheel(path, problem)
         return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise invalid_wheel(path, f"not a readable zip archive ({exc})") from exc

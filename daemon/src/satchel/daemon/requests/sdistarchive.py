@@ -14,7 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from satchel.daemon.errors import BuildError
-from satchel.daemon.installing.wheelfile import MAX_COMPRESSION_RATIO, MAX_TOTAL_SIZE
+from satchel.daemon.installing.wheelfile import (
+    MAX_COMPRESSION_RATIO,
+    MAX_TOTAL_SIZE,
+    central_directory_problem,
+)
 
 __all__ = ["extract_sdist"]
 
@@ -29,6 +33,9 @@ def extract_sdist(sdist: Path, filename: str, into: Path) -> Path:
     count = _size_budget(filename, sdist.stat().st_size)
     try:
         if filename.endswith(".zip"):
+            problem = central_directory_problem(sdist)
+            if problem is not None:
+                raise BuildError(f"{filename}: {problem}")
             with zipfile.ZipFile(sdist) as zf:
                 for info in zf.infolist():  # zipfile never reads past a declared size
                     name = info.filename

@@ -12,7 +12,8 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from satchel.daemon.errors import SatchelError, UpstreamError
+from satchel.daemon.errors import HostileInput, SatchelError, UpstreamError
+from satchel.daemon.installing.wheelfile import central_directory_problem, invalid_wheel
 from satchel.daemon.resolver.candidates import SdistNeedsBuild, parse_core_metadata
 
 __all__ = ["MAX_METADATA_BYTES", "metadata_differences", "metadata_from_file"]
@@ -31,6 +32,12 @@ def metadata_from_file(path: Path, filename: str) -> bytes:
     """
     oversize = False
     try:
+        if filename.endswith((".whl", ".zip")):
+            problem = central_directory_problem(path)
+            if problem is not None and filename.endswith(".whl"):
+                raise invalid_wheel(filename, problem)
+            if problem is not None:
+                raise HostileInput(f"{filename}: {problem}")
         if filename.endswith(".whl"):
             with zipfile.ZipFile(path) as zf:
                 for info in zf.infolist():
