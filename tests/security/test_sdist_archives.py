@@ -169,3 +169,17 @@ def test_sdist_members_that_point_outside_are_refused(
     code, stderr = world.install("esc")
     assert_held(world, code, stderr, "esc-1.0.tar.gz", cause)
     assert not os.path.exists(trace), case
+
+
+@pytest.mark.slow  # builds and serves a 250,000-member sdist; 200,000 are unpacked before the limit
+def test_an_sdist_of_a_quarter_million_empty_members_is_refused(world: World) -> None:
+    """issue 11.13: 250,000 empty files in a tar.gz of a few MB: no byte count catches it, yet
+    unpacking it costs 250,000 inodes and tarfile keeps every header in memory. Refused at the
+    member past the limit, naming the sdist and the limit; the backend never runs. (Before:
+    all unpacked, then built.)"""
+    root = "many-1.0"
+    members = [(member(f"{root}/m/{i}"), None) for i in range(250_000)]
+    trace = hostile_sdist(world, "many", members)
+    code, stderr = world.install("many")
+    assert_held(world, code, stderr, "many-1.0.tar.gz", "more than 200000 members")
+    assert not os.path.exists(trace)

@@ -26,6 +26,10 @@ __all__ = ["extract_sdist"]
 #: archive's own size is a bomb (real sdists compress ~3-10:1); nothing unpacks past
 #: `MAX_TOTAL_SIZE` at all. The same floor as a wheel's.
 _RATIO_FLOOR = 64 * 1024 * 1024
+#: Most members an sdist may have: the largest real ones hold a few tens of thousands of
+#: files; empty members escape every byte count yet cost an inode each (and tarfile keeps
+#: every header in memory).
+MAX_MEMBERS = 200_000
 
 
 def extract_sdist(sdist: Path, filename: str, into: Path) -> Path:
@@ -70,13 +74,19 @@ def extract_sdist(sdist: Path, filename: str, into: Path) -> Path:
 
 
 def _size_budget(filename: str, archive_size: int) -> Callable[[str, int], None]:
-    """A counter of unpacked bytes that raises `BuildError` at the member that makes the sdist
-    a bomb (see `_RATIO_FLOOR`), before that member is written."""
-    total = 0
+    """A counter of unpacked members and bytes that raises `BuildError` at the member that makes
+    the sdist a bomb (see `_RATIO_FLOOR`, `MAX_MEMBERS`), before that member is written."""
+    total = members = 0
 
     def count(name: str, size: int) -> None:
-        nonlocal total
+        nonlocal total, members
         total += size
+        members += 1
+        if members > MAX_MEMBERS:
+            raise BuildError(
+                f"{filename}: more than {MAX_MEMBERS} members (at {name!r})",
+                details={"file": filename, "member": name},
+            )
         if total > MAX_TOTAL_SIZE or (
             total > _RATIO_FLOOR and total > MAX_COMPRESSION_RATIO * max(archive_size, 1)
         ):
