@@ -22,6 +22,7 @@ import pytest
 
 from tests.reliability.harness import env_state, rig_for, snapshot_tree
 from tests.reliability.test_hostile_packages import Scene, _hostile_wheel
+from tests.support.wheels import build_wheel
 
 WHEEL = "evil-1.0-py3-none-any.whl"
 EP = "evil-1.0.dist-info/entry_points.txt"
@@ -106,3 +107,41 @@ def test_a_directory_of_a_wheel_cannot_go_where_a_file_is(scene: Scene, member: 
     ``__init__.py`` to be a directory. (Before: install-failed "[Errno 20] Not a directory",
     rolled back, without the cause.)"""
     refused(scene, [(member, b"x = 1\n")], "is not a directory")
+
+
+def test_a_wheel_cannot_write_into_another_distributions_metadata(scene: Scene) -> None:
+    """issue 11.11: ``evil`` carries ``good``'s RECORD (through ``.data/purelib``), listing the
+    venv's interpreter: upgrading ``good`` would then remove ``bin/python``, what no wheel may
+    take (a wheel may not install ``bin/python`` either). Refused naming the directory; after
+    upgrading ``good`` the interpreter is still there. (Before: installed, exit 0; the upgrade
+    of ``good`` removed the interpreter.)"""
+    forged = b"../../../bin/python,,\n"
+    message = refused(
+        scene,
+        [("evil-1.0.data/purelib/good-1.0.dist-info/RECORD", forged)],
+        "good-1.0.dist-info",
+    )
+    assert "metadata directory" in message, message
+    scene.rig.index.add(build_wheel(scene.rig.root / "dist", "good", "2.0"))
+    scene.rig.ok("install", "good==2.0", "--venv", str(scene.venv), "--python", sys.executable)
+    assert os.path.lexists(scene.venv / "bin" / "python")
+
+
+def test_a_record_planted_by_another_installer_cannot_remove_the_interpreter(
+    scene: Scene,
+) -> None:
+    """issue 11.11: ``good``'s RECORD rewritten behind Satchel's back (by pip installing a wheel
+    like the one above, or by hand) lists ``bin/python``, ``bin/activate`` and
+    ``pyvenv.cfg``. Upgrading ``good`` removes ``good``'s files, never those. (Before: the
+    upgrade removed all three.)"""
+    record = next(scene.venv.glob("lib/python*/site-packages/good-1.0.dist-info/RECORD"))
+    planted = "../../../bin/python,,\n../../../bin/activate,,\n../../../pyvenv.cfg,,\n"
+    record.write_text(record.read_text() + planted)
+    scene.rig.index.add(build_wheel(scene.rig.root / "dist", "good", "2.0"))
+    scene.rig.ok("install", "good==2.0", "--venv", str(scene.venv), "--python", sys.executable)
+    for name in ("bin/python", "bin/activate", "pyvenv.cfg"):
+        assert os.path.lexists(scene.venv / name), name
+    check = subprocess.run(
+        [str(scene.venv / "bin" / "python"), "-c", "import good"], capture_output=True, check=False
+    )
+    assert check.returncode == 0, check.stderr

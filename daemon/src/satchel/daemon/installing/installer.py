@@ -278,6 +278,7 @@ def _plan_wheel(
         for f, stamp in zip(files, stamps, strict=True)
         if f.scheme != "scripts" and f.member not in own
     ]
+    _check_metadata_dirs(unit, manifest.dist_info, {roots["purelib"], roots["platlib"]})
     scripts = [(f, stamp) for f, stamp in zip(files, stamps, strict=True) if f.scheme == "scripts"]
     rows: list[tuple[str, str, str]] = []  # RECORD rows besides the linked files'
     if compile_bytecode:
@@ -338,6 +339,34 @@ def _plan_wheel(
 
     unit.late_writes.append((lib + record, record_text, 0o644))
     return {item.unpacked.sha256: changed} if changed else {}
+
+
+def _removable(scheme: Scheme, paths: list[str]) -> list[str]:
+    """*paths* but those no wheel may install (`reserved_destination`: the interpreter, the
+    activate scripts, Satchel's own files), whatever a distribution's RECORD claims."""
+    candidates = reserved_candidates(scheme)
+    return [
+        path
+        for path in paths
+        if not path.startswith(candidates) or reserved_destination(scheme, path) is None
+    ]
+
+
+def _check_metadata_dirs(unit: Unit, dist_info: str, libs: set[str]) -> None:
+    """No file of a wheel lands in another distribution's ``.dist-info`` (through
+    ``.data/purelib`` or ``.data/data``): its RECORD decides what removing that distribution
+    removes, and a forged one could take the venv's interpreter."""
+    for _member, dst, _mode, _stamp in unit.links:
+        if ".dist-info/" not in dst:  # one C-level search per file; the rest is rare
+            continue
+        for lib in libs:
+            first = dst[len(lib) :].split("/", 1)[0] if dst.startswith(lib) else ""
+            if first.endswith(".dist-info") and first != dist_info:
+                raise InstallError(
+                    f"{unit.label}: refusing to install {dst}: {first} is another "
+                    "distribution's metadata directory",
+                    details={"path": dst},
+                )
 
 
 def _check_conflicts(plan: _Plan) -> None:
@@ -461,7 +490,7 @@ def install(
             if name in installed:
                 version, dist_info = installed.pop(name)
                 removed.append((name, version))
-                removing.extend(removal_paths(dist_info, inside, outside))
+                removing.extend(_removable(scheme, removal_paths(dist_info, inside, outside)))
             elif name not in names:
                 raise NotFound(f"{name} is not installed in {scheme.data}")
         plan = _Plan()
