@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.reliability.harness import memory_mib, rig_for
-from tests.reliability.hostile_server import Handler, HostileServer, reply
+from tests.reliability.hostile_server import Handler, HostileServer, reply, reset
 from tests.reliability.test_upstream_faults import FILE, PAGE, WHEEL, Hostile
 from tests.support.wheels import wheel_metadata
 
@@ -131,3 +133,64 @@ def test_a_metadata_file_over_the_cap_is_refused(hostile: Hostile) -> None:
     assert result.returncode != 0
     assert f"{WHEEL}.metadata: larger than the 16777216 byte limit" in result.stderr, result.stderr
     assert memory_mib(hostile.rig.env.daemon_pid()) < 300
+
+
+def _pip_download(hostile: Hostile, dest: Path) -> subprocess.CompletedProcess[str]:
+    url = hostile.rig.ok("index-url").stdout.strip()
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "--retries",
+            "0",
+            "--index-url",
+            url,
+            "--dest",
+            str(dest),
+            "demo",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("fault", ["reset-mid-body", "wrong-bytes"])
+def test_pip_through_the_local_index_never_gets_a_broken_file(
+    hostile: Hostile, tmp_path: Path, fault: str
+) -> None:
+    """issue 11.4/11.14: pip downloads ``demo`` through the local index while the upstream
+    answers every request for the wheel with half of it then a reset, or with other bytes of
+    the same length. pip fails and holds no wheel (the local index never passes on bytes it
+    has not checked); the store stays consistent; once the upstream is honest, the same pip
+    command gets the exact wheel."""
+    half = len(hostile.wheel) // 2
+
+    def broken(handler: Handler) -> None:
+        if fault == "wrong-bytes":
+            reply(handler, 200, bytes(len(hostile.wheel)), Content_Type="application/zip")
+            return
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(hostile.wheel)))
+        handler.end_headers()
+        handler.wfile.write(hostile.wheel[:half])
+        reset(handler)
+
+    hostile.server.routes[FILE] = broken
+    dest = tmp_path / "got"
+    failed = _pip_download(hostile, dest)
+    print(f"\npip with {fault}: exit {failed.returncode}\n{failed.stderr[-600:]}")
+    assert failed.returncode != 0, failed.stdout
+    assert not (dest / WHEEL).exists(), "pip holds a wheel the upstream never sent whole"
+    assert hostile.rig.assert_store_consistent() == 0
+    hostile.server.routes[FILE] = hostile.serve_file
+    again = _pip_download(hostile, dest)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (dest / WHEEL).read_bytes() == hostile.wheel
+    assert hostile.rig.assert_store_consistent() == 1
