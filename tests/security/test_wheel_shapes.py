@@ -9,6 +9,7 @@ outside, and the store must stay consistent (`Scene.assert_refused`).
 from __future__ import annotations
 
 import struct
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from satchel.daemon.installing.wheelfile import central_directory_problem
-from tests.reliability.harness import memory_mib, rig_for
+from tests.reliability.harness import env_state, memory_mib, rig_for
 from tests.reliability.test_hostile_packages import Scene, _hostile_wheel
 from tests.support.wheels import build_wheel
 
@@ -103,3 +104,27 @@ def test_a_zip64_end_record_declaring_a_huge_central_directory_is_refused(tmp_pa
     record = record[:40] + struct.pack("<Q", real_size) + record[48:]
     forged.write_bytes(data[:at] + record + locator + bytes(eocd))
     assert central_directory_problem(forged) is None  # zip64 and honest
+
+
+def test_a_record_field_longer_than_csv_allows_is_refused(scene: Scene) -> None:
+    """issue 11.10: a RECORD row whose path field is 200,000 characters (Python's csv refuses
+    fields over 128 KiB). (Before: "internal error in install".)"""
+    record = '"' + "a" * 200_000 + '",sha256=x,1\n'
+    scene.rig.index.add(_hostile_wheel(scene.rig.root / "dist-evil", [], record=record))
+    scene.assert_refused(mentions=("record is unreadable",))
+
+
+def test_an_installed_record_longer_than_csv_allows_is_a_clear_error(scene: Scene) -> None:
+    """issue 11.10: ``good``'s installed RECORD, rewritten by another tool, holds a 200,000
+    character field; upgrading ``good`` fails naming that RECORD, and the environment is
+    unchanged. (Before: "internal error in install".)"""
+    record = next(scene.venv.glob("lib/python*/site-packages/good-1.0.dist-info/RECORD"))
+    record.write_text(record.read_text() + '"' + "a" * 200_000 + '",,\n')
+    before = env_state(scene.venv)
+    scene.rig.index.add(build_wheel(scene.rig.root / "dist", "good", "2.0"))
+    result = scene.rig.satchel(
+        "install", "good==2.0", "--venv", str(scene.venv), "--python", sys.executable
+    )
+    assert result.returncode != 0, result.stderr
+    assert str(record) in result.stderr and "internal error" not in result.stderr, result.stderr
+    assert env_state(scene.venv) == before

@@ -155,6 +155,16 @@ def _read_record(wheel: Path, zf: zipfile.ZipFile, record_name: str) -> dict[str
         raise invalid_wheel(wheel, f"RECORD is unreadable ({exc})") from exc
     dist_info = record_name.rsplit("/", 1)[0]
     entries: dict[str, tuple[str, int]] = {}
+    try:
+        _record_rows(wheel, text, dist_info, entries)
+    except csv.Error as exc:  # a field over csv's 128 KiB limit, a NUL, ...
+        raise invalid_wheel(wheel, f"RECORD is unreadable ({exc})") from None
+    return entries
+
+
+def _record_rows(
+    wheel: Path, text: str, dist_info: str, entries: dict[str, tuple[str, int]]
+) -> None:
     for row in csv.reader(io.StringIO(text)):
         if not row:
             continue
@@ -174,7 +184,6 @@ def _read_record(wheel: Path, zf: zipfile.ZipFile, record_name: str) -> dict[str
             raise invalid_wheel(
                 wheel, f"RECORD entry for {path!r} has a bad size {size!r}"
             ) from None
-    return entries
 
 
 def inspect_wheel(
