@@ -8,6 +8,8 @@ outside, and the store must stay consistent (`Scene.assert_refused`).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import struct
 import sys
 import zipfile
@@ -16,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from satchel.daemon.installing.wheelfile import central_directory_problem
+from satchel.daemon.errors import InvalidWheel
+from satchel.daemon.installing.wheelfile import central_directory_problem, validate_wheel
 from tests.reliability.harness import env_state, memory_mib, rig_for
 from tests.reliability.test_hostile_packages import Scene, _hostile_wheel
 from tests.support.wheels import build_wheel
@@ -128,3 +131,51 @@ def test_an_installed_record_longer_than_csv_allows_is_a_clear_error(scene: Scen
     assert result.returncode != 0, result.stderr
     assert str(record) in result.stderr and "internal error" not in result.stderr, result.stderr
     assert env_state(scene.venv) == before
+
+
+@pytest.mark.parametrize(
+    ("member", "data", "cause"),
+    [
+        (
+            "evil-1.0.dist-info/WHEEL",
+            b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+            + b"X-Pad: "
+            + b"p" * (2 * 2**20)
+            + b"\n",
+            "WHEEL is larger than",
+        ),
+        (
+            "evil-1.0.dist-info/entry_points.txt",
+            b"[console_scripts]\n" + b"".join(b"s%d = evil:main\n" % i for i in range(1_100_000)),
+            "entry_points.txt is larger than",
+        ),
+    ],
+    ids=["wheel-2-mib", "entry-points-17-mib"],
+)
+def test_metadata_members_read_whole_are_bounded(
+    tmp_path: Path, member: str, data: bytes, cause: str
+) -> None:
+    """issue 11.13, in process: WHEEL and entry_points.txt are read whole into the daemon's
+    memory (and decoded: a second copy), so each has a cap, checked from the declared size
+    before reading: a 2 MiB WHEEL, 17 MiB of entry points. (Before: read whole whatever their
+    size; with a ratio just under 200:1 a 5 MB download is a 1 GiB WHEEL.)"""
+    dist_info = "evil-1.0.dist-info"
+    base = {
+        "evil/__init__.py": b"",
+        f"{dist_info}/METADATA": b"Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n",
+        f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    base[member] = data
+    wheel = tmp_path / "evil-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
+        lines = [f"{name},{_digest(body)},{len(body)}" for name, body in base.items()]
+        for name, body in base.items():
+            zf.writestr(name, body)
+        zf.writestr(f"{dist_info}/RECORD", "\n".join([*lines, f"{dist_info}/RECORD,,"]) + "\n")
+    with pytest.raises(InvalidWheel, match=cause):
+        validate_wheel(wheel, expected_name="evil", expected_version="1.0")
+
+
+def _digest(data: bytes) -> str:
+    raw = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"sha256={raw}"

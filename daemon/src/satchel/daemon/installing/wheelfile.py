@@ -84,6 +84,11 @@ MAX_CENTRAL_DIRECTORY = 16 * 2**20
 _EOCD = b"PK\x05\x06"
 _EOCD64_LOCATOR = b"PK\x06\x07"
 _EOCD64 = b"PK\x06\x06"
+#: WHEEL is a handful of header lines (~100 bytes).
+_MAX_WHEEL_FILE = 1024 * 1024
+#: entry_points.txt of the most plugin-heavy real projects is a few hundred KiB; the cap is
+#: that of core metadata (`resolver.coremetadata.MAX_METADATA_BYTES`).
+_MAX_ENTRY_POINTS = 16 * 1024 * 1024
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _CHUNK = 1024 * 1024
 
@@ -131,6 +136,17 @@ def _check_tree_shape(wheel: Path, files: Sequence[str], where: str) -> None:
                     wheel,
                     f"{parent!r} is both a file and a directory ({name!r} is below it){where}",
                 )
+
+
+def _read_small(wheel: Path, zf: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    """A member read whole (WHEEL, entry_points.txt), refused past *limit* from its declared
+    size, which zipfile never reads beyond."""
+    size = zf.getinfo(name).file_size
+    if size > limit:
+        raise invalid_wheel(
+            wheel, f"{name.rsplit('/', 1)[-1]} is larger than the {limit} byte limit ({size})"
+        )
+    return zf.read(name)
 
 
 def _record_digest(wheel: Path, value: str, member: str) -> tuple[str, str]:
@@ -265,7 +281,9 @@ def inspect_wheel(
     wheel_name = f"{dist_info}/WHEEL"
     if wheel_name not in seen:
         raise invalid_wheel(path, f"{wheel_name} is missing")
-    wheel_meta = HeaderParser().parsestr(zf.read(wheel_name).decode("utf-8", "replace"))
+    wheel_meta = HeaderParser().parsestr(
+        _read_small(path, zf, wheel_name, _MAX_WHEEL_FILE).decode("utf-8", "replace")
+    )
     wheel_version = (wheel_meta.get("Wheel-Version") or "").strip()
     if wheel_version.split(".")[0] != "1":
         raise invalid_wheel(path, f"unsupported Wheel-Version {wheel_version!r} (need 1.x)")
@@ -319,7 +337,8 @@ def inspect_wheel(
     ep_name = f"{dist_info}/entry_points.txt"
     if ep_name in seen:
         try:
-            entry_points = tuple(parse_entry_points(zf.read(ep_name).decode("utf-8")))
+            text = _read_small(path, zf, ep_name, _MAX_ENTRY_POINTS).decode("utf-8")
+            entry_points = tuple(parse_entry_points(text))
         except ValueError as exc:
             raise invalid_wheel(path, f"entry_points.txt: {exc}") from exc
         scripts = {f.path for f in files if f.scheme == "scripts"}
