@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.client.clientenv import ClientEnv
+from tests.reliability.harness import memory_mib
 from tests.support.index_server import IndexServer
 from tests.support.wheels import build_sdist
 
@@ -183,3 +184,31 @@ def test_an_sdist_of_a_quarter_million_empty_members_is_refused(world: World) ->
     code, stderr = world.install("many")
     assert_held(world, code, stderr, "many-1.0.tar.gz", "more than 200000 members")
     assert not os.path.exists(trace)
+
+
+def test_an_sdist_hiding_pkg_info_behind_300000_members_is_refused_in_bounded_memory(
+    world: World,
+) -> None:
+    """issue 11.13: resolving an sdist reads its PKG-INFO, with no build. This one puts 300,000
+    empty members (a 2 MB tar.gz) before PKG-INFO: tarfile keeps a header object per member it
+    passes (~450 bytes each), so 3 million would cost the daemon over a gigabyte. Refused at
+    the member past the limit, naming the sdist; the daemon's peak stays near its baseline.
+    (Before: read through, +136 MiB for 300,000 members in process, and resolved.)"""
+    trace = world.root / "late-ran"
+    out = world.root / "dist" / "late-1.0.tar.gz"
+    out.parent.mkdir(exist_ok=True)
+    pkg_info = b"Metadata-Version: 2.2\nName: late\nVersion: 1.0\n"
+    with tarfile.open(out, "w:gz") as tf:
+        for i in range(300_000):
+            tf.addfile(member(f"late-1.0/m/{i}"))
+        tf.addfile(member("late-1.0/PKG-INFO", size=len(pkg_info)), io.BytesIO(pkg_info))
+    world.index.add(out)
+    assert world.env.satchel("ping").returncode == 0
+    pid = world.env.daemon_pid()
+    result = world.env.satchel("resolve", "late", timeout=120)
+    assert result.returncode != 0, result.stdout
+    assert "late-1.0.tar.gz" in result.stderr and "200000 members" in result.stderr, result.stderr
+    assert not trace.exists()
+    peak = memory_mib(pid)
+    print(f"daemon peak: {peak:.0f} MiB")
+    assert peak < 150, f"the daemon's peak was {peak:.0f} MiB"

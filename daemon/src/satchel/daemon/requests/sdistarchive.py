@@ -19,6 +19,7 @@ from satchel.daemon.installing.wheelfile import (
     MAX_TOTAL_SIZE,
     central_directory_problem,
 )
+from satchel.daemon.resolver.coremetadata import MAX_SDIST_MEMBERS
 
 __all__ = ["extract_sdist"]
 
@@ -26,10 +27,6 @@ __all__ = ["extract_sdist"]
 #: archive's own size is a bomb (real sdists compress ~3-10:1); nothing unpacks past
 #: `MAX_TOTAL_SIZE` at all. The same floor as a wheel's.
 _RATIO_FLOOR = 64 * 1024 * 1024
-#: Most members an sdist may have: the largest real ones hold a few tens of thousands of
-#: files; empty members escape every byte count yet cost an inode each (and tarfile keeps
-#: every header in memory).
-MAX_MEMBERS = 200_000
 
 
 def extract_sdist(sdist: Path, filename: str, into: Path) -> Path:
@@ -75,16 +72,16 @@ def extract_sdist(sdist: Path, filename: str, into: Path) -> Path:
 
 def _size_budget(filename: str, archive_size: int) -> Callable[[str, int], None]:
     """A counter of unpacked members and bytes that raises `BuildError` at the member that makes
-    the sdist a bomb (see `_RATIO_FLOOR`, `MAX_MEMBERS`), before that member is written."""
+    the sdist a bomb (see `_RATIO_FLOOR`, `MAX_SDIST_MEMBERS`), before that member is written."""
     total = members = 0
 
     def count(name: str, size: int) -> None:
         nonlocal total, members
         total += size
         members += 1
-        if members > MAX_MEMBERS:
+        if members > MAX_SDIST_MEMBERS:
             raise BuildError(
-                f"{filename}: more than {MAX_MEMBERS} members (at {name!r})",
+                f"{filename}: more than {MAX_SDIST_MEMBERS} members (at {name!r})",
                 details={"file": filename, "member": name},
             )
         if total > MAX_TOTAL_SIZE or (

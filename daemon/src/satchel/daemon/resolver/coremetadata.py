@@ -16,11 +16,15 @@ from satchel.daemon.errors import HostileInput, SatchelError, UpstreamError
 from satchel.daemon.installing.wheelfile import central_directory_problem, invalid_wheel
 from satchel.daemon.resolver.candidates import SdistNeedsBuild, parse_core_metadata
 
-__all__ = ["MAX_METADATA_BYTES", "metadata_differences", "metadata_from_file"]
+__all__ = ["MAX_METADATA_BYTES", "MAX_SDIST_MEMBERS", "metadata_differences", "metadata_from_file"]
 
 #: Upper bound for METADATA/PKG-INFO read out of a stored file: real ones are a few KiB, the
 #: largest seen in the wild are under 1 MiB; more is an archive trying to exhaust memory.
 MAX_METADATA_BYTES = 16 * 2**20
+#: Most members an sdist may have: the largest real ones hold a few tens of thousands of
+#: files; empty members escape every byte count yet cost memory to walk (a header object each)
+#: and an inode each to unpack (`requests.sdistarchive`).
+MAX_SDIST_MEMBERS = 200_000
 
 
 def metadata_from_file(path: Path, filename: str) -> bytes:
@@ -61,7 +65,14 @@ def metadata_from_file(path: Path, filename: str) -> bytes:
                         return zf.read(info)
         elif filename.endswith(".tar.gz"):
             with tarfile.open(path, "r:gz") as tf:
-                for member in tf:
+                for count, member in enumerate(tf, 1):
+                    # tarfile keeps every header it passes (its `members` list, not in the
+                    # stubs); none is needed again here.
+                    tf.members.clear()  # type: ignore[attr-defined]
+                    if count > MAX_SDIST_MEMBERS:
+                        raise HostileInput(
+                            f"{filename}: more than {MAX_SDIST_MEMBERS} members before its PKG-INFO"
+                        )
                     parts = member.name.split("/")
                     if len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():
                         if member.size > MAX_METADATA_BYTES:
