@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,3 +213,44 @@ def test_an_sdist_hiding_pkg_info_behind_300000_members_is_refused_in_bounded_me
     peak = memory_mib(pid)
     print(f"daemon peak: {peak:.0f} MiB")
     assert peak < 150, f"the daemon's peak was {peak:.0f} MiB"
+
+
+def zip_sdist(world: World, name: str, extra: list[tuple[str, bytes]]) -> str:
+    """The honest sdist of *name* 1.0 repacked as ``.zip`` (an older but valid sdist format),
+    with *extra* members; served by the index. Returns the backend's trace path."""
+    trace = world.root / f"{name}-ran"
+    honest = build_sdist(
+        world.root / "honest", name, "1.0", backend_extra=f"open({str(trace)!r}, 'w').close()\n"
+    )
+    out = world.root / "dist" / f"{name}-1.0.zip"
+    out.parent.mkdir(exist_ok=True)
+    with tarfile.open(honest) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.getmembers():
+            handle = src.extractfile(info)
+            if handle is not None:
+                dst.writestr(info.name, handle.read())
+        for arcname, data in extra:
+            dst.writestr(arcname, data)
+    world.index.add(out)
+    return str(trace)
+
+
+@pytest.mark.parametrize(
+    ("case", "extra", "cause"),
+    [
+        ("dotdot", [("zs-1.0/../../victim/planted", b"x")], "unsafe path"),
+        ("absolute", [("/tmp/satchel-qa-planted", b"x")], "unsafe path"),
+        ("bomb", [("zs-1.0/zeros.bin", b"\0" * BOMB_SIZE)], "(zip bomb?)"),
+    ],
+)
+def test_zip_sdist_members_are_checked_like_tar_ones(
+    world: World, case: str, extra: list[tuple[str, bytes]], cause: str
+) -> None:
+    """issue 11 (hostile packages): the same attacks in a ``.zip`` sdist: a `..` member, an
+    absolute member, 256 MiB of zeros deflated to ~250 KiB. Refused naming the sdist, nothing
+    outside, the backend never runs."""
+    trace = zip_sdist(world, "zs", extra)
+    code, stderr = world.install("zs")
+    assert_held(world, code, stderr, "zs-1.0.zip", cause)
+    assert not os.path.exists(trace), case
+    assert not os.path.exists("/tmp/satchel-qa-planted")
