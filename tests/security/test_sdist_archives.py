@@ -254,3 +254,20 @@ def test_zip_sdist_members_are_checked_like_tar_ones(
     assert_held(world, code, stderr, "zs-1.0.zip", cause)
     assert not os.path.exists(trace), case
     assert not os.path.exists("/tmp/satchel-qa-planted")
+
+
+def test_a_gzip_bomb_before_pkg_info_is_refused_when_resolving(world: World) -> None:
+    """issue 11.13: resolving reads PKG-INFO, inflating every member before it: 256 MiB of
+    zeros (a 256 KiB tar.gz) before PKG-INFO is refused as a bomb naming the sdist, with no
+    build (the same shape at 16 GiB is minutes of the daemon's CPU). (Before: inflated in
+    full, then resolved.)"""
+    out = world.root / "dist" / "gz-1.0.tar.gz"
+    out.parent.mkdir(exist_ok=True)
+    pkg_info = b"Metadata-Version: 2.2\nName: gz\nVersion: 1.0\n"
+    with tarfile.open(out, "w:gz") as tf:
+        tf.addfile(member("gz-1.0/zeros.bin", size=BOMB_SIZE), _Zeros(BOMB_SIZE))
+        tf.addfile(member("gz-1.0/PKG-INFO", size=len(pkg_info)), io.BytesIO(pkg_info))
+    world.index.add(out)
+    result = world.env.satchel("resolve", "gz", timeout=120)
+    assert result.returncode != 0, result.stdout
+    assert "gz-1.0.tar.gz" in result.stderr and "(zip bomb?)" in result.stderr, result.stderr

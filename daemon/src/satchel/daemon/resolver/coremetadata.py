@@ -25,6 +25,11 @@ MAX_METADATA_BYTES = 16 * 2**20
 #: files; empty members escape every byte count yet cost memory to walk (a header object each)
 #: and an inode each to unpack (`requests.sdistarchive`).
 MAX_SDIST_MEMBERS = 200_000
+#: Walking a tar.gz to its PKG-INFO inflates every member before it: past `_RATIO_FLOOR`
+#: bytes, more than `_MAX_RATIO` times the file's size is a bomb (the bound of wheels and of
+#: unpacking sdists, `installing.wheelfile.MAX_COMPRESSION_RATIO`).
+_MAX_RATIO = 200
+_RATIO_FLOOR = 64 * 2**20
 
 
 def metadata_from_file(path: Path, filename: str) -> bytes:
@@ -64,8 +69,16 @@ def metadata_from_file(path: Path, filename: str) -> bytes:
                             break
                         return zf.read(info)
         elif filename.endswith(".tar.gz"):
+            budget = max(_RATIO_FLOOR, _MAX_RATIO * path.stat().st_size)
+            walked = 0
             with tarfile.open(path, "r:gz") as tf:
                 for count, member in enumerate(tf, 1):
+                    walked += member.size
+                    if walked > budget:  # passing a member inflates it: a gzip bomb is CPU
+                        raise HostileInput(
+                            f"{filename}: expands above {_MAX_RATIO}:1 before its PKG-INFO"
+                            " (zip bomb?)"
+                        )
                     # tarfile keeps every header it passes (its `members` list, not in the
                     # stubs); none is needed again here.
                     tf.members.clear()  # type: ignore[attr-defined]
