@@ -145,3 +145,19 @@ def test_a_record_planted_by_another_installer_cannot_remove_the_interpreter(
         [str(scene.venv / "bin" / "python"), "-c", "import good"], capture_output=True, check=False
     )
     assert check.returncode == 0, check.stderr
+
+
+def test_an_upgrade_may_turn_its_own_directory_into_a_file(tmp_path: Path) -> None:
+    """The control for the refusals above: ``mod`` 1.0 has a package directory ``mod/sub/``,
+    2.0 a module file ``mod/sub`` in its place. The directory holds only 1.0's files (and
+    their bytecode), all removed by the upgrade, so 2.0's file may take its place."""
+    for rig in rig_for(tmp_path):
+        venv = rig.root / "venv"
+        one = {"mod/__init__.py": "", "mod/sub/__init__.py": "X = 1\n"}
+        rig.index.add(build_wheel(rig.root / "dist", "mod", "1.0", files=one))
+        rig.ok("install", "mod==1.0", "--venv", str(venv), "--python", sys.executable)
+        two = {"mod/__init__.py": "", "mod/sub": "not a package any more\n"}
+        rig.index.add(build_wheel(rig.root / "dist", "mod", "2.0", files=two))
+        rig.ok("install", "mod==2.0", "--venv", str(venv), "--python", sys.executable)
+        (placed,) = venv.glob("lib/python*/site-packages/mod/sub")
+        assert placed.is_file()

@@ -427,9 +427,10 @@ def _plan_dirs(plan: _Plan, listing: _Listing) -> None:
             created.append(dst)
             names = listing.names(parent)
             if names is not None and base in names and dst not in listing.gone:
-                # A file replaces a file; never a directory (the venv's bin/, another
+                # A file replaces a file, or a directory this install empties (an upgrade's
+                # package turned module); never another one (the venv's bin/, another
                 # distribution's package), which the trash would take whole.
-                if Path(dst).is_dir():
+                if Path(dst).is_dir() and not _only_removed(dst, listing.gone):
                     raise InstallError(
                         f"{unit.label}: refusing to install {dst}: it is a directory, and a "
                         "wheel's file may not replace one",
@@ -437,6 +438,20 @@ def _plan_dirs(plan: _Plan, listing: _Listing) -> None:
                     )
                 plan.moves.append(dst)
     plan.dirs = sorted(needed)
+
+
+def _only_removed(directory: str, gone: set[str]) -> bool:
+    """Does this install empty *directory*: it holds files this install removes, and nothing
+    else (an empty directory, such as a venv's ``include/``, is not the wheel's to take)?"""
+    removed = False
+    for root, dirs, files in os.walk(directory):
+        if any(Path(root, name).is_symlink() for name in dirs):
+            return False  # a link is a file to keep, though os.walk lists it as a directory
+        for name in files:
+            if os.path.join(root, name) not in gone:
+                return False
+            removed = True
+    return removed
 
 
 def _add_pyc_to_records(scheme: Scheme, items: Sequence[InstallItem], pycs: list[str]) -> None:
