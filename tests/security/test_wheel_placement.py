@@ -150,7 +150,8 @@ def test_a_record_planted_by_another_installer_cannot_remove_the_interpreter(
 def test_an_upgrade_may_turn_its_own_directory_into_a_file(tmp_path: Path) -> None:
     """The control for the refusals above: ``mod`` 1.0 has a package directory ``mod/sub/``,
     2.0 a module file ``mod/sub`` in its place. The directory holds only 1.0's files (and
-    their bytecode), all removed by the upgrade, so 2.0's file may take its place."""
+    their bytecode), all removed by the upgrade, so 2.0's file may take its place; 3.0 is a
+    package again, where 2.0's file (removed by that upgrade) was."""
     for rig in rig_for(tmp_path):
         venv = rig.root / "venv"
         one = {"mod/__init__.py": "", "mod/sub/__init__.py": "X = 1\n"}
@@ -161,3 +162,6 @@ def test_an_upgrade_may_turn_its_own_directory_into_a_file(tmp_path: Path) -> No
         rig.ok("install", "mod==2.0", "--venv", str(venv), "--python", sys.executable)
         (placed,) = venv.glob("lib/python*/site-packages/mod/sub")
         assert placed.is_file()
+        rig.index.add(build_wheel(rig.root / "dist", "mod", "3.0", files=one))  # and back
+        rig.ok("install", "mod==3.0", "--venv", str(venv), "--python", sys.executable)
+        assert (placed / "__init__.py").read_text() == "X = 1\n"
