@@ -51,7 +51,8 @@ def victim(tmp_path: Path) -> Iterator[tuple[ClientEnv, Path]]:
         for name in files:
             os.unlink(os.path.join(root, name))
         for name in dirs:
-            os.rmdir(os.path.join(root, name))
+            path = os.path.join(root, name)
+            os.unlink(path) if os.path.islink(path) else os.rmdir(path)
     shared.rmdir()
 
 
@@ -184,3 +185,33 @@ def test_daemon_refuses_a_socket_directory_another_user_made(
     with pytest.raises(Exception, match=f"owned by uid {user.uid}"):
         daemon.start()
     assert daemon.wait() == 1
+
+
+def test_attacker_symlink_as_the_fallback_runtime_directory_is_refused(
+    victim: tuple[ClientEnv, Path],
+) -> None:
+    """issue 11.3: another user made ``<tempdir>/runtime-<uid>`` a *symlink* to a directory of
+    theirs (0777), with ``satchel/`` and a listening socket in it: the client refuses before
+    sending a byte (autostart included), and a daemon started by hand refuses to serve there."""
+    user = intruder()
+    client, socket_dir = victim
+    lair = socket_dir.parent.parent / "lair"
+    listener = _attacker_listens_at(user, lair / "satchel")
+    socket_dir.parent.symlink_to(lair)
+    os.lchown(socket_dir.parent, user.uid, user.gid)
+    attacker = start_as_intruder(user, fake_daemon(listener))
+    listener.close()
+    attacker.wait_ready()
+    results = [client.satchel(*argv) for argv in (["env"], ["ping"], ["--no-autostart", "env"])]
+    connections, received = attacker.finish().split()
+    daemon = DaemonProcess(client.env, socket=str(client.socket))
+    with pytest.raises(Exception, match=f"uid {user.uid}"):
+        daemon.start()
+    assert daemon.wait() == 1
+    for result in results:
+        assert result.returncode != 0, result.stdout
+        assert ATTACKER_URL not in result.stdout
+        assert "refusing to use the socket" in result.stderr, result.stderr
+        assert f"uid {user.uid}" in result.stderr, result.stderr
+    assert (connections, received) == ("0", "0")
+    assert sorted(os.listdir(lair / "satchel")) == ["satchel.sock"]

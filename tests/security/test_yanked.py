@@ -81,3 +81,25 @@ def test_a_range_never_selects_a_yanked_release(world: World) -> None:
         assert failed.returncode != 0, (spec, failed.stdout)
         assert "internal error" not in failed.stderr
     assert WARNING in world.ok("resolve", "yk===1.1").stderr
+
+
+def test_a_yank_reason_cannot_drive_the_terminal(tmp_path: Path) -> None:
+    """issue 11.12 (hostile index): the yank reason is the index's free text, printed on the
+    user's terminal. A reason carrying an OSC 52 sequence (writes the clipboard in many
+    terminals), a screen clear, a colour, a carriage return, a right-to-left override and
+    10,000 more characters is shown with every control character escaped, cut short, and the
+    warning stays one line. (Before: printed raw.)"""
+    w = World(tmp_path)
+    try:
+        w.index.add(build_wheel(w.dist, "yk", "1.1"))
+        hostile = "bad\x1b]52;c;cHduZWQ=\x07\x1b[2J\x1b[31mred\rover\u202eevil" + "x" * 10_000
+        w.index.yank("yk-1.1-py3-none-any.whl", hostile)
+        result = w.ok("resolve", "yk==1.1")
+        warning = next(line for line in result.stderr.splitlines() if line.startswith("warning:"))
+        print(warning)
+        assert "is yanked from index 'internal': bad\\x1b]52;c;cHduZWQ=\\x07\\x1b[2J" in warning
+        assert "\\rover\\u202eevil" in warning
+        assert not any(not char.isprintable() for char in result.stderr.replace("\n", ""))
+        assert len(warning) < 600 and warning.endswith("pinned exactly"), warning
+    finally:
+        w.close()

@@ -18,7 +18,13 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["Inside", "prune_empty", "removal_paths"]
+from satchel.daemon.errors import InstallError
+
+__all__ = ["MAX_RECORD", "Inside", "prune_empty", "removal_paths"]
+
+#: Largest installed RECORD read (as a wheel's own RECORD in `wheelfile`): another tool may
+#: have written it, or left a link to something endless in its place.
+MAX_RECORD = 64 * 1024 * 1024
 
 
 class Inside:
@@ -46,12 +52,22 @@ def removal_paths(dist_info: Path, inside: Inside, outside: list[str]) -> list[s
     base = os.fspath(dist_info.parent)
     paths: list[str] = [os.fspath(dist_info)]
     di_prefix = os.fspath(dist_info) + os.sep
+    record = dist_info / "RECORD"
     try:
-        text = (dist_info / "RECORD").read_text("utf-8")
+        with record.open("rb") as f:
+            data = f.read(MAX_RECORD + 1)
+        if len(data) > MAX_RECORD:
+            raise InstallError(f"{record} is larger than {MAX_RECORD} bytes: not a RECORD")
+        rows = list(csv.reader(io.StringIO(data.decode("utf-8"))))
     except FileNotFoundError:
         return paths
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InstallError(
+            f"cannot read {record} ({exc}): fix or remove it, then install again",
+            details={"path": str(record)},
+        ) from None
     py_dirs: dict[str, list[str]] = {}
-    for row in csv.reader(io.StringIO(text)):
+    for row in rows:
         if not row or not row[0]:
             continue
         full = os.path.normpath(os.path.join(base, row[0]))

@@ -42,6 +42,9 @@ if __name__ == "__main__":
 _ENTRY = re.compile(r"(?P<module>[\w.]+)\s*(:\s*(?P<attrs>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$")
 _SAFE_NAME = re.compile(r"[^/\\\x00]+")
 
+#: Longest script name: NAME_MAX of every common filesystem (as ``wheelfile.MAX_NAME_COMPONENT``
+#: for members); a longer one fails only when the launcher is written (issue 11.10).
+_MAX_NAME = 255
 #: Linux before 5.1 and several BSDs truncate shebangs at 127 bytes (plus "#!" and newline).
 _MAX_SHEBANG = 127
 
@@ -64,12 +67,18 @@ def parse_entry_points(text: str) -> list[EntryPoint]:
     except configparser.Error as exc:
         raise ValueError(f"unparsable ({exc.__class__.__name__})") from exc
     points: list[EntryPoint] = []
+    names: set[str] = set()
     for section in ("console_scripts", "gui_scripts"):
         if not parser.has_section(section):
             continue
         for name, value in parser.items(section):
             if not _SAFE_NAME.fullmatch(name) or name in (".", "..") or name.startswith("."):
                 raise ValueError(f"script name {name!r} is not a plain file name")
+            if len(name.encode("utf-8", "surrogateescape")) > _MAX_NAME:
+                raise ValueError(f"script name {name[:40]!r}... is longer than {_MAX_NAME} bytes")
+            if name in names:
+                raise ValueError(f"script {name!r} is defined twice")
+            names.add(name)
             match = _ENTRY.match(value)
             if match is None or match.group("attrs") is None:
                 raise ValueError(f"script {name!r} has a bad target {value!r}")

@@ -278,6 +278,7 @@ def _plan_wheel(
         for f, stamp in zip(files, stamps, strict=True)
         if f.scheme != "scripts" and f.member not in own
     ]
+    _check_metadata_dirs(unit, manifest.dist_info, {roots["purelib"], roots["platlib"]})
     scripts = [(f, stamp) for f, stamp in zip(files, stamps, strict=True) if f.scheme == "scripts"]
     rows: list[tuple[str, str, str]] = []  # RECORD rows besides the linked files'
     if compile_bytecode:
@@ -340,6 +341,34 @@ def _plan_wheel(
     return {item.unpacked.sha256: changed} if changed else {}
 
 
+def _removable(scheme: Scheme, paths: list[str]) -> list[str]:
+    """*paths* but those no wheel may install (`reserved_destination`: the interpreter, the
+    activate scripts, Satchel's own files), whatever a distribution's RECORD claims."""
+    candidates = reserved_candidates(scheme)
+    return [
+        path
+        for path in paths
+        if not path.startswith(candidates) or reserved_destination(scheme, path) is None
+    ]
+
+
+def _check_metadata_dirs(unit: Unit, dist_info: str, libs: set[str]) -> None:
+    """No file of a wheel lands in another distribution's ``.dist-info`` (through
+    ``.data/purelib`` or ``.data/data``): its RECORD decides what removing that distribution
+    removes, and a forged one could take the venv's interpreter."""
+    for _member, dst, _mode, _stamp in unit.links:
+        if ".dist-info/" not in dst:  # one C-level search per file; the rest is rare
+            continue
+        for lib in libs:
+            first = dst[len(lib) :].split("/", 1)[0] if dst.startswith(lib) else ""
+            if first.endswith(".dist-info") and first != dist_info:
+                raise InstallError(
+                    f"{unit.label}: refusing to install {dst}: {first} is another "
+                    "distribution's metadata directory",
+                    details={"path": dst},
+                )
+
+
 def _check_conflicts(plan: _Plan) -> None:
     """Two wheels writing one path is an error naming both (checked once, for all wheels)."""
     dsts = plan.destinations()
@@ -374,25 +403,55 @@ def _plan_dirs(plan: _Plan, listing: _Listing) -> None:
     needed: set[str] = set()
     present: set[str] = set()
     created = plan.created
-    for dst in plan.destinations():
-        parent, _, base = dst.rpartition("/")
-        if parent in needed:
-            continue  # a new directory holds nothing yet
-        if parent not in present:
-            current = parent
-            while current not in needed and current not in present:
-                if listing.exists(current):
-                    present.add(current)
-                    break
-                needed.add(current)
-                current = current.rpartition("/")[0]
+    for unit in plan.units:
+        for dst in unit.destinations():
+            parent, _, base = dst.rpartition("/")
             if parent in needed:
-                continue
-        created.append(dst)
-        names = listing.names(parent)
-        if names is not None and base in names and dst not in listing.gone:
-            plan.moves.append(dst)
+                continue  # a new directory holds nothing yet
+            if parent not in present:
+                current = parent
+                while current not in needed and current not in present:
+                    if listing.exists(current):
+                        if not Path(current).is_dir():  # a file, or a link to one
+                            raise InstallError(
+                                f"{unit.label}: refusing to install {dst}: {current} is not a "
+                                "directory",
+                                details={"path": dst},
+                            )
+                        present.add(current)
+                        break
+                    needed.add(current)
+                    current = current.rpartition("/")[0]
+                if parent in needed:
+                    continue
+            created.append(dst)
+            names = listing.names(parent)
+            if names is not None and base in names and dst not in listing.gone:
+                # A file replaces a file, or a directory this install empties (an upgrade's
+                # package turned module); never another one (the venv's bin/, another
+                # distribution's package), which the trash would take whole.
+                if Path(dst).is_dir() and not _only_removed(dst, listing.gone):
+                    raise InstallError(
+                        f"{unit.label}: refusing to install {dst}: it is a directory, and a "
+                        "wheel's file may not replace one",
+                        details={"path": dst},
+                    )
+                plan.moves.append(dst)
     plan.dirs = sorted(needed)
+
+
+def _only_removed(directory: str, gone: set[str]) -> bool:
+    """Does this install empty *directory*: it holds files this install removes, and nothing
+    else (an empty directory, such as a venv's ``include/``, is not the wheel's to take)?"""
+    removed = False
+    for root, dirs, files in os.walk(directory):
+        if any(Path(root, name).is_symlink() for name in dirs):
+            return False  # a link is a file to keep, though os.walk lists it as a directory
+        for name in files:
+            if os.path.join(root, name) not in gone:
+                return False
+            removed = True
+    return removed
 
 
 def _add_pyc_to_records(scheme: Scheme, items: Sequence[InstallItem], pycs: list[str]) -> None:
@@ -446,7 +505,7 @@ def install(
             if name in installed:
                 version, dist_info = installed.pop(name)
                 removed.append((name, version))
-                removing.extend(removal_paths(dist_info, inside, outside))
+                removing.extend(_removable(scheme, removal_paths(dist_info, inside, outside)))
             elif name not in names:
                 raise NotFound(f"{name} is not installed in {scheme.data}")
         plan = _Plan()

@@ -36,11 +36,13 @@ from satchel.daemon.installing._manifest import ManifestFile, WheelInfo, WheelMa
 from satchel.daemon.installing._scripts import EntryPoint, parse_entry_points
 
 __all__ = [
+    "MAX_CENTRAL_DIRECTORY",
     "MAX_COMPRESSION_RATIO",
     "MAX_MEMBER_PATH",
     "MAX_NAME_COMPONENT",
     "MAX_TOTAL_SIZE",
     "SCHEMES",
+    "central_directory_problem",
     "copy_member",
     "inspect_wheel",
     "invalid_wheel",
@@ -74,6 +76,19 @@ MAX_NAME_COMPONENT = 255
 #: Longest member path. Real wheels stay under ~300 bytes; this leaves any environment prefix
 #: room under Linux's PATH_MAX (4096) so that an accepted member can always be installed.
 MAX_MEMBER_PATH = 1024
+#: Largest central directory a zip may declare (as `upstream.remotezip` for range reads).
+#: zipfile reads it whole and keeps ~1.3 KB per member: 16 MiB is ~350,000 members at worst
+#: (~450 MiB while it is read); real wheels hold at most a few tens of thousands of files
+#: (~2-4 MiB). Checked from the end record before zipfile reads a byte of it.
+MAX_CENTRAL_DIRECTORY = 16 * 2**20
+_EOCD = b"PK\x05\x06"
+_EOCD64_LOCATOR = b"PK\x06\x07"
+_EOCD64 = b"PK\x06\x06"
+#: WHEEL is a handful of header lines (~100 bytes).
+_MAX_WHEEL_FILE = 1024 * 1024
+#: entry_points.txt of the most plugin-heavy real projects is a few hundred KiB; the cap is
+#: that of core metadata (`resolver.coremetadata.MAX_METADATA_BYTES`).
+_MAX_ENTRY_POINTS = 16 * 1024 * 1024
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _CHUNK = 1024 * 1024
 
@@ -123,6 +138,17 @@ def _check_tree_shape(wheel: Path, files: Sequence[str], where: str) -> None:
                 )
 
 
+def _read_small(wheel: Path, zf: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    """A member read whole (WHEEL, entry_points.txt), refused past *limit* from its declared
+    size, which zipfile never reads beyond."""
+    size = zf.getinfo(name).file_size
+    if size > limit:
+        raise invalid_wheel(
+            wheel, f"{name.rsplit('/', 1)[-1]} is larger than the {limit} byte limit ({size})"
+        )
+    return zf.read(name)
+
+
 def _record_digest(wheel: Path, value: str, member: str) -> tuple[str, str]:
     algo, sep, digest = value.partition("=")
     if not sep or algo not in _HASHES or not digest:
@@ -145,6 +171,16 @@ def _read_record(wheel: Path, zf: zipfile.ZipFile, record_name: str) -> dict[str
         raise invalid_wheel(wheel, f"RECORD is unreadable ({exc})") from exc
     dist_info = record_name.rsplit("/", 1)[0]
     entries: dict[str, tuple[str, int]] = {}
+    try:
+        _record_rows(wheel, text, dist_info, entries)
+    except csv.Error as exc:  # a field over csv's 128 KiB limit, a NUL, ...
+        raise invalid_wheel(wheel, f"RECORD is unreadable ({exc})") from None
+    return entries
+
+
+def _record_rows(
+    wheel: Path, text: str, dist_info: str, entries: dict[str, tuple[str, int]]
+) -> None:
     for row in csv.reader(io.StringIO(text)):
         if not row:
             continue
@@ -164,7 +200,6 @@ def _read_record(wheel: Path, zf: zipfile.ZipFile, record_name: str) -> dict[str
             raise invalid_wheel(
                 wheel, f"RECORD entry for {path!r} has a bad size {size!r}"
             ) from None
-    return entries
 
 
 def inspect_wheel(
@@ -246,7 +281,9 @@ def inspect_wheel(
     wheel_name = f"{dist_info}/WHEEL"
     if wheel_name not in seen:
         raise invalid_wheel(path, f"{wheel_name} is missing")
-    wheel_meta = HeaderParser().parsestr(zf.read(wheel_name).decode("utf-8", "replace"))
+    wheel_meta = HeaderParser().parsestr(
+        _read_small(path, zf, wheel_name, _MAX_WHEEL_FILE).decode("utf-8", "replace")
+    )
     wheel_version = (wheel_meta.get("Wheel-Version") or "").strip()
     if wheel_version.split(".")[0] != "1":
         raise invalid_wheel(path, f"unsupported Wheel-Version {wheel_version!r} (need 1.x)")
@@ -300,9 +337,16 @@ def inspect_wheel(
     ep_name = f"{dist_info}/entry_points.txt"
     if ep_name in seen:
         try:
-            entry_points = tuple(parse_entry_points(zf.read(ep_name).decode("utf-8")))
+            text = _read_small(path, zf, ep_name, _MAX_ENTRY_POINTS).decode("utf-8")
+            entry_points = tuple(parse_entry_points(text))
         except ValueError as exc:
             raise invalid_wheel(path, f"entry_points.txt: {exc}") from exc
+        scripts = {f.path for f in files if f.scheme == "scripts"}
+        for point in entry_points:
+            if point.name in scripts:
+                raise invalid_wheel(
+                    path, f"script {point.name!r} is defined twice (entry point and .data/scripts)"
+                )
     return WheelManifest(
         name=wname,
         version=str(wversion),
@@ -314,8 +358,38 @@ def inspect_wheel(
     )
 
 
+def central_directory_problem(path: Path) -> str | None:
+    """Why *path*'s central directory is too large to read (`MAX_CENTRAL_DIRECTORY`), from the
+    size its end record declares (zip64 too); None when it is not, or when there is no end
+    record (zipfile then says the archive is unreadable)."""
+    with path.open("rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        tail_start = max(0, end - 22 - 0xFFFF)  # the end record, then a comment of <= 64 KiB
+        f.seek(tail_start)
+        tail = f.read()
+        at = tail.rfind(_EOCD)
+        if at < 0 or len(tail) - at < 22:
+            return None
+        size = int.from_bytes(tail[at + 12 : at + 16], "little")
+        # zipfile reads a zip64 end record where it sits, just before the locator.
+        locator = tail_start + at - 20
+        if locator >= 56:
+            f.seek(locator - 56)
+            record = f.read(76)
+            if record[:4] == _EOCD64 and record[56:60] == _EOCD64_LOCATOR:
+                size = int.from_bytes(record[40:48], "little")  # zipfile uses this one
+    if size > MAX_CENTRAL_DIRECTORY:
+        return (
+            f"its central directory is {size} bytes, above the {MAX_CENTRAL_DIRECTORY} byte limit"
+        )
+    return None
+
+
 def open_zip(path: Path) -> zipfile.ZipFile:
     try:
+        problem = central_directory_problem(path)
+        if problem is not None:
+            raise invalid_wheel(path, problem)
         return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise invalid_wheel(path, f"not a readable zip archive ({exc})") from exc

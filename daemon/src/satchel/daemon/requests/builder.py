@@ -38,12 +38,10 @@ import os
 import shutil
 import signal
 import subprocess
-import tarfile
 import tempfile
 import threading
 import time
 import tomllib
-import zipfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,6 +62,7 @@ from satchel.daemon.installing.installer import Scheme
 from satchel.daemon.installing.venv import create_venv
 from satchel.daemon.installing.wheelfile import validate_wheel
 from satchel.daemon.requests.runtime import Runtime
+from satchel.daemon.requests.sdistarchive import extract_sdist
 from satchel.daemon.resolver.target import Target
 from satchel.daemon.storage import provenance
 from satchel.daemon.storage.metadb import BuiltWheel
@@ -356,46 +355,6 @@ def _tail(log_path: Path) -> str:
     return "\n".join(lines[-OUTPUT_TAIL:])
 
 
-def _extract(sdist: Path, filename: str, into: Path) -> Path:
-    """Unpack the sdist safely into *into*; its source tree (the one top-level directory)."""
-    try:
-        if filename.endswith(".zip"):
-            with zipfile.ZipFile(sdist) as zf:
-                for name in zf.namelist():
-                    parts = Path(name).parts
-                    if name.startswith(("/", "\\")) or ".." in parts:
-                        raise BuildError(f"{filename}: unsafe path {name!r} in the archive")
-                zf.extractall(into)  # noqa: S202 - every member name checked above
-        else:
-            with tarfile.open(sdist, "r:*") as tf:
-                if not hasattr(tarfile, "data_filter"):  # Python < 3.11.4: check by hand
-                    for member in tf.getmembers():
-                        _check_member(member, filename)
-                    tf.extractall(into)  # noqa: S202 - every member checked above
-                else:
-                    tf.extractall(into, filter="data")
-    except (OSError, tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
-        raise BuildError(f"{filename}: cannot unpack the sdist ({exc})") from exc
-    entries = list(into.iterdir())
-    root = entries[0] if len(entries) == 1 and entries[0].is_dir() else into
-    if not (root / "pyproject.toml").is_file() and not (root / "setup.py").is_file():
-        raise BuildError(f"{filename}: neither pyproject.toml nor setup.py in the sdist")
-    return root
-
-
-def _check_member(member: tarfile.TarInfo, filename: str) -> None:
-    """What the ``data`` filter refuses: escaping paths, links out, devices."""
-    parts = Path(member.name).parts
-    if member.name.startswith("/") or ".." in parts:
-        raise BuildError(f"{filename}: unsafe path {member.name!r} in the archive")
-    if member.islnk() or member.issym():
-        target = Path(member.linkname)
-        if target.is_absolute() or ".." in target.parts:
-            raise BuildError(f"{filename}: link {member.name!r} points outside the archive")
-    elif not (member.isfile() or member.isdir()):
-        raise BuildError(f"{filename}: special file {member.name!r} in the archive")
-
-
 def _build_system(root: Path, filename: str) -> tuple[list[str], str, list[str] | None]:
     """``requires``, ``build-backend`` and ``backend-path`` (PEP 517/518 defaults)."""
     pyproject = root / "pyproject.toml"
@@ -447,7 +406,7 @@ async def build_wheel(
     if target.executable is None:
         raise BuildError(f"{filename}: cannot build for an imagined target")
     deadline = time.monotonic() + build_seconds
-    source = await trio.to_thread.run_sync(_extract, sdist, filename, workdir / "src")
+    source = await trio.to_thread.run_sync(extract_sdist, sdist, filename, workdir / "src")
     requires, backend, backend_path = await trio.to_thread.run_sync(_build_system, source, filename)
     env_dir = workdir / "env"
     scheme = await trio.to_thread.run_sync(create_venv, env_dir, target.executable)

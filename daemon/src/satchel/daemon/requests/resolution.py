@@ -474,6 +474,20 @@ def request_session(
     )
 
 
+#: Longest yank reason shown: real ones are a sentence ("compromised release", a CVE id).
+_MAX_REASON = 200
+
+
+def _shown_reason(text: str) -> str:
+    """The index's free text as it may reach a terminal and the log: one line, every
+    non-printable character (escape sequences that could rewrite the screen or the clipboard,
+    line breaks, bidirectional overrides) escaped, cut at `_MAX_REASON`."""
+    cut = text[:_MAX_REASON]
+    if not cut.isprintable():
+        cut = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in cut)
+    return cut + "..." if len(text) > _MAX_REASON else cut
+
+
 def yanked_warnings(pins: Iterable[Pin]) -> list[str]:
     """PEP 592: a yanked file chosen (only an exact ``==`` pin can choose one) is said loudly,
     with the index's reason, on every command that resolves it."""
@@ -481,7 +495,7 @@ def yanked_warnings(pins: Iterable[Pin]) -> list[str]:
     for pin in pins:
         if not pin.file.yanked:
             continue
-        reason = pin.file.yanked_reason or "no reason given"
+        reason = _shown_reason(pin.file.yanked_reason or "no reason given")
         out.append(
             f"warning: {pin.name} {pin.version} ({pin.file.filename}) is yanked from index "
             f"'{pin.index}': {reason}; it was chosen only because it is pinned exactly"

@@ -12,14 +12,24 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from satchel.daemon.errors import SatchelError, UpstreamError
+from satchel.daemon.errors import HostileInput, SatchelError, UpstreamError
+from satchel.daemon.installing.wheelfile import central_directory_problem, invalid_wheel
 from satchel.daemon.resolver.candidates import SdistNeedsBuild, parse_core_metadata
 
-__all__ = ["MAX_METADATA_BYTES", "metadata_differences", "metadata_from_file"]
+__all__ = ["MAX_METADATA_BYTES", "MAX_SDIST_MEMBERS", "metadata_differences", "metadata_from_file"]
 
 #: Upper bound for METADATA/PKG-INFO read out of a stored file: real ones are a few KiB, the
 #: largest seen in the wild are under 1 MiB; more is an archive trying to exhaust memory.
 MAX_METADATA_BYTES = 16 * 2**20
+#: Most members an sdist may have: the largest real ones hold a few tens of thousands of
+#: files; empty members escape every byte count yet cost memory to walk (a header object each)
+#: and an inode each to unpack (`requests.sdistarchive`).
+MAX_SDIST_MEMBERS = 200_000
+#: Walking a tar.gz to its PKG-INFO inflates every member before it: past `_RATIO_FLOOR`
+#: bytes, more than `_MAX_RATIO` times the file's size is a bomb (the bound of wheels and of
+#: unpacking sdists, `installing.wheelfile.MAX_COMPRESSION_RATIO`).
+_MAX_RATIO = 200
+_RATIO_FLOOR = 64 * 2**20
 
 
 def metadata_from_file(path: Path, filename: str) -> bytes:
@@ -31,6 +41,12 @@ def metadata_from_file(path: Path, filename: str) -> bytes:
     """
     oversize = False
     try:
+        if filename.endswith((".whl", ".zip")):
+            problem = central_directory_problem(path)
+            if problem is not None and filename.endswith(".whl"):
+                raise invalid_wheel(filename, problem)
+            if problem is not None:
+                raise HostileInput(f"{filename}: {problem}")
         if filename.endswith(".whl"):
             with zipfile.ZipFile(path) as zf:
                 for info in zf.infolist():
@@ -53,8 +69,23 @@ def metadata_from_file(path: Path, filename: str) -> bytes:
                             break
                         return zf.read(info)
         elif filename.endswith(".tar.gz"):
+            budget = max(_RATIO_FLOOR, _MAX_RATIO * path.stat().st_size)
+            walked = 0
             with tarfile.open(path, "r:gz") as tf:
-                for member in tf:
+                for count, member in enumerate(tf, 1):
+                    walked += member.size
+                    if walked > budget:  # passing a member inflates it: a gzip bomb is CPU
+                        raise HostileInput(
+                            f"{filename}: expands above {_MAX_RATIO}:1 before its PKG-INFO"
+                            " (zip bomb?)"
+                        )
+                    # tarfile keeps every header it passes (its `members` list, not in the
+                    # stubs); none is needed again here.
+                    tf.members.clear()  # type: ignore[attr-defined]
+                    if count > MAX_SDIST_MEMBERS:
+                        raise HostileInput(
+                            f"{filename}: more than {MAX_SDIST_MEMBERS} members before its PKG-INFO"
+                        )
                     parts = member.name.split("/")
                     if len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():
                         if member.size > MAX_METADATA_BYTES:
