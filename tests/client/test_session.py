@@ -147,9 +147,9 @@ def test_ctrl_c_cancels_the_request_in_the_daemon(client: ClientEnv) -> None:
         time.sleep(0.02)
     else:
         pytest.fail("the request never started")
-    started = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=10)
+    # No bound on how soon: the daemon's status, asked on the same connection after Ctrl-C,
+    # is the proof (the 30 s sleep would still be running had the Cancel not stopped it).
+    out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert time.monotonic() - started < 2.5
     assert "interrupted; running: []" in out
