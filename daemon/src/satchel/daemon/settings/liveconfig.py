@@ -135,7 +135,9 @@ class LiveConfig:
         link = str(self.path.absolute())
 
         def only_config(_change: watchfiles.Change, changed: str) -> bool:
-            return changed == link or str(Path(changed).resolve()) == str(self.path.resolve())
+            # realpath, not Path.resolve: a link loop (config.toml -> config.toml) is a file
+            # that cannot be read (`load_config` says so), not a RuntimeError that ends the daemon.
+            return changed == link or os.path.realpath(changed) == os.path.realpath(self.path)
 
         # Started at once, so the daemon's start-up never waits for the OS watch. An edit made
         # before the watch is registered is not lost: the first wake-up (an event, or the poll
@@ -181,7 +183,7 @@ class LiveConfig:
     def _directories(self) -> frozenset[Path]:
         """The directories to watch: config.toml's, and where it points when it is a symlink
         (a dotfiles repository: edits happen there), when that directory exists."""
-        pointed = self.path.resolve().parent
+        pointed = Path(os.path.realpath(self.path)).parent  # as in `only_config`: loops too
         if pointed.is_dir():
             return frozenset({self.path.parent, pointed})
         return frozenset({self.path.parent})
