@@ -109,6 +109,27 @@ def test_a_zip64_end_record_declaring_a_huge_central_directory_is_refused(tmp_pa
     assert central_directory_problem(forged) is None  # zip64 and honest
 
 
+def test_an_end_record_hiding_its_signature_in_its_own_fields_is_still_read(
+    tmp_path: Path,
+) -> None:
+    """issue 11.13, in process: zipfile takes the last 22 bytes as the end record when they
+    start with its signature and declare no comment, whatever those bytes hold. Entry counts
+    spelling the signature again (``PK\\x05\\x06``: zipfile never checks them) made the
+    check find that later, truncated copy and give up (None), while zipfile read the 1 GiB
+    central directory the real record declares."""
+    honest = build_wheel(tmp_path / "dist", "honest", "1.0")
+    data = bytearray(honest.read_bytes())
+    at = len(data) - 22
+    assert data[at : at + 4] == b"PK\x05\x06" and data[-2:] == b"\0\0"
+    data[at + 8 : at + 12] = b"PK\x05\x06"  # entries on this disk, entries in all
+    data[at + 12 : at + 16] = struct.pack("<I", 2**30)
+    forged = tmp_path / "forged-1.0-py3-none-any.whl"
+    forged.write_bytes(bytes(data))
+    assert "1073741824 bytes, above the 16777216 byte limit" in str(
+        central_directory_problem(forged)
+    )
+
+
 def test_a_record_field_longer_than_csv_allows_is_refused(scene: Scene) -> None:
     """issue 11.10: a RECORD row whose path field is 200,000 characters (Python's csv refuses
     fields over 128 KiB). (Before: "internal error in install".)"""
