@@ -91,3 +91,27 @@ def test_a_link_loop_is_a_config_error_not_a_crash(laptop: Laptop) -> None:
     laptop.config.write_text(good)
     laptop.wait_status("symbolic links", env=shell, gone=True)
     assert laptop.resolved("internal-tool", env=shell) == "1.0.0"
+
+
+def test_a_linked_config_whose_directory_comes_back_is_taken_again(laptop: Laptop) -> None:
+    """The dotfiles directory the link points into goes away whole (moved, a checkout being
+    re-cloned) and comes back with the file: the running daemon, which said the link
+    dangles, takes the file again. (Before: its watch stayed on the directory that was gone,
+    so the error stood until the daemon restarted.)"""
+    shell = laptop.shell()
+    laptop.ok("index", "list", env=shell)
+    good = laptop.config.read_text()
+    dotfiles = laptop.root / "dotfiles"
+    dotfiles.mkdir()
+    linked = dotfiles / "satchel.toml"
+    linked.write_text(good)
+    laptop.config.unlink()
+    laptop.config.symlink_to(linked)
+    laptop.wait_status("config error:  none", env=shell)
+    dotfiles.rename(laptop.root / "dotfiles-away")
+    laptop.wait_status("does not exist", env=shell)
+
+    dotfiles.mkdir()
+    linked.write_text(good)
+    laptop.wait_status("does not exist", env=shell, gone=True)
+    assert laptop.resolved("internal-tool", env=shell) == "1.0.0"

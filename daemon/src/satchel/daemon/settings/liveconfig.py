@@ -172,8 +172,11 @@ class LiveConfig:
                         break
                     delay = WATCH_RETRY_FIRST
                     await self._changed(bool(changes), on_change)
-                    if changes and self._directories() != watched:
-                        retarget = True  # the link now points elsewhere: watch there
+                    # On every wake-up, the poll's included: the link may point elsewhere now,
+                    # or into a directory that went away or came back (a watch on a removed
+                    # directory sees nothing of the one made in its place). A few stats.
+                    if self._directories() != watched:
+                        retarget = True
                         break
             if retarget:
                 continue  # the new watch's first wake-up reloads: nothing is lost meanwhile
