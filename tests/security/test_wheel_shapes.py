@@ -16,10 +16,14 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from satchel.daemon.errors import InvalidWheel
+from satchel.daemon.errors import InvalidWheel, SatchelError
 from satchel.daemon.installing.wheelfile import central_directory_problem, validate_wheel
+from satchel.daemon.settings.config import IndexConfig
+from satchel.daemon.upstream.client import Upstream
+from satchel.daemon.upstream.limits import Limits
 from tests.reliability.harness import env_state, memory_mib, rig_for
 from tests.reliability.test_hostile_packages import Scene, _hostile_wheel
 from tests.support.wheels import build_wheel
@@ -200,3 +204,29 @@ def test_metadata_members_read_whole_are_bounded(
 def _digest(data: bytes) -> str:
     raw = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
     return f"sha256={raw}"
+
+
+async def test_a_local_indexs_wheel_metadata_is_read_within_the_caps(tmp_path: Path) -> None:
+    """issue 11.13, in process: a wheel in a find-links directory (or a ``file://`` index,
+    a shared mirror others write) offers no ``.metadata`` file, so its METADATA is read from
+    the wheel itself, as a stored wheel's is: a METADATA declaring 32 MiB (the cap is 16 MiB)
+    is refused naming the wheel, before it is read. (Before: read whole into the daemon, with
+    no cap on it nor on the wheel's central directory.)"""
+    links = tmp_path / "links"
+    links.mkdir()
+    wheel = links / "big-1.0-py3-none-any.whl"
+    metadata = b"Metadata-Version: 2.1\nName: big\nVersion: 1.0\nX-Pad: " + b"a" * 2**25 + b"\n"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("big-1.0.dist-info/METADATA", metadata)
+        zf.writestr("big-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nTag: py3-none-any\n")
+        zf.writestr("big-1.0.dist-info/RECORD", "")
+    config = msgspec.convert(
+        {"name": "links", "url": links.as_uri(), "kind": "find-links"}, IndexConfig
+    )
+    async with Upstream(limits=Limits()) as up:
+        (entry,) = (await up.fetch_page(config, "big")).files
+        with pytest.raises(SatchelError) as raised:
+            await up.fetch_core_metadata(config, entry)
+    print(raised.value)
+    assert "big-1.0-py3-none-any.whl" in str(raised.value)
+    assert "larger than the 16777216 byte limit" in str(raised.value)

@@ -104,6 +104,7 @@ def metadata_from_file(path: Path, filename: str) -> bytes:
                         and parts[1] == "METADATA"
                     ):
                         if info.file_size > MAX_METADATA_BYTES:
+                            oversize = True
                             break
                         return zf.read(info)
         elif filename.endswith(".zip"):
@@ -145,7 +146,11 @@ def metadata_from_file(path: Path, filename: str) -> bytes:
         raise HostileInput(f"{filename}: {exc}") from None
     except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
         raise UpstreamError(f"{filename}: unreadable archive ({exc})") from None
-    if not oversize and filename.endswith((".zip", ".tar.gz")):
+    if oversize:
+        raise HostileInput(
+            f"{filename}: its core metadata is larger than the {MAX_METADATA_BYTES} byte limit"
+        )
+    if filename.endswith((".zip", ".tar.gz")):
         raise SdistNeedsBuild(
             f"{filename} is an sdist without PKG-INFO, so its dependencies are only known "
             "after building it"
