@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from satchel.daemon.settings.config import Config, IndexConfig
+from satchel.daemon.settings.indexset import drift
 from satchel.daemon.settings.toolsettings import (
     adopt,
     adopt_indexes,
-    drift,
     index_name_for,
     is_own_local_index,
     pip_default_index,

@@ -23,6 +23,7 @@ import pytest
 from tests.reliability.harness import memory_mib, rig_for
 from tests.reliability.hostile_server import Handler, HostileServer, reply, reset
 from tests.reliability.test_upstream_faults import FILE, PAGE, WHEEL, Hostile
+from tests.support.daemon import pip_env
 from tests.support.wheels import wheel_metadata
 
 METADATA = FILE + ".metadata"
@@ -158,6 +159,7 @@ def _pip_download(hostile: Hostile, dest: Path) -> subprocess.CompletedProcess[s
         text=True,
         timeout=120,
         check=False,
+        env=pip_env(hostile.rig.env.env),  # never the machine's pip.conf and its indexes
     )
 
 

@@ -271,3 +271,55 @@ def test_a_gzip_bomb_before_pkg_info_is_refused_when_resolving(world: World) -> 
     result = world.env.satchel("resolve", "gz", timeout=120)
     assert result.returncode != 0, result.stdout
     assert "gz-1.0.tar.gz" in result.stderr and "(zip bomb?)" in result.stderr, result.stderr
+
+
+#: An extended header's size: real ones hold a long path or a timestamp (a few hundred bytes);
+#: 128 MiB of zeros gzip to ~128 KiB, and tarfile reads an extended header whole into memory.
+HEADER_BOMB = 128 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "kind", [tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE], ids=["gnu-long-name", "pax-header"]
+)
+def test_a_huge_extended_header_before_pkg_info_is_refused_in_bounded_memory(
+    world: World, kind: bytes
+) -> None:
+    """issue 11.13: a tar's extended header (a GNU long name, a pax header) is data that
+    tarfile reads whole into memory before the member it describes, and that no member's size
+    counts: 128 MiB of it (a 128 KiB tar.gz) before PKG-INFO. Resolving is refused naming the
+    sdist and the limit, the daemon's peak near its baseline; building it is refused likewise.
+    (Before: resolved, the daemon's peak +260 MiB; at 1 GiB, gigabytes.)"""
+    out = world.root / "dist" / "hdr-1.0.tar.gz"
+    out.parent.mkdir(exist_ok=True)
+    pkg_info = b"Metadata-Version: 2.2\nName: hdr\nVersion: 1.0\n"
+    with tarfile.open(out, "w:gz") as tf:
+        tf.addfile(member("hdr-1.0/header", kind, size=HEADER_BOMB), _Zeros(HEADER_BOMB))
+        tf.addfile(member("hdr-1.0/after"))
+        tf.addfile(member("hdr-1.0/PKG-INFO", size=len(pkg_info)), io.BytesIO(pkg_info))
+    world.index.add(out)
+    assert world.env.satchel("ping").returncode == 0
+    pid = world.env.daemon_pid()
+    result = world.env.satchel("resolve", "hdr", timeout=120)
+    assert result.returncode != 0, result.stdout
+    assert "hdr-1.0.tar.gz" in result.stderr and "header" in result.stderr, result.stderr
+    assert "internal error" not in result.stderr, result.stderr
+    peak = memory_mib(pid)
+    print(f"daemon peak: {peak:.0f} MiB\n{result.stderr}")
+    assert peak < 150, f"the daemon's peak was {peak:.0f} MiB"
+
+
+@pytest.mark.parametrize(
+    "kind", [tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE], ids=["gnu-long-name", "pax-header"]
+)
+def test_a_huge_extended_header_is_refused_when_unpacking_for_a_build(
+    world: World, kind: bytes
+) -> None:
+    """issue 11.13: the same 128 MiB header after PKG-INFO (resolving reads only up to it):
+        unpacking the sdist to build it is refused naming the sdist and the limit, the backend
+        never runs. (Before: read whole into the daemon's memory, then refused for another cause,
+    such as "[Errno 21] Is a directory" for the long name of zeros.)"""
+    extra = [(member("hb-1.0/header", kind, size=HEADER_BOMB), _Zeros(HEADER_BOMB))]
+    trace = hostile_sdist(world, "hb", [*extra, (member("hb-1.0/after"), None)])
+    code, stderr = world.install("hb")
+    assert_held(world, code, stderr, "hb-1.0.tar.gz", "extended tar header of 134217728 bytes")
+    assert not os.path.exists(trace)

@@ -36,6 +36,7 @@ from satchel.daemon.upstream.client import Upstream
 from satchel.daemon.upstream.limits import Limits
 from tests.reliability.harness import Rig, rig_for
 from tests.reliability.hostile_server import Handler, HostileServer, reply, reset
+from tests.support.daemon import pip_env
 from tests.support.wheels import build_wheel, wheel_metadata
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
@@ -337,6 +338,7 @@ def test_pip_through_the_local_index_gets_the_cached_page_of_a_hung_index(
         text=True,
         timeout=60,  # pip's own 15 s socket timeout and retries would take minutes
         check=False,
+        env=pip_env(index.rig.env.env),  # never the machine's pip.conf and its indexes
     )
     assert pip.returncode == 0, pip.stdout + pip.stderr
     assert (tmp_path / "got" / name).read_bytes() == index.wheels[name]

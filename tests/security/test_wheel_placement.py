@@ -127,6 +127,21 @@ def test_a_wheel_cannot_write_into_another_distributions_metadata(scene: Scene) 
     assert os.path.lexists(scene.venv / "bin" / "python")
 
 
+def test_a_wheel_cannot_write_into_another_distributions_metadata_through_lib64(
+    scene: Scene,
+) -> None:
+    """issue 11.11: the same forged RECORD, through ``.data/data/lib64/...``: ``lib64`` is the
+    link to ``lib`` that Satchel (as ``python -m venv``) makes in a venv on 64-bit Linux, so
+    the path names ``good``'s dist-info by another spelling. Refused as the direct one.
+    (Before: installed, exit 0, ``good``'s RECORD replaced by the forged one.)"""
+    if not (scene.venv / "lib64").is_symlink():
+        pytest.skip("this venv has no lib64 link (not a 64-bit POSIX interpreter)")
+    (site,) = scene.venv.glob("lib/python*/site-packages")
+    member = f"evil-1.0.data/data/lib64/{site.parent.name}/site-packages/good-1.0.dist-info/RECORD"
+    message = refused(scene, [(member, b"good/__init__.py,,\n")], "good-1.0.dist-info")
+    assert "metadata directory" in message, message
+
+
 def test_a_record_planted_by_another_installer_cannot_remove_the_interpreter(
     scene: Scene,
 ) -> None:

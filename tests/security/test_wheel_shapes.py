@@ -16,10 +16,14 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from satchel.daemon.errors import InvalidWheel
+from satchel.daemon.errors import InvalidWheel, SatchelError
 from satchel.daemon.installing.wheelfile import central_directory_problem, validate_wheel
+from satchel.daemon.settings.config import IndexConfig
+from satchel.daemon.upstream.client import Upstream
+from satchel.daemon.upstream.limits import Limits
 from tests.reliability.harness import env_state, memory_mib, rig_for
 from tests.reliability.test_hostile_packages import Scene, _hostile_wheel
 from tests.support.wheels import build_wheel
@@ -109,6 +113,27 @@ def test_a_zip64_end_record_declaring_a_huge_central_directory_is_refused(tmp_pa
     assert central_directory_problem(forged) is None  # zip64 and honest
 
 
+def test_an_end_record_hiding_its_signature_in_its_own_fields_is_still_read(
+    tmp_path: Path,
+) -> None:
+    """issue 11.13, in process: zipfile takes the last 22 bytes as the end record when they
+    start with its signature and declare no comment, whatever those bytes hold. Entry counts
+    spelling the signature again (``PK\\x05\\x06``: zipfile never checks them) made the
+    check find that later, truncated copy and give up (None), while zipfile read the 1 GiB
+    central directory the real record declares."""
+    honest = build_wheel(tmp_path / "dist", "honest", "1.0")
+    data = bytearray(honest.read_bytes())
+    at = len(data) - 22
+    assert data[at : at + 4] == b"PK\x05\x06" and data[-2:] == b"\0\0"
+    data[at + 8 : at + 12] = b"PK\x05\x06"  # entries on this disk, entries in all
+    data[at + 12 : at + 16] = struct.pack("<I", 2**30)
+    forged = tmp_path / "forged-1.0-py3-none-any.whl"
+    forged.write_bytes(bytes(data))
+    assert "1073741824 bytes, above the 16777216 byte limit" in str(
+        central_directory_problem(forged)
+    )
+
+
 def test_a_record_field_longer_than_csv_allows_is_refused(scene: Scene) -> None:
     """issue 11.10: a RECORD row whose path field is 200,000 characters (Python's csv refuses
     fields over 128 KiB). (Before: "internal error in install".)"""
@@ -179,3 +204,29 @@ def test_metadata_members_read_whole_are_bounded(
 def _digest(data: bytes) -> str:
     raw = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
     return f"sha256={raw}"
+
+
+async def test_a_local_indexs_wheel_metadata_is_read_within_the_caps(tmp_path: Path) -> None:
+    """issue 11.13, in process: a wheel in a find-links directory (or a ``file://`` index,
+    a shared mirror others write) offers no ``.metadata`` file, so its METADATA is read from
+    the wheel itself, as a stored wheel's is: a METADATA declaring 32 MiB (the cap is 16 MiB)
+    is refused naming the wheel, before it is read. (Before: read whole into the daemon, with
+    no cap on it nor on the wheel's central directory.)"""
+    links = tmp_path / "links"
+    links.mkdir()
+    wheel = links / "big-1.0-py3-none-any.whl"
+    metadata = b"Metadata-Version: 2.1\nName: big\nVersion: 1.0\nX-Pad: " + b"a" * 2**25 + b"\n"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("big-1.0.dist-info/METADATA", metadata)
+        zf.writestr("big-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nTag: py3-none-any\n")
+        zf.writestr("big-1.0.dist-info/RECORD", "")
+    config = msgspec.convert(
+        {"name": "links", "url": links.as_uri(), "kind": "find-links"}, IndexConfig
+    )
+    async with Upstream(limits=Limits()) as up:
+        (entry,) = (await up.fetch_page(config, "big")).files
+        with pytest.raises(SatchelError) as raised:
+            await up.fetch_core_metadata(config, entry)
+    print(raised.value)
+    assert "big-1.0-py3-none-any.whl" in str(raised.value)
+    assert "larger than the 16777216 byte limit" in str(raised.value)

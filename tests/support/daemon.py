@@ -15,6 +15,11 @@ Stable API (used by every area's tests; change only by adding):
 `socket_path(env) -> str`
     Where a daemon started with *env* listens.
 
+`pip_env(env) -> dict[str, str]`
+    *env* for a pip subprocess that asks only the index its command line names: no ``PIP_*``
+    variable, and ``PIP_CONFIG_FILE`` set to os.devnull, which makes pip skip every
+    configuration file, the machine's global ones included (one may name the public index).
+
 `DaemonProcess(env, *args, socket=None, command=None)` (context manager)
     Starts ``python -m satchel.daemon.process.main *args`` (or ``*command, *args``) with *env*, its
     output
@@ -143,6 +148,12 @@ def isolated_env(tmp_path: Path) -> dict[str, str]:
         PATH=bindir + os.pathsep + env.get("PATH", ""),
     )
     return env
+
+
+def pip_env(env: dict[str, str]) -> dict[str, str]:
+    """*env* for a pip that reads no configuration: only its command line's index is asked."""
+    clean = {k: v for k, v in env.items() if not k.startswith("PIP_")}
+    return {**clean, "PIP_CONFIG_FILE": os.devnull}
 
 
 def socket_path(env: dict[str, str]) -> str:

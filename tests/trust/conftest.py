@@ -18,3 +18,14 @@ def laptop(tmp_path: Path) -> Iterator[Laptop]:
         yield machine
     finally:
         machine.close()
+
+
+@pytest.fixture
+def locked_laptop(tmp_path: Path) -> Iterator[Laptop]:
+    """The same machine, its private index behind a password (user ``ci``, password
+    ``private-pw-42``: tests assert it never shows)."""
+    machine = Laptop(tmp_path, private_auth=("ci", "private-pw-42"))
+    try:
+        yield machine
+    finally:
+        machine.close()

@@ -67,3 +67,51 @@ def test_a_dangling_link_keeps_the_last_good_index_set_and_is_an_error_at_restar
     result = laptop.satchel("resolve", "internal-tool", env=shell)
     assert result.returncode != 0, result.stdout
     assert str(linked) in result.stderr and "does not fall back" in result.stderr
+
+
+def test_a_link_loop_is_a_config_error_not_a_crash(laptop: Laptop) -> None:
+    """config.toml links to itself (a dotfiles tool's mistake: ``ln -s config.toml``). A daemon
+    started on it crashed (its log: ``RuntimeError: Symlink loop``; the client: "satcheld
+    closed the connection before answering"); now it runs with no index set and says why, as
+    for any file it cannot read, and the same daemon uses the file once the link is fixed."""
+    shell = laptop.shell()
+    laptop.ok("index", "list", env=shell)  # the first start adopts: private, then public
+    good = laptop.config.read_text()
+    laptop.stop()
+    laptop.config.unlink()
+    laptop.config.symlink_to(laptop.config.name)
+
+    result = laptop.satchel("resolve", "internal-tool", env=shell)
+    assert result.returncode != 0, result.stdout
+    assert str(laptop.config) in result.stderr, result.stderr
+    assert "symbolic links" in result.stderr and "does not fall back" in result.stderr
+    laptop.wait_status("symbolic links", env=shell)
+
+    laptop.config.unlink()
+    laptop.config.write_text(good)
+    laptop.wait_status("symbolic links", env=shell, gone=True)
+    assert laptop.resolved("internal-tool", env=shell) == "1.0.0"
+
+
+def test_a_linked_config_whose_directory_comes_back_is_taken_again(laptop: Laptop) -> None:
+    """The dotfiles directory the link points into goes away whole (moved, a checkout being
+    re-cloned) and comes back with the file: the running daemon, which said the link
+    dangles, takes the file again. (Before: its watch stayed on the directory that was gone,
+    so the error stood until the daemon restarted.)"""
+    shell = laptop.shell()
+    laptop.ok("index", "list", env=shell)
+    good = laptop.config.read_text()
+    dotfiles = laptop.root / "dotfiles"
+    dotfiles.mkdir()
+    linked = dotfiles / "satchel.toml"
+    linked.write_text(good)
+    laptop.config.unlink()
+    laptop.config.symlink_to(linked)
+    laptop.wait_status("config error:  none", env=shell)
+    dotfiles.rename(laptop.root / "dotfiles-away")
+    laptop.wait_status("does not exist", env=shell)
+
+    dotfiles.mkdir()
+    linked.write_text(good)
+    laptop.wait_status("does not exist", env=shell, gone=True)
+    assert laptop.resolved("internal-tool", env=shell) == "1.0.0"

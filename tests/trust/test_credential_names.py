@@ -13,24 +13,12 @@ record now holds for the variable: a second origin for the same variable is with
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.e2e.twoindexes import EXIT_FAILURE
 from tests.support.index_server import IndexServer
 from tests.support.wheels import build_wheel
 from tests.trust.laptop import Laptop
-
-
-@pytest.fixture
-def locked_laptop(tmp_path: Path) -> Iterator[Laptop]:
-    machine = Laptop(tmp_path, private_auth=("ci", "pw-4242"))
-    try:
-        yield machine
-    finally:
-        machine.close()
 
 
 def _authorizations(server: IndexServer) -> list[str]:
@@ -46,7 +34,10 @@ def test_a_second_name_for_the_same_variable_does_not_take_the_password_elsewher
         f'[[index]]\nname = "internal"\nurl = "{laptop.private.url}"\n\n'
         f'[[index]]\nname = "public"\nurl = "{laptop.public.url}"\ndefault = true\n'
     )
-    env = {"SATCHEL_INDEX_INTERNAL_USERNAME": "ci", "SATCHEL_INDEX_INTERNAL_PASSWORD": "pw-4242"}
+    env = {
+        "SATCHEL_INDEX_INTERNAL_USERNAME": "ci",
+        "SATCHEL_INDEX_INTERNAL_PASSWORD": "private-pw-42",
+    }
     assert laptop.resolved("internal-tool", env=env) == "1.0.0"  # first use: the private host
 
     with IndexServer(tmp_path / "elsewhere") as elsewhere:
@@ -68,4 +59,4 @@ def test_a_second_name_for_the_same_variable_does_not_take_the_password_elsewher
         assert error["details"]["configured"] == elsewhere.base_url.rstrip("/")
         assert "SATCHEL_INDEX_INTERNAL_PASSWORD" in error["message"]
         assert _authorizations(elsewhere) == []
-        assert "pw-4242" not in result.stdout + result.stderr
+        assert "private-pw-42" not in result.stdout + result.stderr

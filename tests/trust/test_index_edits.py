@@ -29,15 +29,6 @@ from tests.trust.test_origins import open_world, refused
 
 
 @pytest.fixture
-def locked_laptop(tmp_path: Path) -> Iterator[Laptop]:
-    machine = Laptop(tmp_path, private_auth=("ci", "private-pw-42"))
-    try:
-        yield machine
-    finally:
-        machine.close()
-
-
-@pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     with open_world(tmp_path) as w:
         yield w

@@ -13,7 +13,6 @@ import json
 import re
 import socket
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -264,15 +263,6 @@ def test_a_uv_projects_own_index_and_pins_are_honoured(laptop: Laptop, tmp_path:
 
 
 # -- 12.9 ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def locked_laptop(tmp_path: Path) -> Iterator[Laptop]:
-    machine = Laptop(tmp_path, private_auth=("ci", "private-pw-42"))
-    try:
-        yield machine
-    finally:
-        machine.close()
 
 
 def _authorizations(records: list[Any]) -> list[str]:

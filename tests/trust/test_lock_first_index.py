@@ -50,6 +50,10 @@ def test_a_lock_cannot_take_an_unbound_private_project_from_the_public_index(
     # project's index (the private one) does not list.
     assert ("[origin-changed]" if names_index else "[not-found]") in result.stderr, result.stderr
     assert laptop.private_name() in result.stderr
+    # The private index was bound by this very install: it is named as the first index that
+    # serves the project, not as one it "came from" before (it never did, on this laptop).
+    assert "first index that serves internal-tool" in result.stderr, result.stderr
+    assert "came from" not in result.stderr, result.stderr
     assert not any(path.startswith("/files/") for path in laptop.public.requests)
     assert not laptop.stored(impostor)
     origins = json.loads(laptop.ok("origins", "list", "--json", env=shell).stdout)["origins"]

@@ -45,8 +45,8 @@ from satchel.daemon.settings.config import (
     save_config,
 )
 from satchel.daemon.settings.credentials import env_prefix, redact, split_userinfo
-from satchel.daemon.settings.indexset import readopt
-from satchel.daemon.settings.toolsettings import adopt, drift, pip_default_index
+from satchel.daemon.settings.indexset import drift, readopt
+from satchel.daemon.settings.toolsettings import adopt, pip_default_index
 from satchel.protocol.methods.indexes import (
     INDEX_ADD,
     INDEX_ADOPT,

@@ -176,11 +176,13 @@ async def _candidates(session: Session, lock: Lock, package: LockedPackage) -> S
                 "trust it",
                 details={"package": project, "index": strip_userinfo(package.index)},
             )
+    fresh = False  # bound by this very install (`_first_use`), not before
     if binding is None and pinned is None and not (named is not None and named.explicit):
         binding = await _first_use(session, project)
+        fresh = binding is not None
     if named is not None:
         if binding is not None and binding.url != index_identity(named.url):
-            raise _refusal(lock, project, binding, named)
+            raise _refusal(lock, project, binding, named, fresh=fresh)
         if binding is None and pinned is not None and pinned != named.name:
             raise NotFound(
                 f"{lock.path}: {project} is pinned to index '{pinned}' in config.toml; the lock "
@@ -201,7 +203,9 @@ async def _candidates(session: Session, lock: Lock, package: LockedPackage) -> S
             )
         return Scope(
             [index],
-            f"{project} came from it before",
+            f"the first index that serves {project}, bound by this install"
+            if fresh
+            else f"{project} came from it before",
             accept=f"satchel origins trust {project} INDEX",
             bound=True,
         )
@@ -226,10 +230,21 @@ async def _first_use(session: Session, project: str) -> Binding | None:
     return await trio.to_thread.run_sync(session.catalog.origins.get, project)
 
 
-def _refusal(lock: Lock, project: str, binding: Binding, index: IndexConfig) -> OriginChanged:
+def _refusal(
+    lock: Lock, project: str, binding: Binding, index: IndexConfig, *, fresh: bool = False
+) -> OriginChanged:
+    """*fresh*: *binding* was made by this very install (`_first_use`), so the message says
+    why that index, not that the project "came from" it before."""
     trust = f"satchel origins trust {project} {index.name}"
+    source = f"index '{binding.index}' ({binding.url})"
+    history = (
+        f"{source} is the first index that serves {project} (first-index: it comes only from "
+        "there; bound by this install)"
+        if fresh
+        else f"{project} came from {source}"
+    )
     return OriginChanged(
-        f"{lock.path}: {project} came from index '{binding.index}' ({binding.url}); the lock "
+        f"{lock.path}: {history}; the lock "
         f"takes it from index '{index.name}' ({index_identity(index.url)}). Refused: a project is "
         "never taken from another index without your word (it may be an impostor). If the "
         f"change is intended, accept it with `{trust}`",

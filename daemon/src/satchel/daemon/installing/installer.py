@@ -354,16 +354,23 @@ def _removable(scheme: Scheme, paths: list[str]) -> list[str]:
 
 def _check_metadata_dirs(unit: Unit, dist_info: str, libs: set[str]) -> None:
     """No file of a wheel lands in another distribution's ``.dist-info`` (through
-    ``.data/purelib`` or ``.data/data``): its RECORD decides what removing that distribution
-    removes, and a forged one could take the venv's interpreter."""
+    ``.data/purelib`` or ``.data/data``, spelled through a link such as a venv's ``lib64``):
+    its RECORD decides what removing that distribution removes, and a forged one could take
+    the venv's interpreter."""
+    real: dict[str, str] = {}  # directory -> its real path, asked once each
     for _member, dst, _mode, _stamp in unit.links:
-        if ".dist-info/" not in dst:  # one C-level search per file; the rest is rare
-            continue
-        for lib in libs:
-            first = dst[len(lib) :].split("/", 1)[0] if dst.startswith(lib) else ""
-            if first.endswith(".dist-info") and first != dist_info:
+        at = dst.find(".dist-info/")  # one C-level search per file; the rest is rare
+        while at >= 0:
+            parent, _, name = dst[: at + len(".dist-info")].rpartition("/")
+            at = dst.find(".dist-info/", at + 1)
+            if name == dist_info and parent + "/" in libs:
+                continue  # the wheel's own, spelled as Satchel writes it
+            for directory in (parent, *libs):
+                if directory not in real:
+                    real[directory] = os.path.realpath(directory)
+            if name != dist_info and real[parent] in {real[lib] for lib in libs}:
                 raise InstallError(
-                    f"{unit.label}: refusing to install {dst}: {first} is another "
+                    f"{unit.label}: refusing to install {dst}: {name} is another "
                     "distribution's metadata directory",
                     details={"path": dst},
                 )

@@ -367,7 +367,12 @@ def central_directory_problem(path: Path) -> str | None:
         tail_start = max(0, end - 22 - 0xFFFF)  # the end record, then a comment of <= 64 KiB
         f.seek(tail_start)
         tail = f.read()
-        at = tail.rfind(_EOCD)
+        # Found as zipfile finds it: the last 22 bytes when they start with the signature and
+        # declare no comment (whatever else they hold: fields may spell the signature again),
+        # else the signature's last occurrence.
+        at = len(tail) - 22
+        if at < 0 or tail[at : at + 4] != _EOCD or tail[-2:] != b"\0\0":
+            at = tail.rfind(_EOCD)
         if at < 0 or len(tail) - at < 22:
             return None
         size = int.from_bytes(tail[at + 12 : at + 16], "little")

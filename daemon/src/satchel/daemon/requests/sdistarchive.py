@@ -19,7 +19,7 @@ from satchel.daemon.installing.wheelfile import (
     MAX_TOTAL_SIZE,
     central_directory_problem,
 )
-from satchel.daemon.resolver.coremetadata import MAX_SDIST_MEMBERS
+from satchel.daemon.resolver.coremetadata import MAX_SDIST_MEMBERS, BoundedTarInfo
 
 __all__ = ["extract_sdist"]
 
@@ -46,7 +46,7 @@ def extract_sdist(sdist: Path, filename: str, into: Path) -> Path:
                     count(name, info.file_size)
                 zf.extractall(into)  # noqa: S202 - every member name checked above
         else:
-            with tarfile.open(sdist, "r:*") as tf:
+            with tarfile.open(sdist, "r:*", tarinfo=BoundedTarInfo) as tf:
                 if not hasattr(tarfile, "data_filter"):  # Python < 3.11.4: check by hand
                     for member in tf.getmembers():
                         _check_member(member, filename)

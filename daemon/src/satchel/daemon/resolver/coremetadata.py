@@ -16,7 +16,15 @@ from satchel.daemon.errors import HostileInput, SatchelError, UpstreamError
 from satchel.daemon.installing.wheelfile import central_directory_problem, invalid_wheel
 from satchel.daemon.resolver.candidates import SdistNeedsBuild, parse_core_metadata
 
-__all__ = ["MAX_METADATA_BYTES", "MAX_SDIST_MEMBERS", "metadata_differences", "metadata_from_file"]
+__all__ = [
+    "MAX_METADATA_BYTES",
+    "MAX_SDIST_MEMBERS",
+    "MAX_TAR_HEADER",
+    "BoundedTarInfo",
+    "TarHeaderRefused",
+    "metadata_differences",
+    "metadata_from_file",
+]
 
 #: Upper bound for METADATA/PKG-INFO read out of a stored file: real ones are a few KiB, the
 #: largest seen in the wild are under 1 MiB; more is an archive trying to exhaust memory.
@@ -30,6 +38,45 @@ MAX_SDIST_MEMBERS = 200_000
 #: unpacking sdists, `installing.wheelfile.MAX_COMPRESSION_RATIO`).
 _MAX_RATIO = 200
 _RATIO_FLOOR = 64 * 2**20
+#: Largest extended header of a tar (a GNU long name or link, a pax or Solaris header): real
+#: ones hold a long path, a timestamp, a few attributes (a few hundred bytes). tarfile reads
+#: one whole into memory before the member it describes, and no member's size counts it.
+MAX_TAR_HEADER = 2**20
+_EXTENDED = frozenset(
+    {
+        tarfile.GNUTYPE_LONGNAME,
+        tarfile.GNUTYPE_LONGLINK,
+        tarfile.XHDTYPE,
+        tarfile.XGLTYPE,
+        tarfile.SOLARIS_XHDTYPE,
+    }
+)
+
+
+class TarHeaderRefused(tarfile.TarError):
+    """An extended header over `MAX_TAR_HEADER`, or a sparse member (`BoundedTarInfo`). A
+    `tarfile.TarError`, not a ``HeaderError``: tarfile takes a bad header past the first for
+    the end of the archive."""
+
+
+class BoundedTarInfo(tarfile.TarInfo):
+    """``tarinfo=`` for `tarfile.open` of an sdist: refuses an extended header larger than
+    `MAX_TAR_HEADER`, and GNU sparse members (no sdist holds one; their maps are read whole
+    too), before tarfile reads them."""
+
+    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _EXTENDED and self.size > MAX_TAR_HEADER:
+            raise TarHeaderRefused(
+                f"an extended tar header of {self.size} bytes ({self.name!r}), above the "
+                f"{MAX_TAR_HEADER} byte limit"
+            )
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise TarHeaderRefused(f"a sparse member {self.name!r}: no sdist holds one")
+        processed: tarfile.TarInfo = super()._proc_member(archive)  # type: ignore[misc]
+        return processed
+
+    def _proc_gnusparse_10(self, *_args: object) -> None:  # a pax-described sparse member
+        raise TarHeaderRefused(f"a sparse member {self.name!r}: no sdist holds one")
 
 
 def metadata_from_file(path: Path, filename: str) -> bytes:
@@ -57,6 +104,7 @@ def metadata_from_file(path: Path, filename: str) -> bytes:
                         and parts[1] == "METADATA"
                     ):
                         if info.file_size > MAX_METADATA_BYTES:
+                            oversize = True
                             break
                         return zf.read(info)
         elif filename.endswith(".zip"):
@@ -71,7 +119,7 @@ def metadata_from_file(path: Path, filename: str) -> bytes:
         elif filename.endswith(".tar.gz"):
             budget = max(_RATIO_FLOOR, _MAX_RATIO * path.stat().st_size)
             walked = 0
-            with tarfile.open(path, "r:gz") as tf:
+            with tarfile.open(path, "r:gz", tarinfo=BoundedTarInfo) as tf:
                 for count, member in enumerate(tf, 1):
                     walked += member.size
                     if walked > budget:  # passing a member inflates it: a gzip bomb is CPU
@@ -94,9 +142,15 @@ def metadata_from_file(path: Path, filename: str) -> bytes:
                         handle = tf.extractfile(member)
                         if handle is not None:
                             return handle.read()
+    except TarHeaderRefused as exc:
+        raise HostileInput(f"{filename}: {exc}") from None
     except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
         raise UpstreamError(f"{filename}: unreadable archive ({exc})") from None
-    if not oversize and filename.endswith((".zip", ".tar.gz")):
+    if oversize:
+        raise HostileInput(
+            f"{filename}: its core metadata is larger than the {MAX_METADATA_BYTES} byte limit"
+        )
+    if filename.endswith((".zip", ".tar.gz")):
         raise SdistNeedsBuild(
             f"{filename} is an sdist without PKG-INFO, so its dependencies are only known "
             "after building it"

@@ -40,6 +40,7 @@ have no index. Whether the file exists at all is what decides adoption (`config_
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Callable, Iterable
@@ -497,5 +498,5 @@ def render_config(config: Config) -> str:
 def save_config(path: Path, config: Config) -> None:
     """Write *config* to *path* atomically (0600: an index URL may carry a token). A *path*
     that is a symlink (a dotfiles repository) is written where it points, and stays a link."""
-    target = path.resolve() if path.is_symlink() else path
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path  # a loop: no raise
     atomic_write(target, render_config(config).encode("utf-8"), mode=0o600)

@@ -135,7 +135,9 @@ class LiveConfig:
         link = str(self.path.absolute())
 
         def only_config(_change: watchfiles.Change, changed: str) -> bool:
-            return changed == link or str(Path(changed).resolve()) == str(self.path.resolve())
+            # realpath, not Path.resolve: a link loop (config.toml -> config.toml) is a file
+            # that cannot be read (`load_config` says so), not a RuntimeError that ends the daemon.
+            return changed == link or os.path.realpath(changed) == os.path.realpath(self.path)
 
         # Started at once, so the daemon's start-up never waits for the OS watch. An edit made
         # before the watch is registered is not lost: the first wake-up (an event, or the poll
@@ -170,8 +172,11 @@ class LiveConfig:
                         break
                     delay = WATCH_RETRY_FIRST
                     await self._changed(bool(changes), on_change)
-                    if changes and self._directories() != watched:
-                        retarget = True  # the link now points elsewhere: watch there
+                    # On every wake-up, the poll's included: the link may point elsewhere now,
+                    # or into a directory that went away or came back (a watch on a removed
+                    # directory sees nothing of the one made in its place). A few stats.
+                    if self._directories() != watched:
+                        retarget = True
                         break
             if retarget:
                 continue  # the new watch's first wake-up reloads: nothing is lost meanwhile
@@ -181,7 +186,7 @@ class LiveConfig:
     def _directories(self) -> frozenset[Path]:
         """The directories to watch: config.toml's, and where it points when it is a symlink
         (a dotfiles repository: edits happen there), when that directory exists."""
-        pointed = self.path.resolve().parent
+        pointed = Path(os.path.realpath(self.path)).parent  # as in `only_config`: loops too
         if pointed.is_dir():
             return frozenset({self.path.parent, pointed})
         return frozenset({self.path.parent})

@@ -6,7 +6,8 @@ config.toml
 with their provenance (``adopted-from``) and tells the user. From then on config.toml is the index
 set: a daemon never changes it because of the environment it happened to be started from (a
 shell without ``PIP_EXTRA_INDEX_URL``, cron, an IDE). When pip's or uv's configuration later
-disagrees with config.toml, `drift` says how, and ``satchel index adopt`` takes the change.
+disagrees with config.toml, `satchel.daemon.settings.indexset.drift` says how, and
+``satchel index adopt`` takes the change.
 
 What is read, in this order:
 
@@ -71,14 +72,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from satchel.daemon.settings.config import Config, IndexConfig, IndexKind, check_url, order_indexes
+from satchel.daemon.settings.config import IndexConfig, IndexKind, check_url, order_indexes
 from satchel.daemon.settings.credentials import redact, split_userinfo, strip_userinfo
 
 __all__ = [
     "Adoption",
     "adopt",
     "adopt_indexes",
-    "drift",
     "index_name_for",
     "is_own_local_index",
     "pip_default_index",
@@ -566,49 +566,3 @@ def adopt_indexes(
 ) -> tuple[IndexConfig, ...]:
     """The indexes `adopt` finds (URLs as configured, credentials included), highest first."""
     return adopt(environ, default_index=default_index, system_root=system_root).indexes
-
-
-def drift(config: Config, adoption: Adoption) -> list[str]:
-    """How pip's and uv's configuration (*adoption*) disagrees with config.toml, for the user.
-
-    Nothing when pip and uv are not configured at all (a shell without their settings: cron, an
-    IDE, a reboot), nor when they point at Satchel itself (``satchel env``) alone: neither is a
-    disagreement. Pointed at Satchel and at other indexes too, the others are named: the tool
-    asks them itself (uv first), past Satchel's scope and remembered origins. Compared by
-    credential-free URL.
-    """
-    if adoption.via_satchel and adoption.indexes:
-        named = "; ".join(
-            f"{redact(strip_userinfo(i.url))} ({redact(i.source)})" for i in adoption.indexes
-        )
-        return [
-            "pip or uv here is pointed at Satchel's local index and also at: "
-            f"{named}. The tool asks those itself, beside Satchel (uv before it), past its "
-            "scope and remembered origins: a project Satchel refuses may come from them. "
-            "Remove them from pip's/uv's configuration (`satchel env` overrides pip's extra "
-            "indexes; uv's are set in uv.toml or UV_INDEX/UV_EXTRA_INDEX_URL)"
-        ]
-    if not adoption.configured or adoption.via_satchel:
-        return []
-    mine = {strip_userinfo(i.url).rstrip("/"): i for i in config.indexes}
-    theirs = {strip_userinfo(i.url).rstrip("/"): i for i in adoption.indexes}
-    lines = [
-        f"{redact(strip_userinfo(i.url))} ({redact(i.source)}) is not in config.toml"
-        for key, i in theirs.items()
-        if key not in mine
-    ]
-    lines += [
-        f"config.toml's {i.name} (adopted from {redact(i.source)}) is no longer configured there"
-        for key, i in mine.items()
-        if i.adopted and key not in theirs
-    ]
-    if adoption.no_index and config.indexes:
-        lines.append(f"{adoption.no_index} is set, but config.toml lists indexes")
-    if not lines:
-        return []
-    return [
-        "pip/uv configuration differs from config.toml (which Satchel uses): "
-        + "; ".join(lines)
-        + ". Run `satchel index adopt` to replace the adopted indexes with pip's and uv's "
-        "current ones (indexes you added yourself are kept), or ignore this"
-    ]

@@ -13,7 +13,6 @@ Blocking reads run in a worker thread (`trio.to_thread`) so a slow disk never st
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
@@ -22,7 +21,8 @@ from urllib.request import url2pathname
 import msgspec
 import trio
 
-from satchel.daemon.errors import HostileInput, NotFound, UpstreamError
+from satchel.daemon.errors import HostileInput, InvalidWheel, NotFound, UpstreamError
+from satchel.daemon.resolver.coremetadata import metadata_from_file
 from satchel.daemon.settings.config import IndexConfig
 from satchel.daemon.storage.model import FileEntry, ProjectPage
 from satchel.daemon.upstream._downloads import FileDownload
@@ -133,16 +133,15 @@ async def _local_chunks(path: Path, cap: int, what: str) -> AsyncIterator[bytes]
 
 
 def wheel_metadata(path: Path, what: str) -> bytes:
-    """A local wheel's METADATA, read through the zip directory (blocking: run it in a thread)."""
+    """A local wheel's METADATA, read through the zip directory (blocking: run it in a thread),
+    within the caps of a stored wheel's (`metadata_from_file`: the central directory's size,
+    METADATA's): a ``file://`` index may be a mirror that others write."""
     try:
-        with zipfile.ZipFile(path) as zf:
-            for member in zf.namelist():
-                parts = member.split("/")
-                if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "METADATA":
-                    return zf.read(member)
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise UpstreamError(f"{what}: unreadable wheel: {exc}") from None
-    raise UpstreamError(f"{what}: the wheel has no .dist-info/METADATA")
+        return metadata_from_file(path, path.name)
+    except (InvalidWheel, HostileInput) as exc:
+        raise HostileInput(f"{what}: {exc.message}") from None
+    except UpstreamError as exc:
+        raise UpstreamError(f"{what}: {exc.message}") from None
 
 
 def scan_directory(directory: Path, project: str) -> tuple[FileEntry, ...]:
