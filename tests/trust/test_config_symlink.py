@@ -11,7 +11,21 @@ link are applied live, and Satchel's own edits write the linked file, keeping th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.trust.laptop import Laptop
+
+
+def _link_into_dotfiles(laptop: Laptop) -> Path:
+    """Move config.toml into ``<root>/dotfiles/satchel.toml`` and link it back, as a dotfiles
+    tool does; the linked file's path."""
+    dotfiles = laptop.root / "dotfiles"
+    dotfiles.mkdir()
+    linked = dotfiles / "satchel.toml"
+    linked.write_text(laptop.config.read_text())
+    laptop.config.unlink()
+    laptop.config.symlink_to(linked)
+    return linked
 
 
 def test_edits_of_a_linked_config_apply_live_and_index_edits_keep_the_link(
@@ -20,12 +34,7 @@ def test_edits_of_a_linked_config_apply_live_and_index_edits_keep_the_link(
     shell = laptop.shell()
     laptop.ok("index", "list", env=shell)  # the first start adopts: private, then public
     laptop.stop()
-    dotfiles = laptop.root / "dotfiles"
-    dotfiles.mkdir()
-    linked = dotfiles / "satchel.toml"
-    linked.write_text(laptop.config.read_text())
-    laptop.config.unlink()
-    laptop.config.symlink_to(linked)
+    linked = _link_into_dotfiles(laptop)
     public = f"127-0-0-1-{laptop.public.port}"
     assert public in [i["name"] for i in laptop.listing(env=shell)["indexes"]]
 
@@ -52,12 +61,8 @@ def test_a_dangling_link_keeps_the_last_good_index_set_and_is_an_error_at_restar
     a daemon started on the dangling link has no index set and says so, as for a broken file."""
     shell = laptop.shell()
     laptop.ok("index", "list", env=shell)
-    dotfiles = laptop.root / "dotfiles"
-    dotfiles.mkdir()
-    linked = dotfiles / "satchel.toml"
-    linked.write_text(laptop.config.read_text())
-    laptop.config.unlink()
-    laptop.config.symlink_to(linked)
+    linked = _link_into_dotfiles(laptop)
+    dotfiles = linked.parent
     laptop.wait_status("config error:  none", env=shell)
     linked.rename(dotfiles / "moved.toml")
 
@@ -101,12 +106,8 @@ def test_a_linked_config_whose_directory_comes_back_is_taken_again(laptop: Lapto
     shell = laptop.shell()
     laptop.ok("index", "list", env=shell)
     good = laptop.config.read_text()
-    dotfiles = laptop.root / "dotfiles"
-    dotfiles.mkdir()
-    linked = dotfiles / "satchel.toml"
-    linked.write_text(good)
-    laptop.config.unlink()
-    laptop.config.symlink_to(linked)
+    linked = _link_into_dotfiles(laptop)
+    dotfiles = linked.parent
     laptop.wait_status("config error:  none", env=shell)
     dotfiles.rename(laptop.root / "dotfiles-away")
     laptop.wait_status("does not exist", env=shell)
