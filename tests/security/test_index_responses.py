@@ -14,7 +14,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import pytest
 from tests.reliability.harness import memory_mib, rig_for
 from tests.reliability.hostile_server import Handler, HostileServer, reply, reset
 from tests.reliability.test_upstream_faults import FILE, PAGE, WHEEL, Hostile
-from tests.support.daemon import pip_env
+from tests.support.daemon import pip_download
 from tests.support.wheels import wheel_metadata
 
 METADATA = FILE + ".metadata"
@@ -138,29 +137,7 @@ def test_a_metadata_file_over_the_cap_is_refused(hostile: Hostile) -> None:
 
 def _pip_download(hostile: Hostile, dest: Path) -> subprocess.CompletedProcess[str]:
     url = hostile.rig.ok("index-url").stdout.strip()
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--no-cache-dir",
-            "--disable-pip-version-check",
-            "--retries",
-            "0",
-            "--index-url",
-            url,
-            "--dest",
-            str(dest),
-            "demo",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=pip_env(hostile.rig.env.env),  # never the machine's pip.conf and its indexes
-    )
+    return pip_download(hostile.rig.env.env, url, "demo", dest, timeout=120, retries=0)
 
 
 @pytest.mark.parametrize("fault", ["reset-mid-body", "wrong-bytes"])

@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,7 +34,7 @@ from satchel.daemon.upstream.client import Upstream
 from satchel.daemon.upstream.limits import Limits
 from tests.reliability.harness import Rig, rig_for
 from tests.reliability.hostile_server import Handler, HostileServer, reply, reset
-from tests.support.daemon import pip_env
+from tests.support.daemon import pip_download
 from tests.support.wheels import build_wheel, wheel_metadata
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
@@ -319,27 +317,8 @@ def test_pip_through_the_local_index_gets_the_cached_page_of_a_hung_index(
     index.rig.ok("prefetch", "demo")
     index.server.routes["/simple/demo/"] = index.hang
     url = index.rig.ok("index-url").stdout.strip()
-    pip = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--no-cache-dir",
-            "--disable-pip-version-check",
-            "--index-url",
-            url,
-            "--dest",
-            str(tmp_path / "got"),
-            "demo",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,  # pip's own 15 s socket timeout and retries would take minutes
-        check=False,
-        env=pip_env(index.rig.env.env),  # never the machine's pip.conf and its indexes
-    )
+    # pip's own 15 s socket timeout and retries would take minutes
+    pip = pip_download(index.rig.env.env, url, "demo", tmp_path / "got", timeout=60)
     assert pip.returncode == 0, pip.stdout + pip.stderr
     assert (tmp_path / "got" / name).read_bytes() == index.wheels[name]
     assert index.index_state() == "offline"

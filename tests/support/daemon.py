@@ -20,6 +20,10 @@ Stable API (used by every area's tests; change only by adding):
     variable, and ``PIP_CONFIG_FILE`` set to os.devnull, which makes pip skip every
     configuration file, the machine's global ones included (one may name the public index).
 
+`pip_download(env, index_url, project, dest, *, timeout, retries=None)`
+    ``pip download --no-deps PROJECT`` from *index_url* alone into *dest*, with `pip_env`
+    (no cache, no version check; ``--retries`` when given); the completed process, never raised.
+
 `DaemonProcess(env, *args, socket=None, command=None)` (context manager)
     Starts ``python -m satchel.daemon.process.main *args`` (or ``*command, *args``) with *env*, its
     output
@@ -154,6 +158,30 @@ def pip_env(env: dict[str, str]) -> dict[str, str]:
     """*env* for a pip that reads no configuration: only its command line's index is asked."""
     clean = {k: v for k, v in env.items() if not k.startswith("PIP_")}
     return {**clean, "PIP_CONFIG_FILE": os.devnull}
+
+
+def pip_download(
+    env: dict[str, str],
+    index_url: str,
+    project: str,
+    dest: Path,
+    *,
+    timeout: float,
+    retries: int | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """pip downloads *project* (no dependencies) from *index_url* alone into *dest*."""
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir"]
+    command += ["--disable-pip-version-check", "--index-url", index_url, "--dest", str(dest)]
+    if retries is not None:
+        command += ["--retries", str(retries)]
+    return subprocess.run(
+        [*command, project],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=pip_env(env),  # never the machine's pip.conf and its indexes
+    )
 
 
 def socket_path(env: dict[str, str]) -> str:
