@@ -522,6 +522,9 @@ def adopt(
     system-wide files (``/etc/...``) for tests.
     """
     env = os.environ if environ is None else environ
+    # Asked at most once per adoption: pip's, uv's and the fallback's readings each may need it,
+    # and without an importable pip every ask is up to three subprocesses.
+    default_index = functools.cache(default_index)
     pip = _pip_candidates(env, system_root, default_index)
     uv = _uv_candidates(env, system_root, default_index)
     configured = pip.configured or uv.configured
