@@ -4,6 +4,7 @@ threads; enormous objects freed by `reap`, off the event loop, in pieces."""
 from __future__ import annotations
 
 import gc
+import math
 import os
 import subprocess
 import sys
@@ -220,7 +221,14 @@ def test_the_settler_collects_only_from_the_round_at_collect_from(
     """Each round of `settle_memory` after a burst ends says whether it may collect: not at
     0 s, from `COLLECT_FROM` on."""
     rounds: list[bool] = []
-    monkeypatch.setattr(memory, "_settle", rounds.append)
+    all_rounds = trio.Event()
+
+    def settle(collect: bool) -> None:  # in the settler's worker thread, as `_settle` runs
+        rounds.append(collect)
+        if len(rounds) == len(memory.SETTLE_AFTER):
+            trio.from_thread.run_sync(all_rounds.set)
+
+    monkeypatch.setattr(memory, "_settle", settle)
 
     async def scenario() -> None:
         async with trio.open_nursery() as nursery:
@@ -228,10 +236,9 @@ def test_the_settler_collects_only_from_the_round_at_collect_from(
             await trio.sleep(1)  # it is waiting to be woken
             with memory.long_lived_burst():
                 pass  # its end wakes the settler
-            for _ in range(3600):  # mock seconds: the worker threads take what they take
-                if len(rounds) == len(memory.SETTLE_AFTER):
-                    break
-                await trio.sleep(1)
+            # Woken by the last round itself, not after a count of mock seconds: the clock
+            # jumps while a worker thread runs, however long a loaded machine makes it take.
+            await all_rounds.wait()
             nursery.cancel_scope.cancel()
 
     trio.run(scenario, clock=trio.testing.MockClock(autojump_threshold=0))
@@ -259,9 +266,19 @@ def test_a_huge_projects_versions_are_held_and_taken_apart_once_unused() -> None
     assert versions == [], "its versions were not freed"
 
 
-def test_an_object_still_in_use_is_freed_when_a_later_request_ends() -> None:
+def test_an_object_still_in_use_is_freed_when_a_later_request_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A request may hold a huge page longer than the settler's rounds (a slow client, a
     download): once a later request ends (`wake_settler`), the settler looks again."""
+    ended, rounds_ended = trio.open_memory_channel[None](math.inf)
+    settle = memory._settle
+
+    def settle_and_say(collect: bool) -> None:  # in the settler's worker thread
+        settle(collect)
+        trio.from_thread.run_sync(ended.send_nowait, None)
+
+    monkeypatch.setattr(memory, "_settle", settle_and_say)
 
     async def scenario() -> None:
         async with trio.open_nursery() as nursery:
@@ -274,10 +291,13 @@ def test_an_object_still_in_use_is_freed_when_a_later_request_ends() -> None:
             assert probe() is not None, "freed while in use"
             del kept
             memory.wake_settler()
-            for _ in range(3600):  # mock seconds: the worker threads take what they take
+            # Counted in rounds, not mock seconds: the clock jumps while a worker thread runs,
+            # however long a loaded machine makes it take. At most the first wake's rounds
+            # still under way, then the second wake's.
+            for _ in range(2 * len(memory.SETTLE_AFTER)):
                 if probe() is None:
                     break
-                await trio.sleep(1)
+                await rounds_ended.receive()
             assert probe() is None and memory.holding() == 0
             nursery.cancel_scope.cancel()
 
