@@ -180,3 +180,39 @@ def test_an_upgrade_may_turn_its_own_directory_into_a_file(tmp_path: Path) -> No
         rig.index.add(build_wheel(rig.root / "dist", "mod", "3.0", files=one))  # and back
         rig.ok("install", "mod==3.0", "--venv", str(venv), "--python", sys.executable)
         assert (placed / "__init__.py").read_text() == "X = 1\n"
+
+
+def test_a_file_of_another_distribution_replaced_is_reported(scene: Scene) -> None:
+    """A wheel that ships ``good/__init__.py`` installed beside ``good``: installed, as pip
+    installs it, but with a warning naming the wheel and the file, since uninstalling either
+    distribution now breaks the other. (Before: exit 0 and not a word; uv warns.) A file the
+    install's own upgrade replaces is not reported."""
+    scene.rig.index.add(_hostile_wheel(scene.rig.root / "dist-evil", [("good/__init__.py", b"")]))
+    result = scene.rig.satchel(
+        "install", "good", "evil", "--venv", str(scene.venv), "--python", sys.executable
+    )
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1, result.stderr
+    assert "replaced 1 file(s)" in warnings[0] and WHEEL in warnings[0], warnings
+    assert warnings[0].endswith(os.path.join("good", "__init__.py")), warnings
+    scene.rig.index.add(build_wheel(scene.rig.root / "dist", "good", "2.0"))
+    upgrade = scene.rig.satchel(
+        "install", "good==2.0", "--venv", str(scene.venv), "--python", sys.executable
+    )
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert "warning: " not in upgrade.stderr, upgrade.stderr
+
+
+def test_a_file_replaced_by_the_same_bytes_is_not_reported(scene: Scene) -> None:
+    """Namespace packages ship the same ``__init__.py`` (``nvidia/``, ``google/``): replaced by
+    identical bytes, nothing is lost whichever distribution is uninstalled, so no warning."""
+    (same,) = scene.venv.glob("lib/python*/site-packages/good/__init__.py")
+    scene.rig.index.add(
+        _hostile_wheel(scene.rig.root / "dist-evil", [("good/__init__.py", same.read_bytes())])
+    )
+    result = scene.rig.satchel(
+        "install", "good", "evil", "--venv", str(scene.venv), "--python", sys.executable
+    )
+    assert result.returncode == 0, result.stderr
+    assert "warning: " not in result.stderr, result.stderr

@@ -68,6 +68,7 @@ from satchel.daemon.installing._layout import (
 from satchel.daemon.installing._manifest import UnpackedWheel, WheelManifest, stamp_of
 from satchel.daemon.installing._placement import NO_STAMPS, TreeChanged, Unit, place
 from satchel.daemon.installing._removal import Inside, prune_empty, removal_paths
+from satchel.daemon.installing._replacing import only_removed, replaced_by_other_bytes
 from satchel.daemon.installing._scripts import launcher, rewrite_shebang
 from satchel.daemon.installing.journal import (
     Journal,
@@ -115,6 +116,9 @@ class InstallReport:
     link_modes: tuple[str, ...]
     seconds: float
     skipped_outside: tuple[str, ...] = ()  # RECORD entries of removed dists outside the env
+    #: Files a wheel replaced that no distribution this install replaces or removes lists:
+    #: another distribution's, or put there by hand ("<wheel>: <path in the environment>").
+    overwritten: tuple[str, ...] = ()
 
 
 @dataclass
@@ -125,6 +129,7 @@ class _Plan:
     created: list[str] = field(default_factory=list)  # files not inside a created dir
     prune: set[str] = field(default_factory=set)  # dirs that may be left empty by removals
     py_files: list[str] = field(default_factory=list)  # for bytecode compilation
+    overwritten: list[str] = field(default_factory=list)  # InstallReport.overwritten
 
     def destinations(self) -> list[str]:
         """Every path the units create: linked files, then written ones."""
@@ -436,8 +441,12 @@ def _plan_dirs(plan: _Plan, listing: _Listing) -> None:
             if names is not None and base in names and dst not in listing.gone:
                 # A file replaces a file, or a directory this install empties (an upgrade's
                 # package turned module); never another one (the venv's bin/, another
-                # distribution's package), which the trash would take whole.
-                if Path(dst).is_dir() and not _only_removed(dst, listing.gone):
+                # distribution's package), which the trash would take whole. A file no
+                # replaced distribution lists is reported (`_replacing`).
+                if not Path(dst).is_dir():
+                    if replaced_by_other_bytes(unit, dst):
+                        plan.overwritten.append(f"{unit.label}: {dst}")
+                elif not only_removed(dst, listing.gone):
                     raise InstallError(
                         f"{unit.label}: refusing to install {dst}: it is a directory, and a "
                         "wheel's file may not replace one",
@@ -445,20 +454,6 @@ def _plan_dirs(plan: _Plan, listing: _Listing) -> None:
                     )
                 plan.moves.append(dst)
     plan.dirs = sorted(needed)
-
-
-def _only_removed(directory: str, gone: set[str]) -> bool:
-    """Does this install empty *directory*: it holds files this install removes, and nothing
-    else (an empty directory, such as a venv's ``include/``, is not the wheel's to take)?"""
-    removed = False
-    for root, dirs, files in os.walk(directory):
-        if any(Path(root, name).is_symlink() for name in dirs):
-            return False  # a link is a file to keep, though os.walk lists it as a directory
-        for name in files:
-            if os.path.join(root, name) not in gone:
-                return False
-            removed = True
-    return removed
 
 
 def _add_pyc_to_records(scheme: Scheme, items: Sequence[InstallItem], pycs: list[str]) -> None:
@@ -574,6 +569,7 @@ def install(
         link_modes=tuple(sorted(linker.used)),
         seconds=time.perf_counter() - started,
         skipped_outside=tuple(outside),
+        overwritten=tuple(plan.overwritten),
     )
 
 

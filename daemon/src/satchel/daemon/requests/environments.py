@@ -275,7 +275,26 @@ async def install_files(
         )
     )
     await trio.to_thread.run_sync(rt.metadb.mark_used, shas, time.time())
+    if report.overwritten:
+        session.notes.append(overwritten_warning(report.overwritten))
     return report
+
+
+#: Replaced files named in the warning; the rest are counted.
+_MAX_OVERWRITTEN_NAMED = 5
+
+
+def overwritten_warning(overwritten: Sequence[str]) -> str:
+    """The user's warning for files an install replaced that no distribution it replaced
+    lists: two distributions now claim them (pip replaces such files silently; uv warns)."""
+    named = "; ".join(overwritten[:_MAX_OVERWRITTEN_NAMED])
+    more = len(overwritten) - _MAX_OVERWRITTEN_NAMED
+    log.warning("install replaced files no replaced distribution lists: %s", named)
+    return (
+        f"warning: replaced {len(overwritten)} file(s) that belong to another distribution or "
+        f"to none (uninstalling either distribution may break the other): {named}"
+        + (f"; and {more} more" if more > 0 else "")
+    )
 
 
 #: Installs retried after unpacking again the trees an install found changed: a tree edited
