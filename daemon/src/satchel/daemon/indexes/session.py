@@ -92,6 +92,11 @@ class Shared(Protocol):
     def confirm_stored(self, files: list[tuple[IndexConfig, str, FileEntry]]) -> list[BlobInfo]: ...
 
 
+def _said_absent(binding: Binding | None, index: IndexConfig) -> bool:
+    """Whether *index* answered "not here" (404, 410) for the bound project."""
+    return binding is not None and index_identity(index.url) in binding.absent
+
+
 def _present_only(page: ProjectPage, store: BlobStore) -> ProjectPage:
     files = tuple(f for f in page.files if f.sha256 is not None and store.has(f.sha256))
     return msgspec.structs.replace(page, files=files)
@@ -280,7 +285,15 @@ class Session:
 
     def _offline_scope(self, project: str, pages: list[ProjectPage]) -> ScopedPages:
         catalog = self.catalog
-        available = {page.index: _present_only(page, catalog.store) for page in pages}
+        binding = catalog.origins.get(project)
+        # A stored page of an index that said since that it does not serve the project (a
+        # captive portal's page stored before the 404) is stale: online it is not asked.
+        said_absent = {i.name for i in self.indexes if _said_absent(binding, i)}
+        available = {
+            page.index: _present_only(page, catalog.store)
+            for page in pages
+            if page.index not in said_absent
+        }
         scoped = select_pages(
             project,
             available,
@@ -291,7 +304,6 @@ class Session:
         )
         # Offline the cache answers, and it must not swap origins either (an index removed
         # since, a page cached from another index by an earlier opt-out).
-        binding = catalog.origins.get(project)
         verdict = judge(scoped, binding, self.indexes, self.strategy, online=False, cached=pages)
         if verdict.refuse is not None:
             raise verdict.refuse
@@ -326,6 +338,13 @@ class Session:
             queried.add(index.name)
             try:
                 page = await catalog.fetch_page(index, project, stored)
+                if page is not None and not page.files and _said_absent(binding, index):
+                    self.notes.append(
+                        f"index {index.name} answered a page for {project} that lists no files, "
+                        f"where it said before that it does not serve {project} (a captive "
+                        "portal or an error page?): it is still taken as not serving it"
+                    )
+                    page = None
                 if page is None:
                     missing.append(index.name)
                 elif (kept := catalog.kept.get((index.name, project))) is not None:
