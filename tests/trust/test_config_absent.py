@@ -64,3 +64,21 @@ def test_index_adopt_is_the_way_to_adopt_again(laptop: Laptop) -> None:
     assert laptop.private.url in laptop.config.read_text()
     laptop.wait_status("is missing", env=laptop.shell(), gone=True)
     assert laptop.resolved("internal-tool", env=laptop.shell()) == "1.0.0"
+
+
+def test_index_list_says_no_index_set_is_in_use_not_a_last_good_one(laptop: Laptop) -> None:
+    """QA 2026-12-05, restart from another shell with config.toml missing (or broken): `satchel
+    index list` said "config.toml error (last good configuration in use)" and "no index
+    configured: add one with `satchel index add NAME URL`", while the daemon had no index set at
+    all and `index add` refuses to touch a broken file. It now says what the other commands
+    say: no index set is in use until config.toml is fixed, and there is no fall back."""
+    assert laptop.resolved("internal-tool", env=laptop.shell()) == "1.0.0"
+    laptop.stop()
+    laptop.config.rename(laptop.config.with_name("config.toml~"))
+
+    listing = laptop.ok("index", "list").stdout
+    assert "is missing" in listing
+    assert "no index set is in use until config.toml is fixed" in listing
+    assert "does not fall back" in listing
+    assert "last good configuration" not in listing
+    assert "add one with" not in listing
