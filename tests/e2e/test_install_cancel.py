@@ -15,6 +15,9 @@ sent after it on the same connection is answered (the daemon reads a connection 
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -70,3 +73,53 @@ def test_an_install_that_committed_despite_ctrl_c_is_answered_with_its_result(
         assert (site / "slowpkg-2.0.dist-info").is_dir()  # it committed
         assert reply["type"] == "result", reply
         assert reply["value"]["installed"] == ["slowpkg 2.0"]
+
+
+#: `satchel install` as a shell runs it, so that Ctrl-C reaches it as SIGINT at Python's default
+#: (a child inherits an ignored SIGINT from a non-interactive parent).
+CLIENT = """
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+from satchel.client.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_during_the_transaction_says_the_install_may_still_complete(
+    tmp_path: Path,
+) -> None:
+    """The transaction outlasts the client's wait for the daemon to confirm the Cancel: the
+    client said "interrupted", and the venv was upgraded a moment later. It now says that the
+    daemon did not confirm the stop and the install may still complete (it is never left
+    half-done), and `satchel status` shows the job until it has."""
+    with open_world(tmp_path, public=False) as w:
+        for version in ("1.0", "2.0"):
+            w.internal.add(build_wheel(tmp_path / "dist", "slowpkg", version))
+        venv = tmp_path / "venv"
+        w.ok("install", "--venv", str(venv), "slowpkg==1.0")
+        started, released = tmp_path / "started", tmp_path / "released"
+        (site,) = venv.glob("lib/python*/site-packages")
+        code = GATE_CODE.format(started=str(started), released=str(released))
+        (site / "zz_gate.pth").write_text(GATE.format(code=code))
+
+        command = [sys.executable, "-c", CLIENT, "install", "--compile", "--venv", str(venv)]
+        proc = subprocess.Popen(
+            [*command, "slowpkg==2.0"],
+            env=w.env.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            _wait_for(started)
+            proc.send_signal(signal.SIGINT)
+            _out, err = proc.communicate(timeout=120)  # a hang guard
+        finally:
+            released.touch()
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 130, err
+        assert "may still complete" in err, err
+        assert "satchel status" in err
+        w.ok("install", "--venv", str(venv), "slowpkg==2.0")  # waits for the first, per venv
+        assert (site / "slowpkg-2.0.dist-info").is_dir()
