@@ -12,9 +12,12 @@ file is back or the user runs `satchel index adopt`.
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.error
+import urllib.request
 
-from tests.support.wheels import build_wheel
+from tests.support.wheels import build_wheel, file_sha256
 from tests.trust.laptop import Laptop
 
 
@@ -82,3 +85,33 @@ def test_index_list_says_no_index_set_is_in_use_not_a_last_good_one(laptop: Lapt
     assert "does not fall back" in listing
     assert "last good configuration" not in listing
     assert "add one with" not in listing
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_the_local_index_says_no_index_set_is_in_use(laptop: Laptop) -> None:
+    """QA 2026-12-05, pip after `eval "$(satchel env)"` while the daemon has no index set
+    (config.toml missing at its start): the local index answered the stored project's page
+    with 404 "not on the configured indexes" and its stored file with 403 "came from index
+    'internal' (not configured) ... accept it with `satchel origins trust`", advice that
+    rewrites a binding for a file nothing is wrong with. Both are now 503 with the config
+    error, as every command says it."""
+    laptop.ok("prefetch", "internal-tool", env=laptop.shell())
+    laptop.stop()
+    laptop.config.rename(laptop.config.with_name("config.toml~"))
+
+    laptop.wait_status("serving http")  # the local index starts beside the daemon's services
+    status = json.loads(laptop.ok("status", "--json").stdout)
+    base = status["local_index"].removeprefix("serving ").removesuffix("/simple/")
+    wheel = laptop.private_wheel
+    for path in ("/simple/internal-tool/", f"/files/{file_sha256(wheel)}/{wheel.name}"):
+        code, body = _get(base + path)
+        assert code == 503, (path, code, body)
+        assert "is missing" in body and "no index set is in use" in body, body
+        assert "origins trust" not in body
