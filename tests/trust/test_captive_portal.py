@@ -109,3 +109,19 @@ def test_a_project_first_asked_behind_the_portal_installs_offline_later(
     w.public.stop()
     install = install_offline(w, tmp_path / "venv", "other")
     assert install.returncode == 0, install.stderr
+
+
+def test_a_portal_answering_511_is_the_network_not_the_index(world: World, tmp_path: Path) -> None:
+    """A portal that follows RFC 6585 answers every URL ``511 Network Authentication Required``.
+    That is the network asking for a login, not the index failing: the indexes are unreachable,
+    so a prefetched project installs from the cache, with a note naming the cause (before:
+    "the index answered HTTP 511 3 times in a row", and nothing installed without
+    ``--offline``)."""
+    w = world
+    w.ok("prefetch", "internal-tool")
+    for server in (w.internal, w.public):
+        server.fail_next(1_000_000, status=511)
+
+    install = w.satchel("install", "--venv", str(tmp_path / "venv"), "internal-tool", timeout=120)
+    assert install.returncode == 0, install.stderr
+    assert "HTTP 511" in install.stderr and "captive portal" in install.stderr, install.stderr

@@ -92,6 +92,13 @@ class Shared(Protocol):
     def confirm_stored(self, files: list[tuple[IndexConfig, str, FileEntry]]) -> list[BlobInfo]: ...
 
 
+def _why(exc: IndexUnreachable) -> str:
+    """`` (the reason)`` an index could not be reached, for a note (a refused connection, a
+    timeout, a captive portal's HTTP 511), or nothing when the error does not say."""
+    reason = exc.details.get("reason")
+    return f" ({redact(str(reason))})" if reason else ""
+
+
 def _said_absent(binding: Binding | None, index: IndexConfig) -> bool:
     """Whether *index* answered "not here" (404, 410) for the bound project."""
     return binding is not None and index_identity(index.url) in binding.absent
@@ -241,7 +248,9 @@ class Session:
             self._unreachable = cause
             self.offline = True
             self.offline_reason = "every configured index is unreachable"
-            self.notes.append("offline: every configured index is unreachable; using the cache")
+            self.notes.append(
+                f"offline: every configured index is unreachable{_why(cause)}; using the cache"
+            )
             log.warning("every configured index is unreachable: answering from the cache")
             self._scoped.clear()
 
@@ -394,7 +403,7 @@ class Session:
             raise exc
         cached = await trio.to_thread.run_sync(self.catalog.metadb.get_page, index.name, project)
         if cached is not None:
-            note = f"index {index.name} is unreachable: using its cached pages"
+            note = f"index {index.name} is unreachable{_why(exc)}: using its cached pages"
             if note not in self.notes:
                 self.notes.append(note)
             return cached
