@@ -125,3 +125,26 @@ def test_a_portal_answering_511_is_the_network_not_the_index(world: World, tmp_p
     install = w.satchel("install", "--venv", str(tmp_path / "venv"), "internal-tool", timeout=120)
     assert install.returncode == 0, install.stderr
     assert "HTTP 511" in install.stderr and "captive portal" in install.stderr, install.stderr
+
+
+def test_behind_a_portal_the_stored_page_offers_only_stored_files(
+    world: World, tmp_path: Path
+) -> None:
+    """``internal-tool`` 1.0 was prefetched; 1.1 was published and seen by a resolve (on the
+    stored page, its file never downloaded). Behind the portal the stored page is used, as
+    for an unreachable index: only its stored files, so 1.0 installs, with the portal note
+    (before: 1.1 was chosen and its download got the login page: "the index promised N
+    bytes, got 80 [hash-mismatch]")."""
+    w = world
+    w.ok("prefetch", "internal-tool")
+    w.internal.add(build_wheel(tmp_path / "dist" / "later", "internal-tool", "1.1"))
+    assert "internal-tool==1.1" in w.ok("resolve", "internal-tool").stdout
+    portal(w, up=True)
+    for server in (w.internal, w.public):
+        server.override("/files/internal_tool-1.1-py3-none-any.whl", 200, PORTAL)
+
+    venv = tmp_path / "venv"
+    install = w.satchel("install", "--venv", str(venv), "internal-tool", timeout=120)
+    assert install.returncode == 0, install.stderr
+    assert "captive portal" in install.stderr
+    assert (next(venv.glob("lib/python*/site-packages")) / "internal_tool-1.0.dist-info").is_dir()

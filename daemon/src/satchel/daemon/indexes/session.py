@@ -357,7 +357,10 @@ class Session:
                 if page is None:
                     missing.append(index.name)
                 elif (kept := catalog.kept.get((index.name, project))) is not None:
+                    # Its fresh answer was no page of it (a captive portal?): its files would
+                    # not come either. The stored page offers what is stored, as offline.
                     self.notes.append(kept)
+                    page = await trio.to_thread.run_sync(_present_only, page, catalog.store)
             except IndexUnreachable as exc:
                 page = await self._stale_page(index, project, exc, binding)
             if page is None:
