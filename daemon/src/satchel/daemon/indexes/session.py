@@ -347,6 +347,9 @@ class Session:
             queried.add(index.name)
             try:
                 page = await catalog.fetch_page(index, project, stored)
+            except IndexUnreachable as exc:
+                page = await self._stale_page(index, project, exc, binding)
+            else:
                 if page is not None and not page.files and _said_absent(binding, index):
                     self.notes.append(
                         f"index {index.name} answered a page for {project} that lists no files, "
@@ -360,9 +363,7 @@ class Session:
                     # Its fresh answer was no page of it (a captive portal?): its files would
                     # not come either. The stored page offers what is stored, as offline.
                     self.notes.append(kept)
-                    page = await trio.to_thread.run_sync(_present_only, page, catalog.store)
-            except IndexUnreachable as exc:
-                page = await self._stale_page(index, project, exc, binding)
+                    page = await self._stored_only(page)
             if page is None:
                 continue
             available[index.name] = page
@@ -406,10 +407,11 @@ class Session:
             raise exc
         cached = await trio.to_thread.run_sync(self.catalog.metadb.get_page, index.name, project)
         if cached is not None:
+            present = await self._stored_only(cached)
             note = f"index {index.name} is unreachable{_why(exc)}: using its cached pages"
             if note not in self.notes:
                 self.notes.append(note)
-            return cached
+            return present
         if binding is not None and index_identity(index.url) in binding.absent:
             self.notes.append(
                 f"index {index.name} is unreachable; it said before that it does not serve "
@@ -427,6 +429,15 @@ class Session:
             ),
             details={"index": index.name, "project": project, **exc.details},
         ) from exc
+
+    async def _stored_only(self, page: ProjectPage) -> ProjectPage:
+        """*page*, a stored page of an index that cannot serve files now (unreachable, or a
+        captive portal answering for it), with only the files whose bytes are stored, as an
+        offline answer lists them, so that what resolves also installs. With none of them
+        stored, the whole page: a resolve still answers from it (what it would pin), and an
+        install says which index could not serve the file."""
+        present = await trio.to_thread.run_sync(_present_only, page, self.catalog.store)
+        return present if present.files else page
 
     async def _probe_others(self, down: IndexConfig) -> bool:
         """Whether every other index is unreachable too; probes those not yet tried.
