@@ -115,3 +115,26 @@ def test_the_local_index_says_no_index_set_is_in_use(laptop: Laptop) -> None:
         assert code == 503, (path, code, body)
         assert "is missing" in body and "no index set is in use" in body, body
         assert "origins trust" not in body
+
+
+def test_a_daemon_started_with_another_config_home_names_the_config_in_use(
+    laptop: Laptop,
+) -> None:
+    """QA 2026-12-05, restart from another environment: the user's shell sets
+    ``XDG_CONFIG_HOME`` (dotfiles), so config.toml lives there; a daemon started without it (a
+    service, cron, an IDE) looks in the default place, finds nothing, and refuses (no fall back:
+    good), but its advice, "restore the file, or run `satchel index adopt`", would write a
+    second, different index set there. It now names the config.toml in use before and the
+    variable that differs."""
+    dotfiles = laptop.root / "dotfiles"
+    shell = {**laptop.shell(), "XDG_CONFIG_HOME": str(dotfiles)}
+    assert laptop.resolved("internal-tool", env=shell) == "1.0.0"
+    in_use = dotfiles / "satchel" / "config.toml"
+    assert in_use.is_file()
+    laptop.stop()
+
+    result = laptop.satchel("resolve", "internal-tool")  # XDG_CONFIG_HOME as the service has it
+    assert result.returncode != 0
+    assert str(in_use) in result.stderr, result.stderr
+    assert "XDG_CONFIG_HOME" in result.stderr
+    assert not laptop.config.exists()
