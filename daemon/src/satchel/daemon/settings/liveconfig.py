@@ -122,8 +122,9 @@ class LiveConfig:
             raise ConfigError(
                 f"{self.path}: the file is missing; the config.toml in use before is {before}. "
                 "This daemon was started with another XDG_CONFIG_HOME (or HOME) than the "
-                "shell that set Satchel up (a service, cron, an IDE?): start it with the same "
-                "one (`satchel service install` from that shell), or move the file here",
+                "shell that set Satchel up (a service, cron, an IDE?): start it with "
+                f"XDG_CONFIG_HOME={Path(before).parent.parent} (for the service: `systemctl "
+                "--user set-environment XDG_CONFIG_HOME=...`), or move the file here",
                 details={"path": str(self.path), "line": None, "in_use_before": before},
             )
         if self.decided:
