@@ -10,6 +10,8 @@ the file, the line, the key and the cause, and a daemon started on such a file s
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,3 +104,37 @@ def test_index_add_refuses_the_same_urls(client: ClientEnv, url: str) -> None:
     assert result.returncode != 0
     assert "index url" in result.stderr
     assert "bad" not in config.read_text()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero"])
+def test_a_config_that_is_no_regular_file_is_refused_without_blocking(
+    client: ClientEnv, kind: str
+) -> None:
+    """QA 2026-12-05 (config edits, 11.13's bound applied to config.toml): config.toml replaced
+    by a FIFO (or linked to ``/dev/zero``) while the daemon runs. The live reload read it on
+    the event loop: the FIFO blocked the whole daemon (``satchel ping`` got no answer), and
+    ``/dev/zero`` would have grown it without bound. It is now refused as not a regular file,
+    the last good configuration kept, and every command still answers."""
+    config = Path(client.env["XDG_CONFIG_HOME"]) / "satchel" / "config.toml"
+    config.parent.mkdir(parents=True)
+    good = '[[index]]\nname = "one"\nurl = "http://127.0.0.1:9/simple/"\n'
+    config.write_text(good)
+    first = json.loads(client.satchel("index", "list", "--json").stdout)
+    assert [index["name"] for index in first["indexes"]] == ["one"]
+    config.unlink()
+    if kind == "fifo":
+        os.mkfifo(config)
+    else:
+        config.symlink_to(kind)
+
+    deadline = time.monotonic() + 60  # a hang guard: the reload is asynchronous
+    while True:
+        listing = client.satchel("index", "list", "--json", timeout=60)
+        assert listing.returncode == 0, listing.stderr
+        value = json.loads(listing.stdout)
+        if value["config_error"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert "not a regular file" in value["config_error"], value
+    assert [index["name"] for index in value["indexes"]] == ["one"]  # the last good one
+    assert client.satchel("ping", timeout=60).returncode == 0

@@ -60,3 +60,31 @@ def test_a_lock_cannot_take_an_unbound_private_project_from_the_public_index(
     assert [(o["project"], o["index"]) for o in origins] == [
         ("internal-tool", laptop.private_name())
     ]
+
+
+@pytest.mark.parametrize("names_index", [False, True], ids=["no-index", "public-index"])
+def test_a_lock_cannot_pass_a_private_index_whose_page_lists_no_files(
+    laptop: Laptop, names_index: bool
+) -> None:
+    """The private index answers internal-tool's page with 200 and no files (every file
+    removed, a name held by a placeholder). A page listing no files binds nothing (a captive
+    portal's login page must not bind a project: tests/trust/test_captive_portal.py), but
+    under first-index it is still the only index the project may come from, for a lock as for
+    a resolve: the lock's file on the public index is refused, nothing fetched from it."""
+    shell = laptop.shell()
+    laptop.ok("index", "list", env=shell)
+    laptop.private.override("/simple/internal-tool/", 200, b"<html><body></body></html>")
+    impostor = laptop.impostor_wheel
+    lock = pylock(
+        laptop.root / "pylock.toml",
+        ("internal-tool", "9.9.0", laptop.public.file_url(impostor.name), file_sha256(impostor)),
+        index=laptop.public.url if names_index else None,
+    )
+
+    venv = laptop.root / "venv"
+    result = laptop.satchel("install", "--lock", str(lock), "--venv", str(venv), env=shell)
+
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert laptop.private_name() in result.stderr, result.stderr
+    assert not any(path.startswith("/files/") for path in laptop.public.requests)
+    assert not laptop.stored(impostor)

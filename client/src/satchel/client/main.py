@@ -59,6 +59,18 @@ class Options:
         self.json = False
 
 
+#: What Ctrl-C left behind, by `session.Interrupted.outcome` (a request the daemon confirmed
+#: cancelled, or Ctrl-C outside a request, needs no more words).
+_AFTER_INTERRUPT = {
+    "completed": ", but the daemon had already completed the request: what it did stands",
+    "unconfirmed": (
+        "; the daemon has not confirmed that the request stopped, so it may still complete "
+        "(an install commits or rolls back, never half-done); `satchel status` lists it "
+        "while it runs"
+    ),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the `satchel` command line; return the exit status."""
     args = sys.argv[1:] if argv is None else argv
@@ -67,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{USAGE}\nsatchel: error: {exc}", file=sys.stderr)
         return errors.EXIT_USAGE
-    except KeyboardInterrupt:
-        print("satchel: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"satchel: interrupted{_AFTER_INTERRUPT.get(str(exc), '')}", file=sys.stderr)
         return errors.EXIT_CANCELLED
     except BrokenPipeError:
         # `satchel status | head -1`: the reader left; say nothing more, like other Unix tools.

@@ -16,7 +16,9 @@ request is asked again of the replacement. Other methods wait for the Welcome fi
 daemon of the wrong build is replaced *before* it is asked to do anything.
 
 Ctrl-C during a call sends `Cancel` for the request and waits briefly for its terminal event, so
-the daemon stops the work instead of finishing it for nobody; then `KeyboardInterrupt` propagates.
+the daemon stops the work instead of finishing it for nobody; then `Interrupted` (a
+`KeyboardInterrupt`) propagates, saying whether the daemon stopped it, had completed it, or did
+not say.
 """
 
 from __future__ import annotations
@@ -81,6 +83,16 @@ class RemoteError(Exception):
         self.code = code
         self.message = message
         self.details: dict[str, Any] = details or {}
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a call, with what the daemon said of the request in `CANCEL_GRACE`:
+    `outcome` is ``"cancelled"`` (it stopped), ``"completed"`` (it had finished: its changes
+    stand) or ``"unconfirmed"`` (no word yet: it may still complete)."""
+
+    def __init__(self, outcome: str) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
 
 
 class ClientError(Exception):
@@ -228,13 +240,14 @@ class Session:
                 elif kind == "log" and on_log is not None:
                     on_log(event)
         except KeyboardInterrupt:
-            self._cancel(request_id)
-            raise
+            raise Interrupted(self._cancel(request_id)) from None
 
-    def _cancel(self, request_id: int) -> None:
-        """Tell the daemon to stop `request_id`; wait briefly for it to say it has."""
+    def _cancel(self, request_id: int) -> str:
+        """Tell the daemon to stop `request_id`; wait briefly for it to say it has. Returns the
+        `Interrupted` outcome: a request in a step that is never cut midway (an install's
+        transaction) ends with its result, or has not ended yet."""
         if self._stream is None or self._conn is None:
-            return
+            return "cancelled"  # nothing was sent
         stream = self._stream
         try:
             self._send({"type": "cancel", "id": request_id})
@@ -242,12 +255,15 @@ class Session:
             deadline = time.monotonic() + CANCEL_GRACE
             while time.monotonic() < deadline:
                 event = self._next_event()
-                if event.get("id") == request_id and event.get("type") in ("result", "error"):
-                    return
+                if event.get("id") == request_id and event.get("type") == "result":
+                    return "completed"
+                if event.get("id") == request_id and event.get("type") == "error":
+                    return "cancelled"
         except (OSError, ClientError, KeyboardInterrupt):
-            return
+            return "unconfirmed"
         finally:
             stream.settimeout(None)
+        return "unconfirmed"
 
     # -- wire ------------------------------------------------------------------------------------
 

@@ -125,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
 def format_list(value: dict[str, Any]) -> str:
     indexes = value.get("indexes") or []
     lines = []
-    if not indexes:
+    error = value.get("config_error")
+    if not indexes and not error:
         lines.append(
             "no index configured: add one with `satchel index add NAME URL` "
             "(`--default` for the public one), or `satchel index adopt` pip's and uv's"
@@ -148,6 +149,11 @@ def format_list(value: dict[str, Any]) -> str:
     lines.append(f"strategy: {strategy}; indexes from {value.get('config_path', 'config.toml')}")
     for note in value.get("drift") or []:
         lines.append(f"note: {note}")
-    if value.get("config_error"):
-        lines.append(f"config.toml error (last good configuration in use): {value['config_error']}")
+    if error and indexes:
+        lines.append(f"config.toml error (last good configuration in use): {error}")
+    elif error:  # a daemon started on a broken or missing file has no index set at all
+        lines.append(
+            f"config.toml error: {error}\nno index set is in use until config.toml is fixed "
+            "(Satchel does not fall back to pip's or uv's indexes)"
+        )
     return "\n".join(lines)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
+import trio
 
 from satchel.daemon.errors import DatabaseDamaged, SatchelError
 from satchel.protocol import errors as codes
@@ -170,7 +171,10 @@ async def dispatch(ctx: RequestContext, request: Request) -> Result | Error:
             value = await entry.handler(ctx, params)
         finally:  # an answer, whatever it says, goes out with the bindings it relied on durable
             if (runtime := ctx.app.services.runtime) is not None:
-                await runtime.catalog.origins.durable_before_answer()
+                # Shielded: a Cancel arriving after the handler finished must not turn its
+                # answer (an install that committed) into "cancelled"; one sync is bounded.
+                with trio.CancelScope(shield=True):
+                    await runtime.catalog.origins.durable_before_answer()
     except SatchelError as exc:
         return Error(request.id, exc.code, exc.message, exc.details)
     except Exception as exc:

@@ -226,8 +226,21 @@ async def _first_use(session: Session, project: str) -> Binding | None:
     index is for (a uv project's ``[tool.uv.sources]`` pin, recorded in its uv.lock)."""
     if session.offline or session.strategy is not Strategy.FIRST_INDEX:
         return None
-    await session.scoped_pages(project)
-    return await trio.to_thread.run_sync(session.catalog.origins.get, project)
+    scoped = await session.scoped_pages(project)
+    binding = await trio.to_thread.run_sync(session.catalog.origins.get, project)
+    first = session.index(scoped.pages[0].index) if scoped.pages else None
+    if binding is None and first is not None:
+        # Its page lists no files, so nothing was bound (`origins.judge`), but under
+        # first-index it is still the only index the project may come from: held to it for
+        # this install, unrecorded.
+        return Binding(
+            project=project,
+            url=index_identity(first.url),
+            index=first.name,
+            how=How.FIRST_USE,
+            bound_at=time.time(),
+        )
+    return binding
 
 
 def _refusal(

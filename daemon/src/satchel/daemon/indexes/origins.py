@@ -305,6 +305,11 @@ def judge(
             return Verdict(held=binding, absent=absent)
         how = How.PIN
     elif binding is None:
+        if not page.files:
+            # Nothing came from it: a page listing no files (a captive portal's login page,
+            # an error page served with 200) binds nothing, or it would hold the project to
+            # an index that never served it once the real answers are back.
+            return Verdict()
         how = How.FIRST_USE
     elif binding.url == identity:
         return Verdict(held=binding, absent=absent)

@@ -92,6 +92,18 @@ class Shared(Protocol):
     def confirm_stored(self, files: list[tuple[IndexConfig, str, FileEntry]]) -> list[BlobInfo]: ...
 
 
+def _why(exc: IndexUnreachable) -> str:
+    """`` (the reason)`` an index could not be reached, for a note (a refused connection, a
+    timeout, a captive portal's HTTP 511), or nothing when the error does not say."""
+    reason = exc.details.get("reason")
+    return f" ({redact(str(reason))})" if reason else ""
+
+
+def _said_absent(binding: Binding | None, index: IndexConfig) -> bool:
+    """Whether *index* answered "not here" (404, 410) for the bound project."""
+    return binding is not None and index_identity(index.url) in binding.absent
+
+
 def _present_only(page: ProjectPage, store: BlobStore) -> ProjectPage:
     files = tuple(f for f in page.files if f.sha256 is not None and store.has(f.sha256))
     return msgspec.structs.replace(page, files=files)
@@ -236,7 +248,9 @@ class Session:
             self._unreachable = cause
             self.offline = True
             self.offline_reason = "every configured index is unreachable"
-            self.notes.append("offline: every configured index is unreachable; using the cache")
+            self.notes.append(
+                f"offline: every configured index is unreachable{_why(cause)}; using the cache"
+            )
             log.warning("every configured index is unreachable: answering from the cache")
             self._scoped.clear()
 
@@ -280,7 +294,15 @@ class Session:
 
     def _offline_scope(self, project: str, pages: list[ProjectPage]) -> ScopedPages:
         catalog = self.catalog
-        available = {page.index: _present_only(page, catalog.store) for page in pages}
+        binding = catalog.origins.get(project)
+        # A stored page of an index that said since that it does not serve the project (a
+        # captive portal's page stored before the 404) is stale: online it is not asked.
+        said_absent = {i.name for i in self.indexes if _said_absent(binding, i)}
+        available = {
+            page.index: _present_only(page, catalog.store)
+            for page in pages
+            if page.index not in said_absent
+        }
         scoped = select_pages(
             project,
             available,
@@ -291,7 +313,6 @@ class Session:
         )
         # Offline the cache answers, and it must not swap origins either (an index removed
         # since, a page cached from another index by an earlier opt-out).
-        binding = catalog.origins.get(project)
         verdict = judge(scoped, binding, self.indexes, self.strategy, online=False, cached=pages)
         if verdict.refuse is not None:
             raise verdict.refuse
@@ -326,12 +347,23 @@ class Session:
             queried.add(index.name)
             try:
                 page = await catalog.fetch_page(index, project, stored)
+            except IndexUnreachable as exc:
+                page = await self._stale_page(index, project, exc, binding)
+            else:
+                if page is not None and not page.files and _said_absent(binding, index):
+                    self.notes.append(
+                        f"index {index.name} answered a page for {project} that lists no files, "
+                        f"where it said before that it does not serve {project} (a captive "
+                        "portal or an error page?): it is still taken as not serving it"
+                    )
+                    page = None
                 if page is None:
                     missing.append(index.name)
                 elif (kept := catalog.kept.get((index.name, project))) is not None:
+                    # Its fresh answer was no page of it (a captive portal?): its files would
+                    # not come either. The stored page offers what is stored, as offline.
                     self.notes.append(kept)
-            except IndexUnreachable as exc:
-                page = await self._stale_page(index, project, exc, binding)
+                    page = await self._stored_only(page)
             if page is None:
                 continue
             available[index.name] = page
@@ -375,10 +407,11 @@ class Session:
             raise exc
         cached = await trio.to_thread.run_sync(self.catalog.metadb.get_page, index.name, project)
         if cached is not None:
-            note = f"index {index.name} is unreachable: using its cached pages"
+            present = await self._stored_only(cached)
+            note = f"index {index.name} is unreachable{_why(exc)}: using its cached pages"
             if note not in self.notes:
                 self.notes.append(note)
-            return cached
+            return present
         if binding is not None and index_identity(index.url) in binding.absent:
             self.notes.append(
                 f"index {index.name} is unreachable; it said before that it does not serve "
@@ -396,6 +429,15 @@ class Session:
             ),
             details={"index": index.name, "project": project, **exc.details},
         ) from exc
+
+    async def _stored_only(self, page: ProjectPage) -> ProjectPage:
+        """*page*, a stored page of an index that cannot serve files now (unreachable, or a
+        captive portal answering for it), with only the files whose bytes are stored, as an
+        offline answer lists them, so that what resolves also installs. With none of them
+        stored, the whole page: a resolve still answers from it (what it would pin), and an
+        install says which index could not serve the file."""
+        present = await trio.to_thread.run_sync(_present_only, page, self.catalog.store)
+        return present if present.files else page
 
     async def _probe_others(self, down: IndexConfig) -> bool:
         """Whether every other index is unreachable too; probes those not yet tried.

@@ -42,6 +42,7 @@ from packaging.utils import (
 )
 
 from satchel.daemon.errors import (
+    ConfigError,
     CredentialWithheld,
     HashMismatch,
     IndexUnreachable,
@@ -186,6 +187,11 @@ class LocalIndex:
             return self._redirect("/simple/", query)
         if path == "/simple/":
             return await self._root(request, query)
+        if path.startswith(("/simple/", "/files/")):
+            try:  # no index set (config.toml broken or missing since start): say so, as commands do
+                self.rt.check_usable()
+            except ConfigError as exc:
+                return text(503, redact(exc.message))
         if path.startswith("/simple/"):
             return await self._project_route(request, path.removeprefix("/simple/"), query)
         if path.startswith("/files/"):

@@ -137,7 +137,7 @@ def _run(args: argparse.Namespace, channel: StartupChannel, notifier: SystemdNot
         paths = Paths.from_env(args.socket)
         where = ("state directory", paths.state_dir)
         _make_state_dir(paths.state_dir)
-        lock = InstanceLock(paths.lock_file)
+        lock = InstanceLock(paths.lock_file, paths.socket)
         lock.acquire()
         tighten(
             (paths.cache_dir, paths.config_dir, paths.state_dir, paths.log_dir), paths.state_dir
@@ -159,6 +159,7 @@ def _run(args: argparse.Namespace, channel: StartupChannel, notifier: SystemdNot
         return 1
 
     paths = _effective_socket(paths, listeners)
+    lock.record_socket(paths.socket)
     with contextlib.suppress(OSError):
         os.chdir("/")  # never pin the directory we were started from (unmounts, rm -rf)
     app = App(

@@ -274,7 +274,11 @@ async def install_files(
             compile_bytecode=compile_bytecode,
         )
     )
-    await trio.to_thread.run_sync(rt.metadb.mark_used, shas, time.time())
+    # The install above is one transaction, never cut midway: a Cancel that came meanwhile
+    # takes effect at the next checkpoint. It committed, so what happened is its result, not
+    # "cancelled" (the venv holds the new versions whatever the client was told).
+    with trio.CancelScope(shield=True):
+        await trio.to_thread.run_sync(rt.metadb.mark_used, shas, time.time())
     if report.overwritten:
         session.notes.append(overwritten_warning(report.overwritten))
     return report

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -419,11 +420,35 @@ def config_exists(path: Path) -> bool:
     return path.exists() or path.is_symlink()
 
 
+#: config.toml is a few KiB; the cap bounds what a link to the wrong file (a log) costs.
+MAX_CONFIG_BYTES = 2**20
+
+
+def _read_text(path: Path) -> str:
+    """*path*'s UTF-8 text, read only from a regular file and at most `MAX_CONFIG_BYTES`: the
+    live reload runs on the event loop, where a FIFO would block the whole daemon and
+    ``/dev/zero`` grow it without bound. Raises `FileNotFoundError` for a missing file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(
+                f"{path}: not a regular file (a directory, a FIFO or a device)",
+                details={"path": str(path)},
+            )
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: larger than {MAX_CONFIG_BYTES // 2**10} KiB (not a config.toml?)",
+            details={"path": str(path)},
+        )
+    return data.decode("utf-8")
+
+
 def load_config(path: Path, *, own: OwnCheck | None = None) -> Config:
     """Read *path*; a missing file is an empty configuration (the runtime then adopts once).
     *own*: see `parse_config`."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(path)
     except FileNotFoundError:
         if path.is_symlink():  # a link whose file went away is no decision for "no index"
             raise ConfigError(

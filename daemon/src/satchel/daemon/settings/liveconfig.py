@@ -17,6 +17,7 @@ import trio
 
 from satchel.daemon.errors import ConfigError
 from satchel.daemon.settings.config import Config, OwnCheck, config_exists, load_config
+from satchel.daemon.storage.fsutil import atomic_write
 
 __all__ = ["LiveConfig", "watch_config"]
 
@@ -82,16 +83,27 @@ class LiveConfig:
         changed = config != self.config or had_error or not self.usable
         self.config = config
         self.usable = config_exists(self.path)
-        if self.usable and not self.decided:
+        if self.usable and self._in_use_before() != str(self.path):
             self._mark_decided()
         return changed
 
+    def _in_use_before(self) -> str | None:
+        """The config.toml path the marker records (empty from an older version: None)."""
+        if self.marker is None:
+            return None
+        try:
+            return self.marker.read_text("utf-8", "replace").strip() or None
+        except OSError:
+            return None
+
     def _mark_decided(self) -> None:
+        """Record that a config.toml is in use, and which: a daemon started later from an
+        environment that looks elsewhere (another XDG_CONFIG_HOME) can then name it."""
         self.decided = True
         if self.marker is None:
             return
         try:
-            os.close(os.open(self.marker, os.O_WRONLY | os.O_CREAT, 0o600))
+            atomic_write(self.marker, f"{self.path}\n".encode())
         except OSError as exc:
             _log.warning("cannot record that %s is in use: %s", self.path, exc)
 
@@ -104,6 +116,16 @@ class LiveConfig:
                 "it is back. A daemon started without it uses no index (pip's and uv's are "
                 "adopted only at the first start): restore it, or run `satchel index adopt`",
                 details={"path": str(self.path), "line": None},
+            )
+        before = self._in_use_before()
+        if self.decided and before is not None and before != str(self.path):
+            raise ConfigError(
+                f"{self.path}: the file is missing; the config.toml in use before is {before}. "
+                "This daemon was started with another XDG_CONFIG_HOME (or HOME) than the "
+                "shell that set Satchel up (a service, cron, an IDE?): start it with "
+                f"XDG_CONFIG_HOME={Path(before).parent.parent} (for the service: `systemctl "
+                "--user set-environment XDG_CONFIG_HOME=...`), or move the file here",
+                details={"path": str(self.path), "line": None, "in_use_before": before},
             )
         if self.decided:
             raise ConfigError(

@@ -69,6 +69,11 @@ class ConnectFailure(Exception):
     """No usable answer at the transport level (refused, reset, timeout): retry, then breaker."""
 
 
+#: RFC 6585's "Network Authentication Required": a captive portal answering in the index's
+#: place. The network wants a login; the index was not reached (unreachable, not failing).
+NETWORK_LOGIN = 511
+
+
 class ServerError(Exception):
     """The index answered 5xx or 429: retry, but the index is reachable.
 
@@ -230,7 +235,8 @@ class Breaker:
                         probe = await self._enter(index, what)
                 except ServerError as exc:
                     last = exc
-                    self.mark_online()
+                    if exc.status != NETWORK_LOGIN:
+                        self.mark_online()
                 except (NotFound, HashMismatch, UpstreamError) as exc:
                     if not isinstance(exc, IndexUnreachable):
                         self.mark_online()  # it answered, if unhelpfully
@@ -242,12 +248,14 @@ class Breaker:
                 if pause is None:
                     break
                 await trio.sleep(pause)
-            if isinstance(last, ServerError):
+            if isinstance(last, ServerError) and last.status != NETWORK_LOGIN:
                 raise UpstreamError(
                     f"{what}: the index answered HTTP {last.status} {retries.tries} times in a row",
                     details={"index": index.name, "status": last.status},
                 )
             reason = str(last)
+            if isinstance(last, ServerError):
+                reason = "HTTP 511: the network asks for a login (a captive portal?)"
             self.mark_offline(index, reason)
             raise IndexUnreachable(
                 redact(f"{what}: index unreachable ({reason}); marked offline"),
