@@ -148,3 +148,35 @@ def test_behind_a_portal_the_stored_page_offers_only_stored_files(
     assert install.returncode == 0, install.stderr
     assert "captive portal" in install.stderr
     assert (next(venv.glob("lib/python*/site-packages")) / "internal_tool-1.0.dist-info").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"Please log in at the front desk.", "text/plain"),
+        (b'{"login": "required"}', "application/vnd.pypi.simple.v1+json"),
+        (b"\x89PNG\r\n\x1a\n", "image/png"),
+    ],
+    ids=["text-plain", "json-not-a-page", "image"],
+)
+def test_a_portal_answer_that_is_no_page_at_all_keeps_the_stored_page(
+    world: World, tmp_path: Path, body: bytes, content_type: str
+) -> None:
+    """A portal whose answer is not a project page at all (plain text, JSON that is not the
+    simple API, an image) is ignored like one that lists no files: the stored page answers,
+    with a note, and a prefetched project installs without ``--offline`` (before: every
+    command failed, "unexpected content type 'text/plain'" or "JSON page is not a simple-API
+    page", until the user thought of ``--offline``). A project with no stored page still
+    fails, naming what the index answered."""
+    w = world
+    w.ok("prefetch", "internal-tool")
+    for server in (w.internal, w.public):
+        for project in PROJECTS:
+            server.override(f"/simple/{project}/", 200, body, content_type=content_type)
+
+    install = w.satchel("install", "--venv", str(tmp_path / "venv"), "internal-tool", timeout=120)
+    assert install.returncode == 0, install.stderr
+    assert "not a project page" in install.stderr and "stored page" in install.stderr
+    assert origins(w)["internal-tool"] == "internal"
+    never = w.satchel("resolve", "other")
+    assert never.returncode != 0 and "internal error" not in never.stderr, never.stderr

@@ -8,6 +8,7 @@ client turns into a message and an exit status)::
     ├── NotFound            not-found              a named index, project, tool or path is absent
     ├── UpstreamError       index-error            an index answered, but not usably
     │   ├── HostileInput    index-error            traversal, scheme switch, oversize page or file
+    │   ├── NotAPage        index-error            not a project page at all (a portal's answer)
     │   └── IndexUnreachable index-unreachable     no answer (DNS, refused, timeout, circuit open)
     ├── HashMismatch        hash-mismatch          bytes differ from what the index promised
     ├── MetadataMismatch    metadata-mismatch      METADATA disagrees with the PEP 658 file
@@ -49,6 +50,7 @@ __all__ = [
     "InvalidParams",
     "InvalidWheel",
     "MetadataMismatch",
+    "NotAPage",
     "NotCached",
     "NotFound",
     "OriginChanged",
@@ -85,6 +87,14 @@ class UpstreamError(SatchelError):
 
 
 class HostileInput(UpstreamError):
+    code = "index-error"
+
+
+class NotAPage(UpstreamError):
+    """The answer is no project page at all: another content type, or JSON that is not the
+    simple API. More likely a captive portal or a misrouted proxy than the index, so a stored
+    page of that index is used instead (`satchel.daemon.indexes.catalog`)."""
+
     code = "index-error"
 
 

@@ -31,6 +31,7 @@ import trio
 
 from satchel.daemon.errors import (
     MetadataMismatch,
+    NotAPage,
     NotCached,
     NotFound,
     SatchelError,
@@ -125,6 +126,13 @@ class Catalog:
 
     # -- single pages -----------------------------------------------------------------------
 
+    def _keep(self, index: str, project: str, stored: ProjectPage, why: str) -> ProjectPage:
+        """*stored*, kept against a fresh answer that would degrade it; *why* is logged and
+        read by sessions (`kept`), which offer only its stored files."""
+        log.warning("%s", why)
+        self.kept[(index, project)] = why
+        return stored
+
     async def fetch_page(
         self,
         index: IndexConfig,
@@ -147,6 +155,18 @@ class Catalog:
                 page = await self.upstream.fetch_page(index, project, cached, probe=probe)
             except NotFound:
                 return None
+            except NotAPage as exc:
+                if cached is None or not cached.files:
+                    raise
+                # Kept as against a page listing none of the stored files (`degrades`).
+                return self._keep(
+                    index.name,
+                    project,
+                    cached,
+                    f"index {index.name} answered for {project} something that is not a project "
+                    f"page ({exc.message.rpartition(': ')[2]}; a captive portal or an error "
+                    "page?): it is ignored and the stored page is used",
+                )
             if page is cached:
                 return page
             if cached is not None and page.files and page.files is cached.files:
@@ -166,14 +186,14 @@ class Catalog:
                     self.kept.pop((index.name, project), None)
                     return page
             if cached is not None and degrades(cached, page):
-                why = (
+                return self._keep(
+                    index.name,
+                    project,
+                    cached,
                     f"index {index.name} answered a page for {project} that lists none of the "
                     f"{len(cached.files)} files of the stored page (a captive portal or an error "
-                    "page?): it is ignored and the stored page is used"
+                    "page?): it is ignored and the stored page is used",
                 )
-                log.warning("%s", why)
-                self.kept[(index.name, project)] = why
-                return cached
             self.kept.pop((index.name, project), None)
             # Written by the next transaction (the binding's, right after), not in a hop and a
             # transaction of its own, unless it is large (`_soon`).

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import httpx
 import trio
 
-from satchel.daemon.errors import UpstreamError
+from satchel.daemon.errors import NotAPage
 from satchel.daemon.settings.config import IndexConfig
 from satchel.daemon.storage.memory import release_free_memory
 from satchel.daemon.storage.model import ProjectPage
@@ -61,7 +61,7 @@ async def read_page(
             return _parse_json_body(body, index.name, project, url)
         return await trio.to_thread.run_sync(_parse_json_body, body, index.name, project, url)
     if media not in (HTML_V1, "text/html"):
-        raise UpstreamError(f"{what}: unexpected content type {media[:60]!r}")
+        raise NotAPage(f"{what}: unexpected content type {media[:60]!r}")
     parser = HTMLPageParser(index=index.name, project=project, url=url, encoding=charset)
     async for raw in response.aiter_raw(CHUNK):
         # Each chunk is parsed in a worker thread too: a large legacy page must not hold

@@ -42,7 +42,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-from satchel.daemon.errors import UpstreamError
+from satchel.daemon.errors import NotAPage, UpstreamError
 from satchel.daemon.settings.credentials import redact, strip_userinfo
 from satchel.daemon.storage.model import FileEntry, ProjectPage
 
@@ -361,8 +361,8 @@ def _json_entry(raw: _JsonFile, project: str, page_url: str) -> FileEntry:
 
 
 def _decode_json_page(data: bytes | bytearray, *, index: str, project: str) -> _JsonPage:
-    def refuse(reason: str) -> UpstreamError:
-        return UpstreamError(
+    def refuse(reason: str, kind: type[UpstreamError] = UpstreamError) -> UpstreamError:
+        return kind(
             f"index {index}: project {project}: {reason}",
             details={"index": index, "project": project},
         )
@@ -378,9 +378,9 @@ def _decode_json_page(data: bytes | bytearray, *, index: str, project: str) -> _
     except RecursionError:
         raise refuse("JSON page is nested too deeply to be a simple-API page") from None
     except msgspec.ValidationError as exc:
-        raise refuse(f"JSON page is not a simple-API page ({exc})") from None
+        raise refuse(f"JSON page is not a simple-API page ({exc})", NotAPage) from None
     except msgspec.DecodeError as exc:
-        raise refuse(f"page is not valid JSON ({exc})") from None
+        raise refuse(f"page is not valid JSON ({exc})", NotAPage) from None
     if len(doc.files) > MAX_PAGE_FILES:
         raise refuse(
             f"JSON page lists {len(doc.files)} files, more than the {MAX_PAGE_FILES} accepted"
