@@ -448,3 +448,17 @@ async def test_a_connection_that_never_sends_a_request_is_closed_at_the_deadline
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         assert await read_all(stream, seconds=30) == b""
         assert server.dropped == 0
+
+
+async def test_every_answer_carries_its_reason_phrase() -> None:
+    """pip prints the reason beside the status ("403 Client Error: Forbidden for url"); with none
+    it printed "403 Client Error:  for url"."""
+
+    async def forbidden(request: Request) -> Response:
+        return Response(403, [("Content-Type", "text/plain")], b"not for you")
+
+    async with serving(forbidden) as (port, _):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = await read_all(stream, 10)
+    assert answer.startswith(b"HTTP/1.1 403 Forbidden\r\n"), answer[:40]

@@ -39,6 +39,7 @@ page cache (read ahead on request), so a multi-GB wheel never sits in memory.
 from __future__ import annotations
 
 import contextlib
+import http
 import logging
 import os
 import socket
@@ -76,6 +77,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: Each status's reason phrase: pip and others print it beside the status ("403 Client Error:
+#: Forbidden for url"); h11 sends none unless given one.
+_REASONS = {status.value: status.phrase.encode() for status in http.HTTPStatus}
 
 #: Largest request line + headers. Installers send well under 2 KiB; browsers a few KiB.
 MAX_HEAD_BYTES = 32 * 1024
@@ -430,7 +435,13 @@ class _Connection:
         if response.close:
             headers.append(("Connection", "close"))
         try:
-            data = self.conn.send(h11.Response(status_code=response.status, headers=headers))
+            data = self.conn.send(
+                h11.Response(
+                    status_code=response.status,
+                    headers=headers,
+                    reason=_REASONS.get(response.status, b""),
+                )
+            )
         except h11.LocalProtocolError as exc:  # a bug here, not the peer's fault
             log.error("local index: cannot send response: %s", exc)  # noqa: TRY400
             raise _PeerGone from None
