@@ -110,7 +110,9 @@ def _services(app: App) -> str:
 
 
 def _local_index(app: App) -> str:
-    if app.services.runtime_ready.is_set() and app.services.runtime is None:
+    if not app.services.runtime_ready.is_set():
+        return "starting"  # it binds as the runtime starts; no state of its own yet
+    if app.services.runtime is None:
         return "stopped (the cache and index services did not start)"
     state = local_index_state(app)
     if state.state == "serving":
