@@ -6,6 +6,7 @@ never from the position: ``SATCHEL_INDEX_<NAME>_PASSWORD`` is matched by name (i
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -259,6 +260,17 @@ def test_uv_toml_indexes_with_default_explicit_and_flat(env: _Env) -> None:
 def test_system_uv_toml_is_read(env: _Env) -> None:
     env.write("/etc/uv/uv.toml", '[[index]]\nname = "corp"\nurl = "http://127.0.0.1:7/simple/"\n')
     assert [name for name, *_ in env.adopt()] == ["corp", "default-example-invalid"]
+
+
+@pytest.mark.parametrize("name", [".config/uv/uv.toml", ".config/pip/pip.conf"])
+def test_a_fifo_in_place_of_a_tool_config_is_skipped_not_read(env: _Env, name: str) -> None:
+    """uv.toml or pip.conf replaced by a FIFO (or any file that is not a regular one): skipped,
+    as a missing file is. Reading it would hold the thread forever (the drift report reads
+    these files on every `status`); before, uv.toml's was read and never returned."""
+    fifo = env.home / name
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    assert [name for name, *_ in env.adopt()] == ["default-example-invalid"]
 
 
 def test_pip_comes_before_uv_and_duplicates_are_dropped(env: _Env) -> None:

@@ -359,6 +359,8 @@ def _uv_candidates(
 
 
 def _uv_toml(path: Path) -> _Found:
+    if not path.is_file():  # missing, or a FIFO or device, whose read could block forever
+        return _Found([])
     try:
         data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
