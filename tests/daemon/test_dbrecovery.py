@@ -220,3 +220,19 @@ def test_damage_found_while_serving_is_database_damaged_not_internal(tmp_path: P
     assert reply.code == "database-damaged"
     assert "database disk image is malformed" in reply.message
     assert "restart the daemon (`satchel stop`)" in reply.message
+
+
+def test_a_blob_with_no_record_is_named_only_within_the_central_directory_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A blob with no provenance record is named from its dist-info, read as every wheel is:
+    a central directory above `MAX_CENTRAL_DIRECTORY` is not read (a stored hostile wheel
+    declaring hundreds of MB would otherwise be parsed whole during a rebuild); it stays
+    unnamed. Here the cap is lowered under a real wheel's central directory."""
+    from satchel.daemon.indexes import dbrecovery
+    from satchel.daemon.installing import wheelfile
+
+    wheel = build_wheel(tmp_path / "dist", "demo", "1.0")
+    assert dbrecovery._filename_from_blob(wheel) == wheel.name
+    monkeypatch.setattr(wheelfile, "MAX_CENTRAL_DIRECTORY", 16)
+    assert dbrecovery._filename_from_blob(wheel) == ""

@@ -64,6 +64,7 @@ from packaging.utils import canonicalize_name
 from satchel.daemon.errors import SatchelError
 from satchel.daemon.indexes.catalog import metadata_from_file
 from satchel.daemon.indexes.origins import Binding, How, Origins
+from satchel.daemon.installing.wheelfile import open_zip
 from satchel.daemon.storage import provenance
 from satchel.daemon.storage.fsutil import fsync_dir
 from satchel.daemon.storage.metadb import MetaDB
@@ -310,7 +311,7 @@ def _restore_blob(
 def _filename_from_blob(path: Path) -> str:
     """A file name for a blob with no record: a wheel's from its dist-info, else ""."""
     try:
-        with zipfile.ZipFile(path) as zf:
+        with open_zip(path) as zf:  # its central directory within the wheel cap, as any wheel's
             names = [
                 n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/WHEEL")
             ]
@@ -318,7 +319,7 @@ def _filename_from_blob(path: Path) -> str:
                 return ""
             dist_info = names[0].split("/")[0][: -len(".dist-info")]
             wheel = BytesHeaderParser().parsebytes(zf.read(names[0])[: 1 << 16])
-    except (OSError, zipfile.BadZipFile, KeyError):
+    except (SatchelError, OSError, zipfile.BadZipFile, KeyError):
         return ""
     name, _, version = dist_info.rpartition("-")
     tags = [t.strip().split("-") for t in wheel.get_all("Tag", []) if t.count("-") == 2]
