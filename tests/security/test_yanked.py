@@ -7,7 +7,10 @@ reason "compromised release" (in its JSON and HTML pages, as PEP 592/691 say).
 
 from __future__ import annotations
 
+import html
 import json
+import re
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,5 +104,34 @@ def test_a_yank_reason_cannot_drive_the_terminal(tmp_path: Path) -> None:
         assert "\\rover\\u202eevil" in warning
         assert not any(not char.isprintable() for char in result.stderr.replace("\n", ""))
         assert len(warning) < 600 and warning.endswith("pinned exactly"), warning
+    finally:
+        w.close()
+
+
+def test_a_yank_reason_relayed_by_the_local_index_cannot_drive_pips_terminal(
+    tmp_path: Path,
+) -> None:
+    """issue 11.12 through the local index: pip prints the yank reason it reads from the page
+    ("Reason for being yanked: ..."). The local index relays it as Satchel shows it: control
+    characters escaped, cut at 200 characters, in the JSON and the HTML page alike. (Before:
+    relayed as the index gave it.)"""
+    w = World(tmp_path)
+    try:
+        w.index.add(build_wheel(w.dist, "yk", "1.1"))
+        w.index.yank("yk-1.1-py3-none-any.whl", "bad\x1b[2J\x1b]52;c;eA==\x07" + "x" * 10_000)
+        w.ok("resolve", "yk==1.1")
+        exports = w.ok("env", "--shell", "bash").stdout
+        base = re.search(r"PIP_INDEX_URL='?(http://[^'\s]+)", exports)
+        assert base is not None, exports
+        for accept in ("application/vnd.pypi.simple.v1+json", "text/html"):
+            request = urllib.request.Request(base[1] + "yk/", headers={"Accept": accept})
+            with urllib.request.urlopen(request, timeout=30) as response:
+                body = response.read().decode()
+            if accept.endswith("json"):
+                (reason,) = [f["yanked"] for f in json.loads(body)["files"]]
+            else:
+                reason = html.unescape(re.search(r'data-yanked="([^"]*)"', body)[1])  # type: ignore[index]
+            assert reason.startswith("bad\\x1b[2J\\x1b]52;c;eA==\\x07x"), repr(reason[:80])
+            assert reason.isprintable() and len(reason) < 300, repr(reason[:80])
     finally:
         w.close()

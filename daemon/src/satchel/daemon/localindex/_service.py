@@ -80,6 +80,7 @@ from satchel.daemon.localindex._responses import (
     valid_project_name,
     version_of,
 )
+from satchel.daemon.requests.resolution import shown_reason
 from satchel.daemon.settings.credentials import redact
 from satchel.daemon.storage.model import FileEntry, ProjectPage
 from satchel.daemon.upstream.simple import file_project
@@ -449,7 +450,7 @@ class LocalIndex:
             sha256=sha,
             requires_python=entry.requires_python,
             yanked=entry.yanked,
-            yanked_reason=entry.yanked_reason,
+            yanked_reason=entry.yanked_reason and shown_reason(entry.yanked_reason),
             size=size,
             upload_time=entry.upload_time,
             metadata_sha256=metadata,

@@ -81,6 +81,7 @@ __all__ = [
     "resolve_params",
     "resolve_request",
     "resolver_threads",
+    "shown_reason",
     "target_for",
     "yanked_warnings",
 ]
@@ -478,7 +479,7 @@ def request_session(
 _MAX_REASON = 200
 
 
-def _shown_reason(text: str) -> str:
+def shown_reason(text: str) -> str:
     """The index's free text as it may reach a terminal and the log: one line, every
     non-printable character (escape sequences that could rewrite the screen or the clipboard,
     line breaks, bidirectional overrides) escaped, cut at `_MAX_REASON`."""
@@ -495,7 +496,7 @@ def yanked_warnings(pins: Iterable[Pin]) -> list[str]:
     for pin in pins:
         if not pin.file.yanked:
             continue
-        reason = _shown_reason(pin.file.yanked_reason or "no reason given")
+        reason = shown_reason(pin.file.yanked_reason or "no reason given")
         out.append(
             f"warning: {pin.name} {pin.version} ({pin.file.filename}) is yanked from index "
             f"'{pin.index}': {reason}; it was chosen only because it is pinned exactly"
