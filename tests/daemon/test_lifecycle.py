@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from satchel.protocol import CLOSED
 from tests.support.daemon import HANG_GUARD, CallError, Client, DaemonProcess, call, isolated_env
 
 
@@ -119,18 +118,6 @@ def test_signal_exits_zero_and_removes_the_socket(env: dict[str, str], signum: i
 FOREVER = {"seconds": 600, "step": 0.05}
 
 
-def _progress(client: Client, rid: int) -> dict[str, Any]:
-    """The next Progress of request *rid*: it is running in the daemon now (debug.sleep reports
-    its k-th step after k steps of the daemon's own clock)."""
-    while True:
-        event = client.next_event()
-        assert event is not CLOSED, f"the connection closed before request {rid} reported"
-        client.others.append(event)
-        if event.get("id") == rid:
-            assert event["type"] == "progress", event
-            return event  # type: ignore[no-any-return]
-
-
 def _until_draining(client: Client) -> dict[str, Any]:
     """Ping until the daemon refuses: it has begun draining (no clock: it answers each ping)."""
     while True:
@@ -143,7 +130,7 @@ def test_sigterm_drains_an_in_flight_request(env: dict[str, str]) -> None:
     with DaemonProcess(env) as daemon, Client(daemon.socket) as client:
         client.hello()
         rid = client.request("debug.sleep", {"seconds": 2, "step": 0.05})
-        _progress(client, rid)  # the request is running
+        client.next_progress(rid)  # the request is running
         daemon.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
         reply = client.wait_terminal(rid)
         assert reply["type"] == "result"  # ran to its end: drained, not cut
@@ -155,11 +142,11 @@ def test_new_requests_are_refused_while_draining(env: dict[str, str]) -> None:
     with DaemonProcess(env) as daemon, Client(daemon.socket) as client:
         client.hello()
         slow = client.request("debug.sleep", FOREVER)
-        _progress(client, slow)
+        client.next_progress(slow)
         daemon.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
         late = _until_draining(client)
         assert late["code"] == "shutting-down"
-        _progress(client, slow)  # still running after the refusal: drained, not cancelled
+        client.next_progress(slow)  # still running after the refusal: drained, not cancelled
         assert daemon.returncode is None
         client.cancel(slow)  # the drain ends with the last request
         assert client.wait_terminal(slow)["code"] == "cancelled"
@@ -190,7 +177,7 @@ def test_idle_timeout_never_fires_while_a_request_runs(env: dict[str, str]) -> N
     with DaemonProcess(env, "--idle-timeout", "0.3") as daemon, Client(daemon.socket) as client:
         client.hello()
         slow = client.request("debug.sleep", FOREVER)
-        while _progress(client, slow)["done"] < 12:  # 12 steps of 0.05 s: past the 0.3 s
+        while client.next_progress(slow)["done"] < 12:  # 12 steps of 0.05 s: past the 0.3 s
             pass
         # By the daemon's own clock the request has run longer than the idle timeout: a daemon
         # that had idled out would be draining now and refuse this.
@@ -207,7 +194,7 @@ def test_status_lists_jobs_in_flight(env: dict[str, str]) -> None:
     with DaemonProcess(env) as daemon, Client(daemon.socket) as client:
         client.hello()
         slow = client.request("debug.sleep", FOREVER)
-        _progress(client, slow)
+        client.next_progress(slow)
         jobs = call(daemon.socket, "status")["jobs"]
         client.cancel(slow)
         assert client.wait_terminal(slow)["code"] == "cancelled"

@@ -40,7 +40,7 @@ Stable API (used by every area's tests; change only by adding):
 `Client(socket_path)`
     A blocking connection for tests that need several requests in flight, `Cancel`, or raw
     bytes: ``hello()``, ``request(method, params) -> id``, ``cancel(id)``, ``next_event(timeout)``,
-    ``wait_terminal(id, timeout)``, ``send_raw(bytes)``, ``close()``.
+    ``wait_terminal(id, timeout)``, ``next_progress(id)``, ``send_raw(bytes)``, ``close()``.
 
 `wait_exited(pid, timeout=10.0) -> bool`
     Waits until process *pid* has exited *and released its descriptors* (its socket, its locks);
@@ -261,6 +261,19 @@ class Client:
             if event is not NEED_DATA:
                 return event
             self.conn.receive_data(self.sock.recv(65536))
+
+    def next_progress(self, rid: int) -> dict[str, Any]:
+        """Read events until request *rid*'s next Progress (it runs in the daemon now; others'
+        events are collected in `.others`). `debug.sleep` with a `step` reports its k-th step
+        after k steps of the daemon's own clock: a test's way to know time passed there."""
+        while True:
+            event = self.next_event()
+            if event is CLOSED:
+                raise ConnectionError(f"connection closed before request {rid} reported")
+            self.others.append(event)
+            if event.get("id") == rid:
+                assert event["type"] == "progress", event
+                return event  # type: ignore[no-any-return]
 
     def wait_terminal(self, rid: int, timeout: float = HANG_GUARD) -> dict[str, Any]:
         """Read events until request *rid*'s Result or Error (other requests' events are
