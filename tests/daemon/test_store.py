@@ -525,5 +525,9 @@ def test_a_sync_returns_only_once_every_directory_added_before_it_is_durable(
 
     monkeypatch.setattr(fsutil, "fsync_dir", slow)
     second_call_waits_for_the_first(
-        unsynced.sync, first_syncing, release, "answered while the directories were not durable yet"
+        unsynced.sync,
+        first_syncing,
+        release,
+        "answered while the directories were not durable yet",
+        owner=unsynced,
     )
