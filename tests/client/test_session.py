@@ -144,7 +144,7 @@ def test_ctrl_c_cancels_the_request_in_the_daemon(client: ClientEnv) -> None:
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "connected"
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60  # a hang guard, not a measurement
     while time.monotonic() < deadline:  # wait until the daemon runs the request
         jobs = json.loads(client.satchel("status", "--json").stdout)["jobs"]
         if any(job["method"] == "debug.sleep" for job in jobs):

@@ -76,7 +76,7 @@ def test_notify_fd_says_ready_once_the_socket_answers(tmp_path: Path) -> None:
         assert call(socket_path(env), "status")["activation"] == "autostart"
     finally:
         proc.terminate()
-        assert proc.wait(10) == 0
+        assert proc.wait(60) == 0
 
 
 def test_notify_fd_carries_the_start_up_error(tmp_path: Path) -> None:
