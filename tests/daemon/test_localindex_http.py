@@ -377,7 +377,7 @@ async def test_each_connection_holds_the_activity_hold_while_open() -> None:
         await stream.receive_some(65536)
         assert open_now == [1]  # a keep-alive connection keeps the daemon from idling out
         await stream.aclose()
-        with trio.fail_after(5):
+        with trio.fail_after(HANG_GUARD):  # a hang guard, not a measurement
             while open_now != [0]:  # noqa: ASYNC110 (the server notices the close by itself)
                 await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
