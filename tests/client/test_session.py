@@ -77,7 +77,7 @@ def test_progress_events_reach_the_callback_before_the_result(client: ClientEnv)
         value = session.call(
             "debug.sleep", {"seconds": 0.2, "step": 0.05}, on_progress=events.append
         )
-    assert value["slept"] >= 0.2
+    assert set(value) == {"slept"}  # the Result, after every Progress
     assert [e["done"] for e in events] == [0, 1, 2, 3]
     assert {e["total"] for e in events} == {4}
 
