@@ -17,15 +17,23 @@ from pathlib import Path
 import pytest
 
 from satchel.client.session import Session
+from satchel.client.transport import Stream
 from satchel.protocol import NEED_DATA, SERVER, Connection
 from satchel.protocol.buildid import build_id
 from satchel.protocol.codec import DictCodec
 from tests.client.clientenv import ClientEnv
 
 
+def _waiting_for_an_answer(thread: threading.Thread) -> bool:
+    """Whether *thread* (the client, in this process) is inside `Stream.recv`: it has sent
+    everything it meant to before reading, and waits (no clock: the interpreter says so)."""
+    frame = sys._current_frames().get(thread.ident or 0)
+    return frame is not None and frame.f_code is Stream.recv.__code__
+
+
 class ScriptedDaemon:
-    """Accepts one connection; reads until `wanted` messages arrived or 0.5 s of silence, then
-    answers Welcome and a Result for every request seen."""
+    """Accepts one connection; reads until `wanted` messages arrived or the client (the main
+    thread) waits for an answer, then answers Welcome and a Result for every request seen."""
 
     def __init__(self, path: Path, wanted: int) -> None:
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -39,14 +47,23 @@ class ScriptedDaemon:
     def _serve(self) -> None:
         sock, _ = self.listener.accept()
         conn = Connection(SERVER, DictCodec())
-        sock.settimeout(0.5)
+        sock.settimeout(0.01)  # how often to look at the client: pacing, not a deadline
         requests = []
+        client = threading.main_thread()
         try:
             while len(self.before_welcome) < self.wanted:
                 try:
                     data = sock.recv(65536)
                 except TimeoutError:
-                    break
+                    if not _waiting_for_an_answer(client):
+                        continue
+                    sock.setblocking(False)  # what it sent before waiting is here by now
+                    try:
+                        data = sock.recv(65536)
+                    except BlockingIOError:
+                        break
+                    finally:
+                        sock.settimeout(0.01)
                 if not data:
                     break
                 conn.receive_data(data)

@@ -77,7 +77,7 @@ def test_progress_events_reach_the_callback_before_the_result(client: ClientEnv)
         value = session.call(
             "debug.sleep", {"seconds": 0.2, "step": 0.05}, on_progress=events.append
         )
-    assert value["slept"] >= 0.2
+    assert set(value) == {"slept"}  # the Result, after every Progress
     assert [e["done"] for e in events] == [0, 1, 2, 3]
     assert {e["total"] for e in events} == {4}
 
@@ -144,7 +144,7 @@ def test_ctrl_c_cancels_the_request_in_the_daemon(client: ClientEnv) -> None:
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "connected"
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60  # a hang guard, not a measurement
     while time.monotonic() < deadline:  # wait until the daemon runs the request
         jobs = json.loads(client.satchel("status", "--json").stdout)["jobs"]
         if any(job["method"] == "debug.sleep" for job in jobs):

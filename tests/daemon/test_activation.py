@@ -23,7 +23,7 @@ SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
 def _ping_until_answered(path: str, deadline: float) -> dict[str, int]:
     while True:
         try:
-            return call(path, "ping", timeout=5)  # type: ignore[no-any-return]
+            return call(path, "ping")  # type: ignore[no-any-return]
         except (OSError, CallError):
             if time.monotonic() > deadline:
                 raise
@@ -38,7 +38,7 @@ def test_systemd_activation_serves_the_passed_socket_and_notifies_ready(tmp_path
     notify_path = str(runtime / "notify")
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(notify_path)
-    notify.settimeout(15)
+    notify.settimeout(60)  # a hang guard, not a measurement
     env["NOTIFY_SOCKET"] = notify_path
     passed = [f"--setenv={name}" for name in env if name != "NOTIFY_SOCKET"]
     assert SOCKET_ACTIVATE is not None
@@ -59,7 +59,7 @@ def test_systemd_activation_serves_the_passed_socket_and_notifies_ready(tmp_path
         text=True,
     )
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60  # a hang guard, not a measurement
         while not os.path.exists(sock_path):
             assert time.monotonic() < deadline, "systemd-socket-activate did not listen"
             time.sleep(0.02)
@@ -76,7 +76,7 @@ def test_systemd_activation_serves_the_passed_socket_and_notifies_ready(tmp_path
         os.kill(pong["pid"], signal.SIGTERM)
         stopping = notify.recv(4096).decode().split("\n")
         assert "STOPPING=1" in stopping
-        assert manager.wait(15) == 0
+        assert manager.wait(60) == 0
         # A socket handed over by the service manager is not the daemon's to remove.
         assert os.path.exists(sock_path)
     finally:

@@ -23,7 +23,7 @@ from satchel.daemon.localindex import local_index_state
 from satchel.daemon.process.app import run_runtime
 from satchel.daemon.services.daemon import runtime
 from satchel.daemon.settings.ownindex import TOKEN_FILE
-from tests.support.daemon import in_process_app
+from tests.support.daemon import HANG_GUARD, in_process_app
 from tests.support.localindex import local_index, two_indexes, write_config
 from tests.support.wheels import build_wheel, file_sha256, wheel_metadata
 
@@ -333,14 +333,17 @@ async def test_traversal_and_junk_paths_are_404(tmp_path: Path, path: str) -> No
         assert b"root:" not in response.content
 
 
-async def raw_exchange(port: int, data: bytes, *, read_for: float = 2.0) -> bytes:
+async def raw_exchange(port: int, data: bytes) -> bytes:
+    """Send *data*, read until the server closes (each exchange here ends in a close; the
+    guard turns one kept open into a failure that says so)."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     received = b""
     async with stream:
         await stream.send_all(data)
-        with trio.move_on_after(read_for):
+        with trio.move_on_after(HANG_GUARD) as guard:
             while chunk := await stream.receive_some(65536):
                 received += chunk
+    assert not guard.cancelled_caught, f"the connection was kept open after {received[:200]!r}"
     return received
 
 
@@ -372,7 +375,7 @@ async def test_pipelined_requests_are_answered_in_order(tmp_path: Path) -> None:
         one += b"\r\n" + auth_header(local.token) + b"\r\n"
         two = b"GET /simple/nope-nope/ HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth_header(local.token)
         two += b"Connection: close\r\n\r\n"
-        answer = await raw_exchange(port, one + two, read_for=5.0)
+        answer = await raw_exchange(port, one + two)
         first, _, rest = answer.partition(b"HTTP/1.1 404 ")
         assert first.startswith(b"HTTP/1.1 200 ")
         assert json.loads(first.split(b"\r\n\r\n", 1)[1])["name"] == "alpha"
@@ -445,8 +448,9 @@ async def test_file_of_a_shadowed_index_is_not_served(tmp_path: Path) -> None:
 # -- the listener --------------------------------------------------------------------------------
 
 
-async def wait_until(check: Callable[[], bool], seconds: float = 10.0) -> None:
-    """Poll *check*: the state changes in another task with no event to wait on."""
+async def wait_until(check: Callable[[], bool], seconds: float = HANG_GUARD) -> None:
+    """Poll *check*: the state changes in another task with no event to wait on (*seconds*:
+    a hang guard, not a measurement)."""
     with trio.fail_after(seconds):
         while not check():  # noqa: ASYNC110
             await trio.sleep(0.05)

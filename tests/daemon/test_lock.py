@@ -30,13 +30,14 @@ def test_second_holder_is_refused_with_the_first_pid(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys, time\n"
+            "import sys\n"
             "from pathlib import Path\n"
             "from satchel.daemon.process._lock import InstanceLock\n"
             f"InstanceLock(Path({str(path)!r})).acquire()\n"
             "print('held', flush=True)\n"
-            "time.sleep(30)\n",
+            "sys.stdin.read()\n",  # held until killed, however long the test takes
         ],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from satchel.daemon.process._notify import StartupChannel, SystemdNotifier
@@ -77,7 +76,7 @@ def test_notify_fd_says_ready_once_the_socket_answers(tmp_path: Path) -> None:
         assert call(socket_path(env), "status")["activation"] == "autostart"
     finally:
         proc.terminate()
-        assert proc.wait(10) == 0
+        assert proc.wait(60) == 0
 
 
 def test_notify_fd_carries_the_start_up_error(tmp_path: Path) -> None:
@@ -85,10 +84,8 @@ def test_notify_fd_carries_the_start_up_error(tmp_path: Path) -> None:
     sock_dir = Path(env["XDG_RUNTIME_DIR"]) / "satchel"
     sock_dir.mkdir()
     sock_dir.chmod(0o755)
-    started = time.monotonic()
-    proc, line = _spawn_with_notify_fd(env)
-    assert proc.wait(10) == 1
+    proc, line = _spawn_with_notify_fd(env)  # returns at the daemon's EOF: no wait of ours
+    assert proc.wait(60) == 1  # a hang guard, not a measurement
     assert line.startswith(b"ERROR ")
     assert f"{sock_dir} has mode 0755".encode() in line
     assert line.endswith(b"\n") and line.count(b"\n") == 1
-    assert time.monotonic() - started < 10

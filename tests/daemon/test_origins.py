@@ -294,6 +294,10 @@ def test_make_durable_returns_only_once_a_sync_under_way_covered_it(
 
     monkeypatch.setattr(db, "_write", slow)
     second_call_waits_for_the_first(
-        origins.make_durable, syncing, release, "answered while the binding was not durable yet"
+        origins.make_durable,
+        syncing,
+        release,
+        "answered while the binding was not durable yet",
+        owner=origins,
     )
     assert not origins.owed()

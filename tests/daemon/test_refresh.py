@@ -8,21 +8,24 @@ cool-down through `Limits` (`tests.support.warm`).
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import trio
 
+from satchel.daemon.requests import gc
 from satchel.daemon.requests.watch import WatchedProject
 from satchel.daemon.services.refresh import Timing, Warmer
+from satchel.daemon.storage.metadb import MetaDB
 from tests.support.index_server import IndexServer
 from tests.support.warm import FAST_LIMITS, running_warmer
 from tests.support.wheels import build_wheel, file_sha256
 
 
-async def until(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
-    """Poll *predicate* (state of other tasks and threads, with no event to wait on)."""
+async def until(predicate: Callable[[], bool], seconds: float = 60.0) -> None:
+    """Poll *predicate* (state of other tasks and threads, with no event to wait on); *seconds*
+    is a hang guard, not a measurement."""
     with trio.fail_after(seconds):
         while not predicate():  # noqa: ASYNC110
             await trio.sleep(0.01)
@@ -98,7 +101,9 @@ async def test_recently_used_projects_are_refreshed_too(tmp_path: Path) -> None:
 _COOLDOWN = 8.0
 
 
-async def test_refresh_pauses_while_every_index_is_offline_and_resumes(tmp_path: Path) -> None:
+async def test_refresh_pauses_while_every_index_is_offline_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with IndexServer(tmp_path / "index") as index:
         publish(index, tmp_path, "alpha")
         timing = Timing(refresh_interval=0.05, offline_poll=0.01)
@@ -109,7 +114,6 @@ async def test_refresh_pauses_while_every_index_is_offline_and_resumes(tmp_path:
 
             index.stop()
             await until(lambda: not warm.reachable())
-            offline_at = time.monotonic()
             # A round that was under way when the index went away ends (counted) first.
             await until(
                 lambda: not any(j.method == "refresh" for j in warm.app.background_jobs.values())
@@ -117,14 +121,32 @@ async def test_refresh_pauses_while_every_index_is_offline_and_resumes(tmp_path:
             index.start()  # back on the same port, but the daemon has not probed it yet
             index.reset_log()
             rounds = warm.refreshes
-            await trio.sleep(1.0)
-            assert time.monotonic() < offline_at + _COOLDOWN  # still inside the cool-down
+            told_to_wait = _count_refusals(warm, monkeypatch)
+            # Counted in the refresh loop's own checks, not in seconds: it asked ten times
+            # whether it may go, was told to wait, and asked the index nothing.
+            await until(lambda: told_to_wait() >= 10)
+            assert not warm.reachable()  # still inside the cool-down: the window was in it
 
             assert index.requests == []  # paused: not one request during the cool-down
             assert warm.refreshes == rounds
 
             await until(lambda: len(page_requests(index, "alpha")) >= 2, _COOLDOWN + 10)  # resumed
             assert warm.reachable()
+
+
+def _count_refusals(warm: Warmer, monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    """Count the times the background tasks ask `Warmer.reachable` and are told to wait."""
+    refusals = 0
+    reachable = warm.reachable
+
+    def counting() -> bool:
+        nonlocal refusals
+        answer = reachable()
+        refusals += not answer
+        return answer
+
+    monkeypatch.setattr(warm, "reachable", counting)
+    return lambda: refusals
 
 
 async def test_a_change_made_while_offline_is_prefetched_when_the_index_returns(
@@ -171,8 +193,17 @@ async def test_garbage_collection_runs_by_itself_when_idle_and_over_the_cap(
 
 
 async def test_an_idle_collection_that_cannot_free_anything_is_not_repeated(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    polls = 0
+    usage = gc.usage
+
+    def counted_usage(metadb: MetaDB) -> gc.Usage:  # once per idle poll that checks the caps
+        nonlocal polls
+        polls += 1
+        return usage(metadb)
+
+    monkeypatch.setattr(gc, "usage", counted_usage)
     with IndexServer(tmp_path / "index") as index:
         publish(index, tmp_path, "alpha")
         gamma = publish(index, tmp_path, "gamma")
@@ -183,7 +214,8 @@ async def test_an_idle_collection_that_cannot_free_anything_is_not_repeated(
         ) as warm:
             await watched(warm, tmp_path / "proj", "alpha\n")  # protected, and over the cap
             await until(lambda: warm.collections == 1)
-            await trio.sleep(0.2)
+            seen = polls
+            await until(lambda: polls >= seen + 10)  # ten more polls, each over the cap
             assert warm.collections == 1
 
             loop = warm.rt.config.indexes[0]

@@ -404,7 +404,7 @@ CHILD = textwrap.dedent(
             yield bytes([i % 251]) * WRITE_BATCH
             if i == 1:  # chunks 0 and 1 have been written when this runs
                 print("streaming", flush=True)
-            await trio.sleep(0.05)
+                sys.stdin.read()  # held here until killed: the parent never writes
 
     async def main():
         store = BlobStore(Path(sys.argv[1]))
@@ -428,6 +428,7 @@ async def test_kill_9_mid_ingest_leaves_nothing_visible_and_a_rerun_completes(
     store = BlobStore(root)
     child = await trio.lowlevel.open_process(
         [sys.executable, "-c", CHILD, str(root), sha(payload)],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         cwd=REPO,
     )
@@ -439,7 +440,8 @@ async def test_kill_9_mid_ingest_leaves_nothing_visible_and_a_rerun_completes(
                 received = await child.stdout.receive_some()
                 assert received, f"the child exited early: {output!r}"
                 output += received
-        # "streaming" is printed when the ingest asks for a third chunk: two are on disk.
+        # "streaming" is printed when the ingest asks for a third chunk: two are on disk, and
+        # the child waits there for the kill.
         [partial] = temp_files(store)
         assert partial.stat().st_size == 2 * WRITE_BATCH
         child.send_signal(signal.SIGKILL)
@@ -525,5 +527,9 @@ def test_a_sync_returns_only_once_every_directory_added_before_it_is_durable(
 
     monkeypatch.setattr(fsutil, "fsync_dir", slow)
     second_call_waits_for_the_first(
-        unsynced.sync, first_syncing, release, "answered while the directories were not durable yet"
+        unsynced.sync,
+        first_syncing,
+        release,
+        "answered while the directories were not durable yet",
+        owner=unsynced,
     )

@@ -163,11 +163,12 @@ async def test_concurrency_per_index_is_bounded(tmp_path: Path) -> None:
             index.add(build_wheel(tmp_path / "dist", f"p{i}", "1.0"))
         limits = Limits(per_index_concurrency=2, backoff=0.01)
         async with Upstream(limits=limits) as up, trio.open_nursery() as nursery:
-            start = trio.current_time()
             for i in range(6):
                 nursery.start_soon(up.fetch_page, _config(index.url), f"p{i}")
-        elapsed = trio.current_time() - start
-    assert elapsed >= 0.3  # 6 requests of 0.1 s, two at a time: at least three rounds
+    # Counted by the index, not timed: each answer takes 0.1 s, so six sent at once would
+    # have been answered side by side.
+    assert index.max_in_flight <= 2
+    assert len([p for p in index.requests if p.startswith("/simple/p")]) == 6
 
 
 # -- retries and the circuit breaker ------------------------------------------------------------
@@ -270,7 +271,7 @@ async def test_downloads_fail_fast_while_offline_and_resume_after_the_cool_down(
         clock.now += FAST.offline_cooldown + 1
         async with up.open_file(config, wheel) as download:
             data = b"".join([chunk async for chunk in download])
-        with trio.fail_after(5):  # no probe left dangling by the download
+        with trio.fail_after(60):  # a hang guard: a probe left dangling is waited on for ever
             await up.fetch_page(config, "demo", force=True)
     assert hashlib.sha256(data).hexdigest() == wheel.sha256
 
@@ -495,7 +496,9 @@ async def test_slow_drip_page_is_bounded_by_the_request_deadline() -> None:
     limits = Limits(request_deadline=0.3, attempts=1, timeout=15.0)
     with serving(respond) as base:
         async with Upstream(limits=limits) as up:
-            with trio.fail_after(3), pytest.raises(IndexUnreachable, match=r"within 0\.3s"):
+            # The message names the deadline that cut it (the drip alone would last 4 s and
+            # then break off: another error); fail_after is a hang guard, not a measurement.
+            with trio.fail_after(60), pytest.raises(IndexUnreachable, match=r"within 0\.3s"):
                 await up.fetch_page(_config(base + "/simple/"), "demo")
 
 

@@ -16,7 +16,6 @@ import fcntl
 import json
 import os
 import subprocess
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.world import World, listing, record_problems, site_packages
+from tests.support.locks import wait_for_flock_waiter
 from tests.support.wheels import build_wheel
 
 MAIN = 'def main():\n    print("{name} {version} runs")\n'
@@ -286,7 +286,8 @@ def test_an_install_waits_for_its_environment_but_not_for_another(
         other = world.spawn("install", "--venv", str(free), "alpha")
         _out, err = other.communicate(timeout=60)
         assert other.returncode == 0, err
-        time.sleep(0.3)
+        # The kernel says the daemon's install is blocked on the lock we hold.
+        wait_for_flock_waiter(lock_file, lambda: waiting.poll() is not None, "the install")
         assert waiting.poll() is None  # still queued behind the lock
         assert "alpha" not in world.pip_list(busy)
     finally:

@@ -31,18 +31,20 @@ def world(tmp_path: Path) -> Iterator[World]:
         yield w
 
 
-class ThrottledProxy:
-    """A TCP relay on 127.0.0.1 to *port* whose answers trickle at *rate* bytes/s per connection.
+class HoldingProxy:
+    """A TCP relay on 127.0.0.1 to *port* that passes *hold_after* bytes of answers per
+    connection, then holds the rest until `released` is set.
 
     The test index writes a whole file at once, which loopback delivers in a millisecond; behind
-    this relay a download lasts long enough to kill the daemon in the middle of it. Requests
-    pass unchanged (the index's relative links keep pointing at the relay). ``rate = None``
-    lifts the limit.
+    this relay a big download stops part-way for as long as the test wants: a kill then lands in
+    the middle of it whatever the machine's speed. Requests pass unchanged (the index's relative
+    links keep pointing at the relay).
     """
 
-    def __init__(self, port: int, rate: float | None) -> None:
+    def __init__(self, port: int, hold_after: int) -> None:
         self.target = port
-        self.rate = rate
+        self.hold_after = hold_after
+        self.released = threading.Event()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
@@ -58,16 +60,22 @@ class ThrottledProxy:
                 upstream = socket.create_connection(("127.0.0.1", self.target))
             except OSError:
                 return
-            for src, dst, slow in ((client, upstream, False), (upstream, client, True)):
-                threading.Thread(target=self._pump, args=(src, dst, slow), daemon=True).start()
+            for src, dst, answers in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pump, args=(src, dst, answers), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, slow: bool) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, answers: bool) -> None:
+        passed = 0
         try:
             while data := src.recv(16384):
+                if answers and not self.released.is_set():
+                    room = max(0, self.hold_after - passed)
+                    if len(data) > room:
+                        dst.sendall(data[:room])
+                        passed += room
+                        data = data[room:]
+                        self.released.wait()
                 dst.sendall(data)
-                rate = self.rate
-                if slow and rate:
-                    time.sleep(len(data) / rate)
+                passed += len(data)
         except OSError:
             pass
         finally:
@@ -77,6 +85,7 @@ class ThrottledProxy:
                 sock.close()
 
     def close(self) -> None:
+        self.released.set()
         self.listener.close()
 
 
@@ -98,19 +107,24 @@ def _wheels(world: World, prefix: str, count: int, size: int) -> dict[str, str]:
     return out
 
 
-#: A temp file past this size is one of the big wheels (the small ones are 1000 bytes), which the
-#: relay's rate keeps in flight for seconds: the kill that follows lands mid-download even when a
-#: loaded machine delays it (a small file seen half-written could be committed before the kill).
+#: What the relay passes of each connection's answers before it holds them: past the store's
+#: first write batch (`WRITE_BATCH`, 1 MiB) of a big wheel (2.5 MiB), far past everything else
+#: a connection carries (pages, metadata, the 1000-byte wheels).
+_HOLD_AFTER = 3 << 19
+
+#: A temp file past this size is one of the big wheels, held by the relay: the kill that follows
+#: lands mid-download, however long it takes to come.
 _IN_FLIGHT = 64 * 1024
 
 
 def _wait_for_partial_download(tmp: Path, seconds: float = 60) -> None:
+    """Wait for a big wheel's first batch in tmp/ (*seconds*: a hang guard)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         with contextlib.suppress(FileNotFoundError):
             if any(entry.stat().st_size > _IN_FLIGHT for entry in tmp.iterdir()):
                 return
-        time.sleep(0.005)
+        time.sleep(0.005)  # polling the store's tmp/: there is no event to wait on
     raise AssertionError("no download reached the store's tmp/ in time")
 
 
@@ -118,7 +132,7 @@ def test_kill_9_during_prefetch_leaves_no_partial_blob_and_a_rerun_completes(
     world: World,
 ) -> None:
     wheels = _wheels(world, "small", 3, 1000) | _wheels(world, "big", 3, 5 << 19)
-    proxy = ThrottledProxy(world.internal.port, rate=1 << 19)  # a big wheel: 5 s in flight
+    proxy = HoldingProxy(world.internal.port, _HOLD_AFTER)  # big wheels stop part-way
     try:
         world.ok("index", "remove", "internal")
         world.ok("index", "add", "internal", proxy.url, "--before", "public")
@@ -132,7 +146,7 @@ def test_kill_9_during_prefetch_leaves_no_partial_blob_and_a_rerun_completes(
         try:
             _wait_for_partial_download(world.cache / "tmp")
             os.kill(pid, signal.SIGKILL)
-            assert prefetch.wait(15) != 0
+            assert prefetch.wait(60) != 0
         finally:
             if prefetch.poll() is None:
                 prefetch.kill()
@@ -142,7 +156,7 @@ def test_kill_9_during_prefetch_leaves_no_partial_blob_and_a_rerun_completes(
         stored = blobs_are_whole(world.cache)
         assert stored < set(wheels.values())
 
-        proxy.rate = None
+        proxy.released.set()
         summary = json.loads(world.ok("prefetch", *wheels, "--json").stdout)
     finally:
         proxy.close()

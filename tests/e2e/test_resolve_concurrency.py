@@ -5,15 +5,16 @@ project at a time.
 from __future__ import annotations
 
 import json
-import threading
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.client.clientenv import SATCHEL
 from tests.e2e.twoindexes import World, open_world
-from tests.support.daemon import Client
+from tests.support.daemon import HANG_GUARD, call
 from tests.support.wheels import build_wheel
 
 
@@ -39,58 +40,68 @@ def _tree(world: World, mids: int, leaves: int) -> None:
             world.internal.add(build_wheel(dist, leaf, "1.1"))
 
 
-def test_ping_stays_fast_while_a_large_resolve_runs(world: World) -> None:
+def test_the_daemon_answers_while_a_large_resolve_runs(world: World) -> None:
+    """Pings on another connection are answered while a resolve is provably under way (its
+    index answers are held), and it then completes. That resolvelib itself runs off the event
+    loop is checked, also without a clock, by tests/daemon/test_resolver_thread.py."""
     _tree(world, 10, 9)  # 1 + 10 + 90 = 101 packages
-    world.internal.delay = 0.005  # a resolve long enough to ping through, on loopback
     world.ok("ping")
-    rtts: list[float] = []
-    done = threading.Event()
-
-    def ping_loop() -> None:
-        with Client(world.env.socket.as_posix()) as client:
-            assert client.hello()["type"] == "welcome"
-            while not done.is_set():
-                started = time.perf_counter()
-                reply = client.wait_terminal(client.request("ping"), timeout=5)
-                rtts.append(time.perf_counter() - started)
-                assert reply["type"] == "result"
-                time.sleep(0.01)
-
-    pinger = threading.Thread(target=ping_loop)
-    pinger.start()
-    try:
-        started = time.perf_counter()
-        result = world.ok("resolve", "--format", "json", "tree-root", timeout=60)
-        elapsed = time.perf_counter() - started
-    finally:
-        done.set()
-        pinger.join(10)
-
-    assert len(json.loads(result.stdout)["pins"]) == 101
-    assert len(rtts) >= 10, f"the resolve ({elapsed:.2f} s) was too quick to ping through"
-    # A loop blocked by the resolver would hold every ping for as long as it is blocked, a
-    # large share of the resolve. Compared with the resolve itself, not with a fixed number of
-    # milliseconds, so a loaded machine (which slows both alike) does not fail it.
-    assert max(rtts) < elapsed / 4, (
-        f"a ping waited {max(rtts):.2f} s of a {elapsed:.2f} s resolve (of {len(rtts)} pings)"
+    world.internal.reset_log()
+    world.internal.gate.clear()  # every answer of the index waits: the resolve cannot end
+    resolve = subprocess.Popen(
+        [SATCHEL, "resolve", "--format", "json", "tree-root"],
+        env=world.env.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
+    try:
+        while not world.internal.requests:  # the resolve has asked the index: it is running
+            assert resolve.poll() is None, resolve.communicate()
+            time.sleep(0.01)  # polling the index's log: there is no event to wait on
+        pid = world.env.daemon_pid()
+        for _ in range(20):
+            assert call(str(world.env.socket), "ping") == {"pid": pid}
+        assert resolve.poll() is None  # still waiting on the index it asked
+    finally:
+        world.internal.gate.set()
+    out, err = resolve.communicate(timeout=120)
+    assert resolve.returncode == 0, err
+    assert len(json.loads(out)["pins"]) == 101
 
 
 def test_cold_resolve_fetches_metadata_ahead_of_the_resolver(world: World) -> None:
-    """24 dependencies on an index answering in 100 ms: one at a time would take 2.4 s."""
+    """24 dependencies: while the index holds every answer about them, the daemon has already
+    asked it about at least 4 (one at a time, it would wait for the first answer)."""
     dist = world.root / "dist" / "fan"
     leaves = [f"fan-leaf-{n}" for n in range(24)]
     world.internal.add(build_wheel(dist, "fan-root", "1.0", requires=leaves))
     for leaf in leaves:
         world.internal.add(build_wheel(dist, leaf, "1.0"))
     world.ok("ping")
-    world.internal.delay = 0.1
-    world.internal.max_in_flight = 0
+    world.internal.reset_log()
+    world.internal.held = lambda path: "fan-leaf" in path or "fan_leaf" in path
+    world.internal.gate.clear()
 
-    pins = world.pins("fan-root")
+    def asked() -> set[str]:  # distinct: a retry of one request is not a second
+        return {p for p in world.internal.requests if world.internal.held(p)}
 
-    assert len(pins) == 25
+    resolve = subprocess.Popen(
+        [SATCHEL, "resolve", "--format", "json", "fan-root"],
+        env=world.env.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + HANG_GUARD  # a hang guard, not a measurement
+        while len(asked()) < 4:  # none of them answered yet
+            assert time.monotonic() < deadline, f"asked one at a time: {asked()}"
+            time.sleep(0.01)  # polling the index's log: there is no event to wait on
+    finally:
+        world.internal.gate.set()
+    out, err = resolve.communicate(timeout=120)
+    assert resolve.returncode == 0, err
+    assert len(json.loads(out)["pins"]) == 25
     metadata = [p for p in world.internal.requests if p.endswith(".metadata")]
     assert len(metadata) == 25
-    # Each answer takes 0.1 s: one at a time, the index never answers two at once.
-    assert world.internal.max_in_flight >= 4, "metadata fetched one at a time"

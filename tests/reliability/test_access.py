@@ -40,7 +40,7 @@ SECRETS = (URL_SECRET, ENV_SECRET, NETRC_SECRET)
 def _local_index_url(rig: Rig) -> str:
     """The local index's URL, once the daemon has logged that it serves (it starts beside the
     socket, a moment after the daemon answers)."""
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # a hang guard, not a measurement
     while True:
         log = rig.env.log_file.read_text()
         found: list[str] = re.findall(

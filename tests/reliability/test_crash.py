@@ -13,25 +13,35 @@ What must hold after every kill, once a new daemon has started (issue 7):
   back exactly the old state.
 
 Kill points are random times drawn over the measured length of an uninterrupted run (seeded,
-printed, so a failure can be replayed with ``SATCHEL_CRASH_SEED``). Each kill uses a fresh
-daemon (the restart is part of what is tested); the per-run outcomes are printed for
-``docs/reliability.md``.
+printed, so a failure can be replayed with ``SATCHEL_CRASH_SEED``); any kill point is a valid
+one, so no check depends on where a kill lands. That some kills land inside the work is made
+sure of without a clock: the prefetch's first kill comes while the index holds the wheels'
+answers (`IndexServer.gate`), the install's while the daemon waits for the environment's lock
+the test holds. An install's kill clock starts when the test lets that lock go (not at the
+client's start), and its draws are capped by the earliest draw that came after the commit.
+Each kill uses a fresh daemon (the restart is part of what is tested); the per-run outcomes are
+printed for ``docs/reliability.md``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import random
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from satchel.daemon.installing._layout import LOCK_NAME
 from tests.client.clientenv import SATCHEL
 from tests.reliability.harness import Rig, env_state, kill_and_wait, scaled, venv_state
+from tests.support.locks import wait_for_flock_waiter
 from tests.support.wheels import build_wheel
 
 SEED = int(os.environ.get("SATCHEL_CRASH_SEED", str(random.randrange(1 << 30))))
@@ -70,6 +80,34 @@ def _kill_after(rig: Rig, args: list[str], delay: float) -> subprocess.Completed
     return subprocess.CompletedProcess(command.args, command.returncode, out, err)
 
 
+def _kill_while_held(
+    rig: Rig, args: list[str], held: Callable[[str], bool]
+) -> subprocess.CompletedProcess[str]:
+    """Start a daemon, run ``satchel *args`` with the index holding its answers to the paths
+    *held* picks, SIGKILL the daemon once it asked for one: certainly in the middle of it."""
+    pid = rig.daemon_pid()  # autostarts a fresh daemon
+    rig.index.reset_log()
+    rig.index.held = held
+    rig.index.gate.clear()
+    try:
+        command = subprocess.Popen(
+            [SATCHEL, *args],
+            env=rig.env.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        while not any(held(path) for path in rig.index.requests):
+            assert command.poll() is None, command.communicate()
+            time.sleep(0.01)  # polling the index's log: there is no event to wait on
+        kill_and_wait(pid)
+    finally:
+        rig.index.gate.set()
+        rig.index.held = lambda path: True
+    out, err = command.communicate(timeout=60)
+    return subprocess.CompletedProcess(command.args, command.returncode, out, err)
+
+
 def _timed(rig: Rig, *args: str) -> float:
     start = time.monotonic()
     rig.ok(*args)
@@ -98,8 +136,11 @@ def test_kill_9_at_random_points_of_a_prefetch(rig: Rig) -> None:
         shutil.rmtree(rig.cache)
         if run % 2:
             rig.ok("resolve", *names)
-        delay = rng.uniform(0.0, warm if run % 2 else cold)
-        result = _kill_after(rig, ["prefetch", *names], delay)
+        if run == 0:  # held at its first wheel: certainly inside the prefetch
+            result = _kill_while_held(rig, ["prefetch", *names], lambda p: p.endswith(".whl"))
+        else:
+            delay = rng.uniform(0.0, warm if run % 2 else cold)
+            result = _kill_after(rig, ["prefetch", *names], delay)
         outcomes["completed" if result.returncode == 0 else "failed"] += 1
         # No daemon runs now: what a crash left must already be safe to look at.
         for path in (rig.cache / "blobs").rglob("*") if (rig.cache / "blobs").exists() else ():
@@ -113,7 +154,7 @@ def test_kill_9_at_random_points_of_a_prefetch(rig: Rig) -> None:
         f"\nprefetch kills (seed {SEED}): {kills} kills (runs of {cold:.2f} s cold, "
         f"{warm:.2f} s metadata-warm), {outcomes}, {partial_stores} left a partial store"
     )
-    assert outcomes["failed"] > 0, "no kill landed inside a prefetch: the test proves nothing"
+    assert outcomes["failed"] > 0, "the held kill did not fail the prefetch it interrupted"
 
 
 # -- install --------------------------------------------------------------------------------
@@ -135,6 +176,39 @@ def _package(rig: Rig, name: str, version: str, files: int) -> None:
             console_scripts={f"{name}-cli": f"{dist}:__init__"},
         )
     )
+
+
+@contextlib.contextmanager
+def _install_waiting_on_our_lock(
+    rig: Rig, venv: Path, args: list[str]
+) -> Iterator[tuple[int, subprocess.Popen[str], Callable[[], None]]]:
+    """Start ``satchel install *args`` into *venv* while the test holds the environment's lock;
+    yield (the daemon's pid, the command, the lock's release) once the daemon is seen waiting
+    for it in the kernel's lock table: the request has reached the install, whatever the
+    client's start-up took. The lock is let go on leaving, if not before."""
+    lock = venv / LOCK_NAME
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    held = [True]
+
+    def release() -> None:
+        if held:
+            held.clear()
+            os.close(fd)  # closing releases the flock
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        pid = rig.daemon_pid()  # autostarts a fresh daemon
+        command = subprocess.Popen(
+            [SATCHEL, "install", *args, "--venv", str(venv)],
+            env=rig.env.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_for_flock_waiter(lock, lambda: command.poll() is not None, "the install")
+        yield pid, command, release
+    finally:
+        release()
 
 
 def _recover(rig: Rig, venv: Path) -> bool:
@@ -175,20 +249,33 @@ def test_kill_9_at_random_points_of_an_install(rig: Rig) -> None:
     assert {new[0][n] for n in names} == {"2.0"} and new != old
     shutil.rmtree(venv)
     shutil.copytree(pristine, venv, symlinks=True)
-    length = _timed(rig, "install", *new_reqs, "--venv", str(venv), *python)
+    # Timed from the moment the daemon may take the lock: the install proper, not the
+    # client's start-up (on a loaded machine most draws landed before the client connected).
+    with _install_waiting_on_our_lock(rig, venv, [*new_reqs, *python]) as (_pid, command, go):
+        go()
+        started = time.monotonic()
+        _out, err = command.communicate(timeout=60)
+    length = time.monotonic() - started
+    assert command.returncode == 0, err
     assert env_state(venv) == new
 
     outcomes = {"old": 0, "new": 0, "rolled back": 0}
-    for _ in range(kills):
+    upper = length  # lowered to any draw that came after the commit: that run was shorter
+    for run in range(kills):
         rig.ok("stop")
         shutil.rmtree(venv)
         shutil.copytree(pristine, venv, symlinks=True)
-        _kill_after(
-            rig, ["install", *new_reqs, "--venv", str(venv), *python], rng.uniform(0, length)
-        )
+        delay = rng.uniform(0, upper)
+        with _install_waiting_on_our_lock(rig, venv, [*new_reqs, *python]) as (pid, cmd, go):
+            if run:  # a random point of the install proper
+                go()
+                time.sleep(delay)
+            kill_and_wait(pid)  # the first run: while it waits for the lock, certainly inside
+        cmd.communicate(timeout=60)
         now = env_state(venv)
         if now == new:
             outcomes["new"] += 1
+            upper = delay
             assert not _recover(rig, venv) or env_state(venv) == new
         elif now == old:
             outcomes["old"] += 1

@@ -2,9 +2,9 @@
 
 `tests/daemon/test_upstream.py` checks the HTTP client's rules in-process with shrunken limits;
 this suite checks what a user gets from the running daemon with its real defaults: each fault
-ends in a clear error naming the index and file, or in a successful retry, within a bounded time,
-and the daemon's peak memory stays bounded (``VmHWM`` from ``/proc``, printed for
-``docs/reliability.md``). The daemon keeps serving after every fault.
+ends in a clear error naming the index and file (and the cause: a deadline, a rate floor, a size
+cap), or in a successful retry, and the daemon's peak memory stays bounded (``VmHWM`` from
+``/proc``, printed for ``docs/reliability.md``). The daemon keeps serving after every fault.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from tests.support.wheels import build_wheel
 PAGE = "/simple/demo/"
 WHEEL = "demo-1.0-py3-none-any.whl"
 FILE = f"/files/{WHEEL}"
-#: No fault may hang a command: a hang detector, not a latency bound. The daemon's longest
-#: designed wait is one bounded wait on a silent index (`SATCHEL_UPSTREAM_TIMEOUT`, 12 s) or a
-#: slow-drip download cut after 10 s under 1 KiB/s; 60 s leaves a loaded 2-core machine room.
-BOUND = 60.0
+#: No fault may hang a command: the command's timeout is a hang detector, not a latency bound
+#: (no test compares a duration with it). The daemon's longest designed wait is one bounded wait
+#: on a silent index (`SATCHEL_UPSTREAM_TIMEOUT`, 12 s) or a slow-drip download cut after 10 s
+#: under 1 KiB/s; 90 s leaves a loaded 2-core machine room.
+BOUND = 90.0
 
 
 class Hostile:
@@ -36,6 +37,7 @@ class Hostile:
     def __init__(self, rig: Rig, server: HostileServer) -> None:
         self.rig = rig
         self.server = server
+        self.seconds = 0.0  # how long the last prefetch took (printed, never asserted)
         wheel = build_wheel(rig.root / "dist", "demo", "1.0")
         self.wheel = wheel.read_bytes()
         sha = hashlib.sha256(self.wheel).hexdigest()
@@ -53,10 +55,11 @@ class Hostile:
     def serve_file(self, handler: Handler) -> None:
         reply(handler, 200, self.wheel, Content_Type="application/octet-stream")
 
-    def prefetch(self) -> tuple[int, str, float]:
+    def prefetch(self) -> tuple[int, str]:
         start = time.monotonic()
-        result = self.rig.satchel("prefetch", "demo", timeout=BOUND + 30)
-        return result.returncode, result.stderr, time.monotonic() - start
+        result = self.rig.satchel("prefetch", "demo", timeout=BOUND)
+        self.seconds = time.monotonic() - start  # printed for docs/reliability.md, never asserted
+        return result.returncode, result.stderr
 
     def assert_still_serving(self) -> None:
         self.rig.ok("ping")
@@ -111,43 +114,39 @@ def _truncated(data: bytes) -> object:
 
 def test_connection_reset_mid_body_once_is_retried(hostile: Hostile) -> None:
     _once_then(_half_then_reset(hostile.wheel), hostile, FILE)
-    code, err, seconds = hostile.prefetch()
+    code, err = hostile.prefetch()
     assert code == 0, err
-    assert seconds < BOUND
     hostile.rig.assert_store_consistent()
 
 
 def test_connection_reset_mid_body_every_time_is_a_clear_error(hostile: Hostile) -> None:
     hostile.server.routes[FILE] = _half_then_reset(hostile.wheel)  # type: ignore[assignment]
-    code, err, seconds = hostile.prefetch()
+    code, err = hostile.prefetch()
     assert code != 0
     assert WHEEL in err and "Traceback" not in err, err
-    assert seconds < BOUND
     assert hostile.rig.assert_store_consistent() == 0
     hostile.assert_still_serving()
 
 
 def test_truncated_body_once_is_retried(hostile: Hostile) -> None:
     _once_then(_truncated(hostile.wheel), hostile, FILE)
-    code, err, seconds = hostile.prefetch()
+    code, err = hostile.prefetch()
     assert code == 0, err
-    assert seconds < BOUND
     hostile.rig.assert_store_consistent()
 
 
 def test_truncated_body_every_time_is_a_clear_error(hostile: Hostile) -> None:
     hostile.server.routes[FILE] = _truncated(hostile.wheel)  # type: ignore[assignment]
-    code, err, seconds = hostile.prefetch()
+    code, err = hostile.prefetch()
     assert code != 0
     assert WHEEL in err and "Traceback" not in err, err
-    assert seconds < BOUND
     assert hostile.rig.assert_store_consistent() == 0
 
 
 def test_wrong_hash_is_refused_and_nothing_is_stored(hostile: Hostile) -> None:
     wheel = hostile.wheel
     hostile.wheel = wheel[:-1] + bytes([wheel[-1] ^ 1])
-    code, err, _ = hostile.prefetch()
+    code, err = hostile.prefetch()
     assert code != 0
     assert "sha256" in err.lower() or "hash" in err.lower(), err
     assert hostile.rig.assert_store_consistent() == 0
@@ -162,26 +161,23 @@ def _error_500(handler: Handler) -> None:
 
 def test_500_on_the_page_is_retried_then_succeeds(hostile: Hostile) -> None:
     _once_then(_error_500, hostile, PAGE)
-    code, err, seconds = hostile.prefetch()
+    code, err = hostile.prefetch()
     assert code == 0, err
     assert hostile.server.count(PAGE) >= 2
-    assert seconds < BOUND
 
 
 def test_persistent_500_is_a_clear_error(hostile: Hostile) -> None:
     hostile.server.routes[PAGE] = _error_500
-    code, err, seconds = hostile.prefetch()
+    code, err = hostile.prefetch()
     assert code != 0
     assert "500" in err and "demo" in err and "Traceback" not in err, err
-    assert seconds < BOUND
     hostile.assert_still_serving()
 
 
 def test_500_on_the_file_is_retried_then_succeeds(hostile: Hostile) -> None:
     _once_then(_error_500, hostile, FILE)
-    code, err, seconds = hostile.prefetch()
+    code, err = hostile.prefetch()
     assert code == 0, err
-    assert seconds < BOUND
 
 
 # -- slow, huge and looping answers ---------------------------------------------------------
@@ -203,11 +199,12 @@ def test_slow_drip_file_is_bounded_in_time(hostile: Hostile) -> None:
             time.sleep(0.05)
 
     hostile.server.routes[FILE] = drip
-    code, err, seconds = hostile.prefetch()
+    code, err = hostile.prefetch()
     log = hostile.rig.env.log_file.read_text()[-3000:]
-    print(f"\nslow drip: exit {code} after {seconds:.1f} s: {err.strip()}")
-    assert seconds < BOUND + 5, f"a slow drip held the prefetch for {seconds:.0f} s: {err}\n{log}"
-    assert code != 0 and WHEEL in err, err
+    print(f"\nslow drip: exit {code} after {hostile.seconds:.1f} s: {err.strip()}")
+    # Cut by the rate floor, as its message says (a 20 B/s drip of the whole wheel would
+    # otherwise end, or hit the command's hang guard).
+    assert code != 0 and WHEEL in err and "download too slow" in err, f"{err}\n{log}"
     hostile.assert_still_serving()
 
 
@@ -217,15 +214,14 @@ def test_50_mb_html_page_is_handled_in_bounded_memory(hostile: Hostile) -> None:
     hostile.server.routes[PAGE] = lambda h: reply(h, 200, body, Content_Type="text/html")
     pid = hostile.rig.daemon_pid()
     before = memory_mib(pid)
-    code, err, seconds = hostile.prefetch()
+    code, err = hostile.prefetch()
     after = memory_mib(pid)
     print(
-        f"\n50 MB page: exit {code} in {seconds:.1f} s, "
+        f"\n50 MB page: exit {code} in {hostile.seconds:.1f} s, "
         f"daemon peak RSS {before:.0f} -> {after:.0f} MiB"
     )
     assert code == 0, err  # under the 64 MiB page cap: parsed as it streams
     assert after - before < 200, f"peak RSS grew by {after - before:.0f} MiB for a 50 MB page"
-    assert seconds < BOUND
 
 
 def test_gzip_bomb_page_is_capped_in_bounded_memory(hostile: Hostile) -> None:
@@ -235,30 +231,28 @@ def test_gzip_bomb_page_is_capped_in_bounded_memory(hostile: Hostile) -> None:
     )
     pid = hostile.rig.daemon_pid()
     before = memory_mib(pid)
-    code, err, seconds = hostile.prefetch()
+    code, err = hostile.prefetch()
     after = memory_mib(pid)
     print(
-        f"\ngzip bomb: exit {code} in {seconds:.1f} s, "
+        f"\ngzip bomb: exit {code} in {hostile.seconds:.1f} s, "
         f"daemon peak RSS {before:.0f} -> {after:.0f} MiB"
     )
     assert code != 0
     assert "limit" in err and "demo" in err, err
     assert after - before < 200, f"peak RSS grew by {after - before:.0f} MiB for a gzip bomb"
-    assert seconds < BOUND
     hostile.assert_still_serving()
 
 
 def test_redirect_loop_is_a_clear_error(hostile: Hostile) -> None:
     hostile.server.routes[PAGE] = lambda h: reply(h, 302, Location=PAGE)
-    code, err, seconds = hostile.prefetch()
+    code, err = hostile.prefetch()
     assert code != 0 and "redirects" in err, err
-    assert seconds < BOUND
 
 
 def test_redirect_to_file_scheme_is_refused(hostile: Hostile, tmp_path: Path) -> None:
     secret = tmp_path / "local.html"
     secret.write_bytes(hostile.page)
     hostile.server.routes[PAGE] = lambda h: reply(h, 301, Location=secret.as_uri())
-    code, err, _ = hostile.prefetch()
+    code, err = hostile.prefetch()
     assert code != 0 and "file:" in err, err
     assert hostile.server.count(FILE) == 0, "followed a redirect into the local file system"

@@ -38,7 +38,7 @@ def hostile(tmp_path: Path) -> Iterator[Hostile]:
 def refused_then_recovered(hostile: Hostile, *causes: str) -> str:
     """Prefetch against the lying server: refused naming the file and *causes*, nothing stored.
     Then the honest answers (restored by the caller's *honest* routes) must succeed."""
-    code, stderr, _ = hostile.prefetch()
+    code, stderr = hostile.prefetch()
     print(f"\nrefused: {stderr.strip()}")
     assert code != 0, stderr
     assert WHEEL in stderr and all(cause in stderr for cause in causes), stderr
@@ -51,7 +51,7 @@ def refused_then_recovered(hostile: Hostile, *causes: str) -> str:
 def honest_again(hostile: Hostile) -> None:
     hostile.server.routes[FILE] = hostile.serve_file
     hostile.server.routes[PAGE] = hostile.serve_page
-    code, stderr, _ = hostile.prefetch()
+    code, stderr = hostile.prefetch()
     assert code == 0, stderr
     assert hostile.rig.assert_store_consistent() == 1
 

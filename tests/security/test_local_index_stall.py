@@ -55,13 +55,14 @@ def _wait_for_log(daemon: DaemonProcess, pattern: str) -> re.Match[str]:
 
 def _ping_once_free(owner: ClientEnv) -> object:
     """A ping, retried while the daemon is still closing its side of the departed clients: a
-    connection it accepts while still short of descriptors may be dropped (reset), and the
-    client's next attempt is answered."""
+    connection it accepts while still short of descriptors may be dropped (reset), one made
+    while the departed clients still fill the listen backlog is refused, and the client's next
+    attempt is answered."""
     deadline = time.monotonic() + 60  # a hang guard, not a measurement
     while True:
         try:
             return call(str(owner.socket), "ping", timeout=60)
-        except (ConnectionResetError, BrokenPipeError):
+        except (ConnectionResetError, BrokenPipeError, ConnectionRefusedError):
             assert time.monotonic() < deadline, "the daemon never answered again"
             time.sleep(0.05)
 

@@ -9,7 +9,9 @@ is read back. Asserted, without timing anything:
 * the page is parsed outside the daemon (in its child process, whose CPU time the daemon
   collects), and the event-loop (main) thread spends a small share of all that CPU time (from
   ``/proc``, which a loaded machine does not skew);
-* pings are answered while each prefetch runs (many of them, not just before and after);
+* pings are answered while each prefetch runs (how many depends on how fast the machine is:
+  printed, not asserted; the event-loop thread's share of the CPU is what shows the page is
+  not handled there);
 * peak resident memory (``VmHWM``, reset before each prefetch) stays under `PEAK_LIMIT_MIB`
   (the issue's 200 MB), and what is kept afterwards under
   `KEPT_LIMIT_MIB` ("back near the baseline").
@@ -203,10 +205,11 @@ def test_60_mb_json_page_is_parsed_off_the_event_loop_in_bounded_memory(
     for what in ("fetched and parsed", "read back from the cache"):
         taken = _take_page(satchel, pid)
         settled = _status(pid, "VmRSS")
-        for _ in range(50):  # freed memory goes back within moments, not at once
-            if settled - baseline < KEPT_LIMIT_MIB:
-                break
-            time.sleep(0.1)
+        # Freed memory goes back at the settler's rounds (1, 3 and 9 s after the burst), not at
+        # once: a hang guard well past the last round, not a measurement.
+        deadline = time.monotonic() + 60
+        while settled - baseline >= KEPT_LIMIT_MIB and time.monotonic() < deadline:
+            time.sleep(0.1)  # polling /proc: there is no event to wait on
             settled = _status(pid, "VmRSS")
         print(
             f"\n60 MB JSON page ({len(body) / 2**20:.0f} MiB, 90,001 files) {what}: prefetch "
@@ -221,7 +224,7 @@ def test_60_mb_json_page_is_parsed_off_the_event_loop_in_bounded_memory(
         if what == "fetched and parsed":
             assert taken.children_cpu > 0, "the page was not parsed in a child process"
         assert taken.main_cpu < taken.whole_cpu / 4, "the page was handled on the event loop"
-        assert len(taken.pings) >= 20, "pings were not answered while the page was handled"
+        assert taken.pings, "no ping was answered while the page was handled"
         assert taken.peak < PEAK_LIMIT_MIB, f"peak resident {taken.peak:.0f} MiB, {what}"
         assert settled - baseline < KEPT_LIMIT_MIB, f"{settled - baseline:.0f} MiB kept after"
     satchel.ok("ping")

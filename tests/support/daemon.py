@@ -33,14 +33,14 @@ Stable API (used by every area's tests; change only by adding):
     ``.stop(timeout)`` (SIGTERM, wait, return the exit status), ``.kill()`` (SIGKILL, wait),
     ``.wait(timeout)``. Leaving the block stops a daemon still running (SIGTERM, then SIGKILL).
 
-`call(socket_path, method, params=None, timeout=10.0) -> Any`
+`call(socket_path, method, params=None, timeout=30.0) -> Any`
     One blocking request on a fresh connection; returns the result value (a dict for struct
     results), raises `CallError(code, message, details)` for an `Error` answer.
 
 `Client(socket_path)`
     A blocking connection for tests that need several requests in flight, `Cancel`, or raw
     bytes: ``hello()``, ``request(method, params) -> id``, ``cancel(id)``, ``next_event(timeout)``,
-    ``wait_terminal(id, timeout)``, ``send_raw(bytes)``, ``close()``.
+    ``wait_terminal(id, timeout)``, ``next_progress(id)``, ``send_raw(bytes)``, ``close()``.
 
 `wait_exited(pid, timeout=10.0) -> bool`
     Waits until process *pid* has exited *and released its descriptors* (its socket, its locks);
@@ -83,6 +83,7 @@ if TYPE_CHECKING:
     from satchel.daemon.services.daemon import App
 
 __all__ = [
+    "HANG_GUARD",
     "CallError",
     "Client",
     "DaemonProcess",
@@ -93,6 +94,10 @@ __all__ = [
     "socket_path",
     "wait_exited",
 ]
+
+#: How long a blocking read waits for the daemon by default: a hang guard, not a measurement
+#: (a loaded 2-core CI machine can stall a process for seconds; no answer takes this long).
+HANG_GUARD = 30.0
 
 #: Environment variables never inherited by a test daemon.
 _DROPPED = (
@@ -204,7 +209,7 @@ class CallError(Exception):
 class Client:
     """A blocking protocol connection to a daemon (dict messages)."""
 
-    def __init__(self, path: str, timeout: float = 10.0) -> None:
+    def __init__(self, path: str, timeout: float = HANG_GUARD) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         with UnixAddress(path) as address:
@@ -257,7 +262,20 @@ class Client:
                 return event
             self.conn.receive_data(self.sock.recv(65536))
 
-    def wait_terminal(self, rid: int, timeout: float = 10.0) -> dict[str, Any]:
+    def next_progress(self, rid: int) -> dict[str, Any]:
+        """Read events until request *rid*'s next Progress (it runs in the daemon now; others'
+        events are collected in `.others`). `debug.sleep` with a `step` reports its k-th step
+        after k steps of the daemon's own clock: a test's way to know time passed there."""
+        while True:
+            event = self.next_event()
+            if event is CLOSED:
+                raise ConnectionError(f"connection closed before request {rid} reported")
+            self.others.append(event)
+            if event.get("id") == rid:
+                assert event["type"] == "progress", event
+                return event  # type: ignore[no-any-return]
+
+    def wait_terminal(self, rid: int, timeout: float = HANG_GUARD) -> dict[str, Any]:
         """Read events until request *rid*'s Result or Error (other requests' events are
         collected in `.others`; a terminal already collected there is returned at once)."""
         for index, event in enumerate(self.others):
@@ -283,7 +301,7 @@ class Client:
 
 
 def call(
-    path: str, method: str, params: dict[str, Any] | None = None, timeout: float = 10.0
+    path: str, method: str, params: dict[str, Any] | None = None, timeout: float = HANG_GUARD
 ) -> Any:
     """One request on a fresh connection: the result value, or `CallError`."""
     with Client(path, timeout) as client:
@@ -305,7 +323,7 @@ class DaemonProcess:
         env: dict[str, str],
         *args: str,
         socket: str | None = None,
-        start_timeout: float = 15.0,
+        start_timeout: float = 60.0,
         command: list[str] | None = None,
     ) -> None:
         self.env = env

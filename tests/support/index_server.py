@@ -41,7 +41,10 @@ Knobs for tests (all thread-safe, all changeable while serving): `add`, `remove`
 (serve other bytes than the advertised hash), `fail_next` (the next N requests answer 5xx),
 `override` (one path answers a fixed response: a 410, a redirect, a captive portal's page),
 ``auth=(user, password)`` (HTTP basic auth required, 401 otherwise), ``delay`` (seconds slept
-before each answer), `requests` / `records` (what was asked, with headers), `reset_log`.
+before each answer), `gate` (a `threading.Event`, set: clear it to hold the answers to the paths
+`held` picks, all by default, until it is set again, so a client's request is provably in flight
+without a clock; requests are logged before they wait), `requests` / `records` (what was asked,
+with headers), `reset_log`.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ import tarfile
 import threading
 import time
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -254,6 +257,8 @@ class _Handler(BaseHTTPRequestHandler):
                 owner._in_flight -= 1
 
     def _answer(self, owner: IndexServer, *, head: bool) -> None:
+        if not owner.gate.is_set() and owner.held(unquote(urlsplit(self.path).path)):
+            owner.gate.wait()
         if owner.delay:
             time.sleep(owner.delay)
         failure = owner._take_failure()
@@ -432,6 +437,11 @@ class IndexServer:
         self.html_only = html_only
         self.auth = auth
         self.delay = delay
+        #: Every answer waits until this is set (it is, unless a test holds the answers).
+        self.gate = threading.Event()
+        self.gate.set()
+        #: Which paths a cleared `gate` holds.
+        self.held: Callable[[str], bool] = lambda path: True
         self.metadata = metadata
         self.max_age = max_age
         if ranges not in ("ignore", "honour", "refuse"):
@@ -472,6 +482,7 @@ class IndexServer:
     def stop(self) -> None:
         """Stop listening and cut open connections: afterwards, connecting is refused."""
         server, self._server = self._server, None
+        self.gate.set()  # held answers go (to connections about to be cut)
         if server is None:
             return
         server.shutdown()
