@@ -12,9 +12,10 @@ of `satchel.daemon.indexes.origins` holds for it as for a resolve. The index of 
    configured indexes in scope for the project (its pin, else every non-explicit index, in
    order).
 
-Online under first-index, a project bound to no index and pinned to none is first bound as a
-resolve binds it (`_first_use`), unless the lock names an explicit index: a lock never takes a
-project past the first index that serves it.
+Under first-index, a project bound to no index and pinned to none is first bound as a resolve
+binds it (`_first_use`; offline, held to the first index with a stored page, unrecorded), unless
+the lock names an explicit index: a lock never takes a project past the first index that serves
+it.
 
 A file is then taken from the first of those indexes that vouches for it, by its sha256 (the
 lock's sha256 is the file's identity; the index is the trust):
@@ -203,9 +204,7 @@ async def _candidates(session: Session, lock: Lock, package: LockedPackage) -> S
             )
         return Scope(
             [index],
-            f"the first index that serves {project}, bound by this install"
-            if fresh
-            else f"{project} came from it before",
+            f"the first index that serves {project}" if fresh else f"{project} came from it before",
             accept=f"satchel origins trust {project} INDEX",
             bound=True,
         )
@@ -216,23 +215,31 @@ async def _candidates(session: Session, lock: Lock, package: LockedPackage) -> S
 
 
 async def _first_use(session: Session, project: str) -> Binding | None:
-    """Online, under first-index: bind *project* as a resolve would (to the first index in
-    scope that serves it) and return that binding, so that a lock meets the same scope as a
-    resolve; a lock's file on a later index is then refused, never the start of a binding to
-    it (dependency confusion by lock file). None when no index serves the project's page (a
-    file known only by its URL on an index's origin), offline, or under unsafe-best-match.
+    """Under first-index: bind *project* as a resolve would (to the first index in scope that
+    serves it) and return that binding, so that a lock meets the same scope as a resolve; a
+    lock's file on a later index is then refused, never the start of a binding to it
+    (dependency confusion by lock file). Offline nothing is bound, but the project is held to
+    the first index with a stored page, as an offline resolve is: a file a later index served
+    (stored by an opted-out command) is not taken past it. None when no index serves (or,
+    offline, has served) the project's page (a file known only by its URL on an index's
+    origin, or by its provenance), or under unsafe-best-match.
 
     A lock naming an explicit index is not checked this way: naming it is what an explicit
     index is for (a uv project's ``[tool.uv.sources]`` pin, recorded in its uv.lock)."""
-    if session.offline or session.strategy is not Strategy.FIRST_INDEX:
+    if session.strategy is not Strategy.FIRST_INDEX:
         return None
-    scoped = await session.scoped_pages(project)
+    try:
+        scoped = await session.scoped_pages(project)
+    except IndexUnreachable:
+        if not session.offline:
+            raise
+        return None  # every index down and nothing stored of it: provenance decides
     binding = await trio.to_thread.run_sync(session.catalog.origins.get, project)
     first = session.index(scoped.pages[0].index) if scoped.pages else None
     if binding is None and first is not None:
-        # Its page lists no files, so nothing was bound (`origins.judge`), but under
-        # first-index it is still the only index the project may come from: held to it for
-        # this install, unrecorded.
+        # Its page lists no files, or the session is offline, so nothing was bound
+        # (`origins.judge`), but under first-index it is still the only index the project may
+        # come from: held to it for this install, unrecorded.
         return Binding(
             project=project,
             url=index_identity(first.url),
@@ -251,8 +258,7 @@ def _refusal(
     trust = f"satchel origins trust {project} {index.name}"
     source = f"index '{binding.index}' ({binding.url})"
     history = (
-        f"{source} is the first index that serves {project} (first-index: it comes only from "
-        "there; bound by this install)"
+        f"{source} is the first index that serves {project} (first-index: it comes only from there)"
         if fresh
         else f"{project} came from {source}"
     )
@@ -334,8 +340,8 @@ def _unvouched(
     if session.offline:
         return NotCached(
             f"{what}: offline, and no index in scope for {package.name} ({names}: {scope.why}) "
-            f"is recorded as having served sha256 {file.sha256}: it is not in the cache; run "
-            "`satchel prefetch` with this lock while online",
+            f"is recorded as having served sha256 {file.sha256}: it is not in the cache from "
+            "an index in scope; run `satchel prefetch` with this lock while online",
             details=details,
         )
     scheme, host, port = _origin(file.url)
