@@ -24,7 +24,8 @@ lock's sha256 is the file's identity; the index is the trust):
   stored file installs offline);
 * the index's page for the project lists that sha256 (the cached page, then, online, a fresh
   one): the file is fetched from the URL that page gives, not from the lock's;
-* the file's URL is on the index's own origin (scheme, host and port).
+* the file's URL is on the index's own origin (scheme, host and port), under the index's own
+  path (its URL less a trailing ``simple/``: another index on the same server is not it).
 
 Online, a project tied this way that was bound to no index is bound to it (trust on first use).
 A file no index vouches for is refused, naming the package, the file and what is missing.
@@ -79,6 +80,21 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     except ValueError:
         port = None
     return scheme, (parts.hostname or "").lower(), port
+
+
+def _under(file_url: str, index_url: str) -> bool:
+    """Whether *file_url* is on *index_url*'s origin and under its path, less a trailing
+    ``simple/`` (``+simple/``): one server often hosts several indexes by path (Nexus,
+    Artifactory, GitLab, devpi: the private one and a proxy of the public one), and a URL on
+    the proxy's path is not the private index's to vouch for."""
+    if _origin(file_url) != _origin(index_url):
+        return False
+    base = urlsplit(index_url).path.rstrip("/")
+    if base.rpartition("/")[2] in ("simple", "+simple"):
+        base = base.rpartition("/")[0]
+    elif not urlsplit(index_url).path.endswith("/"):
+        base = base.rpartition("/")[0]  # a find-links page (``.../wheels/index.html``)
+    return urlsplit(file_url).path.startswith(f"{base}/")
 
 
 async def locked_files(session: Session, lock: Lock, target: Target | None = None) -> list[FileRef]:
@@ -304,7 +320,7 @@ async def _vouched(
         if listed is not None:
             return index, listed
     for index in candidates:
-        if _origin(file.url) == _origin(index.url):
+        if _under(file.url, index.url):
             return index, file
     unreachable: list[str] = []
     if not session.offline and sha is not None:
@@ -345,7 +361,8 @@ def _unvouched(
             details=details,
         )
     scheme, host, port = _origin(file.url)
-    where = f"{scheme}://{host}:{port}" if host else file.url
+    folder = urlsplit(file.url).path.rpartition("/")[0]
+    where = f"{scheme}://{host}:{port}{folder}/" if host else file.url
     down = f" (unreachable: {', '.join(unreachable)})" if unreachable else ""
     accept = (
         f"if the change is intended, accept the index it comes from with `{scope.accept}`"
@@ -355,8 +372,8 @@ def _unvouched(
     return NotFound(
         f"{what}: no index in scope for {package.name} ({names}: {scope.why}) serves this "
         f"file{down}: none lists sha256 {file.sha256} on its page for {package.name}, and its "
-        f"URL is on {where}, none of their origins. Satchel does not fetch a file because a "
-        f"lock names its URL; {accept}",
+        f"URL is under {where}, none of their origins and paths. Satchel does not fetch a file "
+        f"because a lock names its URL; {accept}",
         details=details,
     )
 
