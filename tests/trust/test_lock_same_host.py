@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from satchel.daemon.indexes.lockorigins import _under
 from tests.e2e.twoindexes import EXIT_FAILURE, World, open_world
 from tests.trust.test_lock_origins import files_fetched, pylock
 
@@ -97,3 +98,24 @@ def test_a_lock_cannot_take_a_file_from_another_index_on_the_same_host(
     assert "[not-found]" in result.stderr or '"not-found"' in result.stdout, result.stderr
     assert files_fetched(w.public) == []
     assert not (w.blob(sha)).exists()
+
+
+@pytest.mark.parametrize(
+    ("file_url", "index_url", "vouched"),
+    [
+        ("http://h/private/packages/a.whl", "http://h/private/simple/", True),
+        ("http://h/proxy/packages/a.whl", "http://h/private/simple/", False),  # the scenario
+        ("http://h/files/a.whl", "http://h/simple", True),  # the index at the server's root
+        ("https://h/root/pypi/+f/1/a.whl", "https://h/root/pypi/+simple/", True),  # devpi
+        ("https://h/root/other/+f/1/a.whl", "https://h/root/pypi/+simple/", False),
+        ("https://h/p/1/pypi/files/ab/a.whl", "https://h/p/1/pypi/simple", True),  # GitLab
+        ("https://h/wheels/a.whl", "https://h/wheels/index.html", True),  # a flat page
+        ("file:///srv/wheelhouse/a.whl", "file:///srv/wheelhouse", True),  # a flat directory
+        ("file:///home/someone/a.whl", "file:///srv/wheelhouse", False),
+        ("https://h:8443/private/a.whl", "https://h/private/simple/", False),  # another origin
+    ],
+)
+def test_an_index_vouches_by_url_only_for_its_own_path(
+    file_url: str, index_url: str, vouched: bool
+) -> None:
+    assert _under(file_url, index_url) is vouched

@@ -90,10 +90,9 @@ def _under(file_url: str, index_url: str) -> bool:
     if _origin(file_url) != _origin(index_url):
         return False
     base = urlsplit(index_url).path.rstrip("/")
-    if base.rpartition("/")[2] in ("simple", "+simple"):
+    last = base.rpartition("/")[2]
+    if last in ("simple", "+simple") or last.endswith((".html", ".htm")):  # or a flat page
         base = base.rpartition("/")[0]
-    elif not urlsplit(index_url).path.endswith("/"):
-        base = base.rpartition("/")[0]  # a find-links page (``.../wheels/index.html``)
     return urlsplit(file_url).path.startswith(f"{base}/")
 
 
