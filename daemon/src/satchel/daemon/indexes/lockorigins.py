@@ -17,8 +17,9 @@ binds it (`_first_use`; offline, held to the first index with a stored page, unr
 the lock names an explicit index: a lock never takes a project past the first index that serves
 it.
 
-A file is then taken from the first of those indexes that vouches for it, by its sha256 (the
-lock's sha256 is the file's identity; the index is the trust):
+A file whose name is not of its package's project is refused first (the checks are of that
+project). A file is then taken from the first of those indexes that vouches for it, by its
+sha256 (the lock's sha256 is the file's identity; the index is the trust):
 
 * the index recorded as having served that sha256 for the project (provenance: this is how a
   stored file installs offline);
@@ -57,6 +58,7 @@ from satchel.daemon.resolver.target import Target
 from satchel.daemon.settings.config import IndexConfig
 from satchel.daemon.settings.credentials import strip_userinfo
 from satchel.daemon.storage.model import FileEntry
+from satchel.daemon.upstream.simple import file_project
 
 __all__ = ["FileRef", "locked_files", "unsupported_notes"]
 
@@ -139,6 +141,21 @@ async def locked_files(session: Session, lock: Lock, target: Target | None = Non
 async def _tie_package(
     session: Session, lock: Lock, package: LockedPackage, files: tuple[FileEntry, ...]
 ) -> list[FileRef]:
+    for file in files:
+        # The origin checks below are of *package*: a file of another project listed under
+        # it would pass that project's binding by (an index page never lists one either).
+        owner = file_project(file.filename)
+        if owner != package.name:
+            raise RequirementsFileError(
+                f"{lock.path}: {package.name} {package.version or ''} lists {file.filename}, "
+                + (
+                    f"a file of {owner}, not of '{package.name}'"
+                    if owner is not None
+                    else "which is not a wheel or sdist file name"
+                )
+                + ": refused (a lock cannot take a project past its index under another name)",
+                details={"package": package.name, "file": file.filename},
+            )
     scope = await _candidates(session, lock, package)
     out: list[FileRef] = []
     used: dict[str, IndexConfig] = {}
