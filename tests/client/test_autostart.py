@@ -131,3 +131,29 @@ def test_a_daemon_that_dies_silently_reports_its_exit_status_and_log_tail(
     assert result.returncode == errors.EXIT_UNAVAILABLE
     assert "satcheld exited (exit status 3) before it was ready" in result.stderr
     assert "fatal: the daemon cannot import its code" in result.stderr
+
+
+def test_a_missing_xdg_runtime_dir_is_made_private_so_that_the_next_command_finds_the_daemon(
+    client: ClientEnv,
+) -> None:
+    """Scenario (review 2026-12-05): ``XDG_RUNTIME_DIR`` names a directory that does not exist
+    (an ssh or su session, a container, a .bashrc that sets it). The autostarting client made
+    it for the socket directory with the umask's mode (0755), and every later command, which
+    takes ``XDG_RUNTIME_DIR`` only when it is private (0700, as the XDG spec requires of it),
+    looked for the socket under ``/run/user/UID`` or ``/tmp/runtime-UID``: `satchel stop`
+    answered "satcheld is not running" (exit 0) while the daemon ran, and other commands
+    autostarted a second daemon, which the lock refused. Missing parents are made 0700."""
+    runtime = Path(client.env["XDG_RUNTIME_DIR"]) / "user" / "run"
+    client.env["XDG_RUNTIME_DIR"] = str(runtime)
+    old = os.umask(0o022)  # a login shell's usual umask, inherited by the client
+    try:
+        first = client.satchel("ping")
+    finally:
+        os.umask(old)
+    assert first.returncode == 0, first.stderr
+
+    assert runtime.stat().st_mode & 0o777 == 0o700
+    again = client.satchel("--no-autostart", "ping")
+    assert again.returncode == 0, again.stderr
+    stop = client.satchel("stop")
+    assert "stopped satcheld" in stop.stdout, (stop.stdout, stop.stderr)

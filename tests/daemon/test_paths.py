@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from satchel.daemon.services.paths import Paths, StartupError, ensure_private_dir
+from satchel.protocol import locations
 from tests.support.daemon import DaemonProcess, call, isolated_env
 
 
@@ -54,6 +55,32 @@ def test_missing_private_dir_is_created_0700_whatever_the_umask(tmp_path: Path) 
     finally:
         os.umask(old)
     assert (tmp_path / "a" / "satchel").stat().st_mode & 0o777 == 0o700
+
+
+def test_a_missing_xdg_runtime_dir_is_created_private_so_that_later_clients_find_the_socket(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Scenario (review 2026-12-05): ``XDG_RUNTIME_DIR`` names a directory that does not exist
+    (an ssh or su session, a container, a .bashrc that sets it). The daemon the first command
+    autostarted created it, for its socket directory, with the umask's mode (0755); every later
+    client takes ``XDG_RUNTIME_DIR`` only when it is private (0700, as the XDG spec requires of
+    it) and looked for the socket under ``/run/user/UID`` or ``/tmp/runtime-UID`` instead:
+    `satchel stop` answered "satcheld is not running" (exit 0) while it ran, and every other
+    command autostarted a second daemon, which the lock refused. Missing parents of the socket
+    directory are created 0700, as the XDG spec says of missing base directories."""
+    runtime = tmp_path / "run" / "user"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.delenv("SATCHEL_SOCKET", raising=False)
+    first = locations.socket_path()  # what the first, autostarting, client passes
+    old = os.umask(0o022)
+    try:
+        ensure_private_dir(Path(first).parent)
+    finally:
+        os.umask(old)
+
+    assert locations.socket_path() == first
+    assert runtime.stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o700
 
 
 def test_private_dir_with_loose_mode_is_refused_with_the_fix(tmp_path: Path) -> None:

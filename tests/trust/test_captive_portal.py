@@ -180,3 +180,27 @@ def test_a_portal_answer_that_is_no_page_at_all_keeps_the_stored_page(
     assert origins(w)["internal-tool"] == "internal"
     never = w.satchel("resolve", "other")
     assert never.returncode != 0 and "internal error" not in never.stderr, never.stderr
+
+
+def test_after_a_portal_a_public_dependency_installs_with_the_vpn_down(
+    world: World, tmp_path: Path
+) -> None:
+    """``evil`` was prefetched from ``public`` (``internal`` said 404). Behind the portal the
+    portal's page is stored as ``internal``'s page of ``evil``; then, back home with the VPN
+    down, ``internal`` is unreachable and ``public`` answers. ``internal``'s stored page is
+    the portal's, from an index that said it does not serve ``evil``: it is not used, and
+    ``evil`` comes from ``public`` it is bound to (before: the stored portal page was taken as
+    ``internal``'s cached answer, "evil came from index 'public' ... which is now behind index
+    'internal'", refused for as long as the VPN stayed down)."""
+    w = world
+    w.ok("prefetch", "evil")
+    assert origins(w)["evil"] == "public"
+    portal(w, up=True)
+    assert w.satchel("resolve", "evil").returncode == 0
+    portal(w, up=False)
+
+    w.internal.stop()  # the VPN is down; the public index answers
+    install = w.satchel("install", "--venv", str(tmp_path / "venv"), "evil", timeout=120)
+
+    assert install.returncode == 0, install.stderr
+    assert origins(w)["evil"] == "public"

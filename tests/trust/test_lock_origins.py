@@ -102,7 +102,7 @@ def test_a_file_no_configured_index_serves_is_refused_and_never_fetched(
         stray,
         "'internal', 'public': every non-explicit index",
         elsewhere.sha256(stray),
-        f"http://127.0.0.1:{elsewhere.port}, none of their origins",
+        f"http://127.0.0.1:{elsewhere.port}/files/, none of their origins and paths",
     ):
         assert text in stderr
     assert "satchel index add" in stderr

@@ -1,5 +1,5 @@
 # os.path, not pathlib: this runs in the client, whose imports are budgeted (docs/client.md).
-# ruff: noqa: PTH103, PTH105, PTH116, PTH118, PTH120
+# ruff: noqa: PTH102, PTH103, PTH105, PTH116, PTH118, PTH120
 """Start `satcheld` on demand, exactly once, and report its real error when it cannot start.
 
 The contract with the daemon is its command line: `satcheld --socket PATH --idle-timeout S
@@ -91,7 +91,7 @@ def start_and_connect(
     processes at once: at most one of them spawns.
     """
     sock_dir = os.path.dirname(socket_path) or "."
-    os.makedirs(sock_dir, mode=0o700, exist_ok=True)
+    _make_private_dirs(sock_dir)
     check_directory(socket_path)  # the lock file below must not be created in a foreign dir
     lock_fd = os.open(
         os.path.join(sock_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
@@ -117,6 +117,20 @@ def start_and_connect(
         return connect(socket_path), True
     finally:
         os.close(lock_fd)  # closing the descriptor releases the flock
+
+
+def _make_private_dirs(path: str) -> None:
+    """`os.makedirs(path, 0o700)`, its missing parents 0700 too (makedirs gives them the umask's
+    mode): the parent is ``XDG_RUNTIME_DIR``, which clients take only when it is private, as
+    the XDG spec says of a missing base directory; made 0755, it hid the socket from the next
+    command."""
+    parent = os.path.dirname(path)
+    if parent and parent != path and not os.path.lexists(parent):
+        _make_private_dirs(parent)
+    try:  # noqa: SIM105 -- contextlib is an import the client does not otherwise pay for
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
 
 
 def spawn(socket_path: str, state_dir: str, *, idle_timeout: int, timeout: float) -> int:

@@ -12,18 +12,21 @@ of `satchel.daemon.indexes.origins` holds for it as for a resolve. The index of 
    configured indexes in scope for the project (its pin, else every non-explicit index, in
    order).
 
-Online under first-index, a project bound to no index and pinned to none is first bound as a
-resolve binds it (`_first_use`), unless the lock names an explicit index: a lock never takes a
-project past the first index that serves it.
+Under first-index, a project bound to no index and pinned to none is first bound as a resolve
+binds it (`_first_use`; offline, held to the first index with a stored page, unrecorded), unless
+the lock names an explicit index: a lock never takes a project past the first index that serves
+it.
 
-A file is then taken from the first of those indexes that vouches for it, by its sha256 (the
-lock's sha256 is the file's identity; the index is the trust):
+A file whose name is not of its package's project is refused first (the checks are of that
+project). A file is then taken from the first of those indexes that vouches for it, by its
+sha256 (the lock's sha256 is the file's identity; the index is the trust):
 
 * the index recorded as having served that sha256 for the project (provenance: this is how a
   stored file installs offline);
 * the index's page for the project lists that sha256 (the cached page, then, online, a fresh
   one): the file is fetched from the URL that page gives, not from the lock's;
-* the file's URL is on the index's own origin (scheme, host and port).
+* the file's URL is on the index's own origin (scheme, host and port), under the index's own
+  path (its URL less a trailing ``simple/``: another index on the same server is not it).
 
 Online, a project tied this way that was bound to no index is bound to it (trust on first use).
 A file no index vouches for is refused, naming the package, the file and what is missing.
@@ -55,6 +58,7 @@ from satchel.daemon.resolver.target import Target
 from satchel.daemon.settings.config import IndexConfig
 from satchel.daemon.settings.credentials import strip_userinfo
 from satchel.daemon.storage.model import FileEntry
+from satchel.daemon.upstream.simple import file_project
 
 __all__ = ["FileRef", "locked_files", "unsupported_notes"]
 
@@ -78,6 +82,20 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     except ValueError:
         port = None
     return scheme, (parts.hostname or "").lower(), port
+
+
+def _under(file_url: str, index_url: str) -> bool:
+    """Whether *file_url* is on *index_url*'s origin and under its path, less a trailing
+    ``simple/`` (``+simple/``): one server often hosts several indexes by path (Nexus,
+    Artifactory, GitLab, devpi: the private one and a proxy of the public one), and a URL on
+    the proxy's path is not the private index's to vouch for."""
+    if _origin(file_url) != _origin(index_url):
+        return False
+    base = urlsplit(index_url).path.rstrip("/")
+    last = base.rpartition("/")[2]
+    if last in ("simple", "+simple") or last.endswith((".html", ".htm")):  # or a flat page
+        base = base.rpartition("/")[0]
+    return urlsplit(file_url).path.startswith(f"{base}/")
 
 
 async def locked_files(session: Session, lock: Lock, target: Target | None = None) -> list[FileRef]:
@@ -123,6 +141,21 @@ async def locked_files(session: Session, lock: Lock, target: Target | None = Non
 async def _tie_package(
     session: Session, lock: Lock, package: LockedPackage, files: tuple[FileEntry, ...]
 ) -> list[FileRef]:
+    for file in files:
+        # The origin checks below are of *package*: a file of another project listed under
+        # it would pass that project's binding by (an index page never lists one either).
+        owner = file_project(file.filename)
+        if owner != package.name:
+            raise RequirementsFileError(
+                f"{lock.path}: {package.name} {package.version or ''} lists {file.filename}, "
+                + (
+                    f"a file of {owner}, not of '{package.name}'"
+                    if owner is not None
+                    else "which is not a wheel or sdist file name"
+                )
+                + ": refused (a lock cannot take a project past its index under another name)",
+                details={"package": package.name, "file": file.filename},
+            )
     scope = await _candidates(session, lock, package)
     out: list[FileRef] = []
     used: dict[str, IndexConfig] = {}
@@ -203,9 +236,7 @@ async def _candidates(session: Session, lock: Lock, package: LockedPackage) -> S
             )
         return Scope(
             [index],
-            f"the first index that serves {project}, bound by this install"
-            if fresh
-            else f"{project} came from it before",
+            f"the first index that serves {project}" if fresh else f"{project} came from it before",
             accept=f"satchel origins trust {project} INDEX",
             bound=True,
         )
@@ -216,23 +247,31 @@ async def _candidates(session: Session, lock: Lock, package: LockedPackage) -> S
 
 
 async def _first_use(session: Session, project: str) -> Binding | None:
-    """Online, under first-index: bind *project* as a resolve would (to the first index in
-    scope that serves it) and return that binding, so that a lock meets the same scope as a
-    resolve; a lock's file on a later index is then refused, never the start of a binding to
-    it (dependency confusion by lock file). None when no index serves the project's page (a
-    file known only by its URL on an index's origin), offline, or under unsafe-best-match.
+    """Under first-index: bind *project* as a resolve would (to the first index in scope that
+    serves it) and return that binding, so that a lock meets the same scope as a resolve; a
+    lock's file on a later index is then refused, never the start of a binding to it
+    (dependency confusion by lock file). Offline nothing is bound, but the project is held to
+    the first index with a stored page, as an offline resolve is: a file a later index served
+    (stored by an opted-out command) is not taken past it. None when no index serves (or,
+    offline, has served) the project's page (a file known only by its URL on an index's
+    origin, or by its provenance), or under unsafe-best-match.
 
     A lock naming an explicit index is not checked this way: naming it is what an explicit
     index is for (a uv project's ``[tool.uv.sources]`` pin, recorded in its uv.lock)."""
-    if session.offline or session.strategy is not Strategy.FIRST_INDEX:
+    if session.strategy is not Strategy.FIRST_INDEX:
         return None
-    scoped = await session.scoped_pages(project)
+    try:
+        scoped = await session.scoped_pages(project)
+    except IndexUnreachable:
+        if not session.offline:
+            raise
+        return None  # every index down and nothing stored of it: provenance decides
     binding = await trio.to_thread.run_sync(session.catalog.origins.get, project)
     first = session.index(scoped.pages[0].index) if scoped.pages else None
     if binding is None and first is not None:
-        # Its page lists no files, so nothing was bound (`origins.judge`), but under
-        # first-index it is still the only index the project may come from: held to it for
-        # this install, unrecorded.
+        # Its page lists no files, or the session is offline, so nothing was bound
+        # (`origins.judge`), but under first-index it is still the only index the project may
+        # come from: held to it for this install, unrecorded.
         return Binding(
             project=project,
             url=index_identity(first.url),
@@ -251,8 +290,7 @@ def _refusal(
     trust = f"satchel origins trust {project} {index.name}"
     source = f"index '{binding.index}' ({binding.url})"
     history = (
-        f"{source} is the first index that serves {project} (first-index: it comes only from "
-        "there; bound by this install)"
+        f"{source} is the first index that serves {project} (first-index: it comes only from there)"
         if fresh
         else f"{project} came from {source}"
     )
@@ -298,7 +336,7 @@ async def _vouched(
         if listed is not None:
             return index, listed
     for index in candidates:
-        if _origin(file.url) == _origin(index.url):
+        if _under(file.url, index.url):
             return index, file
     unreachable: list[str] = []
     if not session.offline and sha is not None:
@@ -334,12 +372,13 @@ def _unvouched(
     if session.offline:
         return NotCached(
             f"{what}: offline, and no index in scope for {package.name} ({names}: {scope.why}) "
-            f"is recorded as having served sha256 {file.sha256}: it is not in the cache; run "
-            "`satchel prefetch` with this lock while online",
+            f"is recorded as having served sha256 {file.sha256}: it is not in the cache from "
+            "an index in scope; run `satchel prefetch` with this lock while online",
             details=details,
         )
     scheme, host, port = _origin(file.url)
-    where = f"{scheme}://{host}:{port}" if host else file.url
+    folder = urlsplit(file.url).path.rpartition("/")[0]
+    where = f"{scheme}://{host}:{port}{folder}/" if host else file.url
     down = f" (unreachable: {', '.join(unreachable)})" if unreachable else ""
     accept = (
         f"if the change is intended, accept the index it comes from with `{scope.accept}`"
@@ -349,8 +388,8 @@ def _unvouched(
     return NotFound(
         f"{what}: no index in scope for {package.name} ({names}: {scope.why}) serves this "
         f"file{down}: none lists sha256 {file.sha256} on its page for {package.name}, and its "
-        f"URL is on {where}, none of their origins. Satchel does not fetch a file because a "
-        f"lock names its URL; {accept}",
+        f"URL is under {where}, none of their origins and paths. Satchel does not fetch a file "
+        f"because a lock names its URL; {accept}",
         details=details,
     )
 

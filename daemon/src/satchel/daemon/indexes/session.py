@@ -405,6 +405,14 @@ class Session:
         """
         if self._all_unreachable():
             raise exc
+        # Said "not here" since: a page of it stored before (or a captive portal's, stored as
+        # its page) is stale, as offline (`_offline_scope`); first, or it would shadow.
+        if binding is not None and _said_absent(binding, index):
+            self.notes.append(
+                f"index {index.name} is unreachable; it said before that it does not serve "
+                f"{project}, so {project} comes from index '{binding.index}' it is bound to"
+            )
+            return None
         cached = await trio.to_thread.run_sync(self.catalog.metadb.get_page, index.name, project)
         if cached is not None:
             present = await self._stored_only(cached)
@@ -412,12 +420,6 @@ class Session:
             if note not in self.notes:
                 self.notes.append(note)
             return present
-        if binding is not None and index_identity(index.url) in binding.absent:
-            self.notes.append(
-                f"index {index.name} is unreachable; it said before that it does not serve "
-                f"{project}, so {project} comes from index '{binding.index}' it is bound to"
-            )
-            return None
         if await self._probe_others(index):
             raise exc  # every index is down after all: the session turns offline
         raise IndexUnreachable(

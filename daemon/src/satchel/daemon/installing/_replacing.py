@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import filecmp
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 from satchel.daemon.installing._placement import Unit
@@ -37,19 +38,31 @@ def only_removed(directory: str, gone: set[str]) -> bool:
     return removed
 
 
-def replaced_by_other_bytes(unit: Unit, dst: str) -> bool:
-    """Whether *unit* puts at *dst* (a file that exists, that no replaced distribution lists)
-    bytes that differ from what is there: the case worth reporting. Rare, so not per file."""
-    for member, link_dst, _mode, _stamp in unit.links:
-        if link_dst == dst:
+def replaced_by_other_bytes(unit: Unit, dsts: Collection[str]) -> list[str]:
+    """Those of *dsts* (files that exist, that no replaced distribution lists) where *unit* puts
+    bytes that differ from what is there: the cases worth reporting, in the unit's order. One
+    pass over the unit's files, however many it replaces (a fork installed over the project it
+    forks replaces them all)."""
+    wanted = set(dsts)
+    differ: list[str] = []
+    for member, dst, _mode, _stamp in unit.links:
+        if dst in wanted:
+            wanted.discard(dst)
             try:
-                return not filecmp.cmp(unit.tree + member, dst, shallow=False)
+                same = filecmp.cmp(unit.tree + member, dst, shallow=False)
             except OSError:  # unreadable: say so rather than stay silent
-                return True
-    for write_dst, data, _mode in unit.writes:
-        if write_dst == dst:
+                same = False
+            if not same:
+                differ.append(dst)
+    for dst, data, _mode in unit.writes:
+        if dst in wanted:
+            wanted.discard(dst)
             try:
-                return Path(dst).read_bytes() != data
+                same = Path(dst).read_bytes() == data
             except OSError:
-                return True
-    return True  # a late write (RECORD): another distribution's RECORD is worth a word
+                same = False
+            if not same:
+                differ.append(dst)
+    # A late write (RECORD): another distribution's RECORD is worth a word.
+    differ += [dst for dst in dsts if dst in wanted]
+    return differ

@@ -416,6 +416,7 @@ def _plan_dirs(plan: _Plan, listing: _Listing) -> None:
     present: set[str] = set()
     created = plan.created
     for unit in plan.units:
+        replaced: list[str] = []  # files no replaced distribution lists (`_replacing`)
         for dst in unit.destinations():
             parent, _, base = dst.rpartition("/")
             if parent in needed:
@@ -444,8 +445,7 @@ def _plan_dirs(plan: _Plan, listing: _Listing) -> None:
                 # distribution's package), which the trash would take whole. A file no
                 # replaced distribution lists is reported (`_replacing`).
                 if not Path(dst).is_dir():
-                    if replaced_by_other_bytes(unit, dst):
-                        plan.overwritten.append(f"{unit.label}: {dst}")
+                    replaced.append(dst)
                 elif not only_removed(dst, listing.gone):
                     raise InstallError(
                         f"{unit.label}: refusing to install {dst}: it is a directory, and a "
@@ -453,6 +453,9 @@ def _plan_dirs(plan: _Plan, listing: _Listing) -> None:
                         details={"path": dst},
                     )
                 plan.moves.append(dst)
+        if replaced:
+            differ = replaced_by_other_bytes(unit, replaced)
+            plan.overwritten += [f"{unit.label}: {dst}" for dst in differ]
     plan.dirs = sorted(needed)
 
 

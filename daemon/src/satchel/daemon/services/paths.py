@@ -102,11 +102,13 @@ class Paths:
 def ensure_private_dir(path: Path) -> None:
     """Create *path* with mode 0700 if it is missing; refuse it unless ours and exactly 0700.
 
-    Missing parents are created with the umask's mode (they are ordinary directories such as
-    ``~/.local/state``); only the leaf is held to the private rule.
+    Missing parents are created 0700 too, as the XDG spec says of a missing base directory:
+    the parent is the runtime directory (``XDG_RUNTIME_DIR``), which clients take only when it
+    is private, so one made with the umask's mode hid the socket from every later client.
+    Only the leaf is held to the private rule.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_parents(path)
         path.mkdir(PRIVATE_DIR_MODE)
     except FileExistsError:
         pass
@@ -138,6 +140,21 @@ def ensure_private_dir(path: Path) -> None:
             f"user can reach or replace the socket (fix: `chmod 700 {path}`)"
         )
     _check_parent(path, uid)
+
+
+def _make_parents(path: Path) -> None:
+    """Create the missing ancestors of *path*, each exactly 0700 (whatever the umask)."""
+    missing: list[Path] = []
+    parent = path.parent
+    while not os.path.lexists(parent):
+        missing.append(parent)
+        parent = parent.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(PRIVATE_DIR_MODE)
+        except FileExistsError:
+            continue  # made meanwhile (another daemon starting): its mode is its maker's
+        directory.chmod(PRIVATE_DIR_MODE)
 
 
 def _check_parent(path: Path, uid: int) -> None:
