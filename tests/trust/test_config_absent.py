@@ -136,5 +136,5 @@ def test_a_daemon_started_with_another_config_home_names_the_config_in_use(
     result = laptop.satchel("resolve", "internal-tool")  # XDG_CONFIG_HOME as the service has it
     assert result.returncode != 0
     assert str(in_use) in result.stderr, result.stderr
-    assert "XDG_CONFIG_HOME" in result.stderr
+    assert f"set-environment XDG_CONFIG_HOME={dotfiles}`" in result.stderr, result.stderr
     assert not laptop.config.exists()

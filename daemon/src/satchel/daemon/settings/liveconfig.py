@@ -124,7 +124,8 @@ class LiveConfig:
                 "This daemon was started with another XDG_CONFIG_HOME (or HOME) than the "
                 "shell that set Satchel up (a service, cron, an IDE?): start it with "
                 f"XDG_CONFIG_HOME={Path(before).parent.parent} (for the service: `systemctl "
-                "--user set-environment XDG_CONFIG_HOME=...`), or move the file here",
+                f"--user set-environment XDG_CONFIG_HOME={Path(before).parent.parent}`), or "
+                "move the file here",
                 details={"path": str(self.path), "line": None, "in_use_before": before},
             )
         if self.decided:
