@@ -182,9 +182,9 @@ def test_unauthenticated_connections_are_closed_without_any_work(owner: ClientEn
 
         outcome = start_as_intruder(user, work).finish().split("|")
     assert outcome == [
-        "HTTP/1.1 401 ",
+        "HTTP/1.1 401 Unauthorized",
         "1",
-        "HTTP/1.1 401 ",
+        "HTTP/1.1 401 Unauthorized",
         "1",  # the pipelined second request was never read
         "closed, no answer",
         "0",
