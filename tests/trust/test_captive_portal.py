@@ -204,3 +204,23 @@ def test_after_a_portal_a_public_dependency_installs_with_the_vpn_down(
 
     assert install.returncode == 0, install.stderr
     assert origins(w)["evil"] == "public"
+
+
+def test_a_portal_answer_of_json_over_4_mib_keeps_the_stored_page_too(world: World) -> None:
+    """A JSON answer that is not the simple API, and larger than 4 MiB, is parsed in the page
+    parser's child process (`_pageprocess`); it is "not a project page" as a small one is: the
+    stored page answers, with the note (before: its refusal came back as a plain index error,
+    and every command failed until ``--offline``)."""
+    w = world
+    w.ok("prefetch", "internal-tool")
+    body = b'{"login": "' + b"x" * (5 * 2**20) + b'"}'
+    for server in (w.internal, w.public):
+        for project in PROJECTS:
+            server.override(
+                f"/simple/{project}/", 200, body, content_type="application/vnd.pypi.simple.v1+json"
+            )
+
+    result = w.satchel("resolve", "internal-tool", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "internal-tool==1.0" in result.stdout
+    assert "not a project page" in result.stderr and "stored page" in result.stderr
