@@ -216,3 +216,23 @@ def test_a_file_replaced_by_the_same_bytes_is_not_reported(scene: Scene) -> None
     )
     assert result.returncode == 0, result.stderr
     assert "warning: " not in result.stderr, result.stderr
+
+
+def test_a_replaced_files_name_cannot_drive_the_terminal(scene: Scene) -> None:
+    """issue 11.12 for the replaced-file warning: a member name may hold control characters
+    (only NUL, backslashes and traversal are refused), and the warning names the replaced
+    file. Two wheels that ship ``shared/<ESC>]0;pwned<BEL><ESC>[2J.py`` with different bytes:
+    the warning names it with every control character escaped (before: printed raw, so the
+    index's wheel set the terminal's title and cleared the screen)."""
+    name = "shared/\x1b]0;pwned\x07\x1b[2J.py"
+    dist = scene.rig.root / "dist-evil"
+    scene.rig.index.add(_hostile_wheel(dist, [(name, b"A = 1\n")], name="first"))
+    scene.rig.ok("install", "first", "--venv", str(scene.venv), "--python", sys.executable)
+    scene.rig.index.add(_hostile_wheel(dist, [(name, b"A = 2\n")]))
+    result = scene.rig.satchel(
+        "install", "good", "evil", "--venv", str(scene.venv), "--python", sys.executable
+    )
+    assert result.returncode == 0, result.stderr
+    (warning,) = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert "replaced 1 file(s)" in warning and "\\x1b]0;pwned\\x07\\x1b[2J.py" in warning
+    assert warning.isprintable(), repr(warning)
