@@ -236,3 +236,23 @@ def test_a_replaced_files_name_cannot_drive_the_terminal(scene: Scene) -> None:
     (warning,) = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
     assert "replaced 1 file(s)" in warning and "\\x1b]0;pwned\\x07\\x1b[2J.py" in warning
     assert warning.isprintable(), repr(warning)
+
+
+def test_a_conflicting_files_name_in_an_error_cannot_drive_the_terminal(tmp_path: Path) -> None:
+    """issue 11.12 for error messages: two wheels of one install that ship the same file are
+    refused naming it ("... both install PATH"); a member name may hold control characters,
+    and the client prints the daemon's message with them escaped, whatever message carries
+    them (before: printed raw, so the index's wheels set the terminal's title)."""
+    name = "shared/\x1b]0;pwned\x07\x1b[2J.py"
+    for rig in rig_for(tmp_path):
+        dist = rig.root / "dist-evil"
+        rig.index.add(_hostile_wheel(dist, [(name, b"A = 1\n")], name="first"))
+        rig.index.add(_hostile_wheel(dist, [(name, b"A = 2\n")], name="second"))
+        venv = tmp_path / "venv"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        result = rig.satchel(
+            "install", "first", "second", "--venv", str(venv), "--python", sys.executable
+        )
+        assert result.returncode != 0 and "both install" in result.stderr, result.stderr
+        assert "\\x1b]0;pwned\\x07\\x1b[2J.py" in result.stderr, result.stderr
+        assert result.stderr.replace("\n", "").isprintable(), repr(result.stderr)
