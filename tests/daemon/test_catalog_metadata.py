@@ -56,3 +56,19 @@ def test_a_wheel_without_metadata_is_an_index_error(tmp_path: Path) -> None:
     with pytest.raises(UpstreamError) as caught:
         metadata_from_file(bad, bad.name)
     assert not isinstance(caught.value, SdistNeedsBuild)
+
+
+def test_a_wheel_whose_metadata_bytes_are_corrupt_is_an_index_error(tmp_path: Path) -> None:
+    """A wheel (hash-checked, so as its index served it) whose METADATA member's compressed
+    bytes are corrupt: an index error naming the file, as an unreadable archive is, not
+    zlib's own error (before: it escaped as an internal error from a resolve, and ended a
+    database rebuild that met the stored wheel)."""
+    wheel = tmp_path / "bad-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("bad-1.0.dist-info/METADATA", b"Metadata-Version: 2.1\nName: bad\n\n" * 500)
+    data = bytearray(wheel.read_bytes())
+    start = data.index(b"bad-1.0.dist-info/METADATA") + len("bad-1.0.dist-info/METADATA") + 8
+    data[start : start + 32] = bytes(b ^ 0xFF for b in data[start : start + 32])
+    wheel.write_bytes(data)
+    with pytest.raises(UpstreamError, match=r"bad-1\.0-py3-none-any\.whl: unreadable archive"):
+        metadata_from_file(wheel, wheel.name)

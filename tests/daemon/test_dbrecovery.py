@@ -236,3 +236,47 @@ def test_a_blob_with_no_record_is_named_only_within_the_central_directory_cap(
     assert dbrecovery._filename_from_blob(wheel) == wheel.name
     monkeypatch.setattr(wheelfile, "MAX_CENTRAL_DIRECTORY", 16)
     assert dbrecovery._filename_from_blob(wheel) == ""
+
+
+def test_a_blob_with_no_record_is_named_without_inflating_its_wheel_file(tmp_path: Path) -> None:
+    """A stored hostile wheel whose ``WHEEL`` member inflates to 48 MiB (48 KiB compressed),
+    met by a rebuild with no provenance record for it: it is named from the start of its
+    ``WHEEL`` file only (64 KiB), never inflated whole in memory (before: read whole, then cut;
+    a member declaring GiBs was as many GiBs of the daemon's memory)."""
+    import tracemalloc
+    import zipfile
+
+    from satchel.daemon.indexes import dbrecovery
+
+    wheel = tmp_path / "bomb-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("bomb/__init__.py", "")
+        with zf.open("bomb-1.0.dist-info/WHEEL", "w", force_zip64=True) as member:
+            member.write(b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n\n")
+            for _ in range(48):
+                member.write(bytes(2**20))
+    tracemalloc.start()
+    try:
+        assert dbrecovery._filename_from_blob(wheel) == wheel.name
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20, peak
+
+
+def test_a_blob_with_no_record_and_a_corrupt_wheel_file_stays_unnamed(tmp_path: Path) -> None:
+    """A stored wheel (hash-checked, so as its index served it) whose ``WHEEL`` member's
+    compressed bytes are corrupt, met by a rebuild with no provenance record for it: it stays
+    unnamed, as a blob that is no zip does (before: zlib's error ended the whole rebuild)."""
+    import zipfile
+
+    from satchel.daemon.indexes import dbrecovery
+
+    wheel = tmp_path / "bad-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("bad-1.0.dist-info/WHEEL", b"Wheel-Version: 1.0\nTag: py3-none-any\n\n" * 500)
+    data = bytearray(wheel.read_bytes())
+    start = data.index(b"bad-1.0.dist-info/WHEEL") + len("bad-1.0.dist-info/WHEEL") + 8
+    data[start : start + 32] = bytes(b ^ 0xFF for b in data[start : start + 32])
+    wheel.write_bytes(data)
+    assert dbrecovery._filename_from_blob(wheel) == ""

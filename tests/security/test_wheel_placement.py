@@ -216,3 +216,43 @@ def test_a_file_replaced_by_the_same_bytes_is_not_reported(scene: Scene) -> None
     )
     assert result.returncode == 0, result.stderr
     assert "warning: " not in result.stderr, result.stderr
+
+
+def test_a_replaced_files_name_cannot_drive_the_terminal(scene: Scene) -> None:
+    """issue 11.12 for the replaced-file warning: a member name may hold control characters
+    (only NUL, backslashes and traversal are refused), and the warning names the replaced
+    file. Two wheels that ship ``shared/<ESC>]0;pwned<BEL><ESC>[2J.py`` with different bytes:
+    the warning names it with every control character escaped (before: printed raw, so the
+    index's wheel set the terminal's title and cleared the screen)."""
+    name = "shared/\x1b]0;pwned\x07\x1b[2J.py"
+    dist = scene.rig.root / "dist-evil"
+    scene.rig.index.add(_hostile_wheel(dist, [(name, b"A = 1\n")], name="first"))
+    scene.rig.ok("install", "first", "--venv", str(scene.venv), "--python", sys.executable)
+    scene.rig.index.add(_hostile_wheel(dist, [(name, b"A = 2\n")]))
+    result = scene.rig.satchel(
+        "install", "good", "evil", "--venv", str(scene.venv), "--python", sys.executable
+    )
+    assert result.returncode == 0, result.stderr
+    (warning,) = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert "replaced 1 file(s)" in warning and "\\x1b]0;pwned\\x07\\x1b[2J.py" in warning
+    assert warning.isprintable(), repr(warning)
+
+
+def test_a_conflicting_files_name_in_an_error_cannot_drive_the_terminal(tmp_path: Path) -> None:
+    """issue 11.12 for error messages: two wheels of one install that ship the same file are
+    refused naming it ("... both install PATH"); a member name may hold control characters,
+    and the client prints the daemon's message with them escaped, whatever message carries
+    them (before: printed raw, so the index's wheels set the terminal's title)."""
+    name = "shared/\x1b]0;pwned\x07\x1b[2J.py"
+    for rig in rig_for(tmp_path):
+        dist = rig.root / "dist-evil"
+        rig.index.add(_hostile_wheel(dist, [(name, b"A = 1\n")], name="first"))
+        rig.index.add(_hostile_wheel(dist, [(name, b"A = 2\n")], name="second"))
+        venv = tmp_path / "venv"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        result = rig.satchel(
+            "install", "first", "second", "--venv", str(venv), "--python", sys.executable
+        )
+        assert result.returncode != 0 and "both install" in result.stderr, result.stderr
+        assert "\\x1b]0;pwned\\x07\\x1b[2J.py" in result.stderr, result.stderr
+        assert result.stderr.replace("\n", "").isprintable(), repr(result.stderr)

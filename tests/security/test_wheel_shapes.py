@@ -230,3 +230,18 @@ async def test_a_local_indexs_wheel_metadata_is_read_within_the_caps(tmp_path: P
     print(raised.value)
     assert "big-1.0-py3-none-any.whl" in str(raised.value)
     assert "larger than the 16777216 byte limit" in str(raised.value)
+
+
+@pytest.mark.parametrize("member", ["RECORD", "WHEEL"])
+def test_a_member_whose_compressed_bytes_are_corrupt_is_refused(scene: Scene, member: str) -> None:
+    """issue 11.10: a wheel whose RECORD or WHEEL member's deflate stream is corrupt (the
+    index's sha256 matches: it served it so) is refused naming the member, as an unreadable
+    RECORD is. (Before: zlib's error escaped as "internal error in install".)"""
+    wheel = _hostile_wheel(scene.rig.root / "dist-evil", [])
+    data = bytearray(wheel.read_bytes())
+    name = f"evil-1.0.dist-info/{member}".encode()
+    start = data.index(name) + len(name) + 8  # into its compressed bytes
+    data[start : start + 16] = bytes(b ^ 0xFF for b in data[start : start + 16])
+    wheel.write_bytes(data)
+    scene.rig.index.add(wheel)
+    scene.assert_refused(mentions=(f"{member.lower()} is unreadable",))

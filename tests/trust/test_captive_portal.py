@@ -13,7 +13,9 @@ Real `satchel` and `satcheld`, two loopback indexes (`tests.e2e.twoindexes`): ``
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -204,3 +206,55 @@ def test_after_a_portal_a_public_dependency_installs_with_the_vpn_down(
 
     assert install.returncode == 0, install.stderr
     assert origins(w)["evil"] == "public"
+
+
+def test_a_portal_answer_of_json_over_4_mib_keeps_the_stored_page_too(world: World) -> None:
+    """A JSON answer that is not the simple API, and larger than 4 MiB, is parsed in the page
+    parser's child process (`_pageprocess`); it is "not a project page" as a small one is: the
+    stored page answers, with the note (before: its refusal came back as a plain index error,
+    and every command failed until ``--offline``)."""
+    w = world
+    w.ok("prefetch", "internal-tool")
+    body = b'{"login": "' + b"x" * (5 * 2**20) + b'"}'
+    for server in (w.internal, w.public):
+        for project in PROJECTS:
+            server.override(
+                f"/simple/{project}/", 200, body, content_type="application/vnd.pypi.simple.v1+json"
+            )
+
+    result = w.satchel("resolve", "internal-tool", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "internal-tool==1.0" in result.stdout
+    assert "not a project page" in result.stderr and "stored page" in result.stderr
+
+
+def test_status_names_a_stored_page_kept_against_the_index(world: World) -> None:
+    """pip and uv read the local index, which answers behind a portal from the stored page as
+    `satchel install` does, but cannot show Satchel's note: `satchel status` names every page
+    kept against its index's answer (``index notes``), so a user of pip can see that the
+    index is not answering pages and what is installed comes from what was stored (before:
+    only the daemon's log said so, for as long as the index answered so)."""
+    w = world
+    w.ok("prefetch", "internal-tool")
+    for server in (w.internal, w.public):
+        for project in PROJECTS:
+            server.override(f"/simple/{project}/", 200, b"login", content_type="text/plain")
+    exports = w.ok("env", "--shell", "bash").stdout
+    base = re.search(r"PIP_INDEX_URL='?(http://[^'\s]+)", exports)
+    assert base is not None, exports
+    with urllib.request.urlopen(base[1] + "internal-tool/", timeout=30) as response:
+        assert b"internal_tool-1.0-py3-none-any.whl" in response.read()
+
+    notes = json.loads(w.ok("status", "--json").stdout)["index_notes"]
+    assert any(
+        "index internal answered for internal-tool something that is not a project page" in note
+        for note in notes
+    ), notes
+    assert "not a project page" in w.ok("status").stdout
+
+    for server in (w.internal, w.public):
+        for project in PROJECTS:
+            server.override(f"/simple/{project}/", None, b"")
+    w.ok("resolve", "internal-tool")
+    notes = json.loads(w.ok("status", "--json").stdout)["index_notes"]
+    assert not any("internal-tool" in note for note in notes), notes

@@ -90,14 +90,15 @@ def main(argv: list[str] | None = None) -> int:
         return errors.EXIT_FAILURE
     except Exception as exc:
         from satchel.client.session import ClientError, RemoteError
+        from satchel.client.terminal import shown
 
         if isinstance(exc, RemoteError):
-            print(f"satchel: error: {exc.message} [{exc.code}]", file=sys.stderr)
+            print(f"satchel: error: {shown(exc.message)} [{exc.code}]", file=sys.stderr)
             if _wants_json(args):
                 _print_error_json(exc.code, exc.message, exc.details)
             return errors.exit_status(exc.code)
         if isinstance(exc, ClientError):
-            print(f"satchel: error: {exc.message}", file=sys.stderr)
+            print(f"satchel: error: {shown(exc.message)}", file=sys.stderr)
             return errors.exit_status(exc.code)
         raise
 

@@ -142,6 +142,8 @@ def build_params(args: Namespace) -> dict[str, Any]:
 def show_notes(value: dict[str, Any]) -> None:
     """Print the daemon's notes (offline fallback, stale pages) to stderr; a note that is a
     warning (a yanked release) says so itself."""
+    from satchel.client.terminal import shown
+
     for note in value.get("notes") or []:
         prefix = "" if note.startswith("warning: ") else "note: "
-        sys.stderr.write(f"{prefix}{note}\n")
+        sys.stderr.write(f"{prefix}{shown(note)}\n")

@@ -88,7 +88,8 @@ async def status(ctx: RequestContext, params: StatusParams) -> StatusResult:
 
 
 async def _index_notes(app: App) -> list[str]:
-    """No index set, or pip/uv disagreeing with config.toml (see `satchel.daemon.api.indexes`)."""
+    """No index set, or pip/uv disagreeing with config.toml (see `satchel.daemon.api.indexes`),
+    then the stored pages kept against their index's answer (`Catalog.kept`)."""
     from satchel.daemon.api.indexes import index_drift
     from satchel.daemon.settings.indexset import NO_INDEX_MESSAGE
 
@@ -97,7 +98,18 @@ async def _index_notes(app: App) -> list[str]:
         return []
     if rt.no_index_set and not rt.live.usable:
         return [NO_INDEX_MESSAGE]
-    return await rt.drift.get(rt.config, lambda: index_drift(app, rt, None))
+    drift = await rt.drift.get(rt.config, lambda: index_drift(app, rt, None))
+    # Pages kept against their index's last answer (a captive portal?): pip and uv, reading
+    # the local index, get the stored page and cannot show the note a command shows.
+    kept = list(rt.catalog.kept.values())
+    if len(kept) > _KEPT_SHOWN:
+        kept[_KEPT_SHOWN:] = [f"... and {len(kept) - _KEPT_SHOWN} more pages kept so (the log)"]
+    return [*drift, *kept]
+
+
+#: Kept pages named one by one: a portal answers for every project asked, and one line per
+#: project of a large lock would bury the rest of the status.
+_KEPT_SHOWN = 5
 
 
 def _services(app: App) -> str:

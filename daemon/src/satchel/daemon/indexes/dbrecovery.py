@@ -53,6 +53,7 @@ import sqlite3
 import stat
 import time
 import zipfile
+import zlib
 from collections import defaultdict
 from collections.abc import Mapping
 from email.parser import BytesHeaderParser
@@ -318,9 +319,10 @@ def _filename_from_blob(path: Path) -> str:
             if len(names) != 1:
                 return ""
             dist_info = names[0].split("/")[0][: -len(".dist-info")]
-            wheel = BytesHeaderParser().parsebytes(zf.read(names[0])[: 1 << 16])
-    except (SatchelError, OSError, zipfile.BadZipFile, KeyError):
-        return ""
+            with zf.open(names[0]) as member:  # its start only: it may inflate to GiBs
+                wheel = BytesHeaderParser().parsebytes(member.read(1 << 16))
+    except (SatchelError, OSError, zipfile.BadZipFile, KeyError, zlib.error, EOFError):
+        return ""  # corrupt, even if stored as its index served it: no name, not the rebuild's end
     name, _, version = dist_info.rpartition("-")
     tags = [t.strip().split("-") for t in wheel.get_all("Tag", []) if t.count("-") == 2]
     if not name or not tags:

@@ -146,7 +146,10 @@ def _read_small(wheel: Path, zf: zipfile.ZipFile, name: str, limit: int) -> byte
         raise invalid_wheel(
             wheel, f"{name.rsplit('/', 1)[-1]} is larger than the {limit} byte limit ({size})"
         )
-    return zf.read(name)
+    try:
+        return zf.read(name)
+    except (zipfile.BadZipFile, EOFError, zlib_error) as exc:  # its bytes are corrupt
+        raise invalid_wheel(wheel, f"{name.rsplit('/', 1)[-1]} is unreadable ({exc})") from exc
 
 
 def _record_digest(wheel: Path, value: str, member: str) -> tuple[str, str]:
@@ -167,7 +170,7 @@ def _read_record(wheel: Path, zf: zipfile.ZipFile, record_name: str) -> dict[str
         raise invalid_wheel(wheel, "RECORD is implausibly large")
     try:
         text = zf.read(info).decode("utf-8")
-    except (UnicodeDecodeError, zipfile.BadZipFile, OSError) as exc:
+    except (UnicodeDecodeError, zipfile.BadZipFile, OSError, EOFError, zlib_error) as exc:
         raise invalid_wheel(wheel, f"RECORD is unreadable ({exc})") from exc
     dist_info = record_name.rsplit("/", 1)[0]
     entries: dict[str, tuple[str, int]] = {}

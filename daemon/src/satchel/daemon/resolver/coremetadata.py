@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 
 from satchel.daemon.errors import HostileInput, SatchelError, UpstreamError
@@ -144,7 +145,7 @@ def metadata_from_file(path: Path, filename: str) -> bytes:
                             return handle.read()
     except TarHeaderRefused as exc:
         raise HostileInput(f"{filename}: {exc}") from None
-    except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
+    except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as exc:
         raise UpstreamError(f"{filename}: unreadable archive ({exc})") from None
     if oversize:
         raise HostileInput(

@@ -10,10 +10,10 @@ the system when it exits. The daemon receives the validated entries in small bat
 (`BATCH_FILES`), each decoded in a moment, and holds only the parsed page.
 
 The child runs the very same validation (`satchel.daemon.upstream.simple.parse_json_page`); a page
-it
-refuses comes back as the same `UpstreamError` message. It gets no credentials: its environment
-is only what finds this package and formats its log lines (its warnings go to the daemon's
-stderr, where the daemon's own go).
+it refuses comes back as the same `UpstreamError` message, a `NotAPage` as a `NotAPage` (a
+stored page answers instead of that one). It gets no credentials: its environment is only what
+finds this package and formats its log lines (its warnings go to the daemon's stderr, where
+the daemon's own go).
 
 Wire format, both ways length-prefixed msgpack frames (`_frame`): stdin takes a `Request` then
 the body until EOF; stdout gives `Files` batches, then one `Done` or `Failed`.
@@ -33,7 +33,7 @@ from typing import Any
 import msgspec
 import trio
 
-from satchel.daemon.errors import UpstreamError
+from satchel.daemon.errors import NotAPage, UpstreamError
 from satchel.daemon.storage.memory import (
     HUGE_ITEMS,
     dismantle_sequence,
@@ -77,6 +77,9 @@ class Done(msgspec.Struct, frozen=True, tag=True):
 class Failed(msgspec.Struct, frozen=True, tag=True):
     message: str
     details: dict[str, Any] = {}
+    #: The refusal was `NotAPage` (JSON that is not the simple API), which a stored page
+    #: answers instead of (`satchel.daemon.indexes.catalog`), not any other `UpstreamError`.
+    not_a_page: bool = False
 
 
 _reply_decoder = msgspec.msgpack.Decoder(Files | Done | Failed)
@@ -173,7 +176,8 @@ async def parse_in_child(
     if len(files) >= HUGE_ITEMS:  # freed off the event loop, whatever happens next
         hold_huge(files, dismantle_sequence)
     if isinstance(outcome, Failed):
-        raise UpstreamError(outcome.message, details=dict(outcome.details))
+        kind = NotAPage if outcome.not_a_page else UpstreamError
+        raise kind(outcome.message, details=dict(outcome.details))
     if outcome is None or status != 0:
         raise UpstreamError(f"{what}: the page parser exited with status {status}")
     return msgspec.structs.replace(outcome.page, files=tuple_held_if_huge(files))
@@ -195,7 +199,8 @@ def _main() -> None:
     try:
         page = parse_json_page(body, index=request.index, project=request.project, url=request.url)
     except UpstreamError as exc:
-        stdout.write(_frame(encoder.encode(Failed(str(exc), exc.details))))
+        failed = Failed(str(exc), exc.details, not_a_page=isinstance(exc, NotAPage))
+        stdout.write(_frame(encoder.encode(failed)))
         return
     del body
     for start in range(0, len(page.files), BATCH_FILES):

@@ -80,7 +80,8 @@ class StatusResult(msgspec.Struct, frozen=True, kw_only=True):
     #: The local simple index: "serving http://127.0.0.1:20000/simple/" (never the token),
     #: "error: <why>", "starting" or "stopped".
     local_index: str | None = None
-    #: How pip's/uv's configuration disagrees with config.toml, or that no index is configured.
+    #: How pip's/uv's configuration disagrees with config.toml, or that no index is configured;
+    #: then the stored pages kept against their index's answer (a captive portal?).
     index_notes: list[str] = []
     #: The cache and index services: "starting", "ready", or "failed: <why>" (a cache the
     #: daemon cannot open: every request that needs it fails with that reason).
