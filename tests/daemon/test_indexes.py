@@ -273,6 +273,16 @@ def test_a_fifo_in_place_of_a_tool_config_is_skipped_not_read(env: _Env, name: s
     assert [name for name, *_ in env.adopt()] == ["default-example-invalid"]
 
 
+def test_a_tool_config_over_a_mib_is_not_read(env: _Env) -> None:
+    """A uv.toml that is really something else, linked or grown past 1 MiB (a log), is ignored
+    with a warning, as config.toml is refused: it is not read whole on every drift report."""
+    env.write(
+        ".config/uv/uv.toml",
+        '[[index]]\nname = "corp"\nurl = "http://127.0.0.1:7/simple/"\n' + "#" * 2**20 + "\n",
+    )
+    assert [name for name, *_ in env.adopt()] == ["default-example-invalid"]
+
+
 def test_pip_comes_before_uv_and_duplicates_are_dropped(env: _Env) -> None:
     env.vars["PIP_INDEX_URL"] = "http://127.0.0.1:1/simple/"
     env.vars["UV_INDEX"] = "http://127.0.0.1:1/simple http://127.0.0.1:2/simple/"

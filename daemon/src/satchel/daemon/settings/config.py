@@ -64,6 +64,7 @@ __all__ = [
     "config_exists",
     "load_config",
     "parse_config",
+    "read_config_file",
     "render_config",
     "save_config",
 ]
@@ -424,23 +425,30 @@ def config_exists(path: Path) -> bool:
 MAX_CONFIG_BYTES = 2**20
 
 
-def _read_text(path: Path) -> str:
-    """*path*'s UTF-8 text, read only from a regular file and at most `MAX_CONFIG_BYTES`: the
-    live reload runs on the event loop, where a FIFO would block the whole daemon and
-    ``/dev/zero`` grow it without bound. Raises `FileNotFoundError` for a missing file."""
+def read_config_file(path: Path) -> bytes:
+    """*path*'s bytes, read only from a regular file and at most `MAX_CONFIG_BYTES` (config.toml,
+    and the pip.conf and uv.toml files adopted and watched for drift): the live reload runs on
+    the event loop, where a FIFO would block the whole daemon, ``/dev/zero`` grow it without
+    bound, and a check before the open could be raced. Raises `FileNotFoundError` for a missing
+    file, `ValueError` naming the cause for one that is not a small regular file."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfigError(
-                f"{path}: not a regular file (a directory, a FIFO or a device)",
-                details={"path": str(path)},
-            )
+            raise ValueError(f"{path}: not a regular file (a directory, a FIFO or a device)")
         data = handle.read(MAX_CONFIG_BYTES + 1)
     if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(
-            f"{path}: larger than {MAX_CONFIG_BYTES // 2**10} KiB (not a config.toml?)",
-            details={"path": str(path)},
-        )
+        raise ValueError(f"{path}: larger than {MAX_CONFIG_BYTES // 2**10} KiB")
+    return data
+
+
+def _read_text(path: Path) -> str:
+    """config.toml's UTF-8 text (`read_config_file`); raises `FileNotFoundError` for a missing
+    file, `ConfigError` for one that is not a small regular file."""
+    try:
+        data = read_config_file(path)
+    except ValueError as exc:
+        too_large = " (not a config.toml?)" if "larger than" in str(exc) else ""
+        raise ConfigError(f"{exc}{too_large}", details={"path": str(path)}) from None
     return data.decode("utf-8")
 
 

@@ -72,7 +72,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from satchel.daemon.settings.config import IndexConfig, IndexKind, check_url, order_indexes
+from satchel.daemon.settings.config import (
+    IndexConfig,
+    IndexKind,
+    check_url,
+    order_indexes,
+    read_config_file,
+)
 from satchel.daemon.settings.credentials import redact, split_userinfo, strip_userinfo
 
 __all__ = [
@@ -236,12 +242,12 @@ def _under(root: Path, path: Path) -> Path:
 def _pip_settings(env: Mapping[str, str], root: Path) -> dict[str, _Value]:
     settings: dict[str, _Value] = {}
     for _variant, path in _pip_config_files(env, root):
-        if not path.is_file():
-            continue
         parser = configparser.RawConfigParser()
-        try:
-            parser.read(path, encoding="utf-8")
-        except (configparser.Error, OSError, UnicodeDecodeError) as exc:
+        try:  # a small regular file only (`read_config_file`)
+            parser.read_string(read_config_file(path).decode("utf-8"), source=str(path))
+        except FileNotFoundError:
+            continue
+        except (configparser.Error, OSError, ValueError) as exc:
             _log.warning("ignoring unreadable pip config %s: %s", path, redact(exc))
             continue
         for section in _PIP_SECTIONS:
@@ -359,13 +365,11 @@ def _uv_candidates(
 
 
 def _uv_toml(path: Path) -> _Found:
-    if not path.is_file():  # missing, or a FIFO or device, whose read could block forever
-        return _Found([])
-    try:
-        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    try:  # a small regular file only: a FIFO's read would block forever (`read_config_file`)
+        data: dict[str, Any] = tomllib.loads(read_config_file(path).decode("utf-8"))
     except FileNotFoundError:
         return _Found([])
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # TOMLDecodeError and UnicodeDecodeError included
         _log.warning("ignoring unreadable uv config %s: %s", path, redact(exc))
         return _Found([])
     found: list[_Candidate] = []
