@@ -12,7 +12,7 @@ import pytest
 from satchel.daemon.errors import UpstreamError
 from satchel.daemon.indexes.catalog import metadata_from_file
 from satchel.daemon.resolver.candidates import SdistNeedsBuild
-from tests.support.wheels import build_sdist, build_wheel
+from tests.support.wheels import build_sdist, build_wheel, corrupt_member
 
 
 def test_an_sdist_without_pkg_info_needs_building(tmp_path: Path) -> None:
@@ -66,9 +66,6 @@ def test_a_wheel_whose_metadata_bytes_are_corrupt_is_an_index_error(tmp_path: Pa
     wheel = tmp_path / "bad-1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("bad-1.0.dist-info/METADATA", b"Metadata-Version: 2.1\nName: bad\n\n" * 500)
-    data = bytearray(wheel.read_bytes())
-    start = data.index(b"bad-1.0.dist-info/METADATA") + len("bad-1.0.dist-info/METADATA") + 8
-    data[start : start + 32] = bytes(b ^ 0xFF for b in data[start : start + 32])
-    wheel.write_bytes(data)
+    corrupt_member(wheel, "bad-1.0.dist-info/METADATA")
     with pytest.raises(UpstreamError, match=r"bad-1\.0-py3-none-any\.whl: unreadable archive"):
         metadata_from_file(wheel, wheel.name)

@@ -22,7 +22,7 @@ from satchel.daemon.storage.model import FileEntry, Origin
 from satchel.daemon.storage.store import METADB_NAME, BlobStore
 from satchel.protocol.messages import Error, Message, Request
 from tests.support.daemon import in_process_app
-from tests.support.wheels import build_sdist, build_wheel
+from tests.support.wheels import build_sdist, build_wheel, corrupt_member
 
 PAGE = 4096
 
@@ -275,8 +275,5 @@ def test_a_blob_with_no_record_and_a_corrupt_wheel_file_stays_unnamed(tmp_path: 
     wheel = tmp_path / "bad-1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("bad-1.0.dist-info/WHEEL", b"Wheel-Version: 1.0\nTag: py3-none-any\n\n" * 500)
-    data = bytearray(wheel.read_bytes())
-    start = data.index(b"bad-1.0.dist-info/WHEEL") + len("bad-1.0.dist-info/WHEEL") + 8
-    data[start : start + 32] = bytes(b ^ 0xFF for b in data[start : start + 32])
-    wheel.write_bytes(data)
+    corrupt_member(wheel, "bad-1.0.dist-info/WHEEL")
     assert dbrecovery._filename_from_blob(wheel) == ""

@@ -26,7 +26,7 @@ from satchel.daemon.upstream.client import Upstream
 from satchel.daemon.upstream.limits import Limits
 from tests.reliability.harness import env_state, memory_mib, rig_for
 from tests.reliability.test_hostile_packages import Scene, _hostile_wheel
-from tests.support.wheels import build_wheel
+from tests.support.wheels import build_wheel, corrupt_member
 
 
 @pytest.fixture
@@ -238,10 +238,6 @@ def test_a_member_whose_compressed_bytes_are_corrupt_is_refused(scene: Scene, me
     index's sha256 matches: it served it so) is refused naming the member, as an unreadable
     RECORD is. (Before: zlib's error escaped as "internal error in install".)"""
     wheel = _hostile_wheel(scene.rig.root / "dist-evil", [])
-    data = bytearray(wheel.read_bytes())
-    name = f"evil-1.0.dist-info/{member}".encode()
-    start = data.index(name) + len(name) + 8  # into its compressed bytes
-    data[start : start + 16] = bytes(b ^ 0xFF for b in data[start : start + 16])
-    wheel.write_bytes(data)
+    corrupt_member(wheel, f"evil-1.0.dist-info/{member}", 16)
     scene.rig.index.add(wheel)
     scene.assert_refused(mentions=(f"{member.lower()} is unreadable",))

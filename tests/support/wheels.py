@@ -247,3 +247,14 @@ def build_sdist(
             tf.addfile(info, io.BytesIO(raw))
     sdist_path.write_bytes(buffer.getvalue())
     return sdist_path
+
+
+def corrupt_member(archive: Path, member: str, length: int = 32) -> None:
+    """Flip *length* bytes of *member*'s compressed data in *archive* (its local header and the
+    central directory stay intact): reading it fails in zlib, as a corrupted download that
+    still matched its index's hash would (the index served it so)."""
+    data = bytearray(archive.read_bytes())
+    name = member.encode()
+    start = data.index(name) + len(name) + 8  # past the local header's name: its data
+    data[start : start + length] = bytes(b ^ 0xFF for b in data[start : start + length])
+    archive.write_bytes(data)
