@@ -106,8 +106,8 @@ def test_a_lock_cannot_take_a_file_from_another_index_on_the_same_host(
         ("http://h/private/packages/a.whl", "http://h/private/simple/", True),
         ("http://h/proxy/packages/a.whl", "http://h/private/simple/", False),  # the scenario
         ("http://h/files/a.whl", "http://h/simple", True),  # the index at the server's root
-        ("https://h/root/pypi/+f/1/a.whl", "https://h/root/pypi/+simple/", True),  # devpi
-        ("https://h/root/other/+f/1/a.whl", "https://h/root/pypi/+simple/", False),
+        ("https://h/team/mirror/+f/1/a.whl", "https://h/team/mirror/+simple/", True),  # devpi
+        ("https://h/team/other/+f/1/a.whl", "https://h/team/mirror/+simple/", False),
         ("https://h/p/1/pypi/files/ab/a.whl", "https://h/p/1/pypi/simple", True),  # GitLab
         ("https://h/wheels/a.whl", "https://h/wheels/index.html", True),  # a flat page
         ("file:///srv/wheelhouse/a.whl", "file:///srv/wheelhouse", True),  # a flat directory
