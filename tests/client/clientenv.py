@@ -45,6 +45,17 @@ class ClientEnv:
         self._remember_pid(result.stdout)
         return result
 
+    def spawn(self, *args: str) -> subprocess.Popen[str]:
+        """Start `satchel *args` without waiting, its output captured (concurrency and kill
+        tests: `communicate()` gives it)."""
+        return subprocess.Popen(
+            [SATCHEL, *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
     def _remember_pid(self, stdout: str) -> None:
         for word in stdout.replace(")", " ").split():
             if word.isdigit() and int(word) > 1:

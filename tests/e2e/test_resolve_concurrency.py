@@ -5,14 +5,12 @@ project at a time.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.client.clientenv import SATCHEL
 from tests.e2e.twoindexes import World, open_world
 from tests.support.daemon import HANG_GUARD, call
 from tests.support.wheels import build_wheel
@@ -48,13 +46,7 @@ def test_the_daemon_answers_while_a_large_resolve_runs(world: World) -> None:
     world.ok("ping")
     world.internal.reset_log()
     world.internal.gate.clear()  # every answer of the index waits: the resolve cannot end
-    resolve = subprocess.Popen(
-        [SATCHEL, "resolve", "--format", "json", "tree-root"],
-        env=world.env.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    resolve = world.env.spawn("resolve", "--format", "json", "tree-root")
     try:
         while not world.internal.requests:  # the resolve has asked the index: it is running
             assert resolve.poll() is None, resolve.communicate()
@@ -86,13 +78,7 @@ def test_cold_resolve_fetches_metadata_ahead_of_the_resolver(world: World) -> No
     def asked() -> set[str]:  # distinct: a retry of one request is not a second
         return {p for p in world.internal.requests if world.internal.held(p)}
 
-    resolve = subprocess.Popen(
-        [SATCHEL, "resolve", "--format", "json", "fan-root"],
-        env=world.env.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    resolve = world.env.spawn("resolve", "--format", "json", "fan-root")
     try:
         deadline = time.monotonic() + HANG_GUARD  # a hang guard, not a measurement
         while len(asked()) < 4:  # none of them answered yet

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.client.clientenv import SATCHEL, ClientEnv
+from tests.client.clientenv import ClientEnv
 from tests.support.index_server import IndexServer
 
 __all__ = ["World", "listing", "record_problems", "site_packages"]
@@ -62,13 +62,7 @@ class World:
 
     def spawn(self, *args: str) -> subprocess.Popen[str]:
         """Start `satchel *args` without waiting (concurrency tests)."""
-        return subprocess.Popen(
-            [SATCHEL, *args],
-            env=self.env.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        return self.env.spawn(*args)
 
     def pip(self, venv: Path, *args: str) -> subprocess.CompletedProcess[str]:
         """The dev group's pip, pointed at *venv*'s interpreter, never at an index."""

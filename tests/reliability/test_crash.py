@@ -39,7 +39,6 @@ from pathlib import Path
 import pytest
 
 from satchel.daemon.installing._layout import LOCK_NAME
-from tests.client.clientenv import SATCHEL
 from tests.reliability.harness import Rig, env_state, kill_and_wait, scaled, venv_state
 from tests.support.locks import wait_for_flock_waiter
 from tests.support.wheels import build_wheel
@@ -67,13 +66,7 @@ def _big_wheels(rig: Rig, count: int, size: int) -> list[str]:
 def _kill_after(rig: Rig, args: list[str], delay: float) -> subprocess.CompletedProcess[str]:
     """Start a daemon, run ``satchel *args``, SIGKILL the daemon *delay* seconds later."""
     pid = rig.daemon_pid()  # autostarts a fresh daemon
-    command = subprocess.Popen(
-        [SATCHEL, *args],
-        env=rig.env.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    command = rig.env.spawn(*args)
     time.sleep(delay)
     kill_and_wait(pid)
     out, err = command.communicate(timeout=30)
@@ -90,13 +83,7 @@ def _kill_while_held(
     rig.index.held = held
     rig.index.gate.clear()
     try:
-        command = subprocess.Popen(
-            [SATCHEL, *args],
-            env=rig.env.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        command = rig.env.spawn(*args)
         while not any(held(path) for path in rig.index.requests):
             assert command.poll() is None, command.communicate()
             time.sleep(0.01)  # polling the index's log: there is no event to wait on
@@ -198,13 +185,7 @@ def _install_waiting_on_our_lock(
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         pid = rig.daemon_pid()  # autostarts a fresh daemon
-        command = subprocess.Popen(
-            [SATCHEL, "install", *args, "--venv", str(venv)],
-            env=rig.env.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        command = rig.env.spawn("install", *args, "--venv", str(venv))
         wait_for_flock_waiter(lock, lambda: command.poll() is not None, "the install")
         yield pid, command, release
     finally:
