@@ -47,6 +47,7 @@ from satchel.daemon.requests.builder import cached_wheel, not_built, wheel_for
 from satchel.daemon.requests.fetching import fetch_files
 from satchel.daemon.requests.resolution import (
     Inputs,
+    escaped,
     pinned_files,
     request_session,
     resolve_request,
@@ -290,8 +291,9 @@ _MAX_OVERWRITTEN_NAMED = 5
 
 def overwritten_warning(overwritten: Sequence[str]) -> str:
     """The user's warning for files an install replaced that no distribution it replaced
-    lists: two distributions now claim them (pip replaces such files silently; uv warns)."""
-    named = "; ".join(_shown(path) for path in overwritten[:_MAX_OVERWRITTEN_NAMED])
+    lists: two distributions now claim them (pip replaces such files silently; uv warns).
+    A wheel's member names may hold control characters: the paths are `escaped`."""
+    named = "; ".join(escaped(path) for path in overwritten[:_MAX_OVERWRITTEN_NAMED])
     more = len(overwritten) - _MAX_OVERWRITTEN_NAMED
     log.warning("install replaced files no replaced distribution lists: %s", named)
     return (
@@ -299,14 +301,6 @@ def overwritten_warning(overwritten: Sequence[str]) -> str:
         f"to none (uninstalling either distribution may break the other): {named}"
         + (f"; and {more} more" if more > 0 else "")
     )
-
-
-def _shown(path: str) -> str:
-    """*path* as it may reach a terminal: a wheel's member names may hold control characters
-    (escape sequences that retitle or clear the screen), escaped here as `shown_reason` does."""
-    if path.isprintable():
-        return path
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in path)
 
 
 #: Installs retried after unpacking again the trees an install found changed: a tree edited

@@ -69,6 +69,7 @@ __all__ = [
     "Pinned",
     "SessionSource",
     "cache_check_threads",
+    "escaped",
     "inputs_and_target",
     "is_lock",
     "pin_info",
@@ -479,13 +480,18 @@ def request_session(
 _MAX_REASON = 200
 
 
+def escaped(text: str) -> str:
+    """*text* as it may reach a terminal and the log: one line, every non-printable character
+    (escape sequences that could rewrite the screen or the clipboard, line breaks,
+    bidirectional overrides) escaped (``\\x1b``)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def shown_reason(text: str) -> str:
-    """The index's free text as it may reach a terminal and the log: one line, every
-    non-printable character (escape sequences that could rewrite the screen or the clipboard,
-    line breaks, bidirectional overrides) escaped, cut at `_MAX_REASON`."""
-    cut = text[:_MAX_REASON]
-    if not cut.isprintable():
-        cut = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in cut)
+    """The index's free text (a yank reason), `escaped` and cut at `_MAX_REASON`."""
+    cut = escaped(text[:_MAX_REASON])
     return cut + "..." if len(text) > _MAX_REASON else cut
 
 
